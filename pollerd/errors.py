@@ -1,0 +1,79 @@
+"""The error tree and exit codes.
+
+Every failure is typed once, at the edge that sees it (HTTP status *and* body), so the rest of
+the code only asks "retry or give up, and how long to wait":
+
+    PollerdError
+    ├── ConfigError(field, problem, fix)        exit 78 (EX_CONFIG): systemd must not restart-loop
+    │   └── SecretError                         missing env var / file / systemd credential
+    ├── StoreError                              database unusable, migration failed   → exit 1
+    ├── LockHeld                                another pollerd owns the state dir    → exit 75
+    ├── SourceError(store)
+    │   ├── RetryableSourceError(retry_after)   429, 5xx, WAF 403 pages, timeouts, bad JSON
+    │   └── FatalSourceError                    auth, unsupported version, 404 site, bad request
+    └── ChannelError(channel)                   raised only by `check`/`notify-test`; the delivery
+                                                loop works with `SendResult` values instead
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL
+EXIT_CONFIG = 78  # EX_CONFIG
+
+
+class PollerdError(Exception):
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(PollerdError):
+    """A config problem a person must fix; the message names the key, the problem and the fix."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        text = f"config: {field}: {problem}" if field else f"config: {problem}"
+        if fix:
+            text += f" ({fix})"
+        super().__init__(text)
+
+
+class SecretError(ConfigError):
+    pass
+
+
+class StoreError(PollerdError):
+    pass
+
+
+class LockHeld(PollerdError):
+    exit_code = EXIT_LOCKED
+
+
+class SourceError(PollerdError):
+    def __init__(self, store: str, message: str) -> None:
+        self.store = store
+        super().__init__(f"store {store}: {message}")
+
+
+class RetryableSourceError(SourceError):
+    """The store (or something in front of it) said "not now"; never read this as "no orders"."""
+
+    def __init__(self, store: str, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(store, message)
+
+
+class FatalSourceError(SourceError):
+    """Retrying will not help until a person changes something (keys, permissions, version)."""
+
+
+class ChannelError(PollerdError):
+    def __init__(self, channel: str, message: str) -> None:
+        self.channel = channel
+        super().__init__(f"channel {channel}: {message}")

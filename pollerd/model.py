@@ -1,0 +1,199 @@
+"""Platform-neutral values that flow from sources through the diff to the outbox.
+
+Sources turn API payloads into `Order`; the diff turns (`Snapshot`, `Order`) into a new
+`Snapshot` and `Event`s; the store persists both; channels render `Event.to_json()`.
+All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+EVENT_TYPES = (
+    "order.created",
+    "order.paid",
+    "order.fulfilled",
+    "order.partially_refunded",
+    "order.refunded",
+    "order.cancelled",
+    "order.deleted",
+)
+"""Canonical order: when one observation implies several events, they are emitted (and
+delivered) in this order, which is the order they can happen in."""
+
+
+def utc_iso(value: datetime | None, *, millis: bool = False) -> str | None:
+    """RFC 3339 with a `Z`, the one date format that leaves pollerd."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    if millis:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(text: str | None) -> datetime | None:
+    """Parse an API date as UTC; naive text (WooCommerce `*_gmt`) is UTC by contract."""
+    if not text:
+        return None
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def mask_email(email: str | None) -> str | None:
+    """`jane@example.com` → `j***@example.com`: enough to recognise, not enough to harvest."""
+    if not email or "@" not in email:
+        return None if not email else "***"
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """`13812345678` → `138****5678` (keeps the prefix and last four, like Chinese apps do)."""
+    if not phone:
+        return None
+    digits = [c for c in phone if c.isdigit()]
+    if len(digits) < 7:
+        return "***"
+    return "".join(digits[:3]) + "****" + "".join(digits[-4:])
+
+
+@dataclass(frozen=True)
+class LineItem:
+    name: str
+    quantity: int
+    total: str
+
+
+@dataclass(frozen=True)
+class Order:
+    """One order as the API showed it, normalised. Only masked customer data is kept."""
+
+    store: str
+    platform: str  # "woocommerce" | "shopify"
+    id: str
+    number: str
+    status: str  # the platform's own status string (WooCommerce `status`)
+    created_at: datetime
+    updated_at: datetime
+    total: str
+    currency: str
+    paid_at: datetime | None = None
+    completed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    payment_method: str = ""
+    payment_method_title: str = ""
+    refunded_total: Decimal = Decimal("0")  # positive sum of refunds
+    financial_status: str | None = None
+    fulfillment_status: str | None = None
+    test: bool = False
+    customer_email: str | None = None  # masked
+    customer_phone: str | None = None  # masked
+    customer_name: str | None = None  # first name + initial
+    admin_url: str = ""
+    line_items: tuple[LineItem, ...] = ()
+    cancel_reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `order` object of the event JSON (DESIGN §7)."""
+        return {
+            "id": self.id,
+            "number": self.number,
+            "status": self.status,
+            "total": self.total,
+            "currency": self.currency,
+            "created_at": utc_iso(self.created_at),
+            "updated_at": utc_iso(self.updated_at),
+            "paid_at": utc_iso(self.paid_at),
+            "cancelled_at": utc_iso(self.cancelled_at),
+            "financial_status": self.financial_status,
+            "fulfillment_status": self.fulfillment_status,
+            "refunded_total": str(self.refunded_total),
+            "payment_method": self.payment_method,
+            "payment_method_title": self.payment_method_title,
+            "customer": {
+                "email": self.customer_email,
+                "phone": self.customer_phone,
+                "name": self.customer_name,
+            },
+            "line_items": [
+                {"name": i.name, "quantity": i.quantity, "total": i.total} for i in self.line_items
+            ],
+            "admin_url": self.admin_url,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What pollerd remembers of an order: enough to diff the next observation.
+
+    `fired` is the set of event types already emitted, which is what makes every event fire at
+    most once per order even when the API shows sticky fields (WooCommerce `date_paid`).
+    """
+
+    store: str
+    order_id: str
+    status: str
+    updated_at: datetime
+    refunded_total: Decimal = Decimal("0")
+    fired: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    store: str
+    platform: str
+    order_id: str
+    occurred_at: datetime
+    detected_at: datetime
+    test: bool
+    order: dict[str, Any]
+    reason: str | None = None  # e.g. cancel reason
+
+    @property
+    def id(self) -> str:
+        """The idempotency key `store:order_id:type`, identical on every retry and restart."""
+        return f"{self.store}:{self.order_id}:{self.type}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "store": self.store,
+            "platform": self.platform,
+            "occurred_at": utc_iso(self.occurred_at),
+            "detected_at": utc_iso(self.detected_at, millis=True),
+            "test": self.test,
+            "order": self.order,
+        }
+        if self.reason:
+            data["reason"] = self.reason
+        return data
+
+    def body(self) -> str:
+        """The exact bytes the webhook channel posts and the outbox stores."""
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        occurred = parse_utc(data["occurred_at"])
+        detected = parse_utc(data["detected_at"])
+        assert occurred is not None and detected is not None
+        return cls(
+            type=data["type"],
+            store=data["store"],
+            platform=data["platform"],
+            order_id=data["order"]["id"],
+            occurred_at=occurred,
+            detected_at=detected,
+            test=bool(data.get("test")),
+            order=data["order"],
+            reason=data.get("reason"),
+        )
