@@ -1,0 +1,284 @@
+"""The typer app. Each command parses, calls one function, and turns the outcome into an exit
+code (0 ok, 1 a store or delivery failed, 2 usage, 75 state dir locked, 78 bad config)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from loguru import logger
+
+from pollerd import __version__
+from pollerd.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_USAGE, PollerdError
+
+app = typer.Typer(
+    help="Order alerts for Shopify and WooCommerce stores that cannot receive webhooks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+deliveries_app = typer.Typer(help="Inspect and retry the delivery outbox.", no_args_is_help=True)
+app.add_typer(deliveries_app, name="deliveries")
+
+T = TypeVar("T")
+_state: dict[str, Any] = {"config": None}
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (else $POLLERD_CONFIG, ./pollerd.toml, "
+                 "/etc/pollerd/pollerd.toml)."),
+]
+
+
+@app.callback()
+def _root(
+    config: ConfigOpt = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = None,
+    log_format: Annotated[str, typer.Option(help="human or json")] = "human",
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"pollerd {__version__}")
+        raise typer.Exit(EXIT_OK)
+    if log_format not in ("human", "json"):
+        _fail(f"--log-format must be human or json, not {log_format!r}", EXIT_USAGE)
+    _state.update(config=config, log_level=log_level, log_format=log_format)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"pollerd: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Turn pollerd's own errors into one clear line and the contract's exit code."""
+    try:
+        return fn()
+    except PollerdError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    raise AssertionError("unreachable")
+
+
+def _settings(config: Path | None = None) -> Any:
+    from pollerd.config import load
+    from pollerd.log import setup
+
+    settings = load(config or _state.get("config"))
+    setup(level=_state.get("log_level") or settings.pollerd.log_level,
+          fmt=_state.get("log_format") or "human")
+    return settings
+
+
+def _parse_time(value: str, option: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option}: {value!r} is not a time (write RFC 3339, e.g. 2026-11-01T00:00:00Z "
+              "or 2026-11-01)", EXIT_USAGE)
+        raise
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Run the daemon: poll every store on its interval and deliver alerts until SIGTERM."""
+    from pollerd import daemon
+
+    raise typer.Exit(_guard(lambda: asyncio.run(daemon.run(_settings(config)))))
+
+
+@app.command()
+def once(
+    config: ConfigOpt = None,
+    store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
+) -> None:
+    """Poll every store once, deliver what is due, exit (for cron or a systemd timer)."""
+    from pollerd import daemon
+
+    raise typer.Exit(
+        _guard(lambda: asyncio.run(daemon.once(_settings(config), only_store=store)))
+    )
+
+
+@app.command()
+def backfill(
+    store: Annotated[str, typer.Option(help="The store to backfill.")],
+    since: Annotated[str, typer.Option(help="Orders modified at or after this time (RFC 3339).")],
+    until: Annotated[str | None, typer.Option(help="...and at or before this time.")] = None,
+    notify: Annotated[bool, typer.Option(help="Also send alerts for what is found.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Record the state of past orders (never moves the live cursor; alerts only with --notify)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from pollerd import daemon
+
+    start = _parse_time(since, "--since")
+    end = _parse_time(until, "--until") if until else None
+    if end is not None and end < start:
+        _fail("--until is before --since", EXIT_USAGE)
+    settings = _guard(lambda: _settings(config))
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(f"backfill {store}", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        started = time.monotonic()
+        report, sent = _guard(
+            lambda: asyncio.run(
+                daemon.backfill(settings, store=store, since=start, until=end,
+                                notify_channels=notify, progress=progress)
+            )
+        )
+    elapsed = time.monotonic() - started
+    typer.echo(
+        f"backfill {store}: {report.listed} orders listed, {report.fetched} fetched, "
+        f"{report.events} events recorded{'' if notify else ' (no alerts: use --notify)'}, "
+        f"{elapsed:.1f}s"
+    )
+    if sent is not None:
+        typer.echo(f"sent {sent.sent}, to retry {sent.retried}, dead {sent.dead}")
+        raise typer.Exit(EXIT_FAILED if (sent.retried or sent.dead or sent.held) else EXIT_OK)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show each store's cursor and errors and each channel's outbox; exit 1 if unhealthy."""
+    from pollerd.status import collect, render
+
+    report = _guard(lambda: collect(_settings(config)))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        render(report)
+    raise typer.Exit(EXIT_OK if report["healthy"] else EXIT_FAILED)
+
+
+@app.command()
+def check(config: ConfigOpt = None) -> None:
+    """Validate the config and probe every store read-only (auth, API version)."""
+    from pollerd.status import check_all
+
+    ok = _guard(lambda: asyncio.run(check_all(_settings(config), typer.echo)))
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+@app.command("notify-test")
+def notify_test(
+    channel: Annotated[str, typer.Option(help="The channel to send a sample alert to.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Send a sample (test) order alert through one channel, bypassing the outbox."""
+    from pollerd.status import send_sample
+
+    ok = _guard(lambda: asyncio.run(send_sample(_settings(config), channel, typer.echo)))
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    config: ConfigOpt = None,
+    dead: Annotated[bool, typer.Option(help="Only dead letters.")] = False,
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List recent deliveries (newest first)."""
+    from pollerd.status import list_deliveries
+
+    rows = _guard(
+        lambda: list_deliveries(_settings(config), dead=dead, channel=channel, limit=limit)
+    )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no deliveries" + (" in the dead-letter list" if dead else ""))
+    for r in rows:
+        typer.echo(
+            f"{r['id']:>6}  {r['state']:<7} {r['channel']:<14} {r['event_id']:<48} "
+            f"attempts={r['attempts']}" + (f"  last error: {r['last_error']}"
+                                           if r["last_error"] else "")
+        )
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(
+    ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids (default: all dead).")]
+    = None,
+    channel: Annotated[str | None, typer.Option(help="All held/dead rows of this channel.")]
+    = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make dead letters (or a held channel's rows) due again with fresh attempts."""
+    from pollerd.store import open_store
+
+    settings = _guard(lambda: _settings(config))
+    store = _guard(lambda: open_store(settings.pollerd.database))
+    count = store.retry(ids=ids or None, channel=channel)
+    store.close()
+    typer.echo(f"{count} deliveries queued again; a running daemon sends them within a second, "
+               "or run `pollerd once`")
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    rate: Annotated[float, typer.Option(help="Simulated orders per minute.")] = 40.0,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
+    locale: Annotated[str, typer.Option(help="en or zh-CN")] = "en",
+    timezone: Annotated[str, typer.Option(help="Time zone for the alerts.")] = "UTC",
+) -> None:
+    """Run pollerd against an embedded simulated WooCommerce store; alerts print here."""
+    from pollerd.demo import run_demo
+
+    raise typer.Exit(
+        _guard(lambda: run_demo(config, rate=rate, seconds=seconds, locale=locale,
+                                timezone=timezone))
+    )
+
+
+@app.command()
+def sim(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8088,
+    key: Annotated[str, typer.Option(help="Consumer key the simulator accepts.")] = "ck_sim",
+    secret: Annotated[str, typer.Option(help="Consumer secret.")] = "cs_sim",
+    site_timezone: Annotated[str, typer.Option(help="The simulated site's time zone.")] = "UTC",
+    rate: Annotated[float, typer.Option(help="Orders per minute to generate (0 = none).")] = 0.0,
+) -> None:
+    """Serve a simulated WooCommerce store on loopback (admin API under /__sim/)."""
+    from pollerd.sim import serve
+
+    serve(port=port, consumer_key=key, consumer_secret=secret, site_timezone=site_timezone,
+          orders_per_minute=rate)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+        # click reports usage errors with exit 2 already; make sure config errors raised while
+        # parsing are not swallowed as 1.
+        raise SystemExit(code if code is not None else EXIT_OK) from None
+    except PollerdError as exc:  # pragma: no cover - _guard catches these first
+        print(f"pollerd: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+
+
+_ = (logger, EXIT_CONFIG)

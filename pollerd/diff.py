@@ -1,0 +1,132 @@
+"""Pure: (last Snapshot or None, Order now) → (new Snapshot, Events). Where "paid" is decided.
+
+The diff does not compare two observations field by field. It asks which events the order's
+*current* state implies have happened (a refunded order was created and paid), and emits those
+not yet in the snapshot's `fired` set, in canonical order. That one rule gives:
+
+- each event at most once per order and type, even with sticky fields (WooCommerce keeps
+  `date_paid` after cancel/refund, so a naive "date_paid is set" rule would re-fire);
+- skipped states are filled in (first seen `completed` ⇒ created + paid + fulfilled);
+- `updated_at` moving with nothing changed produces nothing (HPOS bumps it when an admin merely
+  opens an order, woocommerce#41226).
+
+An order first seen that was created before the store's start point is a *baseline*: its
+implied events are recorded as fired but not emitted, so starting pollerd on a busy store does
+not replay history, while its later transitions still alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from pollerd.model import EVENT_TYPES, Event, Order, Snapshot
+
+WC_DRAFT = frozenset({"checkout-draft", "auto-draft"})
+WC_PAID_STATUSES = frozenset({"processing", "completed"})
+
+
+@dataclass(frozen=True)
+class WooRules:
+    """Per-store knobs of the WooCommerce rules."""
+
+    # Cash on delivery gets `date_paid` at `processing` although no money moved (research
+    # woocommerce.md §1.4); such methods count as paid only once the order is `completed`.
+    pay_on_delivery_methods: frozenset[str] = frozenset({"cod"})
+
+
+def woo_implied(order: Order, rules: WooRules, known: bool) -> set[str]:
+    """The events WooCommerce's current state proves happened."""
+    status = order.status
+    if status in WC_DRAFT:
+        return set()  # a cart in progress (Blocks checkout), never an order yet (woo#37958)
+    if status == "trash":
+        # Only an order we announced can be "deleted"; an unknown trashed order is noise.
+        return {"order.deleted"} if known else set()
+    implied = {"order.created"}
+    on_delivery = order.payment_method in rules.pay_on_delivery_methods
+    completed = status == "completed" or (status == "refunded" and order.completed_at is not None)
+    if order.paid_at is not None:
+        if on_delivery:
+            paid = completed
+        else:
+            # date_paid is only ever set on reaching processing/completed, so it proves a payment
+            # even when the order has since been cancelled or refunded; on-hold never sets it.
+            paid = status in WC_PAID_STATUSES or status in ("cancelled", "refunded")
+        if paid:
+            implied.add("order.paid")
+    elif status == "refunded" and not on_delivery:
+        implied.add("order.paid")  # money came back, so money came in (admin orders lack date_paid)
+    elif status == "completed" and not on_delivery:
+        implied.add("order.paid")  # a completed order without date_paid: admin-created (docs #723)
+    if completed:
+        implied.add("order.fulfilled")
+    if status == "cancelled":
+        implied.add("order.cancelled")
+    if status == "refunded":
+        implied.add("order.refunded")
+    elif order.refunded_total > 0:
+        implied.add("order.partially_refunded")
+    return implied
+
+
+def _occurred(order: Order, kind: str) -> datetime:
+    """When the change happened, from the order's own fields where it has one."""
+    if kind == "order.created":
+        return order.created_at
+    if kind == "order.paid" and order.paid_at is not None:
+        return order.paid_at
+    if kind == "order.fulfilled" and order.completed_at is not None:
+        return order.completed_at
+    return order.updated_at
+
+
+def diff(
+    snapshot: Snapshot | None,
+    order: Order,
+    *,
+    detected_at: datetime,
+    start_at: datetime,
+    rules: WooRules | None = None,
+) -> tuple[Snapshot, list[Event]]:
+    if order.platform != "woocommerce":
+        raise ValueError(f"no diff rules for platform {order.platform!r}")
+    rules = rules or WooRules()
+    implied = woo_implied(order, rules, known=snapshot is not None and bool(snapshot.fired))
+    fired = snapshot.fired if snapshot is not None else frozenset()
+    baseline = snapshot is None and order.created_at < start_at
+    new = [] if baseline else [t for t in EVENT_TYPES if t in implied and t not in fired]
+    snap = Snapshot(
+        store=order.store,
+        order_id=order.id,
+        status=order.status,
+        updated_at=order.updated_at,
+        refunded_total=order.refunded_total,
+        fired=frozenset(fired | implied),
+    )
+    order_json = order.to_json()
+    events = [
+        Event(
+            type=kind,
+            store=order.store,
+            platform=order.platform,
+            order_id=order.id,
+            occurred_at=_occurred(order, kind),
+            detected_at=detected_at,
+            test=order.test,
+            order=order_json,
+            reason=order.cancel_reason if kind == "order.cancelled" else None,
+        )
+        for kind in new
+    ]
+    return snap, events
+
+
+def unchanged(snapshot: Snapshot | None, updated_at: datetime, status: str) -> bool:
+    """True when a cheap listing row shows nothing new, so the full order need not be fetched."""
+    return snapshot is not None and snapshot.updated_at == updated_at and snapshot.status == status
+
+
+def pay_rules(methods: Collection[str]) -> WooRules:
+    return WooRules(pay_on_delivery_methods=frozenset(methods))

@@ -1,0 +1,446 @@
+"""The cursor store: the few queries the rest of pollerd calls.
+
+The promise rests on two of them. `commit_page` writes snapshots, events (unique
+`store:order_id:type`), their delivery rows (unique `(event, channel)`) and the cursor in ONE
+transaction, so a crash replays a page but never loses or doubles one. `due` hands the delivery
+loop only rows whose earlier events for the same order and channel are done, so per order the
+messages go out in the order things happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+
+from pollerd.errors import StoreError
+from pollerd.model import Event, Snapshot
+from pollerd.store.migrate import migrate
+from pollerd.store.tables import ChannelStateRow, CursorRow, DeliveryRow, EventRow, SnapshotRow
+
+CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
+SNAPSHOT = SnapshotRow.__table__  # type: ignore[attr-defined]
+EVENT = EventRow.__table__  # type: ignore[attr-defined]
+DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
+CHANNEL_STATE = ChannelStateRow.__table__  # type: ignore[attr-defined]
+
+
+def ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    store: str
+    updated_at: datetime
+    order_id: str
+    start_at: datetime
+    last_hourly_sweep: datetime | None = None
+    last_daily_sweep: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Due:
+    """A delivery the loop may send now."""
+
+    id: int
+    event_id: str
+    channel: str
+    attempts: int
+    created_at: float
+    body: str | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PageResult:
+    new_events: int
+    new_deliveries: int
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            if self.is_sqlite:
+                self.engine: Engine = create_engine(
+                    url, connect_args={"timeout": 30, "check_same_thread": False}
+                )
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+                # Our own BEGIN IMMEDIATE: pysqlite's implicit BEGIN is deferred, which turns a
+                # read-then-write page into a "database is locked" race between processes.
+                event.listen(self.engine, "begin", _sqlite_begin)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+            migrate(self.engine.connect, self._where())
+        except OperationalError as exc:
+            raise StoreError(f"{self._where()}: cannot open database: {exc.orig}") from None
+
+    def _where(self) -> str:
+        return (
+            self.url.split("///", 1)[-1] if self.is_sqlite else self.engine.url.render_as_string()
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+        with self.engine.connect() as conn:
+            conn.info["immediate"] = True
+            with conn.begin():
+                yield conn
+
+    def _insert_ignore(self, table: Any) -> Any:
+        return (sqlite_insert if self.is_sqlite else pg_insert)(table)
+
+    # ---- cursors -------------------------------------------------------------------------
+
+    def cursor(self, store: str) -> Cursor | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(CURSOR).where(CURSOR.c.store == store)).mappings().first()
+        if row is None:
+            return None
+        return Cursor(
+            store=row["store"],
+            updated_at=dt(row["updated_at"]),  # type: ignore[arg-type]
+            order_id=row["order_id"],
+            start_at=dt(row["start_at"]),  # type: ignore[arg-type]
+            last_hourly_sweep=dt(row["last_hourly_sweep"]),
+            last_daily_sweep=dt(row["last_daily_sweep"]),
+            last_success=dt(row["last_success"]),
+            last_error=row["last_error"],
+            last_error_at=dt(row["last_error_at"]),
+        )
+
+    def init_cursor(self, store: str, start_at: datetime) -> Cursor:
+        """First run: the bookmark starts at the store's start point (no flood of old orders)."""
+        with self.tx() as conn:
+            conn.execute(
+                self._insert_ignore(CURSOR)
+                .values(store=store, updated_at=ts(start_at), order_id="", start_at=ts(start_at))
+                .on_conflict_do_nothing()
+            )
+        cursor = self.cursor(store)
+        assert cursor is not None
+        return cursor
+
+    def set_sweep(self, store: str, kind: str, when: datetime) -> None:
+        column = {"hourly": "last_hourly_sweep", "daily": "last_daily_sweep"}[kind]
+        with self.tx() as conn:
+            conn.execute(update(CURSOR).where(CURSOR.c.store == store).values({column: ts(when)}))
+
+    def record_poll(self, store: str, *, error: str | None, when: datetime) -> None:
+        values: dict[str, Any] = (
+            {"last_success": ts(when), "last_error": None}
+            if error is None
+            else {"last_error": error[:500], "last_error_at": ts(when)}
+        )
+        with self.tx() as conn:
+            conn.execute(update(CURSOR).where(CURSOR.c.store == store).values(values))
+
+    # ---- snapshots and pages -------------------------------------------------------------
+
+    def snapshots(self, store: str, order_ids: Iterable[str]) -> dict[str, Snapshot]:
+        ids = list(order_ids)
+        found: dict[str, Snapshot] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    select(SNAPSHOT).where(
+                        SNAPSHOT.c.store == store, SNAPSHOT.c.order_id.in_(chunk)
+                    )
+                ).mappings()
+                for row in rows:
+                    found[row["order_id"]] = Snapshot(
+                        store=store,
+                        order_id=row["order_id"],
+                        status=row["status"],
+                        updated_at=dt(row["updated_at"]),  # type: ignore[arg-type]
+                        refunded_total=Decimal(row["refunded_total"]),
+                        fired=frozenset(t for t in row["fired"].split(",") if t),
+                    )
+        return found
+
+    def commit_page(
+        self,
+        store: str,
+        snapshots: list[Snapshot],
+        events: list[tuple[Event, list[str]]],
+        *,
+        cursor: tuple[datetime, str] | None = None,
+        late: bool = False,
+        backfill: bool = False,
+    ) -> PageResult:
+        """One page, one transaction: snapshots + events + deliveries (+ the cursor).
+
+        An event id that already exists (a replayed page after a crash) inserts nothing and
+        creates no deliveries: its rows were committed with it the first time.
+        """
+        now = time.time()
+        new_events = new_deliveries = 0
+        with self.tx() as conn:
+            for snap in snapshots:
+                values = {
+                    "store": store,
+                    "order_id": snap.order_id,
+                    "status": snap.status,
+                    "updated_at": ts(snap.updated_at),
+                    "refunded_total": str(snap.refunded_total),
+                    "fired": ",".join(sorted(snap.fired)),
+                    "seen_at": now,
+                }
+                stmt = self._insert_ignore(SNAPSHOT).values(**values)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["store", "order_id"],
+                        set_={
+                            k: stmt.excluded[k] for k in values if k not in ("store", "order_id")
+                        },
+                    )
+                )
+            for ev, channels in events:
+                seq = conn.execute(
+                    self._insert_ignore(EVENT)
+                    .values(
+                        id=ev.id,
+                        type=ev.type,
+                        store=ev.store,
+                        order_id=ev.order_id,
+                        occurred_at=ts(ev.occurred_at),
+                        detected_at=ts(ev.detected_at),
+                        payload=ev.body(),
+                        late=late,
+                        backfill=backfill,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(EVENT.c.seq)
+                ).scalar()
+                if seq is None:
+                    continue
+                new_events += 1
+                for channel in channels:
+                    conn.execute(
+                        insert(DELIVERY).values(
+                            event_seq=seq,
+                            event_id=ev.id,
+                            channel=channel,
+                            store=ev.store,
+                            order_id=ev.order_id,
+                            state="pending",
+                            attempts=0,
+                            next_at=now,
+                            created_at=now,
+                        )
+                    )
+                    new_deliveries += 1
+            if cursor is not None:
+                when, order_id = cursor
+                # Never backwards: a replayed page or a sweep must not rewind the bookmark.
+                conn.execute(
+                    update(CURSOR)
+                    .where(CURSOR.c.store == store, CURSOR.c.updated_at <= ts(when))
+                    .values(updated_at=ts(when), order_id=order_id)
+                )
+        return PageResult(new_events, new_deliveries)
+
+    # ---- deliveries ----------------------------------------------------------------------
+
+    def due(self, now: float, limit: int, channels: Iterable[str]) -> list[Due]:
+        """Pending rows of `channels` whose time has come, oldest first, skipping held channels
+        and any row whose order still has an earlier pending event for the same channel."""
+        names = sorted(channels)
+        if not names:
+            return []
+        sql = text(
+            """
+            SELECT d.id, d.event_id, d.channel, d.attempts, d.created_at, d.body, e.payload
+            FROM delivery d JOIN event e ON e.seq = d.event_seq
+            WHERE d.state = 'pending' AND d.next_at <= :now AND d.channel IN :names
+              AND d.channel NOT IN (SELECT channel FROM channel_state WHERE broken)
+              AND NOT EXISTS (
+                SELECT 1 FROM delivery p
+                WHERE p.channel = d.channel AND p.store = d.store AND p.order_id = d.order_id
+                  AND p.state = 'pending' AND p.event_seq < d.event_seq)
+            ORDER BY d.next_at, d.event_seq
+            LIMIT :limit
+            """
+        ).bindparams(bindparam("names", expanding=True))
+        with self.engine.connect() as conn:
+            rows = conn.execute(sql, {"now": now, "limit": limit, "names": names}).all()
+        return [Due(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def next_due_at(self, channels: Iterable[str]) -> float | None:
+        names = sorted(channels)
+        if not names:
+            return None
+        sql = text(
+            "SELECT MIN(next_at) FROM delivery WHERE state = 'pending' AND channel IN :names "
+            "AND channel NOT IN (SELECT channel FROM channel_state WHERE broken)"
+        ).bindparams(bindparam("names", expanding=True))
+        with self.engine.connect() as conn:
+            return conn.execute(sql, {"names": names}).scalar()
+
+    def mark(
+        self,
+        delivery_id: int,
+        *,
+        state: str,
+        attempts: int,
+        body: str | None,
+        next_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state, "attempts": attempts, "body": body}
+        if state == "sent":
+            values["sent_at"] = time.time()
+            values["last_error"] = None
+        if next_at is not None:
+            values["next_at"] = next_at
+        if error is not None:
+            values["last_error"] = error[:1000]
+        with self.tx() as conn:
+            conn.execute(update(DELIVERY).where(DELIVERY.c.id == delivery_id).values(values))
+
+    def set_channel_broken(self, channel: str, reason: str | None) -> None:
+        """Hold (reason given) or release (None) every delivery of a channel."""
+        stmt = self._insert_ignore(CHANNEL_STATE).values(
+            channel=channel, broken=reason is not None, reason=reason, since=time.time()
+        )
+        with self.tx() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["channel"],
+                    set_={
+                        "broken": stmt.excluded.broken,
+                        "reason": stmt.excluded.reason,
+                        "since": stmt.excluded.since,
+                    },
+                )
+            )
+
+    def broken_channels(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(CHANNEL_STATE.c.channel, CHANNEL_STATE.c.reason).where(
+                    CHANNEL_STATE.c.broken
+                )
+            ).all()
+        return {r[0]: r[1] or "" for r in rows}
+
+    def deliveries(
+        self, *, state: str | None = None, channel: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(
+                DELIVERY.c.id,
+                DELIVERY.c.event_id,
+                DELIVERY.c.channel,
+                DELIVERY.c.state,
+                DELIVERY.c.attempts,
+                DELIVERY.c.next_at,
+                DELIVERY.c.created_at,
+                DELIVERY.c.sent_at,
+                DELIVERY.c.last_error,
+            )
+            .order_by(DELIVERY.c.id.desc())
+            .limit(limit)
+        )
+        if state:
+            query = query.where(DELIVERY.c.state == state)
+        if channel:
+            query = query.where(DELIVERY.c.channel == channel)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def retry(self, *, ids: list[int] | None = None, channel: str | None = None) -> int:
+        """Give dead (and held) deliveries a fresh set of attempts, due now."""
+        query = update(DELIVERY).where(DELIVERY.c.state.in_(["dead", "pending"]))
+        if ids:
+            query = query.where(DELIVERY.c.id.in_(ids))
+        if channel:
+            query = query.where(DELIVERY.c.channel == channel)
+        if not ids and not channel:
+            query = query.where(DELIVERY.c.state == "dead")
+        with self.tx() as conn:
+            count = conn.execute(
+                query.values(
+                    state="pending", attempts=0, next_at=time.time(), created_at=time.time()
+                )
+            ).rowcount
+        if channel:
+            self.set_channel_broken(channel, None)
+        return int(count or 0)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """channel → {pending, retrying, sent, dead} for `pollerd status`."""
+        sql = text(
+            "SELECT channel, state, attempts > 0, COUNT(*) FROM delivery "
+            "GROUP BY channel, state, attempts > 0"
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for channel, state, retried, count in conn.execute(sql):
+                key = "retrying" if state == "pending" and retried else state
+                bucket = out.setdefault(
+                    channel, {"pending": 0, "retrying": 0, "sent": 0, "dead": 0}
+                )
+                bucket[key] = bucket.get(key, 0) + int(count)
+        return out
+
+    def events(self, store: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = select(EVENT).order_by(EVENT.c.seq).limit(limit)
+        if store:
+            query = query.where(EVENT.c.store == store)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL + synchronous=FULL: committed pages and "sent" marks survive power loss too
+    # (measured 0.19 ms a commit, research B.5); busy_timeout rides out a concurrent `status`.
+    dbapi_conn.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+
+
+def open_store(url: str) -> Store:
+    return Store(url)

@@ -1,0 +1,54 @@
+"""One writer per state directory.
+
+`run` and `once` both take an exclusive `flock` on `<state dir>/pollerd.lock`; the loser exits 75
+(EX_TEMPFAIL) without touching anything, so a systemd timer firing while the service runs is
+harmless. The kernel drops the lock when the process dies, even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from pollerd.errors import LockHeld, StoreError
+
+
+class StateLock:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "pollerd.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open lock file {self.path}: {exc.strerror} "
+                "(make the state directory writable by pollerd)"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LockHeld(
+                f"another pollerd (pid {holder}) owns {self.path.parent}; nothing to do"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> StateLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

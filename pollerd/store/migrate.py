@@ -1,0 +1,96 @@
+"""Numbered schema migrations, run at start inside one transaction each.
+
+`meta.schema_version` records the last applied number. A database newer than this code is
+refused (downgrades would silently drop columns the newer version relies on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+
+from pollerd.errors import StoreError
+
+
+def _m1_initial(conn: Connection) -> None:
+    serial = (
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+        if conn.dialect.name == "sqlite"
+        else "BIGSERIAL PRIMARY KEY"
+    )
+    ddl = f"""
+    CREATE TABLE cursor (
+        store TEXT PRIMARY KEY, updated_at DOUBLE PRECISION NOT NULL,
+        order_id TEXT NOT NULL DEFAULT '', start_at DOUBLE PRECISION NOT NULL,
+        last_hourly_sweep DOUBLE PRECISION, last_daily_sweep DOUBLE PRECISION,
+        last_success DOUBLE PRECISION, last_error TEXT, last_error_at DOUBLE PRECISION);
+    CREATE TABLE snapshot (
+        store TEXT NOT NULL, order_id TEXT NOT NULL, status TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL, refunded_total TEXT NOT NULL DEFAULT '0',
+        fired TEXT NOT NULL DEFAULT '', seen_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (store, order_id));
+    CREATE TABLE event (
+        seq {serial}, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, store TEXT NOT NULL,
+        order_id TEXT NOT NULL, occurred_at DOUBLE PRECISION NOT NULL,
+        detected_at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL,
+        late BOOLEAN NOT NULL DEFAULT FALSE, backfill BOOLEAN NOT NULL DEFAULT FALSE);
+    CREATE INDEX event_store_order ON event (store, order_id);
+    CREATE TABLE delivery (
+        id {serial}, event_seq BIGINT NOT NULL REFERENCES event (seq),
+        event_id TEXT NOT NULL, channel TEXT NOT NULL, store TEXT NOT NULL,
+        order_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, next_at DOUBLE PRECISION NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, sent_at DOUBLE PRECISION, last_error TEXT,
+        body TEXT, UNIQUE (event_id, channel));
+    CREATE INDEX delivery_due ON delivery (state, next_at);
+    CREATE INDEX delivery_order ON delivery (channel, store, order_id, state, event_seq);
+    CREATE TABLE channel_state (
+        channel TEXT PRIMARY KEY, broken BOOLEAN NOT NULL DEFAULT FALSE, reason TEXT,
+        since DOUBLE PRECISION);
+    """
+    for statement in ddl.split(";"):
+        if statement.strip():
+            conn.execute(text(statement))
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _m1_initial),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(conn: Connection) -> int:
+    conn.execute(
+        text("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    )
+    row = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
+    return int(row[0]) if row else 0
+
+
+def migrate(engine_connect: Callable[[], Connection], where: str) -> int:
+    """Apply every missing migration; returns the resulting version."""
+    with engine_connect() as conn, conn.begin():
+        version = current_version(conn)
+    if version > LATEST:
+        raise StoreError(
+            f"{where}: schema version {version} is newer than this pollerd ({LATEST}); "
+            "upgrade pollerd or point database at another file"
+        )
+    for number, title, apply in MIGRATIONS:
+        if number <= version:
+            continue
+        try:
+            with engine_connect() as conn, conn.begin():
+                apply(conn)
+                conn.execute(
+                    text(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', :v) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                    ),
+                    {"v": str(number)},
+                )
+        except Exception as exc:
+            raise StoreError(f"{where}: migration {number} ({title}) failed: {exc}") from exc
+        version = number
+    return version

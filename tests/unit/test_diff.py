@@ -1,0 +1,202 @@
+"""Table tests for the WooCommerce rules of DESIGN §4/§5: one row per status path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from pollerd.diff import WooRules, diff, unchanged
+from pollerd.model import Order, Snapshot
+
+START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+T = START + timedelta(minutes=30)
+PAID = T + timedelta(seconds=5)
+
+
+def order(
+    status: str,
+    *,
+    paid: bool = False,
+    method: str = "bacs",
+    refunded: str = "0",
+    completed: bool = False,
+    created: datetime = T,
+    step: int = 0,
+) -> Order:
+    return Order(
+        store="s",
+        platform="woocommerce",
+        id="13",
+        number="13",
+        status=status,
+        created_at=created,
+        updated_at=T + timedelta(seconds=10 + step),
+        total="25.00",
+        currency="USD",
+        paid_at=PAID if paid else None,
+        completed_at=T + timedelta(seconds=9) if completed else None,
+        payment_method=method,
+        refunded_total=Decimal(refunded),
+    )
+
+
+def run(*observations: Order, rules: WooRules | None = None) -> list[list[str]]:
+    """Feed successive observations of one order; return the event types of each step."""
+    snap: Snapshot | None = None
+    out = []
+    for obs in observations:
+        snap, events = diff(snap, obs, detected_at=obs.updated_at, start_at=START, rules=rules)
+        out.append([e.type for e in events])
+    return out
+
+
+C, P, F, PR, R, X, D = (
+    "order.created",
+    "order.paid",
+    "order.fulfilled",
+    "order.partially_refunded",
+    "order.refunded",
+    "order.cancelled",
+    "order.deleted",
+)
+
+CASES = {
+    "pending then paid by card": (
+        [order("pending"), order("processing", paid=True, step=1)],
+        [[C], [P]],
+    ),
+    "bacs: on-hold is not paid": (
+        [order("on-hold"), order("processing", paid=True, step=1)],
+        [[C], [P]],
+    ),
+    "on-hold with sticky date_paid first seen is still not paid": (
+        [order("on-hold", paid=True)],
+        [[C]],
+    ),
+    "first seen completed implies created, paid, fulfilled": (
+        [order("completed", paid=True, completed=True)],
+        [[C, P, F]],
+    ),
+    "completed without date_paid (admin order) is paid": (
+        [order("completed", completed=True)],
+        [[C, P, F]],
+    ),
+    "checkout-draft is never announced; created when it becomes pending": (
+        [order("checkout-draft"), order("pending", step=1)],
+        [[], [C]],
+    ),
+    "draft trashed: nothing": ([order("checkout-draft"), order("trash", step=1)], [[], []]),
+    "cod: processing with date_paid is not paid": (
+        [order("processing", paid=True, method="cod")],
+        [[C]],
+    ),
+    "cod: paid only at completed": (
+        [
+            order("processing", paid=True, method="cod"),
+            order("completed", paid=True, method="cod", completed=True, step=1),
+        ],
+        [[C], [P, F]],
+    ),
+    "cod cancelled keeps date_paid but was never paid": (
+        [
+            order("processing", paid=True, method="cod"),
+            order("cancelled", paid=True, method="cod", step=1),
+        ],
+        [[C], [X]],
+    ),
+    "paid then cancelled: sticky date_paid never re-fires": (
+        [
+            order("processing", paid=True),
+            order("cancelled", paid=True, step=1),
+            order("cancelled", paid=True, step=2),
+        ],
+        [[C, P], [X], []],
+    ),
+    "first seen cancelled with date_paid: created, paid, cancelled": (
+        [order("cancelled", paid=True)],
+        [[C, P, X]],
+    ),
+    "pending cancelled: never paid": ([order("pending"), order("cancelled", step=1)], [[C], [X]]),
+    "failed is created only": ([order("failed")], [[C]]),
+    "partial refund grows, then full": (
+        [
+            order("processing", paid=True),
+            order("processing", paid=True, refunded="5", step=1),
+            order("processing", paid=True, refunded="7", step=2),
+            order("refunded", paid=True, refunded="25", step=3),
+        ],
+        [[C, P], [PR], [], [R]],
+    ),
+    "first seen refunded implies created and paid": (
+        [order("refunded", paid=True, refunded="25")],
+        [[C, P, R]],
+    ),
+    "refunded without date_paid still implies paid": (
+        [order("refunded", refunded="25")],
+        [[C, P, R]],
+    ),
+    "trash after an announced order: deleted once, restore silent": (
+        [
+            order("processing", paid=True),
+            order("trash", paid=True, step=1),
+            order("processing", paid=True, step=2),
+            order("trash", paid=True, step=3),
+        ],
+        [[C, P], [D], [], []],
+    ),
+    "unknown order first seen in trash: nothing": ([order("trash")], [[]]),
+    "updated_at moving with nothing changed: nothing": (
+        [order("processing", paid=True), order("processing", paid=True, step=1)],
+        [[C, P], []],
+    ),
+    "paid, fulfilled, refunded": (
+        [
+            order("processing", paid=True),
+            order("completed", paid=True, completed=True, step=1),
+            order("refunded", paid=True, completed=True, refunded="25", step=2),
+        ],
+        [[C, P], [F], [R]],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_woocommerce_paths(name: str) -> None:
+    observations, expected = CASES[name]
+    assert run(*observations) == expected
+
+
+def test_pay_on_delivery_methods_are_configurable() -> None:
+    rules = WooRules(pay_on_delivery_methods=frozenset({"cod", "cheque_on_delivery"}))
+    assert run(order("processing", paid=True, method="cheque_on_delivery"), rules=rules) == [[C]]
+    assert run(order("processing", paid=True, method="cod"), rules=WooRules(frozenset())) == [
+        [C, P]
+    ]
+
+
+def test_orders_created_before_start_are_a_silent_baseline() -> None:
+    old = START - timedelta(days=3)
+    assert run(
+        order("processing", paid=True, created=old),
+        order("completed", paid=True, completed=True, created=old, step=1),
+        order("trash", paid=True, completed=True, created=old, step=2),
+    ) == [[], [F], [D]]
+
+
+def test_events_carry_ids_times_and_the_order() -> None:
+    snap, events = diff(None, order("processing", paid=True), detected_at=PAID, start_at=START)
+    assert [e.id for e in events] == ["s:13:order.created", "s:13:order.paid"]
+    assert events[0].occurred_at == T and events[1].occurred_at == PAID
+    body = events[1].to_json()
+    assert body["order"]["total"] == "25.00" and body["platform"] == "woocommerce"
+    assert snap.fired == {"order.created", "order.paid"}
+
+
+def test_unchanged_compares_time_and_status() -> None:
+    snap, _ = diff(None, order("pending"), detected_at=T, start_at=START)
+    assert unchanged(snap, snap.updated_at, "pending")
+    assert not unchanged(snap, snap.updated_at, "processing")
+    assert not unchanged(snap, snap.updated_at + timedelta(seconds=1), "pending")
+    assert not unchanged(None, T, "pending")

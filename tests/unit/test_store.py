@@ -1,0 +1,124 @@
+"""The store's transaction boundaries and outbox queries, on real SQLite files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pollerd.errors import LockHeld
+from pollerd.model import Event, Snapshot
+from pollerd.store import StateLock, open_store
+from pollerd.store.migrate import LATEST
+
+T = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
+
+
+def ev(order: str, kind: str) -> Event:
+    return Event(kind, "s", "woocommerce", order, T, T, False, {"id": order})
+
+
+def snap(order: str, fired: set[str]) -> Snapshot:
+    return Snapshot("s", order, "processing", T, Decimal("0"), frozenset(fired))
+
+
+def test_schema_and_pragmas(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.init_cursor("s", T)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "p.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        LATEST
+    )
+    # Reopening runs no migration twice.
+    open_store(f"sqlite:///{tmp_path / 'p.db'}").close()
+
+
+def test_replayed_page_creates_nothing_twice(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.init_cursor("s", T)
+    page = [(ev("1", "order.created"), ["a", "b"]), (ev("1", "order.paid"), ["a"])]
+    first = store.commit_page(
+        "s", [snap("1", {"order.created", "order.paid"})], page, cursor=(T, "1")
+    )
+    again = store.commit_page(
+        "s", [snap("1", {"order.created", "order.paid"})], page, cursor=(T, "1")
+    )
+    assert (first.new_events, first.new_deliveries) == (2, 3)
+    assert (again.new_events, again.new_deliveries) == (0, 0)
+    assert store.snapshots("s", ["1", "2"])["1"].fired == {"order.created", "order.paid"}
+
+
+def test_cursor_never_moves_backwards(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.init_cursor("s", T)
+    store.commit_page("s", [], [], cursor=(T + timedelta(seconds=10), "5"))
+    store.commit_page("s", [], [], cursor=(T + timedelta(seconds=3), "9"))
+    cursor = store.cursor("s")
+    assert cursor is not None and cursor.updated_at == T + timedelta(seconds=10)
+
+
+def test_due_keeps_per_order_order_without_blocking_other_orders(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.init_cursor("s", T)
+    store.commit_page(
+        "s",
+        [],
+        [
+            (ev("1", "order.created"), ["a"]),
+            (ev("1", "order.paid"), ["a"]),
+            (ev("2", "order.created"), ["a"]),
+        ],
+    )
+    due = store.due(now=2e9, limit=10, channels=["a"])
+    assert [d.event_id for d in due] == ["s:1:order.created", "s:2:order.created"]
+    # Order 1's first event is retrying later: its second stays queued, order 2 is unaffected.
+    store.mark(due[0].id, state="pending", attempts=1, body="x", next_at=3e9)
+    assert [d.event_id for d in store.due(2e9, 10, ["a"])] == ["s:2:order.created"]
+    store.mark(due[0].id, state="dead", attempts=2, body="x")
+    assert [d.event_id for d in store.due(2e9, 10, ["a"])] == [
+        "s:1:order.paid",
+        "s:2:order.created",
+    ]
+    assert store.due(2e9, 10, ["other"]) == []
+
+
+def test_broken_channel_is_held_and_retry_releases_it(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.init_cursor("s", T)
+    store.commit_page("s", [], [(ev("1", "order.created"), ["a", "b"])])
+    store.set_channel_broken("a", "410 Gone")
+    assert [d.channel for d in store.due(2e9, 10, ["a", "b"])] == ["b"]
+    assert store.broken_channels() == {"a": "410 Gone"}
+    assert store.retry(channel="a") == 1
+    assert store.broken_channels() == {}
+    assert sorted(d.channel for d in store.due(2e9, 10, ["a", "b"])) == ["a", "b"]
+
+
+def _hold(
+    path: str, ready: multiprocessing.synchronize.Event, done: multiprocessing.synchronize.Event
+) -> None:  # noqa: E501
+    with StateLock(Path(path)):
+        ready.set()
+        done.wait(10)
+
+
+def test_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready, done = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(tmp_path), ready, done))
+    holder.start()
+    try:
+        assert ready.wait(20)
+        with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
+            StateLock(tmp_path).acquire()
+    finally:
+        done.set()
+        holder.join(10)
+    with StateLock(tmp_path):  # released when the holder exits
+        pass
