@@ -1,17 +1,18 @@
 """TOML config → typed, validated settings (DESIGN §7).
 
 Unknown keys are errors: a typo must not silently disable a channel. Every problem becomes a
-`ConfigError` whose message names the key (`stores[0].consumer_secret`), the problem and the fix,
-and all problems of one file are reported together (`ConfigErrors`): fixing a config one restart
-at a time is misery. Messages never echo a value a secret could hide in (pydantic's `input`).
+`ConfigError` line naming the key (`stores[0].consumer_secret`), the problem and the fix, and all
+problems of a file are reported at once (`ConfigErrors`): fixing one per restart is misery.
+Messages never echo pydantic's `input`: for a field typed `Secret` that is the secret itself.
 
 `load()` and `minimal()` are the only ways in; both run `_build`, so `pollerd demo` gets exactly
-the checks a hand-written file gets. The pydantic models check single values; `_cross_checks`
-checks what spans tables (unique names, routes that name channels, channel `Options`).
+the checks a hand-written file gets. The models check single values; `_cross_checks` checks what
+spans tables (unique names, routes that name channels, each channel's own `Options`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -37,6 +38,7 @@ from pollerd.secrets import Secret
 EXAMPLE = "see config.example.toml"
 SYSTEM_CONFIG = Path("/etc/pollerd/pollerd.toml")
 LOCAL_CONFIG = Path("pollerd.toml")
+USER_KEYS = ("pollerd", "stores", "channels", "routes")  # the Settings fields a file may set
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -51,7 +53,7 @@ def parse_duration(value: Any) -> timedelta:
         if match:
             return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
     raise ValueError(
-        f"{value!r} is not a duration (write a string such as \"2s\", \"5m\", \"72h\" or \"1d\")"
+        f'{value!r} is not a duration (write a string such as "2s", "5m", "72h" or "1d")'
     )
 
 
@@ -59,12 +61,10 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 def invalid(problem: str, fix: str = "", key: str = "") -> PydanticCustomError:
-    """A validation error that keeps problem and fix apart, so the report can format both
-    (and `key` names the field when a whole-model check raises it)."""
-    return PydanticCustomError(
-        "pollerd", "{problem} ({fix})" if fix else "{problem}", {"problem": problem, "fix": fix,
-                                                                "key": key}
-    )
+    """A validation error that keeps problem and fix apart for the report; `key` names the
+    field when a whole-model check raises it (pydantic's loc then stops at the model)."""
+    template = "{problem} ({fix})" if fix else "{problem}"
+    return PydanticCustomError("pollerd", template, {"problem": problem, "fix": fix, "key": key})
 
 
 def _at_least(minimum: timedelta, why: str) -> AfterValidator:
@@ -87,22 +87,18 @@ def _time_zone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         close = difflib.get_close_matches(value, _zones(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise invalid(
-            f"{value!r} is not an IANA time zone",
-            f'{hint}e.g. "Asia/Shanghai", "Europe/Berlin" or "UTC"',
-        ) from None
+        fix = f'{hint}e.g. "Asia/Shanghai", "Europe/Berlin" or "UTC"'
+        raise invalid(f"{value!r} is not an IANA time zone", fix) from None
     return value
 
 
-def _start_from(value: Any) -> Literal["now"] | datetime:
-    """"now" or an aware time: a naive one would silently mean the server's local zone."""
+def _start_from(value: Any) -> Any:
+    """ "now" or an aware time: a naive one would silently mean the server's local zone."""
     if value == "now":
         return "now"
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
     if isinstance(value, datetime) and value.utcoffset() is not None:
         return value
     raise invalid(
@@ -115,9 +111,9 @@ def _database(value: str) -> str:
     scheme, sep, _ = value.partition("://")
     if sep and (scheme == "sqlite" or scheme.startswith(("sqlite+", "postgresql"))):
         return value
-    raise invalid(
+    raise invalid(  # the URL is not echoed: a PostgreSQL URL may carry a password
         "must be a sqlite:/// or postgresql+psycopg:// URL",
-        'e.g. "sqlite:///pollerd.db" (relative to the config file) or '
+        'e.g. "sqlite:///pollerd.db" (relative to this file) or '
         '"postgresql+psycopg://pollerd@db.internal/pollerd"',
     )
 
@@ -133,31 +129,27 @@ _API_PATHS = ("/wp-json", "/wp-admin", "/index.php", "/wp-login.php", "/xmlrpc.p
 
 
 def _site_url(value: str) -> str:
-    """The WordPress site address, normalised without a trailing `/`; sources append the API
-    path themselves. The URL is never echoed whole: a pasted URL may carry keys in its query."""
+    """The WordPress site address without a trailing `/` (sources append the API path). The
+    URL is never echoed whole: a pasted API URL may carry the keys in its query string."""
     parts = urlsplit(value.strip())
     try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise invalid("has an invalid port", 'e.g. "https://shop.example.com:8443"') from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        valid = bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in range
+        valid = False
+    if parts.scheme not in ("http", "https") or not valid:
         raise invalid("must be an http:// or https:// address", 'e.g. "https://shop.example.com"')
     if parts.username or parts.password:
-        raise invalid("must not contain a user or password", "put the keys in consumer_key and "
-                      "consumer_secret")
+        raise invalid("must not contain a user or password", "keys go in consumer_key/_secret")
     path = parts.path.rstrip("/")
-    lowered = path.lower()
     for marker in _API_PATHS:
-        at = lowered.find(marker)
+        at = path.lower().find(marker)
         if at >= 0:
             site = urlunsplit((parts.scheme, parts.netloc, path[:at], "", ""))
-            raise invalid(
-                f"points into WordPress ({marker}), not at the site",
-                f"give the site address, not the API URL: {site}",
-            )
+            fix = f"give the site address, not the API URL: {site}"
+            raise invalid(f"points into WordPress ({marker}), not at the site", fix)
     if parts.query or parts.fragment:
-        raise invalid("must not have a query string", "give the site address only, e.g. "
-                      '"https://shop.example.com"; keys go in consumer_key/consumer_secret')
+        fix = 'give the site address only, e.g. "https://shop.example.com"'
+        raise invalid("must not have a query string", fix)
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
@@ -166,22 +158,18 @@ def _event_glob(value: str) -> str:
         return value
     close = difflib.get_close_matches(value, EVENT_TYPES, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise invalid(f"{value!r} matches no event", f"{hint}known: {', '.join(EVENT_TYPES)}, "
-                  "order.*, alert.*")
+    fix = f"{hint}known: {', '.join(EVENT_TYPES)}, order.*, alert.*"
+    raise invalid(f"{value!r} matches no event", fix)
 
 
+_ONE_SECOND = "polling faster than once a second only burns the rate limit"
+_TWO_SECONDS = (
+    "modified_after is a strict > at one-second precision: less can miss an order "
+    "changed in the cursor's second"
+)
 TimeZone = Annotated[str, AfterValidator(_time_zone)]
-Interval = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    _at_least(timedelta(seconds=1), "polling faster than once a second only burns rate limit"),
-]
-Overlap = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    _at_least(timedelta(seconds=2), "modified_after is a strict > at one-second precision, so "
-              "less than 2s can miss an order changed in the same second as the cursor"),
-]
+Interval = Annotated[Duration, _at_least(timedelta(seconds=1), _ONE_SECOND)]
+Overlap = Annotated[Duration, _at_least(timedelta(seconds=2), _TWO_SECONDS)]
 StoreName = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$")]
 StartFrom = Annotated[Literal["now"] | datetime, BeforeValidator(_start_from)]
 EventGlob = Annotated[str, AfterValidator(_event_glob)]
@@ -251,8 +239,8 @@ class ShopifyStore(_Strict):
     @_model_validator(mode="after")
     def _has_credentials(self) -> ShopifyStore:
         if self.access_token is None and (self.client_id is None or self.client_secret is None):
-            raise invalid("missing", "add access_token, or client_id + client_secret; "
-                          + EXAMPLE, key="access_token")
+            fix = f"add access_token, or client_id + client_secret; {EXAMPLE}"
+            raise invalid("missing", fix, key="access_token")
         return self
 
 
@@ -260,15 +248,23 @@ StoreConfig = Annotated[WooCommerceStore | ShopifyStore, Field(discriminator="pl
 
 
 class ChannelConfig(_Strict):
-    """`name` and `type` here; every other key is validated by the channel's own `Options` and
-    lives in `Settings.channel_options`, never here: a raw table could hold an inline secret and
-    this model's repr would print it."""
+    """`name` and `type` here; every other key is validated by the channel's own `Options`
+    (the result is `Settings.channel_options[name]`, the one place code should read options).
+    The raw keys stay as extras only so `model_dump()` can rebuild the table (`pollerd demo`
+    does); they are hidden from repr because an inline secret would print."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="allow", frozen=True, arbitrary_types_allowed=True)
     name: StoreName
     type: str
     locale: Literal["en", "zh-CN"] | None = None
     timezone: TimeZone | None = None
+
+    def __repr_args__(self) -> Any:
+        return [
+            (key, value)
+            for key, value in super().__repr_args__()
+            if key in ChannelConfig.model_fields
+        ]
 
 
 class RouteConfig(_Strict):
@@ -293,11 +289,9 @@ class Settings(_Strict):
 
     @property
     def state_dir(self) -> Path:
-        """The directory for the lock file: next to the SQLite file, else beside the config."""
+        """Where the lock file goes: beside the SQLite file, else beside the config file."""
         file = sqlite_file(self.pollerd.database)
-        if file is None:
-            return self.base_dir
-        return (self.base_dir / file).parent
+        return self.base_dir if file is None else (self.base_dir / file).parent
 
     @property
     def stores_by_name(self) -> dict[str, WooCommerceStore | ShopifyStore]:
@@ -308,27 +302,22 @@ class Settings(_Strict):
         return {channel.name: channel for channel in self.channels}
 
     def options_of(self, channel: str) -> dict[str, Any]:
-        """A channel's options as the plain dict `ChannelContext.options` carries; secrets stay
-        `Secret` objects (not dumped to strings)."""
+        """A channel's options as the dict `ChannelContext.options` carries; secrets stay
+        `Secret` objects rather than being dumped to strings."""
         options = self.channel_options.get(channel, {})
         if isinstance(options, BaseModel):
             return {name: getattr(options, name) for name in type(options).model_fields}
         return dict(options)
 
 
-USER_KEYS = ("pollerd", "stores", "channels", "routes")  # Settings fields a file may set
-
-
 def sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite URL (relative as written); None for other engines and
-    for in-memory databases, which have no directory of their own."""
+    """The file of a SQLite URL as written (maybe relative); None for other engines and for
+    in-memory databases, which have no directory of their own."""
     scheme, _, rest = url.partition("://")
     if scheme != "sqlite" and not scheme.startswith("sqlite+"):
         return None
     name = rest.removeprefix("/").partition("?")[0]
-    if not name or name == ":memory:":
-        return None
-    return Path(name)
+    return Path(name) if name and name != ":memory:" else None
 
 
 def _absolute_database(url: str, base: Path) -> str:
@@ -342,8 +331,8 @@ def _absolute_database(url: str, base: Path) -> str:
 
 
 class ConfigErrors(ConfigError):
-    """All problems of one config, one `config: key: problem (fix)` line each; `field`,
-    `problem` and `fix` are the first one's, `problems` has them all."""
+    """Every problem of one config, a `config: key: problem (fix)` line each. `field`,
+    `problem` and `fix` are the first problem's; `problems` holds them all."""
 
     def __init__(self, problems: list[ConfigError]) -> None:
         first = problems[0]
@@ -356,49 +345,45 @@ def find_config(explicit: Path | None, *, env: Mapping[str, str] | None = None) 
     """`--config PATH`, else `$POLLERD_CONFIG`, else `./pollerd.toml`, else the system file.
     A path the user named must exist: falling through to another file would be a surprise."""
     env = os.environ if env is None else env
-    named = [("--config", explicit)] if explicit is not None else []
+    named = [(explicit, "--config")] if explicit is not None else []
     if env.get("POLLERD_CONFIG"):
-        named.append(("$POLLERD_CONFIG", Path(env["POLLERD_CONFIG"])))
-    for source, path in named[:1]:
+        named.append((Path(env["POLLERD_CONFIG"]), "$POLLERD_CONFIG"))
+    for path, source in named[:1]:
         if not path.is_file():
             what = "is not a file" if path.exists() else "does not exist"
-            raise ConfigError(str(path), f"{what} (named by {source})",
-                              f"check the path, or copy config.example.toml there")
+            fix = "check the path, or copy config.example.toml there and edit it"
+            raise ConfigError(str(path), f"{what} (named by {source})", fix)
         return path
     for path in (LOCAL_CONFIG, SYSTEM_CONFIG):
         if path.is_file():
             return path
     raise ConfigError(
         "",
-        "no config file found (searched --config, $POLLERD_CONFIG, ./pollerd.toml, "
+        f"no config file found (searched --config, $POLLERD_CONFIG, ./{LOCAL_CONFIG}, "
         f"{SYSTEM_CONFIG})",
-        f"copy config.example.toml to {SYSTEM_CONFIG} or ./pollerd.toml and edit it",
+        f"copy config.example.toml to {SYSTEM_CONFIG} or ./{LOCAL_CONFIG} and edit it",
     )
 
 
 def load(path: Path | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
-    """Find, parse and validate the config; any problem raises `ConfigError` (exit 78).
-
+    """Find, parse and validate the config; every problem raises `ConfigError` (exit 78).
     `env` only steers discovery (`$POLLERD_CONFIG`); secrets resolve from the real environment.
     """
     path = find_config(path, env=env).absolute()
     try:
-        raw = path.read_bytes()
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:
-        raise ConfigError(str(path), f"cannot read: {exc.strerror}",
-                          "make it readable by the user pollerd runs as") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        fix = "make it readable by the user pollerd runs as"
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}", fix) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), f"not UTF-8 (byte {exc.start})",
-                          "save the file as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 (byte {exc.start})", "save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:  # the text names line/column, never file content
         text = str(exc)
         where = re.search(r"\(at line (\d+), column (\d+)\)", text)
         problem = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)$", "", text)
-        at = f"line {where.group(1)}, column {where.group(2)}: " if where else ""
-        raise ConfigError(str(path), f"invalid TOML at {at}{problem}",
-                          'fix the syntax; strings need quotes, e.g. interval = "10s"') from None
+        at = f"line {where.group(1)}, column {where.group(2)}" if where else "the end"
+        fix = 'fix the syntax; strings need quotes, e.g. interval = "10s"'
+        raise ConfigError(str(path), f"invalid TOML at {at}: {problem}", fix) from None
     return _build(data, path)
 
 
@@ -407,31 +392,251 @@ def minimal(
     stores: list[dict[str, Any]],
     channels: list[dict[str, Any]],
     routes: list[dict[str, Any]],
+    *,
+    pollerd: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Settings built in code (`pollerd demo`), validated exactly like a file."""
-    data = {"pollerd": {"database": database}, "stores": stores, "channels": channels,
-            "routes": routes}
-    return _build(data, None)
+    """Settings built in code (`pollerd demo`), validated exactly like a file; `pollerd` holds
+    further `[pollerd]` keys (locale, timezone, ...)."""
+    tables = {"stores": stores, "channels": channels, "routes": routes}
+    return _build({"pollerd": {**(pollerd or {}), "database": database}, **tables}, None)
 
 
 def _build(data: dict[str, Any], path: Path | None) -> Settings:
     problems: list[ConfigError] = []
-    for key in set(data) - set(USER_KEYS):
-        if key in Settings.model_fields:  # internal fields a file must not set
-            problems.append(ConfigError(key, f"unknown key {key!r}", f"known: "
-                                        f"{', '.join(USER_KEYS)}; {EXAMPLE}"))
-            del data[key]
+    internal = {"path", "channel_options"}  # Settings fields set by code, never by a file
+    for key in sorted(internal & set(data)):
+        problems.append(ConfigError(key, *_unknown_key(key, list(USER_KEYS))))
+    data = {key: value for key, value in data.items() if key not in internal}
     settings: Settings | None = None
     try:
         settings = Settings.model_validate({**data, "path": path})
     except ValidationError as exc:
-        problems.extend(_problems_from(exc, Settings, ""))
+        problems.extend(_problems_from(exc, Settings, ()))
     options, more = _cross_checks(data)
     problems.extend(more)
     if problems or settings is None:
         raise ConfigErrors(problems) from None
     database = _absolute_database(settings.pollerd.database, settings.base_dir)
-    return settings.model_copy(update={
-        "pollerd": settings.pollerd.model_copy(update={"database": database}),
-        "channel_options": options,
-    })
+    pollerd = settings.pollerd.model_copy(update={"database": database})
+    return settings.model_copy(update={"pollerd": pollerd, "channel_options": options})
+
+
+# pydantic errors → `config: key: problem (fix)` lines ---------------------------------------
+
+_EXPECTED = {
+    **dict.fromkeys(("int_type", "int_parsing"), "an integer"),
+    **dict.fromkeys(("float_type", "float_parsing"), "a number"),
+    **dict.fromkeys(("bool_type", "bool_parsing"), "true or false"),
+    **dict.fromkeys(("dict_type", "model_type", "model_attributes_type"), "a table"),
+    "int_from_float": "a whole number",
+    "string_type": 'a string (in "quotes")',
+    "list_type": 'a list, e.g. ["a", "b"]',
+}
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most"),
+           "greater_than": ("gt", "more than"), "less_than": ("lt", "less than")}  # fmt: skip
+_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _literals(model: type[BaseModel], key: str | None = None) -> set[Any]:
+    """Literal values of a model's fields (of `key` only, when given): a discriminated union
+    puts the chosen member's tag into `loc`, and its error lists the allowed tags."""
+    fields = model.model_fields
+    chosen = [fields[key]] if key in fields else ([] if key else list(fields.values()))
+    found = (get_args(f.annotation) for f in chosen if get_origin(f.annotation) is Literal)
+    return {value for values in found for value in values}
+
+
+def _members(tp: Any) -> list[Any]:
+    if get_origin(tp) not in (Union, types.UnionType):
+        return []
+    return [_unwrap(m) for m in get_args(tp) if m is not type(None)]
+
+
+def _locate(root: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[list[int | str], Any, Any]:
+    """Follow `loc` through the model types. Returns the path as the user wrote it (union tags
+    such as `woocommerce` dropped), the model owning the last key, and the type reached."""
+    parts: list[int | str] = []
+    tp: Any = root
+    owner: Any = None
+    for item in loc:
+        tp = _unwrap(tp)
+        members = _members(tp)
+        tagged = [m for m in members if _is_model(m) and item in _literals(m)]
+        if tagged:
+            tp = tagged[0]
+            continue
+        if members:
+            tp = members[0] if len(members) == 1 else None
+        parts.append(item)
+        owner, field = (tp, tp.model_fields.get(item)) if _is_model(tp) else (None, None)
+        if isinstance(item, int):
+            tp = get_args(tp)[0] if get_origin(tp) in (list, tuple) and get_args(tp) else None
+        elif field is not None:
+            tp = field.annotation
+        else:
+            tp = get_args(tp)[1] if get_origin(tp) is dict and get_args(tp) else None
+    return parts, owner, _unwrap(tp)
+
+
+def _dotted(parts: list[int | str]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _user_keys(model: type[BaseModel]) -> list[str]:
+    if model is Settings:
+        return list(USER_KEYS)
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _unknown_key(key: str, known: list[str]) -> tuple[str, str]:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else f"known: {', '.join(known)}; "
+    return f"unknown key {key!r}", hint + EXAMPLE
+
+
+def _describe(err: Any, owner: Any, reached: Any) -> tuple[str, str, str]:
+    """(problem, fix, key to append to the location), from the error's type and context only."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "pollerd":
+        return ctx["problem"], ctx["fix"], ctx.get("key", "")
+    if kind == "value_error":  # parse_duration's text already carries its fix
+        return str(ctx.get("error", err["msg"])), "", ""
+    if kind == "secret":  # Secret's own message: names the reference, never the value
+        return err["msg"], "", ""
+    if kind == "missing":
+        return "missing", f"add it; {EXAMPLE}", ""
+    if kind == "extra_forbidden":
+        return (*_unknown_key(str(err["loc"][-1]), _user_keys(owner) if owner else []), "")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        key = str(ctx.get("discriminator", "")).strip("'")
+        tags = sorted({tag for m in _members(reached) if _is_model(m) for tag in _literals(m, key)})
+        choice = " or ".join(f'"{tag}"' for tag in tags)
+        if kind == "union_tag_not_found":
+            return "missing", f"add {key} = {choice}; {EXAMPLE}", key
+        return f"must be {choice}", "", key
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == _NAME_PATTERN:
+            return "must match [a-z0-9_-]", "1 to 64 lowercase letters, digits, _ or -", ""
+        return f"must match {ctx.get('pattern')}", EXAMPLE, ""
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}".replace("'", '"'), EXAMPLE, ""
+    if kind in _BOUNDS:
+        return f"must be {_BOUNDS[kind][1]} {ctx[_BOUNDS[kind][0]]}", EXAMPLE, ""
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}", EXAMPLE, ""
+    return err["msg"], EXAMPLE, ""
+
+
+def _problems_from(
+    exc: ValidationError, root: type[BaseModel], prefix: tuple[int | str, ...]
+) -> list[ConfigError]:
+    found: dict[str, ConfigError] = {}
+    for err in exc.errors(include_url=False, include_input=False):
+        parts, owner, reached = _locate(root, err["loc"])
+        problem, fix, key = _describe(err, owner, reached)
+        item = ConfigError(_dotted([*prefix, *parts, *([key] if key else [])]), problem, fix)
+        found.setdefault(str(item), item)
+    return list(found.values())
+
+
+# checks that span tables ------------------------------------------------------------------
+
+
+def _items(value: Any, kind: type) -> list[tuple[int, Any]]:
+    """The well-formed entries of an array (tables or strings); pydantic reports the rest."""
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, kind)]
+
+
+def _names(section: str, tables: list[tuple[int, Any]]) -> tuple[list[str], list[ConfigError]]:
+    first: dict[str, int] = {}
+    problems = []
+    for i, table in tables:
+        name = table.get("name")
+        if isinstance(name, str) and name in first:
+            problem = f"{name!r} is already used by {section}[{first[name]}]"
+            problems.append(ConfigError(f"{section}[{i}].name", problem, "names must be unique"))
+        elif isinstance(name, str):
+            first[name] = i
+    return sorted(first), problems
+
+
+def _cross_checks(data: dict[str, Any]) -> tuple[dict[str, Any], list[ConfigError]]:
+    """Unique names, routes that point at real channels and stores, and each channel's own
+    options. Works on the raw tables so these problems are reported alongside pydantic's."""
+    stores, channels = _items(data.get("stores"), dict), _items(data.get("channels"), dict)
+    store_names, problems = _names("stores", stores)
+    channel_names, more = _names("channels", channels)
+    problems += more
+    for i, route in _items(data.get("routes"), dict):
+        for j, name in _items(route.get("channels"), str):
+            if name not in channel_names:
+                fix = f"defined: {', '.join(channel_names) or 'none'}"
+                problems.append(ConfigError(f"routes[{i}].channels[{j}]",
+                                            f"no channel named {name!r}", fix))  # fmt: skip
+        for j, glob in _items(route.get("stores"), str) if store_names else []:
+            if not any(fnmatchcase(name, glob) for name in store_names):
+                fix = f"defined: {', '.join(store_names)}"
+                problems.append(ConfigError(f"routes[{i}].stores[{j}]",
+                                            f"{glob!r} matches no store", fix))  # fmt: skip
+    options: dict[str, Any] = {}
+    for i, table in channels:
+        if isinstance(table.get("type"), str):
+            validated = _channel_options(i, table, problems)
+            if validated is not None and isinstance(table.get("name"), str):
+                options[table["name"]] = validated
+    return options, problems
+
+
+def _channel_options(i: int, table: dict[str, Any], problems: list[ConfigError]) -> Any:
+    """Validate a channel's own keys with its class's `Options` (a plain dict, with the class's
+    `secret_fields` resolved, when it has none). None when something is wrong."""
+    from pollerd.channels import channel_class  # late: channel modules may import this one
+    from pollerd.secrets import resolve
+
+    kind, at, count = table["type"], f"channels[{i}]", len(problems)
+    try:
+        cls = channel_class(kind)
+    except KeyError as exc:
+        fix = "use a known type, or install the package that provides it"
+        problems.append(ConfigError(f"{at}.type", str(exc.args[0]), fix))
+        return None
+    except ImportError as exc:
+        problem = f"channel type {kind!r} cannot be loaded ({type(exc).__name__}: {exc})"
+        fix = "reinstall pollerd, or the package that provides it"
+        problems.append(ConfigError(f"{at}.type", problem, fix))
+        return None
+    extras = {key: value for key, value in table.items() if key not in ChannelConfig.model_fields}
+    options = getattr(cls, "Options", None)
+    if not _is_model(options):
+        for key in set(extras) & set(cls.secret_fields):
+            try:
+                extras[key] = resolve(extras[key]) if isinstance(extras[key], str) else extras[key]
+            except LookupError as exc:
+                problems.append(ConfigError(f"{at}.{key}", str(exc)))
+        return extras if len(problems) == count else None
+    if options.model_config.get("extra") not in ("forbid", "allow"):  # typos must not pass
+        known = [*_user_keys(ChannelConfig), *_user_keys(options)]
+        for key in [key for key in extras if key not in known]:
+            problems.append(ConfigError(f"{at}.{key}", *_unknown_key(key, known)))
+            del extras[key]
+    try:
+        validated = options.model_validate(extras)
+    except ValidationError as exc:
+        problems.extend(_problems_from(exc, options, ("channels", i)))
+        return None
+    return validated if len(problems) == count else None

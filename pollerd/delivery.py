@@ -65,10 +65,13 @@ class Deliverer:
         delay = self.rng.uniform(0, ceiling)
         return max(delay, retry_after or 0.0)
 
-    async def run_once(self, limit: int = 200) -> Round:
+    async def run_once(self, limit: int = 200, *, skip: set[int] | None = None) -> Round:
         """One batch: every due row (up to `limit`), sent concurrently, each outcome committed."""
         self.last_progress = time.monotonic()
         due = self.store.due(self.clock(), limit, self.channels)
+        if skip is not None:
+            due = [d for d in due if d.id not in skip]
+            skip.update(d.id for d in due)
         result = Round()
         if not due:
             return result
@@ -83,10 +86,12 @@ class Deliverer:
         return result
 
     async def drain(self, *, deadline: float | None = None) -> Round:
-        """Send until nothing is due right now (used by `once` and on shutdown)."""
+        """Send what is due now, each row at most once (`once` must not burn a row's attempts
+        in one run just because full jitter drew a tiny back-off)."""
         total = Round()
+        attempted: set[int] = set()
         while deadline is None or time.monotonic() < deadline:
-            batch = await self.run_once()
+            batch = await self.run_once(skip=attempted)
             if not batch.claimed:
                 break
             total.sent += batch.sent

@@ -20,6 +20,7 @@ The rules (DESIGN §5, each one a measured way other tools lost orders):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,9 @@ from pollerd.sources.base import ListPage, Source
 from pollerd.store import Store
 
 MAX_REWALKS = 3
+# Test-only switch that re-creates a classic bug, so the fault tests can prove they would catch
+# it (a fault test that cannot fail proves nothing). Never set in production.
+MUTANT = os.environ.get("POLLERD_MUTANT", "")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -93,7 +97,8 @@ class StoreSync:
         cursor = self.store.cursor(self.name) or self.store.init_cursor(
             self.name, self.start_point()
         )
-        after = _floor(cursor.updated_at - self.cfg.overlap)
+        overlap = timedelta(0) if MUTANT == "no_overlap" else self.cfg.overlap
+        after = _floor(cursor.updated_at - overlap)
         newest = await self._walk(
             lambda page: self.source.list_modified(after, page),
             report,

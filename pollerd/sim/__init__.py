@@ -1,0 +1,23 @@
+"""Simulators for tests, benchmarks, `pollerd demo` and `pollerd sim`.
+
+- `WooSim`: a WooCommerce 10.0.2 store on loopback, measured quirks included;
+- `OrderStream`: a seeded, realistic flow of orders and their follow-ups for a `WooSim`;
+- `WebhookSink`: a loopback webhook receiver with switchable failure modes;
+- `serve()`: the blocking `pollerd sim` entry point.
+"""
+
+from pollerd.sim.sink import Receipt, WebhookSink
+from pollerd.sim.stream import OrderStream, StreamAction
+from pollerd.sim.wc_orders import Transition, UnknownOrder
+from pollerd.sim.woocommerce import WooSim, serve
+
+__all__ = [
+    "OrderStream",
+    "Receipt",
+    "StreamAction",
+    "Transition",
+    "UnknownOrder",
+    "WebhookSink",
+    "WooSim",
+    "serve",
+]
