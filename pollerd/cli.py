@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from loguru import logger
 
 from pollerd import __version__
-from pollerd.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_USAGE, PollerdError
+from pollerd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PollerdError
 
 app = typer.Typer(
     help="Order alerts for Shopify and WooCommerce stores that cannot receive webhooks.",
@@ -32,8 +31,11 @@ _state: dict[str, Any] = {"config": None}
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (else $POLLERD_CONFIG, ./pollerd.toml, "
-                 "/etc/pollerd/pollerd.toml)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (else $POLLERD_CONFIG, ./pollerd.toml, /etc/pollerd/pollerd.toml).",
+    ),
 ]
 
 
@@ -73,8 +75,10 @@ def _settings(config: Path | None = None) -> Any:
     from pollerd.log import setup
 
     settings = load(config or _state.get("config"))
-    setup(level=_state.get("log_level") or settings.pollerd.log_level,
-          fmt=_state.get("log_format") or "human")
+    setup(
+        level=_state.get("log_level") or settings.pollerd.log_level,
+        fmt=_state.get("log_format") or "human",
+    )
     return settings
 
 
@@ -82,8 +86,11 @@ def _parse_time(value: str, option: str) -> datetime:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"{option}: {value!r} is not a time (write RFC 3339, e.g. 2026-11-01T00:00:00Z "
-              "or 2026-11-01)", EXIT_USAGE)
+        _fail(
+            f"{option}: {value!r} is not a time (write RFC 3339, e.g. 2026-11-01T00:00:00Z "
+            "or 2026-11-01)",
+            EXIT_USAGE,
+        )
         raise
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
@@ -104,9 +111,7 @@ def once(
     """Poll every store once, deliver what is due, exit (for cron or a systemd timer)."""
     from pollerd import daemon
 
-    raise typer.Exit(
-        _guard(lambda: asyncio.run(daemon.once(_settings(config), only_store=store)))
-    )
+    raise typer.Exit(_guard(lambda: asyncio.run(daemon.once(_settings(config), only_store=store))))
 
 
 @app.command()
@@ -127,8 +132,12 @@ def backfill(
     if end is not None and end < start:
         _fail("--until is before --since", EXIT_USAGE)
     settings = _guard(lambda: _settings(config))
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(f"backfill {store}", total=None)
 
@@ -138,8 +147,14 @@ def backfill(
         started = time.monotonic()
         report, sent = _guard(
             lambda: asyncio.run(
-                daemon.backfill(settings, store=store, since=start, until=end,
-                                notify_channels=notify, progress=progress)
+                daemon.backfill(
+                    settings,
+                    store=store,
+                    since=start,
+                    until=end,
+                    notify_channels=notify,
+                    progress=progress,
+                )
             )
         )
     elapsed = time.monotonic() - started
@@ -212,17 +227,17 @@ def deliveries_list(
     for r in rows:
         typer.echo(
             f"{r['id']:>6}  {r['state']:<7} {r['channel']:<14} {r['event_id']:<48} "
-            f"attempts={r['attempts']}" + (f"  last error: {r['last_error']}"
-                                           if r["last_error"] else "")
+            f"attempts={r['attempts']}"
+            + (f"  last error: {r['last_error']}" if r["last_error"] else "")
         )
 
 
 @deliveries_app.command("retry")
 def deliveries_retry(
-    ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids (default: all dead).")]
-    = None,
-    channel: Annotated[str | None, typer.Option(help="All held/dead rows of this channel.")]
-    = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Delivery ids (default: all dead).")
+    ] = None,
+    channel: Annotated[str | None, typer.Option(help="All held/dead rows of this channel.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Make dead letters (or a held channel's rows) due again with fresh attempts."""
@@ -232,8 +247,10 @@ def deliveries_retry(
     store = _guard(lambda: open_store(settings.pollerd.database))
     count = store.retry(ids=ids or None, channel=channel)
     store.close()
-    typer.echo(f"{count} deliveries queued again; a running daemon sends them within a second, "
-               "or run `pollerd once`")
+    typer.echo(
+        f"{count} deliveries queued again; a running daemon sends them within a second, "
+        "or run `pollerd once`"
+    )
 
 
 @app.command()
@@ -248,8 +265,9 @@ def demo(
     from pollerd.demo import run_demo
 
     raise typer.Exit(
-        _guard(lambda: run_demo(config, rate=rate, seconds=seconds, locale=locale,
-                                timezone=timezone))
+        _guard(
+            lambda: run_demo(config, rate=rate, seconds=seconds, locale=locale, timezone=timezone)
+        )
     )
 
 
@@ -257,15 +275,20 @@ def demo(
 def sim(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8088,
     key: Annotated[str, typer.Option(help="Consumer key the simulator accepts.")] = "ck_sim",
-    secret: Annotated[str, typer.Option(help="Consumer secret.")] = "cs_sim",
+    secret: Annotated[str, typer.Option(help="Consumer secret.")] = "cs_sim",  # noqa: S107 - a simulator
     site_timezone: Annotated[str, typer.Option(help="The simulated site's time zone.")] = "UTC",
     rate: Annotated[float, typer.Option(help="Orders per minute to generate (0 = none).")] = 0.0,
 ) -> None:
     """Serve a simulated WooCommerce store on loopback (admin API under /__sim/)."""
     from pollerd.sim import serve
 
-    serve(port=port, consumer_key=key, consumer_secret=secret, site_timezone=site_timezone,
-          orders_per_minute=rate)
+    serve(
+        port=port,
+        consumer_key=key,
+        consumer_secret=secret,
+        site_timezone=site_timezone,
+        orders_per_minute=rate,
+    )
 
 
 def main() -> None:
@@ -279,6 +302,3 @@ def main() -> None:
     except PollerdError as exc:  # pragma: no cover - _guard catches these first
         print(f"pollerd: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
-
-
-_ = (logger, EXIT_CONFIG)

@@ -95,8 +95,14 @@ class Runtime:
             headers={"User-Agent": f"pollerd/{__version__}"},
         )
         channels = build_channels(settings, http)
-        runtime = cls(settings, store, http, channels, {}, Deliverer(store, channels,
-                                                                      settings.pollerd.delivery))
+        runtime = cls(
+            settings,
+            store,
+            http,
+            channels,
+            {},
+            Deliverer(store, channels, settings.pollerd.delivery),
+        )
         for cfg in stores:
             assert isinstance(cfg, WooCommerceStore)
             runtime.syncs[cfg.name] = StoreSync(
@@ -123,15 +129,19 @@ class Runtime:
             logger.error("{}", exc)
             self.store.record_poll(name, error=str(exc), when=datetime.now(UTC))
             return None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one store's bug must not stop the others
             logger.exception("store {}: unexpected error in a poll pass", name)
-            self.store.record_poll(name, error=f"{type(exc).__name__}: {exc}",
-                                   when=datetime.now(UTC))
+            self.store.record_poll(
+                name, error=f"{type(exc).__name__}: {exc}", when=datetime.now(UTC)
+            )
             return None
         if report.events:
             logger.info(
                 "store {}: {} new event(s), {} deliveries ({} orders listed, {:.2f}s)",
-                name, report.events, report.deliveries, report.listed,
+                name,
+                report.events,
+                report.deliveries,
+                report.listed,
                 time.monotonic() - started,
             )
         return report
@@ -189,8 +199,7 @@ async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None 
     delivery_stop = asyncio.Event()
     delivering = asyncio.create_task(runtime.deliverer.run(delivery_stop, runtime.wake))
     names = ", ".join(runtime.syncs) or "no stores"
-    logger.info("pollerd {} running: {}; {} channel(s)", __version__, names,
-                len(runtime.channels))
+    logger.info("pollerd {} running: {}; {} channel(s)", __version__, names, len(runtime.channels))
     notify("READY=1", f"STATUS=polling {names}")
     if on_ready is not None:
         on_ready(runtime)
@@ -223,8 +232,11 @@ async def once(settings: Settings, *, only_store: str | None = None) -> int:
                 failed |= await runtime.poll(name) is None
             result: Round = await runtime.deliverer.drain(deadline=time.monotonic() + 120)
             logger.info(
-                "once: {} sent, {} to retry, {} dead, {} held", result.sent, result.retried,
-                result.dead, result.held,
+                "once: {} sent, {} to retry, {} dead, {} held",
+                result.sent,
+                result.retried,
+                result.dead,
+                result.held,
             )
             failed |= bool(result.retried or result.dead or result.held)
         finally:

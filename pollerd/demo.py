@@ -57,17 +57,22 @@ def run_demo(
 
     user = load(config) if config is not None else None
     setup(level="WARNING")
-    with tempfile.TemporaryDirectory(prefix="pollerd-demo-") as tmp, WooSim(
-        consumer_key="ck_demo", consumer_secret="cs_demo", site_timezone="Asia/Shanghai"
-    ) as sim:
-        settings = demo_settings(
-            sim.url, Path(tmp), locale=locale, timezone=timezone, user=user
+    with (
+        tempfile.TemporaryDirectory(prefix="pollerd-demo-") as tmp,
+        WooSim(
+            consumer_key="ck_demo",
+            consumer_secret="cs_demo",  # noqa: S106 - the embedded simulator's own key
+            site_timezone="Asia/Shanghai",
+        ) as sim,
+    ):
+        settings = demo_settings(sim.url, Path(tmp), locale=locale, timezone=timezone, user=user)
+        print(
+            f"pollerd demo: simulated WooCommerce at {sim.url} (OAuth 1.0a over http), "
+            f"{rate:g} orders/min; alerts appear below. Ctrl-C to stop.",
+            flush=True,
         )
-        print(f"pollerd demo: simulated WooCommerce at {sim.url} (OAuth 1.0a over http), "
-              f"{rate:g} orders/min; alerts appear below. Ctrl-C to stop.", flush=True)
         stop = threading.Event()
-        stream = OrderStream(sim, seed=int.from_bytes(os.urandom(2), "big"),
-                             orders_per_minute=rate)
+        stream = OrderStream(sim, seed=int.from_bytes(os.urandom(2), "big"), orders_per_minute=rate)
 
         def on_ready(_runtime: object) -> None:
             # Orders start after the daemon's first look, so each one is news to it.

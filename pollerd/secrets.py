@@ -61,8 +61,8 @@ class Secret:
                 return value
             if not isinstance(value, str) or not value:
                 raise PydanticCustomError(
-                    "secret", "must be a non-empty string: a value, env:NAME, file:/path or "
-                    "credential:NAME"
+                    "secret",
+                    "must be a non-empty string: a value, env:NAME, file:/path or credential:NAME",
                 )
             try:
                 return resolve(value)

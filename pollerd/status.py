@@ -45,12 +45,12 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "enabled": cfg.enabled,
                     "cursor": cursor.updated_at.isoformat() if cursor else None,
                     "last_success": cursor.last_success.isoformat()
-                    if cursor and cursor.last_success else None,
+                    if cursor and cursor.last_success
+                    else None,
                     "seconds_since_success": _ago(cursor.last_success if cursor else None, now),
                     "cursor_lag_seconds": _ago(cursor.updated_at if cursor else None, now),
                     "last_error": cursor.last_error if failing and cursor else None,
-                    "state": "never polled" if cursor is None else
-                    ("failing" if failing else "ok"),
+                    "state": "never polled" if cursor is None else ("failing" if failing else "ok"),
                 }
             )
         counts = store.counts()
@@ -60,8 +60,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             c = counts.get(ch.name, {"pending": 0, "retrying": 0, "sent": 0, "dead": 0})
             problem = ch.name in broken or c["dead"] > 0
             healthy &= not problem
-            channels.append({"name": ch.name, "type": ch.type, **c,
-                             "broken": broken.get(ch.name)})
+            channels.append({"name": ch.name, "type": ch.type, **c, "broken": broken.get(ch.name)})
     finally:
         store.close()
     return {"healthy": healthy, "time": now.isoformat(), "stores": stores, "channels": channels}
@@ -77,7 +76,9 @@ def render(report: dict[str, Any]) -> None:
         table.add_column(column)
     for s in report["stores"]:
         table.add_row(
-            s["name"], s["platform"], s["state"],
+            s["name"],
+            s["platform"],
+            s["state"],
             "-" if s["seconds_since_success"] is None else f"{s['seconds_since_success']}s ago",
             "-" if s["cursor_lag_seconds"] is None else f"{s['cursor_lag_seconds']}s",
             s["last_error"] or "",
@@ -87,8 +88,15 @@ def render(report: dict[str, Any]) -> None:
     for column in ("channel", "type", "pending", "retrying", "sent", "dead", "held"):
         table.add_column(column)
     for c in report["channels"]:
-        table.add_row(c["name"], c["type"], str(c["pending"]), str(c["retrying"]), str(c["sent"]),
-                      str(c["dead"]), c["broken"] or "")
+        table.add_row(
+            c["name"],
+            c["type"],
+            str(c["pending"]),
+            str(c["retrying"]),
+            str(c["sent"]),
+            str(c["dead"]),
+            c["broken"] or "",
+        )
     console.print(table)
     console.print("healthy" if report["healthy"] else "[bold red]unhealthy[/]")
 
@@ -97,8 +105,10 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
     """Config is already valid (loading it validated it); probe each store read-only."""
     from pollerd.daemon import build_source
 
-    echo(f"config: ok ({len(settings.stores)} stores, {len(settings.channels)} channels, "
-         f"{len(settings.routes)} routes)")
+    echo(
+        f"config: ok ({len(settings.stores)} stores, {len(settings.channels)} channels, "
+        f"{len(settings.routes)} routes)"
+    )
     ok = True
     for cfg in settings.stores:
         if not isinstance(cfg, WooCommerceStore):
@@ -120,11 +130,23 @@ def sample_event(store: str = "demo-store") -> Event:
     """A realistic paid order, flagged as a test so routes and people can tell."""
     now = datetime.now(UTC).replace(microsecond=0)
     order = Order(
-        store=store, platform="woocommerce", id="1001", number="1001", status="processing",
-        created_at=now, updated_at=now, paid_at=now, total="59.90", currency="USD",
-        payment_method="stripe", payment_method_title="Credit card", test=True,
-        refunded_total=Decimal("0"), customer_email="j***@example.com",
-        customer_name="Jane D.", admin_url="https://shop.example.com/wp-admin/",
+        store=store,
+        platform="woocommerce",
+        id="1001",
+        number="1001",
+        status="processing",
+        created_at=now,
+        updated_at=now,
+        paid_at=now,
+        total="59.90",
+        currency="USD",
+        payment_method="stripe",
+        payment_method_title="Credit card",
+        test=True,
+        refunded_total=Decimal("0"),
+        customer_email="j***@example.com",
+        customer_name="Jane D.",
+        admin_url="https://shop.example.com/wp-admin/",
     )
     return Event("order.paid", store, "woocommerce", order.id, now, now, True, order.to_json())
 

@@ -1,0 +1,161 @@
+"""Run real pollerd processes against the simulators: config files, environments, and a
+`pollerd run` subprocess that is ready when it says READY=1 on its notify socket.
+
+Shared by the tests, the benchmarks and anyone scripting a reproduction; nothing here is used
+by the daemon itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent  # the source checkout (cwd of children)
+KEY, SECRET = "ck_test_0123456789", "cs_test_abcdefghijkl"
+HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def write_config(
+    path: Path,
+    sim_url: str,
+    sink_url: str,
+    *,
+    store: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
+    extra: str = "",
+) -> Path:
+    """A config with one WooCommerce store (the sim) routed to one webhook (the sink)."""
+    store_keys = {
+        "interval": "1s",
+        "start_from": "2020-01-01T00:00:00Z",
+        "timeout": "5s",
+        "max_requests_per_minute": 6000,
+        **(store or {}),
+    }
+    delivery_keys = {"backoff_base": "100ms", "backoff_max": "1s", **(delivery or {})}
+
+    def toml(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(toml(v) for v in value) + "]"
+        return '"' + str(value) + '"'
+
+    lines = [
+        "[pollerd]",
+        'database = "sqlite:///pollerd.db"',
+        "[pollerd.delivery]",
+        *(f"{k} = {toml(v)}" for k, v in delivery_keys.items()),
+        "[[stores]]",
+        'name = "shop"',
+        'platform = "woocommerce"',
+        f'url = "{sim_url}"',
+        'consumer_key = "env:TEST_WC_KEY"',
+        'consumer_secret = "env:TEST_WC_SECRET"',
+        *(f"{k} = {toml(v)}" for k, v in store_keys.items()),
+        "[[channels]]",
+        'name = "hook"',
+        'type = "webhook"',
+        f'url = "{sink_url}"',
+        'secret = "env:TEST_HOOK_SECRET"',
+        'timeout = "2s"',
+        "[[routes]]",
+        'events = ["order.*"]',
+        'channels = ["hook"]',
+        extra,
+    ]
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "pollerd.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def pollerd_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POLLERD_", "NOTIFY_"))}
+    env.update(
+        TEST_WC_KEY=KEY,
+        TEST_WC_SECRET=SECRET,
+        TEST_HOOK_SECRET=HOOK_SECRET,
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def pollerd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pollerd", *args],
+        capture_output=True,
+        text=True,
+        env=env or pollerd_env(),
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+class Daemon:
+    """A real `pollerd run` subprocess, ready when it says READY=1 on its notify socket."""
+
+    def __init__(self, config: Path, tmp: Path, **env: str) -> None:
+        self.config = config
+        self.sock_path = tmp / f"notify-{os.getpid()}-{time.monotonic_ns()}.sock"
+        self.env = pollerd_env(NOTIFY_SOCKET=str(self.sock_path), **env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / "daemon.log"
+        self.starts = 0
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.sock_path.exists():
+            self.sock_path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(self.sock_path))
+        sock.settimeout(timeout)
+        self.starts += 1
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pollerd", "run", "--config", str(self.config)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    data = sock.recv(4096).decode()
+                except TimeoutError:
+                    break
+                if "READY=1" in data.split("\n"):
+                    return
+            raise AssertionError(f"daemon never said READY=1; log:\n{self.output()}")
+        finally:
+            sock.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
