@@ -176,6 +176,12 @@ async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None 
         active.add(task)  # type: ignore[arg-type]
         try:
             await runtime.poll(name)
+        except asyncio.CancelledError:
+            if not runtime.stopping:
+                raise
+            # Cancelled past the stop grace (e.g. asleep in a store's back-off): every committed
+            # page is safe and the next start re-reads the rest, so this is not an error.
+            logger.info("store {}: poll cancelled at shutdown; the next start resumes", name)
         finally:
             active.discard(task)  # type: ignore[arg-type]
 
@@ -185,6 +191,7 @@ async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None 
     )
     now = datetime.now(UTC)
     for name, sync in runtime.syncs.items():
+        sync.ensure_cursor()
         interval = sync.cfg.interval.total_seconds()
         scheduler.add_job(
             poll_job,
@@ -208,9 +215,10 @@ async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None 
     logger.info("stopping: finishing the current page and in-flight sends")
     notify("STOPPING=1")
     runtime.stopping = True
-    scheduler.shutdown(wait=False)
+    scheduler.pause()  # no new passes; a running one stops after its current page
     if active:
         await asyncio.wait(set(active), timeout=STOP_GRACE)
+    scheduler.shutdown(wait=False)  # cancels what is still running past the grace
     delivery_stop.set()
     try:
         await asyncio.wait_for(delivering, STOP_GRACE)

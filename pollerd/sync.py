@@ -34,6 +34,7 @@ from pollerd.model import Event, Snapshot
 from pollerd.rules import channels_for
 from pollerd.sources.base import ListPage, Source
 from pollerd.store import Store
+from pollerd.store.db import Cursor
 
 MAX_REWALKS = 3
 # Test-only switch that re-creates a classic bug, so the fault tests can prove they would catch
@@ -86,17 +87,22 @@ class StoreSync:
         self.rules = pay_rules(cfg.pay_on_delivery_methods)
 
     def start_point(self) -> datetime:
+        """Where a new cursor starts. "now" is floored to the second: order times have
+        one-second precision, so an order placed in the same second as the start is news."""
         if self.cfg.start_from == "now":
-            return self.clock()
+            return _floor(self.clock())
         start = self.cfg.start_from
         return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+    def ensure_cursor(self) -> Cursor:
+        """The saved cursor, or a new one at the start point (the daemon calls this before it
+        says READY, so "now" means the moment it was ready, not its first poll)."""
+        return self.store.cursor(self.name) or self.store.init_cursor(self.name, self.start_point())
 
     async def poll(self) -> PassReport:
         """The fast path, the trash check and any sweep that is due."""
         report = PassReport(self.name)
-        cursor = self.store.cursor(self.name) or self.store.init_cursor(
-            self.name, self.start_point()
-        )
+        cursor = self.ensure_cursor()
         overlap = timedelta(0) if MUTANT == "no_overlap" else self.cfg.overlap
         after = _floor(cursor.updated_at - overlap)
         newest = await self._walk(
@@ -159,7 +165,7 @@ class StoreSync:
         live bookmark. Without `notify` the events are recorded as history with no deliveries,
         so the live daemon will not announce them later either."""
         report = PassReport(self.name)
-        self.store.cursor(self.name) or self.store.init_cursor(self.name, self.start_point())
+        self.ensure_cursor()
         after = _floor(since) - timedelta(seconds=1)  # modified_after is a strict >
         await self._walk(
             lambda page: self.source.list_modified(after, page),

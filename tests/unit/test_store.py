@@ -102,7 +102,7 @@ def test_broken_channel_is_held_and_retry_releases_it(tmp_path: Path) -> None:
 
 def _hold(
     path: str, ready: multiprocessing.synchronize.Event, done: multiprocessing.synchronize.Event
-) -> None:  # noqa: E501
+) -> None:
     with StateLock(Path(path)):
         ready.set()
         done.wait(10)

@@ -1,0 +1,314 @@
+"""`email`: one RFC 5322 message per alert, sent over SMTP with TLS that is really checked.
+
+The message is built once (`render`) and stored as text, so a resend is the same message: same
+`Message-ID` (derived from the event id, so a duplicate after a crash is recognisable), same
+`Date`, same bytes. It is 7-bit clean (quoted-printable bodies, RFC 2047 headers), so any
+SMTP server takes it without SMTPUTF8 or 8BITMIME.
+
+Transport security is never opportunistic: `starttls` refuses to send when the server does not
+offer STARTTLS (a man-in-the-middle can strip that capability; falling back would hand it the
+password and the order), and certificates are verified unless `verify = false`. smtplib only
+verifies with an explicit context (research §5.1: the Airflow bug), so one is always passed.
+smtplib blocks, so a send runs in a worker thread.
+
+Outcomes, by what the server said:
+
+    250 after DATA (some recipients refused)   ok, the refused ones named in the detail
+    4xx anywhere, timeout, connection error    retry
+    535 auth, 5xx sender, no STARTTLS/AUTH,    permanent, channel: the config is wrong, so
+    certificate not trusted, wrong TLS mode    every message would fail the same way
+    all recipients refused (5xx)               permanent, recipient
+    other 5xx                                  permanent, message
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import html
+import smtplib
+import ssl
+from datetime import timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from pollerd.channels.base import Channel, ChannelContext, SendResult
+from pollerd.config import Duration, invalid
+from pollerd.model import Event
+from pollerd.secrets import Secret
+from pollerd.templates import admin_link, detail, summary
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def message_id(event_id: str) -> str:
+    """`<{32 hex}@pollerd>`: stable per event, so every resend carries the same Message-ID."""
+    return f"<{hashlib.sha256(event_id.encode('utf-8')).hexdigest()[:32]}@pollerd>"
+
+
+def _address(value: str) -> str:
+    """`ops@example.com` or `Name <ops@example.com>`; one address, one line."""
+    if any(c in value for c in "\r\n\0"):
+        raise invalid("contains a line break", "write one address on one line")
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or "@" not in pairs[0][1] or " " in pairs[0][1]:
+        raise invalid(
+            f"{value!r} is not one email address", 'e.g. "ops@example.com" or "Ops <ops@x.com>"'
+        )
+    return value.strip()
+
+
+def _non_empty(value: list[str]) -> list[str]:
+    if not value:
+        raise invalid("must list at least one address", 'e.g. to = ["ops@example.com"]')
+    return value
+
+
+def _ca_file(value: Path) -> Path:
+    """Absolute, because the daemon's working directory is not the config file's."""
+    if not value.is_absolute():
+        raise invalid("must be an absolute path", 'e.g. "/etc/pollerd/smtp-ca.pem"')
+    if not value.is_file():
+        raise invalid(f"{value} is not a readable file", "put the CA certificate (PEM) there")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+
+
+class EmailChannel(Channel):
+    """Sends a multipart (text + HTML) alert through one SMTP submission server."""
+
+    kind: ClassVar[str] = "email"
+    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+        host: str = Field(min_length=1)
+        port: int = Field(587, ge=1, le=65535)
+        security: Literal["starttls", "tls", "none"] = "starttls"
+        username: str | None = None
+        password: Secret | None = None
+        sender: Address
+        to: Annotated[list[Address], AfterValidator(_non_empty)]
+        verify: bool = True
+        ca_file: Annotated[Path, AfterValidator(_ca_file)] | None = None
+        timeout: Duration = timedelta(seconds=30)
+
+        @model_validator(mode="after")
+        def _credentials(self) -> EmailChannel.Options:
+            if self.password is not None and not self.username:
+                raise invalid("is set but username is not", "add username", key="password")
+            if self.username and self.password is None:
+                raise invalid("missing (username is set)", "add password", key="password")
+            if self.username and self.security == "none" and self.host not in _LOOPBACK:
+                raise invalid(
+                    "would send the password unencrypted (security is none)",
+                    'use security = "starttls" or "tls"',
+                    key="security",
+                )
+            return self
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        super().__init__(ctx)
+        raw = ctx.options
+        self.options = (
+            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
+        )
+        self.envelope_from = parseaddr(self.options.sender)[1]
+        self.recipients = [address for _, address in getaddresses(self.options.to)]
+
+    def render(self, event: Event) -> str:
+        """The whole message as 7-bit text with CRLF line ends, ready for DATA."""
+        data = event.to_json()
+        locale, zone = self.ctx.locale, self.ctx.timezone
+        subject = summary(data, locale=locale, timezone=zone)
+        lines = detail(data, locale=locale, timezone=zone)
+        msg = EmailMessage(policy=policy.SMTP)
+        msg["Subject"] = subject
+        msg["From"] = self.options.sender
+        msg["To"] = ", ".join(self.options.to)
+        # The detection time, not the render time: the same event always renders the same.
+        msg["Date"] = format_datetime(event.detected_at.astimezone(ZoneInfo(zone)))
+        msg["Message-ID"] = message_id(event.id)
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
+        msg["X-Pollerd-Event"] = event.id
+        msg.set_content("\n".join([subject, "", *lines]) + "\n", cte="quoted-printable")
+        msg.add_alternative(
+            _html(data, subject, locale, zone), subtype="html", cte="quoted-printable"
+        )
+        return msg.as_string()
+
+    async def send(self, event: Event, rendered: str) -> SendResult:
+        return await asyncio.to_thread(self._send_blocking, rendered)
+
+    def _send_blocking(self, message: str) -> SendResult:
+        try:
+            return self._transact(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return self._refused(exc.recipients)
+        except smtplib.SMTPAuthenticationError as exc:
+            if 400 <= exc.smtp_code < 500:
+                return SendResult.retry(self._said("login failed for now", exc))
+            return SendResult.permanent(
+                self._said(
+                    f"the server rejected the login of {self.options.username!r}",
+                    exc,
+                    fix="check username and password",
+                ),
+                scope="channel",
+            )
+        except smtplib.SMTPSenderRefused as exc:
+            if 400 <= exc.smtp_code < 500:
+                return SendResult.retry(self._said("sender refused for now", exc))
+            fix = "check that this account may send as the configured sender"
+            what = f"the server refused the sender {self.envelope_from}"
+            return SendResult.permanent(self._said(what, exc, fix=fix), scope="channel")
+        except smtplib.SMTPNotSupportedError:
+            return SendResult.permanent(
+                f"{self._where()}: the server does not offer AUTH; remove username/password, "
+                "or use the submission port with starttls/tls",
+                scope="channel",
+            )
+        except smtplib.SMTPResponseException as exc:
+            if 400 <= exc.smtp_code < 500:
+                return SendResult.retry(self._said("temporary failure", exc))
+            return SendResult.permanent(self._said("the server refused the message", exc))
+        except smtplib.SMTPServerDisconnected as exc:
+            return SendResult.retry(f"{self._where()}: connection closed ({exc})")
+        except ssl.SSLCertVerificationError as exc:
+            return SendResult.permanent(
+                f"{self._where()}: the server's TLS certificate is not trusted "
+                f"({exc.verify_message}); set ca_file to the CA that signed it, fix the "
+                "server's certificate, or (not recommended) verify = false",
+                scope="channel",
+            )
+        except ssl.SSLError as exc:
+            if exc.reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"):
+                return SendResult.permanent(
+                    f"{self._where()}: no TLS on this port ({exc.reason}); use security = "
+                    '"tls" for port 465 and "starttls" for 587',
+                    scope="channel",
+                )
+            return SendResult.retry(f"{self._where()}: TLS failed ({exc.reason or exc})")
+        except smtplib.SMTPException as exc:
+            return SendResult.retry(f"{self._where()}: {type(exc).__name__}: {exc}")
+        except TimeoutError:
+            return SendResult.retry(f"{self._where()}: timed out after {self._timeout():g}s")
+        except OSError as exc:
+            return SendResult.retry(f"{self._where()}: {type(exc).__name__}: {exc}")
+        except UnicodeEncodeError:  # the stored message must be 7-bit: render guarantees it
+            return SendResult.permanent("the stored message is not 7-bit clean; re-render it")
+
+    def _transact(self, message: str) -> SendResult:
+        options = self.options
+        timeout = self._timeout()
+        try:
+            context = self._tls_context() if options.security != "none" else None
+        except (OSError, ssl.SSLError) as exc:  # a deleted or garbled ca_file: fix the config
+            why = exc.strerror or exc.reason or str(exc)
+            return SendResult.permanent(f"cannot load ca_file {options.ca_file}: {why}", "channel")
+        smtp: smtplib.SMTP
+        if options.security == "tls":
+            smtp = smtplib.SMTP_SSL(options.host, options.port, timeout=timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(options.host, options.port, timeout=timeout)
+        # Not `with smtp`: its QUIT after a failed TLS handshake can raise a second error
+        # that would hide the first; after a failure the socket is just closed.
+        try:
+            smtp.ehlo()
+            if options.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    return SendResult.permanent(
+                        f"{self._where()}: server does not offer STARTTLS; refusing to send in "
+                        'clear (use the server\'s submission port, security = "tls" on 465, '
+                        'or security = "none" only for a trusted local relay)',
+                        scope="channel",
+                    )
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if options.username and options.password is not None:
+                smtp.login(options.username, options.password.get())
+            refused = smtp.sendmail(self.envelope_from, self.recipients, message)
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()  # the message is accepted; a rude goodbye changes nothing
+        finally:
+            smtp.close()
+        if refused:
+            names = ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items())
+            accepted = len(self.recipients) - len(refused)
+            return SendResult.ok(
+                f"accepted for {accepted} of {len(self.recipients)} recipients; refused: {names}"
+            )
+        return SendResult.ok(f"accepted for {len(self.recipients)} recipients")
+
+    def _refused(self, recipients: dict[str, tuple[int, bytes]]) -> SendResult:
+        """Every recipient refused: retry if any refusal was temporary, else it is final."""
+        names = "; ".join(
+            f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in recipients.items()
+        )
+        if any(400 <= code < 500 for code, _ in recipients.values()):
+            return SendResult.retry(f"{self._where()}: recipients refused for now: {names}")
+        detail_ = f"{self._where()}: every recipient was refused: {names}; check to"
+        return SendResult.permanent(self._scrub(detail_), scope="recipient")
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """Built per send, so a renewed CA file is picked up without a restart."""
+        cafile = str(self.options.ca_file) if self.options.ca_file else None
+        context = ssl.create_default_context(cafile=cafile)
+        if not self.options.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _timeout(self) -> float:
+        return self.options.timeout.total_seconds()
+
+    def _where(self) -> str:
+        return f"smtp {self.options.host}:{self.options.port}"
+
+    def _said(self, what: str, exc: smtplib.SMTPResponseException, *, fix: str = "") -> str:
+        text = f"{self._where()}: {what}: {exc.smtp_code} {_text(exc.smtp_error)}"
+        return self._scrub(f"{text}; {fix}" if fix else text)
+
+    def _scrub(self, text: str) -> str:
+        """A server may echo what it was sent; the password never reaches a detail."""
+        password = self.options.password.get() if self.options.password else ""
+        return text.replace(password, "****") if password else text
+
+
+def _text(reply: Any) -> str:
+    """A server reply on one short line."""
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    return " ".join(str(reply).split())[:200]
+
+
+def _html(data: dict[str, Any], subject: str, locale: str, zone: str) -> str:
+    """The HTML alternative. Every value is escaped: names, notes and item titles come from
+    shoppers, and an unescaped `<a>` in an ops mailbox is a phishing link (the
+    changedetection.io lesson). Only the validated http(s) admin URL becomes a link."""
+    rows = "".join(
+        f"<li>{html.escape(line)}</li>"
+        for line in detail(data, locale=locale, timezone=zone, link=False)
+    )
+    link = admin_link(data, locale=locale)
+    anchor = ""
+    if link is not None:
+        label, url = link
+        target = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
+        before, _, after = label.partition("{value}")
+        anchor = f"<p>{html.escape(before)}{target}{html.escape(after)}</p>"
+    lang = "zh-CN" if locale == "zh-CN" else "en"
+    return (
+        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
+        f"<title>{html.escape(subject)}</title></head><body>"
+        f"<p><strong>{html.escape(subject)}</strong></p><ul>{rows}</ul>{anchor}</body></html>\n"
+    )

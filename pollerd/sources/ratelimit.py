@@ -1,0 +1,158 @@
+"""Client-side pacing of one store's API: one request in flight, a ceiling, adaptive back-off.
+
+Why pollerd paces itself (research/woocommerce.md §1.7): WooCommerce has no rate limit of its own,
+but each order page costs the shop PHP time, and the hosts and WAFs in front of it answer 429
+(with or without `Retry-After`, RFC 6585 §4) or a 403 HTML page when a client is greedy. A
+merchant's other apps share that budget, so polling must stay well under it and slow down on the
+first sign of trouble instead of retrying into it.
+
+- `RequestPacer` serialises requests (an `asyncio.Lock`: never two in flight to one store) and
+  spaces their starts by `60 / max_per_minute` seconds, stretched by the `Backoff` multiplier.
+- `Backoff` doubles the spacing after each failure (429, 5xx, WAF page, timeout) up to a cap and
+  halves it again after a run of successes: slow down fast, recover gradually (AIMD-like).
+- A server's `Retry-After` sets a "not before" time. Short waits are slept through; a wait
+  longer than `max_wait` raises `TooSoon` without sending anything, so one poll pass does not
+  hang for an hour and the caller can report "retry in N s".
+
+Nothing here knows about HTTP libraries or platforms; clocks and sleeps are injected so tests run
+on fake time. Shopify's cost bucket will live next to this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+MAX_RETRY_AFTER = 3600.0
+"""A `Retry-After` beyond an hour is treated as an hour: a misconfigured proxy must not silence a
+store for a day; the next answer can always ask again."""
+
+
+class TooSoon(Exception):
+    """The server asked for a pause longer than the caller is willing to sleep in one call."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        super().__init__(f"the server asked to wait {wait:.0f} s before the next request")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), or None when
+    absent or unreadable. `now` is wall-clock epoch seconds (for the HTTP-date form)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+@dataclass
+class Backoff:
+    """The adaptive part: a multiplier on the pacer's spacing.
+
+    Each failure multiplies it by `factor` (up to `max_multiplier`); every `recover_after`
+    consecutive successes divide it by `factor` again, so one lucky answer after a 429 does not
+    put pollerd straight back at full speed.
+    """
+
+    factor: float = 2.0
+    max_multiplier: float = 32.0
+    recover_after: int = 5
+    multiplier: float = 1.0
+    streak: int = 0
+
+    def failure(self) -> None:
+        self.multiplier = min(self.multiplier * self.factor, self.max_multiplier)
+        self.streak = 0
+
+    def success(self) -> None:
+        if self.multiplier <= 1.0:
+            return
+        self.streak += 1
+        if self.streak >= self.recover_after:
+            self.multiplier = max(1.0, self.multiplier / self.factor)
+            self.streak = 0
+
+
+class RequestPacer:
+    """Spacing and serialisation of one store's requests (see the module docstring).
+
+    Use `async with pacer.slot():` around exactly one request, then report the outcome with
+    `success()` or `failure(retry_after)` (inside or after the block).
+    """
+
+    def __init__(
+        self,
+        max_per_minute: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        backoff: Backoff | None = None,
+        max_wait: float = 60.0,
+        max_spacing: float = 120.0,
+    ) -> None:
+        if max_per_minute <= 0:
+            raise ValueError("max_per_minute must be positive")
+        self.base_spacing = 60.0 / max_per_minute
+        self.clock = clock
+        self.sleep = sleep
+        self.backoff = backoff or Backoff()
+        self.max_wait = max_wait
+        # The back-off may stretch the spacing up to this (or the configured spacing if that is
+        # longer already): beyond it a pass would take longer than any poll interval.
+        self.max_spacing = max(max_spacing, self.base_spacing)
+        self._lock = asyncio.Lock()
+        self._last_start: float | None = None
+        self._not_before = -math.inf
+
+    @property
+    def spacing(self) -> float:
+        """Current minimum gap between request starts, back-off included."""
+        return min(self.base_spacing * self.backoff.multiplier, self.max_spacing)
+
+    def delay(self) -> float:
+        """Seconds until the next request may start."""
+        now = self.clock()
+        earliest = self._not_before
+        if self._last_start is not None:
+            earliest = max(earliest, self._last_start + self.spacing)
+        return max(0.0, earliest - now)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold the store's one request slot, after waiting out the spacing. Raises `TooSoon`
+        (holding nothing) when a `Retry-After` pause has more than `max_wait` left."""
+        async with self._lock:
+            pause = self._not_before - self.clock()
+            if pause > self.max_wait:
+                raise TooSoon(pause)
+            wait = self.delay()
+            if wait > 0:
+                await self.sleep(wait)
+            self._last_start = self.clock()
+            yield
+
+    def success(self) -> None:
+        self.backoff.success()
+
+    def failure(self, retry_after: float | None = None) -> None:
+        """Slow down; with `retry_after`, also send nothing before that many seconds from now."""
+        self.backoff.failure()
+        if retry_after is not None and retry_after > 0:
+            self._not_before = max(self._not_before, self.clock() + retry_after)

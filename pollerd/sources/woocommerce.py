@@ -1,0 +1,756 @@
+"""WooCommerce REST API v3 (`/wp-json/wc/v3/orders`) as a pollerd `Source`.
+
+Every choice below is a measured quirk of a real WooCommerce 10.0.2 (research/woocommerce.md):
+
+- `modified_after` goes out as naive UTC (`2026-11-22T09:32:37`, no `Z`) with
+  `dates_are_gmt=true`. With a `Z`, WordPress converts the value to the *site* time zone and
+  compares it with the GMT column, moving the window by the site's UTC offset: on a site east
+  of UTC orders are silently skipped (§1.5). `after` (created) has the same trap.
+- Pages are walked with `orderby=id`: `orderby=modified` has no tie-break, so orders sharing a
+  second are duplicated and skipped across pages (10 of 509, §1.11).
+- The listing asks only for `id,date_modified_gmt,status` (`_fields`: ~15 KB instead of ~200 KB
+  per 100 orders); full orders are fetched by `include=` only for what changed.
+- `modified_after` exists since WooCommerce 5.8 and older versions *ignore* it silently, so the
+  route's `OPTIONS` schema is checked once before the first listing (the version gate).
+- Auth (§1.6): Basic only works when the site detects HTTPS (`is_ssl()`); over plain HTTP, or
+  behind a proxy that hides TLS, only OAuth 1.0a one-legged works, signed against the site's own
+  URL with the scheme WordPress believes in. Query-string keys exist for hosts that strip
+  `Authorization`; the response `Link` header then echoes the secret, so URLs and `Link` are
+  never logged or put in an error here.
+- Nothing in front of the store is trusted to say "no orders": 429, 5xx, WAF 403 pages, timeouts
+  and bodies that are not the expected JSON all raise `RetryableSourceError`; auth, version and
+  URL problems raise `FatalSourceError` with the fix. Pacing lives in `ratelimit`.
+
+Errors are typed here, at the edge, from status *and* body; messages never contain the consumer
+key or secret (they are scrubbed as a last line of defence too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+from loguru import logger
+
+from pollerd.config import WooCommerceStore
+from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.model import LineItem, Order, mask_email, mask_phone, parse_utc
+from pollerd.sources.base import Listed, ListPage
+from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
+
+ORDERS_PATH = "/wp-json/wc/v3/orders"
+STATUS_PATH = "/wp-json/wc/v3/system_status"
+PER_PAGE = 100  # WooCommerce's maximum (101 → 400 rest_invalid_param)
+LIST_FIELDS = "id,date_modified_gmt,status"
+KEYS_PAGE = "WooCommerce → Settings → Advanced → REST API"
+WAF_PAUSE = 60.0
+"""A WAF that blocked us once will block the next request too; pause at least this long."""
+INLINE_WAIT = 10.0
+"""Retry-After pauses up to this are slept through; longer ones end the call (retryable)."""
+
+
+class OrderPayloadError(SourceError):
+    """An order (or listing row) that breaks the API's contract: names the order and field.
+
+    Neither retryable (the same order comes back the same way) nor a store-wide fatal problem;
+    the daemon logs it as an unexpected error of the pass.
+    """
+
+    def __init__(self, store: str, order_id: object, field: str, problem: str) -> None:
+        self.order_id = order_id
+        self.field = field
+        super().__init__(store, f"order {order_id}: field {field}: {problem}")
+
+
+class WooCommerceSource:
+    """One WooCommerce store (see the module docstring). Owns its HTTP client unless given one;
+    the timeout and User-Agent are applied per request, so a shared client works too."""
+
+    platform = "woocommerce"
+
+    def __init__(
+        self,
+        cfg: WooCommerceStore,
+        *,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.site = cfg.url.rstrip("/")
+        self.scheme = urllib.parse.urlsplit(self.site).scheme
+        self.auth = resolve_auth(cfg.auth, self.scheme)
+        self._timeout = httpx.Timeout(cfg.timeout.total_seconds())
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+        self._pacer = RequestPacer(cfg.max_requests_per_minute, clock, sleep, max_wait=INLINE_WAIT)
+        # WordPress checks OAuth signatures against its home URL with the scheme `is_ssl()`
+        # reports; behind a proxy that hides TLS that is http:// although we call https://.
+        self._oauth_scheme = self.scheme
+        self._oauth_scheme_probed = False
+        self._gate_passed = False
+        if self.auth != "oauth" and self.scheme == "http":
+            logger.warning(
+                "store {}: auth {} over plain http:// sends the consumer secret unencrypted, and "
+                'WooCommerce ignores it unless the site believes it is HTTPS; prefer auth = "auto"',
+                self.name,
+                self.auth,
+            )
+
+    # --- Source --------------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        """Gate, WooCommerce version (when this key may read system status), auth, order count."""
+        await self._version_gate()
+        version = await self._wc_version()
+        data, headers = await self._get_json(
+            ORDERS_PATH, {"per_page": "1", "page": "1", "status": "any", "_fields": "id"}
+        )
+        rows = self._rows(data)
+        total = _int_header(headers, "X-WP-Total")
+        count = total if total is not None else len(rows)
+        found = f"WooCommerce {version}" if version else "WooCommerce (version not readable)"
+        return f"{found} at {self.site}, auth {self.describe_auth()}, {count} orders"
+
+    async def list_modified(self, after: datetime, page: int, *, status: str = "any") -> ListPage:
+        """Orders modified strictly after `after` (one-second precision), by ascending id."""
+        await self._version_gate()
+        return await self._list({"modified_after": naive_utc(after)}, page, status)
+
+    async def list_created(self, after: datetime, page: int) -> ListPage:
+        """Orders created strictly after `after`: the sweeps' second access path."""
+        await self._version_gate()
+        return await self._list({"after": naive_utc(after)}, page, "any")
+
+    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order]:
+        """Full orders by id, `include=` in chunks of 100. Ids the API does not return (trashed
+        under `any`, deleted) are simply absent; `status=trash` fetches trashed ones."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        orders: list[Order] = []
+        for start in range(0, len(wanted), PER_PAGE):
+            chunk = wanted[start : start + PER_PAGE]
+            params = {
+                "include": ",".join(chunk),
+                "per_page": str(PER_PAGE),
+                "page": "1",
+                "status": status,
+                "orderby": "id",
+                "order": "asc",
+            }
+            data, _ = await self._get_json(ORDERS_PATH, params)
+            asked = set(chunk)
+            for payload in self._rows(data):
+                if str(payload.get("id")) in asked:  # a plugin ignoring include= must not leak in
+                    orders.append(normalize(payload, store=self.name, site_url=self.site))
+        return orders
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def describe_auth(self) -> str:
+        how = {
+            "basic": "HTTP Basic",
+            "oauth": "OAuth 1.0a HMAC-SHA256",
+            "query": "keys in the query string",
+        }[self.auth]
+        chosen = f"auto, {self.scheme}:// site" if self.cfg.auth == "auto" else "configured"
+        return f"{self.auth} ({how}; {chosen})"
+
+    # --- listing -------------------------------------------------------------------------------
+
+    async def _list(self, window: dict[str, str], page: int, status: str) -> ListPage:
+        params = {
+            **window,
+            "dates_are_gmt": "true",
+            "orderby": "id",
+            "order": "asc",
+            "per_page": str(PER_PAGE),
+            "page": str(page),
+            "status": status,
+            "_fields": LIST_FIELDS,
+        }
+        data, headers = await self._get_json(ORDERS_PATH, params)
+        rows = [self._listed(row) for row in self._rows(data)]
+        total = _int_header(headers, "X-WP-Total")
+        pages = _int_header(headers, "X-WP-TotalPages")
+        more = (pages is not None and page < pages) or len(rows) == PER_PAGE
+        return ListPage(rows=rows, page=page, total=total, more=more)
+
+    def _rows(self, data: Any) -> list[dict[str, Any]]:
+        """A list of orders, or retryable: a 200 with anything else is an intermediary's page or
+        an error hidden in a 200, never "no orders"."""
+        if not isinstance(data, list):
+            shape = type(data).__name__
+            raise self._retryable(f"expected a JSON list of orders, got a JSON {shape}")
+        for row in data:
+            if not isinstance(row, dict):
+                raise self._retryable("expected a JSON list of orders, got a list of non-objects")
+        return data
+
+    def _listed(self, row: dict[str, Any]) -> Listed:
+        oid = _order_id(row, self.name)
+        updated = _date(row, "date_modified_gmt", self.name, oid, required=True)
+        status = row.get("status")
+        if not isinstance(status, str) or not status:
+            raise OrderPayloadError(
+                self.name, oid, "status", f"missing or not a string: {status!r}"
+            )
+        assert updated is not None
+        return Listed(id=oid, updated_at=updated, status=status)
+
+    # --- version gate --------------------------------------------------------------------------
+
+    async def _version_gate(self) -> None:
+        """`modified_after` needs WooCommerce ≥ 5.8; older stores ignore it and would return
+        every order on every poll, so refuse them with a clear message. Checked once, through
+        the route's own schema (`OPTIONS`), which works for any key."""
+        if self._gate_passed:
+            return
+        response = await self._exchange("OPTIONS", ORDERS_PATH, {})
+        if response.status_code in (405, 501):
+            logger.warning(
+                "store {}: the host refuses OPTIONS (HTTP {}); cannot confirm WooCommerce ≥ 5.8",
+                self.name,
+                response.status_code,
+            )
+            self._gate_passed = True
+            return
+        self._settle(response)
+        args = _get_args(self._decode(response))
+        if args is None:
+            logger.warning(
+                "store {}: OPTIONS {} has no readable schema; cannot confirm WooCommerce ≥ 5.8",
+                self.name,
+                ORDERS_PATH,
+            )
+        elif "modified_after" not in args:
+            raise self._fatal(
+                "this store runs WooCommerce older than 5.8: its orders API has no "
+                "modified_after (added in 5.8.0, 2021-10), so changes to existing orders cannot "
+                "be polled; upgrade WooCommerce to 5.8 or later"
+            )
+        self._gate_passed = True
+
+    async def _wc_version(self) -> str | None:
+        """The running WooCommerce version from system status; None when this key's user may
+        not read it (it needs `manage_woocommerce`), which is not an error for polling."""
+        try:
+            data, _ = await self._get_json(STATUS_PATH, {"_fields": "environment"})
+        except FatalSourceError:
+            return None
+        env = data.get("environment") if isinstance(data, dict) else None
+        version = env.get("version") if isinstance(env, dict) else None
+        return version if isinstance(version, str) and version else None
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    async def _get_json(self, path: str, params: dict[str, str]) -> tuple[Any, httpx.Headers]:
+        response = await self._exchange("GET", path, params)
+        self._settle(response)
+        return self._decode(response), response.headers
+
+    async def _exchange(self, method: str, path: str, params: dict[str, str]) -> httpx.Response:
+        """One request, raw. An OAuth signature rejected on an https:// site is re-signed once
+        with http://, the scheme WordPress signs with when a proxy hides TLS from it (`is_ssl()`
+        false); if that works it is kept for the life of this source."""
+        response = await self._send(method, path, params)
+        if not self._should_resign(response):
+            return response
+        self._oauth_scheme_probed = True
+        self._oauth_scheme = "http"
+        try:
+            retry = await self._send(method, path, params)
+        except SourceError:
+            self._oauth_scheme, self._oauth_scheme_probed = self.scheme, False
+            raise
+        if _is_bad_signature(retry):
+            self._oauth_scheme = self.scheme
+            return response
+        logger.warning(
+            "store {}: WordPress does not detect HTTPS (a proxy not forwarding X-Forwarded-Proto?);"
+            " signing OAuth with http:// as it expects",
+            self.name,
+        )
+        return retry
+
+    async def _send(self, method: str, path: str, params: dict[str, str]) -> httpx.Response:
+        """Send one request in the store's pacing slot; transport failures become retryable."""
+        url, headers = self._prepare(method, path, params)
+        try:
+            async with self._pacer.slot():
+                try:
+                    return await self._http.request(
+                        method, url, headers=headers, timeout=self._timeout, follow_redirects=False
+                    )
+                except httpx.TimeoutException:
+                    self._pacer.failure()
+                    seconds = self.cfg.timeout.total_seconds()
+                    raise self._retryable(
+                        f"{method} {path}: no answer within {seconds:g} s (timeout)"
+                    ) from None
+                except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
+                    self._pacer.failure()
+                    raise self._retryable(
+                        f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
+                    ) from None
+        except TooSoon as exc:
+            raise self._retryable(
+                f"the store asked for a pause (Retry-After): {exc.wait:.0f} s left, so no "
+                "request was sent",
+                exc.wait,
+            ) from None
+
+    def _should_resign(self, response: httpx.Response) -> bool:
+        return (
+            self.auth == "oauth"
+            and self.scheme == "https"
+            and self._oauth_scheme == "https"
+            and not self._oauth_scheme_probed
+            and _is_bad_signature(response)
+        )
+
+    def _prepare(
+        self, method: str, path: str, params: dict[str, str]
+    ) -> tuple[str, dict[str, str]]:
+        """The URL (query encoded by hand, RFC 3986, so what is signed is what is sent) and
+        headers for one request in the configured auth mode."""
+        query = dict(params)
+        headers = {"User-Agent": self.cfg.user_agent, "Accept": "application/json"}
+        key, secret = self.cfg.consumer_key.get(), self.cfg.consumer_secret.get()
+        if self.auth == "basic":
+            token = base64.b64encode(f"{key}:{secret}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        elif self.auth == "query":
+            query.update(consumer_key=key, consumer_secret=secret)
+        else:
+            signed_site = self._oauth_scheme + self.site[len(self.scheme) :]
+            query.update(
+                oauth_params(
+                    method,
+                    signed_site + path,
+                    query,
+                    consumer_key=key,
+                    consumer_secret=secret,
+                    timestamp=int(time.time()),
+                    nonce=secrets.token_hex(16),
+                )
+            )
+        encoded = "&".join(f"{_rfc3986(k)}={_rfc3986(v)}" for k, v in query.items())
+        return self.site + path + (f"?{encoded}" if encoded else ""), headers
+
+    def _decode(self, response: httpx.Response) -> Any:
+        try:
+            return json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            self._pacer.failure()
+            raise self._retryable(
+                f"HTTP {response.status_code} with a body that is not JSON "
+                f"({_content_type(response)}, {len(response.content)} bytes: cut off by a proxy, "
+                "or a cache/maintenance page; if it persists check that permalinks are not "
+                '"Plain" and that no plugin intercepts /wp-json/)'
+            ) from None
+
+    def _settle(self, response: httpx.Response) -> None:
+        """Type a non-2xx answer (status and body) as retryable or fatal; feed the pacer."""
+        status = response.status_code
+        if 200 <= status < 300:
+            self._pacer.success()
+            return
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        code, message = _wp_error(response)
+        what = f"{response.request.method} {response.url.path}"
+        if 300 <= status < 400:
+            raise self._fatal(self._redirect_message(response))
+        if status == 429 or status >= 500 or status == 408:
+            self._pacer.failure(retry_after)
+            detail = f": {code}" if code else ""
+            if status == 429:
+                reason = "too many requests (the host or a WAF rate-limits the API)"
+            else:
+                reason = f"server error{detail} ({_content_type(response)})"
+            hint = f"; Retry-After {retry_after:g} s" if retry_after is not None else ""
+            raise self._retryable(f"{what}: HTTP {status} {reason}{hint}", retry_after)
+        if status in (401, 403) and not code:
+            if status == 403:
+                pause = max(retry_after or 0.0, WAF_PAUSE)
+                self._pacer.failure(pause)
+                raise self._retryable(
+                    "HTTP 403 with an HTML page: a WAF or security plugin in front of WordPress "
+                    "blocked the request (Cloudflare, Wordfence, mod_security?); backing off. If "
+                    "it persists, allow this server's IP or User-Agent for /wp-json/wc/",
+                    pause,
+                )
+            raise self._fatal(
+                "HTTP 401 from the web server itself, not WordPress (HTTP authentication in "
+                "front of the site, e.g. a staging password): exempt /wp-json/wc/ from it"
+            )
+        if status in (401, 403):
+            raise self._auth_error(status, code, message)
+        if status == 404:
+            reason = (
+                f"{code}: is the WooCommerce plugin active?"
+                if code
+                else 'an HTML 404 page: are permalinks "Plain" (WordPress → Settings → Permalinks)?'
+            )
+            raise self._fatal(
+                f"WooCommerce REST API not found at {self.site}{ORDERS_PATH} ({reason} is url "
+                "the WordPress site address?)"
+            )
+        if status == 400 and code == "rest_invalid_param":
+            raise self._fatal(self._invalid_param_message(response, message))
+        detail = f"{code}: {message}" if code else _content_type(response)
+        raise self._fatal(f"{what}: unexpected HTTP {status} ({detail})")
+
+    def _auth_error(self, status: int, code: str, message: str) -> SourceError:
+        said = f'WooCommerce said "{message}"'
+        lower = message.lower()
+        if "read permission" in lower:
+            return self._fatal(
+                f"the API key has no read permission ({said}): create a key with Read or "
+                f"Read/Write access in {KEYS_PAGE} and set consumer_key/consumer_secret"
+            )
+        if "consumer secret is invalid" in lower:
+            return self._fatal(
+                f"consumer_secret does not belong to consumer_key ({said}): copy the secret "
+                f"again, or generate a new key in {KEYS_PAGE}"
+            )
+        if "consumer key is invalid" in lower:
+            return self._fatal(
+                f"consumer_key is not a key of this store ({said}): check it, or generate a new "
+                f"key in {KEYS_PAGE}"
+            )
+        if lower.startswith("invalid signature"):
+            return self._fatal(
+                f"the OAuth 1.0a signature was rejected ({said}): the consumer secret is wrong "
+                "(check consumer_secret), or "
+                f"WordPress's own site address differs from url = {self.site} (scheme, www, "
+                "port: WordPress → Settings → General)"
+            )
+        if lower.startswith("invalid timestamp"):
+            return self._fatal(
+                f"the OAuth timestamp was rejected ({said}): this machine's clock and the "
+                "store's differ by more than 15 minutes; synchronise the clock (NTP)"
+            )
+        if lower.startswith("invalid nonce"):
+            return self._retryable(f"the OAuth nonce was refused as reused ({said})")
+        if lower.startswith("missing oauth"):
+            return self._fatal(
+                f"the store saw only part of the OAuth parameters ({said}): a proxy or cache "
+                'is rewriting the query string; fix it, or use HTTPS with auth = "basic"'
+            )
+        if status == 403:
+            return self._fatal(
+                f"the key's WordPress user may not read orders ({said}): create the key for an "
+                f"administrator or shop manager in {KEYS_PAGE}"
+            )
+        if self.auth == "oauth":
+            return self._fatal(
+                f"the store did not authenticate the request ({said}): the OAuth parameters "
+                "did not reach WooCommerce (a proxy or cache dropping the query string?)"
+            )
+        if self.scheme == "http":
+            return self._fatal(
+                f"the store ignored the key ({said}): WooCommerce ignores {self.auth} auth over "
+                'plain http:// unless the site detects HTTPS; set auth = "oauth" (or "auto") '
+                "for this store, or use its https:// address"
+            )
+        stripped = " or the host strips the Authorization header," if self.auth == "basic" else ""
+        alternative = ' (or auth = "query" if the host strips Authorization)' * (
+            self.auth == "basic"
+        )
+        return self._fatal(
+            f"the store ignored the key ({said}): consumer_key is unknown,{stripped} or the "
+            "site does not detect HTTPS (is a proxy not forwarding X-Forwarded-Proto?); "
+            f'check the key, set auth = "oauth"{alternative} for this store, or fix the proxy'
+        )
+
+    def _invalid_param_message(self, response: httpx.Response, message: str) -> str:
+        try:
+            params = json.loads(response.content).get("data", {}).get("params", {})
+        except (ValueError, AttributeError):
+            params = {}
+        names = ", ".join(sorted(params)) if isinstance(params, dict) else ""
+        if isinstance(params, dict) and {"modified_after", "after", "dates_are_gmt"} & set(params):
+            return (
+                f"the store rejected the date filter ({message}: {params}); pollerd sends "
+                "naive UTC with dates_are_gmt, which WooCommerce accepts since 5.8: is the store "
+                "older, or does a plugin replace the orders API? upgrade WooCommerce to ≥ 5.8"
+            )
+        return f"the store rejected the request ({message} {names}); this is a pollerd bug"
+
+    def _redirect_message(self, response: httpx.Response) -> str:
+        target = urllib.parse.urlsplit(
+            urllib.parse.urljoin(str(response.url), response.headers.get("Location", ""))
+        )
+        path = target.path
+        if path.endswith(ORDERS_PATH):
+            path = path[: -len(ORDERS_PATH)]
+        site = urllib.parse.urlunsplit((target.scheme, target.netloc, path.rstrip("/"), "", ""))
+        status = response.status_code
+        if "wp-login.php" in target.path:
+            return (
+                f"HTTP {status} redirect to a login page ({site}): a maintenance, coming-soon or "
+                "membership plugin intercepts /wp-json/; exempt the REST API from it"
+            )
+        if target.scheme == "https" and self.scheme == "http":
+            return (
+                f'HTTP {status} redirect to https://: set url = "{site}" for this store (auth '
+                '"auto" then uses Basic over HTTPS)'
+            )
+        return (
+            f'HTTP {status} redirect to {site}: set url = "{site}" for this store if that is '
+            "the site address (pollerd does not follow redirects: they drop credentials or end "
+            "on login pages)"
+        )
+
+    # --- errors --------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for value in (self.cfg.consumer_secret.get(), self.cfg.consumer_key.get()):
+            if value:
+                text = text.replace(value, "****")
+        return text
+
+    def _fatal(self, message: str) -> FatalSourceError:
+        return FatalSourceError(self.name, self._scrub(message))
+
+    def _retryable(self, message: str, retry_after: float | None = None) -> RetryableSourceError:
+        return RetryableSourceError(self.name, self._scrub(message), retry_after=retry_after)
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def resolve_auth(auth: str, scheme: str) -> str:
+    """`auto` is Basic over https:// and OAuth 1.0a over http:// (Basic is ignored there)."""
+    if auth == "auto":
+        return "basic" if scheme == "https" else "oauth"
+    return auth
+
+
+def naive_utc(value: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` in UTC with no `Z`: the only form WordPress compares correctly
+    with `dates_are_gmt=true`. Naive input is taken as UTC; sub-seconds are dropped (the filter
+    has one-second precision, so flooring only widens the window)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _rfc3986(value: str) -> str:
+    """rawurlencode: everything but A-Z a-z 0-9 - _ . ~ (what WooCommerce re-encodes to)."""
+    return urllib.parse.quote(value, safe="~")
+
+
+def oauth_params(
+    method: str,
+    base_url: str,
+    params: dict[str, str],
+    *,
+    consumer_key: str,
+    consumer_secret: str,
+    timestamp: int,
+    nonce: str,
+) -> dict[str, str]:
+    """OAuth 1.0a one-legged parameters as `WC_REST_Authentication::check_oauth_signature`
+    verifies them: HMAC-SHA256, no `oauth_version`, every query parameter signed (keys sorted
+    by byte value, keys and values RFC 3986-encoded once, `k=v` joined by `&`, the whole encoded
+    again), key = consumer_secret + "&", base URL = the site's own URL + path."""
+    oauth = {
+        "oauth_consumer_key": consumer_key,
+        "oauth_nonce": nonce,
+        "oauth_signature_method": "HMAC-SHA256",
+        "oauth_timestamp": str(timestamp),
+    }
+    signed = {**params, **oauth}
+    pairs = "&".join(f"{_rfc3986(k)}={_rfc3986(signed[k])}" for k in sorted(signed))
+    base = f"{method.upper()}&{_rfc3986(base_url)}&{_rfc3986(pairs)}"
+    digest = hmac.new(f"{consumer_secret}&".encode(), base.encode(), hashlib.sha256).digest()
+    return {**oauth, "oauth_signature": base64.b64encode(digest).decode()}
+
+
+def _wp_error(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) of a WordPress REST error body; ("", "") when it is not one (an HTML
+    page from a WAF or proxy)."""
+    try:
+        data = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return "", ""
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+        return "", ""
+    message = data.get("message")
+    return data["code"], message[:300] if isinstance(message, str) else ""
+
+
+def _is_bad_signature(response: httpx.Response) -> bool:
+    return response.status_code == 401 and _wp_error(response)[1].startswith("Invalid signature")
+
+
+def _get_args(schema: Any) -> set[str] | None:
+    """Names of the GET arguments in an `OPTIONS` route schema, None if unreadable."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("endpoints"), list):
+        return None
+    for endpoint in schema["endpoints"]:
+        if not isinstance(endpoint, dict):
+            continue
+        methods = endpoint.get("methods")
+        args = endpoint.get("args")
+        if isinstance(methods, list) and "GET" in methods and isinstance(args, dict):
+            return set(args)
+    return None
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _content_type(response: httpx.Response) -> str:
+    return response.headers.get("Content-Type", "no content type").split(";")[0]
+
+
+# --- normalisation -----------------------------------------------------------------------------
+
+
+def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
+    """A full wc/v3 order → `Order`. Pure. Only masked customer data survives.
+
+    Dates come from the `*_gmt` fields (naive UTC by contract; the others are site-local wall
+    time). `paid_at` is `date_paid_gmt` as WooCommerce reports it, sticky after cancel/refund
+    and set at `processing` for cash on delivery: the diff's pay rules decide what counts as
+    paid. `admin_url` uses the HPOS order screen (`admin.php?page=wc-orders`), the default since
+    WooCommerce 8.2; on posts storage WooCommerce redirects it to `post.php` itself
+    (COTRedirectionController), while the reverse does not hold.
+    """
+    oid = _order_id(payload, store)
+    status = payload.get("status")
+    if not isinstance(status, str) or not status:
+        raise OrderPayloadError(store, oid, "status", f"missing or not a string: {status!r}")
+    created = _date(payload, "date_created_gmt", store, oid, required=True)
+    updated = _date(payload, "date_modified_gmt", store, oid, required=True)
+    assert created is not None and updated is not None
+    billing = _section(payload, "billing")
+    shipping = _section(payload, "shipping")
+    return Order(
+        store=store,
+        platform="woocommerce",
+        id=oid,
+        number=str(payload.get("number") or oid),
+        status=status,
+        created_at=created,
+        updated_at=updated,
+        total=_money(payload, "total", store, oid),
+        currency=str(payload.get("currency") or ""),
+        paid_at=_date(payload, "date_paid_gmt", store, oid),
+        completed_at=_date(payload, "date_completed_gmt", store, oid),
+        cancelled_at=None,  # WooCommerce keeps no cancellation date; the diff uses updated_at
+        payment_method=str(payload.get("payment_method") or ""),
+        payment_method_title=str(payload.get("payment_method_title") or ""),
+        refunded_total=_refunded(payload.get("refunds"), store, oid),
+        customer_email=mask_email(_text(billing.get("email"))),
+        customer_phone=mask_phone(_text(billing.get("phone")) or _text(shipping.get("phone"))),
+        customer_name=_short_name(billing) or _short_name(shipping),
+        admin_url=f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}",
+        line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
+    )
+
+
+def _order_id(payload: dict[str, Any], store: str) -> str:
+    oid = payload.get("id")
+    if isinstance(oid, bool) or not isinstance(oid, int) or oid <= 0:
+        raise OrderPayloadError(store, "?", "id", f"missing or not a positive integer: {oid!r}")
+    return str(oid)
+
+
+def _date(
+    payload: dict[str, Any], field: str, store: str, oid: str, *, required: bool = False
+) -> datetime | None:
+    raw = payload.get(field)
+    if raw is None or raw == "":
+        if required:
+            raise OrderPayloadError(store, oid, field, "missing")
+        return None
+    if not isinstance(raw, str):
+        raise OrderPayloadError(store, oid, field, f"not a date string: {raw!r}")
+    try:
+        return parse_utc(raw)
+    except ValueError:
+        raise OrderPayloadError(store, oid, field, f"not an ISO 8601 date: {raw[:40]!r}") from None
+
+
+def _money(payload: dict[str, Any], field: str, store: str, oid: str) -> str:
+    raw = payload.get(field)
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise OrderPayloadError(store, oid, field, f"missing or not an amount: {raw!r}")
+    return str(raw)
+
+
+def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
+    """Positive sum of `refunds[].total`, which WooCommerce reports as negative strings."""
+    if refunds is None:
+        return Decimal("0")
+    if not isinstance(refunds, list):
+        raise OrderPayloadError(store, oid, "refunds", "not a list")
+    total = Decimal("0")
+    for i, refund in enumerate(refunds):
+        raw = refund.get("total") if isinstance(refund, dict) else None
+        try:
+            total += abs(Decimal(str(raw)))
+        except InvalidOperation:
+            raise OrderPayloadError(
+                store, oid, f"refunds[{i}].total", f"not an amount: {raw!r}"
+            ) from None
+    return total
+
+
+def _line_items(items: Any, store: str, oid: str) -> Iterable[LineItem]:
+    if items is None:
+        return
+    if not isinstance(items, list):
+        raise OrderPayloadError(store, oid, "line_items", "not a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise OrderPayloadError(store, oid, f"line_items[{i}]", "not an object")
+        quantity = item.get("quantity")
+        try:
+            count = int(Decimal(str(quantity)))
+        except (InvalidOperation, ValueError):
+            raise OrderPayloadError(
+                store, oid, f"line_items[{i}].quantity", f"not a number: {quantity!r}"
+            ) from None
+        yield LineItem(
+            name=str(item.get("name") or ""), quantity=count, total=str(item.get("total") or "0")
+        )
+
+
+def _section(payload: dict[str, Any], name: str) -> dict[str, Any]:
+    value = payload.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _short_name(address: dict[str, Any]) -> str | None:
+    """First name and last initial ("Ada L."): enough to recognise a customer in an alert."""
+    first = _text(address.get("first_name")) or ""
+    last = _text(address.get("last_name")) or ""
+    name = f"{first} {last[:1]}." if last else first
+    return name.strip() or None

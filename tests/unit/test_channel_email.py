@@ -1,0 +1,443 @@
+"""`email` channel against a real aiosmtpd server on 127.0.0.1: plain, STARTTLS and implicit TLS
+with a certificate made here, authentication, and the server's refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import hashlib
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import ValidationError
+
+from pollerd.channels.base import ChannelContext, SendResult
+from pollerd.channels.email import EmailChannel, message_id
+from pollerd.model import Event, LineItem, Order
+from pollerd.templates import summary
+
+AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
+PASSWORD = "s3cret-Passw0rd"
+
+
+def sample(name: str = "<s>Eve</s> & co") -> Event:
+    order = Order(
+        store="acme",
+        platform="woocommerce",
+        id="1001",
+        number="1001",
+        status="processing",
+        created_at=AT,
+        updated_at=AT,
+        total="25.00",
+        currency="EUR",
+        payment_method_title="Card <b>",
+        customer_email="e***@example.com",
+        customer_name=name,
+        admin_url="https://shop.example.com/wp-admin/post.php?post=1001&action=edit",
+        line_items=(LineItem("Mug <script>alert(1)</script>", 2, "20.00"),),
+    )
+    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+
+
+# certificates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: Path  # trust anchor for ca_file
+    chain: Path  # server certificate (127.0.0.1, localhost), signed by the CA
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.chain, self.key)
+        return context
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A throwaway CA and a server certificate for 127.0.0.1, as a private mail server has."""
+    out = tmp_path_factory.mktemp("certs")
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pollerd test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    certs = Certs(out / "ca.pem", out / "server.pem", out / "server.key")
+    certs.ca.write_bytes(ca.public_bytes(pem))
+    certs.chain.write_bytes(leaf.public_bytes(pem))
+    certs.key.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return certs
+
+
+# the server ---------------------------------------------------------------------------------
+
+
+class Inbox:
+    """aiosmtpd handler: accepts mail (recording whether it came over TLS), or refuses given
+    recipients / the DATA with a configured reply."""
+
+    def __init__(self, refuse: dict[str, str] | None = None, data_reply: str = "") -> None:
+        self.refuse = refuse or {}
+        self.data_reply = data_reply
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[Envelope] = []
+        self.over_tls: list[bool] = []
+
+    async def handle_RCPT(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, _: Any
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        if self.data_reply:
+            return self.data_reply
+        assert isinstance(envelope.content, bytes)
+        parsed = email.message_from_bytes(envelope.content, policy=default_policy)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        self.envelopes.append(envelope)
+        # session.ssl is set by STARTTLS only; the transport also knows implicit TLS.
+        tls = session.ssl is not None or server.transport.get_extra_info("ssl_object")
+        self.over_tls.append(bool(tls))
+        return "250 Message accepted"
+
+
+def _authenticate(
+    server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
+    good = isinstance(data, LoginPassword) and (data.login, data.password) == (
+        b"alerts",
+        PASSWORD.encode(),
+    )
+    return AuthResult(success=good, handled=False)  # False: aiosmtpd sends the 535 itself
+
+
+def free_port() -> int:
+    """aiosmtpd cannot take port 0 (its start-up probe connects to the port it was given)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def smtp_server(inbox: Inbox, **kwargs: Any) -> Iterator[int]:
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def deliver(port: int, event: Event | None = None, *, times: int = 1, **options: Any) -> list[Any]:
+    """Render once and send `times` times, as the outbox does; returns results (and channel)."""
+    event = event or sample()
+    base = {
+        "host": "127.0.0.1",
+        "port": port,
+        "sender": "pollerd <alerts@example.com>",
+        "to": ["ops@example.com", "Owner <owner@example.com>"],
+        "timeout": "5s",
+    }
+    channel = EmailChannel(ChannelContext("mail", {**base, **options}, None, "Asia/Shanghai"))  # type: ignore[arg-type]
+    rendered = channel.render(event)
+
+    async def go() -> list[SendResult]:
+        return [await channel.send(event, rendered) for _ in range(times)]
+
+    return asyncio.run(go())
+
+
+# tests --------------------------------------------------------------------------------------
+
+
+def test_plain_delivery_builds_the_whole_message() -> None:
+    inbox = Inbox()
+    event = sample()
+    with smtp_server(inbox) as port:
+        [result] = deliver(port, event, security="none")
+    assert result.kind == "ok", result.detail
+    [envelope] = inbox.envelopes
+    assert envelope.mail_from == "alerts@example.com"
+    assert envelope.rcpt_tos == ["ops@example.com", "owner@example.com"]
+    [msg] = inbox.messages
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = [part.get_content_type() for part in msg.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    expected_id = "<" + hashlib.sha256(b"acme:1001:order.paid").hexdigest()[:32] + "@pollerd>"
+    assert msg["Message-ID"] == expected_id == message_id(event.id)
+    assert msg["Subject"] == summary(event.to_json(), timezone="Asia/Shanghai")
+    assert msg["Subject"].endswith("2026-11-23 07:30 CST")
+    assert msg["From"] == "pollerd <alerts@example.com>"
+    assert msg["To"] == "ops@example.com, Owner <owner@example.com>"
+    assert msg["Date"] == "Mon, 23 Nov 2026 07:30:00 +0800"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert inbox.over_tls == [False]
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "<s>Eve</s> & co" in text and "2 × Mug <script>" in text
+
+
+def test_html_escapes_every_order_value() -> None:
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
+        deliver(port, security="none")
+    html = inbox.messages[0].get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "&lt;s&gt;Eve&lt;/s&gt; &amp; co" in html
+    assert "<s>" not in html and "<script>" not in html and "<b>" not in html
+    assert "Card &lt;b&gt;" in html
+    assert '<a href="https://shop.example.com/wp-admin/post.php?post=1001&amp;action=edit">' in html
+
+
+def test_message_is_7bit_and_stable_across_resends() -> None:
+    inbox = Inbox()
+    event = sample(name="张三 <s>")
+    with smtp_server(inbox) as port:
+        results = deliver(port, event, times=2, security="none")
+    assert [r.kind for r in results] == ["ok", "ok"]
+    first, second = inbox.messages
+    assert first["Message-ID"] == second["Message-ID"] == message_id(event.id)
+    assert inbox.envelopes[0].content == inbox.envelopes[1].content
+    assert all(byte < 128 for byte in inbox.envelopes[0].content)  # type: ignore[union-attr]
+    html = first.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "张三 &lt;s&gt;" in html
+
+
+def test_zh_cn_subject_survives_encoding() -> None:
+    inbox = Inbox()
+    event = sample()
+    with smtp_server(inbox) as port:
+        channel = EmailChannel(
+            ChannelContext(
+                "mail",
+                {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "security": "none",
+                    "sender": "运维 <alerts@example.com>",
+                    "to": ["ops@example.com"],
+                },
+                None,  # type: ignore[arg-type]
+                "Asia/Shanghai",
+                "zh-CN",
+            )
+        )
+        result = asyncio.run(channel.send(event, channel.render(event)))
+    assert result.kind == "ok"
+    assert inbox.messages[0]["Subject"].startswith("【acme】订单 #1001 已付款")
+    assert inbox.messages[0]["Subject"].endswith("07:30 北京时间")
+    assert inbox.messages[0]["From"] == "运维 <alerts@example.com>"
+
+
+def test_starttls_with_trusted_ca_file(certs: Certs) -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, tls_context=certs.server_context(), require_starttls=True) as port:
+        [result] = deliver(port, ca_file=str(certs.ca))
+    assert result.kind == "ok", result.detail
+    assert inbox.over_tls == [True]
+
+
+def test_starttls_with_untrusted_certificate_is_refused(certs: Certs) -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, tls_context=certs.server_context(), require_starttls=True) as port:
+        [result] = deliver(port)  # verify = true, system CAs only
+    assert (result.kind, result.scope) == ("permanent", "channel")
+    assert "not trusted" in result.detail and "ca_file" in result.detail
+    assert inbox.messages == []
+
+
+def test_unreadable_ca_file_is_a_channel_problem(certs: Certs, tmp_path: Path) -> None:
+    garbled = tmp_path / "ca.pem"
+    garbled.write_text("not a certificate\n")
+    with smtp_server(Inbox(), tls_context=certs.server_context()) as port:
+        [result] = deliver(port, ca_file=str(garbled))
+    assert (result.kind, result.scope) == ("permanent", "channel")
+    assert "cannot load ca_file" in result.detail
+
+
+def test_verify_false_accepts_any_certificate(certs: Certs) -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, tls_context=certs.server_context(), require_starttls=True) as port:
+        [result] = deliver(port, verify=False)
+    assert result.kind == "ok" and inbox.over_tls == [True]
+
+
+def test_starttls_required_but_not_offered() -> None:
+    inbox = Inbox()
+    with smtp_server(inbox) as port:  # no tls_context: the server offers no STARTTLS
+        [result] = deliver(port)
+    assert (result.kind, result.scope) == ("permanent", "channel")
+    assert "does not offer STARTTLS; refusing to send in clear" in result.detail
+    assert inbox.messages == []
+
+
+def test_implicit_tls(certs: Certs) -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, ssl_context=certs.server_context()) as port:
+        [result] = deliver(port, security="tls", ca_file=str(certs.ca))
+    assert result.kind == "ok", result.detail
+    assert inbox.over_tls == [True]
+
+
+def test_implicit_tls_against_a_plain_port() -> None:
+    with smtp_server(Inbox()) as port:
+        [result] = deliver(port, security="tls")
+    assert (result.kind, result.scope) == ("permanent", "channel")
+    assert "no TLS on this port" in result.detail
+
+
+def test_login_over_starttls(certs: Certs) -> None:
+    inbox = Inbox()
+    server = {"tls_context": certs.server_context(), "authenticator": _authenticate}
+    with smtp_server(inbox, auth_required=True, **server) as port:
+        [good] = deliver(port, ca_file=str(certs.ca), username="alerts", password=PASSWORD)
+        [bad] = deliver(port, ca_file=str(certs.ca), username="alerts", password="wrong-pass")
+    assert good.kind == "ok", good.detail
+    assert (bad.kind, bad.scope) == ("permanent", "channel"), bad.detail
+    assert "'alerts'" in bad.detail and "535" in bad.detail
+    assert PASSWORD not in bad.detail and "wrong-pass" not in bad.detail
+    assert len(inbox.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("refuse", "kind", "scope"),
+    [
+        ({"ops@example.com": "550 5.1.1 no such user", "owner@example.com": "550 no"},
+         "permanent", "recipient"),
+        ({"ops@example.com": "450 4.2.1 mailbox busy", "owner@example.com": "550 no"},
+         "retry", "message"),
+    ],
+)  # fmt: skip
+def test_every_recipient_refused(refuse: dict[str, str], kind: str, scope: str) -> None:
+    with smtp_server(Inbox(refuse)) as port:
+        [result] = deliver(port, security="none")
+    assert (result.kind, result.scope) == (kind, scope)
+    assert "ops@example.com" in result.detail
+
+
+def test_some_recipients_refused_is_still_sent() -> None:
+    inbox = Inbox({"owner@example.com": "550 5.1.1 no such user"})
+    with smtp_server(inbox) as port:
+        [result] = deliver(port, security="none")
+    assert result.kind == "ok"
+    assert "1 of 2" in result.detail and "owner@example.com (550)" in result.detail
+    assert inbox.envelopes[0].rcpt_tos == ["ops@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [("554 5.7.1 rejected as spam", "permanent"), ("451 4.3.0 try later", "retry")],
+)
+def test_data_refused(reply: str, kind: str) -> None:
+    with smtp_server(Inbox(data_reply=reply)) as port:
+        [result] = deliver(port, security="none")
+    assert (result.kind, result.scope) == (kind, "message")
+    assert reply[:3] in result.detail
+
+
+def test_nothing_listening_is_retried() -> None:
+    [result] = deliver(free_port(), security="none")
+    assert result.kind == "retry" and "ConnectionRefusedError" in result.detail
+
+
+# options ------------------------------------------------------------------------------------
+
+BASE = {"host": "smtp.example.com", "sender": "alerts@example.com", "to": ["ops@example.com"]}
+
+
+def test_option_defaults() -> None:
+    options = EmailChannel.Options.model_validate(BASE)
+    assert (options.port, options.security, options.verify) == (587, "starttls", True)
+    assert options.timeout.total_seconds() == 30 and options.ca_file is None
+    assert options.username is None and options.password is None
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"to": []}, "at least one address"),
+        ({"to": ["not an address"]}, "is not one email address"),
+        ({"sender": "a@example.com\r\nBcc: x@example.com"}, "line break"),
+        ({"password": "x"}, "username is not"),
+        ({"username": "alerts"}, "missing (username is set)"),
+        ({"username": "u", "password": "p", "security": "none"}, "unencrypted"),
+        ({"security": "ssl"}, "'starttls', 'tls' or 'none'"),
+        ({"ca_file": "ca.pem"}, "absolute path"),
+        ({"ca_file": "/nonexistent/ca.pem"}, "not a readable file"),
+        ({"port": 0}, "greater than or equal to 1"),
+        ({"timeout": "soon"}, "not a duration"),
+        ({"cc": ["x@example.com"]}, "Extra inputs"),
+    ],
+)
+def test_options_are_validated(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        EmailChannel.Options.model_validate({**BASE, **options})
+    assert problem in str(caught.value)
+
+
+def test_login_without_tls_is_allowed_on_loopback() -> None:
+    options = {**BASE, "host": "127.0.0.1", "security": "none", "username": "u", "password": "p"}
+    assert EmailChannel.Options.model_validate(options).security == "none"
