@@ -28,9 +28,9 @@ from pollerd.errors import (
     EXIT_FAILED,
     EXIT_OK,
     ConfigError,
-    FatalSourceError,
     LockHeld,
     RetryableSourceError,
+    SourceError,
 )
 from pollerd.sources.base import Source
 from pollerd.store import StateLock, Store, open_store
@@ -125,7 +125,7 @@ class Runtime:
             logger.warning("{} (will retry)", exc)
             self.store.record_poll(name, error=str(exc), when=datetime.now(UTC))
             return None
-        except FatalSourceError as exc:
+        except SourceError as exc:  # fatal, or an order that breaks the API's contract
             logger.error("{}", exc)
             self.store.record_poll(name, error=str(exc), when=datetime.now(UTC))
             return None

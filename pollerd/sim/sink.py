@@ -181,6 +181,14 @@ class WebhookSink(LoopbackService):
         with self._cond:
             return self._cond.wait_for(lambda: len(self.receipts) >= n, timeout=timeout)
 
+    def wait_for_ids(self, ids: set[str], timeout: float = 10.0) -> bool:
+        """Block until every id in `ids` has a 2xx receipt. Counting receipts is not enough when
+        a crash may repeat a delivery: duplicates would make up for a missing event."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: ids <= {r.webhook_id for r in self.receipts}, timeout=timeout
+            )
+
     def wait_for_attempts(self, n: int, timeout: float = 10.0) -> bool:
         """Block until at least `n` attempts (any answer) arrived."""
         with self._cond:

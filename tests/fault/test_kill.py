@@ -74,7 +74,7 @@ def scenario(
             daemon.kill()
             daemon.start()
         driver.join()
-        sink.wait_for(len(expected), timeout=settle)
+        sink.wait_for_ids(expected, timeout=settle)
         assert daemon.stop() == 0
         ids = sink.ids()
         return expected, Counter(ids), ids
