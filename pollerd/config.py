@@ -219,7 +219,7 @@ class WooCommerceStore(_Strict):
 
 
 class ShopifyStore(_Strict):
-    """Accepted so one config can describe a whole fleet; polling Shopify is issue 3's work."""
+    """A Shopify store, polled through the GraphQL Admin API (or REST, the legacy fallback)."""
 
     name: StoreName
     platform: Literal["shopify"]
@@ -234,6 +234,12 @@ class ShopifyStore(_Strict):
     overlap: Overlap = timedelta(minutes=5)
     start_from: StartFrom = "now"
     max_budget: float = Field(0.5, gt=0, le=1)
+    timeout: Duration = timedelta(seconds=30)
+    user_agent: str = "pollerd/0.1 (+order alerts; polling Shopify Admin API)"
+    sweep_hourly: Duration = timedelta(hours=24)
+    sweep_daily: Duration = timedelta(hours=72)
+    deletions: bool = True  # read the events feed for destroyed orders (2024-10+)
+    disputes: bool = True  # read Shopify Payments disputes (read_shopify_payments_disputes)
     enabled: bool = True
 
     @_model_validator(mode="after")

@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from pollerd.model import EVENT_TYPES, Event, Order, Snapshot
+from pollerd.model import EVENT_TYPES, Deletion, Dispute, Event, Order, Snapshot, utc_iso
 
 WC_DRAFT = frozenset({"checkout-draft", "auto-draft"})
 WC_PAID_STATUSES = frozenset({"processing", "completed"})
@@ -71,6 +72,29 @@ def woo_implied(order: Order, rules: WooRules, known: bool) -> set[str]:
     return implied
 
 
+SHOPIFY_PAID = frozenset({"paid", "partially_refunded", "refunded"})
+"""Financial statuses that prove money was captured. AUTHORIZED is a hold on the card, not a
+payment; PENDING, PARTIALLY_PAID, EXPIRED and VOIDED are not paid either (DESIGN §4). A refund
+proves an earlier capture, so an order first seen REFUNDED is also paid."""
+
+
+def shopify_implied(order: Order) -> set[str]:
+    """The events Shopify's current state proves happened."""
+    implied = {"order.created"}
+    financial = order.financial_status
+    if financial in SHOPIFY_PAID:
+        implied.add("order.paid")
+    if order.cancelled_at is not None:
+        implied.add("order.cancelled")
+    if financial == "refunded":
+        implied.add("order.refunded")
+    elif financial == "partially_refunded" or order.refunded_total > 0:
+        implied.add("order.partially_refunded")
+    if order.fulfillment_status == "fulfilled":
+        implied.add("order.fulfilled")
+    return implied
+
+
 def _occurred(order: Order, kind: str) -> datetime:
     """When the change happened, from the order's own fields where it has one."""
     if kind == "order.created":
@@ -90,10 +114,13 @@ def diff(
     start_at: datetime,
     rules: WooRules | None = None,
 ) -> tuple[Snapshot, list[Event]]:
-    if order.platform != "woocommerce":
+    if order.platform == "woocommerce":
+        known = snapshot is not None and bool(snapshot.fired)
+        implied = woo_implied(order, rules or WooRules(), known=known)
+    elif order.platform == "shopify":
+        implied = shopify_implied(order)
+    else:
         raise ValueError(f"no diff rules for platform {order.platform!r}")
-    rules = rules or WooRules()
-    implied = woo_implied(order, rules, known=snapshot is not None and bool(snapshot.fired))
     fired = snapshot.fired if snapshot is not None else frozenset()
     baseline = snapshot is None and order.created_at < start_at
     new = [] if baseline else [t for t in EVENT_TYPES if t in implied and t not in fired]
@@ -130,3 +157,108 @@ def unchanged(snapshot: Snapshot | None, updated_at: datetime, status: str) -> b
 
 def pay_rules(methods: Collection[str]) -> WooRules:
     return WooRules(pay_on_delivery_methods=frozenset(methods))
+
+
+def deleted(
+    snapshot: Snapshot | None,
+    deletion: Deletion,
+    *,
+    store: str,
+    platform: str,
+    detected_at: datetime,
+    last_order: dict[str, Any] | None,
+) -> tuple[Snapshot | None, list[Event]]:
+    """A destroyed order (Shopify's events feed): announced once, and only if pollerd knew the
+    order (an order it never saw is noise). The order as last announced is carried along,
+    since the platform no longer has it."""
+    if snapshot is None or not snapshot.fired or "order.deleted" in snapshot.fired:
+        return snapshot, []
+    snap = Snapshot(
+        store=store,
+        order_id=snapshot.order_id,
+        status="deleted",
+        updated_at=deletion.deleted_at,
+        refunded_total=snapshot.refunded_total,
+        fired=snapshot.fired | {"order.deleted"},
+    )
+    order = dict(last_order or {"id": snapshot.order_id})
+    order["status"] = "deleted"
+    event = Event(
+        type="order.deleted",
+        store=store,
+        platform=platform,
+        order_id=snapshot.order_id,
+        occurred_at=deletion.deleted_at,
+        detected_at=detected_at,
+        test=False,
+        order=order,
+        reason=deletion.message or None,
+    )
+    return snap, [event]
+
+
+def dispute_key(dispute_id: str) -> str:
+    """Disputes share the snapshot table with orders under this key."""
+    return f"dispute:{dispute_id}"
+
+
+def dispute_diff(
+    snapshot: Snapshot | None,
+    dispute: Dispute,
+    *,
+    store: str,
+    platform: str,
+    detected_at: datetime,
+    start_at: datetime,
+    order: dict[str, Any] | None,
+) -> tuple[Snapshot, list[Event]]:
+    """`dispute.opened` at first sight (unless it predates the start point: a silent baseline),
+    `dispute.updated` on every later status change, each (dispute, status) once."""
+    snap = Snapshot(
+        store=store,
+        order_id=dispute_key(dispute.id),
+        status=dispute.status,
+        updated_at=detected_at,
+        fired=(snapshot.fired if snapshot else frozenset()) | {dispute.status},
+    )
+    if snapshot is None:
+        kind = None if dispute.initiated_at < start_at else "dispute.opened"
+    elif dispute.status in snapshot.fired or dispute.status == snapshot.status:
+        kind = None
+    else:
+        kind = "dispute.updated"
+    if kind is None:
+        return snap, []
+    body = {
+        "id": dispute.id,
+        "status": dispute.status,
+        "type": dispute.type,
+        "amount": dispute.amount,
+        "currency": dispute.currency,
+        "reason": dispute.reason,
+        "initiated_at": utc_iso(dispute.initiated_at),
+        "evidence_due_by": _day_or_time(dispute.evidence_due_by),
+        "finalized_on": _day_or_time(dispute.finalized_on),
+    }
+    order_id = dispute.order_id or f"dispute-{dispute.id}"
+    event = Event(
+        type=kind,
+        store=store,
+        platform=platform,
+        order_id=order_id,
+        occurred_at=dispute.initiated_at if kind == "dispute.opened" else detected_at,
+        detected_at=detected_at,
+        test=False,
+        order=order or {"id": order_id, "number": dispute.order_number},
+        reason=dispute.reason,
+        dispute=body,
+    )
+    return snap, [event]
+
+
+def _day_or_time(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    return str(value)  # a date: ISO YYYY-MM-DD

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,8 @@ EVENT_TYPES = (
     "order.refunded",
     "order.cancelled",
     "order.deleted",
+    "dispute.opened",
+    "dispute.updated",
 )
 """Canonical order: when one observation implies several events, they are emitted (and
 delivered) in this order, which is the order they can happen in."""
@@ -62,6 +64,14 @@ def mask_phone(phone: str | None) -> str | None:
     if len(digits) < 7:
         return "***"
     return "".join(digits[:3]) + "****" + "".join(digits[-4:])
+
+
+def short_name(first: object, last: object) -> str | None:
+    """First name and last initial ("Ada L."): enough to recognise a customer in an alert."""
+    first = first.strip() if isinstance(first, str) else ""
+    last = last.strip() if isinstance(last, str) else ""
+    name = f"{first} {last[:1]}." if last else first
+    return name.strip() or None
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,32 @@ class Order:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """An order the platform says was destroyed (it no longer appears in any listing)."""
+
+    order_id: str
+    deleted_at: datetime
+    message: str = ""  # the platform's own wording, e.g. "Order #1001 was deleted."
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A payment dispute (chargeback or inquiry) as the platform shows it now."""
+
+    id: str
+    order_id: str | None
+    order_number: str | None
+    status: str  # NEEDS_RESPONSE, UNDER_REVIEW, CHARGE_REFUNDED, ACCEPTED, WON, LOST
+    type: str  # CHARGEBACK | INQUIRY
+    amount: str
+    currency: str
+    reason: str | None
+    initiated_at: datetime
+    evidence_due_by: date | datetime | None
+    finalized_on: date | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What pollerd remembers of an order: enough to diff the next observation.
 
@@ -156,11 +192,19 @@ class Event:
     test: bool
     order: dict[str, Any]
     reason: str | None = None  # e.g. cancel reason
+    dispute: dict[str, Any] | None = None  # dispute.* events: the dispute as it is now
 
     @property
     def id(self) -> str:
-        """The idempotency key `store:order_id:type`, identical on every retry and restart."""
-        return f"{self.store}:{self.order_id}:{self.type}"
+        """The idempotency key `store:order_id:type`, identical on every retry and restart.
+        An order can have several disputes, and a dispute several updates, so dispute events
+        append the dispute id (and for updates the new status) to stay once-only per change."""
+        key = f"{self.store}:{self.order_id}:{self.type}"
+        if self.dispute is None:
+            return key
+        if self.type == "dispute.opened":
+            return f"{key}:{self.dispute['id']}"
+        return f"{key}:{self.dispute['id']}:{str(self.dispute['status']).lower()}"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -175,6 +219,8 @@ class Event:
         }
         if self.reason:
             data["reason"] = self.reason
+        if self.dispute is not None:
+            data["dispute"] = self.dispute
         return data
 
     def body(self) -> str:
@@ -196,4 +242,5 @@ class Event:
             test=bool(data.get("test")),
             order=data["order"],
             reason=data.get("reason"),
+            dispute=data.get("dispute"),
         )

@@ -32,7 +32,7 @@ from pollerd.diff import diff, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
 from pollerd.model import Event, Snapshot
 from pollerd.rules import channels_for
-from pollerd.sources.base import ListPage, Source
+from pollerd.sources.base import Listed, ListPage, PageToken, Source
 from pollerd.store import Store
 from pollerd.store.db import Cursor
 
@@ -43,7 +43,7 @@ MUTANT = os.environ.get("POLLERD_MUTANT", "")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
-Lister = Callable[[int], Awaitable[ListPage]]
+Lister = Callable[[PageToken], Awaitable[ListPage]]
 
 
 @dataclass
@@ -196,10 +196,12 @@ class StoreSync:
         for _attempt in range(MAX_REWALKS + 1):
             newest: tuple[datetime, str] | None = None
             first_total: int | None = None
-            last_id = -1
-            page = 1
+            last: tuple[object, ...] | None = None
+            page: PageToken = None
+            number = 0
             rewalk = False
             while True:
+                number += 1
                 listing = await lister(page)
                 report.pages += 1
                 rows = listing.rows
@@ -216,12 +218,12 @@ class StoreSync:
                     )
                     rewalk = True
                     break
-                ids = [int(r.id) for r in rows]
-                if ids != sorted(ids) or ids[0] <= last_id:
+                keys = [self._key(r) for r in rows]
+                if keys != sorted(keys) or (last is not None and keys[0] <= last):
                     raise RetryableSourceError(
-                        self.name, f"page {page} went backwards (ids {ids[0]} after {last_id})"
+                        self.name, f"page {number} went backwards ({keys[0]} after {last})"
                     )
-                last_id = ids[-1]
+                last = keys[-1]
                 report.listed += len(rows)
                 for row in rows:
                     key = (row.updated_at, row.id)
@@ -243,12 +245,18 @@ class StoreSync:
                 if self.stopping():
                     report.stopped = True
                     return None
-                if not listing.more:
+                if listing.next is None:
                     break
-                page += 1
+                page = listing.next
             if not rewalk:
                 return newest
         raise RetryableSourceError(self.name, "orders kept leaving the window while paging")
+
+    def _key(self, row: Listed) -> tuple[object, ...]:
+        """The order a page must ascend in (`Source.keyset`); ids compare as numbers."""
+        if self.source.keyset == "id":
+            return (int(row.id),)
+        return (row.updated_at, int(row.id))
 
     async def _apply_page(
         self,

@@ -1,22 +1,47 @@
 """What the sync loop needs from a platform: a cheap listing of what moved, and full orders.
 
 The listing is deliberately small (id, modified time, status) so a pass that finds nothing new
-costs a few hundred bytes; full orders are fetched only for rows whose (updated_at, status)
-differs from the stored snapshot.
+costs a few hundred bytes (or a few Shopify cost points); full orders are fetched only for rows
+whose (updated_at, status) differs from the stored snapshot.
+
+Paging is by an opaque token: WooCommerce pages are numbers (`orderby=id`), Shopify's are
+connection cursors that encode `(updatedAt, id)`. A source says which order its pages come in
+(`keyset`), so the sync loop can refuse a page that goes backwards whatever the platform.
+
+Optional capabilities (`Feeds`, `Bulk`) are separate protocols: a platform without deletion or
+dispute feeds, or without bulk exports, simply does not implement them.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
-from pollerd.model import Order
+from pollerd.errors import SourceError
+from pollerd.model import Deletion, Dispute, Order
+
+__all__ = [
+    "Bulk",
+    "Deletion",
+    "Dispute",
+    "FeedUnavailable",
+    "Feeds",
+    "ListPage",
+    "Listed",
+    "PageToken",
+    "Source",
+]
+
+PageToken = int | str | None
+"""`None` asks for the first page; a `ListPage.next` asks for the one after it."""
 
 
 @dataclass(frozen=True)
 class Listed:
-    """One row of a cheap listing."""
+    """One row of a cheap listing. `status` must equal the `Order.status` the source would
+    normalise for the same version of the order (the sync compares it with the snapshot)."""
 
     id: str
     updated_at: datetime
@@ -26,24 +51,74 @@ class Listed:
 @dataclass(frozen=True)
 class ListPage:
     rows: list[Listed]
-    page: int
-    total: int | None  # X-WP-Total as the server reported it (HPOS says 0 past the end)
-    more: bool  # the server says there is a next page (or the page was full)
+    next: PageToken  # pass back for the following page; None: the window is walked
+    total: int | None = None  # WooCommerce X-WP-Total as reported (HPOS says 0 past the end)
 
 
 class Source(Protocol):
     platform: str
+    keyset: Literal["id", "updated_at"]
+    """Pages ascend by id (WooCommerce `orderby=id`) or by (updated_at, id) (Shopify
+    `sortKey: UPDATED_AT`, ties broken by id inside one walk)."""
 
     async def check(self) -> str:
         """Read-only probe of auth and version; returns a one-line description."""
         ...
 
-    async def list_modified(
-        self, after: datetime, page: int, *, status: str = "any"
-    ) -> ListPage: ...
+    async def probe(self) -> Listed | None:
+        """The most recently updated order, for a few cost points; `None` when the platform
+        has no cheap probe (the sync then walks the window every pass)."""
+        ...
 
-    async def list_created(self, after: datetime, page: int) -> ListPage: ...
+    async def list_modified(
+        self, after: datetime, page: PageToken, *, status: str = "any"
+    ) -> ListPage:
+        """Orders updated at or after `after` (WooCommerce: strictly after, one-second
+        precision; the sync's overlap covers both)."""
+        ...
+
+    async def list_created(self, after: datetime, page: PageToken) -> ListPage:
+        """Orders created after `after`: the sweeps' second access path."""
+        ...
 
     async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order]: ...
 
     async def aclose(self) -> None: ...
+
+
+class FeedUnavailable(SourceError):
+    """An optional feed the credentials may not read (a missing scope): warn once, go on."""
+
+    def __init__(self, store: str, feed: str, message: str) -> None:
+        self.feed = feed
+        super().__init__(store, message)
+
+
+@runtime_checkable
+class Feeds(Protocol):
+    async def deletions(self, after: datetime) -> list[Deletion]:
+        """Order deletions recorded at or after `after`, oldest first. Raises
+        `FeedUnavailable` when the credentials cannot read them."""
+        ...
+
+    async def disputes(self, since: datetime) -> list[Dispute]:
+        """Disputes initiated at or after `since` plus every one not yet finalised. Raises
+        `FeedUnavailable` without the disputes scope."""
+        ...
+
+
+@runtime_checkable
+class Bulk(Protocol):
+    def bulk_orders(
+        self,
+        since: datetime,
+        until: datetime | None,
+        *,
+        resume: str | None,
+        on_started: Callable[[str], None],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> AsyncIterator[list[Order]]:
+        """Every order updated in [since, until] through one bulk export, in batches.
+        `on_started(operation_id)` is called once the platform accepted the job so the caller
+        can save it; `resume` is a saved id to pick up instead of starting a new job."""
+        ...

@@ -45,8 +45,8 @@ from loguru import logger
 
 from pollerd.config import WooCommerceStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
-from pollerd.model import LineItem, Order, mask_email, mask_phone, parse_utc
-from pollerd.sources.base import Listed, ListPage
+from pollerd.model import LineItem, Order, mask_email, mask_phone, parse_utc, short_name
+from pollerd.sources.base import Listed, ListPage, PageToken
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 
 ORDERS_PATH = "/wp-json/wc/v3/orders"
@@ -78,6 +78,7 @@ class WooCommerceSource:
     the timeout and User-Agent are applied per request, so a shared client works too."""
 
     platform = "woocommerce"
+    keyset = "id"  # pages by `orderby=id`: `orderby=modified` has no tie-break (research §1.3)
 
     def __init__(
         self,
@@ -124,12 +125,19 @@ class WooCommerceSource:
         found = f"WooCommerce {version}" if version else "WooCommerce (version not readable)"
         return f"{found} at {self.site}, auth {self.describe_auth()}, {count} orders"
 
-    async def list_modified(self, after: datetime, page: int, *, status: str = "any") -> ListPage:
+    async def probe(self) -> Listed | None:
+        """No probe: the `_fields` listing of an unchanged window is already a few hundred bytes,
+        and WooCommerce has no cheaper "newest change" query."""
+        return None
+
+    async def list_modified(
+        self, after: datetime, page: PageToken, *, status: str = "any"
+    ) -> ListPage:
         """Orders modified strictly after `after` (one-second precision), by ascending id."""
         await self._version_gate()
         return await self._list({"modified_after": naive_utc(after)}, page, status)
 
-    async def list_created(self, after: datetime, page: int) -> ListPage:
+    async def list_created(self, after: datetime, page: PageToken) -> ListPage:
         """Orders created strictly after `after`: the sweeps' second access path."""
         await self._version_gate()
         return await self._list({"after": naive_utc(after)}, page, "any")
@@ -171,7 +179,8 @@ class WooCommerceSource:
 
     # --- listing -------------------------------------------------------------------------------
 
-    async def _list(self, window: dict[str, str], page: int, status: str) -> ListPage:
+    async def _list(self, window: dict[str, str], token: PageToken, status: str) -> ListPage:
+        page = int(token or 1)
         params = {
             **window,
             "dates_are_gmt": "true",
@@ -187,7 +196,7 @@ class WooCommerceSource:
         total = _int_header(headers, "X-WP-Total")
         pages = _int_header(headers, "X-WP-TotalPages")
         more = (pages is not None and page < pages) or len(rows) == PER_PAGE
-        return ListPage(rows=rows, page=page, total=total, more=more)
+        return ListPage(rows=rows, next=page + 1 if more else None, total=total)
 
     def _rows(self, data: Any) -> list[dict[str, Any]]:
         """A list of orders, or retryable: a 200 with anything else is an intermediary's page or
@@ -749,8 +758,4 @@ def _text(value: Any) -> str | None:
 
 
 def _short_name(address: dict[str, Any]) -> str | None:
-    """First name and last initial ("Ada L."): enough to recognise a customer in an alert."""
-    first = _text(address.get("first_name")) or ""
-    last = _text(address.get("last_name")) or ""
-    name = f"{first} {last[:1]}." if last else first
-    return name.strip() or None
+    return short_name(address.get("first_name"), address.get("last_name"))

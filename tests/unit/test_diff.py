@@ -200,3 +200,158 @@ def test_unchanged_compares_time_and_status() -> None:
     assert not unchanged(snap, snap.updated_at, "processing")
     assert not unchanged(snap, snap.updated_at + timedelta(seconds=1), "pending")
     assert not unchanged(None, T, "pending")
+
+
+# --- Shopify (DESIGN §4): financial paths -------------------------------------------------------
+
+
+def shop(
+    financial: str,
+    *,
+    step: int = 0,
+    cancelled: bool = False,
+    fulfilled: bool = False,
+    refunded: str = "0",
+    test: bool = False,
+    created: datetime = T,
+) -> Order:
+    return Order(
+        store="s",
+        platform="shopify",
+        id="5273485869312",
+        number="#1001",
+        status="cancelled" if cancelled else financial,
+        created_at=created,
+        updated_at=T + timedelta(seconds=10 + step),
+        total="25.00",
+        currency="USD",
+        cancelled_at=T + timedelta(seconds=10 + step) if cancelled else None,
+        cancel_reason="customer" if cancelled else None,
+        financial_status=financial,
+        fulfillment_status="fulfilled" if fulfilled else "unfulfilled",
+        refunded_total=Decimal(refunded),
+        test=test,
+    )
+
+
+SHOPIFY_CASES: dict[str, tuple[list[Order], list[list[str]]]] = {
+    "authorized is not paid; capture is": (
+        [shop("authorized"), shop("paid", step=1)],
+        [[C], [P]],
+    ),
+    "pending, then paid": ([shop("pending"), shop("paid", step=1)], [[C], [P]]),
+    "partially paid is not paid": (
+        [shop("partially_paid"), shop("paid", step=1)],
+        [[C], [P]],
+    ),
+    "authorization expired: never paid": (
+        [shop("authorized"), shop("expired", step=1)],
+        [[C], []],
+    ),
+    "authorization voided and cancelled": (
+        [shop("authorized"), shop("voided", step=1, cancelled=True)],
+        [[C], [X]],
+    ),
+    "first seen paid": ([shop("paid")], [[C, P]]),
+    "paid, partially refunded, refunded": (
+        [
+            shop("paid"),
+            shop("partially_refunded", refunded="10", step=1),
+            shop("refunded", refunded="25", step=2),
+        ],
+        [[C, P], [PR], [R]],
+    ),
+    "first seen refunded: it was paid": ([shop("refunded", refunded="25")], [[C, P, R]]),
+    "first seen partially refunded": (
+        [shop("partially_refunded", refunded="5")],
+        [[C, P, PR]],
+    ),
+    "paid then cancelled and refunded": (
+        [shop("paid"), shop("refunded", refunded="25", step=1, cancelled=True)],
+        [[C, P], [R, X]],
+    ),
+    "paid then fulfilled": (
+        [shop("paid"), shop("paid", step=1, fulfilled=True)],
+        [[C, P], [F]],
+    ),
+    "updated_at moving with nothing changed: nothing": (
+        [shop("paid"), shop("paid", step=1), shop("paid", step=2)],
+        [[C, P], [], []],
+    ),
+    "cancelled while pending: never paid": (
+        [shop("pending"), shop("pending", step=1, cancelled=True)],
+        [[C], [X]],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SHOPIFY_CASES))
+def test_shopify_paths(name: str) -> None:
+    observations, expected = SHOPIFY_CASES[name]
+    assert run(*observations) == expected
+
+
+def test_shopify_events_carry_test_flag_and_cancel_reason() -> None:
+    _, events = diff(None, shop("paid", cancelled=True, test=True), detected_at=T, start_at=START)
+    assert [e.type for e in events] == [C, P, X]
+    assert all(e.test for e in events) and all(e.to_json()["test"] is True for e in events)
+    assert events[2].to_json()["reason"] == "customer"
+    assert events[0].id == "s:5273485869312:order.created"
+
+
+def test_shopify_baseline_before_start() -> None:
+    old = START - timedelta(days=1)
+    assert run(shop("paid", created=old), shop("refunded", refunded="25", step=1, created=old)) == [
+        [],
+        [R],
+    ]
+
+
+def test_deletion_announced_once_and_only_for_known_orders() -> None:
+    from pollerd.diff import deleted
+    from pollerd.model import Deletion
+
+    gone = Deletion("5273485869312", T + timedelta(minutes=1), "Order #1001 was deleted.")
+    args = {"store": "s", "platform": "shopify", "detected_at": T, "last_order": None}
+    assert deleted(None, gone, **args) == (None, [])  # never seen: noise
+    snap, _ = diff(None, shop("paid"), detected_at=T, start_at=START)
+    snap2, events = deleted(snap, gone, **args)
+    assert [e.id for e in events] == ["s:5273485869312:order.deleted"]
+    assert events[0].order["status"] == "deleted" and events[0].reason == gone.message
+    assert deleted(snap2, gone, **args)[1] == []
+
+
+def test_dispute_opened_then_each_status_once() -> None:
+    from pollerd.diff import dispute_diff
+    from pollerd.model import Dispute
+
+    def dispute(status: str, initiated: datetime = T) -> Dispute:
+        return Dispute(
+            "77",
+            "5273485869312",
+            "#1001",
+            status,
+            "CHARGEBACK",
+            "25.00",
+            "USD",
+            "FRAUDULENT",
+            initiated,
+            None,
+        )
+
+    args = {"store": "s", "platform": "shopify", "detected_at": T, "start_at": START, "order": None}
+    snap, events = dispute_diff(None, dispute("NEEDS_RESPONSE"), **args)
+    assert [e.id for e in events] == ["s:5273485869312:dispute.opened:77"]
+    assert events[0].to_json()["dispute"]["amount"] == "25.00"
+    snap, events = dispute_diff(snap, dispute("NEEDS_RESPONSE"), **args)
+    assert events == []
+    snap, events = dispute_diff(snap, dispute("UNDER_REVIEW"), **args)
+    assert [e.id for e in events] == ["s:5273485869312:dispute.updated:77:under_review"]
+    snap, events = dispute_diff(snap, dispute("WON"), **args)
+    assert [e.type for e in events] == ["dispute.updated"]
+    old = dispute("LOST", initiated=START - timedelta(days=9))
+    assert dispute_diff(None, old, **args)[1] == []  # before the start point: baseline
+    from pollerd.model import Event
+
+    again = Event.from_json(events[0].to_json())
+    assert again.id == events[0].id

@@ -189,13 +189,13 @@ def logs() -> Iterator[list[str]]:
 
 async def walk(source: WooCommerceSource, after: datetime) -> list[Any]:
     pages = []
-    page = 1
+    page: int | str | None = None
     while True:
         listing = await source.list_modified(after, page)
         pages.append(listing)
-        if not listing.more:
+        if listing.next is None:
             return pages
-        page += 1
+        page = listing.next
 
 
 # --- listing -----------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_list_modified_pages_with_the_measured_parameters(sim: WooSim) -> None:
 
     pages = run(cfg(sim.url), body)
     assert [len(p.rows) for p in pages] == [100, 100, 50, 0]
-    assert [p.more for p in pages] == [True, True, False, False]
+    assert [p.next for p in pages] == [2, 3, None, None]
     assert [p.total for p in pages] == [250, 250, 250, 0]  # HPOS reads 0 past the end
     assert [r.id for p in pages for r in p.rows] == [str(i) for i in ids]
     row = pages[0].rows[0]
