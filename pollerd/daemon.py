@@ -22,7 +22,7 @@ from loguru import logger
 from pollerd import __version__
 from pollerd.channels import channel_class
 from pollerd.channels.base import Channel, ChannelContext
-from pollerd.config import Settings, WooCommerceStore
+from pollerd.config import Settings, ShopifyStore, WooCommerceStore
 from pollerd.delivery import Deliverer, Round
 from pollerd.errors import (
     EXIT_FAILED,
@@ -40,7 +40,16 @@ from pollerd.systemd import notify
 STOP_GRACE = 30.0  # seconds a running page and in-flight sends get to finish on SIGTERM
 
 
-def build_source(cfg: WooCommerceStore) -> Source:
+def build_source(cfg: WooCommerceStore | ShopifyStore) -> Source:
+    """Sources are imported lazily: a WooCommerce-only fleet never loads the Shopify code."""
+    if isinstance(cfg, ShopifyStore):
+        if cfg.api == "rest":
+            from pollerd.sources.shopify_rest import ShopifyRestSource
+
+            return ShopifyRestSource(cfg)
+        from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
+
+        return ShopifyGraphQLSource(cfg)
     from pollerd.sources.woocommerce import WooCommerceSource
 
     return WooCommerceSource(cfg)
@@ -81,13 +90,6 @@ class Runtime:
             if not stores:
                 known = ", ".join(s.name for s in settings.stores) or "none"
                 raise ConfigError("stores", f"no store named {only_store!r}", f"known: {known}")
-        for index, s in enumerate(settings.stores):
-            if s in stores and s.platform != "woocommerce":
-                raise ConfigError(
-                    f"stores[{index}].platform",
-                    "Shopify polling is not available in this version of pollerd",
-                    "remove the store or disable it with enabled = false",
-                )
         store = open_store(settings.pollerd.database)
         http = httpx.AsyncClient(
             timeout=30.0,
@@ -104,7 +106,6 @@ class Runtime:
             Deliverer(store, channels, settings.pollerd.delivery),
         )
         for cfg in stores:
-            assert isinstance(cfg, WooCommerceStore)
             runtime.syncs[cfg.name] = StoreSync(
                 cfg,
                 build_source(cfg),

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from pollerd import __version__
-from pollerd.config import Settings, WooCommerceStore
+from pollerd.config import Settings
 from pollerd.errors import PollerdError
 from pollerd.model import Event, Order
 from pollerd.store import open_store
@@ -111,10 +111,6 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
     )
     ok = True
     for cfg in settings.stores:
-        if not isinstance(cfg, WooCommerceStore):
-            echo(f"✗ {cfg.name}: Shopify polling is not available in this version")
-            ok = False
-            continue
         source = build_source(cfg)
         try:
             echo(f"✓ {cfg.name}: {await source.check()}")

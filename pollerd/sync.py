@@ -21,18 +21,27 @@ The rules (DESIGN §5, each one a measured way other tools lost orders):
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
-from pollerd.config import RouteConfig, WooCommerceStore
-from pollerd.diff import diff, pay_rules, unchanged
+from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
+from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
-from pollerd.model import Event, Snapshot
+from pollerd.model import Dispute, Event, Order, Snapshot
 from pollerd.rules import channels_for
-from pollerd.sources.base import Listed, ListPage, PageToken, Source
+from pollerd.sources.base import (
+    Bulk,
+    Feeds,
+    FeedUnavailable,
+    Listed,
+    ListPage,
+    PageToken,
+    Source,
+)
 from pollerd.store import Store
 from pollerd.store.db import Cursor
 
@@ -42,6 +51,16 @@ MAX_REWALKS = 3
 MUTANT = os.environ.get("POLLERD_MUTANT", "")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+WALK_EVERY = 60.0
+"""With a probe, a pass that sees nothing newer than the bookmark skips the window walk, except
+once a minute: an order the search index shows late but inside the overlap is then still found
+by the fast path (not counted late); beyond the overlap the sweeps find it."""
+DELETIONS_EVERY = 30.0  # the events feed lags "seconds, rarely a few minutes" (research §1.6)
+DISPUTES_EVERY = 300.0  # chargebacks move in days; evidence is due in a week or more
+DELETIONS_WINDOW = DAY  # re-read a day of destroy events: cheap, and snapshots dedupe
+DISPUTES_WINDOW = timedelta(days=7)
+BULK_FROM = timedelta(days=7)
+"""Backfills reaching further back than this use one bulk export instead of pages (Shopify)."""
 
 Lister = Callable[[PageToken], Awaitable[ListPage]]
 
@@ -67,7 +86,7 @@ def utcnow() -> datetime:
 class StoreSync:
     def __init__(
         self,
-        cfg: WooCommerceStore,
+        cfg: WooCommerceStore | ShopifyStore,
         source: Source,
         store: Store,
         routes: Sequence[RouteConfig],
@@ -84,7 +103,10 @@ class StoreSync:
         self.clock = clock
         self.on_commit = on_commit or (lambda n: None)
         self.stopping = stopping
-        self.rules = pay_rules(cfg.pay_on_delivery_methods)
+        self.rules = pay_rules(getattr(cfg, "pay_on_delivery_methods", ()))
+        self._last_walk = float("-inf")
+        self._feeds_due = {"deletions": 0.0, "disputes": 0.0}
+        self._feeds_off: set[str] = set()
 
     def start_point(self) -> datetime:
         """Where a new cursor starts. "now" is floored to the second: order times have
@@ -105,23 +127,28 @@ class StoreSync:
         cursor = self.ensure_cursor()
         overlap = timedelta(0) if MUTANT == "no_overlap" else self.cfg.overlap
         after = _floor(cursor.updated_at - overlap)
-        newest = await self._walk(
-            lambda page: self.source.list_modified(after, page),
-            report,
-            start_at=cursor.start_at,
-            status="any",
-        )
-        if report.stopped:
-            return report
-        if newest is not None and newest > (cursor.updated_at, cursor.order_id):
-            self.store.commit_page(self.name, [], [], cursor=newest)
-            report.cursor = newest[0]
-        await self._walk(
-            lambda page: self.source.list_modified(after, page, status="trash"),
-            report,
-            start_at=cursor.start_at,
-            status="trash",
-        )
+        if await self._moved(cursor.updated_at):
+            self._last_walk = time.monotonic()
+            newest = await self._walk(
+                lambda page: self.source.list_modified(after, page),
+                report,
+                start_at=cursor.start_at,
+                status="any",
+            )
+            if report.stopped:
+                return report
+            if newest is not None and newest > (cursor.updated_at, cursor.order_id):
+                self.store.commit_page(self.name, [], [], cursor=newest)
+                report.cursor = newest[0]
+        if isinstance(self.source, Feeds):
+            await self._feeds(self.source, cursor.start_at, report)
+        else:  # WooCommerce: `any` excludes trash, so deletions are a listing of their own
+            await self._walk(
+                lambda page: self.source.list_modified(after, page, status="trash"),
+                report,
+                start_at=cursor.start_at,
+                status="trash",
+            )
         now = self.clock()
         for kind, every, window, last in (
             ("daily", DAY, self.cfg.sweep_daily, cursor.last_daily_sweep),
@@ -139,6 +166,107 @@ class StoreSync:
                     break
         self.store.record_poll(self.name, error=None, when=now)
         return report
+
+    async def _moved(self, bookmark: datetime) -> bool:
+        """The fast path: walk the window only when the probe saw something newer than the
+        bookmark (or the periodic walk is due). Sources without a probe always walk."""
+        if time.monotonic() - self._last_walk >= WALK_EVERY:
+            return True
+        newest = await self.source.probe()
+        return newest is None or newest.updated_at > bookmark
+
+    async def _feeds(self, source: Feeds, start_at: datetime, report: PassReport) -> None:
+        """Deletions and disputes, each on its own slower clock; a feed the credentials cannot
+        read is switched off with one warning instead of failing every pass."""
+        now = time.monotonic()
+        detected = self.clock()
+        for feed in ("deletions", "disputes"):
+            if feed in self._feeds_off or not getattr(self.cfg, feed, False):
+                continue
+            if now < self._feeds_due[feed] or report.stopped:
+                continue
+            try:
+                if feed == "deletions":
+                    gone = await source.deletions(_floor(self.clock() - DELETIONS_WINDOW))
+                    self._apply_deletions(gone, detected, report)
+                else:
+                    found = await source.disputes(_floor(self.clock() - DISPUTES_WINDOW))
+                    self._apply_disputes(found, detected, start_at, report)
+            except FeedUnavailable as exc:
+                logger.warning("{} ({} feed switched off until restart)", exc, feed)
+                self._feeds_off.add(feed)
+                continue
+            every = DELETIONS_EVERY if feed == "deletions" else DISPUTES_EVERY
+            self._feeds_due[feed] = now + every
+
+    def _apply_deletions(
+        self, gone: Sequence[object], detected: datetime, report: PassReport
+    ) -> None:
+        snaps = self.store.snapshots(self.name, [g.order_id for g in gone])
+        new_snaps: list[Snapshot] = []
+        events: list[tuple[Event, list[str]]] = []
+        for deletion in gone:
+            snap, found = deleted(
+                snaps.get(deletion.order_id),
+                deletion,
+                store=self.name,
+                platform=self.source.platform,
+                detected_at=detected,
+                last_order=self.store.last_order(self.name, deletion.order_id),
+            )
+            if found and snap is not None:
+                new_snaps.append(snap)
+                events.extend((ev, channels_for(ev, self.routes)) for ev in found)
+        self._commit(new_snaps, events, report)
+
+    def _apply_disputes(
+        self, found: Sequence[Dispute], detected: datetime, start_at: datetime, report: PassReport
+    ) -> None:
+        snaps = self.store.snapshots(self.name, [dispute_key(d.id) for d in found])
+        new_snaps: list[Snapshot] = []
+        events: list[tuple[Event, list[str]]] = []
+        for dispute in found:
+            old = snaps.get(dispute_key(dispute.id))
+            order_id = dispute.order_id
+            snap, new = dispute_diff(
+                old,
+                dispute,
+                store=self.name,
+                platform=self.source.platform,
+                detected_at=detected,
+                start_at=start_at,
+                order=self.store.last_order(self.name, order_id) if order_id else None,
+            )
+            if old is None or old.status != snap.status:
+                new_snaps.append(snap)
+            events.extend((ev, channels_for(ev, self.routes)) for ev in new)
+        self._commit(new_snaps, events, report)
+
+    def _commit(
+        self,
+        snaps: list[Snapshot],
+        events: list[tuple[Event, list[str]]],
+        report: PassReport,
+        *,
+        late: bool = False,
+        backfill: bool = False,
+    ) -> None:
+        if not snaps and not events:
+            return
+        result = self.store.commit_page(self.name, snaps, events, late=late, backfill=backfill)
+        report.events += result.new_events
+        report.deliveries += result.new_deliveries
+        report.event_ids.extend(ev.id for ev, _ in events)
+        if late:
+            report.late_events += result.new_events
+            if result.new_events:
+                logger.warning(
+                    "store {}: sweep found {} event(s) the fast path missed",
+                    self.name,
+                    result.new_events,
+                )
+        if result.new_deliveries:
+            self.on_commit(result.new_deliveries)
 
     async def sweep(
         self, window: timedelta, report: PassReport, *, start_at: datetime, anchor: datetime
@@ -166,6 +294,11 @@ class StoreSync:
         so the live daemon will not announce them later either."""
         report = PassReport(self.name)
         self.ensure_cursor()
+        if isinstance(self.source, Bulk) and self.clock() - since > BULK_FROM:
+            await self._bulk(
+                self.source, since, until, notify=notify, report=report, progress=progress
+            )
+            return report
         after = _floor(since) - timedelta(seconds=1)  # modified_after is a strict >
         await self._walk(
             lambda page: self.source.list_modified(after, page),
@@ -178,6 +311,38 @@ class StoreSync:
             backfill=True,
         )
         return report
+
+    async def _bulk(
+        self,
+        source: Bulk,
+        since: datetime,
+        until: datetime | None,
+        *,
+        notify: bool,
+        report: PassReport,
+        progress: Callable[[int, int | None], None] | None,
+    ) -> None:
+        """One bulk export instead of thousands of pages. The operation id is saved the moment
+        the platform accepts the job, so a backfill killed mid-way resumes the same export
+        instead of paying for a new one; batches commit like pages (replays are no-ops)."""
+        key = f"bulk:{self.name}"
+        batches = source.bulk_orders(
+            since,
+            until,
+            resume=self.store.meta(key),
+            on_started=lambda op: self.store.set_meta(key, op),
+            on_progress=(lambda n: progress(n, None)) if progress else None,
+        )
+        async for orders in batches:
+            report.listed += len(orders)
+            report.fetched += len(orders)
+            await self._apply_orders(orders, report, start_at=since, notify=notify, backfill=True)
+            if progress is not None:
+                progress(report.listed, None)
+            if self.stopping():
+                report.stopped = True
+                return
+        self.store.set_meta(key, None)
 
     async def _walk(
         self,
@@ -280,6 +445,29 @@ class StoreSync:
             return
         orders = await self.source.fetch(changed, status=status)
         report.fetched += len(orders)
+        await self._apply_orders(
+            orders,
+            report,
+            start_at=start_at,
+            notify=notify,
+            late=late,
+            backfill=backfill,
+            snaps=snaps,
+        )
+
+    async def _apply_orders(
+        self,
+        orders: Sequence[Order],
+        report: PassReport,
+        *,
+        start_at: datetime,
+        notify: bool,
+        late: bool = False,
+        backfill: bool = False,
+        snaps: dict[str, Snapshot] | None = None,
+    ) -> None:
+        if snaps is None:
+            snaps = self.store.snapshots(self.name, [o.id for o in orders])
         detected = self.clock()
         new_snaps: list[Snapshot] = []
         events: list[tuple[Event, list[str]]] = []
@@ -294,20 +482,7 @@ class StoreSync:
             new_snaps.append(snap)
             for ev in found:
                 events.append((ev, channels_for(ev, self.routes) if notify else []))
-        result = self.store.commit_page(self.name, new_snaps, events, late=late, backfill=backfill)
-        report.events += result.new_events
-        report.deliveries += result.new_deliveries
-        report.event_ids.extend(ev.id for ev, _ in events)
-        if late:
-            report.late_events += result.new_events
-            if result.new_events:
-                logger.warning(
-                    "store {}: sweep found {} event(s) the fast path missed",
-                    self.name,
-                    result.new_events,
-                )
-        if result.new_deliveries:
-            self.on_commit(result.new_deliveries)
+        self._commit(new_snaps, events, report, late=late, backfill=backfill)
 
 
 def _floor(value: datetime) -> datetime:

@@ -18,6 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the source checkout (cwd of children)
 KEY, SECRET = "ck_test_0123456789", "cs_test_abcdefghijkl"
+SHOPIFY_TOKEN = "shpat_test_0123456789abcdef"
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -29,13 +30,30 @@ def write_config(
     store: dict[str, Any] | None = None,
     delivery: dict[str, Any] | None = None,
     extra: str = "",
+    platform: str = "woocommerce",
 ) -> Path:
-    """A config with one WooCommerce store (the sim) routed to one webhook (the sink)."""
+    """A config with one store named "shop" (the sim: a `WooSim`, or a `ShopSim` with
+    `platform="shopify"`) routed to one webhook (the sink)."""
+    if platform == "shopify":
+        head = [
+            'platform = "shopify"',
+            'shop = "acme.myshopify.com"',
+            f'base_url = "{sim_url}"',
+            'access_token = "env:TEST_SHOPIFY_TOKEN"',
+        ]
+        defaults: dict[str, Any] = {"interval": "1s"}
+    else:
+        head = [
+            'platform = "woocommerce"',
+            f'url = "{sim_url}"',
+            'consumer_key = "env:TEST_WC_KEY"',
+            'consumer_secret = "env:TEST_WC_SECRET"',
+        ]
+        defaults = {"interval": "1s", "max_requests_per_minute": 6000}
     store_keys = {
-        "interval": "1s",
+        **defaults,
         "start_from": "2020-01-01T00:00:00Z",
         "timeout": "5s",
-        "max_requests_per_minute": 6000,
         **(store or {}),
     }
     delivery_keys = {"backoff_base": "100ms", "backoff_max": "1s", **(delivery or {})}
@@ -56,10 +74,7 @@ def write_config(
         *(f"{k} = {toml(v)}" for k, v in delivery_keys.items()),
         "[[stores]]",
         'name = "shop"',
-        'platform = "woocommerce"',
-        f'url = "{sim_url}"',
-        'consumer_key = "env:TEST_WC_KEY"',
-        'consumer_secret = "env:TEST_WC_SECRET"',
+        *head,
         *(f"{k} = {toml(v)}" for k, v in store_keys.items()),
         "[[channels]]",
         'name = "hook"',
@@ -83,6 +98,7 @@ def pollerd_env(**extra: str) -> dict[str, str]:
     env.update(
         TEST_WC_KEY=KEY,
         TEST_WC_SECRET=SECRET,
+        TEST_SHOPIFY_TOKEN=SHOPIFY_TOKEN,
         TEST_HOOK_SECRET=HOOK_SECRET,
         PYTHONUNBUFFERED="1",
         **extra,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Engine,
     bindparam,
     create_engine,
+    delete,
     event,
     insert,
     select,
@@ -36,13 +37,21 @@ from sqlalchemy.exc import OperationalError
 from pollerd.errors import StoreError
 from pollerd.model import Event, Snapshot
 from pollerd.store.migrate import migrate
-from pollerd.store.tables import ChannelStateRow, CursorRow, DeliveryRow, EventRow, SnapshotRow
+from pollerd.store.tables import (
+    ChannelStateRow,
+    CursorRow,
+    DeliveryRow,
+    EventRow,
+    MetaRow,
+    SnapshotRow,
+)
 
 CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
 SNAPSHOT = SnapshotRow.__table__  # type: ignore[attr-defined]
 EVENT = EventRow.__table__  # type: ignore[attr-defined]
 DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
 CHANNEL_STATE = ChannelStateRow.__table__  # type: ignore[attr-defined]
+META = MetaRow.__table__  # type: ignore[attr-defined]
 
 
 def ts(value: datetime | None) -> float | None:
@@ -417,6 +426,30 @@ class Store:
                 )
                 bucket[key] = bucket.get(key, 0) + int(count)
         return out
+
+    def last_order(self, store: str, order_id: str) -> dict[str, Any] | None:
+        """The order as pollerd last announced it (for events about orders the platform no
+        longer has, e.g. deletions)."""
+        query = (
+            select(EVENT.c.payload)
+            .where(EVENT.c.store == store, EVENT.c.order_id == order_id)
+            .order_by(EVENT.c.seq.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            payload = conn.execute(query).scalar()
+        return json.loads(payload)["order"] if payload else None
+
+    def meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(META.c.value).where(META.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Small durable facts outside the tables' meaning, e.g. a running bulk operation id."""
+        with self.tx() as conn:
+            conn.execute(delete(META).where(META.c.key == key))
+            if value is not None:
+                conn.execute(META.insert().values(key=key, value=value))
 
     def events(self, store: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = select(EVENT).order_by(EVENT.c.seq).limit(limit)
