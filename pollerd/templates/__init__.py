@@ -34,6 +34,8 @@ _TITLES: dict[str, dict[str, str]] = {
         "order.refunded": "Order {number} refunded",
         "order.cancelled": "Order {number} cancelled",
         "order.deleted": "Order {number} deleted",
+        "dispute.opened": "Dispute opened on order {number}",
+        "dispute.updated": "Dispute on order {number}: {status}",
         "order": "Order {number}: {type}",  # an order event this table does not know yet
         "alert": "Alert: {name}",
     },
@@ -45,6 +47,8 @@ _TITLES: dict[str, dict[str, str]] = {
         "order.refunded": "订单 {number} 已退款",
         "order.cancelled": "订单 {number} 已取消",
         "order.deleted": "订单 {number} 已删除",
+        "dispute.opened": "订单 {number} 收到争议（拒付）",
+        "dispute.updated": "订单 {number} 的争议：{status}",
         "order": "订单 {number}：{type}",
         "alert": "告警：{name}",
     },
@@ -76,6 +80,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "more": "… and {count} more",
         "reason": "Reason: {value}",
         "link": "Open: {value}",
+        "disputed": "Disputed: {value}",
+        "evidence": "Evidence due by: {value}",
     },
     "zh-CN": {
         "store": "【{store}】",
@@ -89,6 +95,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "more": "……另有 {count} 项",
         "reason": "原因：{value}",
         "link": "后台：{value}",
+        "disputed": "争议金额：{value}",
+        "evidence": "举证截止：{value}",
     },
 }
 
@@ -169,6 +177,13 @@ def detail(
                 lines.append(words["item"].format(quantity=item.get("quantity", 1), name=name))
         if len(items) > MAX_ITEMS:
             lines.append(words["more"].format(count=len(items) - MAX_ITEMS))
+    dispute = _dispute(event)
+    if dispute:
+        amount = f"{clean(dispute.get('amount'))} {clean(dispute.get('currency'))}".strip()
+        lines.append(words["disputed"].format(value=amount))
+        due = clean(dispute.get("evidence_due_by"))
+        if due:
+            lines.append(words["evidence"].format(value=due))
     reason = clean(event.get("reason"))
     if reason:
         lines.append(words["reason"].format(value=reason))
@@ -240,7 +255,13 @@ def _title(event: dict[str, Any], lang: str) -> str:
     if kind == "order.fulfilled" and event.get("platform") == "shopify":
         return _SHOPIFY_FULFILLED[lang].format(number=number)
     template = _TITLES[lang].get(kind, _TITLES[lang]["order"])
-    return template.format(number=number, type=kind)
+    status = clean(_dispute(event).get("status")).lower().replace("_", " ")
+    return template.format(number=number, type=kind, status=status)
+
+
+def _dispute(event: dict[str, Any]) -> dict[str, Any]:
+    dispute = event.get("dispute")
+    return dispute if isinstance(dispute, dict) else {}
 
 
 def _money(event: dict[str, Any], order: dict[str, Any], lang: str) -> str:

@@ -222,3 +222,31 @@ def test_local_time_edge_cases() -> None:
     assert local_time("2026-11-22T09:32:36Z", timezone="Asia/Shanghai", locale="zh-CN") == (
         "2026-11-22 17:32 北京时间"
     )
+
+
+def test_dispute_events_read_in_both_languages() -> None:
+    from pollerd.templates import detail, summary
+
+    event = {
+        "id": "s:1001:dispute.updated:77:under_review",
+        "type": "dispute.updated",
+        "store": "acme",
+        "platform": "shopify",
+        "occurred_at": "2026-11-22T23:30:00Z",
+        "test": False,
+        "order": {"id": "1001", "number": "#1001"},
+        "reason": "FRAUDULENT",
+        "dispute": {
+            "id": "77",
+            "status": "UNDER_REVIEW",
+            "amount": "25.00",
+            "currency": "USD",
+            "evidence_due_by": "2026-12-01",
+        },
+    }
+    assert summary(event).startswith("[acme] Dispute on order #1001: under review")
+    zh = detail(event, locale="zh-CN")
+    assert "争议金额：25.00 USD" in zh and "举证截止：2026-12-01" in zh
+    assert summary({**event, "type": "dispute.opened"}, locale="zh-CN").startswith(
+        "【acme】订单 #1001 收到争议（拒付）"
+    )
