@@ -107,11 +107,16 @@ def run(config: ConfigOpt = None) -> None:
 def once(
     config: ConfigOpt = None,
     store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
+    sweep: Annotated[
+        bool, typer.Option(help="Also run the daily sweep now (reconcile after an incident).")
+    ] = False,
 ) -> None:
     """Poll every store once, deliver what is due, exit (for cron or a systemd timer)."""
     from pollerd import daemon
 
-    raise typer.Exit(_guard(lambda: asyncio.run(daemon.once(_settings(config), only_store=store))))
+    raise typer.Exit(
+        _guard(lambda: asyncio.run(daemon.once(_settings(config), only_store=store, sweep=sweep)))
+    )
 
 
 @app.command()

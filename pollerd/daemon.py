@@ -116,12 +116,12 @@ class Runtime:
             )
         return runtime
 
-    async def poll(self, name: str) -> PassReport | None:
+    async def poll(self, name: str, *, sweep: bool = False) -> PassReport | None:
         """One pass, with every failure logged and recorded; never raises."""
         sync = self.syncs[name]
         started = time.monotonic()
         try:
-            report = await sync.poll()
+            report = await sync.poll(sweep=sweep)
         except RetryableSourceError as exc:
             logger.warning("{} (will retry)", exc)
             self.store.record_poll(name, error=str(exc), when=datetime.now(UTC))
@@ -231,14 +231,14 @@ async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None 
     return EXIT_OK
 
 
-async def once(settings: Settings, *, only_store: str | None = None) -> int:
+async def once(settings: Settings, *, only_store: str | None = None, sweep: bool = False) -> int:
     """One pass of every store, then deliver what is due; exit 1 if anything failed."""
     with StateLock(settings.state_dir):
         runtime = Runtime.build(settings, only_store=only_store)
         try:
             failed = False
             for name in runtime.syncs:
-                failed |= await runtime.poll(name) is None
+                failed |= await runtime.poll(name, sweep=sweep) is None
             result: Round = await runtime.deliverer.drain(deadline=time.monotonic() + 120)
             logger.info(
                 "once: {} sent, {} to retry, {} dead, {} held",

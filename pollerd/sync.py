@@ -121,8 +121,9 @@ class StoreSync:
         says READY, so "now" means the moment it was ready, not its first poll)."""
         return self.store.cursor(self.name) or self.store.init_cursor(self.name, self.start_point())
 
-    async def poll(self) -> PassReport:
-        """The fast path, the trash check and any sweep that is due."""
+    async def poll(self, *, sweep: bool = False) -> PassReport:
+        """The fast path, deletions (trash or feed) and any sweep that is due (`sweep=True`:
+        the daily one now, e.g. `pollerd once --sweep` after an incident)."""
         report = PassReport(self.name)
         cursor = self.ensure_cursor()
         overlap = timedelta(0) if MUTANT == "no_overlap" else self.cfg.overlap
@@ -156,6 +157,8 @@ class StoreSync:
         ):
             if report.stopped:
                 break
+            if sweep and kind == "daily":
+                last = now - every  # due now
             if last is None:
                 self.store.set_sweep(self.name, kind, now)  # first sweep one period from now
             elif now - last >= every:

@@ -39,7 +39,7 @@ def write_config(
             'platform = "shopify"',
             'shop = "acme.myshopify.com"',
             f'base_url = "{sim_url}"',
-            'access_token = "env:TEST_SHOPIFY_TOKEN"',
+            *([] if "client_id" in (store or {}) else ['access_token = "env:TEST_SHOPIFY_TOKEN"']),
         ]
         defaults: dict[str, Any] = {"interval": "1s"}
     else:
