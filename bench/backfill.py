@@ -1,6 +1,11 @@
-"""Backfill throughput: `pollerd backfill` over a simulated WooCommerce store of 50,000 orders.
+"""Backfill throughput: `pollerd backfill` over a simulated store (WooCommerce: 50,000 orders;
+Shopify: 100,000, through one bulk export or through pages).
 
     python bench/backfill.py [--orders 50000] [--notify]
+    python bench/backfill.py --platform shopify --mode bulk|pages [--orders 100000]
+
+Shopify figures add the cost points pollerd spent and the THROTTLED answers it got (goal 0);
+`--mode pages` backfills a window under the bulk threshold (7 days), `bulk` one above it.
 
 The store is the loopback simulator (real HTTP, `_fields` listing + `include=` fetches, 100 a
 page); the backfill is a real `pollerd` subprocess writing a real SQLite file. Prints one JSON
@@ -18,30 +23,49 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, ROOT, SECRET, pollerd_env, write_config
+from pollerd.sim import ShopSim, WebhookSink, WooSim
+from pollerd.sim.harness import KEY, ROOT, SECRET, SHOPIFY_TOKEN, pollerd_env, write_config
 
 STATUSES = ("pending", "processing", "completed", "on-hold", "cancelled", "refunded")
+FINANCIAL = ("PENDING", "PAID", "AUTHORIZED", "PAID", "PARTIALLY_REFUNDED", "REFUNDED")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=50_000)
+    parser.add_argument("--platform", choices=("woocommerce", "shopify"), default="woocommerce")
+    parser.add_argument("--mode", choices=("bulk", "pages"), default="bulk", help="Shopify only")
+    parser.add_argument("--orders", type=int, default=None)
     parser.add_argument("--notify", action="store_true", help="also queue deliveries")
     args = parser.parse_args()
+    shopify = args.platform == "shopify"
+    args.orders = args.orders or (100_000 if shopify else 50_000)
+    since = "2020-01-01T00:00:00Z"
+    if shopify and args.mode == "pages":  # inside the bulk threshold: paged GraphQL
+        since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    simulator = (
+        ShopSim(access_token=SHOPIFY_TOKEN)
+        if shopify
+        else WooSim(consumer_key=KEY, consumer_secret=SECRET)
+    )
     with (
         tempfile.TemporaryDirectory(prefix="pollerd-bench-") as tmp,
-        WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim,
+        simulator as sim,
         WebhookSink() as sink,
     ):
         started = time.perf_counter()
         for n in range(args.orders):
+            if shopify:
+                sim.create_order(financial=FINANCIAL[n % len(FINANCIAL)])
+                continue
             status = STATUSES[n % len(STATUSES)]
             sim.create_order(status=status, payment_method="stripe", set_paid=status != "pending")
         seeded = time.perf_counter() - started
-        config = write_config(Path(tmp), sim.url, sink.url, store={"start_from": "now"})
+        config = write_config(
+            Path(tmp), sim.url, sink.url, store={"start_from": "now"}, platform=args.platform
+        )
         command = [
             sys.executable,
             "-m",
@@ -52,7 +76,7 @@ def main() -> int:
             "--store",
             "shop",
             "--since",
-            "2020-01-01T00:00:00Z",
+            since,
             *(["--notify"] if args.notify else []),
         ]
         started = time.perf_counter()
@@ -65,8 +89,11 @@ def main() -> int:
             (snapshots,) = db.execute("SELECT count(*) FROM snapshot").fetchone()
             (events,) = db.execute("SELECT count(*) FROM event").fetchone()
         requests = len(sim.request_log)
+        shop_stats = sim.stats() if shopify else {}
     report = {
         "benchmark": "backfill",
+        "platform": args.platform,
+        **({"mode": args.mode} if shopify else {}),
         "orders": args.orders,
         "seed_s": round(seeded, 2),
         "wall_s": round(wall, 2),
@@ -75,6 +102,15 @@ def main() -> int:
         "snapshots": snapshots,
         "events": events,
         "http_requests": requests,
+        **(
+            {
+                "points_spent": shop_stats.get("points_spent"),
+                "throttled": shop_stats.get("throttled"),
+                "bulk_started": shop_stats.get("bulk_started"),
+            }
+            if shopify
+            else {}
+        ),
         "exit": done.returncode,
     }
     print(json.dumps(report))

@@ -1,11 +1,12 @@
 """Alert latency: from an order change becoming visible in the store to the signed webhook
 arriving at the receiver, through a real `pollerd run` polling every second.
 
-    python bench/latency.py [--changes 50] [--interval 1s] [--seed 7]
+    python bench/latency.py [--platform woocommerce|shopify] [--changes 50] [--interval 1s]
 
 Half the changes are new orders, half are payments of earlier ones, spaced at random (0-1.5 s)
 so they land at every phase of the poll cycle. Prints one JSON object: p50/p95/max seconds.
-Everything runs on 127.0.0.1 (the WooCommerce simulator and a webhook sink).
+Everything runs on 127.0.0.1 (the WooCommerce or Shopify simulator and a webhook sink); the
+default interval is the platform's default (WooCommerce 1 s here, Shopify 2 s).
 """
 
 from __future__ import annotations
@@ -17,10 +18,35 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, Daemon, write_config
+from pollerd.sim import ShopSim, WebhookSink, WooSim
+from pollerd.sim.harness import KEY, SECRET, SHOPIFY_TOKEN, Daemon, write_config
+
+
+class Store:
+    """The two simulators behind one "create an unpaid order" / "pay it" interface."""
+
+    def __init__(self, platform: str) -> None:
+        self.platform = platform
+        self.sim: Any = (
+            ShopSim(access_token=SHOPIFY_TOKEN)
+            if platform == "shopify"
+            else WooSim(consumer_key=KEY, consumer_secret=SECRET, site_timezone="Asia/Shanghai")
+        )
+
+    def create(self) -> int:
+        if self.platform == "shopify":
+            return int(self.sim.create_order(financial="PENDING"))
+        return int(self.sim.create_order(payment_method="stripe"))
+
+    def pay(self, oid: int) -> None:
+        if self.platform == "shopify":
+            self.sim.pay(oid)
+        else:
+            self.sim.checkout(oid)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -30,18 +56,26 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", choices=("woocommerce", "shopify"), default="woocommerce")
     parser.add_argument("--changes", type=int, default=50)
-    parser.add_argument("--interval", default="1s")
+    parser.add_argument("--interval", default=None)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    interval = args.interval or ("2s" if args.platform == "shopify" else "1s")
+    store = Store(args.platform)
+    simulator: AbstractContextManager[Any] = store.sim
     with (
         tempfile.TemporaryDirectory(prefix="pollerd-bench-") as tmp,
-        WooSim(consumer_key=KEY, consumer_secret=SECRET, site_timezone="Asia/Shanghai") as sim,
+        simulator as sim,
         WebhookSink() as sink,
     ):
         config = write_config(
-            Path(tmp), sim.url, sink.url, store={"interval": args.interval, "start_from": "now"}
+            Path(tmp),
+            sim.url,
+            sink.url,
+            store={"interval": interval, "start_from": "now"},
+            platform=args.platform,
         )
         daemon = Daemon(config, Path(tmp))
         daemon.start()
@@ -53,13 +87,13 @@ def main() -> int:
                 if unpaid and rng.random() < 0.5:
                     oid = unpaid.pop(0)
                     changed_at[f"shop:{oid}:order.paid"] = time.time()
-                    sim.checkout(oid)
+                    store.pay(oid)
                 else:
                     before = time.time()
-                    oid = sim.create_order(payment_method="stripe")
+                    oid = store.create()
                     changed_at[f"shop:{oid}:order.created"] = before
                     unpaid.append(oid)
-            sink.wait_for(len(changed_at), timeout=60)
+            sink.wait_for_ids(set(changed_at), timeout=60)
             received = {r.webhook_id: r.received_at for r in sink.receipts if r.status == 200}
         finally:
             code = daemon.stop()
@@ -67,7 +101,8 @@ def main() -> int:
     latencies = [received[i] - t for i, t in changed_at.items() if i in received]
     report = {
         "benchmark": "latency",
-        "interval": args.interval,
+        "platform": args.platform,
+        "interval": interval,
         "changes": len(changed_at),
         "delivered": len(latencies),
         "missing": missing,

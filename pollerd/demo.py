@@ -1,8 +1,9 @@
-"""`pollerd demo`: the whole pipeline against an embedded simulated store, no config needed.
+"""`pollerd demo`: the whole pipeline against embedded simulated stores, no config needed.
 
-A newcomer sees real alerts within seconds: the simulator (a real HTTP server on loopback,
-OAuth 1.0a and all) generates a stream of orders, and the real daemon polls it and prints each
-alert through the console channel, plus any channel of a config given with `--config`.
+A newcomer sees real alerts within seconds: two simulators (real HTTP servers on loopback: a
+WooCommerce store with OAuth 1.0a, and a Shopify store with the GraphQL Admin API and its cost
+bucket) generate streams of orders, and the real daemon polls both and prints each alert through
+the console channel, plus any channel of a config given with `--config`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from pollerd.log import setup
 
 
 def demo_settings(
-    url: str, state_dir: Path, *, locale: str, timezone: str, user: Settings | None
+    url: str,
+    state_dir: Path,
+    *,
+    locale: str,
+    timezone: str,
+    user: Settings | None,
+    shopify_url: str | None = None,
 ) -> Settings:
     channels: list[dict[str, object]] = [{"name": "console", "type": "console"}]
     routes: list[dict[str, object]] = [{"events": ["order.*"], "channels": ["console"]}]
@@ -40,6 +47,17 @@ def demo_settings(
             "interval": "1s",
         }
     ]
+    if shopify_url is not None:
+        stores.append(
+            {
+                "name": "demo-shopify",
+                "platform": "shopify",
+                "shop": "demo-shopify.myshopify.com",
+                "base_url": shopify_url,
+                "access_token": "shpat_demo",
+                "interval": "2s",
+            }
+        )
     return minimal(
         database=f"sqlite:///{state_dir / 'pollerd.db'}",
         stores=stores,
@@ -53,7 +71,8 @@ def run_demo(
     config: Path | None, *, rate: float, seconds: float | None, locale: str, timezone: str
 ) -> int:
     from pollerd import daemon
-    from pollerd.sim import OrderStream, WooSim
+    from pollerd.sim import OrderStream, ShopSim, WooSim
+    from pollerd.sim.shop_stream import ShopStream
 
     user = load(config) if config is not None else None
     setup(level="WARNING")
@@ -64,19 +83,33 @@ def run_demo(
             consumer_secret="cs_demo",  # noqa: S106 - the embedded simulator's own key
             site_timezone="Asia/Shanghai",
         ) as sim,
+        ShopSim(shop="demo-shopify.myshopify.com", access_token="shpat_demo") as shop,  # noqa: S106
     ):
-        settings = demo_settings(sim.url, Path(tmp), locale=locale, timezone=timezone, user=user)
+        settings = demo_settings(
+            sim.url,
+            Path(tmp),
+            locale=locale,
+            timezone=timezone,
+            user=user,
+            shopify_url=shop.url,
+        )
         print(
-            f"pollerd demo: simulated WooCommerce at {sim.url} (OAuth 1.0a over http), "
-            f"{rate:g} orders/min; alerts appear below. Ctrl-C to stop.",
+            f"pollerd demo: simulated WooCommerce at {sim.url} (OAuth 1.0a over http) and "
+            f"Shopify at {shop.url} (GraphQL Admin API), {rate:g} orders/min each; alerts "
+            "appear below. Ctrl-C to stop.",
             flush=True,
         )
         stop = threading.Event()
-        stream = OrderStream(sim, seed=int.from_bytes(os.urandom(2), "big"), orders_per_minute=rate)
+        seed = int.from_bytes(os.urandom(2), "big")
+        streams = [
+            OrderStream(sim, seed=seed, orders_per_minute=rate),
+            ShopStream(shop, seed=seed, orders_per_minute=rate),
+        ]
 
         def on_ready(_runtime: object) -> None:
             # Orders start after the daemon's first look, so each one is news to it.
-            threading.Thread(target=stream.run, args=(stop,), daemon=True).start()
+            for stream in streams:
+                threading.Thread(target=stream.run, args=(stop,), daemon=True).start()
             if seconds is not None:
                 timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
                 timer.daemon = True

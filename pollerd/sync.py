@@ -37,7 +37,6 @@ from pollerd.sources.base import (
     Bulk,
     Feeds,
     FeedUnavailable,
-    Listed,
     ListPage,
     PageToken,
     Source,
@@ -360,11 +359,17 @@ class StoreSync:
         progress: Callable[[int, int | None], None] | None = None,
         backfill: bool = False,
     ) -> tuple[datetime, str] | None:
-        """Walk one window page by page; returns the newest `(updated_at, id)` seen."""
+        """Walk one window page by page; returns the newest `(updated_at, id)` seen.
+
+        Offset pages by id (WooCommerce) must ascend, or the walk is refused: a page that goes
+        backwards means the offsets shifted under us. Cursor-paged APIs (Shopify) are not
+        checked: their sort uses the search index's values while the rows carry the order's
+        current ones, so a lagging index legitimately shows them out of order."""
+        ordered = self.source.keyset == "id"
         for _attempt in range(MAX_REWALKS + 1):
             newest: tuple[datetime, str] | None = None
             first_total: int | None = None
-            last: tuple[object, ...] | None = None
+            last: int | None = None
             page: PageToken = None
             number = 0
             rewalk = False
@@ -386,8 +391,8 @@ class StoreSync:
                     )
                     rewalk = True
                     break
-                keys = [self._key(r) for r in rows]
-                if keys != sorted(keys) or (last is not None and keys[0] <= last):
+                keys = [int(r.id) for r in rows]
+                if ordered and (keys != sorted(keys) or (last is not None and keys[0] <= last)):
                     raise RetryableSourceError(
                         self.name, f"page {number} went backwards ({keys[0]} after {last})"
                     )
@@ -419,12 +424,6 @@ class StoreSync:
             if not rewalk:
                 return newest
         raise RetryableSourceError(self.name, "orders kept leaving the window while paging")
-
-    def _key(self, row: Listed) -> tuple[object, ...]:
-        """The order a page must ascend in (`Source.keyset`); ids compare as numbers."""
-        if self.source.keyset == "id":
-            return (int(row.id),)
-        return (row.updated_at, int(row.id))
 
     async def _apply_page(
         self,

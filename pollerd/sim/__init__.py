@@ -6,6 +6,7 @@
 - `serve()`: the blocking `pollerd sim` entry point.
 """
 
+from pollerd.sim.shopify import ShopSim, serve_shopify
 from pollerd.sim.sink import Receipt, WebhookSink
 from pollerd.sim.stream import OrderStream, StreamAction
 from pollerd.sim.wc_orders import Transition, UnknownOrder
@@ -14,10 +15,12 @@ from pollerd.sim.woocommerce import WooSim, serve
 __all__ = [
     "OrderStream",
     "Receipt",
+    "ShopSim",
     "StreamAction",
     "Transition",
     "UnknownOrder",
     "WebhookSink",
     "WooSim",
     "serve",
+    "serve_shopify",
 ]

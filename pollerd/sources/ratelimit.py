@@ -15,7 +15,7 @@ first sign of trouble instead of retrying into it.
   hang for an hour and the caller can report "retry in N s".
 
 Nothing here knows about HTTP libraries or platforms; clocks and sleeps are injected so tests run
-on fake time. Shopify's cost bucket will live next to this.
+on fake time. `CostBudget` models Shopify GraphQL's cost bucket for the same purpose.
 """
 
 from __future__ import annotations
@@ -156,3 +156,138 @@ class RequestPacer:
         self.backoff.failure()
         if retry_after is not None and retry_after > 0:
             self._not_before = max(self._not_before, self.clock() + retry_after)
+
+
+class CostBudget:
+    """Shopify GraphQL's calculated-cost leaky bucket, modelled locally (research/shopify.md §1.4).
+
+    Shopify keeps one bucket per app and shop (`maximumAvailable` points, refilled at
+    `restoreRate` points/s) and reserves each query's `requestedQueryCost` before running it.
+    Every other client of the same app token (a merchant's scripts, a second pollerd, the app's
+    own UI) drinks from that bucket too, so pollerd limits itself twice:
+
+    - *headroom*: a request is sent only when, after it, at least `(1 − share) × maximum` points
+      would remain in the shared bucket (others' bursts still fit);
+    - *rate*: pollerd's own spend is metered by a second bucket of `share × maximum` points that
+      refills at `share × restoreRate`, so its average spend never exceeds that share of the
+      restore rate, however long it runs (others' steady traffic still fits).
+
+    The shared model is reset from `throttleStatus` on every answer (`observe`) and advanced by
+    the clock in between; pollerd cannot see what others spend until the next answer, so the
+    first request after someone else's burst may still land below the headroom (the server
+    refuses it with THROTTLED if it does not fit at all). Until the first answer the smallest
+    bucket seen in the wild (1000 points at 50/s) is assumed.
+
+    A request larger than the share (only possible on a shop with a tiny bucket) waits for a
+    full allowance and goes into debt, which later requests pay back: the average still holds.
+    """
+
+    def __init__(
+        self,
+        share: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        maximum: float = 1000.0,
+        restore: float = 50.0,
+        max_query_cost: float = 1000.0,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError("share must be in (0, 1]")
+        if maximum <= 0 or restore <= 0:
+            raise ValueError("maximum and restore must be positive")
+        self.share = share
+        self.clock = clock
+        self.sleep = sleep
+        self.maximum = float(maximum)
+        self.restore = float(restore)
+        self.max_query_cost = max_query_cost
+        self.known = False  # True once an answer told us the real bucket
+        self.spent = 0.0  # points pollerd was charged (actual cost), for metrics
+        self.waited = 0.0  # seconds slept in `reserve`
+        self._at = clock()
+        self._available = self.maximum
+        self._allowance = self.capacity
+
+    @property
+    def floor(self) -> float:
+        """Points pollerd leaves in the shared bucket for everyone else."""
+        return (1.0 - self.share) * self.maximum
+
+    @property
+    def capacity(self) -> float:
+        """Size of pollerd's own allowance: the largest burst it may spend at once."""
+        return self.share * self.maximum
+
+    def available(self) -> float:
+        """Modelled points in the shared bucket now."""
+        self._advance()
+        return self._available
+
+    def allowance(self) -> float:
+        """Points pollerd may still spend now under its rate share (negative: in debt)."""
+        self._advance()
+        return self._allowance
+
+    def max_cost(self) -> int:
+        """The largest request pollerd should build (page and chunk sizing): within both
+        Shopify's per-query limit and pollerd's share of the bucket."""
+        return max(1, int(min(self.max_query_cost, self.capacity)))
+
+    def delay(self, cost: float) -> float:
+        """Seconds until a request of `cost` points fits both the headroom and the rate share."""
+        self._advance()
+        shared_need = min(cost + self.floor, self.maximum) - self._available
+        own_need = min(cost, self.capacity) - self._allowance
+        return max(0.0, shared_need / self.restore, own_need / (self.share * self.restore))
+
+    async def reserve(self, cost: float) -> float:
+        """Wait until `cost` fits, then take it from both buckets; returns the seconds waited.
+
+        The wait is computed once and slept once: with one request in flight per store nothing
+        else moves the model meanwhile, and the answer to this request corrects it anyway."""
+        wait = self.delay(cost)
+        if wait > 0:
+            await self.sleep(wait)
+            self.waited += wait
+        self._advance()
+        self._available -= cost
+        self._allowance -= cost
+        return wait
+
+    def settle(self, reserved: float, spent: float) -> None:
+        """The answer said what the request really cost (`actualQueryCost`; 0 when THROTTLED,
+        which charges nothing): give the unspent part of the reservation back to the allowance."""
+        self._advance()
+        self._allowance = min(self.capacity, self._allowance + reserved - spent)
+        self.spent += spent
+
+    def observe(self, status: object) -> None:
+        """Reset the shared model from a response's `extensions.cost.throttleStatus`; anything
+        unreadable is ignored (the model keeps advancing on its own)."""
+        if not isinstance(status, dict):
+            return
+        try:
+            maximum = float(status["maximumAvailable"])
+            available = float(status["currentlyAvailable"])
+            restore = float(status["restoreRate"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if not (maximum > 0 and restore > 0 and math.isfinite(maximum + available + restore)):
+            return
+        self._advance()
+        used = self.capacity - self._allowance
+        self.maximum, self.restore = maximum, restore
+        self._available = min(max(available, 0.0), maximum)
+        if self.known:
+            self._allowance = min(self._allowance, self.capacity)
+        else:  # the assumed bucket was a guess: keep what was used, in the real one
+            self._allowance = self.capacity - used
+        self.known = True
+
+    def _advance(self) -> None:
+        now = self.clock()
+        elapsed = max(0.0, now - self._at)
+        self._at = now
+        self._available = min(self.maximum, self._available + elapsed * self.restore)
+        self._allowance = min(self.capacity, self._allowance + elapsed * self.share * self.restore)

@@ -27,6 +27,7 @@ from pollerd.sources.woocommerce import OrderPayloadError
 __all__ = [
     "LINE_ITEMS",
     "LIST_FIELDS",
+    "ORDER_COST",
     "ORDER_FIELDS",
     "OrderPayloadError",
     "admin_url",
@@ -185,7 +186,9 @@ def _date(
 
 
 def _financial(node: dict[str, Any], store: str, oid: str) -> str:
-    raw = node.get("displayFinancialStatus")
+    if "displayFinancialStatus" not in node:
+        raise OrderPayloadError(store, oid, "displayFinancialStatus", "missing")
+    raw = node["displayFinancialStatus"]
     if raw is None:
         # Shopify documents the field as nullable (orders with nothing to pay, e.g. some drafts).
         return "none"

@@ -1,180 +1,198 @@
 """REST Admin API order payloads (`orders.json`, snake_case) → pollerd's `Order` and `Listed`.
 
 The GraphQL source is the reference: for one version of an order both sources must produce the
-same `Order`, field by field (the diff compares snapshots, and a store may switch `api`). So every
-rule here is written as "the REST field that means the same as the GraphQL one":
+same `Order`, field by field (the diff compares snapshots, and a store may switch `api`). So a
+REST payload is not normalised by a second set of rules that could drift: it is *translated* into
+the GraphQL `Order` node it stands for and handed to `shopify_normalize`, the one place that
+decides status, money formatting, masking and URLs. Only the translation lives here:
 
-- `status` is "cancelled" when `cancelled_at` is set, else `financial_status` (REST already sends
-  GraphQL's `displayFinancialStatus` lowercased). The cheap listing asks for exactly the two
-  fields this needs, so `Listed.status == Order.status`.
-- `fulfillment_status`: REST says null/"partial" where GraphQL says UNFULFILLED/PARTIALLY_FULFILLED.
+- `financial_status` is GraphQL's `displayFinancialStatus` lowercased; `fulfillment_status` says
+  null/"partial" where GraphQL says UNFULFILLED/PARTIALLY_FULFILLED.
 - Money comes from the `*_set.shop_money` bag when present (GraphQL reads `shopMoney`), else the
-  plain field (which is shop currency too); "25.0" becomes "25.00".
-- A line's total is unit `price` × `quantity`: GraphQL's `originalTotalSet` is the same product
-  (before discounts), while REST has no per-line total.
-- `refunded_total` sums the successful `refund` transactions of `refunds[]`: REST has no
-  `totalRefundedSet`, and those transactions are the money that went back.
+  plain field, which is shop currency too.
+- A line's `originalTotalSet` is unit `price` × `quantity` (GraphQL: "the original unit price
+  multiplied by the quantity", before discounts); REST has no per-line total.
+- `totalRefundedSet` is the sum of the successful `refund` transactions in `refunds[]`: REST has
+  no order-level refunded total, and those transactions are the money that went back.
 
-Only masked customer data survives. Pure functions; no I/O.
+Contract errors name the REST field (`updated_at`, not `updatedAt`): that is what a person
+debugging a REST store sees on the wire.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pollerd.errors import SourceError
-from pollerd.model import LineItem, Order, mask_email, mask_phone, parse_utc, short_name
+from pollerd.model import Order, parse_utc
+from pollerd.sources.base import Deletion, Listed
+from pollerd.sources.shopify_normalize import (
+    LINE_ITEMS,
+    OrderPayloadError,
+    listed,
+    normalize_order,
+)
 
-MAX_LINE_ITEMS = 10
-"""The GraphQL source reads `lineItems(first: 10)`; alerts show a few lines, not a manifest."""
+__all__ = [
+    "LIST_FIELDS",
+    "ORDER_FIELDS",
+    "OrderPayloadError",
+    "deletion",
+    "listed_row",
+    "normalize",
+]
 
-FULFILLMENT = {None: "unfulfilled", "partial": "partially_fulfilled"}
-"""REST `fulfillment_status` values that differ from GraphQL's `displayFulfillmentStatus`;
-everything else ("fulfilled", "restocked") is the same word."""
+LIST_FIELDS = "id,updated_at,cancelled_at,financial_status"
+"""Exactly what `Listed` needs: the status rule reads `cancelled_at` and `financial_status`."""
 
-CENT = Decimal("0.01")
+ORDER_FIELDS = (
+    "id,name,created_at,updated_at,cancelled_at,cancel_reason,financial_status,"
+    "fulfillment_status,test,email,phone,currency,total_price,total_price_set,"
+    "payment_gateway_names,customer,line_items,refunds"
+)
+"""Everything `normalize` reads and nothing more: full REST orders are large (addresses,
+tax lines, fulfillments, client details), most of it never used here."""
 
+FULFILLMENT = {None: "UNFULFILLED", "partial": "PARTIALLY_FULFILLED"}
+"""REST `fulfillment_status` words that differ from GraphQL's `displayFulfillmentStatus`;
+the others ("fulfilled", "restocked") are the same word."""
 
-class OrderPayloadError(SourceError):
-    """An order (or listing row) that breaks the API's contract: names the order and field.
-
-    Neither retryable (the same order comes back the same way) nor a store-wide fatal problem;
-    the daemon logs it as an unexpected error of the pass.
-    """
-
-    def __init__(self, store: str, order_id: object, field: str, problem: str) -> None:
-        self.order_id = order_id
-        self.field = field
-        super().__init__(store, f"order {order_id}: field {field}: {problem}")
-
-
-def shop_handle(shop: str) -> str:
-    """`acme.myshopify.com` → `acme`, the path segment of admin.shopify.com URLs."""
-    return shop.removesuffix(".myshopify.com")
-
-
-def order_status(payload: dict[str, Any], store: str, oid: str) -> str:
-    """"cancelled" once cancelled, else the financial status: one rule for rows and orders."""
-    if payload.get("cancelled_at"):
-        return "cancelled"
-    financial = payload.get("financial_status")
-    if financial is None:
-        return ""  # Shopify leaves it null on some imported/draft-converted orders
-    if not isinstance(financial, str):
-        raise OrderPayloadError(store, oid, "financial_status", f"not a string: {financial!r}")
-    return financial.lower()
+REST_FIELD = {
+    "legacyResourceId": "id",
+    "createdAt": "created_at",
+    "updatedAt": "updated_at",
+    "cancelledAt": "cancelled_at",
+    "displayFinancialStatus": "financial_status",
+    "totalPriceSet": "total_price",
+    "totalRefundedSet": "refunds",
+    "lineItems": "line_items",
+}
 
 
-def listed_row(payload: Any, store: str) -> tuple[str, datetime, str]:
-    """(id, updated_at, status) of a listing row fetched with
-    `fields=id,updated_at,cancelled_at,financial_status`."""
+def listed_row(payload: Any, *, store: str) -> Listed:
+    """A row fetched with `fields=LIST_FIELDS` → `Listed`, by GraphQL's own status rule."""
     if not isinstance(payload, dict):
         raise OrderPayloadError(store, "?", "orders[]", f"not an object: {type(payload).__name__}")
-    oid = order_id(payload, store)
-    updated = _date(payload, "updated_at", store, oid, required=True)
-    assert updated is not None
-    return oid, updated, order_status(payload, store, oid)
+    node = {
+        "legacyResourceId": _order_id(payload, store),
+        "updatedAt": payload.get("updated_at"),
+        "cancelledAt": payload.get("cancelled_at"),
+        "displayFinancialStatus": _upper(payload.get("financial_status")),
+    }
+    with _rest_names(store):
+        return listed(node, store=store)
 
 
 def normalize(payload: dict[str, Any], *, store: str, shop: str) -> Order:
-    """A full REST order → `Order`, equal to what the GraphQL source makes of the same order."""
-    oid = order_id(payload, store)
-    created = _date(payload, "created_at", store, oid, required=True)
-    updated = _date(payload, "updated_at", store, oid, required=True)
-    assert created is not None and updated is not None
-    financial = payload.get("financial_status")
+    """A full REST order (`fields=ORDER_FIELDS`) → the `Order` GraphQL gives for it."""
+    with _rest_names(store):
+        return normalize_order(as_node(payload, store=store), store=store, shop=shop)
+
+
+def as_node(payload: dict[str, Any], *, store: str) -> dict[str, Any]:
+    """The GraphQL `Order` node (`shopify_normalize.ORDER_FIELDS`) a REST order stands for."""
+    oid = _order_id(payload, store)
+    customer = payload.get("customer")
     fulfillment = payload.get("fulfillment_status")
-    customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
-    total, currency = _total(payload, store, oid)
-    gateways = payload.get("payment_gateway_names")
-    gateway = str(gateways[0]) if isinstance(gateways, list) and gateways else ""
-    reason = payload.get("cancel_reason")
-    return Order(
-        store=store,
-        platform="shopify",
-        id=oid,
-        number=str(payload.get("name") or oid),
-        status=order_status(payload, store, oid),
-        created_at=created,
-        updated_at=updated,
-        total=total,
-        currency=currency,
-        paid_at=None,
-        completed_at=None,
-        cancelled_at=_date(payload, "cancelled_at", store, oid),
-        cancel_reason=reason.lower() if isinstance(reason, str) and reason else None,
-        payment_method=gateway,
-        payment_method_title=gateway,
-        refunded_total=_refunded(payload.get("refunds"), store, oid),
-        financial_status=financial.lower() if isinstance(financial, str) else None,
-        fulfillment_status=FULFILLMENT.get(fulfillment, str(fulfillment).lower()),
-        test=payload.get("test") is True,
-        customer_email=mask_email(_text(payload.get("email")) or _text(customer.get("email"))),
-        customer_phone=mask_phone(_text(payload.get("phone")) or _text(customer.get("phone"))),
-        customer_name=short_name(customer.get("first_name"), customer.get("last_name")),
-        admin_url=f"https://admin.shopify.com/store/{shop_handle(shop)}/orders/{oid}",
-        line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
-    )
+    total = _shop_money(payload, "total_price_set") or {
+        "amount": payload.get("total_price"),
+        "currencyCode": payload.get("currency"),
+    }
+    return {
+        "legacyResourceId": oid,
+        "name": payload.get("name"),
+        "createdAt": payload.get("created_at"),
+        "updatedAt": payload.get("updated_at"),
+        "cancelledAt": payload.get("cancelled_at"),
+        "cancelReason": _upper(payload.get("cancel_reason")),
+        "displayFinancialStatus": _upper(payload.get("financial_status")),
+        "displayFulfillmentStatus": FULFILLMENT.get(fulfillment, _upper(fulfillment)),
+        "test": payload.get("test"),
+        "email": payload.get("email"),
+        "phone": payload.get("phone"),
+        "currencyCode": payload.get("currency"),
+        "paymentGatewayNames": payload.get("payment_gateway_names") or [],
+        "totalPriceSet": {"shopMoney": total} if total.get("amount") is not None else None,
+        "totalRefundedSet": {"shopMoney": {"amount": _refunded(payload, store, oid)}},
+        "customer": {
+            "firstName": customer.get("first_name"),
+            "lastName": customer.get("last_name"),
+            "email": customer.get("email"),
+            "phone": customer.get("phone"),
+        }
+        if isinstance(customer, dict)
+        else None,
+        "lineItems": {"nodes": _line_items(payload, store, oid)},
+    }
 
 
-def order_id(payload: dict[str, Any], store: str) -> str:
+def deletion(event: Any, *, store: str) -> tuple[datetime, int, Deletion] | None:
+    """An `events.json` row → (when, event id, `Deletion`) for sorting; None for any event that
+    is not an order's destruction (a server that ignored `filter`/`verb` must not turn every
+    order event into a deletion)."""
+    if not isinstance(event, dict):
+        raise SourceError(store, "events.json: an event is not a JSON object")
+    if event.get("subject_type") != "Order" or event.get("verb") != "destroy":
+        return None
+    event_id, subject, raw = event.get("id"), event.get("subject_id"), event.get("created_at")
+    try:
+        when = parse_utc(raw) if isinstance(raw, str) else None
+    except ValueError:
+        when = None
+    if isinstance(subject, bool) or not isinstance(subject, int) or when is None:
+        raise SourceError(
+            store,
+            f"events.json: event {event_id!r}: subject_id {subject!r} and created_at "
+            f"{str(raw)[:40]!r} are not an order id and a date",
+        )
+    found = Deletion(str(subject), when, str(event.get("message") or ""))
+    return when, event_id if isinstance(event_id, int) else 0, found
+
+
+# --- fields -------------------------------------------------------------------------------------
+
+
+def _order_id(payload: dict[str, Any], store: str) -> int:
     oid = payload.get("id")
     if isinstance(oid, bool) or not isinstance(oid, int) or oid <= 0:
         raise OrderPayloadError(store, "?", "id", f"missing or not a positive integer: {oid!r}")
-    return str(oid)
+    return oid
 
 
-def money(raw: object) -> str:
-    """Shopify's "25.0" → "25.00" (at least two decimals; a three-decimal currency keeps its
-    third, rounding money away would be worse than a longer string)."""
-    value = Decimal(str(raw))
-    if not value.is_finite():
-        raise InvalidOperation
-    return str(value.quantize(CENT)) if value.as_tuple().exponent >= -2 else str(value)  # type: ignore[operator]
-
-
-def _date(
-    payload: dict[str, Any], field: str, store: str, oid: str, *, required: bool = False
-) -> datetime | None:
-    raw = payload.get(field)
-    if raw is None or raw == "":
-        if required:
-            raise OrderPayloadError(store, oid, field, "missing")
-        return None
-    if not isinstance(raw, str):
-        raise OrderPayloadError(store, oid, field, f"not a date string: {raw!r}")
-    try:
-        return parse_utc(raw)
-    except ValueError:
-        raise OrderPayloadError(store, oid, field, f"not an ISO 8601 date: {raw[:40]!r}") from None
+def _upper(value: Any) -> Any:
+    """REST's lowercase enum words → GraphQL's; anything else passes through to be judged."""
+    return value.upper() if isinstance(value, str) else value
 
 
 def _shop_money(payload: dict[str, Any], bag: str) -> dict[str, Any] | None:
     value = payload.get(bag)
-    shop = value.get("shop_money") if isinstance(value, dict) else None
-    return shop if isinstance(shop, dict) and shop.get("amount") is not None else None
+    money = value.get("shop_money") if isinstance(value, dict) else None
+    if not isinstance(money, dict) or money.get("amount") is None:
+        return None
+    return {"amount": money["amount"], "currencyCode": money.get("currency_code")}
 
 
-def _total(payload: dict[str, Any], store: str, oid: str) -> tuple[str, str]:
-    bag = _shop_money(payload, "total_price_set")
-    raw = bag["amount"] if bag else payload.get("total_price")
-    currency = (bag or {}).get("currency_code") or payload.get("currency") or ""
-    field = "total_price_set.shop_money.amount" if bag else "total_price"
+def _amount(raw: Any, store: str, oid: int, field: str) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise OrderPayloadError(store, oid, field, f"missing or not an amount: {raw!r}")
+        raise OrderPayloadError(store, oid, field, f"not an amount: {raw!r}")
     try:
-        return money(raw), str(currency)
+        value = Decimal(str(raw))
     except InvalidOperation:
-        raise OrderPayloadError(store, oid, field, f"not an amount: {raw!r}") from None
+        raise OrderPayloadError(store, oid, field, f"not an amount: {str(raw)[:40]!r}") from None
+    if not value.is_finite():
+        raise OrderPayloadError(store, oid, field, f"not an amount: {raw!r}")
+    return value
 
 
-def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
+def _refunded(payload: dict[str, Any], store: str, oid: int) -> str:
     """Sum of successful refund transactions (shop money when the bag is there)."""
+    refunds = payload.get("refunds")
     if refunds is None:
-        return Decimal("0")
+        return "0"
     if not isinstance(refunds, list):
         raise OrderPayloadError(store, oid, "refunds", "not a list")
     total = Decimal("0")
@@ -187,36 +205,47 @@ def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
                 continue
             bag = _shop_money(tx, "amount_set")
             raw = bag["amount"] if bag else tx.get("amount")
-            try:
-                total += abs(Decimal(str(raw)))
-            except InvalidOperation:
-                field = f"refunds[{i}].transactions[{j}].amount"
-                raise OrderPayloadError(store, oid, field, f"not an amount: {raw!r}") from None
-    return total
+            field = f"refunds[{i}].transactions[{j}].amount"
+            total += abs(_amount(raw, store, oid, field))
+    return str(total)
 
 
-def _line_items(items: Any, store: str, oid: str) -> Iterable[LineItem]:
+def _line_items(payload: dict[str, Any], store: str, oid: int) -> list[dict[str, Any]]:
+    items = payload.get("line_items")
     if items is None:
-        return
+        return []
     if not isinstance(items, list):
         raise OrderPayloadError(store, oid, "line_items", "not a list")
-    for i, item in enumerate(items[:MAX_LINE_ITEMS]):
+    nodes: list[dict[str, Any]] = []
+    for i, item in enumerate(items[:LINE_ITEMS]):
         if not isinstance(item, dict):
             raise OrderPayloadError(store, oid, f"line_items[{i}]", "not an object")
         quantity = item.get("quantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int):
-            raise OrderPayloadError(
-                store, oid, f"line_items[{i}].quantity", f"not an integer: {quantity!r}"
-            )
+            field = f"line_items[{i}].quantity"
+            raise OrderPayloadError(store, oid, field, f"not an integer: {quantity!r}")
         bag = _shop_money(item, "price_set")
-        raw = bag["amount"] if bag else item.get("price", "0")
-        try:
-            total = money(Decimal(str(raw)) * quantity)
-        except InvalidOperation:
-            field = f"line_items[{i}].price"
-            raise OrderPayloadError(store, oid, field, f"not an amount: {raw!r}") from None
-        yield LineItem(name=str(item.get("name") or ""), quantity=quantity, total=total)
+        price = _amount(
+            bag["amount"] if bag else item.get("price"), store, oid, f"line_items[{i}].price"
+        )
+        nodes.append(
+            {
+                "name": item.get("name"),
+                "quantity": quantity,
+                "originalTotalSet": {"shopMoney": {"amount": str(price * quantity)}},
+            }
+        )
+    return nodes
 
 
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
+@contextmanager
+def _rest_names(store: str) -> Iterator[None]:
+    """Re-raise the GraphQL normaliser's `OrderPayloadError` under the REST field's name."""
+    try:
+        yield
+    except OrderPayloadError as exc:
+        head = exc.field.split(".")[0].split("[")[0]
+        if head not in REST_FIELD:
+            raise
+        problem = str(exc).split(f"field {exc.field}: ", 1)[-1]
+        raise OrderPayloadError(store, exc.order_id, REST_FIELD[head], problem) from None

@@ -155,6 +155,6 @@ def test_demo_prints_alerts_and_stops(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "demo-store" in result.stdout
+    assert "[demo-store]" in result.stdout and "[demo-shopify]" in result.stdout
     assert "New order" in result.stdout or "Order" in result.stdout
     assert "Traceback" not in result.stderr

@@ -11,6 +11,7 @@ import pytest
 from pollerd.sources.ratelimit import (
     MAX_RETRY_AFTER,
     Backoff,
+    CostBudget,
     RequestPacer,
     TooSoon,
     parse_retry_after,
@@ -231,3 +232,128 @@ def test_parse_retry_after_http_date() -> None:
     assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(90)
     past = format_datetime(now - timedelta(seconds=90), usegmt=True)
     assert parse_retry_after(past, now=now.timestamp()) == 0.0
+
+
+# --- CostBudget (Shopify GraphQL cost bucket) ----------------------------------------------------
+
+
+def budget(share: float = 0.5, **status: float) -> tuple[CostBudget, FakeTime]:
+    """A budget that has seen one answer: by default a 2000-point bucket, full, 100 points/s."""
+    t = FakeTime()
+    b = CostBudget(share, t.clock, t.sleep)
+    b.observe(
+        {
+            "maximumAvailable": status.get("maximum", 2000.0),
+            "currentlyAvailable": status.get("available", 2000.0),
+            "restoreRate": status.get("restore", 100.0),
+        }
+    )
+    return b, t
+
+
+def test_budget_starts_from_the_smallest_known_bucket_until_an_answer_says_otherwise() -> None:
+    t = FakeTime()
+    b = CostBudget(0.5, t.clock, t.sleep)
+    assert (b.maximum, b.restore, b.known) == (1000.0, 50.0, False)
+    assert b.max_cost() == 500  # half of the smallest bucket: safe whatever the plan
+    b.observe({"maximumAvailable": 2000.0, "currentlyAvailable": 1800, "restoreRate": 100.0})
+    assert (b.maximum, b.restore, b.known, b.available()) == (2000.0, 100.0, True, 1800.0)
+    assert b.max_cost() == 1000  # Shopify's own per-query limit caps it
+
+
+def test_budget_request_that_fits_the_headroom_goes_at_once() -> None:
+    b, t = budget()
+    assert asyncio.run(b.reserve(300)) == 0.0
+    assert t.sleeps == []
+    assert b.available() == 1700.0
+
+
+def test_budget_leaves_the_other_clients_share_of_the_bucket() -> None:
+    """Another client drained the bucket to 1100 of 2000: a 300-point query would leave 800,
+    under the 1000 that half the bucket reserves for others, so it waits (300+1000−1100)/100."""
+    b, t = budget(available=1100.0)
+    asyncio.run(b.reserve(300))
+    assert t.sleeps == pytest.approx([2.0])
+    assert b.available() == pytest.approx(1000.0)  # exactly the floor after the spend
+
+
+def test_budget_model_refills_with_the_clock_between_answers() -> None:
+    b, t = budget(available=500.0)
+    t.now += 3.0
+    assert b.available() == pytest.approx(800.0)
+    t.now += 100.0
+    assert b.available() == 2000.0  # never above maximumAvailable
+
+
+def test_budget_caps_the_average_spend_at_the_share_of_the_restore_rate() -> None:
+    """Nobody else is spending and every answer says the bucket is full: pollerd may still
+    spend only share × restoreRate on average (plus one allowance-sized burst)."""
+    b, t = budget(share=0.25)  # allowance 500 points, refilled at 25 points/s
+    start = t.now
+
+    async def run() -> float:
+        spent = 0.0
+        for _ in range(200):
+            await b.reserve(100)
+            b.observe({"maximumAvailable": 2000, "currentlyAvailable": 2000, "restoreRate": 100})
+            b.settle(100, 100)
+            spent += 100
+        return spent
+
+    spent = asyncio.run(run())
+    elapsed = t.now - start
+    assert spent <= 0.25 * 100 * elapsed + b.capacity + 1e-6
+    assert spent / elapsed == pytest.approx(25.0, rel=0.05)  # and it does use its share
+    assert b.spent == spent
+
+
+def test_budget_refunds_what_a_query_did_not_cost() -> None:
+    """Requested 400, actually 40: the 360 come back to the allowance at once."""
+    b, _t = budget()
+    asyncio.run(b.reserve(400))
+    b.settle(400, 40)
+    assert b.allowance() == pytest.approx(1000 - 40)
+    assert b.spent == 40
+
+
+def test_budget_throttled_answers_cost_nothing_but_reset_the_model() -> None:
+    b, t = budget()
+    asyncio.run(b.reserve(752))
+    b.observe({"maximumAvailable": 1000.0, "currentlyAvailable": 666, "restoreRate": 50.0})
+    b.settle(752, 0)
+    assert (b.maximum, b.restore) == (1000.0, 50.0)
+    assert b.available() == 666.0
+    assert b.allowance() == 500.0  # clamped to the new, smaller share
+    asyncio.run(b.reserve(200))  # 200 + floor 500 − 666 = 34 points short at 50/s
+    assert t.sleeps == pytest.approx([0.68])
+
+
+def test_budget_request_larger_than_the_share_waits_for_a_full_allowance_and_goes_into_debt() -> (
+    None
+):
+    b, t = budget(share=0.1, maximum=1000.0, available=1000.0, restore=50.0)  # allowance 100
+    assert b.max_cost() == 100
+    asyncio.run(b.reserve(250))  # bucket: needs min(250+900, 1000) = full, it is; allowance full
+    assert t.sleeps == []
+    assert b.allowance() == pytest.approx(-150.0)
+    asyncio.run(b.reserve(50))  # pays the debt first: (50 + 150) / (0.1 × 50) = 40 s
+    assert t.sleeps == pytest.approx([40.0])
+
+
+def test_budget_ignores_unreadable_throttle_status() -> None:
+    b, _t = budget(available=1234.0)
+    for junk in (
+        None,
+        "x",
+        {},
+        {"maximumAvailable": "a"},
+        {"maximumAvailable": 0, "currentlyAvailable": 0, "restoreRate": 0},
+    ):
+        b.observe(junk)
+    assert (b.maximum, b.available()) == (2000.0, 1234.0)
+
+
+def test_budget_share_must_be_a_fraction() -> None:
+    for share in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="share"):
+            CostBudget(share)
