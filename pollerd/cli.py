@@ -278,17 +278,28 @@ def demo(
 
 @app.command()
 def sim(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8088,
+    platform: Annotated[
+        str, typer.Option(help="woocommerce or shopify (GraphQL + REST Admin API).")
+    ] = "woocommerce",
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (8088 / 8089).")] = None,
+    token: Annotated[
+        str, typer.Option(help="Shopify: the access token the simulator accepts.")
+    ] = "shpat_sim_token",  # noqa: S107 - a simulator
     key: Annotated[str, typer.Option(help="Consumer key the simulator accepts.")] = "ck_sim",
     secret: Annotated[str, typer.Option(help="Consumer secret.")] = "cs_sim",  # noqa: S107 - a simulator
     site_timezone: Annotated[str, typer.Option(help="The simulated site's time zone.")] = "UTC",
     rate: Annotated[float, typer.Option(help="Orders per minute to generate (0 = none).")] = 0.0,
 ) -> None:
-    """Serve a simulated WooCommerce store on loopback (admin API under /__sim/)."""
-    from pollerd.sim import serve
+    """Serve a simulated store on loopback (admin API under /__sim/)."""
+    from pollerd.sim import serve, serve_shopify
 
+    if platform == "shopify":
+        serve_shopify(port=port or 8089, access_token=token, orders_per_minute=rate)
+        return
+    if platform != "woocommerce":
+        _fail(f"--platform: {platform!r} is not a platform (woocommerce or shopify)", EXIT_USAGE)
     serve(
-        port=port,
+        port=port or 8088,
         consumer_key=key,
         consumer_secret=secret,
         site_timezone=site_timezone,

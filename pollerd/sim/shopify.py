@@ -517,10 +517,23 @@ def _fault_reply(fault: Fault) -> Reply:
     return json_reply(500, {"errors": "Internal Server Error"}, retry)
 
 
-def serve_shopify(host: str = "127.0.0.1", port: int = 8089, **kwargs: Any) -> None:
-    """Run a ShopSim until Ctrl-C or SIGTERM; `kwargs` are ShopSim's."""
-    sim = ShopSim(host=host, port=port, **kwargs).start()
+def serve_shopify(
+    host: str = "127.0.0.1",
+    port: int = 8089,
+    *,
+    orders_per_minute: float = 0.0,
+    seed: int = 0,
+    **kwargs: Any,
+) -> None:
+    """Run a ShopSim (and a ShopStream when `orders_per_minute` > 0) until Ctrl-C or SIGTERM;
+    `kwargs` are ShopSim's."""
+    from pollerd.sim.shop_stream import ShopStream
+
+    sim = ShopSim(host=host, port=port, seed=seed, **kwargs).start()
     stop = threading.Event()
+    if orders_per_minute > 0:
+        stream = ShopStream(sim, seed=seed, orders_per_minute=orders_per_minute)
+        threading.Thread(target=stream.run, args=(stop,), daemon=True).start()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

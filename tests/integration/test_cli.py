@@ -90,6 +90,8 @@ def test_bad_config_exits_78_naming_the_key(tmp_path: Path, sim: WooSim, sink: W
 
 
 def test_usage_errors_exit_2(tmp_path: Path, sim: WooSim, sink: WebhookSink) -> None:
+    bogus = pollerd("sim", "--platform", "magento")
+    assert bogus.returncode == 2 and "woocommerce or shopify" in bogus.stderr
     config = write_config(tmp_path, sim.url, sink.url)
     result = pollerd("backfill", "--store", "shop", "--since", "last tuesday", "-c", str(config))
     assert result.returncode == 2 and "--since" in result.stderr
