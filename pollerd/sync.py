@@ -54,6 +54,7 @@ WALK_EVERY = 60.0
 """With a probe, a pass that sees nothing newer than the bookmark skips the window walk, except
 once a minute: an order the search index shows late but inside the overlap is then still found
 by the fast path (not counted late); beyond the overlap the sweeps find it."""
+PROBE_SEAM = timedelta(seconds=2)
 DELETIONS_EVERY = 30.0  # the events feed lags "seconds, rarely a few minutes" (research §1.6)
 DISPUTES_EVERY = 300.0  # chargebacks move in days; evidence is due in a week or more
 DELETIONS_WINDOW = DAY  # re-read a day of destroy events: cheap, and snapshots dedupe
@@ -104,6 +105,7 @@ class StoreSync:
         self.stopping = stopping
         self.rules = pay_rules(getattr(cfg, "pay_on_delivery_methods", ()))
         self._last_walk = float("-inf")
+        self._walk_started = datetime.min.replace(tzinfo=UTC)
         self._feeds_due = {"deletions": 0.0, "disputes": 0.0}
         self._feeds_off: set[str] = set()
 
@@ -129,6 +131,7 @@ class StoreSync:
         after = _floor(cursor.updated_at - overlap)
         if await self._moved(cursor.updated_at):
             self._last_walk = time.monotonic()
+            self._walk_started = _floor(self.clock())
             newest = await self._walk(
                 lambda page: self.source.list_modified(after, page),
                 report,
@@ -175,7 +178,14 @@ class StoreSync:
         if time.monotonic() - self._last_walk >= WALK_EVERY:
             return True
         newest = await self.source.probe()
-        return newest is None or newest.updated_at > bookmark
+        if newest is None or newest.updated_at > bookmark:
+            return True
+        # An order changed in the same second as the last walk, after it, can sort below the
+        # bookmark's id and hide behind it in the probe. pollerd's clock only decides *whether*
+        # to walk here (never where the cursor goes); a clock far off only delays such an
+        # order to the next periodic walk, it cannot lose it.
+        seam = self._walk_started - PROBE_SEAM
+        return newest.updated_at >= seam
 
     async def _feeds(self, source: Feeds, start_at: datetime, report: PassReport) -> None:
         """Deletions and disputes, each on its own slower clock; a feed the credentials cannot

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +32,10 @@ import httpx
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
-from pollerd.sources.base import Listed, ListPage, PageToken
+from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, PageToken
+from pollerd.sources.shopify_bulk import bulk_orders
 from pollerd.sources.shopify_client import CostTooHigh, ShopifyClient, ShopifyServerError
+from pollerd.sources.shopify_feeds import ShopifyFeeds
 from pollerd.sources.shopify_normalize import (
     LIST_FIELDS,
     ORDER_COST,
@@ -118,6 +120,7 @@ class ShopifyGraphQLSource:
         self.page = PageSize(MAX_PAGE, MIN_PAGE)
         self.chunk = PageSize(NODES_MAX, 1)
         self._node_cost = float(ORDER_COST)  # requested points per fetched order, learned
+        self._feeds = ShopifyFeeds(self.client, cfg.name)
 
     # --- Source --------------------------------------------------------------------------------
 
@@ -220,6 +223,34 @@ class ShopifyGraphQLSource:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    # --- Feeds and Bulk (one client, so one budget, for everything this store reads) ----------
+
+    async def deletions(self, after: datetime) -> list[Deletion]:
+        return await self._feeds.deletions(after)
+
+    async def disputes(self, since: datetime) -> list[Dispute]:
+        return await self._feeds.disputes(since)
+
+    def bulk_orders(
+        self,
+        since: datetime,
+        until: datetime | None,
+        *,
+        resume: str | None,
+        on_started: Callable[[str], None],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> AsyncIterator[list[Order]]:
+        return bulk_orders(
+            self.client,
+            store=self.name,
+            shop=self.cfg.shop,
+            since=since,
+            until=until,
+            resume=resume,
+            on_started=on_started,
+            on_progress=on_progress,
+        )
 
     # --- internals -----------------------------------------------------------------------------
 
