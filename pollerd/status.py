@@ -49,6 +49,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                     else None,
                     "seconds_since_success": _ago(cursor.last_success if cursor else None, now),
                     "cursor_lag_seconds": _ago(cursor.updated_at if cursor else None, now),
+                    "late_events": store.late_events(cfg.name),
                     "last_error": cursor.last_error if failing and cursor else None,
                     "state": "never polled" if cursor is None else ("failing" if failing else "ok"),
                 }

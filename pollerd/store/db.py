@@ -25,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     text,
@@ -439,6 +440,12 @@ class Store:
         with self.engine.connect() as conn:
             payload = conn.execute(query).scalar()
         return json.loads(payload)["order"] if payload else None
+
+    def late_events(self, store: str) -> int:
+        """Events a sweep found that the fast path missed (the search index lagged)."""
+        query = select(func.count()).where(EVENT.c.store == store, EVENT.c.late.is_(True))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:

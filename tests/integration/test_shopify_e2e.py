@@ -151,6 +151,8 @@ def test_index_lag_is_waited_out_and_late_finds_are_counted(
     db = sqlite3.connect(tmp_path / "pollerd.db")
     late = {row[0] for row in db.execute("SELECT id FROM event WHERE late")}
     assert late == {f"shop:{hidden}:order.created", f"shop:{hidden}:order.paid"}
+    status = json.loads(pollerd("status", "--json", "--config", str(config)).stdout)
+    assert status["stores"][0]["late_events"] == 2
 
 
 def test_another_client_drains_the_budget_and_nothing_is_lost(
