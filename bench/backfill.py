@@ -64,7 +64,11 @@ def main() -> int:
             sim.create_order(status=status, payment_method="stripe", set_paid=status != "pending")
         seeded = time.perf_counter() - started
         config = write_config(
-            Path(tmp), sim.url, sink.url, store={"start_from": "now"}, platform=args.platform
+            Path(tmp),
+            sim.url,
+            sink.url,
+            store={"start_from": "now", "timeout": "60s"},
+            platform=args.platform,
         )
         command = [
             sys.executable,

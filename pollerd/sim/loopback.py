@@ -20,6 +20,8 @@ import socket
 import struct
 import sys
 import threading
+import traceback
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -133,6 +135,29 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         """Answer nothing and reset the connection (a dead upstream, a proxy dropping us)."""
         self.server.abort(self.connection)
         self.close_connection = True
+
+
+class RoutedHandler(LoopbackHandler):
+    """Hands each request to the owning service's `handle(method, path, query, headers, body)`,
+    which returns a reply (`status`, `body`, `content_type`, `headers`, `reset`); a bug in the
+    service becomes its `crash_reply()` (a 500 in the platform's own shape), never a hang."""
+
+    def _serve(self) -> None:
+        owner = self.server.owner
+        body = self.read_body()
+        split = urllib.parse.urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            reply = owner.handle(self.command, split.path, split.query, headers, body)
+        except Exception:  # noqa: BLE001 - a simulator bug must show up as a 500, not a hang
+            traceback.print_exc(file=sys.stderr)
+            reply = owner.crash_reply()
+        if reply.reset:
+            self.abort_connection()
+            return
+        self.send_body(reply.status, reply.body, reply.content_type, reply.headers)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
 
 class LoopbackService:

@@ -22,10 +22,8 @@ import json
 import re
 import secrets
 import signal
-import sys
 import threading
 import time
-import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pollerd.sim.loopback import LoopbackHandler, LoopbackService
+from pollerd.sim.loopback import LoopbackService, RoutedHandler
 from pollerd.sim.shop_admin import admin_reply
 from pollerd.sim.shop_bucket import CallBucket, PointBucket
 from pollerd.sim.shop_bulk import BulkRunner
@@ -67,29 +65,13 @@ class Fault:
     delay: float | None = None
 
 
-class ShopHandler(LoopbackHandler):
-    def _serve(self) -> None:
-        sim: ShopSim = self.server.owner
-        body = self.read_body()
-        split = urllib.parse.urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            reply = sim.handle(self.command, split.path, split.query, headers, body)
-        except Exception:  # noqa: BLE001 - a simulator bug must show up as a 500, not a hang
-            traceback.print_exc(file=sys.stderr)
-            reply = json_reply(500, {"errors": "Internal Server Error"})
-        if reply.reset:
-            self.abort_connection()
-            return
-        self.send_body(reply.status, reply.body, reply.content_type, reply.headers)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
-
-
 class ShopSim(LoopbackService):
     """A simulated Shopify store over real HTTP on 127.0.0.1 (see the module docstring)."""
 
-    handler_class = ShopHandler
+    handler_class = RoutedHandler
+
+    def crash_reply(self) -> Reply:
+        return json_reply(500, {"errors": "Internal Server Error"})
 
     def __init__(
         self,

@@ -16,10 +16,8 @@ users drive the store with.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
-import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -27,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pollerd.sim.loopback import JSON_TYPE, LoopbackHandler, LoopbackService
+from pollerd.sim.loopback import JSON_TYPE, LoopbackService, RoutedHandler
 from pollerd.sim.wc_admin import admin_reply
 from pollerd.sim.wc_auth import KeyAuth
 from pollerd.sim.wc_faults import WAF_PAGE, WP_FATAL, FaultPlan, nginx_page
@@ -43,29 +41,13 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class WooHandler(LoopbackHandler):
-    def _serve(self) -> None:
-        sim: WooSim = self.server.owner
-        body = self.read_body()
-        split = urllib.parse.urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            reply = sim.handle(self.command, split.path, split.query, headers, body)
-        except Exception:  # noqa: BLE001 - a simulator bug must show up as a 500, not a hang
-            traceback.print_exc(file=sys.stderr)
-            reply = Reply(500, wp_json({"code": "sim_error", "data": {"status": 500}}))
-        if reply.reset:
-            self.abort_connection()
-            return
-        self.send_body(reply.status, reply.body, reply.content_type, reply.headers)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
-
-
 class WooSim(LoopbackService):
     """A simulated WooCommerce store over real HTTP on 127.0.0.1 (see the module docstring)."""
 
-    handler_class = WooHandler
+    handler_class = RoutedHandler
+
+    def crash_reply(self) -> Reply:
+        return Reply(500, wp_json({"code": "sim_error", "data": {"status": 500}}))
 
     def __init__(
         self,

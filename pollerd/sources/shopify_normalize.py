@@ -16,13 +16,12 @@ Why the rules below (contract: brief shopify-source.md; facts: research/shopify.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from pollerd.model import LineItem, Order, mask_email, mask_phone, parse_utc, short_name
+from pollerd.model import LineItem, Order, mask_email, mask_phone, short_name
 from pollerd.sources.base import Listed
-from pollerd.sources.woocommerce import OrderPayloadError
+from pollerd.sources.payload import OrderPayloadError, payload_date
 
 __all__ = [
     "LINE_ITEMS",
@@ -111,7 +110,7 @@ def legacy_id(node: dict[str, Any], *, store: str) -> str:
 
 def order_status(node: dict[str, Any], *, store: str, oid: str) -> str:
     """The one status rule, used by both `listed` and `normalize_order`."""
-    if _date(node, "cancelledAt", store, oid) is not None:
+    if payload_date(node, "cancelledAt", store, oid) is not None:
         return "cancelled"
     return _financial(node, store, oid)
 
@@ -119,7 +118,7 @@ def order_status(node: dict[str, Any], *, store: str, oid: str) -> str:
 def listed(node: dict[str, Any], *, store: str) -> Listed:
     """A listing row (`LIST_FIELDS`) → `Listed`, with the status `normalize_order` would give."""
     oid = legacy_id(node, store=store)
-    updated = _date(node, "updatedAt", store, oid, required=True)
+    updated = payload_date(node, "updatedAt", store, oid, required=True)
     assert updated is not None
     return Listed(id=oid, updated_at=updated, status=order_status(node, store=store, oid=oid))
 
@@ -128,8 +127,8 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
     """A GraphQL Order node (`ORDER_FIELDS`, or a bulk JSONL order line with its line items
     attached as `lineItems.nodes`) → `Order`."""
     oid = legacy_id(node, store=store)
-    updated = _date(node, "updatedAt", store, oid, required=True)
-    created = _date(node, "createdAt", store, oid) or updated
+    updated = payload_date(node, "updatedAt", store, oid, required=True)
+    created = payload_date(node, "createdAt", store, oid) or updated
     assert updated is not None and created is not None
     total, currency = _money_bag(node, "totalPriceSet", store, oid, required=True)
     refunded, _ = _money_bag(node, "totalRefundedSet", store, oid)
@@ -150,7 +149,7 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
         updated_at=updated,
         total=total,
         currency=currency or _text(node.get("currencyCode")) or "",
-        cancelled_at=_date(node, "cancelledAt", store, oid),
+        cancelled_at=payload_date(node, "cancelledAt", store, oid),
         cancel_reason=reason.lower() if isinstance(reason, str) and reason else None,
         payment_method=gateway,
         payment_method_title=gateway,
@@ -167,22 +166,6 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
 
 
 # --- fields -------------------------------------------------------------------------------------
-
-
-def _date(
-    node: dict[str, Any], field: str, store: str, oid: str, *, required: bool = False
-) -> datetime | None:
-    raw = node.get(field)
-    if raw is None or raw == "":
-        if required:
-            raise OrderPayloadError(store, oid, field, "missing")
-        return None
-    if not isinstance(raw, str):
-        raise OrderPayloadError(store, oid, field, f"not a date string: {raw!r}")
-    try:
-        return parse_utc(raw)
-    except ValueError:
-        raise OrderPayloadError(store, oid, field, f"not an RFC 3339 date: {raw[:40]!r}") from None
 
 
 def _financial(node: dict[str, Any], store: str, oid: str) -> str:

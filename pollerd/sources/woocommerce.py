@@ -45,8 +45,9 @@ from loguru import logger
 
 from pollerd.config import WooCommerceStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
-from pollerd.model import LineItem, Order, mask_email, mask_phone, parse_utc, short_name
+from pollerd.model import LineItem, Order, mask_email, mask_phone, short_name
 from pollerd.sources.base import Listed, ListPage, PageToken
+from pollerd.sources.payload import OrderPayloadError, payload_date
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 
 ORDERS_PATH = "/wp-json/wc/v3/orders"
@@ -58,19 +59,6 @@ WAF_PAUSE = 60.0
 """A WAF that blocked us once will block the next request too; pause at least this long."""
 INLINE_WAIT = 10.0
 """Retry-After pauses up to this are slept through; longer ones end the call (retryable)."""
-
-
-class OrderPayloadError(SourceError):
-    """An order (or listing row) that breaks the API's contract: names the order and field.
-
-    Neither retryable (the same order comes back the same way) nor a store-wide fatal problem;
-    the daemon logs it as an unexpected error of the pass.
-    """
-
-    def __init__(self, store: str, order_id: object, field: str, problem: str) -> None:
-        self.order_id = order_id
-        self.field = field
-        super().__init__(store, f"order {order_id}: field {field}: {problem}")
 
 
 class WooCommerceSource:
@@ -211,7 +199,7 @@ class WooCommerceSource:
 
     def _listed(self, row: dict[str, Any]) -> Listed:
         oid = _order_id(row, self.name)
-        updated = _date(row, "date_modified_gmt", self.name, oid, required=True)
+        updated = payload_date(row, "date_modified_gmt", self.name, oid, required=True)
         status = row.get("status")
         if not isinstance(status, str) or not status:
             raise OrderPayloadError(
@@ -651,8 +639,8 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
     status = payload.get("status")
     if not isinstance(status, str) or not status:
         raise OrderPayloadError(store, oid, "status", f"missing or not a string: {status!r}")
-    created = _date(payload, "date_created_gmt", store, oid, required=True)
-    updated = _date(payload, "date_modified_gmt", store, oid, required=True)
+    created = payload_date(payload, "date_created_gmt", store, oid, required=True)
+    updated = payload_date(payload, "date_modified_gmt", store, oid, required=True)
     assert created is not None and updated is not None
     billing = _section(payload, "billing")
     shipping = _section(payload, "shipping")
@@ -666,8 +654,8 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         updated_at=updated,
         total=_money(payload, "total", store, oid),
         currency=str(payload.get("currency") or ""),
-        paid_at=_date(payload, "date_paid_gmt", store, oid),
-        completed_at=_date(payload, "date_completed_gmt", store, oid),
+        paid_at=payload_date(payload, "date_paid_gmt", store, oid),
+        completed_at=payload_date(payload, "date_completed_gmt", store, oid),
         cancelled_at=None,  # WooCommerce keeps no cancellation date; the diff uses updated_at
         payment_method=str(payload.get("payment_method") or ""),
         payment_method_title=str(payload.get("payment_method_title") or ""),
@@ -685,22 +673,6 @@ def _order_id(payload: dict[str, Any], store: str) -> str:
     if isinstance(oid, bool) or not isinstance(oid, int) or oid <= 0:
         raise OrderPayloadError(store, "?", "id", f"missing or not a positive integer: {oid!r}")
     return str(oid)
-
-
-def _date(
-    payload: dict[str, Any], field: str, store: str, oid: str, *, required: bool = False
-) -> datetime | None:
-    raw = payload.get(field)
-    if raw is None or raw == "":
-        if required:
-            raise OrderPayloadError(store, oid, field, "missing")
-        return None
-    if not isinstance(raw, str):
-        raise OrderPayloadError(store, oid, field, f"not a date string: {raw!r}")
-    try:
-        return parse_utc(raw)
-    except ValueError:
-        raise OrderPayloadError(store, oid, field, f"not an ISO 8601 date: {raw[:40]!r}") from None
 
 
 def _money(payload: dict[str, Any], field: str, store: str, oid: str) -> str:
