@@ -40,10 +40,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 from loguru import logger
@@ -479,14 +480,34 @@ class _Job:
         )
 
     async def download(self, url: str, *, complete: bool) -> AsyncIterator[list[Order]]:
-        """Stream the JSONL, normalising orders as their last child arrives. The request goes
-        to a storage host, not the shop: the access token is stripped from it."""
+        """Fetch the JSONL into a temporary file, then normalise orders as their last child
+        arrives. Spooling first decouples the download from our commit speed: a storage host
+        (and the simulator) drops a reader that stalls for minutes, and a 100,000-order file
+        is read in seconds but committed in minutes. The request goes to a storage host, not
+        the shop: the access token is stripped from it."""
+        with tempfile.TemporaryFile() as spool:
+            await self._fetch(url, spool)
+            spool.seek(0)
+            grouper = Regrouper(self.store)
+            batch: list[Order] = []
+            for line in spool:
+                root = grouper.feed(line)
+                if root is not None:
+                    batch.append(self._order(root))
+                    if len(batch) >= BATCH:
+                        yield batch
+                        batch = []
+            last = grouper.finish()
+            if last is not None and complete:
+                batch.append(self._order(last))
+            if batch:
+                yield batch
+
+    async def _fetch(self, url: str, spool: IO[bytes]) -> None:
         http = self.client.http
         request = http.build_request("GET", url)
         for header in ("X-Shopify-Access-Token", "Authorization"):
             request.headers.pop(header, None)
-        grouper = Regrouper(self.store)
-        batch: list[Order] = []
         try:
             response = await http.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -494,22 +515,12 @@ class _Job:
         try:
             if response.status_code >= 400:
                 self._refuse(response)
-            async for line in response.aiter_lines():
-                root = grouper.feed(line)
-                if root is not None:
-                    batch.append(self._order(root))
-                    if len(batch) >= BATCH:
-                        yield batch
-                        batch = []
+            async for chunk in response.aiter_bytes(1 << 16):
+                spool.write(chunk)
         except httpx.HTTPError as exc:
             raise self._download_error(exc) from None
         finally:
             await response.aclose()
-        last = grouper.finish()
-        if last is not None and complete:
-            batch.append(self._order(last))
-        if batch:
-            yield batch
 
     def _order(self, root: dict[str, Any]) -> Order:
         return normalize_order(root, store=self.store, shop=self.shop)
