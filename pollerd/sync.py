@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
@@ -76,7 +76,6 @@ class PassReport:
     pages: int = 0
     cursor: datetime | None = None
     stopped: bool = False
-    event_ids: list[str] = field(default_factory=list)
 
 
 def utcnow() -> datetime:
@@ -268,7 +267,6 @@ class StoreSync:
         result = self.store.commit_page(self.name, snaps, events, late=late, backfill=backfill)
         report.events += result.new_events
         report.deliveries += result.new_deliveries
-        report.event_ids.extend(ev.id for ev, _ in events)
         if late:
             report.late_events += result.new_events
             if result.new_events:
