@@ -12,6 +12,14 @@ BUILTIN = {
     "console": "pollerd.channels.console:ConsoleChannel",
     "webhook": "pollerd.channels.webhook:WebhookChannel",
     "email": "pollerd.channels.email:EmailChannel",
+    "wecom": "pollerd.channels.wecom:WeComChannel",
+    "dingtalk": "pollerd.channels.dingtalk:DingTalkChannel",
+    "feishu": "pollerd.channels.feishu:FeishuChannel",
+    "lark": "pollerd.channels.feishu:LarkChannel",
+    "slack": "pollerd.channels.slack:SlackChannel",
+    "telegram": "pollerd.channels.telegram:TelegramChannel",
+    "discord": "pollerd.channels.discord:DiscordChannel",
+    "sms": "pollerd.channels.sms:SmsChannel",
 }
 
 

@@ -6,6 +6,7 @@
 - `serve()`: the blocking `pollerd sim` entry point.
 """
 
+from pollerd.sim.chat import ChatSim
 from pollerd.sim.shopify import ShopSim, serve_shopify
 from pollerd.sim.sink import Receipt, WebhookSink
 from pollerd.sim.stream import OrderStream, StreamAction
@@ -13,6 +14,7 @@ from pollerd.sim.wc_orders import Transition, UnknownOrder
 from pollerd.sim.woocommerce import WooSim, serve
 
 __all__ = [
+    "ChatSim",
     "OrderStream",
     "Receipt",
     "ShopSim",

@@ -217,8 +217,8 @@ BAD = [
     ("route without channels", STORE + "[[routes]]\nevents = [\"order.paid\"]\n",
      ["routes[0].channels: missing"]),
     ("channel type", STORE + '[[channels]]\nname = "x"\ntype = "pigeon"\n',
-     ["channels[0].type: no channel type 'pigeon'; known: console, email, fake, lax, plain, "
-      "webhook"]),
+     ["channels[0].type: no channel type 'pigeon'; known: console, dingtalk, discord, email, "
+      "fake, feishu, lark, lax, plain, slack, sms, telegram, webhook, wecom"]),
     ("channel name", STORE + '[[channels]]\nname = "Ops Hook"\ntype = "plain"\n',
      ["channels[0].name: must match [a-z0-9_-]"]),
     ("channel option missing", GOOD.replace('url = "https://hooks.example.com/x"\n', ""),

@@ -1,0 +1,295 @@
+"""`discord`: one webhook message per alert, Discord markdown in `content` (research §4.6).
+
+Wire format: POST `{url}?wait=true` with JSON `content` (≤ 2000 characters),
+`allowed_mentions: {"parse": []}` and `flags: 4` (no embeds: an admin URL would unfurl the shop's
+login page). `wait=true` makes Discord answer with the created message, so success is a message
+id and not just an empty 204. The URL is the credential (`…/webhooks/{id}/{token}`): details name
+the host only.
+
+`allowed_mentions` is not an option and is set at send time, not stored with the rendering: a
+customer named `@everyone` must never ping a server, whatever markup slips through. On top of
+that, every order-derived character Discord markdown gives a meaning (backslash, asterisk,
+underscore, tilde, backtick, `| > < # - [ ] ( ) : @`) is backslash-escaped, so `**`,
+`[x](http://evil)`, `<@123>` and `http://…` in a name show as typed: no formatting, masked link,
+mention or auto-link. Line items that do not fit the 2000 characters become one "… (+N items)"
+line; the admin link is always kept; a message is never split.
+
+Outcomes, from the status and the JSON body (`message`, `code`, `retry_after`):
+
+    204, or 200 + a message with an id       ok
+    429                                      retry, not before retry_after (body, seconds;
+                                             the Retry-After header when the body is absurd)
+    408, 5xx, timeout, connection error      retry
+    401 403 404 (10015 Unknown Webhook,      permanent, channel: the webhook was deleted or
+        50027 Invalid Webhook Token)         its token is wrong
+    400 220001/220003 (forum without thread) permanent, channel: set thread_id
+    other 4xx (400 Invalid Form Body, …)     permanent, message
+    another 2xx, 3xx                         permanent, channel: the url is not a webhook
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_after_seconds
+from pollerd.config import Duration, invalid
+from pollerd.model import Event
+from pollerd.secrets import Secret
+from pollerd.templates import MAX_ITEMS, admin_link, detail, summary
+
+CONTENT_LIMIT = 2000  # characters of `content` (Discord "Execute Webhook")
+SUPPRESS_EMBEDS = 1 << 2
+MAX_WAIT = 3600.0  # a retry_after beyond this is taken as a unit mix-up (discord-api-docs #4722)
+CHANNEL_STATUSES = frozenset({401, 403, 404})
+CHANNEL_CODES = frozenset({220001, 220003})  # forum/media channel: needs a thread
+_MARKDOWN = re.compile(r"([\\*_~`|><#\-\[\]():@])")
+_WEBHOOK_PATH = re.compile(r"/webhooks/\d+/[^/]+/?$")
+_EXCERPT = 200
+
+
+def escape(text: str) -> str:
+    """Order text shown exactly as typed: every markdown, mention and link character escaped
+    (Discord drops the backslash before any punctuation)."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+def _units(text: str) -> int:
+    """Length as Discord counts it (JavaScript string length: UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _webhook_url(value: Secret) -> Secret:
+    """`https://discord.com/api/webhooks/{id}/{token}` or a proxy with the same path tail.
+    Never echoed: the last segment is the token."""
+    parts = urlsplit(value.get().strip())
+    try:
+        valid = bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        valid = False
+    if parts.scheme not in ("http", "https") or not valid or not _WEBHOOK_PATH.search(parts.path):
+        raise invalid(
+            "must be the webhook URL Discord shows (Server Settings → Integrations → Webhooks)",
+            'e.g. "https://discord.com/api/webhooks/123…/abc…", or env:DISCORD_WEBHOOK_URL',
+        )
+    if parts.query or parts.fragment:
+        raise invalid("must not carry a query", "use thread_id for a thread; drop ?wait=…")
+    return value
+
+
+class DiscordChannel(Channel):
+    """Posts one message per alert through a Discord channel webhook."""
+
+    kind: ClassVar[str] = "discord"
+    secret_fields: ClassVar[tuple[str, ...]] = ("url",)
+
+    class Options(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+        )
+        url: Annotated[Secret, AfterValidator(_webhook_url)]
+        username: str | None = Field(None, min_length=1, max_length=80)
+        thread_id: int | None = None
+        timeout: Duration = timedelta(seconds=10)
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        super().__init__(ctx)
+        raw = ctx.options
+        self.options = (
+            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
+        )
+        self._url = self.options.url.get().strip().rstrip("/")
+
+    def render(self, event: Event) -> str:
+        """The `content` markdown (the rest of the payload is added per send)."""
+        data = event.to_json()
+        locale, zone = self.ctx.locale, self.ctx.timezone
+        link_line = ""
+        link = admin_link(data, locale=locale)
+        if link is not None:
+            label, url = link
+            before, _, after = label.partition("{value}")
+            link_line = f"{escape(before)}<{_link_target(url)}>{escape(after)}"
+            if _units(link_line) > CONTENT_LIMIT // 2:  # absurd admin URL: the order still goes
+                link_line = ""
+        budget = CONTENT_LIMIT - (_units(link_line) + 1 if link_line else 0)
+        head = summary(data, locale=locale, timezone=zone)
+        body = _fit_items(
+            data, locale, zone, head, lambda lines: _units(_markdown(lines)) <= budget
+        )
+        if _units(_markdown(body)) > budget:  # absurd input even without items: cut, keep link
+            body = _cut_lines(body, budget)
+        return "\n".join(x for x in (_markdown(body), link_line) if x)
+
+    async def send(self, event: Event, rendered: str) -> SendResult:
+        payload: dict[str, Any] = {
+            "content": rendered,
+            "allowed_mentions": {"parse": []},
+            "flags": SUPPRESS_EMBEDS,
+        }
+        if self.options.username:
+            payload["username"] = self.options.username
+        params: dict[str, str] = {"wait": "true"}
+        if self.options.thread_id is not None:
+            params["thread_id"] = str(self.options.thread_id)
+        timeout = self.options.timeout.total_seconds()
+        try:
+            response = await self.ctx.http.post(
+                self._url, json=payload, params=params, timeout=timeout, follow_redirects=False
+            )
+        except httpx.TimeoutException as exc:
+            what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
+            return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
+        except httpx.TransportError as exc:
+            return SendResult.retry(self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}"))
+        return self._classify(response)
+
+    def _classify(self, response: httpx.Response) -> SendResult:
+        status = response.status_code
+        body = _body(response)
+        said = self._scrub(_said(response, body))
+        what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
+        if status == 204:
+            return SendResult.ok("HTTP 204")
+        if 200 <= status < 300:
+            if body is not None and body.get("id"):
+                return SendResult.ok(f"message id {body['id']}")
+            return SendResult.permanent(
+                f"{what}; that is not Discord's answer: check the channel's url", "channel"
+            )
+        if 300 <= status < 400:
+            return SendResult.permanent(
+                f"{self._where()} redirects (HTTP {status}); set the channel's url to the "
+                "webhook URL Discord shows",
+                scope="channel",
+            )
+        if status == 429:
+            return SendResult.retry(f"{what} (rate limited)", after=_wait(response, body))
+        if status == 408 or status >= 500:
+            return SendResult.retry(what)
+        code = body.get("code") if body is not None else None
+        if status in CHANNEL_STATUSES:
+            fix = "the webhook was deleted or its token changed: create one and set the url"
+            return SendResult.permanent(f"{what}; {fix}", scope="channel")
+        if code in CHANNEL_CODES:
+            fix = "this is a forum channel: set thread_id to the thread alerts should go to"
+            return SendResult.permanent(f"{what}; {fix}", scope="channel")
+        if 400 <= status < 500:
+            return SendResult.permanent(f"{what}; Discord refused this message")
+        return SendResult.retry(what)  # 1xx as a final status: a broken proxy
+
+    def _where(self) -> str:
+        parts = urlsplit(self._url)
+        return f"discord {parts.scheme}://{parts.hostname}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+
+    def _scrub(self, text: str) -> str:
+        token = urlsplit(self._url).path.rstrip("/").rpartition("/")[2]
+        for value in (self._url, token):
+            if len(value) >= 4:
+                text = text.replace(value, "****")
+        return text
+
+
+def _link_target(url: str) -> str:
+    """A validated http(s) URL inside `<…>` (no embed); `>` and spaces would end it."""
+    return url.replace(">", "%3E").replace("<", "%3C").replace(" ", "%20")
+
+
+def _markdown(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    head, *rest = lines
+    return "\n".join([f"**{escape(head)}**", *(escape(line) for line in rest)])
+
+
+def _cut_lines(lines: list[str], budget: int) -> list[str]:
+    """Drop whole lines from the end, then shorten the last kept one, until it fits."""
+    kept = list(lines)
+    while len(kept) > 1 and _units(_markdown(kept)) > budget:
+        kept.pop()
+    last, low, high = kept[-1], 0, len(kept[-1])
+    while low < high:  # the longest prefix of the last line that still fits
+        middle = (low + high + 1) // 2
+        if _units(_markdown([*kept[:-1], last[:middle] + "…"])) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    kept[-1] = last[:low] + "…"
+    return kept
+
+
+def _body(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:
+    if body is not None and isinstance(body.get("message"), str):
+        code = body.get("code")
+        text = f"{body['message']} ({code})" if code else body["message"]
+    else:
+        text = response.text[: _EXCERPT * 4]
+    return " ".join(text.split())[:_EXCERPT]
+
+
+def _wait(response: httpx.Response, body: dict[str, Any] | None) -> float | None:
+    """Seconds to wait on a 429: the body's float `retry_after`, unless the Retry-After header
+    says it is far off (one report saw milliseconds in the body); clamped to an hour."""
+    header = retry_after_seconds(response.headers.get("retry-after"))
+    value = body.get("retry_after") if body is not None else None
+    seconds = (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    )
+    if seconds is None or seconds < 0 or (header is not None and seconds > header + 1):
+        seconds = header
+    return None if seconds is None else min(seconds, MAX_WAIT)
+
+
+def _fit_items(
+    data: dict[str, Any], locale: str, zone: str, head: str, fits: Callable[[list[str]], bool]
+) -> list[str]:
+    """[summary, *detail lines] with as many line items as `fits`; the ones left out become
+    one "… (+N items)" line. With no item left it returns the shortest version, fitting or not."""
+    before, items, after, total = _split_items(data, locale, zone)
+    shown_items = items[:-1] if total > MAX_ITEMS else items
+    lines: list[str] = []
+    for shown in range(len(shown_items), -1, -1):
+        if shown == len(shown_items):
+            kept = items
+        else:
+            kept = [*shown_items[:shown], _more(total - shown, locale)]
+        lines = [head, *before, *kept, *after]
+        if fits(lines):
+            break
+    return lines
+
+
+def _split_items(
+    data: dict[str, Any], locale: str, zone: str
+) -> tuple[list[str], list[str], list[str], int]:
+    """`detail` cut into (lines before the items, item lines, lines after, item count)."""
+    lines = detail(data, locale=locale, timezone=zone, link=False)
+    order = data.get("order")
+    items = order.get("line_items") if isinstance(order, dict) else None
+    if not isinstance(order, dict) or not isinstance(items, list) or not items:
+        return lines, [], [], 0
+    bare = detail({**data, "order": {**order, "line_items": []}}, locale=locale, link=False)
+    pairs = zip(lines, bare, strict=False)
+    start = next((i for i, (a, b) in enumerate(pairs) if a != b), len(bare))
+    end = start + len(lines) - len(bare)
+    return lines[:start], lines[start:end], lines[end:], len(items)
+
+
+def _more(count: int, locale: str) -> str:
+    return f"…（另有 {count} 项）" if locale.lower().startswith("zh") else f"… (+{count} items)"

@@ -1,0 +1,237 @@
+"""`feishu` and `lark`: a Feishu (飞书) / Lark custom bot, signed, rich text with a text fallback.
+
+The two are one protocol on two hosts (research §4.3): `POST {host}/open-apis/bot/v2/hook/HOOK`
+with `open.feishu.cn` for Feishu and `open.larksuite.com` for Lark. The alert goes as `post`
+(rich text: the summary as title, one paragraph per detail line, the admin link as an `a`
+element, `at user_id="all"` with `mention_all`); when the bot rejects it as a payload it is
+resent at once as `text`. The body may not exceed 20 KB.
+
+Signing ("签名校验") differs from DingTalk's in three ways: the timestamp is in *seconds*, the
+HMAC key is `f"{ts}\\n{secret}"` and the message is empty, and `timestamp` + `sign` go in the
+JSON body, not the URL. Both are added per attempt, so a retry an hour later is still valid.
+A configured `keyword` is appended as a last paragraph when the text does not contain it.
+
+Outcomes (research §4.9; Feishu answers HTTP 200 for most failures, 400 for 9499):
+
+    code 0 (or StatusCode 0)                   ok
+    11232 frequency limited                    retry after 60 s (5/s and 100/min per bot)
+    19021 sign / timestamp                     permanent, channel: wrong secret, a bot that
+                                               signs with none configured, or a clock more
+                                               than an hour off
+    19022 IP not allowed, 19024 keyword        permanent, channel
+    19001 "incoming webhook access token       permanent, channel: the bot is gone or the
+    invalid"                                   URL is mistyped (other 19001s: message)
+    9499 bad request, other codes              permanent, message (after the text fallback)
+    HTTP 5xx, 429, timeout, reset              retry
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+from pollerd.channels.base import ChannelContext
+from pollerd.channels.robot import (
+    Answer,
+    Outcome,
+    Robot,
+    Words,
+    bare_credential,
+    escape_text,
+    hook_url,
+    plain_text,
+    utf8_len,
+)
+from pollerd.config import Duration, invalid
+from pollerd.model import Event
+from pollerd.secrets import Secret
+
+FEISHU_HOST = "https://open.feishu.cn"
+LARK_HOST = "https://open.larksuite.com"
+HOOK_PATH = "/open-apis/bot/v2/hook/"
+BODY_BYTES = 20_000  # "request body ≤ 20 KB" (自定义机器人使用指南)
+_SIGNATURE_ROOM = 100  # `"timestamp":"…","sign":"…"` added at send time
+RATE_WAIT = 60.0
+_AT_ALL_TEXT = '<at user_id="all">所有人</at>'
+
+
+def sign(secret: str, timestamp: int) -> str:
+    """Feishu's `sign`: base64(HMAC-SHA256(key=f"{timestamp}\\n{secret}", msg=b""))."""
+    key = f"{timestamp}\n{secret}".encode()
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+def _url_problem(url: str) -> str | None:
+    path = urlsplit(url).path
+    hook = path.partition("/hook/")[2]
+    if "/hook/" not in path or not hook or "/" in hook:
+        return "has no /open-apis/bot/v2/hook/<id> path"
+    return None
+
+
+def _secret(value: Secret) -> Secret:
+    if any(c.isspace() for c in value.get()):
+        raise invalid("contains whitespace", "copy the bot's 签名校验 secret exactly")
+    return value
+
+
+def _keyword(value: str) -> str:
+    value = value.strip()
+    if not value or any(c in value for c in "\r\n"):
+        raise invalid("must be one of the bot's keywords, on one line", 'e.g. "订单"')
+    return value
+
+
+_NO_SUCH_HOOK = Outcome(
+    "channel",
+    "the webhook is invalid (the bot was removed, or the URL is mistyped)",
+    "copy the bot's webhook URL again into url (or its last path segment into hook)",
+)
+
+
+class FeishuChannel(Robot):
+    """A Feishu custom bot (自定义机器人): signed `post` rich text, `text` fallback."""
+
+    kind: ClassVar[str] = "feishu"
+    label: ClassVar[str] = "Feishu"
+    host: ClassVar[str] = FEISHU_HOST
+    first_format: ClassVar[str] = "post"
+    secret_fields: ClassVar[tuple[str, ...]] = ("url", "hook", "secret")
+    codes: ClassVar[dict[int, Outcome]] = {
+        11232: Outcome(
+            "retry",
+            "frequency limited (5 messages a second, 100 a minute per bot)",
+            after=RATE_WAIT,
+        ),
+        19021: Outcome(
+            "channel",
+            "the signature check failed: the secret is wrong or missing, or this server's "
+            "clock is more than an hour off",
+            "set secret to the bot's 签名校验 secret (or remove it if the bot does not sign) "
+            "and check the clock (NTP)",
+        ),
+        19022: Outcome(
+            "channel",
+            "this server's IP address is not allowed by the bot",
+            "add this server's public IP to the bot's IP allow-list (IP 白名单)",
+        ),
+        19024: Outcome(
+            "channel",
+            "the message contains none of the bot's custom keywords",
+            "set keyword to one of the keywords in the bot's security settings (自定义关键词)",
+        ),
+        9499: Outcome("message", "the bot rejects the request as malformed"),
+    }
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+        url: (
+            Annotated[
+                Secret,
+                AfterValidator(
+                    hook_url(_url_problem, '"https://open.feishu.cn/open-apis/bot/v2/hook/…"')
+                ),
+            ]
+            | None
+        ) = None
+        hook: Annotated[Secret, AfterValidator(bare_credential("hook id"))] | None = None
+        secret: Annotated[Secret, AfterValidator(_secret)] | None = None
+        keyword: Annotated[str, AfterValidator(_keyword)] | None = None
+        mention_all: bool = False
+        timeout: Duration = timedelta(seconds=10)
+
+        @model_validator(mode="after")
+        def _one_credential(self) -> FeishuChannel.Options:
+            if (self.url is None) == (self.hook is None):
+                raise invalid(
+                    "set either url (the whole webhook URL) or hook, not both"
+                    if self.url is not None
+                    else "missing: set url (the bot's webhook URL) or hook",
+                    'e.g. url = "env:FEISHU_WEBHOOK"',
+                    key="url",
+                )
+            return self
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        super().__init__(ctx)
+        self.clock: Callable[[], float] = time.time  # injectable: tests pin the timestamp
+
+    def endpoint(self) -> str:
+        if self.options.url is not None:
+            return str(self.options.url.get().strip())
+        return f"{self.host}{HOOK_PATH}{quote(self.options.hook.get(), safe='')}"
+
+    def prepare(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if self.options.secret is None:
+            return self.endpoint(), payload
+        timestamp = int(self.clock())
+        signed = {"timestamp": str(timestamp), "sign": sign(self.options.secret.get(), timestamp)}
+        return self.endpoint(), {**signed, **payload}
+
+    def secrets(self) -> list[str]:
+        hook = urlsplit(self.endpoint()).path.partition("/hook/")[2]
+        secret = self.options.secret.get() if self.options.secret else ""
+        return [self.endpoint(), hook, secret]
+
+    def outcome(self, answer: Answer) -> Outcome | None:
+        # 19001 is "param invalid" in general; about the hook it means a wrong or deleted bot.
+        if answer.code == 19001 and "webhook" in answer.message.lower():
+            return _NO_SUCH_HOOK
+        return super().outcome(answer)
+
+    def payloads(self, event: Event) -> list[dict[str, Any]]:
+        words = Words.of(event, locale=self.ctx.locale, timezone=self.ctx.timezone)
+        post = words.shrink(lambda w: _fits(self.post(w)))
+        text = words.shrink(lambda w: _fits(self.text(w)))
+        return [self.post(post), self.text(text)]
+
+    def post(self, words: Words) -> dict[str, Any]:
+        rows: list[list[dict[str, Any]]] = [
+            [{"tag": "text", "text": escape_text(line)}] for line in words.body()
+        ]
+        if words.link is not None:
+            label, url = words.link
+            before, _, after = label.partition("{value}")
+            row = [{"tag": "text", "text": escape_text(before)}] if before else []
+            row.append({"tag": "a", "text": url, "href": url})
+            row += [{"tag": "text", "text": escape_text(after)}] if after else []
+            rows.append(row)
+        keyword = self.options.keyword
+        said = "".join(str(e.get("text", "")) for row in rows for e in row)
+        if keyword and keyword not in said:
+            rows.append([{"tag": "text", "text": keyword}])
+        if self.options.mention_all:
+            rows.append([{"tag": "at", "user_id": "all"}])
+        lang = "zh_cn" if words.locale == "zh-CN" else "en_us"
+        block = {"title": escape_text(words.title), "content": rows}
+        return {"msg_type": "post", "content": {"post": {lang: block}}}
+
+    def text(self, words: Words) -> dict[str, Any]:
+        text = plain_text(words)
+        keyword = self.options.keyword
+        extra = [keyword] if keyword and keyword not in text else []
+        if self.options.mention_all:
+            extra.append(_AT_ALL_TEXT)
+        return {"msg_type": "text", "content": {"text": "\n".join([text, *extra])}}
+
+
+class LarkChannel(FeishuChannel):
+    """The same bot on Lark, Feishu's international edition."""
+
+    kind: ClassVar[str] = "lark"
+    label: ClassVar[str] = "Lark"
+    host: ClassVar[str] = LARK_HOST
+
+
+def _fits(payload: dict[str, Any]) -> bool:
+    body = json.dumps(payload, ensure_ascii=False)
+    return utf8_len(body) + _SIGNATURE_ROOM <= BODY_BYTES

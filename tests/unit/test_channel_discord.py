@@ -1,0 +1,270 @@
+"""`discord` channel against `ChatSim`'s webhook: success, every refusal it has, mentions locked
+off, markdown escaping of attacker-chosen order text, the 2000 limit, and the webhook token kept
+out of details and reprs."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from pollerd.channels.base import ChannelContext, SendResult
+from pollerd.channels.discord import CONTENT_LIMIT, DiscordChannel, escape
+from pollerd.model import Event, LineItem, Order
+from pollerd.sim.chat import ChatSim
+
+AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
+ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
+HOSTILE = "<s>** @everyone @here <@123> [x](http://evil) __u__ ~~s~~ `c` ||spoiler|| # h"
+TOKEN = "discord-token-0001"
+
+
+def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug", **extra: Any) -> Event:
+    order = Order(
+        store=extra.pop("store", "acme"),
+        platform="woocommerce",
+        id="1001",
+        number=extra.pop("number", "1001"),
+        status="processing",
+        created_at=AT,
+        updated_at=AT,
+        total="25.00",
+        currency="EUR",
+        customer_name=name,
+        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
+        **{"admin_url": ADMIN, **extra},
+    )
+    reason = extra.get("cancel_reason")
+    return Event(
+        "order.paid", order.store, "woocommerce", "1001", AT, AT, False, order.to_json(), reason
+    )
+
+
+def deliver(url: str, *events: Event, locale: str = "en", **options: Any) -> list[SendResult]:
+    """Render each event once and send it, through one channel and one shared client."""
+
+    async def go() -> list[SendResult]:
+        async with httpx.AsyncClient() as http:
+            ch = DiscordChannel(ChannelContext("dc", {"url": url, **options}, http, locale=locale))
+            return [await ch.send(e, ch.render(e)) for e in (events or (sample(),))]
+
+    return asyncio.run(go())
+
+
+def offline(locale: str = "en", **options: Any) -> DiscordChannel:
+    url = f"https://discord.com/api/webhooks/111/{TOKEN}"
+    return DiscordChannel(ChannelContext("dc", {"url": url, **options}, None, locale=locale))  # type: ignore[arg-type]
+
+
+def units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def unescaped(text: str) -> str:
+    """What Discord shows for escaped text: the backslash before punctuation is dropped."""
+    return re.sub(r"\\([^0-9A-Za-z\s])", r"\1", text)
+
+
+@pytest.fixture
+def sim() -> Iterator[ChatSim]:
+    with ChatSim(enforce_rate_limits=False) as server:
+        yield server
+
+
+def test_ok_waits_for_the_message_and_locks_mentions(sim: ChatSim) -> None:
+    [result] = deliver(sim.endpoint("discord"), username="pollerd")
+    assert result.kind == "ok" and result.detail.startswith("message id ")
+    [got] = sim.received("discord")
+    assert got.query == {"wait": "true"}
+    sent = got.json
+    assert sent["allowed_mentions"] == {"parse": []} and sent["flags"] == 4
+    assert sent["username"] == "pollerd"
+    first, *_, last = sent["content"].split("\n")
+    assert (
+        unescaped(first)
+        == "**[acme] Order #1001 paid · 25.00 EUR · Jane D. · 2026-11-22 09:32 UTC**"
+    )
+    assert unescaped(first) == first.replace("\\", "")
+    assert "1 × Mug 0" in unescaped(sent["content"])
+    assert last == f"Open\\: <{ADMIN}>"
+
+
+def test_thread_id_goes_in_the_query(sim: ChatSim) -> None:
+    [result] = deliver(sim.endpoint("discord"), thread_id=998877)
+    assert result.kind == "ok"
+    assert sim.received("discord")[0].query == {"wait": "true", "thread_id": "998877"}
+
+
+def test_hostile_order_text_is_inert(sim: ChatSim) -> None:
+    event = sample(name=HOSTILE, item_name=HOSTILE, cancel_reason=HOSTILE)
+    [result] = deliver(sim.endpoint("discord"), event)
+    assert result.kind == "ok"
+    [attempt] = sim.attempts("discord")
+    content = attempt.json["content"]
+    assert HOSTILE in unescaped(content)  # shown exactly as typed
+    head, *lines, _link = content.split("\n")
+    assert head.startswith("**") and head.endswith("**")
+    bare = re.sub(r"\\.", "", "\n".join([head[2:-2], *lines]))  # every escape pair removed
+    assert not re.search(r"[*_~`|<>\[\]():@#\\-]", bare), bare  # no markup character is left
+    assert attempt.answer_json()["mention_everyone"] is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("<s>", r"\<s\>"),
+        ("**x**", r"\*\*x\*\*"),
+        ("@everyone", r"\@everyone"),
+        ("[x](http://evil)", r"\[x\]\(http\://evil\)"),
+        ("a\\b", r"a\\b"),
+        ("Zoë 中文 1.5", "Zoë 中文 1.5"),
+    ],
+)
+def test_escape(raw: str, safe: str) -> None:
+    assert escape(raw) == safe
+    assert unescaped(escape(raw)) == raw
+
+
+def test_allowed_mentions_cannot_be_configured() -> None:
+    with pytest.raises(ValidationError):
+        offline(allowed_mentions={"parse": ["everyone"]})
+
+
+def test_many_items_are_cut_to_the_limit_keeping_the_link(sim: ChatSim) -> None:
+    event = sample(items=40, item_name="*" * 190)
+    content = offline().render(event)
+    assert units(content) <= CONTENT_LIMIT
+    shown = content.count("× ")
+    assert 0 < shown < 10
+    body, link = content.rsplit("\n", 1)
+    assert unescaped(body).endswith(f"… (+{40 - shown} items)") and link == f"Open\\: <{ADMIN}>"
+    [result] = deliver(sim.endpoint("discord"), event)
+    assert result.kind == "ok"
+
+
+def test_absurd_fields_are_cut_and_the_link_kept() -> None:
+    star = "*" * 200
+    event = sample(
+        name=star, items=0, store=star, number=star, payment_method_title=star, cancel_reason=star
+    )
+    content = offline().render(event)
+    assert units(content) <= CONTENT_LIMIT and content.endswith(f"<{ADMIN}>")
+    assert "…" in content
+    assert not content.split("\n")[-2].endswith("\\…")  # never half an escape
+
+
+def test_chinese_marker() -> None:
+    content = offline(locale="zh-CN").render(sample(items=40, item_name="*" * 190))
+    assert re.search(r"…（另有 \d+ 项）\n后台：<https://", unescaped(content))
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "scope", "words"),
+    [
+        ("404_unknown_webhook", "permanent", "channel", "Unknown Webhook (10015)"),
+        ("401", "permanent", "channel", "Invalid Webhook Token"),
+        ("400", "permanent", "message", "Invalid Form Body (50035)"),
+        ("500", "retry", "message", "500"),
+        ("reset", "retry", "message", "discord http://127.0.0.1"),
+    ],
+)
+def test_refusals(sim: ChatSim, fault: str, kind: str, scope: str, words: str) -> None:
+    sim.fail("discord", fault)
+    [result] = deliver(sim.endpoint("discord"))
+    assert (result.kind, result.scope) == (kind, scope), result.detail
+    assert words in result.detail
+    assert not sim.received("discord")
+
+
+def test_429_honours_retry_after_from_the_body(sim: ChatSim) -> None:
+    sim.fail("discord", "429", retry_after=2.5)
+    [result] = deliver(sim.endpoint("discord"))
+    assert result.kind == "retry" and result.retry_after == 2.5
+
+
+def test_real_rate_limit_is_retried() -> None:
+    with ChatSim(clock=lambda: 100.0) as sim:  # 5 per 2 s per webhook
+        results = deliver(sim.endpoint("discord"), *[sample()] * 6)
+    assert [r.kind for r in results] == ["ok"] * 5 + ["retry"]
+    assert results[5].retry_after is not None and 0 < results[5].retry_after <= 2.0
+
+
+def test_deleted_webhook_and_wrong_token_hold_the_channel(sim: ChatSim) -> None:
+    [gone] = deliver(f"{sim.url}/api/webhooks/999/{TOKEN}")
+    [token] = deliver(f"{sim.url}/api/webhooks/111/wrong-token-9999")
+    assert (gone.kind, gone.scope) == ("permanent", "channel") and "10015" in gone.detail
+    assert (token.kind, token.scope) == ("permanent", "channel") and "50027" in token.detail
+    assert "wrong-token-9999" not in token.detail
+
+
+def test_timeout_and_refused_connection_are_retried(sim: ChatSim) -> None:
+    sim.fail("discord", "slow")
+    [slow] = deliver(sim.endpoint("discord"), timeout="200ms")
+    url = sim.endpoint("discord")
+    sim.stop()
+    [down] = deliver(url)
+    assert slow.kind == "retry" and "no answer after 0.2s" in slow.detail
+    assert down.kind == "retry" and "ConnectError" in down.detail
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind", "scope", "after"),
+    [
+        (204, None, {}, "ok", "message", None),
+        (200, {"id": "1"}, {}, "ok", "message", None),
+        (200, {"message": "hi"}, {}, "permanent", "channel", None),
+        (301, None, {}, "permanent", "channel", None),
+        (403, {"message": "Missing Access", "code": 50001}, {}, "permanent", "channel", None),
+        (400, {"message": "needs thread_id", "code": 220001}, {}, "permanent", "channel", None),
+        (413, None, {}, "permanent", "message", None),
+        (429, {"retry_after": 0.75}, {"retry-after": "1"}, "retry", "message", 0.75),
+        (429, {"retry_after": 5000}, {"retry-after": "5"}, "retry", "message", 5.0),  # ms mix-up
+        (429, {"retry_after": 86400}, {}, "retry", "message", 3600.0),
+        (429, None, {"retry-after": "3"}, "retry", "message", 3.0),  # Cloudflare's HTML 429
+        (502, None, {}, "retry", "message", None),
+    ],
+)
+def test_classification(
+    status: int, body: Any, headers: dict[str, str], kind: str, scope: str, after: float | None
+) -> None:
+    if body is None:
+        response = httpx.Response(
+            status, text="<html>…</html>" if status != 204 else "", headers=headers
+        )
+    else:
+        response = httpx.Response(status, json=body, headers=headers)
+    result = offline()._classify(response)
+    assert (result.kind, result.scope, result.retry_after) == (kind, scope, after), result.detail
+
+
+def test_secrets_never_in_details_or_repr(sim: ChatSim) -> None:
+    results = []
+    for fault in ("404_unknown_webhook", "401", "400", "429", "500", "reset"):
+        sim.fail("discord", fault)
+        results += deliver(sim.endpoint("discord"))
+    ch = offline()
+    echo = httpx.Response(400, json={"message": f"bad /webhooks/111/{TOKEN}", "code": 0})
+    for result in [*results, ch._classify(echo)]:
+        assert TOKEN not in result.detail, result.detail
+    for shown in (repr(ch.options), str(ch.options), repr(ch), repr(ch.options.model_dump())):
+        assert TOKEN not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://discord.com/channels/1/2", "webhook URL Discord shows"),
+        ("ftp://discord.com/api/webhooks/1/SECRETVALUE", "webhook URL Discord shows"),
+        ("https://discord.com/api/webhooks/1/SECRETVALUE?wait=true", "query"),
+    ],
+)
+def test_bad_url(url: str, problem: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        DiscordChannel.Options.model_validate({"url": url})
+    assert problem in str(caught.value) and "SECRETVALUE" not in str(caught.value)

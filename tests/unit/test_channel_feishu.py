@@ -1,0 +1,373 @@
+"""`feishu` and `lark` channels against `ChatSim`'s Feishu bot (real HTTP on loopback); the
+older success shape and a few other answers come from an `httpx.MockTransport`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from pollerd.channels import feishu
+from pollerd.channels.base import ChannelContext, SendResult
+from pollerd.channels.feishu import FeishuChannel, LarkChannel, sign
+from pollerd.channels.robot import Words, utf8_len
+from pollerd.model import Event, LineItem, Order
+from pollerd.sim.chat import ChatSim
+
+HOOK = "feishu-hook-0001"
+SECRET = "feishu-secret-0001"
+AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
+ADMIN = "https://acme.example.com/wp-admin/post.php?post=1001&action=edit"
+HOSTILE = '<at user_id="all">x</at> <s>**x**</s> @all @everyone [x](http://evil)'
+
+
+def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug") -> Event:
+    order = Order(
+        store="acme",
+        platform="woocommerce",
+        id="1001",
+        number="1001",
+        status="processing",
+        created_at=AT,
+        updated_at=AT,
+        total="25.00",
+        currency="EUR",
+        customer_name=name,
+        customer_email="j***@example.com",
+        admin_url=ADMIN,
+        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
+    )
+    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+
+
+def deliver(
+    options: dict[str, Any],
+    event: Event | None = None,
+    *,
+    cls: type[FeishuChannel] = FeishuChannel,
+    times: int = 1,
+    locale: str = "en",
+    clock: Callable[[], float] | None = None,
+    transport: httpx.MockTransport | None = None,
+) -> tuple[list[SendResult], str]:
+    event = event or sample()
+
+    async def go() -> tuple[list[SendResult], str]:
+        async with httpx.AsyncClient(transport=transport) as http:
+            channel = cls(ChannelContext("ops", options, http, locale=locale))
+            if clock is not None:
+                channel.clock = clock
+            rendered = channel.render(event)
+            return [await channel.send(event, rendered) for _ in range(times)], rendered
+
+    return asyncio.run(go())
+
+
+def ok_transport(seen: list[httpx.Request], body: dict[str, Any] | None = None) -> Any:
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=body if body is not None else {"code": 0, "msg": "ok"})
+
+    return httpx.MockTransport(record)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ChatSim]:
+    with ChatSim() as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(server: ChatSim) -> ChatSim:
+    server.clear()
+    return server
+
+
+def signed(sim: ChatSim, **more: Any) -> dict[str, Any]:
+    return {"url": sim.endpoint("feishu"), "secret": SECRET, **more}
+
+
+def texts(post: dict[str, Any]) -> list[str]:
+    [block] = post["content"]["post"].values()
+    return ["".join(e.get("text", "") for e in row) for row in block["content"]]
+
+
+# --- signing ----------------------------------------------------------------------------------
+
+
+def test_research_vector() -> None:
+    """research §4.3: secret `this is secret`, 1700000000 s → this sign (key/message swapped
+    relative to DingTalk, seconds not milliseconds)."""
+    assert sign("this is secret", 1700000000) == "OfGzRzoUICBOoc8wVra1e4A1hPfbZ9zqXozA8CWVUuY="
+
+
+def test_signed_post_is_accepted(sim: ChatSim) -> None:
+    [result], _ = deliver(signed(sim))
+    assert result.kind == "ok", result.detail
+    [got] = sim.received("feishu")
+    assert got.json["sign"] == sign(SECRET, int(got.json["timestamp"]))
+    assert isinstance(got.json["timestamp"], str) and len(got.json["timestamp"]) == 10
+    assert got.json["msg_type"] == "post"
+    block = got.json["content"]["post"]["en_us"]
+    assert block["title"].startswith("[acme] Order #1001 paid")
+    assert block["content"][0] == [{"tag": "text", "text": "Total: 25.00 EUR"}]
+    assert block["content"][-1] == [
+        {"tag": "text", "text": "Open: "},
+        {"tag": "a", "text": ADMIN, "href": ADMIN},
+    ]
+
+
+def test_signature_is_fresh_on_every_attempt() -> None:
+    now = [1_700_000_000.0]
+    with ChatSim(wall_clock=lambda: now[0]) as sim:
+
+        def clock() -> float:
+            now[0] += 61
+            return now[0]
+
+        deliver(signed(sim), times=2, clock=clock)
+        got = [r.json for r in sim.received("feishu")]
+    assert [g["timestamp"] for g in got] == ["1700000061", "1700000122"]
+    assert got[0]["sign"] != got[1]["sign"]
+    assert {k: v for k, v in got[0].items() if k not in ("timestamp", "sign")} == {
+        k: v for k, v in got[1].items() if k not in ("timestamp", "sign")
+    }
+
+
+def test_chinese_alert_uses_the_zh_cn_block(sim: ChatSim) -> None:
+    [result], _ = deliver(signed(sim), locale="zh-CN")
+    assert result.kind == "ok"
+    post = sim.received("feishu")[0].json["content"]["post"]
+    assert list(post) == ["zh_cn"] and post["zh_cn"]["title"].startswith("【acme】订单 #1001")
+
+
+def test_unsigned_bot_gets_no_signature() -> None:
+    with ChatSim(feishu_secret=None) as sim:
+        [result], _ = deliver({"url": sim.endpoint("feishu")})
+        [got] = sim.received("feishu")
+    assert result.kind == "ok"
+    assert "sign" not in got.json and "timestamp" not in got.json
+
+
+@pytest.mark.parametrize(("cls", "host"), [(FeishuChannel, "open.feishu.cn"),
+                                           (LarkChannel, "open.larksuite.com")])  # fmt: skip
+def test_hook_option_posts_to_each_default_host(cls: type[FeishuChannel], host: str) -> None:
+    seen: list[httpx.Request] = []
+    [result], _ = deliver({"hook": HOOK}, cls=cls, transport=ok_transport(seen))
+    assert result.kind == "ok"
+    assert str(seen[0].url) == f"https://{host}/open-apis/bot/v2/hook/{HOOK}"
+    assert cls.kind in ("feishu", "lark") and cls.kind in result.detail
+
+
+def test_lark_against_the_sim(sim: ChatSim) -> None:
+    [result], _ = deliver(signed(sim), cls=LarkChannel)
+    assert result.kind == "ok" and result.detail.startswith("lark ")
+
+
+def test_older_success_shape_is_accepted() -> None:
+    seen: list[httpx.Request] = []
+    body = {"StatusCode": 0, "StatusMessage": "success"}
+    [result], _ = deliver({"hook": HOOK}, transport=ok_transport(seen, body))
+    assert result.kind == "ok"
+
+
+# --- fallback ---------------------------------------------------------------------------------
+
+
+def test_rejected_post_is_resent_as_text(sim: ChatSim) -> None:
+    sim.fail("feishu", "9499")
+    [result], _ = deliver(signed(sim))
+    assert result.kind == "ok"
+    assert "post rejected" in result.detail and "9499" in result.detail
+    assert [a.json["msg_type"] for a in sim.attempts("feishu")] == ["post", "text"]
+    text = sim.received("feishu")[0].json["content"]["text"]
+    assert text.startswith("[acme] Order #1001 paid") and text.endswith(f"Open: {ADMIN}")
+
+
+def test_both_formats_rejected_is_a_dead_message(sim: ChatSim) -> None:
+    sim.fail("feishu", "9499", count=2)
+    [result], _ = deliver(signed(sim))
+    assert (result.kind, result.scope) == ("permanent", "message")
+    assert "text fallback" in result.detail and "HTTP 400" in result.detail
+
+
+# --- keyword, mentions, escaping --------------------------------------------------------------
+
+
+def test_keyword_is_appended_when_missing() -> None:
+    with ChatSim(feishu_keyword="pollerd") as sim:
+        [result], rendered = deliver(signed(sim, keyword="pollerd"))
+    assert result.kind == "ok", result.detail
+    post, text = json.loads(rendered)
+    assert texts(post)[-1] == "pollerd" and text["content"]["text"].endswith("\npollerd")
+
+
+def test_keyword_already_in_the_text_is_not_repeated(sim: ChatSim) -> None:
+    [_], rendered = deliver(signed(sim, keyword="Total"))
+    post, text = json.loads(rendered)
+    assert texts(post)[-1].startswith("Open: ") and text["content"]["text"].endswith(ADMIN)
+
+
+def test_missing_keyword_holds_the_channel() -> None:
+    with ChatSim(feishu_keyword="pollerd") as sim:
+        [result], _ = deliver(signed(sim))
+    assert (result.kind, result.scope) == ("permanent", "channel")
+    assert "19024" in result.detail and "set keyword" in result.detail
+
+
+def test_mention_all(sim: ChatSim) -> None:
+    [result], rendered = deliver(signed(sim, mention_all=True))
+    assert result.kind == "ok"
+    post, text = json.loads(rendered)
+    [block] = post["content"]["post"].values()
+    assert block["content"][-1] == [{"tag": "at", "user_id": "all"}]
+    assert text["content"]["text"].endswith('<at user_id="all">所有人</at>')
+
+
+def test_hostile_customer_name_is_inert(sim: ChatSim) -> None:
+    [result], rendered = deliver(signed(sim), sample(name=HOSTILE))
+    assert result.kind == "ok"
+    post, text = json.loads(rendered)
+    customer = next(t for t in texts(post) if t.startswith("Customer:"))
+    plain = next(t for t in text["content"]["text"].splitlines() if t.startswith("Customer:"))
+    for line in (customer, plain):
+        for forbidden in ("<at", "<s>", "@all", "@everyone", "http://evil"):
+            assert forbidden not in line, forbidden
+        assert "＜at user_id=" in line
+    assert all(e["tag"] == "text" for row in post["content"]["post"]["en_us"]["content"][:-1]
+               for e in row)  # fmt: skip
+
+
+def test_oversized_body_is_cut_to_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real alerts stay far below 20 KB (values are capped at 200 characters, items at 10), so
+    the budget is shrunk here to prove the cut keeps the title and the link."""
+    monkeypatch.setattr(feishu, "BODY_BYTES", 1500)
+    seen: list[httpx.Request] = []
+    event = sample(items=12, item_name="很长的商品名" * 10)
+    [result], rendered = deliver({"hook": HOOK, "secret": SECRET}, event, locale="zh-CN",
+                                 transport=ok_transport(seen))  # fmt: skip
+    assert result.kind == "ok"
+    post, text = json.loads(rendered)
+    assert len(seen[0].content) <= 1500
+    rows = texts(post)
+    assert rows[-1] == f"后台：{ADMIN}" and rows[-2].startswith("…（另有 ")
+    assert text["content"]["text"].endswith(ADMIN)
+    assert utf8_len(json.dumps(text, ensure_ascii=False)) <= 1500
+
+
+def test_words_reach_the_post_in_order() -> None:
+    words = Words.of(sample(items=1), locale="en", timezone="UTC")
+    unused = cast(httpx.AsyncClient, None)  # rendering never touches the network
+    channel = FeishuChannel(ChannelContext("ops", {"hook": HOOK}, unused))
+    assert texts(channel.post(words)) == [*words.body(), f"Open: {ADMIN}"]
+
+
+# --- classification ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected", "scope", "after"),
+    [
+        ("11232", "retry", "message", 60.0),
+        ("500", "retry", "message", None),
+        ("reset", "retry", "message", None),
+        ("19021", "permanent", "channel", None),
+        ("19022", "permanent", "channel", None),
+        ("19024", "permanent", "channel", None),
+        ("19001", "permanent", "channel", None),
+    ],
+)
+def test_failure_classes(
+    sim: ChatSim, kind: str, expected: str, scope: str, after: float | None
+) -> None:
+    sim.fail("feishu", kind)
+    [result], _ = deliver(signed(sim))
+    assert (result.kind, result.scope, result.retry_after) == (expected, scope, after)
+    assert len(sim.attempts("feishu")) == 1  # not a payload problem: no text fallback
+    assert HOOK not in result.detail and SECRET not in result.detail
+
+
+def test_wrong_secret_holds_the_channel(sim: ChatSim) -> None:
+    [result], _ = deliver(signed(sim, secret="not-the-secret"))
+    assert (result.kind, result.scope) == ("permanent", "channel")
+    assert "19021" in result.detail and "签名校验" in result.detail and "clock" in result.detail
+    assert "not-the-secret" not in result.detail
+
+
+def test_unsigned_channel_for_a_signing_bot_holds_the_channel(sim: ChatSim) -> None:
+    [result], _ = deliver({"url": sim.endpoint("feishu")})
+    assert (result.kind, result.scope) == ("permanent", "channel") and "19021" in result.detail
+
+
+def test_wrong_hook_holds_the_channel(sim: ChatSim) -> None:
+    url = sim.endpoint("feishu").replace(HOOK, "feishu-hook-9999")
+    [result], _ = deliver({"url": url, "secret": SECRET})
+    assert (result.kind, result.scope) == ("permanent", "channel")
+    assert "19001" in result.detail and "feishu-hook-9999" not in result.detail
+
+
+def test_real_rate_limit_is_retried() -> None:
+    with ChatSim(clock=lambda: 7.0) as sim:  # one instant: the 5-per-second window fills
+        results, _ = deliver(signed(sim), times=6)
+    assert [r.kind for r in results] == ["ok"] * 5 + ["retry"]
+    assert results[-1].retry_after == 60.0 and "11232" in results[-1].detail
+
+
+def test_timeout_is_retried() -> None:
+    with ChatSim() as sim:
+        sim.fail("feishu", "slow")
+        [result], _ = deliver(signed(sim, timeout="200ms"))
+    assert result.kind == "retry" and "0.2s" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "scope"),
+    [
+        (200, {"code": 19002, "msg": "params error, msg_type need"}, "permanent", "message"),
+        (429, {"code": 11232, "msg": "frequency limited"}, "retry", "message"),
+        (200, {"code": 19001, "msg": "param invalid: content"}, "permanent", "message"),
+        (500, {"code": 99991, "msg": "internal"}, "retry", "message"),
+    ],
+)
+def test_other_answers(status: int, body: dict[str, Any], kind: str, scope: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body)
+
+    [result], _ = deliver({"hook": HOOK}, transport=httpx.MockTransport(answer))
+    assert (result.kind, result.scope) == (kind, scope), result.detail
+
+
+# --- options ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({}, "missing: set url"),
+        ({"hook": HOOK, "url": f"https://open.feishu.cn/open-apis/bot/v2/hook/{HOOK}"},
+         "not both"),
+        ({"url": "https://open.feishu.cn/open-apis/bot/v2/"}, "hook/<id>"),
+        ({"url": f"mailto:{HOOK}"}, "webhook URL"),
+        ({"hook": f"https://open.feishu.cn/open-apis/bot/v2/hook/{HOOK}"}, "like a URL"),
+        ({"hook": HOOK, "secret": "two words"}, "whitespace"),
+        ({"hook": HOOK, "keyword": ""}, "one of the bot's keywords"),
+        ({"hook": HOOK, "format": "card"}, "Extra inputs"),
+    ],
+)  # fmt: skip
+def test_options_are_validated(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        LarkChannel.Options.model_validate(options)
+    messages = " ".join(e["msg"] for e in caught.value.errors(include_input=False))
+    assert problem in messages
+    assert HOOK not in messages and "two words" not in messages
+
+
+def test_secrets_do_not_print() -> None:
+    options = FeishuChannel.Options.model_validate({"hook": HOOK, "secret": SECRET})
+    assert HOOK not in repr(options) and SECRET not in repr(options)
