@@ -473,3 +473,34 @@ def test_example_documents_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
         options = getattr(cls, "Options", None)
         if isinstance(options, type) and issubclass(options, BaseModel):
             assert _documented(options, text) == set(), kind
+
+
+def test_example_chat_channels_validate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commented chat-channel blocks of config.example.toml are real configs: uncommented,
+    with plausible secrets, each validates against its channel's own options."""
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    start = text.index("# [[channels]]")
+    end = text.index("# ----", start)
+    blocks = "\n".join(
+        line[2:] if (line.startswith("# ") and "=" in line) or line.startswith("# [[") else ""
+        for line in text[start:end].splitlines()
+    )
+    env = {
+        "WECOM_KEY": "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa",
+        "DINGTALK_TOKEN": "abcdef0123456789",
+        "DINGTALK_SECRET": "SECabcdef0123456789",
+        "FEISHU_HOOK": "2b1d4d5e-0000-4f5e-9a3c-123456789abc",
+        "FEISHU_SECRET": "feishu-secret",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
+        "TELEGRAM_BOT_TOKEN": "123456:ABC-DEF",
+        "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/111/token",
+        "TWILIO_AUTH_TOKEN": "twilio-token",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "chat.toml"
+    config.write_text(blocks, encoding="utf-8")
+    settings = load(config)
+    kinds = {c.type for c in settings.channels}
+    assert kinds == {"wecom", "dingtalk", "feishu", "slack", "telegram", "discord", "sms"}
+    assert set(settings.channel_options) == {c.name for c in settings.channels}
