@@ -30,7 +30,6 @@ Outcomes, from the status and the JSON body (`message`, `code`, `retry_after`):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
@@ -42,7 +41,7 @@ from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_aft
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import MAX_ITEMS, admin_link, detail, summary
+from pollerd.templates import admin_link, fit_items, summary
 
 CONTENT_LIMIT = 2000  # characters of `content` (Discord "Execute Webhook")
 SUPPRESS_EMBEDS = 1 << 2
@@ -120,8 +119,12 @@ class DiscordChannel(Channel):
                 link_line = ""
         budget = CONTENT_LIMIT - (_units(link_line) + 1 if link_line else 0)
         head = summary(data, locale=locale, timezone=zone)
-        body = _fit_items(
-            data, locale, zone, head, lambda lines: _units(_markdown(lines)) <= budget
+        body = fit_items(
+            data,
+            locale=locale,
+            timezone=zone,
+            head=[head],
+            fits=lambda lines: _units(_markdown(lines)) <= budget,
         )
         if _units(_markdown(body)) > budget:  # absurd input even without items: cut, keep link
             body = _cut_lines(body, budget)
@@ -254,42 +257,3 @@ def _wait(response: httpx.Response, body: dict[str, Any] | None) -> float | None
     if seconds is None or seconds < 0 or (header is not None and seconds > header + 1):
         seconds = header
     return None if seconds is None else min(seconds, MAX_WAIT)
-
-
-def _fit_items(
-    data: dict[str, Any], locale: str, zone: str, head: str, fits: Callable[[list[str]], bool]
-) -> list[str]:
-    """[summary, *detail lines] with as many line items as `fits`; the ones left out become
-    one "… (+N items)" line. With no item left it returns the shortest version, fitting or not."""
-    before, items, after, total = _split_items(data, locale, zone)
-    shown_items = items[:-1] if total > MAX_ITEMS else items
-    lines: list[str] = []
-    for shown in range(len(shown_items), -1, -1):
-        if shown == len(shown_items):
-            kept = items
-        else:
-            kept = [*shown_items[:shown], _more(total - shown, locale)]
-        lines = [head, *before, *kept, *after]
-        if fits(lines):
-            break
-    return lines
-
-
-def _split_items(
-    data: dict[str, Any], locale: str, zone: str
-) -> tuple[list[str], list[str], list[str], int]:
-    """`detail` cut into (lines before the items, item lines, lines after, item count)."""
-    lines = detail(data, locale=locale, timezone=zone, link=False)
-    order = data.get("order")
-    items = order.get("line_items") if isinstance(order, dict) else None
-    if not isinstance(order, dict) or not isinstance(items, list) or not items:
-        return lines, [], [], 0
-    bare = detail({**data, "order": {**order, "line_items": []}}, locale=locale, link=False)
-    pairs = zip(lines, bare, strict=False)
-    start = next((i for i, (a, b) in enumerate(pairs) if a != b), len(bare))
-    end = start + len(lines) - len(bare)
-    return lines[:start], lines[start:end], lines[end:], len(items)
-
-
-def _more(count: int, locale: str) -> str:
-    return f"…（另有 {count} 项）" if locale.lower().startswith("zh") else f"… (+{count} items)"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
@@ -41,7 +40,7 @@ from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_aft
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import MAX_ITEMS, admin_link, detail, summary
+from pollerd.templates import admin_link, fit_items, summary
 
 SECTION_LIMIT = 3000  # characters of one section block's text (Slack Block Kit reference)
 MESSAGE_CODES = frozenset(
@@ -134,7 +133,15 @@ class SlackChannel(Channel):
         locale, zone = self.ctx.locale, self.ctx.timezone
         head = escape(summary(data, locale=locale, timezone=zone))
         blocks: list[dict[str, Any]] = [_section(_cut(f"*{head}*", SECTION_LIMIT))]
-        lines = _fit_items(data, locale, zone, lambda text: len(escape(text)) <= SECTION_LIMIT)
+        lines = "\n".join(
+            fit_items(
+                data,
+                locale=locale,
+                timezone=zone,
+                head=[],
+                fits=lambda kept: len(escape("\n".join(kept))) <= SECTION_LIMIT,
+            )
+        )
         if lines:
             blocks.append(_section(_cut(escape(lines), SECTION_LIMIT)))
         link = admin_link(data, locale=locale)
@@ -231,40 +238,3 @@ def _cut(text: str, limit: int) -> str:
     if amp != -1 and ";" not in cut[amp:]:
         cut = cut[:amp]
     return cut + "…"
-
-
-def _fit_items(data: dict[str, Any], locale: str, zone: str, fits: Callable[[str], bool]) -> str:
-    """The detail lines (without the link) with as many line items as fit; the ones left out
-    become one "… (+N items)" line. Returns plain text, one line per detail."""
-    before, items, after, total = _split_items(data, locale, zone)
-    shown_items = items[:-1] if total > MAX_ITEMS else items
-    text = ""
-    for shown in range(len(shown_items), -1, -1):
-        if shown == len(shown_items):
-            kept = items
-        else:
-            kept = [*shown_items[:shown], _more(total - shown, locale)]
-        text = "\n".join([*before, *kept, *after])
-        if fits(text):
-            break
-    return text
-
-
-def _split_items(
-    data: dict[str, Any], locale: str, zone: str
-) -> tuple[list[str], list[str], list[str], int]:
-    """`detail` cut into (lines before the items, item lines, lines after, item count)."""
-    lines = detail(data, locale=locale, timezone=zone, link=False)
-    order = data.get("order")
-    items = order.get("line_items") if isinstance(order, dict) else None
-    if not isinstance(order, dict) or not isinstance(items, list) or not items:
-        return lines, [], [], 0
-    bare = detail({**data, "order": {**order, "line_items": []}}, locale=locale, link=False)
-    pairs = zip(lines, bare, strict=False)
-    start = next((i for i, (a, b) in enumerate(pairs) if a != b), len(bare))
-    end = start + len(lines) - len(bare)
-    return lines[:start], lines[start:end], lines[end:], len(items)
-
-
-def _more(count: int, locale: str) -> str:
-    return f"…（另有 {count} 项）" if locale.lower().startswith("zh") else f"… (+{count} items)"

@@ -36,7 +36,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
@@ -48,7 +47,7 @@ from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_aft
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import MAX_ITEMS, admin_link, detail, summary
+from pollerd.templates import admin_link, fit_items, summary
 
 DEFAULT_API = "https://api.telegram.org"
 TEXT_LIMIT = 4096  # characters of `text` after entity parsing (Bot API sendMessage)
@@ -131,7 +130,13 @@ class TelegramChannel(Channel):
             if _units(link_html) > TEXT_LIMIT // 2:  # absurd admin URL: the order still goes out
                 link_html = link_plain = ""
         budget = TEXT_LIMIT - (_units(link_html) + 1 if link_html else 0)
-        body = _fit_items(data, locale, zone, head, lambda lines: _units(_html(lines)) <= budget)
+        body = fit_items(
+            data,
+            locale=locale,
+            timezone=zone,
+            head=[head],
+            fits=lambda lines: _units(_html(lines)) <= budget,
+        )
         if _units(_html(body)) > budget:  # absurd input even without items: cut, keep the link
             body = _cut_lines(body, budget)
         text_html = "\n".join(x for x in (_html(body), link_html) if x)
@@ -310,42 +315,3 @@ def _noted(result: SendResult, notes: list[str]) -> SendResult:
         return result
     detail_ = "; ".join([result.detail, *notes]) if result.detail else "; ".join(notes)
     return SendResult(result.kind, detail_, result.retry_after, result.scope)
-
-
-def _fit_items(
-    data: dict[str, Any], locale: str, zone: str, head: str, fits: Callable[[list[str]], bool]
-) -> list[str]:
-    """[summary, *detail lines] with as many line items as `fits`; the ones left out become
-    one "… (+N items)" line. With no item left it returns the shortest version, fitting or not."""
-    before, items, after, total = _split_items(data, locale, zone)
-    shown_items = items[:-1] if total > MAX_ITEMS else items
-    lines: list[str] = []
-    for shown in range(len(shown_items), -1, -1):
-        if shown == len(shown_items):
-            kept = items
-        else:
-            kept = [*shown_items[:shown], _more(total - shown, locale)]
-        lines = [head, *before, *kept, *after]
-        if fits(lines):
-            break
-    return lines
-
-
-def _split_items(
-    data: dict[str, Any], locale: str, zone: str
-) -> tuple[list[str], list[str], list[str], int]:
-    """`detail` cut into (lines before the items, item lines, lines after, item count)."""
-    lines = detail(data, locale=locale, timezone=zone, link=False)
-    order = data.get("order")
-    items = order.get("line_items") if isinstance(order, dict) else None
-    if not isinstance(order, dict) or not isinstance(items, list) or not items:
-        return lines, [], [], 0
-    bare = detail({**data, "order": {**order, "line_items": []}}, locale=locale, link=False)
-    pairs = zip(lines, bare, strict=False)
-    start = next((i for i, (a, b) in enumerate(pairs) if a != b), len(bare))
-    end = start + len(lines) - len(bare)
-    return lines[:start], lines[start:end], lines[end:], len(items)
-
-
-def _more(count: int, locale: str) -> str:
-    return f"…（另有 {count} 项）" if locale.lower().startswith("zh") else f"… (+{count} items)"

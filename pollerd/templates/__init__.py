@@ -14,6 +14,7 @@ issue, and they can replace this module without touching the channels' callers.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -299,3 +300,49 @@ def _customer_full(order: dict[str, Any]) -> str:
     customer = _customer(order)
     values = (clean(customer.get(key)) for key in ("name", "email", "phone"))
     return " · ".join(value for value in values if value)
+
+
+def fit_items(
+    event: dict[str, Any],
+    *,
+    locale: str,
+    timezone: str,
+    head: list[str],
+    fits: Callable[[list[str]], bool],
+) -> list[str]:
+    """`head` + the detail lines (without the link) with as many line items as `fits`; the ones
+    left out become one "… (+N items)" line, so an alert is shortened, never split. With no item
+    left it returns the shortest version, fitting or not (the caller cuts as a last resort)."""
+    before, items, after, total = _split_items(event, locale, timezone)
+    shown_items = items[:-1] if total > MAX_ITEMS else items
+    lines: list[str] = []
+    for shown in range(len(shown_items), -1, -1):
+        kept = (
+            items
+            if shown == len(shown_items)
+            else [*shown_items[:shown], more_items(total - shown, locale)]
+        )
+        lines = [*head, *before, *kept, *after]
+        if fits(lines):
+            break
+    return lines
+
+
+def more_items(count: int, locale: str) -> str:
+    return f"…（另有 {count} 项）" if locale.lower().startswith("zh") else f"… (+{count} items)"
+
+
+def _split_items(
+    event: dict[str, Any], locale: str, timezone: str
+) -> tuple[list[str], list[str], list[str], int]:
+    """`detail` cut into (lines before the items, item lines, lines after, item count)."""
+    lines = detail(event, locale=locale, timezone=timezone, link=False)
+    order = event.get("order")
+    items = order.get("line_items") if isinstance(order, dict) else None
+    if not isinstance(order, dict) or not isinstance(items, list) or not items:
+        return lines, [], [], 0
+    bare = detail({**event, "order": {**order, "line_items": []}}, locale=locale, link=False)
+    pairs = zip(lines, bare, strict=False)
+    start = next((i for i, (a, b) in enumerate(pairs) if a != b), len(bare))
+    end = start + len(lines) - len(bare)
+    return lines[:start], lines[start:end], lines[end:], len(items)
