@@ -125,6 +125,33 @@ def _listen(value: str) -> str:
     raise invalid("must be host:port", 'e.g. "127.0.0.1:9464"')
 
 
+def _public_url(value: str) -> str:
+    """Where pollerd's own HTTP endpoint is reachable from the outside, without a trailing `/`
+    (links append `/unsubscribe`). A path prefix is fine (behind a reverse proxy)."""
+    if not value.isascii() or not value.isprintable():
+        raise invalid("must be printable ASCII", "write an IDN host in punycode (xn--...)")
+    parts = urlsplit(value.strip())
+    try:
+        valid = bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in range
+        valid = False
+    if parts.scheme not in ("http", "https") or not valid:
+        raise invalid(
+            "must be an http:// or https:// address", 'e.g. "https://pollerd.example.com"'
+        )
+    if parts.username or parts.password:
+        raise invalid("must not contain a user or password", "links must work without a login")
+    if parts.query or parts.fragment:
+        raise invalid("must not have a query string or fragment", "give the base address only")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _long_secret(value: Secret) -> Secret:
+    if len(value.get()) < 16:
+        raise invalid("is shorter than 16 characters", "create one with `openssl rand -base64 32`")
+    return value
+
+
 _API_PATHS = ("/wp-json", "/wp-admin", "/index.php", "/wp-login.php", "/xmlrpc.php")
 
 
@@ -196,7 +223,22 @@ class GlobalConfig(_Strict):
     retention: Duration = timedelta(hours=72)
     metrics_listen: Annotated[str, AfterValidator(_listen)] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    public_url: Annotated[str, AfterValidator(_public_url)] | None = None
+    listen: Annotated[str, AfterValidator(_listen)] | None = None
+    unsubscribe_secret: Annotated[Secret, AfterValidator(_long_secret)] | None = None
     delivery: DeliveryConfig = DeliveryConfig()
+
+    @_model_validator(mode="after")
+    def _unsubscribe_needs_secret(self) -> GlobalConfig:
+        """Links cannot be made (public_url) nor checked (listen) without the secret."""
+        if self.unsubscribe_secret is None and (self.public_url or self.listen):
+            why = "public_url" if self.public_url else "listen"
+            fix = (
+                'add unsubscribe_secret = "env:POLLERD_UNSUBSCRIBE_SECRET" holding 32 random '
+                f"bytes, e.g. from `openssl rand -base64 32`; or remove {why}"
+            )
+            raise invalid(f"missing ({why} is set)", fix, key="unsubscribe_secret")
+        return self
 
 
 class WooCommerceStore(_Strict):

@@ -9,6 +9,7 @@ the in-flight sends finish, then exit 0, so a clean stop never duplicates a mess
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
@@ -36,6 +37,8 @@ from pollerd.sources.base import Source
 from pollerd.store import StateLock, Store, open_store
 from pollerd.sync import PassReport, StoreSync
 from pollerd.systemd import notify
+from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed
+from pollerd.web import UnsubscribeServer
 
 STOP_GRACE = 30.0  # seconds a running page and in-flight sends get to finish on SIGTERM
 
@@ -55,7 +58,16 @@ def build_source(cfg: WooCommerceStore | ShopifyStore) -> Source:
     return WooCommerceSource(cfg)
 
 
-def build_channels(settings: Settings, http: httpx.AsyncClient) -> dict[str, Channel]:
+def build_channels(
+    settings: Settings, http: httpx.AsyncClient, store: Store | None = None
+) -> dict[str, Channel]:
+    """With `store`, channels skip recipients who unsubscribed; with `public_url`, they get a
+    maker of personal unsubscribe links (pollerd.unsubscribe)."""
+    cfg = settings.pollerd
+    link = None
+    if cfg.public_url and cfg.unsubscribe_secret is not None:
+        link = UnsubscribeLinks(cfg.unsubscribe_secret.get(), cfg.public_url).link
+    suppressed = functools.partial(is_suppressed, store) if store is not None else None
     channels: dict[str, Channel] = {}
     for ch in settings.channels:
         ctx = ChannelContext(
@@ -64,6 +76,8 @@ def build_channels(settings: Settings, http: httpx.AsyncClient) -> dict[str, Cha
             http=http,
             timezone=ch.timezone or settings.pollerd.timezone,
             locale=ch.locale or settings.pollerd.locale,
+            suppressed=suppressed,
+            unsubscribe_link=link,
         )
         channels[ch.name] = channel_class(ch.type)(ctx)
     return channels
@@ -96,7 +110,7 @@ class Runtime:
             follow_redirects=False,
             headers={"User-Agent": f"pollerd/{__version__}"},
         )
-        channels = build_channels(settings, http)
+        channels = build_channels(settings, http, store)
         runtime = cls(
             settings,
             store,
@@ -163,6 +177,12 @@ async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None 
     lock = StateLock(settings.state_dir)
     lock.acquire()
     runtime = Runtime.build(settings)
+    try:
+        web = await start_web(settings, runtime.store)
+    except ConfigError:
+        await runtime.aclose()
+        lock.release()
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -225,10 +245,36 @@ async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None 
         await asyncio.wait_for(delivering, STOP_GRACE)
     except TimeoutError:
         logger.warning("in-flight sends did not finish in {}s; they will be resent", STOP_GRACE)
+    if web is not None:
+        await web.close()
     await runtime.aclose()
     lock.release()
     logger.info("stopped cleanly")
     return EXIT_OK
+
+
+async def start_web(settings: Settings, store: Store) -> UnsubscribeServer | None:
+    """The unsubscribe endpoint on `[pollerd] listen`; None when that is not set."""
+    cfg = settings.pollerd
+    if cfg.public_url and not cfg.listen:
+        logger.warning(
+            "public_url is set but listen is not: unsubscribe links only work if another "
+            "pollerd on this database serves them"
+        )
+    if not cfg.listen or cfg.unsubscribe_secret is None:
+        return None
+    web = UnsubscribeServer(
+        UnsubscribeLinks(cfg.unsubscribe_secret.get(), cfg.public_url or ""),
+        store,
+        locale=cfg.locale,
+    )
+    try:
+        await web.start(cfg.listen)
+    except OSError as exc:
+        fix = "pick a free port, or stop what is using it"
+        raise ConfigError("pollerd.listen", f"cannot listen on {cfg.listen}: {exc}", fix) from None
+    logger.info("unsubscribe endpoint listening on {}", cfg.listen)
+    return web
 
 
 async def once(settings: Settings, *, only_store: str | None = None, sweep: bool = False) -> int:

@@ -7,6 +7,20 @@ retryable failures back off exponentially with full jitter (honouring the channe
 and a row becomes a dead letter only after `max_attempts` or `dead_after`, listed and retryable
 with `pollerd deliveries`. A channel that is broken as a whole (410 Gone, revoked key) is held,
 not drained into the dead-letter list.
+
+Rate budgets: a chat destination declares its published limit (`Channel.budget`, e.g. WeCom 20
+a minute) and the loop never sends past it. A `Limiter` keeps a sliding window of send times
+per destination; a delivery that does not fit stays pending as it is: waiting for a slot costs
+no attempt, no back-off and can never make it dead. Slots are stamped when the answer arrives
+(the service counted the message somewhere between request and answer) and every window is
+held `WINDOW_PAD` longer than published, because exceeding DingTalk's costs a 10-minute block.
+
+Digests: when more deliveries are due for a destination than its budget lets out within
+`digest_after` (a flash sale: hundreds of orders in minutes, at 20 a minute that is hours),
+they go out as ONE summary message (`Channel.render_digest`) in event order, and every row it
+stands for is marked sent with the digest's id, in one transaction, or none is. A digest
+takes an order's events only together with every earlier pending one (`Store.backlog`), so per
+order nothing is overtaken. A failed digest backs its rows off like any failed send.
 """
 
 from __future__ import annotations
@@ -14,15 +28,89 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from loguru import logger
 
-from pollerd.channels.base import Channel, SendResult
+from pollerd.channels.base import Budget, Channel, SendResult
 from pollerd.config import DeliveryConfig
 from pollerd.model import Event
 from pollerd.store import Due, Store
+
+DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
+DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
+WINDOW_PAD = 0.05  # windows held 5 % longer than published: clocks and queues differ
+
+
+@dataclass
+class Slot:
+    """One message's place in a destination's windows; `at` moves to when it was answered."""
+
+    at: float
+
+
+class Limiter:
+    """Sliding-window rate limits per destination key, in memory, on a monotonic clock.
+
+    A budget `((20, 60.0),)` lets at most 20 slots into any 60-second window (padded). Slots
+    are taken before a send, so concurrent sends in one round never overbook a window, and
+    stamped at the answer. In memory on purpose: after a restart the first window may carry
+    what the previous process sent in its last minute; see the module docstring of `delivery`.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, pad: float = WINDOW_PAD
+    ) -> None:
+        self.clock = clock
+        self.pad = pad
+        self._slots: dict[str, list[Slot]] = {}
+
+    def _live(self, budget: Budget, now: float) -> list[Slot]:
+        longest = max(seconds for _, seconds in budget.windows) * (1 + self.pad)
+        slots = [s for s in self._slots.get(budget.key, ()) if s.at > now - longest]
+        self._slots[budget.key] = slots
+        return slots
+
+    def free(self, budget: Budget) -> int:
+        """Slots the budget allows right now."""
+        now = self.clock()
+        slots = self._live(budget, now)
+        room = [
+            count - sum(s.at > now - seconds * (1 + self.pad) for s in slots)
+            for count, seconds in budget.windows
+        ]
+        return max(0, min(room))
+
+    def wait(self, budget: Budget) -> float:
+        """Seconds until one more slot is free (0.0 when one is free now)."""
+        now = self.clock()
+        slots = self._live(budget, now)
+        wait = 0.0
+        for count, seconds in budget.windows:
+            span = seconds * (1 + self.pad)
+            inside = sorted(s.at for s in slots if s.at > now - span)
+            if len(inside) >= count:
+                wait = max(wait, inside[len(inside) - count] + span - now)
+        return wait
+
+    def take(self, budget: Budget, wanted: int) -> list[Slot]:
+        """Up to `wanted` slots, as many as are free now (maybe none)."""
+        now = self.clock()
+        taken = [Slot(now) for _ in range(min(wanted, self.free(budget)))]
+        self._slots.setdefault(budget.key, []).extend(taken)
+        return taken
+
+    def stamp(self, slot: Slot) -> None:
+        """The message was answered now: its window runs from here."""
+        slot.at = max(slot.at, self.clock())
+
+    def release(self, budget: Budget, slot: Slot) -> None:
+        """A slot taken for a message that was never sent."""
+        slots = self._slots.get(budget.key, [])
+        if slot in slots:
+            slots.remove(slot)
 
 
 @dataclass
@@ -32,6 +120,8 @@ class Round:
     dead: int = 0
     held: int = 0
     sent_ids: list[str] = field(default_factory=list)
+    digests: int = 0  # digest messages sent (their rows are counted in `sent`)
+    waiting: int = 0  # due rows left pending because their destination's budget was spent
 
     @property
     def claimed(self) -> int:
@@ -47,13 +137,19 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        digest_after: float = DIGEST_AFTER,
     ) -> None:
         self.store = store
         self.channels = channels
         self.cfg = cfg
         self.clock = clock
         self.rng = rng or random.Random()
+        self.limiter = Limiter(monotonic)
+        self.digest_after = digest_after
         self.last_progress = time.monotonic()
+        self.no_digest: set[str] = set()  # channels whose digest was refused as a message
+        self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter (AWS architecture blog): spreads a burst of failures over the window
@@ -68,22 +164,60 @@ class Deliverer:
     async def run_once(self, limit: int = 200, *, skip: set[int] | None = None) -> Round:
         """One batch: every due row (up to `limit`), sent concurrently, each outcome committed."""
         self.last_progress = time.monotonic()
-        due = self.store.due(self.clock(), limit, self.channels)
+        now = self.clock()
+        budgets = {name: ch.budget() for name, ch in self.channels.items()}
+        free = [name for name, budget in budgets.items() if budget is None]
+        due = self.store.due(now, limit, free)
         if skip is not None:
             due = [d for d in due if d.id not in skip]
             skip.update(d.id for d in due)
         result = Round()
-        if not due:
+        jobs: list[Coroutine[Any, Any, None]] = [self._deliver(d, result) for d in due]
+        self._waiting = {}
+        for name, budget in budgets.items():
+            if budget is not None:
+                jobs += self._plan(name, budget, now, result, skip)
+        if not jobs:
             return result
         gate = asyncio.Semaphore(self.cfg.concurrency)
 
-        async def one(item: Due) -> None:
+        async def one(job: Coroutine[Any, Any, None]) -> None:
             async with gate:
-                await self._deliver(item, result)
+                await job
 
-        await asyncio.gather(*(one(d) for d in due))
+        await asyncio.gather(*(one(j) for j in jobs))
         self.last_progress = time.monotonic()
         return result
+
+    def _plan(
+        self, name: str, budget: Budget, now: float, result: Round, skip: set[int] | None
+    ) -> list[Coroutine[Any, Any, None]]:
+        """This round's sends to one budgeted destination: one digest when its backlog is
+        more than the budget lets out within `digest_after`, else one send per free slot."""
+        backlog = self.store.backlog(name, now, DIGEST_MAX, skip=skip or ())
+        if not backlog:
+            return []
+        digest = (
+            len(backlog) > max(1, budget.capacity(self.digest_after)) and name not in self.no_digest
+        )
+        seen: set[tuple[str, str]] = set()
+        heads = []  # the rows `due` would hand out: the first pending one of each order
+        for row in backlog:
+            if (row.store, row.order_id) not in seen:
+                seen.add((row.store, row.order_id))
+                heads.append(row)
+        slots = self.limiter.take(budget, 1 if digest else len(heads))
+        chosen = backlog if digest else heads[: len(slots)]
+        result.waiting += len(backlog) - len(chosen) if slots else len(backlog)
+        if not slots or len(chosen) < len(heads):
+            self._waiting[name] = self.limiter.wait(budget)
+        if not slots:
+            return []
+        if skip is not None:
+            skip.update(d.id for d in chosen)
+        if digest:
+            return [self._digest(name, budget, backlog, slots[0], result)]
+        return [self._deliver(d, result, slot) for d, slot in zip(chosen, slots, strict=False)]
 
     async def drain(self, *, deadline: float | None = None) -> Round:
         """Send what is due now, each row at most once (`once` must not burn a row's attempts
@@ -109,8 +243,11 @@ class Deliverer:
                 await self.run_once()
             except Exception:  # noqa: BLE001 - a bad row must not kill the loop; it is logged
                 logger.exception("delivery loop: unexpected error; continuing")
-            next_at = self.store.next_due_at(self.channels)
+            # A destination out of budget is woken by its limiter, not by its (overdue) rows.
+            next_at = self.store.next_due_at(c for c in self.channels if c not in self._waiting)
             wait = 1.0 if next_at is None else min(1.0, max(0.0, next_at - self.clock()))
+            if self._waiting:
+                wait = min(wait, max(0.01, min(self._waiting.values())))
             wake.clear()
             stopper = asyncio.ensure_future(stop.wait())
             waker = asyncio.ensure_future(wake.wait())
@@ -119,7 +256,7 @@ class Deliverer:
             waker.cancel()
             self.last_progress = time.monotonic()
 
-    async def _deliver(self, due: Due, result: Round) -> None:
+    async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
         channel = self.channels[due.channel]
         event = Event.from_json(due.payload)
         body = due.body
@@ -135,6 +272,8 @@ class Deliverer:
             outcome = SendResult.retry("send timed out")
         except Exception as exc:  # noqa: BLE001 - an adapter bug is retried, never lost
             outcome = SendResult.retry(f"{type(exc).__name__}: {exc}")
+        if slot is not None:
+            self.limiter.stamp(slot)
         attempts = due.attempts + 1
         if outcome.kind == "ok":
             self.store.mark(due.id, state="sent", attempts=attempts, body=body)
@@ -185,3 +324,85 @@ class Deliverer:
             error=outcome.detail,
         )
         result.retried += 1
+
+    async def _digest(
+        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
+    ) -> None:
+        """Send `rows` as one message; on success every row is sent with the digest's id (one
+        transaction), otherwise none is and each fails as its own send would have."""
+        channel = self.channels[name]
+        events = [Event.from_json(row.payload) for row in rows]
+        # Unique among sent digests: a row is marked sent once, so its id starts one digest.
+        digest_id = f"dg-{rows[0].id}-{rows[-1].id}-{len(rows)}"
+        try:
+            rendered = channel.render_digest(events)
+        except Exception:  # noqa: BLE001 - a digest bug must not hold the alerts: send them singly
+            logger.exception("channel {}: cannot render a digest; sending one by one", name)
+            self.no_digest.add(name)
+            self.limiter.release(budget, slot)
+            return
+        try:
+            outcome = await asyncio.wait_for(
+                channel.send(events[0], rendered), self.cfg.send_timeout.total_seconds()
+            )
+        except TimeoutError:
+            outcome = SendResult.retry("send timed out")
+        except Exception as exc:  # noqa: BLE001 - an adapter bug is retried, never lost
+            outcome = SendResult.retry(f"{type(exc).__name__}: {exc}")
+        self.limiter.stamp(slot)
+        if outcome.kind == "ok":
+            marked = self.store.mark_digest([row.id for row in rows], digest_id)
+            logger.info("digest {} to {}: {} alerts in one message", digest_id, name, marked)
+            result.sent += marked
+            result.digests += 1
+            result.sent_ids.extend(row.event_id for row in rows)
+            return
+        detail = f"digest {digest_id} of {len(rows)} alerts: {outcome.detail}"
+        if outcome.kind == "permanent" and outcome.scope == "message":
+            # The summary itself was refused (its fault, not the alerts'): no attempt is
+            # charged, and this channel sends one by one from now on.
+            logger.error("channel {} refused a digest ({}); sending one by one", name, detail)
+            self.no_digest.add(name)
+            for row in rows:
+                self.store.mark(
+                    row.id, state="pending", attempts=row.attempts, body=row.body, error=detail
+                )
+            result.retried += len(rows)
+            return
+        if outcome.kind == "permanent":
+            logger.error(
+                "channel {} is broken: {}; its deliveries are held until "
+                "`pollerd deliveries retry --channel {}`",
+                name,
+                outcome.detail,
+                name,
+            )
+            self.store.set_channel_broken(name, outcome.detail)
+            for row in rows:
+                self.store.mark(
+                    row.id, state="pending", attempts=row.attempts + 1, body=row.body, error=detail
+                )
+            result.held += len(rows)
+            return
+        now = self.clock()
+        # One delay for all: the rows stay together and go out as one digest again.
+        delay = self.backoff(max(row.attempts for row in rows) + 1, outcome.retry_after)
+        logger.info("{} to {} failed; retry in {:.1f}s", detail, name, delay)
+        for row in rows:
+            attempts = row.attempts + 1
+            expired = now - row.created_at >= self.cfg.dead_after.total_seconds()
+            if attempts >= self.cfg.max_attempts or expired:
+                why = f"gave up after {attempts} attempts: {detail}"
+                logger.error("delivery {} to {} is dead: {}", row.event_id, name, why)
+                self.store.mark(row.id, state="dead", attempts=attempts, body=row.body, error=why)
+                result.dead += 1
+                continue
+            self.store.mark(
+                row.id,
+                state="pending",
+                attempts=attempts,
+                body=row.body,
+                next_at=now + delay,
+                error=detail,
+            )
+            result.retried += 1

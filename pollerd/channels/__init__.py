@@ -20,6 +20,7 @@ BUILTIN = {
     "telegram": "pollerd.channels.telegram:TelegramChannel",
     "discord": "pollerd.channels.discord:DiscordChannel",
     "sms": "pollerd.channels.sms:SmsChannel",
+    "apprise": "pollerd.channels.apprise_bridge:AppriseChannel",
 }
 
 

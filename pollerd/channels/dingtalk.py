@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
-from pollerd.channels.base import ChannelContext
+from pollerd.channels.base import Budget, ChannelContext, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
@@ -50,7 +50,6 @@ from pollerd.channels.robot import (
     utf8_len,
 )
 from pollerd.config import Duration, invalid
-from pollerd.model import Event
 from pollerd.secrets import Secret
 
 DINGTALK_HOST = "https://oapi.dingtalk.com"
@@ -223,8 +222,11 @@ class DingTalkChannel(Robot):
                     return outcome
         return super().outcome(answer)
 
-    def payloads(self, event: Event) -> list[dict[str, Any]]:
-        words = Words.of(event, locale=self.ctx.locale, timezone=self.ctx.timezone)
+    def budget(self) -> Budget:
+        # 20 a minute, then a 10-minute block (research §4.2): never exceed
+        return Budget(destination(self.kind, self.endpoint()), ((20, 60.0),))
+
+    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
         words = words.shrink(lambda w: utf8_len(self.markdown(w)) <= TEXT_BYTES)
         payload: dict[str, Any] = {
             "msgtype": "markdown",

@@ -37,7 +37,15 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_after_seconds
+from pollerd.channels.base import (
+    Budget,
+    Channel,
+    ChannelContext,
+    Digest,
+    SendResult,
+    destination,
+    retry_after_seconds,
+)
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -129,6 +137,18 @@ class DiscordChannel(Channel):
         if _units(_markdown(body)) > budget:  # absurd input even without items: cut, keep link
             body = _cut_lines(body, budget)
         return "\n".join(x for x in (_markdown(body), link_line) if x)
+
+    def budget(self) -> Budget:
+        # ~5 requests per 2 s per webhook, plus the undocumented 30 a minute per channel that
+        # webhooks hit (research §4.6, discord-api-docs #367/#1454): stay under both.
+        return Budget(destination(self.kind, self._url), ((5, 2.0), (30, 60.0)))
+
+    def render_digest(self, events: list[Event]) -> str:
+        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
+        body = digest.fit(lambda lines: _units(_markdown(lines)) <= CONTENT_LIMIT)
+        if _units(_markdown(body)) > CONTENT_LIMIT:
+            body = _cut_lines(body, CONTENT_LIMIT)
+        return _markdown(body)
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         payload: dict[str, Any] = {

@@ -19,6 +19,17 @@ Outcomes, by what the server said:
     certificate not trusted, wrong TLS mode    every message would fail the same way
     all recipients refused (5xx)               permanent, recipient
     other 5xx                                  permanent, message
+    every recipient unsubscribed               ok, nothing sent
+
+One-click unsubscribe (RFC 8058, pollerd.unsubscribe): when the daemon hands the channel a link
+maker (`[pollerd] public_url` is set), `render` makes one message per recipient, each with its
+own `List-Unsubscribe: <https://...>` + `List-Unsubscribe-Post: List-Unsubscribe=One-Click` and
+a footer line carrying the same link, and stores them together (a JSON list, so a resend is still
+the same bytes). All copies share the event's Message-ID. The link header is written raw: the
+email package would otherwise RFC 2047-encode a URL longer than one line, and a mail client
+cannot use an encoded URL. Recipients who opted out are skipped at send time, so an opt-out also
+stops messages rendered before it. One SMTP session carries every copy; if a copy fails after
+others were accepted, the detail says who already has it (a retry resends to them too).
 """
 
 from __future__ import annotations
@@ -27,8 +38,10 @@ import asyncio
 import contextlib
 import hashlib
 import html
+import json
 import smtplib
 import ssl
+from dataclasses import replace
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
@@ -46,6 +59,14 @@ from pollerd.secrets import Secret
 from pollerd.templates import admin_link, detail, summary
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_PER_RECIPIENT = "pollerd-email/per-recipient/1"  # the stored form of per-recipient copies
+_FOOTER = {
+    "en": "Stop these alerts for {address}: {link}",
+    "zh-CN": "不再向 {address} 发送这些提醒：{link}",
+}
+# Only raw headers (`set_raw`) are affected: header objects fold themselves either way.
+_KEEP_RAW = policy.SMTP.clone(refold_source="none")
+Parcel = tuple[list[str], str]  # envelope recipients, the message text
 
 
 def message_id(event_id: str) -> str:
@@ -126,34 +147,87 @@ class EmailChannel(Channel):
         self.recipients = [address for _, address in getaddresses(self.options.to)]
 
     def render(self, event: Event) -> str:
-        """The whole message as 7-bit text with CRLF line ends, ready for DATA."""
+        """The whole message as 7-bit text with CRLF line ends, ready for DATA; with unsubscribe
+        links, one such message per recipient, stored together as JSON."""
+        link = self.ctx.unsubscribe_link
+        if link is None:
+            return self._message(event, ", ".join(self.options.to))
+        copies = []
+        for to, address in zip(self.options.to, self.recipients, strict=True):
+            message = self._message(event, to, (address, link(self.name, address)))
+            copies.append({"to": address, "message": message})
+        return json.dumps({"format": _PER_RECIPIENT, "copies": copies})
+
+    def _message(self, event: Event, to: str, unsubscribe: tuple[str, str] | None = None) -> str:
         data = event.to_json()
         locale, zone = self.ctx.locale, self.ctx.timezone
         subject = summary(data, locale=locale, timezone=zone)
         lines = detail(data, locale=locale, timezone=zone)
+        footer: tuple[str, str, str] | None = None
+        if unsubscribe is not None:
+            address, url = unsubscribe
+            before, _, after = _FOOTER["zh-CN" if locale == "zh-CN" else "en"].partition("{link}")
+            footer = (before.replace("{address}", address), url, after)
+            lines = [*lines, "", "-- ", "".join(footer)]
         msg = EmailMessage(policy=policy.SMTP)
         msg["Subject"] = subject
         msg["From"] = self.options.sender
-        msg["To"] = ", ".join(self.options.to)
+        msg["To"] = to
         # The detection time, not the render time: the same event always renders the same.
         msg["Date"] = format_datetime(event.detected_at.astimezone(ZoneInfo(zone)))
         msg["Message-ID"] = message_id(event.id)
         msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
         msg["X-Pollerd-Event"] = event.id
+        if footer is not None:
+            msg.set_raw("List-Unsubscribe", f"<{footer[1]}>")  # the URL is ASCII, no CR/LF
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content("\n".join([subject, "", *lines]) + "\n", cte="quoted-printable")
         msg.add_alternative(
-            _html(data, subject, locale, zone), subtype="html", cte="quoted-printable"
+            _html(data, subject, locale, zone, footer), subtype="html", cte="quoted-printable"
         )
-        return msg.as_string()
+        return msg.as_string(policy=_KEEP_RAW)
+
+    def parcels(self, rendered: str) -> list[Parcel]:
+        """What to send: per-recipient copies of recipients still in `to` (removing someone
+        from `to` stops copies rendered before), or the one message to every recipient."""
+        if not rendered.startswith("{"):  # a message starts with a header, never with `{`
+            return [(list(self.recipients), rendered)]
+        current = {address.lower() for address in self.recipients}
+        copies = json.loads(rendered)["copies"]
+        return [([c["to"]], c["message"]) for c in copies if c["to"].lower() in current]
 
     async def send(self, event: Event, rendered: str) -> SendResult:
-        return await asyncio.to_thread(self._send_blocking, rendered)
+        parcels, skipped = self.parcels(rendered), 0
+        if not parcels:
+            return SendResult.ok("none of this message's recipients is still in `to`")
+        suppressed = self.ctx.suppressed
+        if suppressed is not None:  # checked here, on the loop, before the worker thread
+            kept: list[Parcel] = []
+            for recipients, message in parcels:
+                live = [rcpt for rcpt in recipients if not suppressed(self.name, rcpt)]
+                skipped += len(recipients) - len(live)
+                if live:
+                    kept.append((live, message))
+            parcels = kept
+        if not parcels:
+            return SendResult.ok("all recipients unsubscribed")
+        result = await asyncio.to_thread(self._send_blocking, parcels)
+        if skipped and result.kind == "ok":
+            result = replace(result, detail=f"{result.detail}; {skipped} unsubscribed, skipped")
+        return result
 
-    def _send_blocking(self, message: str) -> SendResult:
+    def _send_blocking(self, parcels: list[Parcel]) -> SendResult:
+        accepted: list[str] = []
+        result = self._classified(parcels, accepted)
+        if result.kind != "ok" and accepted:
+            already = ", ".join(accepted)
+            detail_ = f"{result.detail}; already accepted for {already} (a retry resends to them)"
+            result = replace(result, detail=detail_)
+        return result
+
+    def _classified(self, parcels: list[Parcel], accepted: list[str]) -> SendResult:
         try:
-            return self._transact(message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            return self._refused(exc.recipients)
+            return self._transact(parcels, accepted)
         except smtplib.SMTPAuthenticationError as exc:
             if 400 <= exc.smtp_code < 500:
                 return SendResult.retry(self._said("login failed for now", exc))
@@ -207,7 +281,7 @@ class EmailChannel(Channel):
         except UnicodeEncodeError:  # the stored message must be 7-bit: render guarantees it
             return SendResult.permanent("the stored message is not 7-bit clean; re-render it")
 
-    def _transact(self, message: str) -> SendResult:
+    def _transact(self, parcels: list[Parcel], accepted: list[str]) -> SendResult:
         options = self.options
         timeout = self._timeout()
         try:
@@ -236,18 +310,28 @@ class EmailChannel(Channel):
                 smtp.ehlo()
             if options.username and options.password is not None:
                 smtp.login(options.username, options.password.get())
-            refused = smtp.sendmail(self.envelope_from, self.recipients, message)
+            refused: dict[str, tuple[int, bytes]] = {}
+            for recipients, message in parcels:
+                try:
+                    refused_now = smtp.sendmail(self.envelope_from, recipients, message)
+                except smtplib.SMTPRecipientsRefused as exc:  # all of this copy's recipients
+                    refused.update(exc.recipients)
+                    continue
+                refused.update(refused_now)
+                accepted.extend(rcpt for rcpt in recipients if rcpt not in refused_now)
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()  # the message is accepted; a rude goodbye changes nothing
         finally:
             smtp.close()
+        if not accepted:
+            return self._refused(refused)
+        total = len(accepted) + len(refused)
         if refused:
             names = ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items())
-            accepted = len(self.recipients) - len(refused)
             return SendResult.ok(
-                f"accepted for {accepted} of {len(self.recipients)} recipients; refused: {names}"
+                f"accepted for {len(accepted)} of {total} recipients; refused: {names}"
             )
-        return SendResult.ok(f"accepted for {len(self.recipients)} recipients")
+        return SendResult.ok(f"accepted for {total} recipients")
 
     def _refused(self, recipients: dict[str, tuple[int, bytes]]) -> SendResult:
         """Every recipient refused: retry if any refusal was temporary, else it is final."""
@@ -291,10 +375,17 @@ def _text(reply: Any) -> str:
     return " ".join(str(reply).split())[:200]
 
 
-def _html(data: dict[str, Any], subject: str, locale: str, zone: str) -> str:
+def _html(
+    data: dict[str, Any],
+    subject: str,
+    locale: str,
+    zone: str,
+    footer: tuple[str, str, str] | None = None,
+) -> str:
     """The HTML alternative. Every value is escaped: names, notes and item titles come from
     shoppers, and an unescaped `<a>` in an ops mailbox is a phishing link (the
-    changedetection.io lesson). Only the validated http(s) admin URL becomes a link."""
+    changedetection.io lesson). Only the validated http(s) admin URL and pollerd's own
+    unsubscribe link (`footer`: text before, url, text after) become links."""
     rows = "".join(
         f"<li>{html.escape(line)}</li>"
         for line in detail(data, locale=locale, timezone=zone, link=False)
@@ -306,6 +397,10 @@ def _html(data: dict[str, Any], subject: str, locale: str, zone: str) -> str:
         target = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
         before, _, after = label.partition("{value}")
         anchor = f"<p>{html.escape(before)}{target}{html.escape(after)}</p>"
+    if footer is not None:
+        before, url, after = footer
+        target = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
+        anchor += f"<hr><p><small>{html.escape(before)}{target}{html.escape(after)}</small></p>"
     lang = "zh-CN" if locale == "zh-CN" else "en"
     return (
         f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'

@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
-from pollerd.channels.base import ChannelContext
+from pollerd.channels.base import Budget, ChannelContext, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
@@ -52,7 +52,6 @@ from pollerd.channels.robot import (
     utf8_len,
 )
 from pollerd.config import Duration, invalid
-from pollerd.model import Event
 from pollerd.secrets import Secret
 
 FEISHU_HOST = "https://open.feishu.cn"
@@ -188,8 +187,11 @@ class FeishuChannel(Robot):
             return _NO_SUCH_HOOK
         return super().outcome(answer)
 
-    def payloads(self, event: Event) -> list[dict[str, Any]]:
-        words = Words.of(event, locale=self.ctx.locale, timezone=self.ctx.timezone)
+    def budget(self) -> Budget:
+        # 5 a second and 100 a minute per bot (research §4.3)
+        return Budget(destination(self.kind, self.endpoint()), ((5, 1.0), (100, 60.0)))
+
+    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
         post = words.shrink(lambda w: _fits(self.post(w)))
         text = words.shrink(lambda w: _fits(self.text(w)))
         return [self.post(post), self.text(text)]

@@ -25,7 +25,15 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 from pydantic import BaseModel
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_after_seconds
+from pollerd.channels.base import (
+    DIGEST_LINES,
+    Channel,
+    ChannelContext,
+    Digest,
+    SendResult,
+    digest_more,
+    retry_after_seconds,
+)
 from pollerd.config import invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -149,6 +157,28 @@ class Words:
             if cut is not None:
                 return cut
         return replace(words, title="", link=None)
+
+
+@dataclass(frozen=True)
+class DigestWords(Words):
+    """A digest as robot words: the summary lines of the events are the `items`, so shrinking
+    to a byte budget drops alerts from the end into one "… and M more" line."""
+
+    @classmethod
+    def digest(cls, digest: Digest) -> DigestWords:
+        shown = digest.lines[:DIGEST_LINES]
+        return cls(
+            locale=digest.locale,
+            title=digest.title,
+            before=digest.totals,
+            items=shown,
+            after=(),
+            hidden=len(digest.lines) - len(shown),
+        )
+
+    @property
+    def more(self) -> str:
+        return digest_more(self.locale, self.hidden)
 
 
 def _longest(words: Words, fits: Callable[[Words], bool]) -> Words | None:
@@ -296,12 +326,23 @@ class Robot(Channel):
     def outcome(self, answer: Answer) -> Outcome | None:
         return self.codes.get(answer.code) if answer.code is not None else None
 
-    def payloads(self, event: Event) -> list[dict[str, Any]]:
+    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
+        """The payloads, in the order they are tried, carrying `words` (shrunk to fit)."""
         raise NotImplementedError
+
+    def payloads(self, event: Event) -> list[dict[str, Any]]:
+        return self.payloads_for(
+            Words.of(event, locale=self.ctx.locale, timezone=self.ctx.timezone)
+        )
 
     # the shared part --------------------------------------------------------------------------
     def render(self, event: Event) -> str:
         return json.dumps(self.payloads(event), ensure_ascii=False, separators=(",", ":"))
+
+    def render_digest(self, events: list[Event]) -> str:
+        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
+        payloads = self.payloads_for(DigestWords.digest(digest))
+        return json.dumps(payloads, ensure_ascii=False, separators=(",", ":"))
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         try:

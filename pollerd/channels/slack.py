@@ -36,7 +36,15 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_after_seconds
+from pollerd.channels.base import (
+    Budget,
+    Channel,
+    ChannelContext,
+    Digest,
+    SendResult,
+    destination,
+    retry_after_seconds,
+)
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -150,6 +158,20 @@ class SlackChannel(Channel):
             before, _, after = label.partition("{value}")
             text = f"{escape(before)}<{_link_target(url)}>{escape(after)}"
             blocks.append(_section(text))
+        payload = {"text": head, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+    def budget(self) -> Budget:
+        # "Posting messages: 1 per second, short bursts >1 allowed" (research §4.4).
+        return Budget(destination(self.kind, self._url), ((1, 1.0),))
+
+    def render_digest(self, events: list[Event]) -> str:
+        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
+        head = escape(digest.title)
+        lines = digest.fit(lambda kept: len(escape("\n".join(kept[1:]))) <= SECTION_LIMIT)
+        blocks = [_section(_cut(f"*{head}*", SECTION_LIMIT))]
+        if lines[1:]:
+            blocks.append(_section(_cut(escape("\n".join(lines[1:])), SECTION_LIMIT)))
         payload = {"text": head, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 

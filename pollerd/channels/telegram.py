@@ -43,7 +43,15 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_after_seconds
+from pollerd.channels.base import (
+    Budget,
+    Channel,
+    ChannelContext,
+    Digest,
+    SendResult,
+    destination,
+    retry_after_seconds,
+)
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -142,6 +150,22 @@ class TelegramChannel(Channel):
         text_html = "\n".join(x for x in (_html(body), link_html) if x)
         text_plain = "\n".join(x for x in ("\n".join(body), link_plain) if x)
         stored = {"html": text_html, "plain": text_plain}
+        return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+
+    def budget(self) -> Budget:
+        # One chat: no more than 1 message a second; a group (negative id): also 20 a minute
+        # (Bot FAQ, research §4.5). Keyed by bot and chat: another bot has its own limits.
+        windows: tuple[tuple[int, float], ...] = ((1, 1.0),)
+        if self.chat_id.startswith("-"):
+            windows += ((20, 60.0),)
+        return Budget(destination(self.kind, self._token, self.chat_id), windows)
+
+    def render_digest(self, events: list[Event]) -> str:
+        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
+        body = digest.fit(lambda lines: _units(_html(lines)) <= TEXT_LIMIT)
+        if _units(_html(body)) > TEXT_LIMIT:
+            body = _cut_lines(body, TEXT_LIMIT)
+        stored = {"html": _html(body), "plain": "\n".join(body)}
         return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
 
     async def send(self, event: Event, rendered: str) -> SendResult:

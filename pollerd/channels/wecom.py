@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
+from pollerd.channels.base import Budget, destination
 from pollerd.channels.robot import (
     Outcome,
     Robot,
@@ -44,7 +45,6 @@ from pollerd.channels.robot import (
     utf8_len,
 )
 from pollerd.config import Duration, invalid
-from pollerd.model import Event
 from pollerd.secrets import Secret
 
 WECOM_HOST = "https://qyapi.weixin.qq.com"
@@ -117,8 +117,11 @@ class WeComChannel(Robot):
         values = [self.endpoint(), query_value(self.endpoint(), "key")]
         return [*values, quote(values[1], safe="")]
 
-    def payloads(self, event: Event) -> list[dict[str, Any]]:
-        words = Words.of(event, locale=self.ctx.locale, timezone=self.ctx.timezone)
+    def budget(self) -> Budget:
+        # "每个机器人发送的消息不能超过20条/分钟" (research §4.1)
+        return Budget(destination(self.kind, self.endpoint()), ((20, 60.0),))
+
+    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
         text = words.shrink(lambda w: utf8_len(plain_text(w)) <= TEXT_BYTES)
         text_payload: dict[str, Any] = {"msgtype": "text", "text": {"content": plain_text(text)}}
         if self.options.mention_all:

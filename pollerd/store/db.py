@@ -87,6 +87,8 @@ class Due:
     created_at: float
     body: str | None
     payload: dict[str, Any]
+    store: str = ""
+    order_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -294,7 +296,8 @@ class Store:
             return []
         sql = text(
             """
-            SELECT d.id, d.event_id, d.channel, d.attempts, d.created_at, d.body, e.payload
+            SELECT d.id, d.event_id, d.channel, d.attempts, d.created_at, d.body, e.payload,
+                   d.store, d.order_id
             FROM delivery d JOIN event e ON e.seq = d.event_seq
             WHERE d.state = 'pending' AND d.next_at <= :now AND d.channel IN :names
               AND d.channel NOT IN (SELECT channel FROM channel_state WHERE broken)
@@ -308,15 +311,58 @@ class Store:
         ).bindparams(bindparam("names", expanding=True))
         with self.engine.connect() as conn:
             rows = conn.execute(sql, {"now": now, "limit": limit, "names": names}).all()
-        return [Due(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+        return [_due(r) for r in rows]
+
+    def backlog(
+        self, channel: str, now: float, limit: int, *, skip: Iterable[int] = ()
+    ) -> list[Due]:
+        """The due rows of `channel` that may go out together in ONE message (a digest), in
+        event order: a row is in only when every earlier pending row of its order on this
+        channel is in too, so a digest never overtakes an event still backing off (nor one in
+        `skip`). Its first row per order is exactly what `due` would hand out alone."""
+        sql = text(
+            """
+            SELECT d.id, d.event_id, d.channel, d.attempts, d.created_at, d.body, e.payload,
+                   d.store, d.order_id
+            FROM delivery d JOIN event e ON e.seq = d.event_seq
+            WHERE d.state = 'pending' AND d.next_at <= :now AND d.channel = :channel
+              AND d.channel NOT IN (SELECT channel FROM channel_state WHERE broken)
+              AND NOT EXISTS (
+                SELECT 1 FROM delivery p
+                WHERE p.channel = d.channel AND p.store = d.store AND p.order_id = d.order_id
+                  AND p.state = 'pending' AND p.event_seq < d.event_seq AND p.next_at > :now)
+            ORDER BY d.event_seq
+            LIMIT :limit
+            """
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(sql, {"now": now, "limit": limit, "channel": channel}).all()
+        skipped, blocked, out = set(skip), set(), []
+        for row in rows:
+            due = _due(row)
+            order = (due.store, due.order_id)
+            if order in blocked or due.id in skipped:
+                blocked.add(order)
+                continue
+            out.append(due)
+        return out
 
     def next_due_at(self, channels: Iterable[str]) -> float | None:
+        """When the next row `due` would hand out becomes due (a row queued behind an earlier
+        one of its order does not count: it waits for that one, not for the clock)."""
         names = sorted(channels)
         if not names:
             return None
         sql = text(
-            "SELECT MIN(next_at) FROM delivery WHERE state = 'pending' AND channel IN :names "
-            "AND channel NOT IN (SELECT channel FROM channel_state WHERE broken)"
+            """
+            SELECT MIN(d.next_at) FROM delivery d
+            WHERE d.state = 'pending' AND d.channel IN :names
+              AND d.channel NOT IN (SELECT channel FROM channel_state WHERE broken)
+              AND NOT EXISTS (
+                SELECT 1 FROM delivery p
+                WHERE p.channel = d.channel AND p.store = d.store AND p.order_id = d.order_id
+                  AND p.state = 'pending' AND p.event_seq < d.event_seq)
+            """
         ).bindparams(bindparam("names", expanding=True))
         with self.engine.connect() as conn:
             return conn.execute(sql, {"names": names}).scalar()
@@ -341,6 +387,26 @@ class Store:
             values["last_error"] = error[:1000]
         with self.tx() as conn:
             conn.execute(update(DELIVERY).where(DELIVERY.c.id == delivery_id).values(values))
+
+    def mark_digest(self, delivery_ids: list[int], digest: str) -> int:
+        """Every row a digest stood for is sent, in ONE transaction (all or none), with the
+        digest's id; returns how many rows were still pending (and are now sent)."""
+        if not delivery_ids:
+            return 0
+        values = {
+            "state": "sent",
+            "attempts": DELIVERY.c.attempts + 1,
+            "sent_at": time.time(),
+            "last_error": None,
+            "digest": digest,
+        }
+        with self.tx() as conn:
+            count = conn.execute(
+                update(DELIVERY)
+                .where(DELIVERY.c.id.in_(delivery_ids), DELIVERY.c.state == "pending")
+                .values(values)
+            ).rowcount
+        return int(count or 0)
 
     def set_channel_broken(self, channel: str, reason: str | None) -> None:
         """Hold (reason given) or release (None) every delivery of a channel."""
@@ -382,6 +448,7 @@ class Store:
                 DELIVERY.c.created_at,
                 DELIVERY.c.sent_at,
                 DELIVERY.c.last_error,
+                DELIVERY.c.digest,
             )
             .order_by(DELIVERY.c.id.desc())
             .limit(limit)
@@ -464,6 +531,10 @@ class Store:
             query = query.where(EVENT.c.store == store)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _due(row: Any) -> Due:
+    return Due(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), row[7], row[8])
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -54,8 +54,16 @@ def _m1_initial(conn: Connection) -> None:
             conn.execute(text(statement))
 
 
+def _m2_delivery_digest(conn: Connection) -> None:
+    # The digest a delivery went out in (NULL: sent on its own, or not sent yet). Nullable with
+    # no default, so on SQLite and PostgreSQL alike the ALTER rewrites no existing row.
+    conn.execute(text("ALTER TABLE delivery ADD COLUMN digest TEXT"))
+    conn.execute(text("CREATE INDEX delivery_digest ON delivery (digest)"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
+    (2, "delivery.digest", _m2_delivery_digest),
 ]
 LATEST = MIGRATIONS[-1][0]
 

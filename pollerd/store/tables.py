@@ -70,6 +70,7 @@ class DeliveryRow(SQLModel, table=True):
     sent_at: float | None = None
     last_error: str | None = None
     body: str | None = None  # rendered once, resent byte-identical
+    digest: str | None = None  # id of the digest it was sent in (migration 2); None: on its own
 
 
 class ChannelStateRow(SQLModel, table=True):

@@ -217,8 +217,8 @@ BAD = [
     ("route without channels", STORE + "[[routes]]\nevents = [\"order.paid\"]\n",
      ["routes[0].channels: missing"]),
     ("channel type", STORE + '[[channels]]\nname = "x"\ntype = "pigeon"\n',
-     ["channels[0].type: no channel type 'pigeon'; known: console, dingtalk, discord, email, "
-      "fake, feishu, lark, lax, plain, slack, sms, telegram, webhook, wecom"]),
+     ["channels[0].type: no channel type 'pigeon'; known: apprise, console, dingtalk, discord, "
+      "email, fake, feishu, lark, lax, plain, slack, sms, telegram, webhook, wecom"]),
     ("channel name", STORE + '[[channels]]\nname = "Ops Hook"\ntype = "plain"\n',
      ["channels[0].name: must match [a-z0-9_-]"]),
     ("channel option missing", GOOD.replace('url = "https://hooks.example.com/x"\n', ""),
@@ -227,6 +227,10 @@ BAD = [
      ["channels[1].urll: unknown key 'urll' (did you mean 'url'?", "channels[1].url: missing"]),
     ("channel option duration", GOOD + '\n[[channels]]\nname = "h2"\ntype = "fake"\nurl = "u"\n'
      'secret = "hunter2"\ntimeout = "soon"\n', ["channels[2].timeout: 'soon' is not a duration"]),
+    ("apprise robot scheme", STORE + '[[channels]]\nname = "x"\ntype = "apprise"\n'
+     'url = "wecombot://hunter2"\n',
+     ["channels[0].url: wecombot:// is not supported through Apprise: Apprise reports WeCom's "
+      'HTTP 200 errcode failures as sent (use the native channel: type = "wecom")']),
     ("channel option secret", GOOD.replace("env:HOOK_SECRET", "env:HOOK_MISSING"),
      ["channels[1].secret: env var HOOK_MISSING is not set"]),
     ("lax options typo", STORE + '[[channels]]\nname = "x"\ntype = "lax"\nrom = "a"\n',
