@@ -117,7 +117,7 @@ class Runtime:
             http,
             channels,
             {},
-            Deliverer(store, channels, settings.pollerd.delivery),
+            Deliverer(store, channels, settings.pollerd.delivery, routes=settings.routes),
         )
         for cfg in stores:
             runtime.syncs[cfg.name] = StoreSync(

@@ -28,15 +28,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
 
 from pollerd.channels.base import Budget, Channel, SendResult
-from pollerd.config import DeliveryConfig
+from pollerd.config import DeliveryConfig, RouteConfig
 from pollerd.model import Event
+from pollerd.rules import channels_for
 from pollerd.store import Due, Store
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
@@ -139,8 +141,10 @@ class Deliverer:
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         digest_after: float = DIGEST_AFTER,
+        routes: Sequence[RouteConfig] = (),
     ) -> None:
         self.store = store
+        self.routes = routes
         self.channels = channels
         self.cfg = cfg
         self.clock = clock
@@ -288,10 +292,13 @@ class Deliverer:
                 outcome.detail,
                 due.channel,
             )
+            newly = due.channel not in self.store.broken_channels()
             self.store.set_channel_broken(due.channel, outcome.detail)
             self.store.mark(
                 due.id, state="pending", attempts=attempts, body=body, error=outcome.detail
             )
+            if newly:
+                self._alert_channel_failing(due.channel, outcome.detail)
             result.held += 1
             return
         now = self.clock()
@@ -324,6 +331,33 @@ class Deliverer:
             error=outcome.detail,
         )
         result.retried += 1
+
+    def _alert_channel_failing(self, channel: str, detail: str) -> None:
+        """Tell the people on *other* channels that alerts to `channel` are held: a broken
+        WeCom key must not fail silently just because the alert about it would go to WeCom
+        too. Once per breakage (the id carries when it broke); routed like any event
+        (`events = ["alert.*"]`), never to the failing channel itself."""
+        now = datetime.now(UTC)
+        event = Event(
+            type="alert.channel_failing",
+            store="pollerd",
+            platform="pollerd",
+            order_id=f"{channel}@{int(now.timestamp())}",
+            occurred_at=now,
+            detected_at=now,
+            test=False,
+            order={"id": channel, "number": channel},
+            reason=f"channel {channel}: {detail}; fix it, then `pollerd deliveries retry "
+            f"--channel {channel}`",
+        )
+        targets = [c for c in channels_for(event, self.routes) if c != channel]
+        if not targets:
+            logger.warning(
+                "no route sends alert.* to another channel: nobody is told that {} is held",
+                channel,
+            )
+            return
+        self.store.commit_page(event.store, [], [(event, targets)])
 
     async def _digest(
         self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round

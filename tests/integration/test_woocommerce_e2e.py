@@ -194,6 +194,33 @@ def test_gone_endpoint_holds_channel_until_retry(
     assert len(received(sink)) == 2
 
 
+def test_a_broken_channel_is_announced_on_another_once(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink
+) -> None:
+    with WebhookSink() as ops:
+        extra = "\n".join(
+            [
+                "[[channels]]",
+                'name = "ops"',
+                'type = "webhook"',
+                f'url = "{ops.url}"',
+                'secret = "env:TEST_HOOK_SECRET"',
+                "[[routes]]",
+                'events = ["alert.*"]',
+                'channels = ["ops", "hook"]',
+            ]
+        )
+        config = write_config(tmp_path, sim.url, sink.url, extra=extra)
+        sim.create_order(payment_method="stripe", set_paid=True)
+        sink.mode = "410"
+        assert pollerd("once", "--config", str(config)).returncode == 1
+        pollerd("once", "--config", str(config))  # the channel is still held: no second alert
+        alerts = [json.loads(r.body) for r in ops.receipts]
+    assert [a["type"] for a in alerts] == ["alert.channel_failing"]
+    assert "channel hook" in alerts[0]["reason"] and "deliveries retry" in alerts[0]["reason"]
+    assert not sink.receipts  # never routed to the failing channel itself
+
+
 def test_dead_letters_listed_and_retried(tmp_path: Path, sim: WooSim, sink: WebhookSink) -> None:
     config = write_config(tmp_path, sim.url, sink.url, delivery={"max_attempts": 1})
     sim.create_order()
