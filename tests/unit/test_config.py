@@ -499,6 +499,7 @@ def test_example_chat_channels_validate(tmp_path: Path, monkeypatch: pytest.Monk
         "TELEGRAM_BOT_TOKEN": "123456:ABC-DEF",
         "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/111/token",
         "TWILIO_AUTH_TOKEN": "twilio-token",
+        "APPRISE_URL": "json://127.0.0.1:9/hook",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -506,5 +507,7 @@ def test_example_chat_channels_validate(tmp_path: Path, monkeypatch: pytest.Monk
     config.write_text(blocks, encoding="utf-8")
     settings = load(config)
     kinds = {c.type for c in settings.channels}
-    assert kinds == {"wecom", "dingtalk", "feishu", "slack", "telegram", "discord", "sms"}
+    assert kinds == {
+        *("wecom", "dingtalk", "feishu", "slack", "telegram", "discord", "sms", "apprise")
+    }
     assert set(settings.channel_options) == {c.name for c in settings.channels}
