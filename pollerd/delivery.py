@@ -58,8 +58,8 @@ class Limiter:
 
     A budget `((20, 60.0),)` lets at most 20 slots into any 60-second window (padded). Slots
     are taken before a send, so concurrent sends in one round never overbook a window, and
-    stamped at the answer. In memory on purpose: after a restart the first window may carry
-    what the previous process sent in its last minute; see the module docstring of `delivery`.
+    stamped at the answer. A new process seeds its windows from the outbox's `sent_at`
+    (`Deliverer.seed_limiter`), so a restart does not hand a destination a fresh window.
     """
 
     def __init__(
@@ -103,6 +103,13 @@ class Limiter:
         taken = [Slot(now) for _ in range(min(wanted, self.free(budget)))]
         self._slots.setdefault(budget.key, []).extend(taken)
         return taken
+
+    def seed(self, budget: Budget, ages: list[float]) -> None:
+        """Messages a previous process sent `ages` seconds ago: a restart must not hand a
+        destination a fresh window (DingTalk punishes the 21st message in a minute with a
+        10-minute block)."""
+        now = self.clock()
+        self._slots.setdefault(budget.key, []).extend(Slot(now - age) for age in ages)
 
     def stamp(self, slot: Slot) -> None:
         """The message was answered now: its window runs from here."""
@@ -151,6 +158,7 @@ class Deliverer:
         self.rng = rng or random.Random()
         self.limiter = Limiter(monotonic)
         self.digest_after = digest_after
+        self._seeded = False
         self.last_progress = time.monotonic()
         self.no_digest: set[str] = set()  # channels whose digest was refused as a message
         self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
@@ -168,6 +176,7 @@ class Deliverer:
     async def run_once(self, limit: int = 200, *, skip: set[int] | None = None) -> Round:
         """One batch: every due row (up to `limit`), sent concurrently, each outcome committed."""
         self.last_progress = time.monotonic()
+        self.seed_limiter()
         now = self.clock()
         budgets = {name: ch.budget() for name, ch in self.channels.items()}
         free = [name for name, budget in budgets.items() if budget is None]
@@ -238,6 +247,20 @@ class Deliverer:
             total.held += batch.held
             total.sent_ids.extend(batch.sent_ids)
         return total
+
+    def seed_limiter(self) -> None:
+        """Carry the last window's sends over from the outbox (sent_at), once per process."""
+        if self._seeded:
+            return
+        self._seeded = True
+        now = self.clock()
+        for name, channel in self.channels.items():
+            budget = channel.budget()
+            if budget is None:
+                continue
+            longest = max(seconds for _, seconds in budget.windows) * (1 + WINDOW_PAD)
+            sent = self.store.recent_sends(name, now - longest)
+            self.limiter.seed(budget, [now - at for at in sent])
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Loop until `stop`: a commit that created deliveries sets `wake`; otherwise sleep until

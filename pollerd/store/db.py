@@ -508,6 +508,20 @@ class Store:
             payload = conn.execute(query).scalar()
         return json.loads(payload)["order"] if payload else None
 
+    def recent_sends(self, channel: str, since: float) -> list[float]:
+        """When this channel's messages went out since `since` (wall clock): one entry per
+        message, so the rows merged into one digest count once."""
+        query = select(DELIVERY.c.sent_at, DELIVERY.c.digest).where(
+            DELIVERY.c.channel == channel,
+            DELIVERY.c.state == "sent",
+            DELIVERY.c.sent_at >= since,
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        singles = [at for at, digest in rows if digest is None]
+        digests = {digest: at for at, digest in rows if digest is not None}
+        return sorted([*singles, *digests.values()])
+
     def late_events(self, store: str) -> int:
         """Events a sweep found that the fast path missed (the search index lagged)."""
         query = select(func.count()).where(EVENT.c.store == store, EVENT.c.late.is_(True))

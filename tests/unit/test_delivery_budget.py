@@ -25,7 +25,7 @@ from pollerd.channels.slack import SECTION_LIMIT, SlackChannel
 from pollerd.channels.telegram import TEXT_LIMIT, TelegramChannel
 from pollerd.channels.wecom import MARKDOWN_BYTES, TEXT_BYTES, WeComChannel
 from pollerd.config import DeliveryConfig
-from pollerd.delivery import Deliverer, Limiter
+from pollerd.delivery import Deliverer, Limiter, Round
 from pollerd.model import Event, LineItem, Order
 from pollerd.sim.chat import SIM_DINGTALK_SECRET, ChatSim
 from pollerd.store import Store, open_store
@@ -517,3 +517,23 @@ def test_next_due_ignores_rows_queued_behind_their_order(store: Store) -> None:
     store.mark(first.id, state="pending", attempts=1, body=None, next_at=3e10)
     # The paid event is overdue but waits for the created one: the loop must not wake for it.
     assert store.next_due_at(["rec"]) == 3e10
+
+
+def test_a_restart_remembers_the_last_minute_of_sends(store: Store) -> None:
+    """A new process must not hand WeCom a fresh window: 15 sent just before the restart leave
+    5 of the 20 a minute."""
+    with ChatSim() as sim:
+
+        async def go() -> tuple[Round, Round]:
+            async with httpx.AsyncClient() as http:
+                ch = WeComChannel(ChannelContext("wecom", {"url": sim.endpoint("wecom")}, http))
+                commit(store, "wecom", [order_event(i) for i in range(15)])
+                before = await Deliverer(store, {"wecom": ch}, DeliveryConfig()).run_once()
+                commit(store, "wecom", [order_event(i) for i in range(15, 25)])
+                after = await Deliverer(store, {"wecom": ch}, DeliveryConfig()).run_once()
+                return before, after
+
+        before, after = asyncio.run(go())
+        assert set(codes(sim, "wecom")) == {0}
+    assert before.sent == 15
+    assert (after.sent, after.waiting) == (5, 5)
