@@ -233,6 +233,7 @@ def deliveries_list(
         typer.echo(
             f"{r['id']:>6}  {r['state']:<7} {r['channel']:<14} {r['event_id']:<48} "
             f"attempts={r['attempts']}"
+            + (f"  in digest {r['digest']}" if r.get("digest") else "")
             + (f"  last error: {r['last_error']}" if r["last_error"] else "")
         )
 

@@ -287,11 +287,12 @@ async def once(settings: Settings, *, only_store: str | None = None, sweep: bool
                 failed |= await runtime.poll(name, sweep=sweep) is None
             result: Round = await runtime.deliverer.drain(deadline=time.monotonic() + 120)
             logger.info(
-                "once: {} sent, {} to retry, {} dead, {} held",
+                "once: {} sent, {} to retry, {} dead, {} held, {} waiting for a rate window",
                 result.sent,
                 result.retried,
                 result.dead,
                 result.held,
+                result.waiting,
             )
             failed |= bool(result.retried or result.dead or result.held)
         finally:

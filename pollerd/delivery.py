@@ -239,6 +239,7 @@ class Deliverer:
         attempted: set[int] = set()
         while deadline is None or time.monotonic() < deadline:
             batch = await self.run_once(skip=attempted)
+            total.waiting = batch.waiting  # what the last look still had to leave waiting
             if not batch.claimed:
                 break
             total.sent += batch.sent
