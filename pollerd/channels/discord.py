@@ -44,12 +44,13 @@ from pollerd.channels.base import (
     Digest,
     SendResult,
     destination,
+    json_object,
     retry_after_seconds,
 )
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import admin_link, fit_items, summary
+from pollerd.templates import admin_link, cut_lines, fit_items, summary
 
 CONTENT_LIMIT = 2000  # characters of `content` (Discord "Execute Webhook")
 SUPPRESS_EMBEDS = 1 << 2
@@ -135,7 +136,7 @@ class DiscordChannel(Channel):
             fits=lambda lines: _units(_markdown(lines)) <= budget,
         )
         if _units(_markdown(body)) > budget:  # absurd input even without items: cut, keep link
-            body = _cut_lines(body, budget)
+            body = cut_lines(body, lambda kept: _units(_markdown(kept)) <= budget)
         return "\n".join(x for x in (_markdown(body), link_line) if x)
 
     def budget(self) -> Budget:
@@ -147,7 +148,7 @@ class DiscordChannel(Channel):
         digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
         body = digest.fit(lambda lines: _units(_markdown(lines)) <= CONTENT_LIMIT)
         if _units(_markdown(body)) > CONTENT_LIMIT:
-            body = _cut_lines(body, CONTENT_LIMIT)
+            body = cut_lines(body, lambda kept: _units(_markdown(kept)) <= CONTENT_LIMIT)
         return _markdown(body)
 
     async def send(self, event: Event, rendered: str) -> SendResult:
@@ -175,7 +176,7 @@ class DiscordChannel(Channel):
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code
-        body = _body(response)
+        body = json_object(response)
         said = self._scrub(_said(response, body))
         what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
         if status == 204:
@@ -231,30 +232,6 @@ def _markdown(lines: list[str]) -> str:
         return ""
     head, *rest = lines
     return "\n".join([f"**{escape(head)}**", *(escape(line) for line in rest)])
-
-
-def _cut_lines(lines: list[str], budget: int) -> list[str]:
-    """Drop whole lines from the end, then shorten the last kept one, until it fits."""
-    kept = list(lines)
-    while len(kept) > 1 and _units(_markdown(kept)) > budget:
-        kept.pop()
-    last, low, high = kept[-1], 0, len(kept[-1])
-    while low < high:  # the longest prefix of the last line that still fits
-        middle = (low + high + 1) // 2
-        if _units(_markdown([*kept[:-1], last[:middle] + "…"])) <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    kept[-1] = last[:low] + "…"
-    return kept
-
-
-def _body(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:

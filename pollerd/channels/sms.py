@@ -40,7 +40,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_after_seconds
+from pollerd.channels.base import (
+    Channel,
+    ChannelContext,
+    SendResult,
+    json_object,
+    retry_after_seconds,
+)
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -216,7 +222,7 @@ class SmsChannel(Channel):
 
     def _classify(self, response: httpx.Response, parts: int) -> SendResult:
         status = response.status_code
-        body = _body(response)
+        body = json_object(response)
         code = body.get("code") if body is not None else None
         code = code if isinstance(code, int) and not isinstance(code, bool) else None
         said = self._scrub(_said(response, body))
@@ -266,14 +272,6 @@ def _cut(text: str, limit: int) -> str:
         else:
             high = middle - 1
     return text[:low] + "…"
-
-
-def _body(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:

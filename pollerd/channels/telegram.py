@@ -50,12 +50,13 @@ from pollerd.channels.base import (
     Digest,
     SendResult,
     destination,
+    json_object,
     retry_after_seconds,
 )
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import admin_link, fit_items, summary
+from pollerd.templates import admin_link, cut_lines, fit_items, summary
 
 DEFAULT_API = "https://api.telegram.org"
 TEXT_LIMIT = 4096  # characters of `text` after entity parsing (Bot API sendMessage)
@@ -146,7 +147,7 @@ class TelegramChannel(Channel):
             fits=lambda lines: _units(_html(lines)) <= budget,
         )
         if _units(_html(body)) > budget:  # absurd input even without items: cut, keep the link
-            body = _cut_lines(body, budget)
+            body = cut_lines(body, lambda kept: _units(_html(kept)) <= budget)
         text_html = "\n".join(x for x in (_html(body), link_html) if x)
         text_plain = "\n".join(x for x in ("\n".join(body), link_plain) if x)
         stored = {"html": text_html, "plain": text_plain}
@@ -164,7 +165,7 @@ class TelegramChannel(Channel):
         digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
         body = digest.fit(lambda lines: _units(_html(lines)) <= TEXT_LIMIT)
         if _units(_html(body)) > TEXT_LIMIT:
-            body = _cut_lines(body, TEXT_LIMIT)
+            body = cut_lines(body, lambda kept: _units(_html(kept)) <= TEXT_LIMIT)
         stored = {"html": _html(body), "plain": "\n".join(body)}
         return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
 
@@ -223,7 +224,7 @@ class TelegramChannel(Channel):
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code
-        body = _body(response)
+        body = json_object(response)
         said = self._scrub(_description(response))
         what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
         if body is not None and body.get("ok") is True and 200 <= status < 300:
@@ -280,32 +281,8 @@ def _html(lines: list[str]) -> str:
     return "\n".join([f"<b>{html.escape(head)}</b>", *(html.escape(line) for line in rest)])
 
 
-def _cut_lines(lines: list[str], budget: int) -> list[str]:
-    """Drop whole lines from the end, then shorten the last kept one, until the HTML fits."""
-    kept = list(lines)
-    while len(kept) > 1 and _units(_html(kept)) > budget:
-        kept.pop()
-    last, low, high = kept[-1], 0, len(kept[-1])
-    while low < high:  # the longest prefix of the last line that still fits
-        middle = (low + high + 1) // 2
-        if _units(_html([*kept[:-1], last[:middle] + "…"])) <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    kept[-1] = last[:low] + "…"
-    return kept
-
-
-def _body(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 def _description(response: httpx.Response) -> str:
-    body = _body(response)
+    body = json_object(response)
     if body is not None and isinstance(body.get("description"), str):
         text = body["description"]
     else:
@@ -328,7 +305,7 @@ def _retry_after(body: dict[str, Any] | None) -> float | None:
 def _migrated_to(response: httpx.Response) -> str | None:
     if response.status_code != 400:
         return None
-    value = _parameters(_body(response)).get("migrate_to_chat_id")
+    value = _parameters(json_object(response)).get("migrate_to_chat_id")
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None

@@ -346,3 +346,20 @@ def _split_items(
     start = next((i for i, (a, b) in enumerate(pairs) if a != b), len(bare))
     end = start + len(lines) - len(bare)
     return lines[:start], lines[start:end], lines[end:], len(items)
+
+
+def cut_lines(lines: list[str], fits: Callable[[list[str]], bool]) -> list[str]:
+    """The last resort for absurd input: drop whole lines from the end, then shorten the last
+    kept one (binary search on its length, "…" appended) until `fits` says the result fits."""
+    kept = list(lines)
+    while len(kept) > 1 and not fits(kept):
+        kept.pop()
+    last, low, high = kept[-1], 0, len(kept[-1])
+    while low < high:  # the longest prefix of the last line that still fits
+        middle = (low + high + 1) // 2
+        if fits([*kept[:-1], last[:middle] + "…"]):
+            low = middle
+        else:
+            high = middle - 1
+    kept[-1] = last[:low] + "…"
+    return kept
