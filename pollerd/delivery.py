@@ -308,21 +308,14 @@ class Deliverer:
             result.sent += 1
             result.sent_ids.append(due.event_id)
             return
-        if outcome.kind == "permanent" and outcome.scope == "channel":
-            logger.error(
-                "channel {} is broken: {}; its deliveries are held until "
-                "`pollerd deliveries retry --channel {}`",
-                due.channel,
-                outcome.detail,
-                due.channel,
-            )
-            newly = due.channel not in self.store.broken_channels()
-            self.store.set_channel_broken(due.channel, outcome.detail)
+        # A channel's recipients refusing everything (an SMS number that texted STOP, a user who
+        # blocked the Telegram bot, every mail address refused) fails every later message the
+        # same way: hold the channel like a broken one instead of dead-lettering each alert.
+        if outcome.kind == "permanent" and outcome.scope in ("channel", "recipient"):
+            self._hold(due.channel, outcome.detail)
             self.store.mark(
                 due.id, state="pending", attempts=attempts, body=body, error=outcome.detail
             )
-            if newly:
-                self._alert_channel_failing(due.channel, outcome.detail)
             result.held += 1
             return
         now = self.clock()
@@ -355,6 +348,20 @@ class Deliverer:
             error=outcome.detail,
         )
         result.retried += 1
+
+    def _hold(self, channel: str, detail: str) -> None:
+        """Hold every delivery of a broken channel, and say so once on the other channels."""
+        logger.error(
+            "channel {} is broken: {}; its deliveries are held until "
+            "`pollerd deliveries retry --channel {}`",
+            channel,
+            detail,
+            channel,
+        )
+        newly = channel not in self.store.broken_channels()
+        self.store.set_channel_broken(channel, detail)
+        if newly:
+            self._alert_channel_failing(channel, detail)
 
     def _alert_channel_failing(self, channel: str, detail: str) -> None:
         """Tell the people on *other* channels that alerts to `channel` are held: a broken
@@ -428,14 +435,7 @@ class Deliverer:
             result.retried += len(rows)
             return
         if outcome.kind == "permanent":
-            logger.error(
-                "channel {} is broken: {}; its deliveries are held until "
-                "`pollerd deliveries retry --channel {}`",
-                name,
-                outcome.detail,
-                name,
-            )
-            self.store.set_channel_broken(name, outcome.detail)
+            self._hold(name, outcome.detail)
             for row in rows:
                 self.store.mark(
                     row.id, state="pending", attempts=row.attempts + 1, body=row.body, error=detail

@@ -537,3 +537,44 @@ def test_a_restart_remembers_the_last_minute_of_sends(store: Store) -> None:
         assert set(codes(sim, "wecom")) == {0}
     assert before.sent == 15
     assert (after.sent, after.waiting) == (5, 5)
+
+
+def test_a_recipient_who_opted_out_holds_the_channel_and_is_announced(store: Store) -> None:
+    """Twilio 21610 (the number texted STOP) would refuse every later alert the same way: the
+    channel is held (not one dead letter per alert) and the other routed channel is told once."""
+    from pollerd.channels.console import ConsoleChannel
+    from pollerd.channels.sms import SmsChannel
+    from pollerd.config import RouteConfig
+
+    with ChatSim() as sim:
+
+        async def go() -> None:
+            async with httpx.AsyncClient() as http:
+                sms = SmsChannel(
+                    ChannelContext(
+                        "owner-sms",
+                        {
+                            "account_sid": sim.config["twilio_sid"],
+                            "auth_token": sim.config["twilio_token"],
+                            "sender": sim.config["twilio_from"],
+                            "to": "+8613800138000",
+                            "api_base": sim.url,
+                        },
+                        http,
+                    )
+                )
+                ops = ConsoleChannel(ChannelContext("ops", {"stream": "stderr"}, http))
+                routes = [RouteConfig(events=["alert.*"], channels=["ops", "owner-sms"])]
+                deliverer = Deliverer(
+                    store, {"owner-sms": sms, "ops": ops}, DeliveryConfig(), routes=routes
+                )
+                sim.fail("twilio", "21610", count=10)
+                commit(store, "owner-sms", [order_event(i) for i in range(3)])
+                await deliverer.drain()
+
+        asyncio.run(go())
+    states = [r["state"] for r in rows(store) if r["channel"] == "owner-sms"]
+    assert states == ["pending"] * 3  # held, none dead
+    assert "owner-sms" in store.broken_channels()
+    alerts = [r for r in rows(store) if r["channel"] == "ops"]
+    assert len(alerts) == 1 and alerts[0]["state"] == "sent"
