@@ -8,6 +8,7 @@ All datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -67,11 +68,18 @@ def mask_phone(phone: str | None) -> str | None:
 
 
 def short_name(first: object, last: object) -> str | None:
-    """First name and last initial ("Ada L."): enough to recognise a customer in an alert."""
+    """Enough to recognise a customer in an alert, not a full name: first name and last
+    initial ("Ada L."), or for a Chinese, Japanese or Korean name the family name first, as it
+    is written, with the given name masked ("王*" for 王芳, as Chinese apps show it)."""
     first = first.strip() if isinstance(first, str) else ""
     last = last.strip() if isinstance(last, str) else ""
+    if last and _CJK.match(last):
+        return last + "*" * max(1, len(first))
     name = f"{first} {last[:1]}." if last else first
     return name.strip() or None
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 @dataclass(frozen=True)

@@ -250,3 +250,21 @@ def test_dispute_events_read_in_both_languages() -> None:
     assert summary({**event, "type": "dispute.opened"}, locale="zh-CN").startswith(
         "【acme】订单 #1001 收到争议（拒付）"
     )
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "shown"),
+    [
+        ("Ada", "Lovelace", "Ada L."),
+        ("Amélie", "Dubois", "Amélie D."),
+        ("芳", "王", "王*"),  # family name first, given name masked, as Chinese apps show it
+        ("小明", "李", "李**"),
+        ("", "王", "王*"),
+        ("Ada", "", "Ada"),
+        ("", "", None),
+    ],
+)
+def test_short_customer_names(first: str, last: str, shown: str | None) -> None:
+    from pollerd.model import short_name
+
+    assert short_name(first, last) == shown
