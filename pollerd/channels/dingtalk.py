@@ -46,6 +46,7 @@ from pollerd.channels.robot import (
     escape_text,
     hook_url,
     markdown_link,
+    one_credential,
     query_value,
     utf8_len,
 )
@@ -175,14 +176,7 @@ class DingTalkChannel(Robot):
 
         @model_validator(mode="after")
         def _one_credential(self) -> DingTalkChannel.Options:
-            if (self.url is None) == (self.token is None):
-                raise invalid(
-                    "set either url (the whole webhook URL) or token, not both"
-                    if self.url is not None
-                    else "missing: set url (the robot's webhook URL) or token",
-                    'e.g. url = "env:DINGTALK_WEBHOOK"',
-                    key="url",
-                )
+            one_credential(self.url, self.token, "token", "DINGTALK_WEBHOOK")
             return self
 
     def __init__(self, ctx: ChannelContext) -> None:

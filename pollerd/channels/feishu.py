@@ -48,6 +48,7 @@ from pollerd.channels.robot import (
     bare_credential,
     escape_text,
     hook_url,
+    one_credential,
     plain_text,
     utf8_len,
 )
@@ -150,14 +151,7 @@ class FeishuChannel(Robot):
 
         @model_validator(mode="after")
         def _one_credential(self) -> FeishuChannel.Options:
-            if (self.url is None) == (self.hook is None):
-                raise invalid(
-                    "set either url (the whole webhook URL) or hook, not both"
-                    if self.url is not None
-                    else "missing: set url (the bot's webhook URL) or hook",
-                    'e.g. url = "env:FEISHU_WEBHOOK"',
-                    key="url",
-                )
+            one_credential(self.url, self.hook, "hook", "FEISHU_WEBHOOK")
             return self
 
     def __init__(self, ctx: ChannelContext) -> None:

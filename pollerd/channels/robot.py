@@ -241,6 +241,19 @@ def bare_credential(name: str) -> Callable[[Secret], Secret]:
     return validate
 
 
+def one_credential(url: object, credential: object, name: str, env: str) -> None:
+    """A robot is configured by its whole webhook `url` or by the bare `name` (key, token, hook
+    id), exactly one of them: two would disagree sooner or later, none reaches nobody."""
+    if (url is None) == (credential is None):
+        raise invalid(
+            f"set either url (the whole webhook URL) or {name}, not both"
+            if url is not None
+            else f"missing: set url (the webhook URL) or {name}",
+            f'e.g. url = "env:{env}"',
+            key="url",
+        )
+
+
 def query_value(url: str, name: str) -> str:
     values = parse_qs(urlsplit(url).query).get(name) or [""]
     return values[0]

@@ -40,11 +40,12 @@ from pollerd.channels.robot import (
     escape_markdown,
     hook_url,
     markdown_link,
+    one_credential,
     plain_text,
     query_value,
     utf8_len,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config import Duration
 from pollerd.secrets import Secret
 
 WECOM_HOST = "https://qyapi.weixin.qq.com"
@@ -98,14 +99,7 @@ class WeComChannel(Robot):
 
         @model_validator(mode="after")
         def _one_credential(self) -> WeComChannel.Options:
-            if (self.url is None) == (self.key is None):
-                raise invalid(
-                    "set either url (the whole webhook URL) or key, not both"
-                    if self.url is not None
-                    else "missing: set url (the robot's webhook URL) or key",
-                    'e.g. url = "env:WECOM_WEBHOOK"',
-                    key="url",
-                )
+            one_credential(self.url, self.key, "key", "WECOM_WEBHOOK")
             return self
 
     def endpoint(self) -> str:
