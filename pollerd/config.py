@@ -226,6 +226,7 @@ class GlobalConfig(_Strict):
     public_url: Annotated[str, AfterValidator(_public_url)] | None = None
     listen: Annotated[str, AfterValidator(_listen)] | None = None
     unsubscribe_secret: Annotated[Secret, AfterValidator(_long_secret)] | None = None
+    templates: Path | None = None  # a folder of templates overriding the built-in ones
     delivery: DeliveryConfig = DeliveryConfig()
 
     @_model_validator(mode="after")
@@ -465,8 +466,30 @@ def _build(data: dict[str, Any], path: Path | None) -> Settings:
     if problems or settings is None:
         raise ConfigErrors(problems) from None
     database = _absolute_database(settings.pollerd.database, settings.base_dir)
-    pollerd = settings.pollerd.model_copy(update={"database": database})
+    update: dict[str, Any] = {"database": database}
+    if settings.pollerd.templates is not None:
+        folder = settings.base_dir / settings.pollerd.templates
+        update["templates"] = folder.resolve()
+        problems.extend(_template_problems(folder))
+        if problems:
+            raise ConfigErrors(problems) from None
+    pollerd = settings.pollerd.model_copy(update=update)
     return settings.model_copy(update={"pollerd": pollerd, "channel_options": options})
+
+
+def _template_problems(folder: Path) -> list[ConfigError]:
+    """A templates folder that is missing, or holds a template that does not compile, is a
+    config error at load time: a typo must not wait for the first order to show."""
+    key = "pollerd.templates"
+    if not folder.is_dir():
+        fix = "create it, or point templates at the folder holding e.g. en/order.paid.text.j2"
+        return [ConfigError(key, f"{folder} is not a folder", fix)]
+    from pollerd.templates import templates_for
+
+    return [
+        ConfigError(key, problem, "fix the template, or delete it to use the built-in one")
+        for problem in templates_for(folder).syntax_problems()
+    ]
 
 
 # pydantic errors → `config: key: problem (fix)` lines ---------------------------------------

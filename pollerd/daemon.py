@@ -37,6 +37,7 @@ from pollerd.sources.base import Source
 from pollerd.store import StateLock, Store, open_store
 from pollerd.sync import PassReport, StoreSync
 from pollerd.systemd import notify
+from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed
 from pollerd.web import UnsubscribeServer
 
@@ -68,6 +69,7 @@ def build_channels(
     if cfg.public_url and cfg.unsubscribe_secret is not None:
         link = UnsubscribeLinks(cfg.unsubscribe_secret.get(), cfg.public_url).link
     suppressed = functools.partial(is_suppressed, store) if store is not None else None
+    templates = templates_for(cfg.templates)
     channels: dict[str, Channel] = {}
     for ch in settings.channels:
         ctx = ChannelContext(
@@ -78,6 +80,7 @@ def build_channels(
             locale=ch.locale or settings.pollerd.locale,
             suppressed=suppressed,
             unsubscribe_link=link,
+            templates=templates,
         )
         channels[ch.name] = channel_class(ch.type)(ctx)
     return channels

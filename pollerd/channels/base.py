@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
 
 import httpx
 
 from pollerd.model import Event
-from pollerd.templates import clean, summary
+from pollerd.templates import Footer, Message, Templates, clean, summary, templates_for
 
 Scope = Literal["message", "channel", "recipient"]
 Window = tuple[int, float]
@@ -161,6 +161,8 @@ class ChannelContext:
     # → the personal https link; None when the daemon has no store / no public_url.
     suppressed: Callable[[str, str], bool] | None = None
     unsubscribe_link: Callable[[str, str], str] | None = None
+    # Built-in templates plus the user's folder (`[pollerd] templates`), shared by all channels.
+    templates: Templates = field(default_factory=templates_for)
 
 
 class Channel:
@@ -172,10 +174,49 @@ class Channel:
 
     kind: ClassVar[str] = ""
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    flavour: ClassVar[str] = "text"  # the templates' flavour this channel renders (templates/)
 
     def __init__(self, ctx: ChannelContext) -> None:
         self.ctx = ctx
         self.name = ctx.name
+
+    def message(
+        self,
+        event: Event,
+        *,
+        flavour: str | None = None,
+        fits: Callable[[Message], bool] | None = None,
+        footer: Footer | None = None,
+    ) -> Message:
+        """`event` rendered from the templates in this channel's locale and time zone, the
+        fullest version that `fits` (see `pollerd.templates.engine`)."""
+        return self.ctx.templates.render(
+            event.to_json(),
+            flavour=flavour or self.flavour,
+            locale=self.ctx.locale,
+            timezone=self.ctx.timezone,
+            fits=fits,
+            footer=footer,
+        )
+
+    def digest_message(
+        self,
+        events: Sequence[Event],
+        *,
+        flavour: str | None = None,
+        fits: Callable[[Message], bool] | None = None,
+        footer: Footer | None = None,
+    ) -> Message:
+        """ONE message standing for `events` (a flash sale through a rate-limited robot):
+        count, totals per currency, a summary line per event as many as fit."""
+        return self.ctx.templates.render_digest(
+            [event.to_json() for event in events],
+            flavour=flavour or self.flavour,
+            locale=self.ctx.locale,
+            timezone=self.ctx.timezone,
+            fits=fits,
+            footer=footer,
+        )
 
     def render(self, event: Event) -> str:
         raise NotImplementedError
