@@ -16,7 +16,6 @@ from pollerd.templates.engine import (
     clean,
     context,
     lang,
-    local_time,
     money,
     templates_for,
 )
@@ -25,6 +24,7 @@ from pollerd.templates.legacy import (
     cut_lines,
     detail,
     fit_items,
+    local_time,
     more_items,
     summary,
 )
