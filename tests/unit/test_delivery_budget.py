@@ -150,6 +150,39 @@ def test_flash_sale_to_wecom_never_exceeds_and_digests_the_backlog(store: Store)
     assert received[-1].at - received[0].at >= 63.0
 
 
+def test_a_burst_of_200_to_one_wecom_group_is_one_digest_within_budget(store: Store) -> None:
+    """The flash sale of the issue: 200 orders land in one poll for one WeCom group (20 a
+    minute). Nothing is lost, no minute carries more than 20 sends, and the backlog goes out as
+    one digest instead of ten minutes of single alerts."""
+    clock = Clock()
+    with ChatSim(clock=clock) as sim:
+
+        async def run() -> None:
+            async with httpx.AsyncClient() as http:
+                ctx = ChannelContext("wecom", {"url": sim.endpoint("wecom")}, http)
+                channel = WeComChannel(ctx)
+                deliverer = Deliverer(
+                    store, {"wecom": channel}, DeliveryConfig(), clock=clock, monotonic=clock
+                )
+                commit(store, "wecom", [order_event(n) for n in range(200)])
+                for _ in range(600):
+                    await deliverer.run_once()
+                    if all(r["state"] == "sent" for r in rows(store)):
+                        return
+                    clock.now += 1.0
+
+        asyncio.run(run())
+        sends = sorted(r.at for r in sim.received("wecom"))
+        answers = codes(sim, "wecom")
+
+    done = rows(store)
+    assert len(done) == 200 and {r["state"] for r in done} == {"sent"}
+    assert set(answers) == {0}
+    busiest = max(sum(1 for t in sends if start <= t < start + 60.0) for start in sends)
+    assert busiest <= 20
+    assert len({r["digest"] for r in done} - {None}) == 1
+
+
 def test_flash_sale_to_dingtalk_never_hits_the_block(store: Store) -> None:
     clock = Clock()
     with ChatSim(clock=clock) as sim:
