@@ -1,0 +1,120 @@
+"""Customer PII sealed at rest with AES-256-GCM (GDPR Art. 32), keys that rotate.
+
+A sealed value is `P1 | key id (1 byte) | nonce (12 random bytes) | ciphertext + 16-byte tag`.
+The associated data binds it to its place, `pollerd/1|table|column|row`, so a blob copied into
+another order's row or another column does not open (InvalidTag) instead of showing the wrong
+customer. Nonces are random 96-bit values (NIST SP 800-38D §8.3: at most 2³² seals per key, far
+beyond a store's lifetime of orders at 72 h retention; rotate with `pollerd keygen` + `rekey`).
+
+The key ring is the `pii_key` secret: one or more `ID:BASE64` keys separated by spaces or
+commas. The FIRST seals, every one opens: to rotate, put the new key first, keep the old one
+until `pollerd rekey` reports nothing left under it, then drop it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAGIC = b"P1"
+NONCE = 12
+_KEY_BYTES = 32
+_SPLIT = re.compile(r"[\s,]+")
+
+
+class CryptoError(Exception):
+    """A key ring that cannot be used, or a sealed value that does not open. Messages never
+    contain key material or plaintext."""
+
+
+def generate(key_id: int = 1) -> str:
+    """A new key as `pollerd keygen` prints it: `ID:BASE64` (32 random bytes)."""
+    if not 1 <= key_id <= 255:
+        raise CryptoError(f"key id {key_id} is out of range (1 to 255)")
+    key = AESGCM.generate_key(bit_length=256)
+    return f"{key_id}:{base64.b64encode(key).decode('ascii')}"
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Keys by id; `current` seals. Build it with `parse` from the `pii_key` secret."""
+
+    keys: dict[int, AESGCM]
+    current: int
+
+    @classmethod
+    def parse(cls, text: str) -> KeyRing:
+        entries = [entry for entry in _SPLIT.split(text.strip()) if entry]
+        if not entries:
+            raise CryptoError("pii_key is empty: create a key with `pollerd keygen`")
+        keys: dict[int, AESGCM] = {}
+        first: int | None = None
+        for number, entry in enumerate(entries, 1):
+            key_id, raw = _entry(entry, number)
+            if key_id in keys:
+                raise CryptoError(f"pii_key: key id {key_id} appears twice; ids must differ")
+            keys[key_id] = AESGCM(raw)
+            first = key_id if first is None else first
+        assert first is not None
+        return cls(keys, first)
+
+    def seal(self, plaintext: str, *, table: str, column: str, row: str) -> bytes:
+        nonce = os.urandom(NONCE)
+        aad = associated(table, column, row)
+        sealed = self.keys[self.current].encrypt(nonce, plaintext.encode("utf-8"), aad)
+        return MAGIC + bytes([self.current]) + nonce + sealed
+
+    def open(self, blob: bytes, *, table: str, column: str, row: str) -> str:
+        where = f"{table}.{column} of {row}"
+        if len(blob) < len(MAGIC) + 1 + NONCE + 16 or not blob.startswith(MAGIC):
+            raise CryptoError(f"{where} is not a sealed value")
+        key_id = blob[len(MAGIC)]
+        key = self.keys.get(key_id)
+        if key is None:
+            raise CryptoError(
+                f"{where} is sealed with key id {key_id}, which pii_key no longer holds: "
+                "add that key back (after the new one) and run `pollerd rekey`"
+            )
+        nonce = blob[len(MAGIC) + 1 : len(MAGIC) + 1 + NONCE]
+        try:
+            plain = key.decrypt(
+                nonce, blob[len(MAGIC) + 1 + NONCE :], associated(table, column, row)
+            )
+        except InvalidTag:
+            raise CryptoError(
+                f"{where} does not open: wrong key for id {key_id}, or the value was altered "
+                "or moved from another row"
+            ) from None
+        return plain.decode("utf-8")
+
+    @staticmethod
+    def key_id(blob: bytes) -> int | None:
+        """The id of the key that sealed `blob`, None when it is not a sealed value."""
+        return blob[len(MAGIC)] if blob.startswith(MAGIC) and len(blob) > len(MAGIC) else None
+
+
+def associated(table: str, column: str, row: str) -> bytes:
+    return f"pollerd/1|{table}|{column}|{row}".encode()
+
+
+def _entry(entry: str, number: int) -> tuple[int, bytes]:
+    """(`id`, key bytes) of one `ID:BASE64` entry; the error says which entry, never its value."""
+    key_id_text, sep, encoded = entry.partition(":")
+    fix = "each key is ID:BASE64 as `pollerd keygen` prints it"
+    if not sep or not key_id_text.isdigit() or not 1 <= int(key_id_text) <= 255:
+        raise CryptoError(f"pii_key: key {number} has no id from 1 to 255 ({fix})")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise CryptoError(f"pii_key: key {number} is not base64 ({fix})") from None
+    if len(raw) != _KEY_BYTES:
+        raise CryptoError(
+            f"pii_key: key {number} is {len(raw)} bytes, AES-256 needs {_KEY_BYTES} ({fix})"
+        )
+    return int(key_id_text), raw
