@@ -103,14 +103,16 @@ def render(report: dict[str, Any]) -> None:
 
 
 async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
-    """Config is already valid (loading it validated it); probe each store read-only."""
+    """Config is already valid (loading it validated it, user templates' syntax included);
+    render the user's templates against a sample of every event, then probe each store
+    read-only. Every problem is reported, not just the first."""
     from pollerd.daemon import build_source
 
     echo(
         f"config: ok ({len(settings.stores)} stores, {len(settings.channels)} channels, "
         f"{len(settings.routes)} routes)"
     )
-    ok = True
+    ok = check_templates(settings, echo)
     for cfg in settings.stores:
         source = build_source(cfg)
         try:
@@ -121,6 +123,89 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
         finally:
             await source.aclose()
     return ok
+
+
+def check_templates(settings: Settings, echo: Callable[[str], None]) -> bool:
+    """A user templates folder (`[pollerd] templates`) must render every event type in every
+    locale and flavour: a misspelt variable found here is not a fallback in production."""
+    from pollerd.templates import templates_for
+
+    folder = settings.pollerd.templates
+    if folder is None:
+        return True
+    store = settings.stores[0].name if settings.stores else "demo-store"
+    problems = templates_for(folder).problems(template_samples(store))
+    if not problems:
+        echo(f"✓ templates: {folder}: every event renders")
+        return True
+    echo(f"✗ templates: {folder}: {len(problems)} problem(s)")
+    for problem in problems:
+        echo(f"  {problem}")
+    return False
+
+
+def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
+    """One realistic event JSON per event type (`pollerd.templates.EVENTS`; the digest is
+    built from these): what `pollerd check` renders every user template against. Every
+    optional field is filled, so a template that uses one is exercised."""
+    from pollerd.model import LineItem
+    from pollerd.templates import EVENTS
+
+    when = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
+    order = Order(
+        store=store,
+        platform="woocommerce",
+        id="1001",
+        number="1001",
+        status="processing",
+        created_at=when,
+        updated_at=when,
+        paid_at=when,
+        total="59.90",
+        currency="USD",
+        payment_method="stripe",
+        payment_method_title="Credit card",
+        refunded_total=Decimal("10.00"),
+        customer_email="j***@example.com",
+        customer_phone="138****5678",
+        customer_name="Jane D.",
+        admin_url="https://shop.example.com/wp-admin/admin.php?page=wc-orders&action=edit&id=1001",
+        line_items=(
+            LineItem("Blue mug", 2, "40.00"),
+            LineItem("Earl Grey tea", 1, "9.90"),
+            LineItem("Gift wrap", 1, "10.00"),
+        ),
+        cancel_reason="customer",
+    )
+    dispute = {
+        "id": "77",
+        "status": "NEEDS_RESPONSE",
+        "type": "CHARGEBACK",
+        "amount": "59.90",
+        "currency": "USD",
+        "reason": "FRAUDULENT",
+        "initiated_at": "2026-11-22T23:30:00Z",
+        "evidence_due_by": "2026-12-06",
+        "finalized_on": None,
+    }
+    samples = []
+    for kind in EVENTS:
+        if kind == "digest":
+            continue
+        reason = {
+            "order.cancelled": "customer",
+            "order.deleted": "Order #1001 was deleted.",
+            "alert.channel_failing": "channel ops: HTTP 403 (check the key)",
+            "alert.store_failing": "HTTP 401 from the store (check consumer_key)",
+        }.get(kind, "FRAUDULENT" if kind.startswith("dispute.") else None)
+        body = None
+        if kind.startswith("dispute."):
+            body = {**dispute, "status": "UNDER_REVIEW"} if kind.endswith("updated") else dispute
+        event = Event(
+            kind, store, "woocommerce", order.id, when, when, False, order.to_json(), reason, body
+        )
+        samples.append(event.to_json())
+    return samples
 
 
 def sample_event(store: str = "demo-store") -> Event:

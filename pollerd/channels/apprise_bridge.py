@@ -28,9 +28,13 @@ Outcomes:
     NOMATCH, URL no longer usable            permanent, channel
     message refused before any service ran   permanent, message
 
-The text is the summary and detail lines, sent as Apprise `text`: Apprise escapes it for HTML
-and Markdown destinations itself, so order data cannot inject links or markup; broadcast
-mentions (`@everyone`, `@here`, …) are broken with a word joiner.
+The message is the `markdown` template flavour, sent as Apprise `markdown`: Apprise converts it
+for each service (HTML for mail-like services, as is for Markdown ones), so the order link stays
+a link and the summary bold. Order data is made inert by the templates (lookalike characters:
+`∗∗x∗∗ ＠everyone ［x］(http：//evil)`), in the title too, because Apprise writes the title into
+the Markdown body (`# title`) of services that have no title field. The summary is the title
+and is not repeated as the body's first line (unless a fixed `title` is configured). Texts are
+shortened to the service's own `body_maxlen` ("… (+N items)", the link kept), never split.
 """
 
 from __future__ import annotations
@@ -48,10 +52,11 @@ from pollerd.channels.base import Channel, ChannelContext, SendResult
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import detail, summary
+from pollerd.templates import Message
 
 if TYPE_CHECKING:
     from apprise import Apprise, AppriseResult
+    from apprise.plugins.base import NotifyBase
 
 MIN_VERSION = (2, 2)  # 2.0 made notify() return a result object; 2.2 is what was measured
 INSTALL = "pip install 'pollerd[apprise]'"
@@ -80,6 +85,8 @@ GENERIC = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})  # the ho
 _MENTION = re.compile(r"@(?=(?:everyone|here|channel|all|room)\b)", re.IGNORECASE)
 _MIN_PIECE = 4  # URL pieces shorter than this are not masked: they would garble the text
 _EXCERPT = 300
+# The `format` of a stored rendering; older ones (no `format`) and plain text are sent as text.
+_FORMAT = "markdown"
 
 
 def _load() -> ModuleType:
@@ -167,10 +174,12 @@ def _protocols(service: Any) -> set[str]:
 
 
 class AppriseChannel(Channel):
-    """Sends the summary and detail lines to one Apprise URL, one attempt per send."""
+    """Sends the summary (title) and detail lines (Markdown body) to one Apprise URL, one
+    attempt per send."""
 
     kind: ClassVar[str] = "apprise"
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
+    flavour: ClassVar[str] = "markdown"
 
     class Options(BaseModel):
         model_config = ConfigDict(
@@ -203,6 +212,7 @@ class AppriseChannel(Channel):
         url = self.options.url.get().strip()
         self._masks = _pieces(url)
         self._where = _describe(url)
+        self._service: NotifyBase | None = None
         self._apprise = self._build(url)
 
     def _build(self, url: str) -> Apprise | None:
@@ -210,6 +220,7 @@ class AppriseChannel(Channel):
         service = _instantiate(apprise, url)
         if service is None:
             return None
+        self._service = service
         seconds = self.options.timeout.total_seconds()
         service.retry = 0  # the outbox retries, with back-off and dead letters; ?retry= loses
         service.socket_connect_timeout = seconds  # replace Apprise's 4 s cto/rto defaults
@@ -219,15 +230,37 @@ class AppriseChannel(Channel):
         return bridge
 
     def render(self, event: Event) -> str:
-        data = event.to_json()
-        locale, zone = self.ctx.locale, self.ctx.timezone
-        head = summary(data, locale=locale, timezone=zone)
-        lines = detail(data, locale=locale, timezone=zone)
+        """`{"title", "body", "format"}` as JSON, from the `markdown` template flavour."""
+        return self._stored(self.message(event, fits=self.fits))
+
+    def render_digest(self, events: list[Event]) -> str:
+        """The `markdown` digest, stored like one alert."""
+        return self._stored(self.digest_message(events, fits=self.fits))
+
+    def fits(self, message: Message) -> bool:
+        """Within the service's `body_maxlen` (a title the service has no field for is
+        written into the body, `# title`, and counts too); no known service: no limit."""
+        service = self._service
+        if service is None:
+            return True
+        title, body = self._payload(message)
+        size = len(body) + (len(title) + 4 if service.title_maxlen <= 0 and title else 0)
+        return size <= service.body_maxlen
+
+    def _payload(self, message: Message) -> tuple[str, str]:
+        """(title, body) as sent: the summary as title and the body without its bold summary
+        line; with a fixed title, the whole body. A user template whose body does not start
+        with the bold summary is sent whole."""
         if self.options.title:
-            title, body = self.options.title, "\n".join([head, *lines])
-        else:
-            title, body = head, "\n".join(lines) or head
-        payload = {"title": _MENTION.sub("@\u2060", title), "body": _MENTION.sub("@\u2060", body)}
+            return _MENTION.sub("@\u2060", self.options.title), message.body
+        head, _, rest = message.body.partition("\n")
+        if head.strip() == f"**{message.title}**" and rest.strip():
+            return message.title, rest.strip("\n")
+        return message.title, message.body
+
+    def _stored(self, message: Message) -> str:
+        title, body = self._payload(message)
+        payload = {"title": title, "body": body, "format": _FORMAT}
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
     async def send(self, event: Event, rendered: str) -> SendResult:
@@ -236,13 +269,13 @@ class AppriseChannel(Channel):
             return SendResult.permanent(
                 f"{self._where}: Apprise cannot use the URL; {fix}", "channel"
             )
-        title, body = _message(rendered)
+        title, body, body_format = _message(rendered)
         timeout = self.options.timeout.total_seconds()
         try:
             # Sends run in Apprise's own thread pool (its plugins use blocking `requests`), so
             # the event loop is free; `timeout` bounds the call even if a socket hangs.
             result = await self._apprise.async_notify(
-                body=body, title=title, body_format="text", timeout=timeout
+                body=body, title=title, body_format=body_format, timeout=timeout
             )
         except Exception as exc:  # noqa: BLE001 - a third-party plugin may raise anything
             return SendResult.retry(f"{self._where}: {type(exc).__name__}: {self._mask(str(exc))}")
@@ -281,16 +314,18 @@ class AppriseChannel(Channel):
         return text
 
 
-def _message(rendered: str) -> tuple[str, str]:
-    """(title, body) of what `render` stored; any other text (a plain-text rendering from the
-    base class) is sent with its first line as the title."""
+def _message(rendered: str) -> tuple[str, str, str]:
+    """(title, body, Apprise body format) of what `render` stored (renderings stored before
+    the templates have no `format` and are text); any other text (a plain-text rendering from
+    the base class) is sent as text with its first line as the title."""
     try:
         data = json.loads(rendered)
-        return str(data["title"]), str(data["body"])
-    except (ValueError, KeyError, TypeError):
+        body_format = "markdown" if data.get("format") == _FORMAT else "text"
+        return str(data["title"]), str(data["body"]), body_format
+    except (ValueError, KeyError, TypeError, AttributeError):
         text = _MENTION.sub("@\u2060", rendered)
         head, _, rest = text.partition("\n")
-        return head, rest or head
+        return head, rest or head, "text"
 
 
 def _describe(url: str) -> str:

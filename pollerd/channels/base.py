@@ -9,19 +9,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
 
 import httpx
 
 from pollerd.model import Event
-from pollerd.templates import Footer, Message, Templates, clean, summary, templates_for
+from pollerd.templates import Footer, Message, Templates, templates_for
 
 Scope = Literal["message", "channel", "recipient"]
 Window = tuple[int, float]
 """At most `count` messages in any `seconds`-long window."""
-
-DIGEST_LINES = 10  # alerts a digest shows one by one; the rest are "… and M more"
 
 
 @dataclass(frozen=True)
@@ -70,82 +67,6 @@ def destination(kind: str, *parts: str) -> str:
     hashed, because those values are credentials and keys end up in logs."""
     digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:16]
     return f"{kind}:{digest}"
-
-
-_DIGEST_WORDS: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Digest: {count} order alerts",
-        "total": "Total of {orders} orders: {amounts}",
-        "more": "… and {count} more",
-    },
-    "zh-CN": {
-        "title": "汇总：{count} 条订单通知",
-        "total": "{orders} 个订单合计：{amounts}",
-        "more": "……另有 {count} 条",
-    },
-}
-
-
-def digest_more(locale: str, count: int) -> str:
-    """The "… and M more" line of a digest, or "" for nothing left out."""
-    return _DIGEST_WORDS[locale]["more"].format(count=count) if count > 0 else ""
-
-
-@dataclass(frozen=True)
-class Digest:
-    """Many alerts as the words of ONE message (a flash sale through a 20-a-minute robot):
-    a title with the count, the total per currency, and one summary line per event, in the
-    order the events happened. A channel shows as many lines as fit (at most `DIGEST_LINES`)
-    and "… and M more" for the rest. Plain text: every channel escapes it its own way."""
-
-    locale: str
-    title: str
-    totals: tuple[str, ...]
-    lines: tuple[str, ...]
-
-    @classmethod
-    def of(cls, events: Sequence[Event], *, locale: str, timezone: str) -> Digest:
-        lang = "zh-CN" if locale.lower().startswith("zh") else "en"
-        words = _DIGEST_WORDS[lang]
-        # Each order once, as its latest event shows it: a created + paid pair is one order.
-        orders: dict[tuple[str, str], dict[str, Any]] = {}
-        for event in events:
-            if not event.type.startswith("alert.") and isinstance(event.order, dict):
-                orders[(event.store, event.order_id)] = event.order
-        sums: dict[str, Decimal] = {}
-        for order in orders.values():
-            try:
-                amount = Decimal(str(order.get("total")))
-            except (InvalidOperation, ValueError):
-                continue
-            if amount.is_finite():
-                currency = clean(order.get("currency"), limit=10)
-                sums[currency] = sums.get(currency, Decimal(0)) + amount
-        amounts = " · ".join(f"{value} {currency}".strip() for currency, value in sums.items())
-        totals = (words["total"].format(orders=len(orders), amounts=amounts),) if sums else ()
-        return cls(
-            locale=lang,
-            title=words["title"].format(count=len(events)),
-            totals=totals,
-            lines=tuple(summary(e.to_json(), locale=lang, timezone=timezone) for e in events),
-        )
-
-    def more(self, count: int) -> str:
-        return digest_more(self.locale, count)
-
-    def text(self, shown: int) -> list[str]:
-        """Title, totals, the first `shown` lines and the "more" line."""
-        more = self.more(len(self.lines) - shown)
-        return [self.title, *self.totals, *self.lines[:shown], *([more] if more else [])]
-
-    def fit(self, fits: Callable[[list[str]], bool], most: int = DIGEST_LINES) -> list[str]:
-        """`text` with as many lines as `fits` allows (none when even that does not fit:
-        the caller's own last-resort cut applies then)."""
-        for shown in range(min(most, len(self.lines)), -1, -1):
-            lines = self.text(shown)
-            if fits(lines):
-                return lines
-        return self.text(0)
 
 
 @dataclass(frozen=True)
@@ -229,8 +150,7 @@ class Channel:
     def render_digest(self, events: list[Event]) -> str:
         """ONE message standing for `events` (in order), in the form `send` takes. This
         default is plain text; chat channels render through their own escaping and limits."""
-        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
-        return "\n".join(digest.fit(lambda _lines: True))
+        return self.digest_message(events, flavour="text").body
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         raise NotImplementedError

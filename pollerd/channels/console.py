@@ -1,8 +1,9 @@
 """`console`: alerts on stdout/stderr, for `pollerd demo`, first runs and journald.
 
 Under systemd, stdout is the journal, so this is also a zero-setup channel for a server that
-only needs `journalctl -u pollerd` to show orders. `text` is the summary line plus indented
-detail lines for people; `json` is the exact event JSON, one object per line, for `jq`.
+only needs `journalctl -u pollerd` to show orders. `text` is the `text` template flavour laid out
+for people: its summary line, then the detail lines indented (so an alert stands out in a busy
+journal); `json` is the exact event JSON, one object per line, for `jq`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from pydantic import BaseModel, ConfigDict
 
 from pollerd.channels.base import Channel, ChannelContext, SendResult
 from pollerd.model import Event
-from pollerd.templates import detail, summary
+from pollerd.templates import Message
 
 
 class ConsoleChannel(Channel):
     """Writes each alert to a standard stream; there is no receiver that could refuse it."""
 
     kind: ClassVar[str] = "console"
+    flavour: ClassVar[str] = "text"
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,12 +39,14 @@ class ConsoleChannel(Channel):
     def render(self, event: Event) -> str:
         if self.options.format == "json":
             return event.body()
-        data = event.to_json()
-        lines = [summary(data, locale=self.ctx.locale, timezone=self.ctx.timezone)]
-        lines += [
-            f"  {line}" for line in detail(data, locale=self.ctx.locale, timezone=self.ctx.timezone)
-        ]
-        return "\n".join(lines)
+        return _indented(self.message(event))
+
+    def render_digest(self, events: list[Event]) -> str:
+        """Many alerts at once: the `text` digest for people; for scripts, still each event's
+        exact JSON on its own line (a `jq` pipeline has no use for a summary)."""
+        if self.options.format == "json":
+            return "\n".join(event.body() for event in events)
+        return _indented(self.digest_message(events))
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         # Looked up per send, not bound at start-up: tests and `pollerd demo` swap sys.stdout.
@@ -53,3 +57,10 @@ class ConsoleChannel(Channel):
         except OSError as exc:  # a closed pipe: retrying later is all that can help
             return SendResult.retry(f"cannot write to {self.options.stream}: {exc.strerror}")
         return SendResult.ok()
+
+
+def _indented(message: Message) -> str:
+    """The summary line as is and every detail line under it indented by two spaces; blank
+    lines (a user template's spacing) are dropped so an alert stays one block."""
+    head, *rest = message.body.split("\n")
+    return "\n".join([head, *(f"  {line}" for line in rest if line.strip())])

@@ -1,12 +1,18 @@
 """`dingtalk`: a DingTalk (钉钉) custom robot, signed, with the robot's keyword inserted.
 
 Wire format (research §4.2): `POST {host}/robot/send?access_token=T&timestamp=MS&sign=S`, a JSON
-`markdown` body (`title` is mandatory: 400402 otherwise; the title is what the chat list and the
-phone notification show). Signing ("加签"): `S = base64(HMAC-SHA256(key=secret,
-msg=f"{MS}\\n{secret}"))`, URL-encoded, with `MS` the Unix time in *milliseconds* taken at each
-attempt (DingTalk rejects timestamps more than an hour off). A robot whose security setting is
-"custom keywords" drops every message without one, so a configured `keyword` is appended as the
-last line when the text does not already contain it. `mention_all` sets `at.isAtAll`.
+`markdown` body rendered from the `dingtalk` templates (`title` is mandatory: 400402 otherwise;
+the title is what the chat list and the phone notification show, so it is the alert's one-line
+summary); when DingTalk rejects the markdown as a payload, the alert is resent at once as
+`text`, rendered from the `text` templates. Each is fitted on its own to stay under DingTalk's
+~20 000-byte message (counted as the JSON of the message part, the way it is sent).
+
+Signing ("加签"): `S = base64(HMAC-SHA256(key=secret, msg=f"{MS}\\n{secret}"))`, URL-encoded,
+with `MS` the Unix time in *milliseconds* taken at each attempt (DingTalk rejects timestamps
+more than an hour off). A robot whose security setting is "custom keywords" drops every
+message without one, so a configured `keyword` is appended as the last line when the text does
+not already contain it (in both formats, and counted in the size). `mention_all` sets
+`at.isAtAll`.
 
 Outcomes (research §4.9; DingTalk answers HTTP 200 whatever happened, some gateways 429/5xx):
 
@@ -18,7 +24,7 @@ Outcomes (research §4.9; DingTalk answers HTTP 200 whatever happened, some gate
     310000 keywords / sign / ip whitelist      permanent, channel: the robot's security
                                                settings and the channel disagree
     300001, 300005 token is not exist          permanent, channel
-    400402 (no title), other codes             permanent, message
+    400402 (no title), other codes             permanent, message (after the text fallback)
     HTTP 5xx, 429, timeout, reset              retry
 """
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -39,22 +46,22 @@ from pollerd.channels.base import Budget, ChannelContext, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
+    Payload,
+    Render,
     Robot,
-    Words,
     bare_credential,
-    escape_markdown,
-    escape_text,
     hook_url,
-    markdown_link,
     one_credential,
     query_value,
     utf8_len,
 )
 from pollerd.config import Duration, invalid
 from pollerd.secrets import Secret
+from pollerd.templates import Message
 
 DINGTALK_HOST = "https://oapi.dingtalk.com"
 # Research §4.2: "~20 000 bytes" is Apprise's figure (19 985), not a quoted doc; stay below it.
+# Counted on the JSON of the message part (`{"title":…,"text":…}`), as ChatSim's fake does.
 TEXT_BYTES = 19_000
 PENALTY = 600.0  # 130101: "如果超过20条，会限流10分钟"
 CLOCK_WAIT = 60.0
@@ -136,9 +143,10 @@ _TOKEN = Outcome(
 
 
 class DingTalkChannel(Robot):
-    """A DingTalk custom robot (自定义机器人): signed markdown with a title."""
+    """A DingTalk custom robot (自定义机器人): signed markdown with a title, text fallback."""
 
     kind: ClassVar[str] = "dingtalk"
+    flavour: ClassVar[str] = "dingtalk"
     label: ClassVar[str] = "DingTalk"
     secret_fields: ClassVar[tuple[str, ...]] = ("url", "token", "secret")
     codes: ClassVar[dict[int, Outcome]] = {
@@ -220,31 +228,41 @@ class DingTalkChannel(Robot):
         # 20 a minute, then a 10-minute block (research §4.2): never exceed
         return Budget(destination(self.kind, self.endpoint()), ((20, 60.0),))
 
-    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
-        words = words.shrink(lambda w: utf8_len(self.markdown(w)) <= TEXT_BYTES)
-        payload: dict[str, Any] = {
-            "msgtype": "markdown",
-            "markdown": {
-                "title": escape_text(words.title) or "pollerd",
-                "text": self.markdown(words),
-            },
+    def payloads_for(self, render: Render) -> list[Payload]:
+        return [
+            self.fitted(render, self.flavour, self.markdown, _fits),
+            self.fitted(render, "text", self.text, _fits),
+        ]
+
+    def markdown(self, message: Message) -> Payload:
+        """The `dingtalk` layout (bold summary, a paragraph per line since a single newline
+        is no line break there, the admin link); `title` is the summary, never empty (400402).
+        The keyword goes as its own paragraph, raw: it must match the robot's exactly."""
+        part = {
+            "title": message.title or "pollerd",
+            "text": self.with_keyword(message.body, "\n\n"),
         }
+        return self.mention({"msgtype": "markdown", "markdown": part})
+
+    def text(self, message: Message) -> Payload:
+        """The text fallback: plain lines, the admin URL as itself."""
+        part = {"content": self.with_keyword(message.body, "\n")}
+        return self.mention({"msgtype": "text", "text": part})
+
+    def with_keyword(self, body: str, separator: str) -> str:
+        """`body` with the configured keyword as its last line when it lacks it: a robot
+        secured by keywords drops every message without one (310000)."""
+        keyword = self.options.keyword
+        return f"{body}{separator}{keyword}" if keyword and keyword not in body else body
+
+    def mention(self, payload: Payload) -> Payload:
         if self.options.mention_all:
             payload["at"] = {"isAtAll": True}
-        return [payload]
+        return payload
 
-    def markdown(self, words: Words) -> str:
-        """The summary in bold, a paragraph per line ("\\n\\n": a single newline is no line
-        break in markdown, and DingTalk clients differ on it), the admin link as a markdown
-        link, and the keyword last when the text lacks it."""
-        lines = [f"**{escape_markdown(words.title)}**"] if words.title else []
-        lines += [escape_markdown(line) for line in words.body()]
-        if words.link is not None:
-            label, url = words.link
-            before, _, after = label.partition("{value}")
-            lines.append(escape_markdown(before) + markdown_link(url) + escape_markdown(after))
-        text = "\n\n".join(lines)
-        keyword = self.options.keyword
-        if keyword and keyword not in text:
-            text += f"\n\n{keyword}"
-        return text
+
+def _fits(payload: Payload) -> bool:
+    """The message part as sent (JSON, `ensure_ascii=False`) within TEXT_BYTES (read at call
+    time, so a test can lower it)."""
+    part = payload[payload["msgtype"]]
+    return utf8_len(json.dumps(part, ensure_ascii=False)) <= TEXT_BYTES

@@ -8,11 +8,12 @@ the host only.
 
 `allowed_mentions` is not an option and is set at send time, not stored with the rendering: a
 customer named `@everyone` must never ping a server, whatever markup slips through. On top of
-that, every order-derived character Discord markdown gives a meaning (backslash, asterisk,
-underscore, tilde, backtick, `| > < # - [ ] ( ) : @`) is backslash-escaped, so `**`,
-`[x](http://evil)`, `<@123>` and `http://…` in a name show as typed: no formatting, masked link,
-mention or auto-link. Line items that do not fit the 2000 characters become one "… (+N items)"
-line; the admin link is always kept; a message is never split.
+that, `content` is the `discord` flavour of the templates, where the engine backslash-escapes
+every order-derived character Discord markdown gives a meaning (backslash, asterisk,
+underscore, tilde, backtick, `| > < # - [ ] ( ) : @`), so `**`, `[x](http://evil)`, `<@123>` and
+`http://…` in a name show as typed: no formatting, masked link, mention or auto-link. Over 2000
+UTF-16 units, the engine shows fewer line items ("… (+N items)"), then the brief form, keeping
+the admin link (`<url>`: no embed); a message is never split.
 
 Outcomes, from the status and the JSON body (`message`, `code`, `retry_after`):
 
@@ -41,7 +42,6 @@ from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
-    Digest,
     SendResult,
     destination,
     json_object,
@@ -50,22 +50,15 @@ from pollerd.channels.base import (
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import admin_link, cut_lines, fit_items, summary
+from pollerd.templates import Message
 
 CONTENT_LIMIT = 2000  # characters of `content` (Discord "Execute Webhook")
 SUPPRESS_EMBEDS = 1 << 2
 MAX_WAIT = 3600.0  # a retry_after beyond this is taken as a unit mix-up (discord-api-docs #4722)
 CHANNEL_STATUSES = frozenset({401, 403, 404})
 CHANNEL_CODES = frozenset({220001, 220003})  # forum/media channel: needs a thread
-_MARKDOWN = re.compile(r"([\\*_~`|><#\-\[\]():@])")
 _WEBHOOK_PATH = re.compile(r"/webhooks/\d+/[^/]+/?$")
 _EXCERPT = 200
-
-
-def escape(text: str) -> str:
-    """Order text shown exactly as typed: every markdown, mention and link character escaped
-    (Discord drops the backslash before any punctuation)."""
-    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def _units(text: str) -> int:
@@ -95,6 +88,7 @@ class DiscordChannel(Channel):
     """Posts one message per alert through a Discord channel webhook."""
 
     kind: ClassVar[str] = "discord"
+    flavour: ClassVar[str] = "discord"
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
 
     class Options(BaseModel):
@@ -116,28 +110,7 @@ class DiscordChannel(Channel):
 
     def render(self, event: Event) -> str:
         """The `content` markdown (the rest of the payload is added per send)."""
-        data = event.to_json()
-        locale, zone = self.ctx.locale, self.ctx.timezone
-        link_line = ""
-        link = admin_link(data, locale=locale)
-        if link is not None:
-            label, url = link
-            before, _, after = label.partition("{value}")
-            link_line = f"{escape(before)}<{_link_target(url)}>{escape(after)}"
-            if _units(link_line) > CONTENT_LIMIT // 2:  # absurd admin URL: the order still goes
-                link_line = ""
-        budget = CONTENT_LIMIT - (_units(link_line) + 1 if link_line else 0)
-        head = summary(data, locale=locale, timezone=zone)
-        body = fit_items(
-            data,
-            locale=locale,
-            timezone=zone,
-            head=[head],
-            fits=lambda lines: _units(_markdown(lines)) <= budget,
-        )
-        if _units(_markdown(body)) > budget:  # absurd input even without items: cut, keep link
-            body = cut_lines(body, lambda kept: _units(_markdown(kept)) <= budget)
-        return "\n".join(x for x in (_markdown(body), link_line) if x)
+        return self.message(event, fits=_fits).body
 
     def budget(self) -> Budget:
         # ~5 requests per 2 s per webhook, plus the undocumented 30 a minute per channel that
@@ -145,11 +118,8 @@ class DiscordChannel(Channel):
         return Budget(destination(self.kind, self._url), ((5, 2.0), (30, 60.0)))
 
     def render_digest(self, events: list[Event]) -> str:
-        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
-        body = digest.fit(lambda lines: _units(_markdown(lines)) <= CONTENT_LIMIT)
-        if _units(_markdown(body)) > CONTENT_LIMIT:
-            body = cut_lines(body, lambda kept: _units(_markdown(kept)) <= CONTENT_LIMIT)
-        return _markdown(body)
+        """The digest's `content`, held to the same 2000 units as one alert."""
+        return self.digest_message(events, fits=_fits).body
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         payload: dict[str, Any] = {
@@ -222,16 +192,9 @@ class DiscordChannel(Channel):
         return text
 
 
-def _link_target(url: str) -> str:
-    """A validated http(s) URL inside `<…>` (no embed); `>` and spaces would end it."""
-    return url.replace(">", "%3E").replace("<", "%3C").replace(" ", "%20")
-
-
-def _markdown(lines: list[str]) -> str:
-    if not lines:
-        return ""
-    head, *rest = lines
-    return "\n".join([f"**{escape(head)}**", *(escape(line) for line in rest)])
+def _fits(message: Message) -> bool:
+    """Discord's limit as the engine asks it: `content` in UTF-16 units (JavaScript length)."""
+    return _units(message.body) <= CONTENT_LIMIT
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:

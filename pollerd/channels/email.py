@@ -3,7 +3,9 @@
 The message is built once (`render`) and stored as text, so a resend is the same message: same
 `Message-ID` (derived from the event id, so a duplicate after a crash is recognisable), same
 `Date`, same bytes. It is 7-bit clean (quoted-printable bodies, RFC 2047 headers), so any
-SMTP server takes it without SMTPUTF8 or 8BITMIME.
+SMTP server takes it without SMTPUTF8 or 8BITMIME. The words come from the templates
+(`pollerd.templates`): the `email_text` flavour gives the Subject (its title) and the text part,
+`email_html` the HTML part; both escape every order value for their part.
 
 Transport security is never opportunistic: `starttls` refuses to send when the server does not
 offer STARTTLS (a man-in-the-middle can strip that capability; falling back would hand it the
@@ -37,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import html
 import json
 import smtplib
 import ssl
@@ -56,7 +57,7 @@ from pollerd.channels.base import Channel, ChannelContext, SendResult
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import admin_link, detail, summary
+from pollerd.templates import Footer, lang
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _PER_RECIPIENT = "pollerd-email/per-recipient/1"  # the stored form of per-recipient copies
@@ -159,16 +160,21 @@ class EmailChannel(Channel):
         return json.dumps({"format": _PER_RECIPIENT, "copies": copies})
 
     def _message(self, event: Event, to: str, unsubscribe: tuple[str, str] | None = None) -> str:
-        data = event.to_json()
-        locale, zone = self.ctx.locale, self.ctx.timezone
-        subject = summary(data, locale=locale, timezone=zone)
-        lines = detail(data, locale=locale, timezone=zone)
-        footer: tuple[str, str, str] | None = None
+        """One message from the `email_text` (subject, text part) and `email_html` templates.
+        The unsubscribe line is a footer the template engine appends to both parts after the
+        template ran, so no user template can drop it; the engine escapes every order value
+        for each part, so nothing here escapes again."""
+        footer: Footer | None = None
         if unsubscribe is not None:
             address, url = unsubscribe
-            before, _, after = _FOOTER["zh-CN" if locale == "zh-CN" else "en"].partition("{link}")
-            footer = (before.replace("{address}", address), url, after)
-            lines = [*lines, "", "-- ", "".join(footer)]
+            before, _, after = _FOOTER[lang(self.ctx.locale)].partition("{link}")
+            footer = Footer(
+                before.replace("{address}", address), url, after.replace("{address}", address)
+            )
+        text = self.message(event, flavour="email_text", footer=footer)
+        page = self.message(event, flavour="email_html", footer=footer)
+        subject = text.title  # one line: the engine squeezes every value onto one
+        zone = self.ctx.timezone
         msg = EmailMessage(policy=policy.SMTP)
         msg["Subject"] = subject
         msg["From"] = self.options.sender
@@ -179,12 +185,10 @@ class EmailChannel(Channel):
         msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
         msg["X-Pollerd-Event"] = event.id
         if footer is not None:
-            msg.set_raw("List-Unsubscribe", f"<{footer[1]}>")  # the URL is ASCII, no CR/LF
+            msg.set_raw("List-Unsubscribe", f"<{footer.url}>")  # the URL is ASCII, no CR/LF
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg.set_content("\n".join([subject, "", *lines]) + "\n", cte="quoted-printable")
-        msg.add_alternative(
-            _html(data, subject, locale, zone, footer), subtype="html", cte="quoted-printable"
-        )
+        msg.set_content(text.body + "\n", cte="quoted-printable")
+        msg.add_alternative(page.body + "\n", subtype="html", cte="quoted-printable")
         return msg.as_string(policy=_KEEP_RAW)
 
     def parcels(self, rendered: str) -> list[Parcel]:
@@ -373,37 +377,3 @@ def _text(reply: Any) -> str:
     if isinstance(reply, bytes):
         reply = reply.decode("utf-8", "replace")
     return " ".join(str(reply).split())[:200]
-
-
-def _html(
-    data: dict[str, Any],
-    subject: str,
-    locale: str,
-    zone: str,
-    footer: tuple[str, str, str] | None = None,
-) -> str:
-    """The HTML alternative. Every value is escaped: names, notes and item titles come from
-    shoppers, and an unescaped `<a>` in an ops mailbox is a phishing link (the
-    changedetection.io lesson). Only the validated http(s) admin URL and pollerd's own
-    unsubscribe link (`footer`: text before, url, text after) become links."""
-    rows = "".join(
-        f"<li>{html.escape(line)}</li>"
-        for line in detail(data, locale=locale, timezone=zone, link=False)
-    )
-    link = admin_link(data, locale=locale)
-    anchor = ""
-    if link is not None:
-        label, url = link
-        target = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
-        before, _, after = label.partition("{value}")
-        anchor = f"<p>{html.escape(before)}{target}{html.escape(after)}</p>"
-    if footer is not None:
-        before, url, after = footer
-        target = f'<a href="{html.escape(url, quote=True)}">{html.escape(url)}</a>'
-        anchor += f"<hr><p><small>{html.escape(before)}{target}{html.escape(after)}</small></p>"
-    lang = "zh-CN" if locale == "zh-CN" else "en"
-    return (
-        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
-        f"<title>{html.escape(subject)}</title></head><body>"
-        f"<p><strong>{html.escape(subject)}</strong></p><ul>{rows}</ul>{anchor}</body></html>\n"
-    )

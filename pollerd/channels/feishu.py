@@ -1,15 +1,20 @@
-"""`feishu` and `lark`: a Feishu (飞书) / Lark custom bot, signed, rich text with a text fallback.
+"""`feishu` and `lark`: a Feishu (飞书) / Lark custom bot, signed, a card with a text fallback.
 
 The two are one protocol on two hosts (research §4.3): `POST {host}/open-apis/bot/v2/hook/HOOK`
-with `open.feishu.cn` for Feishu and `open.larksuite.com` for Lark. The alert goes as `post`
-(rich text: the summary as title, one paragraph per detail line, the admin link as an `a`
-element, `at user_id="all"` with `mention_all`); when the bot rejects it as a payload it is
-resent at once as `text`. The body may not exceed 20 KB.
+with `open.feishu.cn` for Feishu and `open.larksuite.com` for Lark. The alert goes as an
+`interactive` card: the one-line summary as the header title (`plain_text`, taken from the `text`
+rendering: no markdown there, and no `<at …>` tag can reach it), the detail lines as one
+`lark_md` block rendered from the `feishu` templates (order values as lookalike characters, the
+admin link as a markdown link), `<at id=all></at>` with `mention_all`. When the bot rejects the
+card as a payload, the alert is resent at once as `text` (the `text` templates, with
+`<at user_id="all">` for `mention_all`). The request body may not exceed 20 KB: each payload is
+fitted to that on its own, signature included.
 
 Signing ("签名校验") differs from DingTalk's in three ways: the timestamp is in *seconds*, the
 HMAC key is `f"{ts}\\n{secret}"` and the message is empty, and `timestamp` + `sign` go in the
 JSON body, not the URL. Both are added per attempt, so a retry an hour later is still valid.
-A configured `keyword` is appended as a last paragraph when the text does not contain it.
+A configured `keyword` is appended as a last paragraph (plain text, raw: it must match the bot's
+keyword exactly) when the body does not contain it.
 
 Outcomes (research §4.9; Feishu answers HTTP 200 for most failures, 400 for 9499):
 
@@ -43,17 +48,17 @@ from pollerd.channels.base import Budget, ChannelContext, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
+    Payload,
+    Render,
     Robot,
-    Words,
     bare_credential,
-    escape_text,
     hook_url,
     one_credential,
-    plain_text,
     utf8_len,
 )
 from pollerd.config import Duration, invalid
 from pollerd.secrets import Secret
+from pollerd.templates import Message
 
 FEISHU_HOST = "https://open.feishu.cn"
 LARK_HOST = "https://open.larksuite.com"
@@ -61,7 +66,8 @@ HOOK_PATH = "/open-apis/bot/v2/hook/"
 BODY_BYTES = 20_000  # "request body ≤ 20 KB" (自定义机器人使用指南)
 _SIGNATURE_ROOM = 100  # `"timestamp":"…","sign":"…"` added at send time
 RATE_WAIT = 60.0
-_AT_ALL_TEXT = '<at user_id="all">所有人</at>'
+_AT_ALL_TEXT = '<at user_id="all">所有人</at>'  # in a `text` message
+_AT_ALL_CARD = "<at id=all></at>"  # in a card's `lark_md'
 
 
 def sign(secret: str, timestamp: int) -> str:
@@ -99,12 +105,13 @@ _NO_SUCH_HOOK = Outcome(
 
 
 class FeishuChannel(Robot):
-    """A Feishu custom bot (自定义机器人): signed `post` rich text, `text` fallback."""
+    """A Feishu custom bot (自定义机器人): a signed `interactive` card, `text` fallback."""
 
     kind: ClassVar[str] = "feishu"
+    flavour: ClassVar[str] = "feishu"
     label: ClassVar[str] = "Feishu"
     host: ClassVar[str] = FEISHU_HOST
-    first_format: ClassVar[str] = "post"
+    first_format: ClassVar[str] = "card"
     secret_fields: ClassVar[tuple[str, ...]] = ("url", "hook", "secret")
     codes: ClassVar[dict[int, Outcome]] = {
         11232: Outcome(
@@ -163,7 +170,7 @@ class FeishuChannel(Robot):
             return str(self.options.url.get().strip())
         return f"{self.host}{HOOK_PATH}{quote(self.options.hook.get(), safe='')}"
 
-    def prepare(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def prepare(self, payload: Payload) -> tuple[str, Payload]:
         if self.options.secret is None:
             return self.endpoint(), payload
         timestamp = int(self.clock())
@@ -185,34 +192,27 @@ class FeishuChannel(Robot):
         # 5 a second and 100 a minute per bot (research §4.3)
         return Budget(destination(self.kind, self.endpoint()), ((5, 1.0), (100, 60.0)))
 
-    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
-        post = words.shrink(lambda w: _fits(self.post(w)))
-        text = words.shrink(lambda w: _fits(self.text(w)))
-        return [self.post(post), self.text(text)]
+    def payloads_for(self, render: Render) -> list[Payload]:
+        # The text fallback first: its title, plain, is the card's header title.
+        plain = render("text", lambda message: _fits(self.text(message)))
+        card = self.fitted(render, self.flavour, lambda m: self.card(m, plain.title), _fits)
+        return [card, self.text(plain)]
 
-    def post(self, words: Words) -> dict[str, Any]:
-        rows: list[list[dict[str, Any]]] = [
-            [{"tag": "text", "text": escape_text(line)}] for line in words.body()
-        ]
-        if words.link is not None:
-            label, url = words.link
-            before, _, after = label.partition("{value}")
-            row = [{"tag": "text", "text": escape_text(before)}] if before else []
-            row.append({"tag": "a", "text": url, "href": url})
-            row += [{"tag": "text", "text": escape_text(after)}] if after else []
-            rows.append(row)
+    def card(self, message: Message, title: str) -> Payload:
+        """The card: `title` (plain text) as the header, the `feishu` rendering as one
+        `lark_md` block, then the keyword and the @all mention when configured."""
+        elements: list[dict[str, Any]] = [_block("lark_md", message.body or message.title)]
         keyword = self.options.keyword
-        said = "".join(str(e.get("text", "")) for row in rows for e in row)
-        if keyword and keyword not in said:
-            rows.append([{"tag": "text", "text": keyword}])
+        if keyword and keyword not in message.body:
+            elements.append(_block("plain_text", keyword))
         if self.options.mention_all:
-            rows.append([{"tag": "at", "user_id": "all"}])
-        lang = "zh_cn" if words.locale == "zh-CN" else "en_us"
-        block = {"title": escape_text(words.title), "content": rows}
-        return {"msg_type": "post", "content": {"post": {lang: block}}}
+            elements.append(_block("lark_md", _AT_ALL_CARD))
+        header = {"title": {"tag": "plain_text", "content": title or "pollerd"}}
+        return {"msg_type": "interactive", "card": {"header": header, "elements": elements}}
 
-    def text(self, words: Words) -> dict[str, Any]:
-        text = plain_text(words)
+    def text(self, message: Message) -> Payload:
+        """The text fallback: summary and detail lines, the admin URL as itself."""
+        text = message.body
         keyword = self.options.keyword
         extra = [keyword] if keyword and keyword not in text else []
         if self.options.mention_all:
@@ -228,6 +228,12 @@ class LarkChannel(FeishuChannel):
     host: ClassVar[str] = LARK_HOST
 
 
-def _fits(payload: dict[str, Any]) -> bool:
+def _block(tag: str, content: str) -> dict[str, Any]:
+    return {"tag": "div", "text": {"tag": tag, "content": content}}
+
+
+def _fits(payload: Payload) -> bool:
+    """The request body as `Robot.attempt` encodes it, plus room for the signature, within
+    BODY_BYTES (read at call time, so a test can lower it)."""
     body = json.dumps(payload, ensure_ascii=False)
     return utf8_len(body) + _SIGNATURE_ROOM <= BODY_BYTES

@@ -1,202 +1,51 @@
 """The pieces the three Chinese group robots (`wecom`, `dingtalk`, `feishu`/`lark`) share.
 
-`Robot` posts one stored payload and classifies the answer: every robot answers HTTP 200 whatever
-happened, so success is HTTP 2xx *and* the API's own code (research §4.9). `Words` is an alert cut
-into lines that can be shrunk to a byte budget ("… (+N items)", the order link always kept,
-never split into two messages). The escapers neutralise order-derived text.
+`Robot` renders an alert (or a digest) into the payloads it will try, in order, and stores them;
+at send time it posts the first and classifies the answer: every robot answers HTTP 200 whatever
+happened, so success is HTTP 2xx *and* the API's own code (research §4.9). When the service
+rejects the first payload as a payload, the next one (plain text) goes at once.
 
-Escaping is by substitution, not backslashes: neither WeCom's nor DingTalk's markdown subset
-documents backslash escapes, and a lookalike character renders the same in every client. So a
-customer called `**x** <@all> [x](http://evil)` reaches the group as `∗∗x∗∗ ＜＠all＞
-［x］(http：//evil)`: no bold, no mention, no link, no autolink. Whole lines are escaped, since
-`summary`/`detail` mix pollerd's labels with order values; pollerd's own markup (the bold
-summary, the admin link) is added after escaping.
+The words come from the templates (`pollerd.templates`): the rich payload in the channel's
+flavour, the fallback in the `text` flavour, each fitted on its own to the size the service
+counts for that payload (`Robot.fitted`): the engine shows fewer line items ("… (+N items)"),
+then the brief form, and never splits an alert into two messages. Escaping is the engine's:
+order-derived values reach a robot's markdown as lookalike characters (`∗∗x∗∗ ＜＠all＞
+［x］(http：//evil)`), since none of these markdown dialects documents backslash escapes.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from pydantic import BaseModel
 
 from pollerd.channels.base import (
-    DIGEST_LINES,
     Channel,
     ChannelContext,
-    Digest,
     SendResult,
-    digest_more,
     retry_after_seconds,
 )
 from pollerd.config import invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import MAX_ITEMS, admin_link, detail, summary
+from pollerd.templates import Message
 
 _EXCERPT = 200
 
-# --- escaping ----------------------------------------------------------------------------------
-
-_LOOKALIKE = str.maketrans(
-    {
-        "\\": "＼",
-        "*": "∗",
-        "_": "＿",
-        "`": "ˋ",
-        "~": "～",
-        "[": "［",
-        "]": "］",
-        "<": "＜",
-        ">": "＞",
-        "|": "｜",
-    }
-)
-_ANGLES = str.maketrans({"<": "＜", ">": "＞"})
-# '@' that starts a word (@all, @everyone, @13800001111), not the '@' of a (masked) email.
-_MENTION = re.compile(r"(?<![\w.+*-])@(?=\w)")
-_SCHEME = re.compile(r"(?<=[A-Za-z0-9]):(?=//)")  # http://evil → http：//evil: no autolink
-_ENTITY = re.compile(r"&(?=#?\w+;)")  # DingTalk's markdown renders HTML entities
-
-
-def escape_markdown(text: str) -> str:
-    """Order-derived text for WeCom/DingTalk markdown: inert in any markdown or HTML subset."""
-    text = _SCHEME.sub("：", _MENTION.sub("＠", text))
-    return _ENTITY.sub("＆", text).translate(_LOOKALIKE)
-
-
-def escape_text(text: str) -> str:
-    """Order-derived text for plain-text messages: no tags (Feishu parses `<at user_id=…>` in
-    text), no @mentions, no autolinked URLs; markdown characters stay as they are."""
-    return _SCHEME.sub("：", _MENTION.sub("＠", text)).translate(_ANGLES)
-
-
-def markdown_link(url: str) -> str:
-    """`[url](url)` for a validated http(s) URL: the text shows where the link goes (no
-    "click here" that could hide a different target), the target cannot end early."""
-    href = quote(url, safe="%/:=&?#+!$,;@*~-._")
-    return f"[{url.translate(_LOOKALIKE)}]({href})"
-
-
-# --- the words of an alert, shrinkable ----------------------------------------------------------
-
-_MORE = {"en": "… (+{count} items)", "zh-CN": "…（另有 {count} 项）"}
-
-
-@dataclass(frozen=True)
-class Words:
-    """One alert as plain lines: the summary as `title`, detail lines before the line items,
-    the items, the lines after them, how many lines are `hidden`, and the admin link."""
-
-    locale: str
-    title: str
-    before: tuple[str, ...]
-    items: tuple[str, ...]
-    after: tuple[str, ...]
-    hidden: int = 0
-    link: tuple[str, str] | None = None  # (label with `{value}`, url)
-
-    @classmethod
-    def of(cls, event: Event, *, locale: str, timezone: str) -> Words:
-        data = event.to_json()
-        lang = "zh-CN" if locale.lower().startswith("zh") else "en"
-        lines = detail(data, locale=lang, timezone=timezone, link=False)
-        order = data.get("order") if isinstance(data.get("order"), dict) else {}
-        products = order.get("line_items") if isinstance(order.get("line_items"), list) else []
-        # The item lines are what disappears when the order has no items: everything else
-        # comes out of `detail` identically, before and after them.
-        bare = {**data, "order": {**order, "line_items": []}}
-        without = detail(bare, locale=lang, timezone=timezone, link=False)
-        start = 0
-        while start < len(without) and lines[start] == without[start]:
-            start += 1
-        end = len(lines) - (len(without) - start)
-        middle = lines[start:end]
-        hidden = max(0, len(products) - MAX_ITEMS)
-        items = middle[: len(middle) - 1] if hidden and middle else middle
-        return cls(
-            locale=lang,
-            title=summary(data, locale=lang, timezone=timezone),
-            before=tuple(lines[:start]),
-            items=tuple(items),
-            after=tuple(lines[end:]),
-            hidden=hidden,
-            link=admin_link(data, locale=lang),
-        )
-
-    @property
-    def more(self) -> str:
-        """The "… (+N items)" line, or "" when nothing is hidden."""
-        return _MORE[self.locale].format(count=self.hidden) if self.hidden else ""
-
-    def body(self) -> list[str]:
-        """Detail lines in order, with the "more" line where the hidden items were."""
-        more = [self.more] if self.more else []
-        return [*self.before, *self.items, *more, *self.after]
-
-    def shrink(self, fits: Callable[[Words], bool]) -> Words:
-        """The fullest version of these words that `fits`: items go first (from the end),
-        then the other detail lines, then the summary is cut; the link goes last of all."""
-        words = self
-        while not fits(words) and words.items:
-            words = replace(words, items=words.items[:-1], hidden=words.hidden + 1)
-        while not fits(words) and (words.after or words.before):
-            if words.after:
-                words = replace(words, after=words.after[:-1], hidden=words.hidden + 1)
-            else:
-                words = replace(words, before=words.before[:-1], hidden=words.hidden + 1)
-        if fits(words):
-            return words
-        for candidate in (words, replace(words, link=None)):
-            cut = _longest(candidate, fits)
-            if cut is not None:
-                return cut
-        return replace(words, title="", link=None)
-
-
-@dataclass(frozen=True)
-class DigestWords(Words):
-    """A digest as robot words: the summary lines of the events are the `items`, so shrinking
-    to a byte budget drops alerts from the end into one "… and M more" line."""
-
-    @classmethod
-    def digest(cls, digest: Digest) -> DigestWords:
-        shown = digest.lines[:DIGEST_LINES]
-        return cls(
-            locale=digest.locale,
-            title=digest.title,
-            before=digest.totals,
-            items=shown,
-            after=(),
-            hidden=len(digest.lines) - len(shown),
-        )
-
-    @property
-    def more(self) -> str:
-        return digest_more(self.locale, self.hidden)
-
-
-def _longest(words: Words, fits: Callable[[Words], bool]) -> Words | None:
-    """The longest cut of the title (ending in "…") that fits, by bisection; None if none."""
-    title = words.title
-    if not fits(replace(words, title="")):
-        return None
-    low, high = 0, len(title)
-    while low < high:
-        mid = (low + high + 1) // 2
-        if fits(replace(words, title=title[:mid] + "…")):
-            low = mid
-        else:
-            high = mid - 1
-    return replace(words, title=title[:low] + "…" if low else "")
+Fits = Callable[[Message], bool]
+Render = Callable[[str, Fits | None], Message]
+"""`render(flavour, fits)`: the alert (or digest) being stored, rendered in `flavour`, the
+fullest version that `fits` (None: in full)."""
+Payload = dict[str, Any]
 
 
 def utf8_len(text: str) -> int:
+    """Bytes as WeCom and DingTalk count their limits: UTF-8 (a Chinese character is 3)."""
     return len(text.encode("utf-8"))
 
 
@@ -328,7 +177,7 @@ class Robot(Channel):
     def endpoint(self) -> str:
         raise NotImplementedError
 
-    def prepare(self, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def prepare(self, payload: Payload) -> tuple[str, Payload]:
         """The URL and body of one attempt (signing happens here, at send time)."""
         return self.endpoint(), payload
 
@@ -339,23 +188,41 @@ class Robot(Channel):
     def outcome(self, answer: Answer) -> Outcome | None:
         return self.codes.get(answer.code) if answer.code is not None else None
 
-    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
-        """The payloads, in the order they are tried, carrying `words` (shrunk to fit)."""
+    def payloads_for(self, render: Render) -> list[Payload]:
+        """The payloads, in the order they are tried: the rich one in `flavour`, then the
+        text fallback, each made with `fitted` so each fits its own limit."""
         raise NotImplementedError
 
-    def payloads(self, event: Event) -> list[dict[str, Any]]:
+    # the shared part --------------------------------------------------------------------------
+    @staticmethod
+    def fitted(
+        render: Render,
+        flavour: str,
+        build: Callable[[Message], Payload],
+        fits: Callable[[Payload], bool],
+    ) -> Payload:
+        """The payload `build` makes of the fullest rendering in `flavour` whose *payload*
+        `fits`: the limit is checked on what goes on the wire (keyword, mentions, JSON
+        quoting included), not on the template's text alone."""
+        return build(render(flavour, lambda message: fits(build(message))))
+
+    def payloads(self, event: Event) -> list[Payload]:
+        """The payloads of one alert, rendered in this channel's locale and time zone."""
         return self.payloads_for(
-            Words.of(event, locale=self.ctx.locale, timezone=self.ctx.timezone)
+            lambda flavour, fits: self.message(event, flavour=flavour, fits=fits)
         )
 
-    # the shared part --------------------------------------------------------------------------
+    def digest_payloads(self, events: Sequence[Event]) -> list[Payload]:
+        """The payloads of ONE digest message standing for `events`."""
+        return self.payloads_for(
+            lambda flavour, fits: self.digest_message(events, flavour=flavour, fits=fits)
+        )
+
     def render(self, event: Event) -> str:
-        return json.dumps(self.payloads(event), ensure_ascii=False, separators=(",", ":"))
+        return _stored(self.payloads(event))
 
     def render_digest(self, events: list[Event]) -> str:
-        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
-        payloads = self.payloads_for(DigestWords.digest(digest))
-        return json.dumps(payloads, ensure_ascii=False, separators=(",", ":"))
+        return _stored(self.digest_payloads(events))
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         try:
@@ -375,7 +242,7 @@ class Robot(Channel):
             return SendResult.ok(f"{rejected}; sent as text instead")
         return replace(second, detail=f"{rejected}; text fallback: {second.detail}")
 
-    async def attempt(self, payload: dict[str, Any]) -> SendResult:
+    async def attempt(self, payload: Payload) -> SendResult:
         url, body = self.prepare(payload)
         timeout = self.options.timeout.total_seconds()
         try:
@@ -449,16 +316,6 @@ class Robot(Channel):
         return text
 
 
-# --- WeCom ---------------------------------------------------------------------------------------
-
-
-def plain_text(words: Words, *, extra: Sequence[str] = ()) -> str:
-    """Summary, detail lines and the admin link as plain lines (the URL itself, unescaped:
-    it is validated http(s), and the client makes it clickable)."""
-    lines = [escape_text(words.title)] if words.title else []
-    lines += [escape_text(line) for line in words.body()]
-    if words.link is not None:
-        label, url = words.link
-        before, _, after = label.partition("{value}")
-        lines.append(escape_text(before) + url + escape_text(after))
-    return "\n".join([*lines, *extra])
+def _stored(payloads: list[Payload]) -> str:
+    """The stored form: a compact JSON list of the payloads, tried in order."""
+    return json.dumps(payloads, ensure_ascii=False, separators=(",", ":"))

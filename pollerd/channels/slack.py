@@ -2,16 +2,17 @@
 
 Wire format: POST JSON `{"text", "blocks", "unfurl_links": false, "unfurl_media": false}` to the
 hook URL. The URL is the credential (a `Secret`): details name its host only. `text` is what
-notifications and old clients show (the summary); `blocks` are the summary in bold, the detail
-lines, and the admin link as `<url>`. A section's text is capped at 3000 characters by Slack, so
-line items that do not fit become one "… (+N items)" line; the message is never split.
+notifications and old clients show: the plain (`text` flavour) summary, escaped for Slack.
+`blocks` are two mrkdwn sections rendered from the `slack` templates: the summary in bold, then
+everything after it (details, line items, the admin link as `<url|url>`). A section's text is
+capped at 3000 characters by Slack, so the engine shows fewer line items ("… (+N items)"), then
+the brief form, until both sections fit; the message is never split.
 
-Order data is attacker-controlled (a shopper picks their own name). mrkdwn has three control
-characters, `&`, `<`, `>`; every mention (`<!channel>`, `<@U…>`) and every spoofed
-`<https://evil|Open order>` needs `<`, so escaping those three neutralises them. `@channel`,
-`@here` and `@everyone` typed as words are broken with a word joiner too, in case the hook's
-app ever turns `link_names` on. `*`, `_`, `~` have no escape in mrkdwn: a name can make itself
-bold, nothing more.
+Order data is attacker-controlled (a shopper picks their own name); the engine escapes every
+value for mrkdwn (`pollerd.templates.escape.escape_slack`): `&`, `<`, `>` as entities, so no
+mention (`<!channel>`, `<@U…>`) or spoofed `<https://evil|Open order>` can start; `@channel`,
+`@here`, `@everyone` broken with a word joiner (in case the hook's app turns `link_names` on);
+`*`, `_`, `~` and backticks as lookalikes (mrkdwn has no escape for them); no URL autolinks.
 
 Outcomes, from the status and the plain-text body Slack answers with:
 
@@ -40,7 +41,6 @@ from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
-    Digest,
     SendResult,
     destination,
     retry_after_seconds,
@@ -48,7 +48,8 @@ from pollerd.channels.base import (
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import admin_link, fit_items, summary
+from pollerd.templates import Message
+from pollerd.templates.escape import escape_slack
 
 SECTION_LIMIT = 3000  # characters of one section block's text (Slack Block Kit reference)
 MESSAGE_CODES = frozenset(
@@ -82,22 +83,8 @@ CHANNEL_CODES = frozenset(
 )
 CHANNEL_STATUSES = frozenset({401, 403, 404, 410})
 _FIX = "create a new incoming webhook for the Slack channel and set the channel's url"
-_MENTION = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
 _CODE = re.compile(r"^[a-z_]{2,64}$")
 _EXCERPT = 200
-
-
-def escape(text: str) -> str:
-    """Order text safe for mrkdwn: `& < >` as entities, broadcast mentions broken."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MENTION.sub("@\u2060", text)
-
-
-def _link_target(url: str) -> str:
-    """A validated http(s) URL inside `<…>`: `|`, `<`, `>` and spaces would end or split it."""
-    for char, code in (("|", "%7C"), ("<", "%3C"), (">", "%3E"), (" ", "%20")):
-        url = url.replace(char, code)
-    return url.replace("&", "&amp;")
 
 
 def _hook_url(value: Secret) -> Secret:
@@ -119,6 +106,7 @@ class SlackChannel(Channel):
     """Posts one Block Kit message per alert to a Slack incoming webhook."""
 
     kind: ClassVar[str] = "slack"
+    flavour: ClassVar[str] = "slack"
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
 
     class Options(BaseModel):
@@ -137,43 +125,21 @@ class SlackChannel(Channel):
         self._url = self.options.url.get().strip()
 
     def render(self, event: Event) -> str:
-        data = event.to_json()
-        locale, zone = self.ctx.locale, self.ctx.timezone
-        head = escape(summary(data, locale=locale, timezone=zone))
-        blocks: list[dict[str, Any]] = [_section(_cut(f"*{head}*", SECTION_LIMIT))]
-        lines = "\n".join(
-            fit_items(
-                data,
-                locale=locale,
-                timezone=zone,
-                head=[],
-                fits=lambda kept: len(escape("\n".join(kept))) <= SECTION_LIMIT,
-            )
-        )
-        if lines:
-            blocks.append(_section(_cut(escape(lines), SECTION_LIMIT)))
-        link = admin_link(data, locale=locale)
-        if link is not None:
-            label, url = link
-            before, _, after = label.partition("{value}")
-            text = f"{escape(before)}<{_link_target(url)}>{escape(after)}"
-            blocks.append(_section(text))
-        payload = {"text": head, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        """The webhook payload, JSON: the `slack` rendering as sections, the plain summary
+        as the notification `text`."""
+        message = self.message(event, fits=_fits)
+        plain = self.message(event, flavour="text").title
+        return _payload(plain, message)
 
     def budget(self) -> Budget:
         # "Posting messages: 1 per second, short bursts >1 allowed" (research §4.4).
         return Budget(destination(self.kind, self._url), ((1, 1.0),))
 
     def render_digest(self, events: list[Event]) -> str:
-        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
-        head = escape(digest.title)
-        lines = digest.fit(lambda kept: len(escape("\n".join(kept[1:]))) <= SECTION_LIMIT)
-        blocks = [_section(_cut(f"*{head}*", SECTION_LIMIT))]
-        if lines[1:]:
-            blocks.append(_section(_cut(escape("\n".join(lines[1:])), SECTION_LIMIT)))
-        payload = {"text": head, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        """The digest in the same payload shape as one alert, held to the same limits."""
+        message = self.digest_message(events, fits=_fits)
+        plain = self.digest_message(events, flavour="text").title
+        return _payload(plain, message)
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         timeout = self.options.timeout.total_seconds()
@@ -238,6 +204,29 @@ class SlackChannel(Channel):
         return text
 
 
+def _sections(body: str) -> list[str]:
+    """The mrkdwn body as section texts: the bold summary (its first line), then the rest.
+    Two sections, so the rest gets Slack's full 3000 characters next to a long summary."""
+    head, _, rest = body.partition("\n")
+    return [text for text in (head, rest.strip("\n")) if text]
+
+
+def _fits(message: Message) -> bool:
+    """Slack's limit as the engine asks it: every section at most SECTION_LIMIT characters."""
+    return all(len(text) <= SECTION_LIMIT for text in _sections(message.body))
+
+
+def _payload(plain: str, message: Message) -> str:
+    """`text` is the notification (no markup but Slack's three entities); `blocks` the alert."""
+    payload = {
+        "text": escape_slack(plain),
+        "blocks": [_section(text) for text in _sections(message.body)],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
@@ -249,14 +238,3 @@ def _json_ok(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and body.get("ok") is True
-
-
-def _cut(text: str, limit: int) -> str:
-    """A last resort for absurd input: keep `limit` characters, never half an entity."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"

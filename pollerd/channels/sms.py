@@ -7,10 +7,12 @@ callback, which pollerd does not read yet.
 
 SMS is paid per segment: 160 GSM-7 characters (153 each when concatenated, `^{}\\[~]|€` count
 twice), or 70 UTF-16 units (67 each) as soon as one character is outside GSM-7, which any
-Chinese text is. So the text is short and built to fit `max_segments` (default 2): the summary's
-parts joined with " - " (its "·" is not GSM-7), then the admin link on its own line, dropping
-the time, then the customer, then the link, then the amount until it fits; the order's title is
-always kept. SMS has no markup, so nothing is escaped; order text is already one clean line.
+Chinese text is. So the text is short and built to fit `max_segments` (default 2): the `sms`
+template flavour is the summary's parts joined with " - " (its "·" is not GSM-7) and the admin
+link on its own line; the template engine drops the time, then the customer, then the amount
+while the link still fits, and drops the link only when nothing else would. The order's title is
+always kept. SMS has no markup, but phones link URLs and apps treat `@name`, so order text comes
+with mentions and schemes broken (the `text` escaping), on one clean line.
 
 One channel sends to one number (`to`): the outcome of a send is then the outcome for that one
 recipient, and a partial success cannot turn a retry into a duplicate.
@@ -50,10 +52,9 @@ from pollerd.channels.base import (
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import admin_link, summary
+from pollerd.templates import Message
 
 DEFAULT_API = "https://api.twilio.com"
-SEPARATOR = " - "
 GSM_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -135,6 +136,7 @@ class SmsChannel(Channel):
 
     kind: ClassVar[str] = "sms"
     secret_fields: ClassVar[tuple[str, ...]] = ("auth_token",)
+    flavour: ClassVar[str] = "sms"
 
     class Options(BaseModel):
         model_config = ConfigDict(
@@ -167,26 +169,13 @@ class SmsChannel(Channel):
         )
 
     def render(self, event: Event) -> str:
-        """The SMS body, within `max_segments`."""
-        data = event.to_json()
-        locale = self.ctx.locale
-        title, *rest = summary(data, locale=locale, timezone=self.ctx.timezone).split(" · ")
-        found = admin_link(data, locale=locale)
-        link = found[1] if found is not None else ""
-        limit = self.options.max_segments
-        # Richest first: time, then customer go before the link; the link before the amount.
-        keeps = range(len(rest), 0, -1) if rest else [0]
-        for parts, with_link in (
-            *((rest[:keep], True) for keep in keeps),
-            (rest[:1], False),
-            ([], False),
-        ):
-            text = SEPARATOR.join([title, *parts])
-            if with_link and link:
-                text = f"{text}\n{link}"
-            if segments(text) <= limit:
-                return text
-        return _cut(title, limit)
+        """The SMS body from the `sms` template, within `max_segments` (every segment is
+        paid for, and a text cut by the carrier loses the link)."""
+        return self.message(event, fits=self.fits).body
+
+    def fits(self, message: Message) -> bool:
+        """Whether `message` costs at most `max_segments` segments (GSM-7 or UCS-2)."""
+        return segments(message.body) <= self.options.max_segments
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         options = self.options
@@ -260,18 +249,6 @@ class SmsChannel(Channel):
     def _scrub(self, text: str) -> str:
         token = self.options.auth_token.get()
         return text.replace(token, "****") if token else text
-
-
-def _cut(text: str, limit: int) -> str:
-    """The longest prefix of `text` (+ "…") within `limit` segments."""
-    low, high = 0, len(text)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if segments(text[:middle] + "…") <= limit:
-            low = middle
-        else:
-            high = middle - 1
-    return text[:low] + "…"
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:

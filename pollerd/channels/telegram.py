@@ -4,13 +4,16 @@ Wire format: POST `{api_base}/bot{token}/sendMessage` with JSON `chat_id`, `text
 `parse_mode: "HTML"`, link previews off (an order URL would unfurl the shop's admin login).
 The token is in the URL path, so details name the host only and are scrubbed of the token.
 
-`render` stores both flavours of the message, `{"html": …, "plain": …}`: every order-derived
-value is HTML-escaped (`& < > " '`), only `<b>` and one `<a href>` for the validated admin URL
-are ours. Should Telegram still answer "can't parse entities" (an escaping bug here), the same
-send retries at once with the plain flavour and no `parse_mode`: an alert in plain text beats a
-lost one. Telegram allows 4096 characters after entity parsing; the HTML *source* is held to
-4096 UTF-16 units, which is stricter, so neither flavour can be too long. Line items that do not
-fit become one "… (+N items)" line; the admin link is always kept; a message is never split.
+`render` stores two renderings of the message from the templates, `{"html": …, "plain": …}`:
+the `telegram` flavour, where the engine HTML-escapes every order-derived value (`& < > " '`,
+and `@name`/`http://` made lookalikes so Telegram does not turn them into a mention or a link)
+and only `<b>` and the `<a href>` of the validated admin URL are ours; and the `text` flavour.
+Should Telegram still answer "can't parse entities" (an escaping bug), the same send retries
+at once with the plain one and no `parse_mode`: an alert in plain text beats a lost one.
+Telegram allows 4096 characters after entity parsing; the HTML *source* is held to 4096 UTF-16
+units, which is stricter, and so is the plain one, so neither can be too long. The engine shows
+fewer line items ("… (+N items)") or the brief form until it fits, keeping the admin link; a
+message is never split.
 
 Outcomes, from the status and the JSON body (`ok`, `error_code`, `description`, `parameters`):
 
@@ -33,7 +36,6 @@ Outcomes, from the status and the JSON body (`ok`, `error_code`, `description`, 
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from datetime import timedelta
@@ -47,7 +49,6 @@ from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
-    Digest,
     SendResult,
     destination,
     json_object,
@@ -56,7 +57,7 @@ from pollerd.channels.base import (
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
-from pollerd.templates import admin_link, cut_lines, fit_items, summary
+from pollerd.templates import Message
 
 DEFAULT_API = "https://api.telegram.org"
 TEXT_LIMIT = 4096  # characters of `text` after entity parsing (Bot API sendMessage)
@@ -102,6 +103,7 @@ class TelegramChannel(Channel):
     """Sends each alert to one Telegram chat (user, group, supergroup topic or channel)."""
 
     kind: ClassVar[str] = "telegram"
+    flavour: ClassVar[str] = "telegram"
     secret_fields: ClassVar[tuple[str, ...]] = ("token",)
 
     class Options(BaseModel):
@@ -125,33 +127,10 @@ class TelegramChannel(Channel):
         self.chat_id = self.options.chat_id  # replaced when Telegram says the group migrated
 
     def render(self, event: Event) -> str:
-        data = event.to_json()
-        locale, zone = self.ctx.locale, self.ctx.timezone
-        head = summary(data, locale=locale, timezone=zone)
-        link = admin_link(data, locale=locale)
-        link_html = link_plain = ""
-        if link is not None:
-            label, url = link
-            before, _, after = label.partition("{value}")
-            anchor = f'<a href="{html.escape(url)}">{html.escape(url)}</a>'
-            link_html = html.escape(before) + anchor + html.escape(after)
-            link_plain = label.format(value=url)
-            if _units(link_html) > TEXT_LIMIT // 2:  # absurd admin URL: the order still goes out
-                link_html = link_plain = ""
-        budget = TEXT_LIMIT - (_units(link_html) + 1 if link_html else 0)
-        body = fit_items(
-            data,
-            locale=locale,
-            timezone=zone,
-            head=[head],
-            fits=lambda lines: _units(_html(lines)) <= budget,
-        )
-        if _units(_html(body)) > budget:  # absurd input even without items: cut, keep the link
-            body = cut_lines(body, lambda kept: _units(_html(kept)) <= budget)
-        text_html = "\n".join(x for x in (_html(body), link_html) if x)
-        text_plain = "\n".join(x for x in ("\n".join(body), link_plain) if x)
-        stored = {"html": text_html, "plain": text_plain}
-        return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+        """`{"html", "plain"}`, JSON: both renderings `send` may need, each within the limit."""
+        html_message = self.message(event, fits=_fits)
+        plain = self.message(event, flavour="text", fits=_fits)
+        return _stored(html_message, plain)
 
     def budget(self) -> Budget:
         # One chat: no more than 1 message a second; a group (negative id): also 20 a minute
@@ -162,12 +141,10 @@ class TelegramChannel(Channel):
         return Budget(destination(self.kind, self._token, self.chat_id), windows)
 
     def render_digest(self, events: list[Event]) -> str:
-        digest = Digest.of(events, locale=self.ctx.locale, timezone=self.ctx.timezone)
-        body = digest.fit(lambda lines: _units(_html(lines)) <= TEXT_LIMIT)
-        if _units(_html(body)) > TEXT_LIMIT:
-            body = cut_lines(body, lambda kept: _units(_html(kept)) <= TEXT_LIMIT)
-        stored = {"html": _html(body), "plain": "\n".join(body)}
-        return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+        """The digest stored like one alert: HTML and its plain fallback, each within the limit."""
+        html_message = self.digest_message(events, fits=_fits)
+        plain = self.digest_message(events, flavour="text", fits=_fits)
+        return _stored(html_message, plain)
 
     async def send(self, event: Event, rendered: str) -> SendResult:
         try:
@@ -273,12 +250,14 @@ class TelegramChannel(Channel):
         return text
 
 
-def _html(lines: list[str]) -> str:
-    """The summary in bold, then the detail lines: every character of them escaped."""
-    if not lines:
-        return ""
-    head, *rest = lines
-    return "\n".join([f"<b>{html.escape(head)}</b>", *(html.escape(line) for line in rest)])
+def _fits(message: Message) -> bool:
+    """Telegram's limit as the engine asks it, in the UTF-16 units Telegram counts."""
+    return _units(message.body) <= TEXT_LIMIT
+
+
+def _stored(html_message: Message, plain: Message) -> str:
+    stored = {"html": html_message.body, "plain": plain.body}
+    return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
 
 
 def _description(response: httpx.Response) -> str:

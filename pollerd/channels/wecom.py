@@ -1,11 +1,13 @@
-"""`wecom`: a WeCom (企业微信) group robot, and the pieces the three Chinese robots share.
+"""`wecom`: a WeCom (企业微信) group robot: markdown, with a plain-text fallback.
 
 Wire format (research §4.1): `POST {host}/cgi-bin/webhook/send?key=KEY`, a JSON body, no
 signing (the key in the URL is the only credential, so the URL is a secret too). The alert goes
-as `markdown` (≤ 4 096 bytes of content); when WeCom rejects the markdown as a payload it is
-resent at once as `text` (≤ 2 048 bytes). With `mention_all` the alert goes as `text` only:
-markdown cannot @all (WeCom's markdown only knows `<@userid>`). Both bodies are rendered once
-and stored, as a JSON list in the order they are tried.
+as `markdown` rendered from the `wecom` templates (≤ 4 096 UTF-8 bytes of content); when WeCom
+rejects the markdown as a payload it is resent at once as `text`, rendered from the `text`
+templates (≤ 2 048 bytes). Each is fitted to its own limit: a long order shows fewer items
+("… (+N items)") and keeps its link, in one message. With `mention_all` the alert goes as
+`text` only: markdown cannot @all (WeCom's markdown only knows `<@userid>`). Both bodies are
+rendered once and stored, as a JSON list in the order they are tried.
 
 Every robot answers HTTP 200 whatever happened, so success is HTTP 2xx *and* `errcode == 0`.
 Outcomes (research §4.9):
@@ -34,19 +36,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pollerd.channels.base import Budget, destination
 from pollerd.channels.robot import (
     Outcome,
+    Payload,
+    Render,
     Robot,
-    Words,
     bare_credential,
-    escape_markdown,
     hook_url,
-    markdown_link,
     one_credential,
-    plain_text,
     query_value,
     utf8_len,
 )
 from pollerd.config import Duration
 from pollerd.secrets import Secret
+from pollerd.templates import Message
 
 WECOM_HOST = "https://qyapi.weixin.qq.com"
 MARKDOWN_BYTES = 4096
@@ -62,6 +63,7 @@ class WeComChannel(Robot):
     """A WeCom group robot (群机器人): markdown, text fallback, @all through text."""
 
     kind: ClassVar[str] = "wecom"
+    flavour: ClassVar[str] = "wecom"
     label: ClassVar[str] = "WeCom"
     secret_fields: ClassVar[tuple[str, ...]] = ("url", "key")
     codes: ClassVar[dict[int, Outcome]] = {
@@ -115,25 +117,28 @@ class WeComChannel(Robot):
         # "每个机器人发送的消息不能超过20条/分钟" (research §4.1)
         return Budget(destination(self.kind, self.endpoint()), ((20, 60.0),))
 
-    def payloads_for(self, words: Words) -> list[dict[str, Any]]:
-        text = words.shrink(lambda w: utf8_len(plain_text(w)) <= TEXT_BYTES)
-        text_payload: dict[str, Any] = {"msgtype": "text", "text": {"content": plain_text(text)}}
+    def payloads_for(self, render: Render) -> list[Payload]:
+        text = self.fitted(render, "text", self.text, _text_fits)
         if self.options.mention_all:
-            text_payload["text"]["mentioned_list"] = ["@all"]
-            return [text_payload]
-        markdown = words.shrink(lambda w: utf8_len(wecom_markdown(w)) <= MARKDOWN_BYTES)
-        return [
-            {"msgtype": "markdown", "markdown": {"content": wecom_markdown(markdown)}},
-            text_payload,
-        ]
+            return [text]  # nothing to fall back to: markdown cannot @all
+        return [self.fitted(render, self.flavour, self.markdown, _markdown_fits), text]
+
+    def markdown(self, message: Message) -> Payload:
+        """Bold summary, one detail per line, the admin link as a markdown link."""
+        return {"msgtype": "markdown", "markdown": {"content": message.body}}
+
+    def text(self, message: Message) -> Payload:
+        """Summary and detail lines as plain text, the admin URL as itself (WeCom links it)."""
+        text: dict[str, Any] = {"content": message.body}
+        if self.options.mention_all:
+            text["mentioned_list"] = ["@all"]
+        return {"msgtype": "text", "text": text}
 
 
-def wecom_markdown(words: Words) -> str:
-    """Bold summary, one detail per line, the admin link as a markdown link."""
-    lines = [f"**{escape_markdown(words.title)}**"] if words.title else []
-    lines += [escape_markdown(line) for line in words.body()]
-    if words.link is not None:
-        label, url = words.link
-        before, _, after = label.partition("{value}")
-        lines.append(escape_markdown(before) + markdown_link(url) + escape_markdown(after))
-    return "\n".join(lines)
+# The limits are read at call time, so a test can lower them.
+def _markdown_fits(payload: Payload) -> bool:
+    return utf8_len(payload["markdown"]["content"]) <= MARKDOWN_BYTES
+
+
+def _text_fits(payload: Payload) -> bool:
+    return utf8_len(payload["text"]["content"]) <= TEXT_BYTES

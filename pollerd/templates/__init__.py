@@ -16,17 +16,9 @@ from pollerd.templates.engine import (
     clean,
     context,
     lang,
+    local_time,
     money,
     templates_for,
-)
-from pollerd.templates.legacy import (
-    admin_link,
-    cut_lines,
-    detail,
-    fit_items,
-    local_time,
-    more_items,
-    summary,
 )
 
 __all__ = [
@@ -39,17 +31,11 @@ __all__ = [
     "Footer",
     "Message",
     "Templates",
-    "admin_link",
     "admin_url",
     "clean",
     "context",
-    "cut_lines",
-    "detail",
-    "fit_items",
     "lang",
     "local_time",
     "money",
-    "more_items",
-    "summary",
     "templates_for",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -36,8 +36,9 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_skeleton
-from babel.numbers import UnknownCurrencyError, format_currency, format_decimal
+from babel.numbers import UnknownCurrencyError, format_currency, format_decimal, is_currency
 from jinja2 import (
     BaseLoader,
     ChoiceLoader,
@@ -46,7 +47,10 @@ from jinja2 import (
     StrictUndefined,
     Template,
     TemplateError,
+    TemplateSyntaxError,
+    pass_context,
 )
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from loguru import logger
 from markupsafe import Markup
@@ -114,11 +118,13 @@ WORDS: dict[str, dict[str, str]] = {
         "payment": "Payment: ",
         "customer": "Customer: ",
         "more": "… (+{count} items)",
+        "more_one": "… (+1 item)",
         "reason": "Reason: ",
         "link": "Open: ",
         "disputed": "Disputed: ",
         "evidence": "Evidence due by: ",
         "digest_total": "Total of {orders} orders: ",
+        "digest_total_one": "Total of 1 order: ",
         "digest_more": "… and {count} more",
         "unsubscribe": "Unsubscribe: ",
     },
@@ -137,10 +143,67 @@ WORDS: dict[str, dict[str, str]] = {
         "disputed": "争议金额：",
         "evidence": "举证截止：",
         "digest_total": "{orders} 个订单合计：",
-        "digest_more": "……另有 {count} 条",
+        "digest_total_one": "1 个订单合计：",
+        "digest_more": "…（另有 {count} 条）",
         "unsubscribe": "退订：",
     },
 }
+
+# Platform codes shown to people (Shopify dispute status/type/reason, cancel reasons), in words.
+# A code not listed here reads as lower-case words ("PRODUCT_NOT_RECEIVED" → "product not
+# received"); a Chinese reader must not be left with "FRAUDULENT".
+CODES: dict[str, dict[str, str]] = {
+    "en": {
+        "CUSTOMER": "customer request",
+        "DECLINED": "payment declined",
+        "FRAUD": "suspected fraud",
+        "INVENTORY": "out of stock",
+        "STAFF": "staff error",
+    },
+    "zh-CN": {
+        "NEEDS_RESPONSE": "待回应",
+        "UNDER_REVIEW": "审核中",
+        "CHARGE_REFUNDED": "已退款",
+        "ACCEPTED": "已接受",
+        "WON": "已胜诉",
+        "LOST": "已败诉",
+        "CHARGEBACK": "拒付",
+        "INQUIRY": "询问",
+        "BANK_CANNOT_PROCESS": "银行无法处理",
+        "CREDIT_NOT_PROCESSED": "退款未处理",
+        "CUSTOMER_INITIATED": "顾客发起",
+        "DEBIT_NOT_AUTHORIZED": "扣款未授权",
+        "DUPLICATE": "重复扣款",
+        "FRAUDULENT": "欺诈交易",
+        "GENERAL": "一般争议",
+        "INCORRECT_ACCOUNT_DETAILS": "账户信息有误",
+        "INSUFFICIENT_FUNDS": "余额不足",
+        "PRODUCT_NOT_RECEIVED": "未收到商品",
+        "PRODUCT_UNACCEPTABLE": "商品与描述不符",
+        "SUBSCRIPTION_CANCELLED": "订阅已取消",
+        "UNRECOGNIZED": "无法识别的扣款",
+        "CUSTOMER": "顾客要求取消",
+        "DECLINED": "付款被拒",
+        "FRAUD": "疑似欺诈",
+        "INVENTORY": "库存不足",
+        "STAFF": "员工操作失误",
+        "OTHER": "其他",
+    },
+}
+_CODE = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)*")
+# Event variables a digest has no value for (see digest_context).
+_EVENT_ONLY = (
+    "id",
+    "platform",
+    "occurred_at",
+    "order_id",
+    "status",
+    "total",
+    "currency",
+    "refunded",
+    "payment",
+)
+_CJK_NAME = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 @dataclass(frozen=True)
@@ -221,7 +284,7 @@ def local_time(value: Any, *, timezone: str = "UTC", locale: str = "en") -> str:
     if when is None:
         return ""
     local = when.astimezone(ZoneInfo(timezone))
-    code = lang(locale).replace("-", "_")
+    code = _babel(locale)
     label = _ZH_ZONE_NAMES.get(timezone) if lang(locale) == "zh-CN" else None
     if label is None:
         label = local.strftime("%Z")
@@ -231,22 +294,58 @@ def local_time(value: Any, *, timezone: str = "UTC", locale: str = "en") -> str:
     return f"{day} {format_skeleton('Hm', local, locale=code)} {label}"
 
 
+@cache
+def _babel(locale: str) -> Locale:
+    """Babel's locale object, parsed once (parsing it per call costs more than formatting)."""
+    return Locale.parse(lang(locale).replace("-", "_"))
+
+
+def local_day(value: Any, *, timezone: str = "UTC", locale: str = "en") -> str:
+    """A deadline as the platform gives it: a bare date (`2026-12-01`) is that calendar day
+    (`Dec 1, 2026` / `2026年12月1日`, no zone shift), a time is a `local_time`; anything else
+    is shown as it came."""
+    text = clean(value)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return format_skeleton("yMMMd", date.fromisoformat(text), locale=_babel(locale))
+        except ValueError:
+            return text
+    return local_time(text, timezone=timezone, locale=locale) or text
+
+
+def say(code: Any, locale: str = "en") -> str:
+    """A platform code in the reader's words: `UNDER_REVIEW` → `under review` / `审核中`,
+    Shopify's cancel reason `customer` → `customer request` / `顾客要求取消`. Free text (a
+    deletion message) is returned as it is."""
+    text = clean(code)
+    if not _CODE.fullmatch(text):
+        return text
+    return CODES[lang(locale)].get(text.upper(), text.lower().replace("_", " "))
+
+
 def money(amount: Any, currency: Any = "", *, locale: str = "en") -> str:
-    """`25.00`, `USD` → `$25.00` (en) / `US$25.00` (zh-CN); the raw text when not a number."""
+    """`25.00`, `USD` → `$25.00` (en) / `US$25.00` (zh-CN); a code Babel does not know is
+    written after the number (`25.00 XBT`, not Babel's `XBT25.00`); the raw text when not a
+    number, "" when there is no amount."""
     code = clean(currency, limit=10).upper()
+    if not clean(amount):
+        return ""
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         return f"{clean(amount)} {code}".strip()
     if not value.is_finite():
         return f"{clean(amount)} {code}".strip()
-    babel_locale = lang(locale).replace("-", "_")
+    babel_locale = _babel(locale)
+    number = format_decimal(value, format="#,##0.00##", locale=babel_locale)
     if not code:
-        return format_decimal(value, locale=babel_locale)
+        return number
+    if not is_currency(code):
+        return f"{number} {code}"
     try:
         return format_currency(value, code, locale=babel_locale)
     except (UnknownCurrencyError, ValueError):
-        return f"{format_decimal(value, locale=babel_locale)} {code}"
+        return f"{number} {code}"
 
 
 def trusted(text: str) -> Markup:
@@ -276,8 +375,13 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _mask_name(value: Any) -> str:
     """A name as events carry it is already short ("Jane D.", "王*"); keep only its first word
-    and an initial if a template is handed a full one."""
+    and an initial if a template is handed a full one; a Chinese, Japanese or Korean name
+    keeps its family name (written first) and masks the rest ("王芳" → "王*"), as
+    `pollerd.model.short_name` does."""
     text = clean(value)
+    if _CJK_NAME.match(text):
+        name = "".join(text.split())
+        return name[:1] + "*" * max(1, len(name) - 1)
     parts = text.split()
     if len(parts) < 2:
         return text
@@ -315,6 +419,8 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
     }
     payment = clean(order.get("payment_method_title")) or clean(order.get("payment_method"))
     reason = clean(data.get("reason"))
+    if kind == "order.cancelled" or kind.startswith("dispute."):
+        reason = say(reason, locale)  # a platform code ("customer", "FRAUDULENT"), in words
     when = local_time(data.get("occurred_at"), timezone=timezone, locale=locale)
     is_alert = kind.startswith("alert.")
 
@@ -328,7 +434,10 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
         tail.append(reason)
     else:
         if refunded and kind in ("order.refunded", "order.partially_refunded"):
-            tail.append(words["refund"].format(refunded=cash(refunded), total=cash(total)))
+            if total and _nonzero(total) and Decimal(refunded) >= Decimal(total):
+                tail.append(cash(refunded))  # "Order #1001 refunded · $25.00": all of it
+            else:
+                tail.append(words["refund"].format(refunded=cash(refunded), total=cash(total)))
         elif total:
             tail.append(cash(total))
         tail.append(customer["email"] or customer["name"] or customer["phone"])
@@ -342,19 +451,22 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
     shown = " · ".join(value for value in customer.values() if value)
     if shown:
         before.append((words["customer"], shown))
-    facts = {
-        "status": clean(dispute.get("status")).lower().replace("_", " "),
-        "type": clean(dispute.get("type")).lower(),
+    due = dispute.get("evidence_due_by")
+    facts = {  # in the reader's words: "under review" / "审核中", "Dec 7, 2026 07:59 CST"
+        "status": say(dispute.get("status"), locale),
+        "type": say(dispute.get("type"), locale),
         "amount": clean(dispute.get("amount")),
         "currency": clean(dispute.get("currency"), limit=10),
-        "reason": clean(dispute.get("reason")),
-        "evidence_due_by": clean(dispute.get("evidence_due_by")),
+        "reason": say(dispute.get("reason"), locale),
+        "evidence_due_by": local_day(due, timezone=timezone, locale=locale) if due else "",
     }
     if dispute:
         after.append((words["disputed"], money(facts["amount"], facts["currency"], locale=locale)))
         if facts["evidence_due_by"]:
             after.append((words["evidence"], facts["evidence_due_by"]))
-    if reason:
+    # An alert's reason is already its summary; a deletion's is the platform's "Order #1001
+    # was deleted.", which only repeats the headline (in English, even in a Chinese alert).
+    if reason and not is_alert and kind != "order.deleted":
         after.append((words["reason"], reason))
     return {
         "id": clean(data.get("id")),
@@ -415,13 +527,37 @@ def _environment(folder: Path | None, flavour: str) -> ImmutableSandboxedEnviron
     env.globals["flavour"] = flavour
     # "·" is not in GSM-7: one in an SMS makes it UCS-2, at 70 characters a segment.
     env.globals["sep"] = trusted(" - " if flavour == "sms" else " · ")
-    env.globals["link"] = lambda url, label=None: trusted(link(flavour, str(url), label))
+    env.globals["link"] = _linker(flavour)
     env.globals["b"] = lambda text: trusted(bold(flavour, _escaped(flavour, text)))
     env.filters["raw"] = lambda value: trusted(str(value))
+    env.filters["money"] = _money_filter
     env.filters["mask_email"] = lambda value: mask_email(clean(value) or None) or ""
     env.filters["mask_phone"] = lambda value: mask_phone(clean(value) or None) or ""
     env.filters["mask_name"] = _mask_name
     return env
+
+
+def _linker(flavour: str) -> Callable[..., Markup]:
+    """`link(url, label=None)` for templates: only an http(s) URL becomes a link (a template
+    may hand it an order-derived value, and `javascript:` must never be clickable); otherwise
+    the label alone is shown, escaped."""
+
+    def make(url: Any, label: Any = None) -> Markup:
+        target = admin_url(url)
+        text = None if label is None else _UNSAFE.sub(" ", str(label)).strip()
+        if not target:
+            return trusted(_escaped(flavour, text) if text else "")
+        return trusted(link(flavour, target, text))
+
+    return make
+
+
+@pass_context
+def _money_filter(ctx: Context, amount: Any, currency: Any = None) -> str:
+    """`{{ total|money }}` in the order's currency, `{{ x|money("EUR") }}` in another one;
+    formatted for the template's locale."""
+    code = ctx.get("currency", "") if currency is None else currency
+    return money(amount, code, locale=ctx.get("locale", "en"))
 
 
 def _escaped(flavour: str, value: Any) -> str:
@@ -498,9 +634,9 @@ class Templates:
         footer: Footer | None = None,
     ) -> Message:
         """Many alerts as ONE message (a flash sale through a 20-a-minute robot): the count,
-        the total per currency, one summary line per event (each the event's own `text`
-        title), as many as fit, "… and M more" for the rest."""
-        values = digest_context(self, events, locale=locale, timezone=timezone)
+        the total per currency, one summary line per event (each the event's own title in
+        `flavour`), as many as fit, "… and M more" for the rest."""
+        values = digest_context(self, events, locale=locale, timezone=timezone, flavour=flavour)
         return self._fit("digest", values, flavour, locale, timezone, fits, footer)
 
     def title(self, event: dict[str, Any], *, locale: str = "en", timezone: str = "UTC") -> str:
@@ -521,11 +657,14 @@ class Templates:
         try:
             return _shrink(template, values, flavour, locale, fits, footer)
         except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
-            if not self.user_file(template):
+            # The failing file may be the user's even when `template` is built-in (a user
+            # `layout/wecom.j2` under the built-in `en/order.paid.j2`): any user folder
+            # earns the fallback; without one the bug is pollerd's and must surface.
+            if self.folder is None:
                 raise
             logger.error(
                 "template {} failed ({}: {}); the built-in template was used instead",
-                template.name,
+                _where(exc, template.filename or template.name),
                 type(exc).__name__,
                 exc,
             )
@@ -550,26 +689,55 @@ class Templates:
 
     def problems(self, samples: Iterable[dict[str, Any]]) -> list[str]:
         """Every user template that does not compile, or fails to render one of `samples`
-        (one event JSON per type) in any locale and flavour: `pollerd check` prints these."""
+        (one event JSON per type; the digest is built from them) in any locale and flavour,
+        as `file:line: Error: message`: `pollerd check` prints these."""
         found = self.syntax_problems()
         if found or self.folder is None:
             return found
-        seen: set[str] = set()
-        for sample in samples:
+        events = [s for s in samples if s.get("type") != "digest"]
+        # Every combination, not only those whose event template is the user's: a user
+        # layout or include fails under a built-in event template too. The digest is the
+        # samples' digest.
+        for kind in [*dict.fromkeys(str(s.get("type")) for s in events), "digest"]:
+            sample = next((s for s in events if s.get("type") == kind), None)
             for flavour in FLAVOURS:
                 for locale in LOCALES:
-                    template = self.find(str(sample.get("type")), locale, flavour)
-                    if not self.user_file(template):
-                        continue
                     try:
-                        values = context(sample, locale=locale, timezone="UTC")
+                        template = self.find(kind, locale, flavour)
+                        if sample is None:  # lines from the built-in titles: each event's
+                            # own template is checked (and reported) on its own
+                            values = digest_context(
+                                _builtin(), events, locale=locale, timezone="UTC", flavour=flavour
+                            )
+                        else:
+                            values = context(sample, locale=locale, timezone="UTC")
                         _shrink(template, values, flavour, locale, None, None)
-                    except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
-                        problem = f"{template.filename}: {type(exc).__name__}: {exc}"
-                        if problem not in seen:
-                            seen.add(problem)
+                    except (
+                        TemplateError,
+                        ArithmeticError,
+                        TypeError,
+                        ValueError,
+                        LookupError,
+                    ) as exc:  # what `_fit` falls back from at send time
+                        problem = f"{_where(exc, kind)}: {type(exc).__name__}: {exc}"
+                        if problem not in found:
                             found.append(problem)
         return found
+
+
+def _where(exc: BaseException, default: str) -> str:
+    """`file:line` of the template line that raised `exc` (the innermost template frame: an
+    include or a layout, not only the event template), else `default`."""
+    if isinstance(exc, TemplateSyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    where = default
+    tb = exc.__traceback__
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")  # how Jinja's debug finds it
+        if isinstance(template, Template) and template.filename:
+            where = f"{template.filename}:{template.get_corresponding_lineno(tb.tb_lineno)}"
+        tb = tb.tb_next
+    return where
 
 
 def _render(template: Template, values: dict[str, Any], flavour: str, locale: str) -> Message:
@@ -577,7 +745,8 @@ def _render(template: Template, values: dict[str, Any], flavour: str, locale: st
     else the first line of the body."""
     words = _labels(locale)
     hidden = values.get("hidden", 0)
-    more = words["digest_more" if values.get("type") == "digest" else "more"]
+    key = "digest_more" if values.get("type") == "digest" else "more"
+    more = words[f"{key}_one" if hidden == 1 and f"{key}_one" in words else key]
     variables = {
         **values,
         "t": words,
@@ -653,7 +822,8 @@ def _cut(
     fits: Callable[[Message], bool],
 ) -> Message:
     """Absurd input only (each value is capped, so this needs a tiny limit): drop whole lines
-    from the end, then shorten the last one; the footer is always kept."""
+    between the summary and the last line (the order link), then from the end, then shorten
+    the last one; the footer is always kept."""
 
     def ok(lines: list[str], title: str = message.title) -> bool:
         body = Message(title, "\n".join(lines))
@@ -661,6 +831,8 @@ def _cut(
 
     lines = message.body.split("\n")
     title = message.title
+    while len(lines) > 2 and not ok(lines):
+        lines.pop(-2)
     while len(lines) > 1 and not ok(lines):
         lines.pop()
     last, low, high = lines[-1], 0, len(lines[-1])
@@ -677,10 +849,18 @@ def _cut(
 
 
 def digest_context(
-    templates: Templates, events: Sequence[dict[str, Any]], *, locale: str, timezone: str
+    templates: Templates,
+    events: Sequence[dict[str, Any]],
+    *,
+    locale: str,
+    timezone: str,
+    flavour: str = "text",
 ) -> dict[str, Any]:
     """Variables of the digest template: `count`, `totals` (formatted per currency, each order
-    once as its latest event shows it), `items` (one summary line per event, as `name`)."""
+    once as its latest event shows it), `items` (one summary line per event, as `name`: the
+    event's own title in `flavour`, already escaped, so pollerd's "[store]" stays ours and a
+    customer's "[x](…)" stays inert). The event keys a digest lacks are "", so a layout
+    shared with events renders it under StrictUndefined."""
     orders: dict[tuple[str, str], dict[str, Any]] = {}
     for event in events:
         order = event.get("order")
@@ -695,12 +875,18 @@ def digest_context(
         if amount.is_finite():
             code = clean(order.get("currency"), limit=10)
             sums[code] = sums.get(code, Decimal(0)) + amount
-    lines = [templates.title(e, locale=locale, timezone=timezone) for e in events]
+    lines = [
+        trusted(templates.render(e, flavour=flavour, locale=locale, timezone=timezone).title)
+        for e in events
+    ]
+    totals = [money(value, code, locale=locale) for code, value in sums.items()]
+    label = "digest_total_one" if len(orders) == 1 else "digest_total"
     return {
+        **dict.fromkeys(_EVENT_ONLY, ""),
         "type": "digest",
         "count": len(events),
         "orders": len(orders),
-        "totals": [money(value, code, locale=locale) for code, value in sums.items()],
+        "totals": totals,
         "number": "",
         "when": "",
         "reason": "",
@@ -711,9 +897,9 @@ def digest_context(
         "tail": [],
         "before": [
             (
-                _labels(locale)["digest_total"].format(orders=len(orders)),
-                " · ".join(money(value, code, locale=locale) for code, value in sums.items()),
-            )
+                _labels(locale)[label].format(orders=len(orders)),
+                (" - " if flavour == "sms" else " · ").join(totals),  # as `sep` is
+            ),
         ]
         if sums
         else [],

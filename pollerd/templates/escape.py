@@ -72,6 +72,18 @@ def escape_html(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def escape_email_html(text: str) -> str:
+    """Email HTML: entities, and no autolinked URL (webmail and desktop clients turn a bare
+    `http://…` in HTML text into a live link just as they do in plain text)."""
+    return escape_html(_SCHEME.sub("：", text))
+
+
+def escape_telegram(text: str) -> str:
+    """Telegram HTML: entities, and no @username mention or autolinked URL either (Telegram
+    clients turn both into live entities without any markup: `@boss` pings a group member)."""
+    return escape_html(_SCHEME.sub("：", _MENTION.sub("＠", text)))
+
+
 ESCAPERS: dict[str, Callable[[str], str]] = {
     "text": escape_text,
     "sms": escape_text,
@@ -82,8 +94,8 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
     "feishu": escape_markdown,
     "slack": escape_slack,
     "discord": escape_discord,
-    "telegram": escape_html,
-    "email_html": escape_html,
+    "telegram": escape_telegram,
+    "email_html": escape_email_html,
 }
 
 

@@ -35,10 +35,17 @@ AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 USER, PASSWORD = "hookuser", "PW_TOPSECRET_1234"
 PATH_TOKEN, HEADER_TOKEN = "PATHTOKEN_TOPSECRET_5678", "HDR_TOPSECRET_9abc"
 SECRETS = (PASSWORD, PATH_TOKEN, HEADER_TOKEN)
-SUMMARY = "[acme] Order #1001 paid · 25.00 EUR · Jane D. · 2026-11-22 09:32 UTC"
+SUMMARY = "[acme] Order #1001 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
+HOSTILE = "<s>**x** @everyone [x](http://evil)"
+ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
 
 
-def sample(name: str = "Jane D.") -> Event:
+def sample(
+    name: str = "Jane D.",
+    *,
+    items: tuple[LineItem, ...] = (LineItem("Mug", 2, "12.50"),),
+    admin_url: str | None = None,
+) -> Event:
     order = Order(
         store="acme",
         platform="woocommerce",
@@ -50,7 +57,8 @@ def sample(name: str = "Jane D.") -> Event:
         total="25.00",
         currency="EUR",
         customer_name=name,
-        line_items=(LineItem("Mug", 2, "12.50"),),
+        line_items=items,
+        admin_url=admin_url,
     )
     return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
 
@@ -63,9 +71,11 @@ def hook_url(port: int, scheme: str = "json", query: str = "") -> str:
     )
 
 
-def deliver(url: str, *, times: int = 1, locale: str = "en", **options: Any) -> list[SendResult]:
+def deliver(
+    url: str, *, times: int = 1, locale: str = "en", event: Event | None = None, **options: Any
+) -> list[SendResult]:
     """Render once, send `times` times, like the outbox does."""
-    event = sample()
+    event = event or sample()
 
     async def go() -> list[SendResult]:
         async with httpx.AsyncClient() as http:
@@ -98,7 +108,11 @@ def test_ok_posts_summary_title_and_detail_body(sink: WebhookSink) -> None:
     assert got.headers["x-token"] == HEADER_TOKEN  # the URL's +Header reached the receiver
     payload = got.json()
     assert payload["title"] == SUMMARY
-    assert payload["message"].splitlines() == ["Total: 25.00 EUR", "Customer: Jane D.", "2 × Mug"]
+    assert payload["message"].splitlines() == [
+        "- Total: €25.00",
+        "- Customer: Jane D.",
+        "- 2 × Mug",
+    ]
 
 
 def test_fixed_title_moves_the_summary_into_the_body_in_chinese(sink: WebhookSink) -> None:
@@ -107,8 +121,8 @@ def test_fixed_title_moves_the_summary_into_the_body_in_chinese(sink: WebhookSin
     payload = sink.receipts[0].json()
     assert payload["title"] == "新订单提醒"
     summary, *lines = payload["message"].splitlines()
-    assert summary.startswith("【acme】订单 #1001 已付款 · 25.00 EUR")
-    assert lines[0] == "金额：25.00 EUR"
+    assert summary.startswith("**【acme】订单 #1001 已付款 · €25.00 · Jane D. · 2026年11月22日")
+    assert lines[:2] == ["", "- 金额：€25.00"]
 
 
 def test_form_scheme_posts_fields(sink: WebhookSink) -> None:
@@ -127,8 +141,98 @@ def test_broadcast_mentions_in_order_text_are_broken(sink: WebhookSink) -> None:
             return channel.render(event)
 
     rendered = json.loads(asyncio.run(go()))
-    assert "@everyone" not in rendered["body"] and "@\u2060everyone" in rendered["body"]
+    assert "@everyone" not in rendered["body"] and "＠everyone ＠here Bob" in rendered["body"]
     assert "@here" not in rendered["body"]
+    assert "＠everyone ＠here Bob" in rendered["title"]
+
+
+def render(event: Event, url: str = "json://127.0.0.1:9/", **options: Any) -> dict[str, Any]:
+    """What `render` stores for `event`, decoded."""
+    channel = AppriseChannel(ChannelContext("a", {"url": url, **options}, None))  # type: ignore[arg-type]
+    stored = json.loads(channel.render(event))
+    assert isinstance(stored, dict)
+    return stored
+
+
+def test_stored_form_is_markdown_title_and_body() -> None:
+    stored = render(sample(admin_url=ADMIN))
+    assert stored == {
+        "title": SUMMARY,
+        "body": f"- Total: €25.00\n- Customer: Jane D.\n- 2 × Mug\n- Open: [{ADMIN}]({ADMIN})",
+        "format": "markdown",
+    }
+    fixed = render(sample(), title="Shop")
+    assert fixed["title"] == "Shop" and fixed["body"].startswith(f"**{SUMMARY}**\n")
+
+
+def test_hostile_customer_and_item_are_inert_on_the_wire(sink: WebhookSink) -> None:
+    """Apprise treats the whole message as Markdown (and writes the title into the body of
+    services without a title field), so order data is escaped in title and body alike. Sent
+    through `?format=html`, Apprise's own Markdown → HTML conversion shows the result: no
+    tag, no bold, no mention, no link."""
+    event = sample(HOSTILE, items=(LineItem("*big* <b>", 1, "25.00"),))
+    stored = render(event)
+    for text in (stored["title"], stored["body"]):
+        assert "＜s＞∗∗x∗∗ ＠everyone ［x］(http：//evil)" in text
+        assert "<" not in text and "*" not in text and "@everyone" not in text
+        assert "](" not in text and "http://evil" not in text
+    assert "- 1 × ∗big∗ ＜b＞" in stored["body"]
+    [result] = deliver(hook_url(sink.port, query="format=html"), event=event)
+    assert result.kind == "ok", result.detail
+    page = sink.receipts[0].json()["message"]
+    assert "Customer: ＜s＞∗∗x∗∗ ＠everyone ［x］(http：//evil)" in page
+    for live in ("<s>", "<b>", "<strong>", "<em>", "<a ", "@everyone", "http://evil"):
+        assert live not in page, (live, page)
+
+
+def test_300_items_show_ten_the_count_and_the_link(sink: WebhookSink) -> None:
+    items = tuple(LineItem(f"Sticker {n}", 1, "0.10") for n in range(300))
+    [result] = deliver(hook_url(sink.port), event=sample(items=items, admin_url=ADMIN))
+    assert result.kind == "ok", result.detail
+    [got] = sink.receipts
+    lines = got.json()["message"].splitlines()
+    assert [line for line in lines if "Sticker" in line] == [
+        f"- 1 × Sticker {n}" for n in range(10)
+    ]
+    assert lines[-2:] == ["- … (+290 items)", f"- Open: [{ADMIN}]({ADMIN})"]
+
+
+def test_a_short_service_limit_drops_items_but_keeps_the_link() -> None:
+    """Apprise's own `body_maxlen` per service is the size limit (Apprise would otherwise
+    pass an oversized text upstream, to be refused or cut there)."""
+    items = tuple(LineItem(f"Sticker {n}", 1, "0.10") for n in range(300))
+    channel = AppriseChannel(
+        ChannelContext("a", {"url": "json://127.0.0.1:9/"}, None)  # type: ignore[arg-type]
+    )
+    assert channel._service is not None
+    channel._service.body_maxlen = 250
+    stored = json.loads(channel.render(sample(items=items, admin_url=ADMIN)))
+    body = stored["body"]
+    assert len(body) <= 250 and body.count("Sticker") < 10
+    assert body.endswith(f"items)\n- Open: [{ADMIN}]({ADMIN})") and "- … (+" in body
+
+
+def test_renderings_stored_before_markdown_are_sent_as_text(sink: WebhookSink) -> None:
+    """An outbox row rendered by an older pollerd has no `format`: it is still plain text."""
+    sent: list[dict[str, Any]] = []
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as http:
+            channel = AppriseChannel(ChannelContext("a", {"url": hook_url(sink.port)}, http))
+            assert channel._apprise is not None
+            real = channel._apprise.async_notify
+
+            async def spy(**kwargs: Any) -> Any:
+                sent.append(kwargs)
+                return await real(**kwargs)
+
+            channel._apprise.async_notify = spy  # type: ignore[method-assign]
+            old = json.dumps({"title": "t", "body": "**not bold**"})
+            assert (await channel.send(sample(), old)).kind == "ok"
+            assert (await channel.send(sample(), channel.render(sample()))).kind == "ok"
+
+    asyncio.run(go())
+    assert [call["body_format"] for call in sent] == ["text", "markdown"]
 
 
 def test_plain_text_rendering_is_sent_with_its_first_line_as_title(sink: WebhookSink) -> None:

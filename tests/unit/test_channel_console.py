@@ -13,26 +13,38 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext
 from pollerd.channels.console import ConsoleChannel
-from pollerd.model import Event, Order
+from pollerd.model import Event, LineItem, Order
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
+HOSTILE = "<s>**x** @everyone [x](http://evil)"
+ADMIN = "https://shop.example.com/wp-admin/post.php?post=1001&action=edit"
 
 
-def sample() -> Event:
+def sample(
+    name: str | None = None,
+    *,
+    email: str | None = "j***@example.com",
+    items: tuple[LineItem, ...] = (),
+    number: str = "1001",
+    admin_url: str | None = None,
+) -> Event:
     order = Order(
         store="acme",
         platform="woocommerce",
-        id="1001",
-        number="1001",
+        id=number,
+        number=number,
         status="processing",
         created_at=AT,
         updated_at=AT,
         total="25.00",
         currency="USD",
         payment_method_title="Credit card",
-        customer_email="j***@example.com",
+        customer_email=email,
+        customer_name=name,
+        line_items=items,
+        admin_url=admin_url,
     )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+    return Event("order.paid", "acme", "woocommerce", number, AT, AT, False, order.to_json())
 
 
 def channel(options: Any = None, **ctx: Any) -> ConsoleChannel:
@@ -47,11 +59,56 @@ def test_text_is_summary_and_indented_detail(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr()
     assert out.err == ""
     assert out.out == (
-        "【acme】订单 #1001 已付款 · 25.00 USD · j***@example.com · 2026-11-23 07:30 北京时间\n"
-        "  金额：25.00 USD\n"
+        "【acme】订单 #1001 已付款 · US$25.00 · j***@example.com · 2026年11月23日 07:30 北京时间\n"
+        "  金额：US$25.00\n"
         "  支付方式：Credit card\n"
         "  顾客：j***@example.com\n"
     )
+
+
+def test_text_in_english_with_items_and_link() -> None:
+    event = sample(items=(LineItem("Mug", 2, "20.00"),), admin_url=ADMIN)
+    assert channel().render(event) == (
+        "[acme] Order #1001 paid · $25.00 · j***@example.com · Nov 22, 2026 23:30 UTC\n"
+        "  Total: $25.00\n"
+        "  Payment: Credit card\n"
+        "  Customer: j***@example.com\n"
+        "  2 × Mug\n"
+        f"  Open: {ADMIN}"
+    )
+
+
+def test_hostile_customer_and_item_are_inert() -> None:
+    """The journal is read in terminals and log viewers that link URLs and may forward lines
+    to chat: no tag, mention or link from order data; markdown stays literal text."""
+    event = sample(HOSTILE, email=None, items=(LineItem("*big* <b>", 1, "25.00"),))
+    rendered = channel().render(event)
+    head, *details = rendered.split("\n")
+    assert "· ＜s＞**x** ＠everyone [x](http：//evil) ·" in head
+    assert "  1 × *big* ＜b＞" in details
+    assert "<" not in rendered and "@everyone" not in rendered and "http://" not in rendered
+
+
+def test_300_items_show_ten_and_count_the_rest() -> None:
+    items = tuple(LineItem(f"Sticker {n}", 1, "0.10") for n in range(300))
+    lines = channel().render(sample(items=items, admin_url=ADMIN)).split("\n")
+    assert [line for line in lines if "Sticker" in line] == [
+        f"  1 × Sticker {n}" for n in range(10)
+    ]
+    assert lines[-2:] == ["  … (+290 items)", f"  Open: {ADMIN}"]
+
+
+def test_digest_is_one_block_or_event_json_lines() -> None:
+    events = [sample(number=str(n)) for n in (1001, 1002, 1003)]
+    assert channel().render_digest(events) == (
+        "Digest: 3 order alerts\n"
+        "  Total of 3 orders: $75.00\n"
+        "  [acme] Order #1001 paid · $25.00 · j***@example.com · Nov 22, 2026 23:30 UTC\n"
+        "  [acme] Order #1002 paid · $25.00 · j***@example.com · Nov 22, 2026 23:30 UTC\n"
+        "  [acme] Order #1003 paid · $25.00 · j***@example.com · Nov 22, 2026 23:30 UTC"
+    )
+    as_json = channel({"format": "json"}).render_digest(events)
+    assert [json.loads(line) for line in as_json.split("\n")] == [e.to_json() for e in events]
 
 
 def test_json_is_the_event_body_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,6 @@
-"""`dingtalk` channel against `ChatSim`'s DingTalk robot (real HTTP on loopback); gateway
-answers the simulator does not give come from an `httpx.MockTransport`."""
+"""`dingtalk` channel against `ChatSim`'s DingTalk robot (real HTTP on loopback): markdown from
+the `dingtalk` templates with a title, the `text` fallback, signing, keyword, escaping, fitting;
+gateway answers the simulator does not give come from an `httpx.MockTransport`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from pollerd.channels import dingtalk
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.dingtalk import TEXT_BYTES, DingTalkChannel, sign
 from pollerd.channels.robot import utf8_len
@@ -25,6 +27,9 @@ SECRET = "SECding0001"
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://acme.example.com/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<s>**x**</s> @all @everyone [x](http://evil) <font color="info">'
+# The common brief's hostile customer and item: they must reach the wire inert.
+CUSTOMER = "<s>**x** @everyone [x](http://evil)"
+ITEM = "*big* <b>"
 
 
 def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug") -> Event:
@@ -108,7 +113,7 @@ def test_signed_markdown_is_accepted(sim: ChatSim) -> None:
     assert got.json["markdown"]["title"].startswith("[acme] Order #1001 paid")
     text = got.json["markdown"]["text"]
     assert text.startswith("**") and f"[{ADMIN}]({ADMIN})" in text
-    assert "\n\nTotal: 25.00 EUR\n\n" in text
+    assert "\n\nTotal: €25.00\n\n" in text
     assert "at" not in got.json
 
 
@@ -161,6 +166,16 @@ def test_keyword_is_appended_when_missing() -> None:
     assert got.json["markdown"]["text"].endswith("\n\n订单")
 
 
+def test_keyword_is_in_the_text_fallback_too() -> None:
+    with ChatSim(dingtalk_keyword="订单") as sim:
+        sim.fail("dingtalk", "400402")
+        [result], rendered = deliver(signed(sim, keyword="订单"))
+        [got] = sim.received("dingtalk")
+    assert result.kind == "ok", result.detail
+    assert got.json["msgtype"] == "text" and got.json["text"]["content"].endswith("\n订单")
+    assert got.json == json.loads(rendered)[1]
+
+
 def test_keyword_already_in_the_text_is_not_repeated() -> None:
     with ChatSim(dingtalk_keyword="订单") as sim:
         [result], _ = deliver(signed(sim, keyword="订单"), locale="zh-CN")
@@ -182,14 +197,33 @@ def test_keyword_survives_truncation() -> None:
     with ChatSim(dingtalk_keyword="pollerd-alert") as sim:
         [result], rendered = deliver(signed(sim, keyword="pollerd-alert"), long_event())
     assert result.kind == "ok"
-    text = json.loads(rendered)[0]["markdown"]["text"]
-    assert utf8_len(text) <= TEXT_BYTES and text.endswith("pollerd-alert")
+    markdown, text = json.loads(rendered)
+    assert utf8_len(markdown["markdown"]["text"]) <= TEXT_BYTES
+    assert markdown["markdown"]["text"].endswith("\n\npollerd-alert")
+    assert text["text"]["content"].endswith("\npollerd-alert")
+
+
+def test_keyword_is_counted_in_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyword appended after fitting could push the message over the limit: it is part
+    of what is measured."""
+    monkeypatch.setattr(dingtalk, "TEXT_BYTES", 1200)
+    keyword = "关键词" * 40  # 360 bytes
+    with ChatSim(dingtalk_keyword=keyword) as sim:
+        [result], rendered = deliver(signed(sim, keyword=keyword), long_event())
+    assert result.kind == "ok", result.detail
+    for payload in json.loads(rendered):
+        part = payload[payload["msgtype"]]
+        assert utf8_len(json.dumps(part, ensure_ascii=False)) <= 1200
+        body = part.get("text") or part["content"]
+        assert body.endswith(keyword) and ADMIN in body
 
 
 def test_mention_all_sets_is_at_all(sim: ChatSim) -> None:
-    [result], _ = deliver(signed(sim, mention_all=True))
+    [result], rendered = deliver(signed(sim, mention_all=True))
     assert result.kind == "ok"
-    assert sim.received("dingtalk")[0].json["at"] == {"isAtAll": True}
+    markdown, text = json.loads(rendered)
+    assert markdown["at"] == text["at"] == {"isAtAll": True}
+    assert sim.received("dingtalk")[0].json == markdown
 
 
 def test_hostile_customer_name_is_inert(sim: ChatSim) -> None:
@@ -202,11 +236,79 @@ def test_hostile_customer_name_is_inert(sim: ChatSim) -> None:
     assert "<" not in got["title"] and "@all" not in got["title"]
 
 
+def test_hostile_customer_and_item_reach_the_wire_inert(sim: ChatSim) -> None:
+    sim.fail("dingtalk", "400402")  # the markdown is refused: the text fallback goes out too
+    [result], _ = deliver(signed(sim), sample(name=CUSTOMER, item_name=ITEM))
+    assert result.kind == "ok", result.detail
+    markdown, text = (a.json for a in sim.attempts("dingtalk"))
+    md = markdown["markdown"]["text"]
+    for forbidden in ("<s>", "<b>", "**x**", "*big*", "@everyone", "[x](", "http://evil"):
+        assert forbidden not in md, forbidden
+    assert md.count("**") == 2  # pollerd's own bold summary, nothing else
+    assert "＜s＞∗∗x∗∗ ＠everyone ［x］(http：//evil)" in md and "1 × ∗big∗ ＜b＞ 0" in md
+    plain = text["text"]["content"]
+    for forbidden in ("<s>", "<b>", "@everyone", "http://evil"):
+        assert forbidden not in plain, forbidden
+    title = markdown["markdown"]["title"]
+    assert "<" not in title and "@everyone" not in title
+
+
+def test_rejected_markdown_is_resent_as_text(sim: ChatSim) -> None:
+    sim.fail("dingtalk", "400402")
+    [result], _ = deliver(signed(sim))
+    assert result.kind == "ok", result.detail
+    assert "markdown rejected" in result.detail and "400402" in result.detail
+    assert "sent as text" in result.detail
+    assert [a.json["msgtype"] for a in sim.attempts("dingtalk")] == ["markdown", "text"]
+    text = sim.received("dingtalk")[0].json["text"]["content"]
+    assert text.startswith("[acme] Order #1001 paid") and text.endswith(f"Open: {ADMIN}")
+    assert not text.startswith("**") and f"]({ADMIN})" not in text
+
+
+@pytest.mark.parametrize("kind", ["400402", "460101", "400"])
+def test_both_formats_rejected_is_a_dead_message(sim: ChatSim, kind: str) -> None:
+    sim.fail("dingtalk", kind, count=2)
+    [result], _ = deliver(signed(sim))
+    assert (result.kind, result.scope) == ("permanent", "message")
+    assert "markdown rejected" in result.detail and "text fallback" in result.detail
+    assert len(sim.attempts("dingtalk")) == 2
+    assert TOKEN not in result.detail and SECRET not in result.detail
+
+
 def test_long_alert_fits_and_keeps_the_link(sim: ChatSim) -> None:
     [result], rendered = deliver(signed(sim), long_event(), locale="zh-CN")
     assert result.kind == "ok", result.detail
     text = json.loads(rendered)[0]["markdown"]["text"]
     assert utf8_len(text) <= TEXT_BYTES and ADMIN in text.split("\n\n")[-1]
+
+
+def test_300_items_are_shortened_into_one_message(
+    sim: ChatSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten items of ~400 bytes fit DingTalk's ~20 000 bytes, so the limit is lowered to make
+    the fitting visible: fewer items, "… (+N items)", the link kept, one message."""
+    monkeypatch.setattr(dingtalk, "TEXT_BYTES", 3000)
+    event = sample(items=300, item_name="手工上釉陶瓷马克杯" * 15)
+    [result], rendered = deliver(signed(sim), event)
+    assert result.kind == "ok", result.detail
+    [got] = sim.received("dingtalk")  # ONE message
+    markdown, text = json.loads(rendered)
+    assert got.json == markdown
+    for lines in (markdown["markdown"]["text"].split("\n\n"), text["text"]["content"].split("\n")):
+        shown = sum(" × 手工上釉" in line for line in lines)
+        assert 0 < shown < 10
+        assert lines[-2] == f"… (+{300 - shown} items)" and ADMIN in lines[-1]
+    for payload in (markdown, text):
+        part = payload[payload["msgtype"]]
+        assert utf8_len(json.dumps(part, ensure_ascii=False)) <= 3000
+
+
+def test_300_items_at_the_real_limit_show_ten(sim: ChatSim) -> None:
+    [result], rendered = deliver(signed(sim), sample(items=300), locale="zh-CN")
+    assert result.kind == "ok", result.detail
+    paragraphs = json.loads(rendered)[0]["markdown"]["text"].split("\n\n")
+    assert sum(p.startswith("1 × Mug") for p in paragraphs) == 10
+    assert paragraphs[-2] == "…（另有 290 项）" and ADMIN in paragraphs[-1]
 
 
 # --- classification ---------------------------------------------------------------------------
@@ -220,9 +322,6 @@ def test_long_alert_fits_and_keeps_the_link(sim: ChatSim) -> None:
         ("reset", "retry", "message", None),
         ("310000", "permanent", "channel", None),
         ("300001", "permanent", "channel", None),
-        ("400402", "permanent", "message", None),
-        ("460101", "permanent", "message", None),
-        ("400", "permanent", "message", None),
     ],
 )
 def test_failure_classes(
@@ -231,6 +330,7 @@ def test_failure_classes(
     sim.fail("dingtalk", kind)
     [result], _ = deliver(signed(sim))
     assert (result.kind, result.scope, result.retry_after) == (expected, scope, after)
+    assert len(sim.attempts("dingtalk")) == 1  # not a payload problem: no text fallback
     assert TOKEN not in result.detail and SECRET not in result.detail
 
 

@@ -1,6 +1,6 @@
 """`discord` channel against `ChatSim`'s webhook: success, every refusal it has, mentions locked
-off, markdown escaping of attacker-chosen order text, the 2000 limit, and the webhook token kept
-out of details and reprs."""
+off, markdown escaping of attacker-chosen order text (the engine's `discord` flavour), the 2000
+limit, digests, and the webhook token kept out of details and reprs."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ import pytest
 from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
-from pollerd.channels.discord import CONTENT_LIMIT, DiscordChannel, escape
+from pollerd.channels.discord import CONTENT_LIMIT, DiscordChannel
 from pollerd.model import Event, LineItem, Order
 from pollerd.sim.chat import ChatSim
+from pollerd.templates.escape import escape_discord
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = "<s>** @everyone @here <@123> [x](http://evil) __u__ ~~s~~ `c` ||spoiler|| # h"
+CUSTOMER = "<s>**x** @everyone [x](http://evil)"
+ITEM = "*big* <b>"
+LINK = f"Open: <{ADMIN}>"  # pollerd's own link: `<…>` keeps Discord from embedding it
+SUMMARY = "[acme] Order #1001 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
 TOKEN = "discord-token-0001"
 
 
@@ -62,6 +67,29 @@ def offline(locale: str = "en", **options: Any) -> DiscordChannel:
     return DiscordChannel(ChannelContext("dc", {"url": url, **options}, None, locale=locale))  # type: ignore[arg-type]
 
 
+def order_events(count: int) -> list[Event]:
+    """`count` paid orders #1000… of 25.00 EUR each, for digests."""
+    order = sample().order
+    return [
+        Event(
+            "order.paid",
+            "acme",
+            "woocommerce",
+            f"{1000 + i}",
+            AT,
+            AT,
+            False,
+            {**order, "id": f"{1000 + i}", "number": f"{1000 + i}"},
+        )
+        for i in range(count)
+    ]
+
+
+def live(text: str) -> str:
+    """What of `text` Discord could read as markup: every backslash pair removed."""
+    return re.sub(r"\\.", "", text)
+
+
 def units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -86,13 +114,12 @@ def test_ok_waits_for_the_message_and_locks_mentions(sim: ChatSim) -> None:
     assert sent["allowed_mentions"] == {"parse": []} and sent["flags"] == 4
     assert sent["username"] == "pollerd"
     first, *_, last = sent["content"].split("\n")
-    assert (
-        unescaped(first)
-        == "**[acme] Order #1001 paid · 25.00 EUR · Jane D. · 2026-11-22 09:32 UTC**"
-    )
+    assert unescaped(first) == f"**{SUMMARY}**"
     assert unescaped(first) == first.replace("\\", "")
-    assert "1 × Mug 0" in unescaped(sent["content"])
-    assert last == f"Open\\: <{ADMIN}>"
+    assert unescaped(sent["content"]) == (
+        f"**{SUMMARY}**\nTotal: €25.00\nCustomer: Jane D.\n1 × Mug 0\n1 × Mug 1\n{LINK}"
+    )
+    assert last == LINK
 
 
 def test_thread_id_goes_in_the_query(sim: ChatSim) -> None:
@@ -108,10 +135,26 @@ def test_hostile_order_text_is_inert(sim: ChatSim) -> None:
     [attempt] = sim.attempts("discord")
     content = attempt.json["content"]
     assert HOSTILE in unescaped(content)  # shown exactly as typed
-    head, *lines, _link = content.split("\n")
-    assert head.startswith("**") and head.endswith("**")
-    bare = re.sub(r"\\.", "", "\n".join([head[2:-2], *lines]))  # every escape pair removed
-    assert not re.search(r"[*_~`|<>\[\]():@#\\-]", bare), bare  # no markup character is left
+    assert content.count(escape_discord(HOSTILE)) >= 3  # name, item, reason: all escaped
+    head, *lines, link = content.split("\n")
+    assert head.startswith("**") and head.endswith("**") and link == LINK
+    bare = live("\n".join([head[2:-2], *lines]))
+    assert not re.search(r"[*_~`|<>()@\\]", bare), bare  # no markup but pollerd's "[acme]"
+    assert attempt.answer_json()["mention_everyone"] is False
+
+
+def test_hostile_customer_and_item_reach_the_webhook_inert(sim: ChatSim) -> None:
+    [result] = deliver(sim.endpoint("discord"), sample(name=CUSTOMER, item_name=ITEM))
+    assert result.kind == "ok", result.detail
+    [attempt] = sim.attempts("discord")
+    content = attempt.json["content"]
+    head, *lines, link = content.split("\n")
+    bare = live("\n".join([head[2:-2], *lines]))
+    assert "<" not in bare and "*" not in bare  # no tag, no bold but the summary's own
+    assert "@" not in bare and "](" not in bare and "://" not in bare  # no mention, no link
+    assert f"**[acme] Order \\#1001 paid · €25.00 · {escape_discord(CUSTOMER)} · " in head
+    assert f"1 × {escape_discord(ITEM)} 0" in lines and link == LINK
+    assert attempt.json["allowed_mentions"] == {"parse": []}
     assert attempt.answer_json()["mention_everyone"] is False
 
 
@@ -127,8 +170,8 @@ def test_hostile_order_text_is_inert(sim: ChatSim) -> None:
     ],
 )
 def test_escape(raw: str, safe: str) -> None:
-    assert escape(raw) == safe
-    assert unescaped(escape(raw)) == raw
+    assert escape_discord(raw) == safe
+    assert unescaped(escape_discord(raw)) == raw
 
 
 def test_allowed_mentions_cannot_be_configured() -> None:
@@ -142,26 +185,53 @@ def test_many_items_are_cut_to_the_limit_keeping_the_link(sim: ChatSim) -> None:
     assert units(content) <= CONTENT_LIMIT
     shown = content.count("× ")
     assert 0 < shown < 10
-    body, link = content.rsplit("\n", 1)
-    assert unescaped(body).endswith(f"… (+{40 - shown} items)") and link == f"Open\\: <{ADMIN}>"
+    assert unescaped(content).endswith(f"… (+{40 - shown} items)\n{LINK}")
     [result] = deliver(sim.endpoint("discord"), event)
     assert result.kind == "ok"
 
 
-def test_absurd_fields_are_cut_and_the_link_kept() -> None:
+def test_300_items_are_shortened_into_one_message(sim: ChatSim) -> None:
+    event = sample(items=300, item_name="R&D (EU) #" * 20)  # ~280 UTF-16 units each, escaped
+    [result] = deliver(sim.endpoint("discord"), event)
+    assert result.kind == "ok", result.detail
+    [got] = sim.attempts("discord")  # one message, not a thread of them
+    content = got.json["content"]
+    assert units(content) <= CONTENT_LIMIT
+    shown = content.count("× ")
+    assert 0 < shown < 10  # the limit, not only the template's 10 items, cut them
+    assert content.endswith(f"… (+{300 - shown} items)\n{LINK}")
+    assert unescaped(content.split("\n")[0]) == f"**{SUMMARY}**"
+
+
+def test_absurd_fields_are_shortened_and_the_link_kept() -> None:
     star = "*" * 200
     event = sample(
         name=star, items=0, store=star, number=star, payment_method_title=star, cancel_reason=star
     )
     content = offline().render(event)
-    assert units(content) <= CONTENT_LIMIT and content.endswith(f"<{ADMIN}>")
-    assert "…" in content
-    assert not content.split("\n")[-2].endswith("\\…")  # never half an escape
+    assert units(content) <= CONTENT_LIMIT and content.endswith(f"\n{LINK}")
+    assert "Payment: " not in content  # the brief form: summary and link
+    head = content.split("\n")[0]
+    assert head.startswith("**") and head.endswith("**") and not live(head[2:-2]).count("*")
 
 
 def test_chinese_marker() -> None:
     content = offline(locale="zh-CN").render(sample(items=40, item_name="*" * 190))
+    assert unescaped(content).startswith("**【acme】订单 #1001 已付款 · €25.00")
     assert re.search(r"…（另有 \d+ 项）\n后台：<https://", unescaped(content))
+
+
+def test_digest_fits_and_counts_the_rest() -> None:
+    content = offline().render_digest(order_events(30))
+    head, total, first, *_, more = content.split("\n")
+    assert head.startswith("**Digest: 30 order alerts") and head.endswith("**")
+    assert total == "Total of 30 orders: €750.00"
+    assert unescaped(first) == "[acme] Order #1000 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
+    assert more == "… and 20 more" and content.count("\n") == 1 + 1 + 10
+    hostile = offline().render_digest([sample(name=HOSTILE * 3)] * 400)
+    assert units(hostile) <= CONTENT_LIMIT and "@everyone" not in live(hostile)
+    shown = unescaped(hostile).count("[acme] Order #1001 paid")
+    assert 0 < shown <= 10 and hostile.endswith(f"\n… and {400 - shown} more")
 
 
 @pytest.mark.parametrize(

@@ -31,13 +31,20 @@ from pydantic import ValidationError
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.email import EmailChannel, message_id
 from pollerd.model import Event, LineItem, Order
-from pollerd.templates import summary
+from pollerd.templates import templates_for
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 PASSWORD = "s3cret-Passw0rd"
+HOSTILE = "<s>**x** @everyone [x](http://evil)"
+ADMIN = "https://shop.example.com/wp-admin/post.php?post=1001&action=edit"
 
 
-def sample(name: str = "<s>Eve</s> & co") -> Event:
+def sample(
+    name: str = "<s>Eve</s> & co",
+    *,
+    email: str | None = "e***@example.com",
+    items: tuple[LineItem, ...] = (LineItem("Mug <script>alert(1)</script>", 2, "20.00"),),
+) -> Event:
     order = Order(
         store="acme",
         platform="woocommerce",
@@ -49,10 +56,10 @@ def sample(name: str = "<s>Eve</s> & co") -> Event:
         total="25.00",
         currency="EUR",
         payment_method_title="Card <b>",
-        customer_email="e***@example.com",
+        customer_email=email,
         customer_name=name,
-        admin_url="https://shop.example.com/wp-admin/post.php?post=1001&action=edit",
-        line_items=(LineItem("Mug <script>alert(1)</script>", 2, "20.00"),),
+        admin_url=ADMIN,
+        line_items=items,
     )
     return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
 
@@ -226,19 +233,28 @@ def test_plain_delivery_builds_the_whole_message() -> None:
     assert envelope.rcpt_tos == ["ops@example.com", "owner@example.com"]
     [msg] = inbox.messages
     assert msg.get_content_type() == "multipart/alternative"
-    parts = [part.get_content_type() for part in msg.iter_parts()]
-    assert parts == ["text/plain", "text/html"]
+    types = [part.get_content_type() for part in msg.iter_parts()]
+    assert types == ["text/plain", "text/html"]
     expected_id = "<" + hashlib.sha256(b"acme:1001:order.paid").hexdigest()[:32] + "@pollerd>"
     assert msg["Message-ID"] == expected_id == message_id(event.id)
-    assert msg["Subject"] == summary(event.to_json(), timezone="Asia/Shanghai")
-    assert msg["Subject"].endswith("2026-11-23 07:30 CST")
+    subject = templates_for().render(
+        event.to_json(), flavour="email_text", timezone="Asia/Shanghai"
+    )
+    assert msg["Subject"] == subject.title
+    assert msg["Subject"] == (
+        "[acme] Order #1001 paid · €25.00 · e***@example.com · Nov 23, 2026 07:30 CST"
+    )
     assert msg["From"] == "pollerd <alerts@example.com>"
     assert msg["To"] == "ops@example.com, Owner <owner@example.com>"
     assert msg["Date"] == "Mon, 23 Nov 2026 07:30:00 +0800"
     assert msg["Auto-Submitted"] == "auto-generated"
     assert inbox.over_tls == [False]
-    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "<s>Eve</s> & co" in text and "2 × Mug <script>" in text
+    text, _ = parts(msg)
+    assert text.startswith(msg["Subject"] + "\n\n")  # the email_text flavour: summary, details
+    assert "Customer: ＜s＞Eve＜/s＞ & co · e***@example.com" in text
+    assert "2 × Mug ＜script＞alert(1)＜/script＞" in text
+    assert f"Open: {ADMIN}" in text
+    assert "-- " not in text  # no unsubscribe footer without a public_url
 
 
 def test_html_escapes_every_order_value() -> None:
@@ -287,9 +303,53 @@ def test_zh_cn_subject_survives_encoding() -> None:
         )
         result = asyncio.run(channel.send(event, channel.render(event)))
     assert result.kind == "ok"
-    assert inbox.messages[0]["Subject"].startswith("【acme】订单 #1001 已付款")
-    assert inbox.messages[0]["Subject"].endswith("07:30 北京时间")
+    assert inbox.messages[0]["Subject"].startswith("【acme】订单 #1001 已付款 · €25.00")
+    assert inbox.messages[0]["Subject"].endswith("2026年11月23日 07:30 北京时间")
     assert inbox.messages[0]["From"] == "运维 <alerts@example.com>"
+
+
+def parts(msg: EmailMessage) -> tuple[str, str]:
+    """(text part, HTML part) of a delivered message, with "\n" line ends."""
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    page = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    return text.replace("\r\n", "\n"), page.replace("\r\n", "\n")
+
+
+def test_hostile_customer_and_item_reach_every_part_inert() -> None:
+    """No tag, bold, mention or link from order data: not in the Subject (the name is the
+    summary's customer when there is no email), the text part or the HTML part."""
+    inbox = Inbox()
+    event = sample(name=HOSTILE, email=None, items=(LineItem("*big* <b>", 1, "25.00"),))
+    with smtp_server(inbox) as port:
+        [result] = deliver(port, event, security="none")
+    assert result.kind == "ok", result.detail
+    [msg] = inbox.messages
+    text, page = parts(msg)
+    for shown in (msg["Subject"], text):
+        assert "＜s＞**x** ＠everyone [x](http：//evil)" in shown
+        assert "<" not in shown and "@everyone" not in shown and "http://evil" not in shown
+    assert "1 × *big* ＜b＞" in text
+    assert "&lt;s&gt;**x** @everyone [x](http：//evil)" in page
+    assert "1 × *big* &lt;b&gt;" in page
+    assert "<s>" not in page and "<b>" not in page and "http://evil" not in page
+    assert page.count("<strong>") == 1  # pollerd's own summary line, nothing else bold
+    assert page.count("<a ") == 1 and f'<a href="{ADMIN.replace("&", "&amp;")}">' in page
+
+
+def test_300_items_list_ten_and_count_the_rest() -> None:
+    """An alert is not an invoice: at most 10 line items, then "… (+N items)"; the admin link
+    stays, and it is still one message (email has no byte limit to fit)."""
+    inbox = Inbox()
+    items = tuple(LineItem(f"Sticker {n}", 1, "0.10") for n in range(300))
+    with smtp_server(inbox) as port:
+        [result] = deliver(port, sample(items=items), security="none")
+    assert result.kind == "ok", result.detail
+    [msg] = inbox.messages
+    text, page = parts(msg)
+    assert text.count("1 × Sticker") == 10 and "1 × Sticker 9\n" in text
+    assert "… (+290 items)" in text and f"Open: {ADMIN}" in text
+    assert page.count("<li>1 × Sticker") == 10 and "<li>… (+290 items)</li>" in page
+    assert f'<a href="{ADMIN.replace("&", "&amp;")}">' in page
 
 
 def test_starttls_with_trusted_ca_file(certs: Certs) -> None:

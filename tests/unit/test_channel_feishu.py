@@ -1,5 +1,7 @@
-"""`feishu` and `lark` channels against `ChatSim`'s Feishu bot (real HTTP on loopback); the
-older success shape and a few other answers come from an `httpx.MockTransport`."""
+"""`feishu` and `lark` channels against `ChatSim`'s Feishu bot (real HTTP on loopback): an
+interactive card from the `feishu` templates, the `text` fallback, signing, keyword, escaping,
+fitting to the 20 KB body; the older success shape and a few other answers come from an
+`httpx.MockTransport`."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pydantic import ValidationError
 from pollerd.channels import feishu
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.feishu import FeishuChannel, LarkChannel, sign
-from pollerd.channels.robot import Words, utf8_len
+from pollerd.channels.robot import utf8_len
 from pollerd.model import Event, LineItem, Order
 from pollerd.sim.chat import ChatSim
 
@@ -25,6 +27,9 @@ SECRET = "feishu-secret-0001"
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://acme.example.com/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<at user_id="all">x</at> <s>**x**</s> @all @everyone [x](http://evil)'
+# The common brief's hostile customer and item: they must reach the wire inert.
+CUSTOMER = "<s>**x** @everyone [x](http://evil)"
+ITEM = "*big* <b>"
 
 
 def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug") -> Event:
@@ -93,9 +98,17 @@ def signed(sim: ChatSim, **more: Any) -> dict[str, Any]:
     return {"url": sim.endpoint("feishu"), "secret": SECRET, **more}
 
 
-def texts(post: dict[str, Any]) -> list[str]:
-    [block] = post["content"]["post"].values()
-    return ["".join(e.get("text", "") for e in row) for row in block["content"]]
+def lines(card: dict[str, Any]) -> list[str]:
+    """The lines of the card's lark_md block (the alert's body)."""
+    first = card["card"]["elements"][0]["text"]
+    assert first["tag"] == "lark_md"
+    return str(first["content"]).split("\n")
+
+
+def header(card: dict[str, Any]) -> str:
+    title = card["card"]["header"]["title"]
+    assert title["tag"] == "plain_text"
+    return str(title["content"])
 
 
 # --- signing ----------------------------------------------------------------------------------
@@ -107,20 +120,30 @@ def test_research_vector() -> None:
     assert sign("this is secret", 1700000000) == "OfGzRzoUICBOoc8wVra1e4A1hPfbZ9zqXozA8CWVUuY="
 
 
-def test_signed_post_is_accepted(sim: ChatSim) -> None:
+def test_signed_card_is_accepted(sim: ChatSim) -> None:
     [result], _ = deliver(signed(sim))
     assert result.kind == "ok", result.detail
     [got] = sim.received("feishu")
     assert got.json["sign"] == sign(SECRET, int(got.json["timestamp"]))
     assert isinstance(got.json["timestamp"], str) and len(got.json["timestamp"]) == 10
-    assert got.json["msg_type"] == "post"
-    block = got.json["content"]["post"]["en_us"]
-    assert block["title"].startswith("[acme] Order #1001 paid")
-    assert block["content"][0] == [{"tag": "text", "text": "Total: 25.00 EUR"}]
-    assert block["content"][-1] == [
-        {"tag": "text", "text": "Open: "},
-        {"tag": "a", "text": ADMIN, "href": ADMIN},
-    ]
+    assert got.json["msg_type"] == "interactive"
+    assert header(got.json).startswith("[acme] Order #1001 paid · €25.00 · j***@example.com")
+    body = lines(got.json)
+    assert body[0] == "Total: €25.00" and body[-1] == f"Open: [{ADMIN}]({ADMIN})"
+    assert "1 × Mug 0" in body and "1 × Mug 1" in body
+
+
+def test_card_has_the_feishu_card_shape() -> None:
+    """msg_type interactive, a plain_text header, one div of lark_md: nothing else."""
+    unused = cast(httpx.AsyncClient, None)  # rendering never touches the network
+    channel = FeishuChannel(ChannelContext("ops", {"hook": HOOK}, unused))
+    card, text = json.loads(channel.render(sample(items=1)))
+    assert set(card) == {"msg_type", "card"} and set(card["card"]) == {"header", "elements"}
+    assert card["card"]["header"] == {"title": {"tag": "plain_text", "content": header(card)}}
+    [element] = card["card"]["elements"]
+    assert element == {"tag": "div", "text": {"tag": "lark_md", "content": "\n".join(lines(card))}}
+    assert text == {"msg_type": "text", "content": {"text": text["content"]["text"]}}
+    assert text["content"]["text"].splitlines()[0] == header(card)
 
 
 def test_signature_is_fresh_on_every_attempt() -> None:
@@ -140,11 +163,12 @@ def test_signature_is_fresh_on_every_attempt() -> None:
     }
 
 
-def test_chinese_alert_uses_the_zh_cn_block(sim: ChatSim) -> None:
+def test_chinese_alert(sim: ChatSim) -> None:
     [result], _ = deliver(signed(sim), locale="zh-CN")
     assert result.kind == "ok"
-    post = sim.received("feishu")[0].json["content"]["post"]
-    assert list(post) == ["zh_cn"] and post["zh_cn"]["title"].startswith("【acme】订单 #1001")
+    card = sim.received("feishu")[0].json
+    assert header(card).startswith("【acme】订单 #1001 已付款 · €25.00")
+    assert lines(card)[0] == "金额：€25.00" and lines(card)[-1].startswith("后台：[")
 
 
 def test_unsigned_bot_gets_no_signature() -> None:
@@ -180,12 +204,12 @@ def test_older_success_shape_is_accepted() -> None:
 # --- fallback ---------------------------------------------------------------------------------
 
 
-def test_rejected_post_is_resent_as_text(sim: ChatSim) -> None:
+def test_rejected_card_is_resent_as_text(sim: ChatSim) -> None:
     sim.fail("feishu", "9499")
     [result], _ = deliver(signed(sim))
     assert result.kind == "ok"
-    assert "post rejected" in result.detail and "9499" in result.detail
-    assert [a.json["msg_type"] for a in sim.attempts("feishu")] == ["post", "text"]
+    assert "card rejected" in result.detail and "9499" in result.detail
+    assert [a.json["msg_type"] for a in sim.attempts("feishu")] == ["interactive", "text"]
     text = sim.received("feishu")[0].json["content"]["text"]
     assert text.startswith("[acme] Order #1001 paid") and text.endswith(f"Open: {ADMIN}")
 
@@ -204,14 +228,16 @@ def test_keyword_is_appended_when_missing() -> None:
     with ChatSim(feishu_keyword="pollerd") as sim:
         [result], rendered = deliver(signed(sim, keyword="pollerd"))
     assert result.kind == "ok", result.detail
-    post, text = json.loads(rendered)
-    assert texts(post)[-1] == "pollerd" and text["content"]["text"].endswith("\npollerd")
+    card, text = json.loads(rendered)
+    last = card["card"]["elements"][-1]
+    assert last == {"tag": "div", "text": {"tag": "plain_text", "content": "pollerd"}}
+    assert text["content"]["text"].endswith("\npollerd")
 
 
 def test_keyword_already_in_the_text_is_not_repeated(sim: ChatSim) -> None:
     [_], rendered = deliver(signed(sim, keyword="Total"))
-    post, text = json.loads(rendered)
-    assert texts(post)[-1].startswith("Open: ") and text["content"]["text"].endswith(ADMIN)
+    card, text = json.loads(rendered)
+    assert len(card["card"]["elements"]) == 1 and text["content"]["text"].endswith(ADMIN)
 
 
 def test_missing_keyword_holds_the_channel() -> None:
@@ -224,24 +250,38 @@ def test_missing_keyword_holds_the_channel() -> None:
 def test_mention_all(sim: ChatSim) -> None:
     [result], rendered = deliver(signed(sim, mention_all=True))
     assert result.kind == "ok"
-    post, text = json.loads(rendered)
-    [block] = post["content"]["post"].values()
-    assert block["content"][-1] == [{"tag": "at", "user_id": "all"}]
+    card, text = json.loads(rendered)
+    last = card["card"]["elements"][-1]
+    assert last == {"tag": "div", "text": {"tag": "lark_md", "content": "<at id=all></at>"}}
     assert text["content"]["text"].endswith('<at user_id="all">所有人</at>')
 
 
 def test_hostile_customer_name_is_inert(sim: ChatSim) -> None:
     [result], rendered = deliver(signed(sim), sample(name=HOSTILE))
     assert result.kind == "ok"
-    post, text = json.loads(rendered)
-    customer = next(t for t in texts(post) if t.startswith("Customer:"))
+    card, text = json.loads(rendered)
+    customer = next(t for t in lines(card) if t.startswith("Customer:"))
     plain = next(t for t in text["content"]["text"].splitlines() if t.startswith("Customer:"))
     for line in (customer, plain):
         for forbidden in ("<at", "<s>", "@all", "@everyone", "http://evil"):
             assert forbidden not in line, forbidden
-        assert "＜at user_id=" in line
-    assert all(e["tag"] == "text" for row in post["content"]["post"]["en_us"]["content"][:-1]
-               for e in row)  # fmt: skip
+        assert "＜at user" in line
+    assert "**x**" not in customer and "[x](" not in customer
+
+
+def test_hostile_customer_and_item_reach_the_wire_inert(sim: ChatSim) -> None:
+    sim.fail("feishu", "9499")  # the card is refused: the text fallback goes on the wire too
+    [result], _ = deliver(signed(sim), sample(name=CUSTOMER, item_name=ITEM))
+    assert result.kind == "ok", result.detail
+    card, text = (a.json for a in sim.attempts("feishu"))
+    body = "\n".join(lines(card))
+    for forbidden in ("<s>", "<b>", "<at", "**", "*big*", "@everyone", "[x](", "http://evil"):
+        assert forbidden not in body, forbidden
+    assert "＜s＞∗∗x∗∗ ＠everyone ［x］(http：//evil)" in body and "1 × ∗big∗ ＜b＞ 0" in body
+    plain = text["content"]["text"]
+    for forbidden in ("<s>", "<b>", "<at", "@everyone", "http://evil"):
+        assert forbidden not in plain, forbidden
+    assert "<" not in header(card) and "@everyone" not in header(card)
 
 
 def test_oversized_body_is_cut_to_fit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,19 +293,40 @@ def test_oversized_body_is_cut_to_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     [result], rendered = deliver({"hook": HOOK, "secret": SECRET}, event, locale="zh-CN",
                                  transport=ok_transport(seen))  # fmt: skip
     assert result.kind == "ok"
-    post, text = json.loads(rendered)
+    card, text = json.loads(rendered)
     assert len(seen[0].content) <= 1500
-    rows = texts(post)
-    assert rows[-1] == f"后台：{ADMIN}" and rows[-2].startswith("…（另有 ")
+    rows = lines(card)
+    assert rows[-1] == f"后台：[{ADMIN}]({ADMIN})" and rows[-2].startswith("…（另有 ")
     assert text["content"]["text"].endswith(ADMIN)
     assert utf8_len(json.dumps(text, ensure_ascii=False)) <= 1500
 
 
-def test_words_reach_the_post_in_order() -> None:
-    words = Words.of(sample(items=1), locale="en", timezone="UTC")
-    unused = cast(httpx.AsyncClient, None)  # rendering never touches the network
-    channel = FeishuChannel(ChannelContext("ops", {"hook": HOOK}, unused))
-    assert texts(channel.post(words)) == [*words.body(), f"Open: {ADMIN}"]
+def test_300_items_are_shortened_into_one_message(
+    sim: ChatSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten items of ~400 bytes fit the 20 KB body, so the limit is lowered to make the fitting
+    visible: fewer items, "… (+N items)", the link kept, one message, signature included."""
+    monkeypatch.setattr(feishu, "BODY_BYTES", 3000)
+    event = sample(items=300, item_name="手工上釉陶瓷马克杯" * 15)
+    [result], rendered = deliver(signed(sim), event)
+    assert result.kind == "ok", result.detail
+    [got] = sim.received("feishu")  # ONE message
+    assert len(got.body) <= 3000
+    card, text = json.loads(rendered)
+    assert got.json["card"] == card["card"]
+    for body in (lines(card), text["content"]["text"].splitlines()):
+        shown = sum(" × 手工上釉" in line for line in body)
+        assert 0 < shown < 10
+        assert body[-2] == f"… (+{300 - shown} items)" and ADMIN in body[-1]
+    assert utf8_len(json.dumps(text, ensure_ascii=False)) <= 3000
+
+
+def test_300_items_at_the_real_limit_show_ten(sim: ChatSim) -> None:
+    [result], rendered = deliver(signed(sim), sample(items=300), locale="zh-CN")
+    assert result.kind == "ok", result.detail
+    body = lines(json.loads(rendered)[0])
+    assert sum(line.startswith("1 × Mug") for line in body) == 10
+    assert body[-2] == "…（另有 290 项）" and ADMIN in body[-1]
 
 
 # --- classification ---------------------------------------------------------------------------

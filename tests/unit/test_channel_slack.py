@@ -1,7 +1,7 @@
 """`slack` channel against `ChatSim`'s incoming webhook: success, every refusal it has, escaping
-of attacker-chosen order text, the 3000-character section limit, and secrets kept out of details.
-Answers the simulator cannot give (a 2xx that is not `ok`, a redirect) are fed to the classifier
-as plain `httpx.Response`s."""
+of attacker-chosen order text (the engine's `slack` flavour), the 3000-character section limit,
+digests, and secrets kept out of details. Answers the simulator cannot give (a 2xx that is not
+`ok`, a redirect) are fed to the classifier as plain `httpx.Response`s."""
 
 from __future__ import annotations
 
@@ -17,14 +17,20 @@ import pytest
 from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
-from pollerd.channels.slack import SECTION_LIMIT, SlackChannel, escape
+from pollerd.channels.slack import SECTION_LIMIT, SlackChannel
 from pollerd.model import Event, LineItem, Order
 from pollerd.sim.chat import ChatSim
+from pollerd.templates.escape import escape_slack
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
+SLACK_ADMIN = ADMIN.replace("&", "&amp;")
+LINK = f"Open: <{SLACK_ADMIN}|{SLACK_ADMIN}>"  # the one `<…>` of an alert, pollerd's own
 HOSTILE = "<s>** @everyone @here [x](http://evil) <!channel> <@U0001|boss> & co"
+CUSTOMER = "<s>**x** @everyone [x](http://evil)"
+ITEM = "*big* <b>"
 HOOK_PATH = "/services/T000/B000/XXXX"
+SUMMARY = "[acme] Order #1001 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
 
 
 def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug", **extra: Any) -> Event:
@@ -64,17 +70,41 @@ def deliver(
     return asyncio.run(go())
 
 
-def rendered(event: Event) -> dict[str, Any]:
-    async def go() -> str:
-        async with httpx.AsyncClient() as http:
-            return channel(http, "https://hooks.slack.com" + HOOK_PATH).render(event)
+def offline(locale: str = "en") -> SlackChannel:
+    url = "https://hooks.slack.com" + HOOK_PATH
+    return SlackChannel(ChannelContext("s", {"url": url}, None, locale=locale))  # type: ignore[arg-type]
 
-    payload: dict[str, Any] = json.loads(asyncio.run(go()))
+
+def rendered(event: Event, locale: str = "en") -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(offline(locale).render(event))
     return payload
 
 
 def texts(payload: dict[str, Any]) -> list[str]:
     return [payload["text"], *(block["text"]["text"] for block in payload["blocks"])]
+
+
+def without_link(text: str) -> str:
+    """The section text minus pollerd's own `<url|url>` link markup."""
+    return re.sub(r"<https://shop\.example/[^<>]*>", "", text)
+
+
+def order_events(count: int) -> list[Event]:
+    """`count` paid orders #1000… of 25.00 EUR each, for digests."""
+    order = sample().order
+    return [
+        Event(
+            "order.paid",
+            "acme",
+            "woocommerce",
+            f"{1000 + i}",
+            AT,
+            AT,
+            False,
+            {**order, "id": f"{1000 + i}", "number": f"{1000 + i}"},
+        )
+        for i in range(count)
+    ]
 
 
 @pytest.fixture
@@ -90,11 +120,11 @@ def test_ok_posts_blocks_with_summary_details_and_link(sim: ChatSim) -> None:
     assert got.headers["content-type"].startswith("application/json")
     payload = got.json
     assert payload["unfurl_links"] is False and payload["unfurl_media"] is False
-    assert "Order #1001 paid" in payload["text"] and "25.00 EUR" in payload["text"]
-    head, lines, link = (block["text"] for block in payload["blocks"])
-    assert head["type"] == "mrkdwn" and head["text"].startswith("*[acme] Order #1001 paid")
-    assert "1 × Mug 0\n1 × Mug 1" in lines["text"]
-    assert link["text"] == f"Open: <{ADMIN.replace('&', '&amp;')}>"
+    assert payload["text"] == SUMMARY  # the notification: plain, no mrkdwn
+    head, rest = (block["text"] for block in payload["blocks"])
+    assert head == {"type": "mrkdwn", "text": f"*{SUMMARY}*"}
+    assert rest["type"] == "mrkdwn"
+    assert rest["text"] == f"Total: €25.00\nCustomer: Jane D.\n1 × Mug 0\n1 × Mug 1\n{LINK}"
 
 
 def test_resend_is_byte_identical(sim: ChatSim) -> None:
@@ -107,15 +137,33 @@ def test_resend_is_byte_identical(sim: ChatSim) -> None:
 
 def test_hostile_order_text_is_inert() -> None:
     payload = rendered(sample(name=HOSTILE, item_name=HOSTILE))
-    for text in texts(payload)[:-1]:  # the link block holds the one `<…>` that is ours
-        assert "<" not in text and ">" not in text, text
-    joined = "\n".join(texts(payload))
+    for text in texts(payload):  # the link is the one `<…>` that is ours
+        assert "<" not in without_link(text) and ">" not in without_link(text), text
+    head = payload["blocks"][0]["text"]["text"]
+    assert head.startswith("*") and head.endswith("*") and "*" not in head[1:-1]
+    joined = "\n".join(texts(payload)[1:])
     assert (
         "&lt;s&gt;" in joined and "&lt;!channel&gt;" in joined and "&lt;@U0001|boss&gt;" in joined
     )
-    assert "&amp; co" in joined
-    assert not re.search(r"@(everyone|here|channel)\b", joined)
+    assert "&amp; co" in joined and "∗∗" in joined and "http：//evil" in joined
+    assert not re.search(r"@(everyone|here|channel)\b", "\n".join(texts(payload)))
     assert "@\u2060everyone" in joined and "@\u2060here" in joined
+    assert "http://evil" not in json.dumps(payload)
+
+
+def test_hostile_customer_and_item_reach_the_hook_inert(sim: ChatSim) -> None:
+    [result] = deliver(sim.endpoint("slack"), sample(name=CUSTOMER, item_name=ITEM))
+    assert result.kind == "ok", result.detail
+    payload = sim.received("slack")[0].json
+    for text in texts(payload):
+        bare = without_link(text)
+        assert "<" not in bare and ">" not in bare, text  # no tag, no <!everyone>, no <url|x>
+        assert "http://" not in bare and not re.search(r"@everyone\b", bare), text
+    head, rest = (block["text"]["text"] for block in payload["blocks"])
+    assert "*" not in head[1:-1] and "*" not in rest  # no bold but the summary's own
+    assert "&lt;s&gt;∗∗x∗∗ @\u2060everyone [x](http：//evil)" in head
+    assert "1 × ∗big∗ &lt;b&gt; 0" in rest and rest.endswith(LINK)
+    assert "＜s＞∗∗x∗∗ ＠everyone [x](http：//evil)" in payload["text"]
 
 
 @pytest.mark.parametrize(
@@ -127,49 +175,86 @@ def test_hostile_order_text_is_inert() -> None:
         ("<!here>", "&lt;!here&gt;"),
         ("@channel @Here x@everyone", "@\u2060channel @\u2060Here x@\u2060everyone"),
         ("ops@example.com @channels", "ops@example.com @channels"),
-        ("**bold** [x](http://evil)", "**bold** [x](http://evil)"),  # no meaning in mrkdwn
+        ("**bold** _i_ ~s~ `c`", "∗∗bold∗∗ ＿i＿ ～s～ ˋcˋ"),  # no escape in mrkdwn: lookalikes
+        ("[x](http://evil)", "[x](http：//evil)"),  # no meaning in mrkdwn, but no autolink
     ],
 )
 def test_escape(raw: str, safe: str) -> None:
-    assert escape(raw) == safe
+    assert escape_slack(raw) == safe
 
 
 def test_link_cannot_be_split_or_relabelled() -> None:
     event = sample(admin_url="https://shop.example/o?a=1&b=2|Click here>x")
-    link = rendered(event)["blocks"][-1]["text"]["text"]
-    assert link == "Open: <https://shop.example/o?a=1&amp;b=2%7CClick%20here%3Ex>"
+    link = rendered(event)["blocks"][-1]["text"]["text"].split("\n")[-1]
+    target = "https://shop.example/o?a=1&amp;b=2%7CClick%20here%3Ex"
+    assert link == f"Open: <{target}|https://shop.example/o?a=1&amp;b=2|Click here&gt;x>"
 
 
 def test_javascript_admin_url_is_not_a_link() -> None:
     payload = rendered(sample(admin_url="javascript:alert(1)"))
     assert len(payload["blocks"]) == 2 and "javascript" not in json.dumps(payload)
+    assert "Open:" not in json.dumps(payload)
 
 
 def test_many_long_items_fit_the_section_limit(sim: ChatSim) -> None:
     event = sample(items=25, item_name="&" * 190)  # each escapes to ~960 characters
     payload = rendered(event)
-    lines = payload["blocks"][1]["text"]["text"]
-    assert len(lines) <= SECTION_LIMIT
-    shown = lines.count("× ")
-    assert 0 < shown < 10 and lines.endswith(f"… (+{25 - shown} items)")
-    assert payload["blocks"][-1]["text"]["text"].startswith("Open: <https://shop.example/")
+    head, rest = (block["text"]["text"] for block in payload["blocks"])
+    assert len(head) <= SECTION_LIMIT and len(rest) <= SECTION_LIMIT
+    shown = rest.count("× ")
+    assert 0 < shown < 10 and rest.endswith(f"… (+{25 - shown} items)\n{LINK}")
     [result] = deliver(sim.endpoint("slack"), event)
     assert result.kind == "ok"
 
 
+def test_300_items_are_shortened_into_one_message(sim: ChatSim) -> None:
+    event = sample(items=300, item_name="R&D " * 48)  # ~390 characters each as mrkdwn
+    [result] = deliver(sim.endpoint("slack"), event)
+    assert result.kind == "ok", result.detail
+    [got] = sim.attempts("slack")  # one message, not a thread of them
+    head, rest = (block["text"]["text"] for block in got.json["blocks"])
+    assert len(head) <= SECTION_LIMIT and len(rest) <= SECTION_LIMIT
+    shown = rest.count("× ")
+    assert 0 < shown < 10  # the section limit, not only the template's 10 items, cut them
+    assert rest.endswith(f"… (+{300 - shown} items)\n{LINK}")
+    assert head == f"*{SUMMARY}*"
+
+
 def test_items_beyond_the_template_limit_keep_its_count() -> None:
-    lines = rendered(sample(items=12))["blocks"][1]["text"]["text"]
-    assert lines.count("× ") == 10 and lines.endswith("… and 2 more")
+    rest = rendered(sample(items=12))["blocks"][1]["text"]["text"]
+    assert rest.count("× ") == 10 and rest.endswith(f"… (+2 items)\n{LINK}")
 
 
 def test_chinese_marker() -> None:
-    async def go() -> str:
-        async with httpx.AsyncClient() as http:
-            ctx = ChannelContext("s", {"url": "https://hooks.slack.com/x"}, http, locale="zh-CN")
-            return SlackChannel(ctx).render(sample(items=25, item_name="&" * 190))
+    payload = rendered(sample(items=25, item_name="&" * 190), locale="zh-CN")
+    assert payload["text"].startswith("【acme】订单 #1001 已付款 · €25.00")
+    assert re.search(r"…（另有 \d+ 项）\n后台：<https://", payload["blocks"][1]["text"]["text"])
 
-    lines = json.loads(asyncio.run(go()))["blocks"][1]["text"]["text"]
-    assert re.search(r"…（另有 \d+ 项）$", lines)
+
+def test_digest_fits_and_counts_the_rest(sim: ChatSim) -> None:
+    ch = offline()
+    payload = json.loads(ch.render_digest(order_events(30)))
+    assert payload["text"].startswith("Digest: 30 order alerts")
+    assert payload["unfurl_links"] is False and payload["unfurl_media"] is False
+    head, rest = (block["text"]["text"] for block in payload["blocks"])
+    assert head == f"*{payload['text']}*"
+    lines = rest.split("\n")
+    assert lines[0] == "Total of 30 orders: €750.00"
+    assert lines[1] == "[acme] Order #1000 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
+    assert len(lines) == 1 + 10 + 1 and lines[-1] == "… and 20 more"
+    assert ch.render_digest(order_events(30)) == ch.render_digest(order_events(30))
+
+
+def test_digest_of_hostile_names_is_inert_and_fits() -> None:
+    events = [sample(name=HOSTILE * 3, item_name=ITEM) for _ in range(400)]
+    payload = json.loads(offline().render_digest(events))
+    for text in texts(payload):
+        assert "<" not in text and ">" not in text and len(text) <= SECTION_LIMIT, text
+        assert not re.search(r"@(everyone|here|channel)\b", text)
+    rest = payload["blocks"][1]["text"]["text"]
+    shown = rest.count("[acme] Order #1001 paid")
+    assert 0 < shown <= 10 and rest.endswith(f"\n… and {400 - shown} more")
+    assert "&lt;!channel&gt;" in rest and "∗∗" in rest  # each line escaped for mrkdwn
 
 
 @pytest.mark.parametrize(

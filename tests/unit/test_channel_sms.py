@@ -22,12 +22,18 @@ from pollerd.sim.chat_apis import sms_segments
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
-HOSTILE = "<s>** @everyone [x](http://evil)"
+HOSTILE = "<s>**x** @everyone [x](http://evil)"
 TOKEN = "twilio-token-0001"
 TO = "+15557654321"
 
 
-def sample(name: str = "Jane D.", *, test: bool = False, **extra: Any) -> Event:
+def sample(
+    name: str = "Jane D.",
+    *,
+    test: bool = False,
+    items: tuple[LineItem, ...] = (LineItem("Mug", 2, "10.00"),),
+    **extra: Any,
+) -> Event:
     order = Order(
         store="acme",
         platform="woocommerce",
@@ -40,7 +46,7 @@ def sample(name: str = "Jane D.", *, test: bool = False, **extra: Any) -> Event:
         currency="EUR",
         customer_name=name,
         customer_email=extra.pop("email", None),
-        line_items=(LineItem("Mug", 2, "10.00"),),
+        line_items=items,
         **{"admin_url": ADMIN, **extra},
     )
     return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, test, order.to_json())
@@ -58,6 +64,7 @@ def options(sim: ChatSim | None, **more: Any) -> dict[str, Any]:
 
 
 def deliver(opts: dict[str, Any], event: Event | None = None) -> SendResult:
+    """Render once and send, as the outbox does."""
     event = event or sample()
 
     async def go() -> SendResult:
@@ -90,7 +97,7 @@ def test_ok_posts_the_form_with_basic_auth(sim: ChatSim) -> None:
     assert got.headers["content-type"].startswith("application/x-www-form-urlencoded")
     assert got.form == {"To": TO, "From": "+15550001111", "Body": text(sample())}
     assert got.form["Body"] == (
-        "[acme] Order #1001 paid - 25.00 EUR - Jane D. - 2026-11-22 09:32 UTC\n" + ADMIN
+        "[acme] Order #1001 paid - €25.00 - Jane D. - Nov 22, 2026 09:32 UTC\n" + ADMIN
     )
 
 
@@ -144,22 +151,24 @@ def test_long_text_fits_max_segments(limit: int, locale: str) -> None:
 
 
 def test_parts_are_dropped_least_important_first() -> None:
-    event = sample(name="J" * 60)
+    event = sample(name="J" * 70)
     full = text(event, max_segments=10)
     assert full.split("\n")[0].split(" - ") == [
         "[acme] Order #1001 paid",
-        "25.00 EUR",
-        "J" * 60,
-        "2026-11-22 09:32 UTC",
+        "€25.00",
+        "J" * 70,
+        "Nov 22, 2026 09:32 UTC",
     ]
     two = text(event)  # 2 segments: everything fits
     assert two == full
     one = text(event, max_segments=1)  # 160 GSM characters: time and customer go, link stays
-    assert one == f"[acme] Order #1001 paid - 25.00 EUR\n{ADMIN}"
+    assert one == f"[acme] Order #1001 paid - €25.00\n{ADMIN}"
+    assert segments(one) == 1
+    # The link outranks the amount; only when even "title + link" is too long does it go.
+    short = text(sample(admin_url=ADMIN + "&x=" + "y" * 66), max_segments=1)
+    assert short == f"[acme] Order #1001 paid\n{ADMIN}&x={'y' * 66}"
     long_link = ADMIN + "&x=" + "y" * 150
-    assert (
-        text(sample(admin_url=long_link), max_segments=1) == "[acme] Order #1001 paid - 25.00 EUR"
-    )
+    assert text(sample(admin_url=long_link), max_segments=1) == "[acme] Order #1001 paid"
 
 
 def test_test_orders_stay_marked() -> None:
@@ -171,11 +180,29 @@ def test_chinese_is_ucs2_and_short() -> None:
     assert body.startswith("【acme】订单 #1001 已付款") and len(body) <= 70
 
 
-def test_hostile_name_goes_out_as_plain_text(sim: ChatSim) -> None:
-    result = deliver(options(sim), sample(name=HOSTILE))
-    assert result.kind == "ok"
+def test_hostile_name_goes_out_inert(sim: ChatSim) -> None:
+    """SMS has no markup, but phones link URLs and apps act on `@name`: the name arrives
+    readable, with no tag, mention or link left in it (and the item names are not sent)."""
+    event = sample(name=HOSTILE, items=(LineItem("*big* <b>", 1, "25.00"),))
+    result = deliver(options(sim, max_segments=3), event)
+    assert result.kind == "ok", result.detail
     body = sim.received("twilio")[0].form["Body"]  # type: ignore[index]
-    assert HOSTILE in body and segments(body) <= 2
+    assert "- ＜s＞**x** ＠everyone [x](http：//evil) -" in body
+    assert "<" not in body and "@everyone" not in body and "http://evil" not in body
+    assert "big" not in body
+    assert segments(body) <= 3 and body.endswith(f"\n{ADMIN}")
+
+
+def test_300_items_are_one_short_message_with_the_link(sim: ChatSim) -> None:
+    """The SMS layout lists no items at all (each segment is paid for): a 300-item order is
+    the same one- or two-segment text, link included, in ONE message."""
+    items = tuple(LineItem(f"Sticker {n}", 1, "0.10") for n in range(300))
+    result = deliver(options(sim), sample(items=items))
+    assert result.kind == "ok", result.detail
+    [got] = sim.received("twilio")
+    body = got.form["Body"]  # type: ignore[index]
+    assert body == "[acme] Order #1001 paid - €25.00 - Jane D. - Nov 22, 2026 09:32 UTC\n" + ADMIN
+    assert "Sticker" not in body and segments(body) == 1
 
 
 def test_newlines_in_order_text_cannot_forge_lines() -> None:

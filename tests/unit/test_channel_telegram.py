@@ -1,6 +1,7 @@
 """`telegram` channel against `ChatSim`'s Bot API: success, every refusal it has (parse errors
-resent as plain text, a migrated group followed), strict HTML escaping of attacker-chosen order
-text, the 4096 limit, and the bot token kept out of details and reprs."""
+resent as plain text, a migrated group followed), strict escaping of attacker-chosen order text
+(the engine's `telegram` flavour, and `text` for the plain fallback), the 4096 limit, digests,
+and the bot token kept out of details and reprs."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ from pollerd.sim.chat import ChatSim
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<s>** @everyone [x](http://evil) <a href="http://evil">Open</a> &amp; </b>'
+CUSTOMER = "<s>**x** @everyone [x](http://evil)"
+ITEM = "*big* <b>"
+SUMMARY = "[acme] Order #1001 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
+HREF = html.escape(ADMIN)
+LINK = f'Open: <a href="{HREF}">{HREF}</a>'
 TOKEN = "123456:ABC-telegram"
 CHAT = "-1001234567890"
 
@@ -74,6 +80,24 @@ def rendered(event: Event, locale: str = "en") -> dict[str, str]:
     return stored
 
 
+def order_events(count: int) -> list[Event]:
+    """`count` paid orders #1000… of 25.00 EUR each, for digests."""
+    order = sample().order
+    return [
+        Event(
+            "order.paid",
+            "acme",
+            "woocommerce",
+            f"{1000 + i}",
+            AT,
+            AT,
+            False,
+            {**order, "id": f"{1000 + i}", "number": f"{1000 + i}"},
+        )
+        for i in range(count)
+    ]
+
+
 def units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -97,11 +121,13 @@ def test_ok_sends_html_to_the_chat(sim: ChatSim) -> None:
     assert sent["chat_id"] == CHAT and sent["parse_mode"] == "HTML"
     assert sent["link_preview_options"] == {"is_disabled": True}
     assert sent["disable_notification"] is True and sent["message_thread_id"] == 7
-    first, *_, last = sent["text"].split("\n")
-    assert first.startswith("<b>[acme] Order #1001 paid · 25.00 EUR") and first.endswith("</b>")
-    assert "1 × Mug 0\n1 × Mug 1" in sent["text"]
-    href = html.escape(ADMIN)
-    assert last == f'Open: <a href="{href}">{href}</a>'
+    assert sent["text"] == (
+        f"<b>{SUMMARY}</b>\nTotal: €25.00\nCustomer: Jane D.\n1 × Mug 0\n1 × Mug 1\n{LINK}"
+    )
+    plain = rendered(sample())["plain"]
+    assert plain == f"{SUMMARY}\nTotal: €25.00\nCustomer: Jane D.\n1 × Mug 0\n1 × Mug 1\n" + (
+        f"Open: {ADMIN}"
+    )
 
 
 def test_hostile_order_text_is_escaped() -> None:
@@ -110,9 +136,11 @@ def test_hostile_order_text_is_escaped() -> None:
     assert tags(stored["html"]) == {"b", "a"}
     assert stored["html"].count("<a ") == 1 and stored["html"].count("<b>") == 1
     assert "&lt;s&gt;" in stored["html"] and "&amp;amp;" in stored["html"]
-    assert "&lt;a href=&quot;http://evil&quot;&gt;" in stored["html"]
-    assert html.unescape(re.sub(r"<[^>]+>", "", stored["html"])) == stored["plain"]
-    assert HOSTILE in stored["plain"]  # the plain flavour shows it exactly as typed
+    assert "&lt;a href=&quot;http：//evil&quot;&gt;" in stored["html"]
+    for text in stored.values():  # no @mention or autolinked URL Telegram would make live
+        assert "@everyone" not in text and "http://evil" not in text
+    assert not tags(stored["plain"])  # the fallback is sent without parse_mode anyway
+    assert "＜s＞** ＠everyone [x](http：//evil)" in stored["plain"]
 
 
 def test_hostile_text_reaches_the_chat_as_typed(sim: ChatSim) -> None:
@@ -120,8 +148,27 @@ def test_hostile_text_reaches_the_chat_as_typed(sim: ChatSim) -> None:
     [result], _ = deliver(options(sim), sample(name=name, item_name=name))
     assert result.kind == "ok", result.detail
     shown = sim.attempts("telegram")[0].answer_json()["result"]
-    assert name in shown["text"]  # the sim parses the HTML like Telegram does
+    # the sim parses the HTML like Telegram does: the markup characters are text
+    assert (
+        '<s>** ＠everyone [x](http：//evil) <a href="http：//evil">Open</a> &amp; </b>'
+        in (shown["text"])
+    )
+    assert ' O\'Brien "Ünï" 🛒' in shown["text"]
     assert {e["type"] for e in shown["entities"]} == {"bold", "text_link"}
+
+
+def test_hostile_customer_and_item_reach_the_chat_inert(sim: ChatSim) -> None:
+    [result], _ = deliver(options(sim), sample(name=CUSTOMER, item_name=ITEM))
+    assert result.kind == "ok", result.detail
+    shown = sim.attempts("telegram")[0].answer_json()["result"]
+    text = shown["text"]
+    bold, link = shown["entities"]  # no tag, bold or link but pollerd's own
+    first = text.split("\n")[0]
+    assert (bold["type"], bold["offset"], bold["length"]) == ("bold", 0, units(first))
+    assert (link["type"], link["url"]) == ("text_link", ADMIN)
+    assert "<s>**x** ＠everyone [x](http：//evil)" in first  # shown, not obeyed
+    assert "1 × *big* <b> 0" in text
+    assert "@everyone" not in text and "http://evil" not in text  # no mention, no autolink
 
 
 def test_parse_error_is_resent_as_plain_text(sim: ChatSim) -> None:
@@ -214,24 +261,39 @@ def test_many_items_are_cut_to_the_limit_keeping_the_link(sim: ChatSim) -> None:
     event = sample(items=40, item_name="&" * 190)
     stored = rendered(event)
     assert units(stored["html"]) <= TEXT_LIMIT and units(stored["plain"]) <= TEXT_LIMIT
-    shown = stored["plain"].count("× ")
+    shown = stored["html"].count("× ")
     assert 0 < shown < 10
-    body, link = stored["plain"].rsplit("\n", 1)
-    assert body.endswith(f"… (+{40 - shown} items)") and link == f"Open: {ADMIN}"
+    assert stored["html"].endswith(f"… (+{40 - shown} items)\n{LINK}")
+    assert re.search(r"… \(\+\d+ items\)\nOpen: https://", stored["plain"])
     [result], _ = deliver(options(sim), event)
     assert result.kind == "ok"
-    assert sim.received("telegram")[0].json["text"].count("\n") == stored["html"].count("\n")
+    assert sim.received("telegram")[0].json["text"] == stored["html"]
 
 
-def test_absurd_fields_are_cut_and_the_link_kept() -> None:
+def test_300_items_are_shortened_into_one_message(sim: ChatSim) -> None:
+    event = sample(items=300, item_name="R&D " * 48)  # ~390 UTF-16 units each as HTML
+    [result], _ = deliver(options(sim), event)
+    assert result.kind == "ok", result.detail
+    [got] = sim.attempts("telegram")  # one message, not a thread of them
+    text = got.json["text"]
+    assert units(text) <= TEXT_LIMIT
+    shown = text.count("× ")
+    assert 0 < shown < 10  # the limit, not only the template's 10 items, cut them
+    assert text.startswith(f"<b>{SUMMARY}</b>\n") and text.endswith(
+        f"… (+{300 - shown} items)\n{LINK}"
+    )
+    assert {e["type"] for e in got.answer_json()["result"]["entities"]} == {"bold", "text_link"}
+
+
+def test_absurd_fields_are_shortened_and_the_link_kept() -> None:
     amp = "&" * 200
     event = sample(
         name=amp, items=0, store=amp, number=amp, payment_method_title=amp, cancel_reason=amp
     )
     stored = rendered(event)
-    assert units(stored["html"]) <= TEXT_LIMIT
-    assert stored["html"].endswith(f'<a href="{html.escape(ADMIN)}">{html.escape(ADMIN)}</a>')
-    assert "…" in stored["plain"]
+    assert units(stored["html"]) <= TEXT_LIMIT and units(stored["plain"]) <= TEXT_LIMIT
+    assert stored["html"].endswith(LINK)
+    assert "Payment: " not in stored["html"]  # the brief form: summary and link
     assert tags(stored["html"]) == {"b", "a"}
     assert not re.search(r"&[a-z]*$", stored["html"].split("\n")[-2])  # no half entity
 
@@ -244,8 +306,26 @@ def test_emoji_count_twice() -> None:
 
 def test_chinese_summary_and_marker() -> None:
     stored = rendered(sample(items=40, item_name="&" * 190), locale="zh-CN")
-    assert stored["plain"].startswith("【acme】订单 #1001 已付款")
+    assert stored["plain"].startswith("【acme】订单 #1001 已付款 · €25.00")
     assert re.search(r"…（另有 \d+ 项）\n后台：https://", stored["plain"])
+    assert re.search(r"…（另有 \d+ 项）\n后台：<a href=", stored["html"])
+
+
+def test_digest_fits_and_counts_the_rest() -> None:
+    ch = TelegramChannel(ChannelContext("tg", options(None), None))  # type: ignore[arg-type]
+    stored = json.loads(ch.render_digest(order_events(30)))
+    head, total, first, *_, more = stored["html"].split("\n")
+    assert head.startswith("<b>Digest: 30 order alerts") and head.endswith("</b>")
+    assert total == "Total of 30 orders: €750.00"
+    assert first == "[acme] Order #1000 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
+    assert more == "… and 20 more" and stored["html"].count("\n") == 1 + 1 + 10
+    assert stored["plain"] == stored["html"].replace("<b>", "").replace("</b>", "")
+    hostile = json.loads(ch.render_digest([sample(name=HOSTILE * 3)] * 400))
+    assert tags(hostile["html"]) == {"b"} and units(hostile["html"]) <= TEXT_LIMIT
+    shown = hostile["html"].count("[acme] Order #1001 paid")
+    assert 0 < shown <= 10 and hostile["html"].endswith(f"\n… and {400 - shown} more")
+    assert "&lt;a href=&quot;http：//evil&quot;&gt;" in hostile["html"]
+    assert re.search(r"\n… and \d+ more$", hostile["plain"])
 
 
 def test_render_is_stable() -> None:

@@ -1,5 +1,5 @@
-"""`wecom` channel against `ChatSim`'s WeCom robot (real HTTP on loopback), plus the shared
-pieces in `pollerd.channels.wecom` (escaping, shrinking to a byte budget, answer parsing).
+"""`wecom` channel against `ChatSim`'s WeCom robot (real HTTP on loopback): markdown from the
+`wecom` templates, the `text` fallback, escaping, fitting each to its byte limit, answers.
 
 A few answers the simulator does not give (HTTP 200 that is not JSON, a redirect) come from an
 `httpx.MockTransport`: no server of our own."""
@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from pollerd.channels import wecom
 from pollerd.channels.base import ChannelContext, SendResult
-from pollerd.channels.robot import Words, escape_markdown, escape_text, utf8_len
+from pollerd.channels.robot import utf8_len
 from pollerd.channels.wecom import MARKDOWN_BYTES, TEXT_BYTES, WeComChannel
 from pollerd.model import Event, LineItem, Order
 from pollerd.sim.chat import ChatSim
+from pollerd.templates.escape import escape_markdown, escape_text
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 KEY = "wecom-key-0001"
 ADMIN = "https://acme.example.com/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<s>**x**</s> @all @everyone [x](http://evil) <@zhangsan> <font color="info">'
+# The common brief's hostile customer and item: they must reach the wire inert.
+CUSTOMER = "<s>**x** @everyone [x](http://evil)"
+ITEM = "*big* <b>"
 
 
 def sample(
@@ -115,8 +120,8 @@ def test_chinese_alert_in_shanghai_time(sim: ChatSim) -> None:
     [result], _ = deliver({"url": sim.endpoint("wecom")}, locale="zh-CN", timezone="Asia/Shanghai")
     assert result.kind == "ok"
     text = sim.received("wecom")[0].json["markdown"]["content"]
-    assert "【acme】订单 #1001 已付款" in text and "2026-11-22 17:32 北京时间" in text
-    assert "金额：25.00 EUR" in text and "后台：[" in text
+    assert "【acme】订单 #1001 已付款" in text and "2026年11月22日 17:32 北京时间" in text
+    assert "金额：€25.00" in text and "后台：[" in text
 
 
 def test_render_is_stored_and_resent_byte_identical(sim: ChatSim) -> None:
@@ -311,6 +316,22 @@ def test_escapers(raw: str, markdown: str, text: str) -> None:
     assert escape_text(raw) == text
 
 
+def test_hostile_customer_and_item_reach_the_wire_inert(sim: ChatSim) -> None:
+    sim.fail("wecom", "40058")  # the markdown is refused: the text fallback goes on the wire too
+    [result], _ = deliver({"url": sim.endpoint("wecom")}, sample(name=CUSTOMER, item_name=ITEM))
+    assert result.kind == "ok", result.detail
+    markdown, text = (a.json for a in sim.attempts("wecom"))
+    md = markdown["markdown"]["content"]
+    for forbidden in ("<s>", "<b>", "**x**", "*big*", "@everyone", "[x](", "http://evil"):
+        assert forbidden not in md, forbidden
+    assert md.count("**") == 2  # pollerd's own bold summary, nothing else
+    assert "＜s＞∗∗x∗∗ ＠everyone ［x］(http：//evil)" in md and "1 × ∗big∗ ＜b＞ 0" in md
+    plain = text["text"]["content"]
+    for forbidden in ("<s>", "<b>", "@everyone", "http://evil"):
+        assert forbidden not in plain, forbidden
+    assert "＜s＞**x** ＠everyone [x](http：//evil)" in plain  # text renders no markdown
+
+
 # --- length -----------------------------------------------------------------------------------
 
 
@@ -322,7 +343,8 @@ def test_long_alert_fits_each_format_and_keeps_the_link(sim: ChatSim) -> None:
     [result], rendered = deliver({"url": sim.endpoint("wecom")}, long_event(), locale="zh-CN")
     assert result.kind == "ok", result.detail
     markdown, text = (p[p["msgtype"]]["content"] for p in json.loads(rendered))
-    assert utf8_len(markdown) <= MARKDOWN_BYTES < utf8_len(markdown) + 200
+    # one item line is ~600 bytes: the fullest version that fits is at most one item short
+    assert utf8_len(markdown) <= MARKDOWN_BYTES < utf8_len(markdown) + 700
     assert utf8_len(text) <= TEXT_BYTES
     for body in (markdown, text):
         assert "订单 #1001 已付款" in body.splitlines()[0]
@@ -342,34 +364,38 @@ def test_text_fallback_of_a_long_alert_is_accepted(sim: ChatSim) -> None:
     assert got.json["msgtype"] == "text" and ADMIN in got.json["text"]["content"]
 
 
-def test_words_split_items_from_the_other_lines() -> None:
-    words = Words.of(sample(items=12, reason="fraud"), locale="en", timezone="UTC")
-    assert words.before == ("Total: 25.00 EUR", "Customer: Jane D. · j***@example.com")
-    assert words.items == tuple(f"1 × Mug {i}" for i in range(10))
-    assert words.after == ("Reason: fraud",)
-    assert words.hidden == 2 and words.more == "… (+2 items)"
-    assert words.link == ("Open: {value}", ADMIN)
-    assert words.body()[-2:] == ["… (+2 items)", "Reason: fraud"]
+def test_300_items_are_shortened_into_one_message(sim: ChatSim) -> None:
+    event = sample(items=300, item_name="手工上釉陶瓷马克杯" * 15)  # ~400 bytes an item line
+    [result], rendered = deliver({"url": sim.endpoint("wecom")}, event)
+    assert result.kind == "ok", result.detail
+    [got] = sim.received("wecom")  # ONE message
+    for payload, limit in zip(json.loads(rendered), (MARKDOWN_BYTES, TEXT_BYTES), strict=True):
+        lines = payload[payload["msgtype"]]["content"].splitlines()
+        assert utf8_len("\n".join(lines)) <= limit
+        shown = sum(" × 手工上釉" in line for line in lines)
+        assert 0 < shown < 10  # fewer than the ten an alert shows at most: cut to fit
+        assert lines[-2] == f"… (+{300 - shown} items)" and ADMIN in lines[-1]
+    assert got.json == json.loads(rendered)[0]
 
 
-def test_shrink_drops_items_then_lines_then_cuts_the_title() -> None:
-    words = Words.of(sample(items=5, reason="fraud"), locale="en", timezone="UTC")
+def test_items_go_before_the_summary_is_touched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lowering the limit: first fewer items, then the brief form (summary, "… (+N items)",
+    link), and the link is kept to the end."""
+    full = json.loads(WeComChannel(_offline()).render(sample(items=5)))[0]["markdown"]["content"]
+    monkeypatch.setattr(wecom, "MARKDOWN_BYTES", utf8_len(full) - 1)
+    fewer = json.loads(WeComChannel(_offline()).render(sample(items=5)))[0]["markdown"]["content"]
+    assert fewer.splitlines()[0] == full.splitlines()[0]
+    kept = sum(line.startswith("1 × Mug") for line in fewer.splitlines())
+    assert 2 <= kept < 5 and f"… (+{5 - kept} item" in fewer  # "item" or "items"
+    monkeypatch.setattr(wecom, "MARKDOWN_BYTES", 260)
+    brief = json.loads(WeComChannel(_offline()).render(sample(items=5)))[0]["markdown"]["content"]
+    assert utf8_len(brief) <= 260 and "Total:" not in brief and "1 × Mug" not in brief
+    assert "… (+5 items)" in brief and brief.endswith(f"({ADMIN})")
 
-    def budget(limit: int) -> Callable[[Words], bool]:
-        return lambda w: utf8_len("\n".join([w.title, *w.body(), ADMIN if w.link else ""])) <= limit
 
-    full = utf8_len("\n".join([words.title, *words.body(), ADMIN]))
-    assert words.shrink(budget(full)) == words
-    fewer = words.shrink(budget(full - 1))
-    # the "more" line costs bytes too, so one byte over can cost two items
-    kept = len(fewer.items)
-    assert fewer.items == words.items[:kept] and 2 <= kept < 5
-    assert fewer.more == f"… (+{5 - kept} items)" and fewer.before == words.before
-    bare = words.shrink(budget(utf8_len(words.title) + len(ADMIN) + 40))
-    assert bare.items == () and bare.link is not None and bare.title == words.title
-    cut = words.shrink(budget(60 + len(ADMIN)))
-    assert cut.link is not None and cut.title.endswith("…") and cut.before == cut.after == ()
-    assert budget(60 + len(ADMIN))(cut)
+def _offline() -> ChannelContext:
+    unused = cast(httpx.AsyncClient, None)  # rendering never touches the network
+    return ChannelContext("group", {"key": KEY}, unused)
 
 
 # --- options ----------------------------------------------------------------------------------

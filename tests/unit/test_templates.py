@@ -1,27 +1,45 @@
-"""`pollerd.templates`: the summary line and detail lines every human-facing channel shows."""
+"""`pollerd.templates.engine`: where a template comes from, what keeps a user template from
+losing an alert or breaking out of its sandbox, what keeps a customer's text inert in every
+flavour, money and times per locale, fitting a channel's size limit, and the footer rule.
+
+The exact wording of every built-in template is in the golden files (`test_golden.py`); these
+tests pin the behaviour that must hold whatever the wording is.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from pollerd.model import Event, LineItem, Order
-from pollerd.templates import admin_link, clean, detail, local_time, summary
+from pollerd.status import template_samples
+from pollerd.templates import FLAVOURS, LOCALES, MAX_ITEMS, Footer, Message, Templates, money
+from pollerd.templates.engine import context, local_time, locale_chain
 
 PAID_AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
+LATE = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # 07:30 on Nov 23 in Beijing
+ADMIN = "https://admin.shopify.com/store/acme/orders/5273485869312"
+BUILTIN = Templates(None)
 
 
-def event(
+def order_event(
     kind: str = "order.paid",
     *,
     occurred: datetime = PAID_AT,
     test: bool = False,
     platform: str = "shopify",
     reason: str | None = None,
+    dispute: dict[str, Any] | None = None,
     **order: Any,
 ) -> dict[str, Any]:
+    """An event JSON as the daemon hands it to the templates (a Shopify order by default)."""
     fields: dict[str, Any] = {
         "store": "acme",
         "platform": platform,
@@ -35,57 +53,118 @@ def event(
         "payment_method_title": "Credit card",
         "customer_email": "j***@example.com",
         "customer_name": "Jane D.",
-        "admin_url": "https://admin.shopify.com/store/acme/orders/5273485869312",
+        "admin_url": ADMIN,
         "line_items": (LineItem("Blue mug", 2, "20.00"), LineItem("Tea", 1, "5.00")),
         **order,
     }
     o = Order(**fields)
     return Event(
-        kind, "acme", platform, o.id, occurred, occurred, test, o.to_json(), reason
+        kind, "acme", platform, o.id, occurred, occurred, test, o.to_json(), reason, dispute
     ).to_json()
 
 
-def test_summary_en_matches_the_documented_line() -> None:
-    line = summary(event(), locale="en", timezone="America/Chicago")
-    assert line == "[acme] Order #1001 paid · 25.00 USD · j***@example.com · 2026-11-22 03:32 CST"
+def user_templates(folder: Path, files: dict[str, str]) -> Templates:
+    """A user templates folder (`[pollerd] templates`) holding `files`."""
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return Templates(folder)
 
 
-def test_summary_en_in_shanghai() -> None:
-    line = summary(event(), timezone="Asia/Shanghai")
-    assert line == "[acme] Order #1001 paid · 25.00 USD · j***@example.com · 2026-11-22 17:32 CST"
+def byte_limit(limit: int) -> Callable[[Message], bool]:
+    """A channel's `fits`: the body, footer included, in at most `limit` UTF-8 bytes."""
+    return lambda message: len(message.body.encode()) <= limit
 
 
-def test_summary_zh_cn_names_beijing_time() -> None:
-    line = summary(event(), locale="zh-CN", timezone="Asia/Shanghai")
-    assert (
-        line
-        == "【acme】订单 #1001 已付款 · 25.00 USD · j***@example.com · 2026-11-22 17:32 北京时间"
-    )
+@pytest.fixture
+def errors() -> Iterator[list[str]]:
+    """ERROR lines pollerd logs while the test runs."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="ERROR", format="{message}")
+    yield lines
+    logger.remove(sink)
 
 
-def test_summary_zh_cn_other_zones_use_the_abbreviation() -> None:
-    assert summary(event(), locale="zh-CN", timezone="UTC").endswith("2026-11-22 09:32 UTC")
-    assert summary(event(), locale="zh-CN", timezone="Asia/Singapore").endswith("17:32 UTC+08")
+# Where a template comes from -------------------------------------------------------------
+
+
+def test_lookup_order_is_flavour_then_event_family_then_locale() -> None:
+    names = BUILTIN.candidates("order.paid", "zh-CN", "wecom")
+    assert names[:8] == [
+        "zh-CN/order.paid.wecom.j2",
+        "zh-CN/order.paid.markdown.j2",
+        "zh-CN/order.paid.text.j2",
+        "zh-CN/order.paid.j2",
+        "zh-CN/order.wecom.j2",
+        "zh-CN/order.markdown.j2",
+        "zh-CN/order.text.j2",
+        "zh-CN/order.j2",
+    ]
+    assert [name.split("/")[0] for name in names[::8]] == ["zh-CN", "zh", "en"]
+    assert locale_chain("zh-CN") == ("zh-CN", "zh", "en")
+    assert locale_chain("zh-TW") == ("zh-TW", "zh", "zh-CN", "en")
+    assert locale_chain("de") == ("de", "en")
+
+
+def test_builtin_templates_are_flavour_neutral() -> None:
+    assert BUILTIN.find("order.paid", "zh-CN", "wecom").name == "zh-CN/order.paid.j2"
+    assert BUILTIN.find("order.paid", "en", "email_html").name == "en/order.paid.j2"
+
+
+def test_zh_variants_fall_back_to_zh_then_built_in_zh_cn(tmp_path: Path) -> None:
+    templates = user_templates(tmp_path, {"zh/order.paid.j2": "ZH {{ number }}"})
+    taiwan = templates.render(order_event(), flavour="text", locale="zh-TW")
+    assert taiwan.body == "ZH #1001"
+    # zh-CN has its own built-in file, which comes before zh/ in its chain.
+    assert "已付款" in templates.render(order_event(), flavour="text", locale="zh-CN").title
+    assert "已付款" in BUILTIN.render(order_event(), flavour="text", locale="zh-HK").title
 
 
 @pytest.mark.parametrize(
-    ("zone", "locale", "shown"),
+    ("locale", "start"), [("de", "[acme] Order #1001 paid"), ("zh-TW", "【acme】订单 #1001 已付款")]
+)
+def test_unknown_locale_falls_back(locale: str, start: str) -> None:
+    title = BUILTIN.render(order_event(), flavour="text", locale=locale).title
+    assert title.startswith(start)
+
+
+def test_a_markdown_override_serves_every_markdown_chat_only(tmp_path: Path) -> None:
+    templates = user_templates(
+        tmp_path,
+        {"en/order.paid.markdown.j2": "{% set headline %}MD{% endset %}{% extends layout %}"},
+    )
+    for flavour in FLAVOURS:
+        used = templates.user_file(templates.find("order.paid", "en", flavour))
+        assert used == (flavour in ("markdown", "wecom", "dingtalk", "feishu", "discord")), flavour
+    assert templates.render(order_event(), flavour="wecom").body.startswith("**[acme] MD · ")
+
+
+def test_a_text_override_serves_every_flavour_but_html(tmp_path: Path) -> None:
+    templates = user_templates(
+        tmp_path,
+        {"en/order.paid.text.j2": "{% set headline %}TXT{% endset %}{% extends layout %}"},
+    )
+    for flavour in FLAVOURS:
+        used = templates.user_file(templates.find("order.paid", "en", flavour))
+        assert used == (flavour != "email_html"), flavour
+    # The headline is the user's, the layout still the flavour's own (bold, escaping, link).
+    assert templates.render(order_event(), flavour="telegram").body.startswith("<b>[acme] TXT")
+    assert "Order #1001 paid" in templates.render(order_event(), flavour="email_html").body
+
+
+@pytest.mark.parametrize(
+    ("kind", "en", "zh"),
     [
-        ("Asia/Shanghai", "en", "2026-11-23 07:30 CST"),  # next day in China
-        ("Asia/Shanghai", "zh-CN", "2026-11-23 07:30 北京时间"),
-        ("UTC", "en", "2026-11-22 23:30 UTC"),
-        ("America/New_York", "en", "2026-11-22 18:30 EST"),
-        ("Europe/Berlin", "en", "2026-11-23 00:30 CET"),
+        ("order.on_hold", "Order #1001: on hold", "订单 #1001：on hold"),
+        ("dispute.won", "Dispute on order #1001: won", "订单 #1001 的争议：won"),
+        ("alert.disk_full", "Alert: disk full", "告警：disk full"),
     ],
 )
-def test_time_is_shown_in_the_channel_zone(zone: str, locale: str, shown: str) -> None:
-    late = event(occurred=datetime(2026, 11, 22, 23, 30, tzinfo=UTC))
-    assert summary(late, locale=locale, timezone=zone).endswith(shown)
-
-
-def test_daylight_saving_abbreviation() -> None:
-    summer = event(occurred=datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
-    assert summary(summer, timezone="Europe/Berlin").endswith("2026-07-01 14:00 CEST")
+def test_an_unknown_event_renders_through_its_family(kind: str, en: str, zh: str) -> None:
+    assert BUILTIN.find(kind, "en", "text").name == f"en/{kind.split('.')[0]}.j2"
+    assert en in BUILTIN.render(order_event(kind), flavour="text").title
+    assert zh in BUILTIN.render(order_event(kind), flavour="wecom", locale="zh-CN").title
 
 
 @pytest.mark.parametrize(
@@ -98,98 +177,308 @@ def test_daylight_saving_abbreviation() -> None:
         ("order.deleted", "Order #1001 deleted", "订单 #1001 已删除"),
         ("order.refunded", "Order #1001 refunded", "订单 #1001 已退款"),
         ("order.partially_refunded", "Order #1001 partially refunded", "订单 #1001 部分退款"),
-        ("order.on_hold", "Order #1001: order.on_hold", "订单 #1001：order.on_hold"),
     ],
 )
-def test_every_event_has_a_title(kind: str, en: str, zh: str) -> None:
-    assert summary(event(kind)).startswith(f"[acme] {en} · ")
-    assert summary(event(kind), locale="zh-CN").startswith(f"【acme】{zh} · ")
+def test_every_order_event_has_a_headline(kind: str, en: str, zh: str) -> None:
+    assert BUILTIN.render(order_event(kind), flavour="text").title.startswith(f"[acme] {en} · ")
+    zh_title = BUILTIN.render(order_event(kind), flavour="text", locale="zh-CN").title
+    assert zh_title.startswith(f"【acme】{zh} · ")
 
 
 def test_woocommerce_fulfilled_reads_completed_in_chinese() -> None:
-    woo = event("order.fulfilled", platform="woocommerce")
-    assert summary(woo, locale="zh-CN").startswith("【acme】订单 #1001 已完成 · ")
+    woo = order_event("order.fulfilled", platform="woocommerce")
+    assert "订单 #1001 已完成" in BUILTIN.render(woo, flavour="text", locale="zh-CN").title
 
 
-def test_number_without_hash_gets_one() -> None:
-    assert summary(event(number="1001")).startswith("[acme] Order #1001 paid")
+def test_number_gets_a_hash_and_test_orders_are_marked() -> None:
+    assert BUILTIN.render(order_event(number="1001"), flavour="text").title.startswith(
+        "[acme] Order #1001 paid"
+    )
+    test = order_event(test=True)
+    assert BUILTIN.render(test, flavour="text").title.startswith("[TEST] [acme] Order #1001")
+    zh = BUILTIN.render(test, flavour="text", locale="zh-CN").title
+    assert zh.startswith("【测试】【acme】订单 #1001")
 
 
-def test_test_orders_are_marked() -> None:
-    assert summary(event(test=True)).startswith("[TEST] [acme] Order #1001 paid")
-    assert summary(event(test=True), locale="zh-CN").startswith("【测试】【acme】订单 #1001")
+# User templates: errors, fallback, sandbox ---------------------------------------------------
 
 
-def test_refund_shows_the_refunded_amount() -> None:
-    from decimal import Decimal
-
-    partial = event("order.partially_refunded", refunded_total=Decimal("5.00"))
-    assert " · refunded 5.00 of 25.00 USD · " in summary(partial)
-    assert " · 已退 5.00 / 25.00 USD · " in summary(partial, locale="zh-CN")
-    assert "Refunded: 5.00 USD" in detail(partial)
-
-
-def test_customer_falls_back_to_name_then_nothing() -> None:
-    assert " · Jane D. · " in summary(event(customer_email=None))
-    line = summary(event(customer_email=None, customer_name=None))
-    assert line == "[acme] Order #1001 paid · 25.00 USD · 2026-11-22 09:32 UTC"
-
-
-def test_detail_lines_en() -> None:
-    lines = detail(event("order.cancelled", reason="customer changed mind"))
-    assert lines == [
-        "Total: 25.00 USD",
-        "Payment: Credit card",
-        "Customer: Jane D. · j***@example.com",
-        "2 × Blue mug",
-        "1 × Tea",
-        "Reason: customer changed mind",
-        "Open: https://admin.shopify.com/store/acme/orders/5273485869312",
+def test_a_misspelt_variable_is_a_problem_but_never_a_lost_alert(
+    tmp_path: Path, errors: list[str]
+) -> None:
+    templates = user_templates(
+        tmp_path,
+        {"en/order.paid.text.j2": "{% set headline %}Paid: {{ totl }}{% endset %}\n"},
+    )
+    problems = templates.problems(template_samples())
+    assert problems == [
+        f"{tmp_path / 'en/order.paid.text.j2'}:1: UndefinedError: 'totl' is undefined"
     ]
+    message = templates.render(order_event(), flavour="text")
+    assert message.title.startswith("[acme] Order #1001 paid · $25.00")  # the built-in words
+    assert len(errors) == 1
+    assert "en/order.paid.text.j2:1 failed (UndefinedError" in errors[0]
+    assert "the built-in template was used instead" in errors[0]
 
 
-def test_detail_lines_zh_cn() -> None:
-    lines = detail(event("order.cancelled", reason="缺货"), locale="zh-CN")
-    assert lines == [
-        "金额：25.00 USD",
-        "支付方式：Credit card",
-        "顾客：Jane D. · j***@example.com",
-        "2 × Blue mug",
-        "1 × Tea",
-        "原因：缺货",
-        "后台：https://admin.shopify.com/store/acme/orders/5273485869312",
-    ]
+def test_a_broken_user_layout_is_found_and_falls_back_too(
+    tmp_path: Path, errors: list[str]
+) -> None:
+    """The event template is built-in, the layout it extends is the user's."""
+    templates = user_templates(tmp_path, {"layout/slack.j2": "{{ customer.nme }}\n"})
+    problems = templates.problems(template_samples())
+    where = tmp_path / "layout/slack.j2"
+    assert problems == [f"{where}:1: UndefinedError: 'dict object' has no attribute 'nme'"]
+    body = templates.render(order_event(), flavour="slack").body
+    assert body.startswith("*[acme] Order #1001 paid")
+    assert errors and "layout/slack.j2:1" in errors[0]
 
 
-def test_many_line_items_are_cut() -> None:
-    items = tuple(LineItem(f"item {i}", 1, "1.00") for i in range(13))
-    lines = detail(event(line_items=items))
-    assert "1 × item 9" in lines and "1 × item 10" not in lines
-    assert "… and 3 more" in lines
-    assert "……另有 3 项" in detail(event(line_items=items), locale="zh-CN")
+def test_a_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    templates = user_templates(tmp_path, {"zh-CN/order.paid.j2": "ok\n{{ number }\n"})
+    [problem] = templates.syntax_problems()
+    assert problem.startswith(f"{tmp_path / 'zh-CN/order.paid.j2'}:2: ")
+    assert templates.problems(template_samples()) == [problem]
 
 
-def test_detail_without_link_and_unsafe_links() -> None:
-    assert not any(line.startswith("Open:") for line in detail(event(), link=False))
-    hostile = event(admin_url="javascript:alert(1)")
-    assert admin_link(hostile) is None
-    assert not any("javascript" in line for line in detail(hostile))
-    assert admin_link(event(), locale="zh-CN") == (
-        "后台：{value}",
-        "https://admin.shopify.com/store/acme/orders/5273485869312",
+def test_every_type_and_the_digest_are_checked(tmp_path: Path) -> None:
+    good = user_templates(
+        tmp_path / "good",
+        {
+            "en/digest.j2": "{{ count }} alerts, {{ orders }} orders: {{ totals|join(', ') }}",
+            "zh-CN/dispute.updated.wecom.j2": "{{ b(dispute.status) }} {{ dispute.reason }}",
+            "en/alert.j2": "{{ reason }} {{ when }}",
+        },
+    )
+    assert good.problems(template_samples()) == []
+    bad = user_templates(tmp_path / "bad", {"en/digest.j2": "{{ count }} {{ number.total }}"})
+    [problem] = bad.problems(template_samples())
+    assert "digest.j2:1: UndefinedError" in problem
+    assert Templates(None).problems(template_samples()) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ items.append(1) }}",
+        "{{ customer.update({'name': 'x'}) }}",
+        "{{ range(10**8)|length }}",
+    ],
+)
+def test_the_sandbox_refuses_unsafe_templates(tmp_path: Path, code: str, errors: list[str]) -> None:
+    templates = user_templates(tmp_path, {"en/order.paid.j2": code})
+    [problem] = templates.problems(template_samples())
+    assert problem.startswith(f"{tmp_path / 'en/order.paid.j2'}:1: ")
+    assert "SecurityError" in problem or "OverflowError" in problem
+    assert templates.render(order_event(), flavour="text").title.startswith("[acme] Order #1001")
+    assert errors
+
+
+def test_a_builtin_template_bug_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a user folder there is nothing to fall back to: the error surfaces (and the
+    delivery is retried) instead of a silently empty alert."""
+    from jinja2 import UndefinedError
+
+    templates = Templates(None)
+    broken = templates.env("text").from_string("{{ nope }}")
+    monkeypatch.setattr(templates, "find", lambda *args, **kwargs: broken)
+    with pytest.raises(UndefinedError):
+        templates.render(order_event(), flavour="text")
+    with pytest.raises(ValueError, match="unknown flavour 'mms'"):
+        BUILTIN.render(order_event(), flavour="mms")
+
+
+# Escaping: customer text is inert in every flavour -------------------------------------------
+
+HOSTILE_NAME = '<s>**x** @everyone @all <at user_id="all">[x](http://evil)\nBcc: a\u2028b\u202egnp'
+
+
+def hostile_event() -> dict[str, Any]:
+    return order_event(
+        customer_name=HOSTILE_NAME,
+        customer_email="eve@example.com",
+        payment_method_title="*pay* @here",
+        admin_url="javascript:alert(1)//https://admin.shopify.com",
+        line_items=(LineItem("*big* <b>", 1, "1.00"), LineItem("[x](http://evil) @all", 1, "1")),
     )
 
 
-def test_order_values_cannot_break_the_line() -> None:
-    hostile = event(customer_email=None, customer_name="Eve\r\nBcc: all@example.com\u2028x")
-    line = summary(hostile)
-    assert "\n" not in line and "\r" not in line and "\u2028" not in line
-    assert "Eve Bcc: all@example.com x" in line
-    assert clean("a" * 500).endswith("…") and len(clean("a" * 500)) == 200
+def lines(body: str) -> int:
+    """Lines with text (DingTalk puts a blank line between lines)."""
+    return len([line for line in body.splitlines() if line.strip()])
+
+
+FORBIDDEN: dict[str, list[str]] = {
+    "text": ["<", "@everyone", "@all", "@here"],
+    "markdown": ["<", "**x**", "*big*", "[x](", "@everyone", "@all", "@here"],
+    "slack": ["<s>", "<b>", "<at", "*big*", "*pay*", "@everyone", "@here"],
+    "telegram": ["<s>", "<at", "@everyone", "@all", "@here"],
+    "email_html": ["<s>", "<at", "<b>"],
+    "discord": [],  # backslash-escaped: checked line by line below
+}
+FORBIDDEN["sms"] = FORBIDDEN["email_text"] = FORBIDDEN["text"]
+FORBIDDEN["wecom"] = FORBIDDEN["dingtalk"] = FORBIDDEN["feishu"] = FORBIDDEN["markdown"]
+_OUR_HTML = re.compile(
+    r"</?(?:!DOCTYPE html|html|head|meta|title|body|p|strong|ul|li|hr|small|b|a)(?:[ >])"
+)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_hostile_customer_text_is_inert(flavour: str, locale: str) -> None:
+    message = BUILTIN.render(hostile_event(), flavour=flavour, locale=locale)
+    shown = f"{message.title}\n{message.body}"
+    for bad in [*FORBIDDEN[flavour], "http://evil", "javascript", "\u2028", "\u202e", "\r"]:
+        assert bad not in shown, (flavour, bad, shown)
+    # A newline in a name cannot forge a line (a second alert line, a mail header).
+    benign = BUILTIN.render(order_event(), flavour=flavour, locale=locale)
+    assert lines(message.body) == lines(benign.body) - (1 if "admin.shopify" in benign.body else 0)
+    assert "\n" not in message.title
+    if flavour == "discord":
+        for line in shown.splitlines():
+            if "evil" in line or "big" in line or "pay" in line:
+                assert not re.search(r"(?<!\\)[*_<>\[\]@`|~]", line), line
+    if flavour in ("telegram", "email_html"):
+        tags = re.findall(r"<[^>]*>", message.body)
+        assert all(_OUR_HTML.match(tag + " ") for tag in tags), tags
+        assert message.body.count("<b>") == (1 if flavour == "telegram" else 0)
+
+
+def test_hostile_text_reads_as_text() -> None:
+    """Inert, yet still legible: the lookalikes read like the original."""
+    wecom = BUILTIN.render(hostile_event(), flavour="wecom").body
+    assert '＜s＞∗∗x∗∗ ＠everyone ＠all ＜at user＿id="all"＞［x］(http：//evil) Bcc: a b' in wecom
+    assert "1 × ∗big∗ ＜b＞" in wecom
+    slack = BUILTIN.render(hostile_event(), flavour="slack").body
+    assert "&lt;s&gt;∗∗x∗∗ @\u2060everyone" in slack
+
+
+def test_the_store_name_is_escaped_but_our_brackets_are_not() -> None:
+    message = BUILTIN.render(order_event(), flavour="wecom")
+    assert message.body.startswith("**[acme] Order #1001 paid")
+    evil = {**order_event(), "store": "x](http://evil) **y"}
+    assert BUILTIN.render(evil, flavour="wecom").body.startswith(
+        "**[x］(http：//evil) ∗∗y] Order #1001 paid"
+    )
+
+
+def test_unsafe_admin_links_are_dropped_in_every_flavour() -> None:
+    for url in ("javascript:alert(1)", "data:text/html,x", "ftp://x.example/", "//evil.example"):
+        for flavour in FLAVOURS:
+            body = BUILTIN.render(order_event(admin_url=url), flavour=flavour).body
+            assert url not in body and "Open:" not in body, (flavour, url)
+
+
+def test_values_are_squeezed_onto_one_line_and_capped() -> None:
+    from pollerd.templates import clean
+
+    assert clean("Eve\r\nBcc: all@example.com\u2028x") == "Eve Bcc: all@example.com x"
     assert clean("\u202egnp.exe") == "gnp.exe"
+    assert clean("a" * 500).endswith("…") and len(clean("a" * 500)) == 200
+    assert clean(None) == ""
 
 
-def test_alert_events_are_generic() -> None:
+# Money and time ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "en", "zh"),
+    [
+        ("25", "USD", "$25.00", "US$25.00"),
+        ("1288.5", "usd", "$1,288.50", "US$1,288.50"),
+        ("25.00", "EUR", "€25.00", "€25.00"),
+        ("1288", "CNY", "CN¥1,288.00", "¥1,288.00"),
+        ("1288", "JPY", "¥1,288", "JP¥1,288"),
+        ("-5", "USD", "-$5.00", "-US$5.00"),
+        ("25.00", "XBT", "25.00 XBT", "25.00 XBT"),  # unknown code: after the number
+        ("25.5", "", "25.50", "25.50"),
+        ("", "USD", "", ""),
+        (None, "USD", "", ""),
+        ("n/a", "USD", "n/a USD", "n/a USD"),
+        ("NaN", "EUR", "NaN EUR", "NaN EUR"),
+        (Decimal("19.99"), "GBP", "£19.99", "£19.99"),
+    ],
+)
+def test_money_per_locale_and_currency(amount: Any, currency: str, en: str, zh: str) -> None:
+    assert money(amount, currency, locale="en") == en
+    assert money(amount, currency, locale="zh-CN") == zh
+
+
+def test_summary_money_follows_the_locale() -> None:
+    cny = order_event(total="1288.00", currency="CNY")
+    assert " · CN¥1,288.00 · " in BUILTIN.render(cny, flavour="text").title
+    assert " · ¥1,288.00 · " in BUILTIN.render(cny, flavour="text", locale="zh-CN").title
+
+
+@pytest.mark.parametrize(
+    ("locale", "shown"),
+    [("en", "Nov 23, 2026 07:30 CST"), ("zh-CN", "2026年11月23日 07:30 北京时间")],
+)
+def test_a_late_order_is_next_day_in_beijing(locale: str, shown: str) -> None:
+    late = order_event(occurred=LATE)
+    for flavour in ("text", "wecom", "sms"):
+        title = BUILTIN.render(late, flavour=flavour, locale=locale, timezone="Asia/Shanghai").title
+        assert title.endswith(shown), (flavour, title)
+
+
+@pytest.mark.parametrize(
+    ("zone", "locale", "shown"),
+    [
+        ("UTC", "en", "Nov 22, 2026 23:30 UTC"),
+        ("America/New_York", "en", "Nov 22, 2026 18:30 EST"),
+        ("Europe/Berlin", "en", "Nov 23, 2026 00:30 CET"),
+        ("Asia/Singapore", "en", "Nov 23, 2026 07:30 UTC+08"),
+        ("Asia/Shanghai", "en", "Nov 23, 2026 07:30 CST"),
+        ("Asia/Hong_Kong", "zh-CN", "2026年11月23日 07:30 香港时间"),
+        ("UTC", "zh-CN", "2026年11月22日 23:30 UTC"),
+    ],
+)
+def test_local_time(zone: str, locale: str, shown: str) -> None:
+    assert local_time("2026-11-22T23:30:00Z", timezone=zone, locale=locale) == shown
+
+
+def test_local_time_edge_cases() -> None:
+    assert local_time(None) == "" and local_time("not a time") == ""
+    assert local_time(LATE, timezone="Asia/Shanghai") == "Nov 23, 2026 07:30 CST"
+
+
+def test_refunds_disputes_and_reasons_read_in_words() -> None:
+    partial = order_event("order.partially_refunded", refunded_total=Decimal("5.00"))
+    assert " · refunded $5.00 of $25.00 · " in BUILTIN.render(partial, flavour="text").title
+    zh = BUILTIN.render(partial, flavour="text", locale="zh-CN")
+    assert " · 已退 US$5.00 / US$25.00 · " in zh.title and "已退款：US$5.00" in zh.body
+    full = order_event("order.refunded", refunded_total=Decimal("25.00"))
+    assert BUILTIN.render(full, flavour="text").title.startswith(
+        "[acme] Order #1001 refunded · $25"
+    )
+    cancelled = order_event("order.cancelled", reason="inventory")
+    assert "Reason: out of stock" in BUILTIN.render(cancelled, flavour="text").body
+    assert "原因：库存不足" in BUILTIN.render(cancelled, flavour="text", locale="zh-CN").body
+    dispute = order_event(
+        "dispute.updated",
+        reason="PRODUCT_NOT_RECEIVED",
+        dispute={
+            "id": "77",
+            "status": "UNDER_REVIEW",
+            "type": "CHARGEBACK",
+            "amount": "25.00",
+            "currency": "USD",
+            "evidence_due_by": "2026-12-01",
+        },
+    )
+    en = BUILTIN.render(dispute, flavour="text", timezone="Asia/Shanghai")
+    assert en.title.startswith("[acme] Dispute on order #1001: under review · ")
+    assert "Evidence due by: Dec 1, 2026\n" in en.body  # a date is a day: no zone shift
+    assert "Reason: product not received" in en.body
+    zh = BUILTIN.render(dispute, flavour="text", locale="zh-CN")
+    assert zh.title.startswith("【acme】订单 #1001 的争议：审核中 · ")
+    assert "争议金额：US$25.00" in zh.body and "举证截止：2026年12月1日" in zh.body
+    assert "原因：未收到商品" in zh.body
+
+
+def test_an_alert_says_its_reason_once() -> None:
     alert = {
         "id": "acme:-:alert.store_failing",
         "type": "alert.store_failing",
@@ -199,72 +488,254 @@ def test_alert_events_are_generic() -> None:
         "order": {},
         "reason": "HTTP 401 from the store",
     }
-    assert summary(alert, timezone="Asia/Shanghai") == (
-        "[acme] Alert: store polling failing · HTTP 401 from the store · 2026-11-23 07:30 CST"
-    )
-    assert summary(alert, locale="zh-CN", timezone="Asia/Shanghai") == (
-        "【acme】告警：店铺轮询失败 · HTTP 401 from the store · 2026-11-23 07:30 北京时间"
-    )
-    assert detail(alert) == ["Reason: HTTP 401 from the store"]
-    other = {**alert, "type": "alert.disk_full", "store": "", "reason": None}
-    assert summary(other) == "Alert: disk full · 2026-11-22 23:30 UTC"
-    assert summary(other, locale="zh-CN") == "告警：disk full · 2026-11-22 23:30 UTC"
-
-
-def test_unknown_locale_falls_back() -> None:
-    assert summary(event(), locale="zh-TW").startswith("【acme】订单")
-    assert summary(event(), locale="de").startswith("[acme] Order")
-
-
-def test_local_time_edge_cases() -> None:
-    assert local_time(None) == ""
-    assert local_time("not a time") == ""
-    assert local_time("2026-11-22T09:32:36Z", timezone="Asia/Shanghai", locale="zh-CN") == (
-        "2026-11-22 17:32 北京时间"
+    message = BUILTIN.render(alert, flavour="text", timezone="Asia/Shanghai")
+    assert message.body == (
+        "[acme] Alert: store polling failing · HTTP 401 from the store · Nov 23, 2026 07:30 CST"
     )
 
 
-def test_dispute_events_read_in_both_languages() -> None:
-    from pollerd.templates import detail, summary
+# Fitting a size limit ----------------------------------------------------------------------
 
-    event = {
-        "id": "s:1001:dispute.updated:77:under_review",
-        "type": "dispute.updated",
-        "store": "acme",
-        "platform": "shopify",
-        "occurred_at": "2026-11-22T23:30:00Z",
-        "test": False,
-        "order": {"id": "1001", "number": "#1001"},
-        "reason": "FRAUDULENT",
-        "dispute": {
-            "id": "77",
-            "status": "UNDER_REVIEW",
-            "amount": "25.00",
-            "currency": "USD",
-            "evidence_due_by": "2026-12-01",
-        },
+
+def big_order(count: int = 300) -> dict[str, Any]:
+    items = tuple(LineItem(f"Item {i}", 1, "1.00") for i in range(count))
+    return order_event(line_items=items, total="300.00")
+
+
+def test_at_most_max_items_are_listed() -> None:
+    body = BUILTIN.render(big_order(13), flavour="text").body
+    assert f"1 × Item {MAX_ITEMS - 1}" in body and f"1 × Item {MAX_ITEMS}" not in body
+    assert "… (+3 items)" in body
+    assert "…（另有 3 项）" in BUILTIN.render(big_order(13), flavour="text", locale="zh-CN").body
+    assert "… (+1 item)" in BUILTIN.render(big_order(11), flavour="text").body
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_300_item_order_fits_in_one_message_with_its_link(flavour: str) -> None:
+    limit = 900
+    message = BUILTIN.render(big_order(), flavour=flavour, fits=byte_limit(limit))
+    assert len(message.body.encode()) <= limit
+    hidden = re.search(r"\(\+(\d+) items\)", message.body)
+    if flavour != "sms":  # an SMS is the summary and the link only
+        assert hidden and int(hidden.group(1)) >= 300 - MAX_ITEMS
+    assert "orders/5273485869312" in message.body
+    assert "1001 paid" in message.title  # the summary survives whole
+
+
+def test_fitting_steps_fewer_items_then_brief_then_shorter_summary_then_cut() -> None:
+    event = big_order()
+    full = BUILTIN.render(event, flavour="text")
+    sizes: list[int] = []
+
+    def fits_below(limit: int) -> Callable[[Message], bool]:
+        def fits(message: Message) -> bool:
+            sizes.append(len(message.body.encode()))
+            return len(message.body.encode()) <= limit
+
+        return fits
+
+    fewer = BUILTIN.render(event, flavour="text", fits=fits_below(len(full.body.encode()) - 1))
+    assert "1 × Item 8" in fewer.body and "1 × Item 9" not in fewer.body
+    assert "… (+291 items)" in fewer.body and "Total: $300.00" in fewer.body
+
+    brief = BUILTIN.render(event, flavour="text", fits=fits_below(200))
+    assert brief.body == f"{full.title}\n… (+300 items)\nOpen: {ADMIN}"
+    assert "Total:" not in brief.body and "Item" not in brief.body
+
+    shorter = BUILTIN.render(event, flavour="text", fits=fits_below(150))
+    assert shorter.body.endswith(f"Open: {ADMIN}")
+    assert shorter.title == "[acme] Order #1001 paid · $300.00 · j***@example.com"
+    assert shorter.body.startswith(shorter.title + "\n")
+
+    keep_link = BUILTIN.render(event, flavour="text", fits=fits_below(100))
+    assert keep_link.body == f"[acme] Order #1001 paid\nOpen: {ADMIN}"  # "… (+N)" went first
+
+    cut = BUILTIN.render(event, flavour="text", fits=fits_below(20))
+    assert cut.body.endswith("…") and len(cut.body.encode()) <= 20
+    assert cut.body.startswith("[acme] Order")
+    assert "\n" not in cut.title
+
+
+def test_fitting_in_chinese_counts_bytes() -> None:
+    message = BUILTIN.render(big_order(), flavour="wecom", locale="zh-CN", fits=byte_limit(700))
+    assert len(message.body.encode()) <= 700
+    assert re.search(r"…（另有 \d+ 项）", message.body)
+    assert f"后台：[{ADMIN}]({ADMIN})" in message.body
+
+
+# The footer --------------------------------------------------------------------------------
+
+FOOTER = Footer("Unsubscribe: ", "https://pollerd.example/u/abc?t=1&x=2", " (one click)")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_footer_is_always_appended(flavour: str) -> None:
+    body = BUILTIN.render(order_event(), flavour=flavour, footer=FOOTER).body
+    tail = {
+        "text": "\n\n-- \nUnsubscribe: https://pollerd.example/u/abc?t=1&x=2 (one click)",
+        "email_html": '<hr><p><small>Unsubscribe: <a href="https://pollerd.example/u/abc?t=1&amp;'
+        'x=2">https://pollerd.example/u/abc?t=1&amp;x=2</a> (one click)</small></p></body></html>',
+        "wecom": "\n\nUnsubscribe: [https://pollerd.example/u/abc?t=1&x=2]"
+        "(https://pollerd.example/u/abc?t=1&x=2) (one click)",
     }
-    assert summary(event).startswith("[acme] Dispute on order #1001: under review")
-    zh = detail(event, locale="zh-CN")
-    assert "争议金额：25.00 USD" in zh and "举证截止：2026-12-01" in zh
-    assert summary({**event, "type": "dispute.opened"}, locale="zh-CN").startswith(
-        "【acme】订单 #1001 收到争议（拒付）"
+    if flavour in tail:
+        assert body.endswith(tail[flavour]), body
+    assert "pollerd.example/u/abc" in body.rsplit("\n", 1)[-1]
+
+
+def test_a_user_template_cannot_drop_the_footer(tmp_path: Path) -> None:
+    templates = user_templates(
+        tmp_path, {"en/order.paid.j2": "{% set headline %}x{% endset %}only {{ number }}"}
     )
+    for flavour in ("text", "wecom", "email_text"):
+        body = templates.render(order_event(), flavour=flavour, footer=FOOTER).body
+        assert body.startswith("only #1001\n\n")
+        assert "pollerd.example/u/abc" in body
+
+
+def test_fits_counts_the_footer() -> None:
+    seen: list[Message] = []
+
+    def fits(message: Message) -> bool:
+        seen.append(message)
+        return len(message.body.encode()) <= 260
+
+    message = BUILTIN.render(big_order(), flavour="text", fits=fits, footer=FOOTER)
+    assert all("pollerd.example/u/abc" in m.body for m in seen)
+    assert len(message.body.encode()) <= 260 and message.body.endswith("(one click)")
+    assert f"Open: {ADMIN}" in message.body
+
+
+# link(), b(), |raw, |money, mask filters ---------------------------------------------------
+
+
+def render_snippet(tmp_path: Path, snippet: str, flavour: str, **event: Any) -> str:
+    templates = user_templates(tmp_path, {"en/order.paid.j2": snippet})
+    return templates.render(order_event(**event), flavour=flavour).body
 
 
 @pytest.mark.parametrize(
-    ("first", "last", "shown"),
+    ("flavour", "shown"),
     [
-        ("Ada", "Lovelace", "Ada L."),
-        ("Amélie", "Dubois", "Amélie D."),
-        ("芳", "王", "王*"),  # family name first, given name masked, as Chinese apps show it
-        ("小明", "李", "李**"),
-        ("", "王", "王*"),
-        ("Ada", "", "Ada"),
-        ("", "", None),
+        ("text", "Open ＜now＞ https://x.example/o?a=1&b=2"),
+        ("wecom", "[Open ＜now＞](https://x.example/o?a=1&b=2)"),
+        ("slack", "<https://x.example/o?a=1&amp;b=2|Open &lt;now&gt;>"),
+        ("telegram", '<a href="https://x.example/o?a=1&amp;b=2">Open &lt;now&gt;</a>'),
+        ("discord", "[Open \\<now\\>](<https://x.example/o?a=1&b=2>)"),
     ],
 )
-def test_short_customer_names(first: str, last: str, shown: str | None) -> None:
-    from pollerd.model import short_name
+def test_link_escapes_its_label(tmp_path: Path, flavour: str, shown: str) -> None:
+    body = render_snippet(
+        tmp_path, "{{ link('https://x.example/o?a=1&b=2', 'Open <now>') }}", flavour
+    )
+    assert body == shown
 
-    assert short_name(first, last) == shown
+
+def test_link_refuses_anything_but_http(tmp_path: Path) -> None:
+    snippet = "{{ link(payment, 'label') }}|{{ link(payment) }}"
+    for flavour in FLAVOURS:
+        body = render_snippet(
+            tmp_path / flavour, snippet, flavour, payment_method_title="javascript:x"
+        )
+        assert body == "label|", flavour
+    assert render_snippet(tmp_path, "{{ link(admin_url) }}", "wecom") == f"[{ADMIN}]({ADMIN})"
+
+
+def test_b_bolds_escaped_text(tmp_path: Path) -> None:
+    snippet = "{{ b(customer.name) }}|{{ b(t.total) }}"
+    name = "*Eve* <x>"
+    assert render_snippet(tmp_path / "a", snippet, "wecom", customer_name=name) == (
+        "**∗Eve∗ ＜x＞**|**Total: **"
+    )
+    assert render_snippet(tmp_path / "b", snippet, "telegram", customer_name=name) == (
+        "<b>*Eve* &lt;x&gt;</b>|<b>Total: </b>"
+    )
+    assert render_snippet(tmp_path / "c", snippet, "text", customer_name=name) == (
+        "*Eve* ＜x＞|Total: "
+    )
+
+
+def test_raw_passes_trusted_text_untouched(tmp_path: Path) -> None:
+    """`|raw` is for the template author's own markup; on a customer's value it is a hole,
+    which is exactly why the README says "trusted text only"."""
+    snippet = "{{ '<i>ours</i>'|raw }} {{ customer.name }} {{ customer.name|raw }}"
+    body = render_snippet(tmp_path, snippet, "telegram", customer_name="<s>Eve</s>")
+    assert body == "<i>ours</i> &lt;s&gt;Eve&lt;/s&gt; <s>Eve</s>"
+
+
+def test_money_filter_uses_the_order_currency_and_locale(tmp_path: Path) -> None:
+    snippet = "{{ total|money }} {{ '10'|money('EUR') }} {{ refunded|money }}"
+    templates = user_templates(
+        tmp_path, {"en/order.paid.j2": snippet, "zh-CN/order.paid.j2": snippet}
+    )
+    event = order_event(refunded_total=Decimal("5"))
+    assert templates.render(event, flavour="text").body == "$25.00 €10.00 $5.00"
+    assert templates.render(event, flavour="text", locale="zh-CN").body == "US$25.00 €10.00 US$5.00"
+
+
+def test_mask_filters(tmp_path: Path) -> None:
+    snippet = "{{ payment|mask_email }}|{{ payment|mask_phone }}|{{ customer.name|mask_name }}"
+    cases = [
+        ("jane@example.com", "Jane Doe", "j***@example.com|***|Jane D."),
+        ("+86 138 1234 5678", "王芳", "***|861****5678|王*"),
+        ("j***@example.com", "Jane D.", "j***@example.com|***|Jane D."),  # masking is idempotent
+    ]
+    for i, (payment, name, shown) in enumerate(cases):
+        body = render_snippet(
+            tmp_path / str(i), snippet, "text", payment_method_title=payment, customer_name=name
+        )
+        assert body == shown, payment
+    email = {"payment_method_title": "jane@example.com"}
+    wecom = render_snippet(tmp_path / "w", "{{ payment|mask_email }}", "wecom", **email)
+    assert wecom == "j∗∗∗@example.com"  # a filter's output is escaped like any value
+
+
+def test_context_keys_are_the_documented_ones() -> None:
+    """The README's "Templates" section lists these; a new key must be documented there."""
+    keys = set(context(order_event(), locale="en", timezone="UTC"))
+    assert keys == {
+        "id", "type", "store", "platform", "test", "occurred_at", "when", "number", "order_id",
+        "status", "total", "currency", "refunded", "payment", "customer", "items", "dispute",
+        "reason", "admin_url", "tail", "before", "after", "hidden", "brief",
+    }  # fmt: skip
+
+
+# Digests -----------------------------------------------------------------------------------
+
+
+def test_digest_counts_totals_and_lines() -> None:
+    events = [
+        order_event("order.created"),
+        order_event("order.paid"),  # the same order: counted once in the totals
+        order_event("order.paid", id="2", number="#1002", total="100", currency="CNY"),
+    ]
+    message = BUILTIN.render_digest(events, flavour="text")
+    lines = message.body.split("\n")
+    assert lines[0] == message.title == "Digest: 3 order alerts"
+    assert lines[1] == "Total of 2 orders: $25.00 · CN¥100.00"
+    assert lines[2].startswith("[acme] New order #1001 · $25.00 · ")
+    assert len(lines) == 5
+    zh = BUILTIN.render_digest(events[:1], flavour="text", locale="zh-CN").body
+    assert zh.startswith("汇总：1 条订单通知\n1 个订单合计：US$25.00\n【acme】新订单 #1001")
+    one = BUILTIN.render_digest(events[:1], flavour="text").body
+    assert one.startswith("Digest: 1 order alert\nTotal of 1 order: $25.00\n")
+
+
+def test_digest_shows_ten_lines_and_the_rest_as_more() -> None:
+    events = [order_event(id=str(i), number=f"#{i}") for i in range(14)]
+    body = BUILTIN.render_digest(events, flavour="text").body
+    assert body.count("[acme] Order #") == MAX_ITEMS and body.endswith("… and 4 more")
+    zh = BUILTIN.render_digest(events, flavour="text", locale="zh-CN").body
+    assert zh.endswith("…（另有 4 条）")
+    small = BUILTIN.render_digest(events, flavour="text", fits=byte_limit(300)).body
+    assert len(small.encode()) <= 300 and re.search(r"… and \d+ more$", small)
+
+
+def test_digest_lines_are_escaped_for_the_flavour_not_twice() -> None:
+    events = [order_event(customer_email=None, customer_name="[x](http://evil)")] * 2
+    wecom = BUILTIN.render_digest(events, flavour="wecom").body
+    assert "\n[acme] Order #1001 paid · $25.00 · ［x］(http：//evil) · " in wecom  # ours: "["
+    discord = BUILTIN.render_digest(events, flavour="discord").body
+    assert "\n[acme] Order \\#1001 paid" in discord and "\\\\" not in discord
+    sms = BUILTIN.render_digest(events, flavour="sms").body
+    assert sms == "Digest: 2 order alerts\nTotal of 1 order: $25.00"  # no "·": GSM-7

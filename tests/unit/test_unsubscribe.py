@@ -28,6 +28,7 @@ from pollerd.config import ConfigErrors, minimal
 from pollerd.daemon import build_channels, start_web
 from pollerd.model import Event, LineItem, Order
 from pollerd.store import Store, open_store
+from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed, suppress, suppression_key
 from pollerd.web import UnsubscribeServer
 
@@ -94,17 +95,38 @@ def smtp_server(inbox: Inbox) -> Iterator[int]:
         controller.stop()
 
 
-def channel(port: int, store: Store | None = None, *, links: bool = True) -> EmailChannel:
+def channel(
+    port: int,
+    store: Store | None = None,
+    *,
+    links: bool = True,
+    locale: str = "en",
+    templates: Path | None = None,
+) -> EmailChannel:
     options = {"host": "127.0.0.1", "port": port, "security": "none", "timeout": "5s",
                "sender": "pollerd <alerts@example.com>", "to": TO}  # fmt: skip
     ctx = ChannelContext(
         "mail",
         options,
         None,  # type: ignore[arg-type]
+        locale=locale,
         suppressed=functools.partial(is_suppressed, store) if store is not None else None,
         unsubscribe_link=LINKS.link if links else None,
+        templates=templates_for(templates),
     )
     return EmailChannel(ctx)
+
+
+def copies(target: EmailChannel) -> list[tuple[str, str]]:
+    """(text part, HTML part) of each per-recipient copy `render` stores, "\n" line ends."""
+    found = []
+    for _, raw in target.parcels(target.render(sample())):
+        msg = email.message_from_string(raw, policy=default_policy)
+        assert isinstance(msg, EmailMessage)
+        text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        page = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        found.append((text.replace("\r\n", "\n"), page.replace("\r\n", "\n")))
+    return found
 
 
 def send(target: EmailChannel, rendered: str | None = None) -> SendResult:
@@ -166,6 +188,41 @@ def test_each_recipient_gets_a_personal_one_click_link() -> None:
         page = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
         href = link.replace("&", "&amp;")
         assert f'<a href="{href}">{href}</a>' in page
+
+
+def test_footer_closes_both_parts() -> None:
+    """The text part ends with a "-- " signature block, the HTML part with a small line after a
+    rule, right before </body>: the footer comes after the template's own content."""
+    addresses = ["ops@example.com", "Owner+shop@example.com"]
+    for (text, page), address in zip(copies(channel(1)), addresses, strict=True):
+        link = LINKS.link("mail", address)
+        href = link.replace("&", "&amp;")
+        assert text.endswith(f"\n\n-- \nStop these alerts for {address}: {link}\n")
+        assert page.rstrip().endswith(
+            f'<hr><p><small>Stop these alerts for {address}: <a href="{href}">{href}</a>'
+            "</small></p></body></html>"
+        )
+
+
+def test_footer_wording_follows_the_locale() -> None:
+    [(text, page), _] = copies(channel(1, locale="zh-CN"))
+    link = LINKS.link("mail", "ops@example.com")
+    assert text.endswith(f"-- \n不再向 ops@example.com 发送这些提醒：{link}\n")
+    assert "<small>不再向 ops@example.com 发送这些提醒：<a href=" in page
+
+
+def test_a_user_template_cannot_drop_the_footer(tmp_path: Path) -> None:
+    """The templates folder is the user's; the unsubscribe link is the law's (RFC 8058 and
+    bulk-sender rules), so it is appended after whatever the template renders."""
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "order.paid.email_text.j2").write_text("Paid: {{ number }}\n")
+    (tmp_path / "en" / "order.paid.email_html.j2").write_text(
+        "<html><body><p>Paid: {{ number }}</p></body></html>\n"
+    )
+    for text, page in copies(channel(1, templates=tmp_path)):
+        assert text.startswith("Paid: #1001\n\n-- \nStop these alerts for ")
+        assert page.startswith("<html><body><p>Paid: #1001</p><hr><p><small>Stop these alerts")
+        assert page.rstrip().endswith("</small></p></body></html>")
 
 
 def test_without_public_url_one_message_goes_to_everyone() -> None:

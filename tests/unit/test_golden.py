@@ -1,0 +1,259 @@
+"""Golden files: every event × locale × flavour, rendered from a fixed, realistic sample, compared
+with `tests/golden/{locale}/{event}.{flavour}.txt`.
+
+These files are what our users read, so they are reviewed by eye like code: a change to a
+template, an escaper or a label shows up here as a diff. After an intended change run
+`POLLERD_GOLDEN=update .venv/bin/python -m pytest -q tests/unit/test_golden.py` and read the diff
+of `tests/golden/` before committing it.
+
+The samples happen at 23:30 UTC and render in Asia/Shanghai, so every file shows the NEXT day
+(Nov 23, 07:30; 北京时间 in zh-CN): a time printed in UTC, or in the server's zone, would show
+up here at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pollerd.model import Event, LineItem, Order
+from pollerd.templates import EVENTS, FLAVOURS, LOCALES, Message, templates_for
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+ZONE = "Asia/Shanghai"
+AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # 07:30 on Nov 23 in Beijing
+DETECTED = datetime(2026, 11, 22, 23, 30, 41, tzinfo=UTC)
+
+
+def woocommerce_order(**changes: Any) -> Order:
+    """A WooCommerce order as `sources/woocommerce.py` normalises it: number without "#",
+    masked customer data, the HPOS admin screen, three line items."""
+    fields: dict[str, Any] = {
+        "store": "tea-house",
+        "platform": "woocommerce",
+        "id": "4711",
+        "number": "4711",
+        "status": "processing",
+        "created_at": AT,
+        "updated_at": AT,
+        "paid_at": AT,
+        "total": "64.90",
+        "currency": "USD",
+        "payment_method": "stripe",
+        "payment_method_title": "Credit Card (Stripe)",
+        "customer_email": "j***@example.com",
+        "customer_phone": "555****0142",
+        "customer_name": "Jane D.",
+        "admin_url": "https://shop.example.com/wp-admin/admin.php?page=wc-orders&action=edit&id=4711",
+        "line_items": (
+            LineItem("Ceramic Mug - Blue", 2, "36.00"),
+            LineItem("Earl Grey Tea, 100 g", 1, "12.90"),
+            LineItem("Gift wrap", 1, "4.00"),
+        ),
+    }
+    return Order(**{**fields, **changes})
+
+
+def shopify_order(**changes: Any) -> Order:
+    """A Shopify order as `sources/shopify_normalize.py` makes it: "#1002", CNY, a Chinese
+    customer shown family name first ("王*"), the admin.shopify.com link."""
+    fields: dict[str, Any] = {
+        "store": "acme",
+        "platform": "shopify",
+        "id": "5273485869312",
+        "number": "#1002",
+        "status": "PAID",
+        "created_at": AT,
+        "updated_at": AT,
+        "paid_at": AT,
+        "total": "1288.00",
+        "currency": "CNY",
+        "payment_method": "shopify_payments",
+        "payment_method_title": "Shopify Payments",
+        "financial_status": "PAID",
+        "customer_email": "w***@example.cn",
+        "customer_phone": "139****8888",
+        "customer_name": "王*",
+        "admin_url": "https://admin.shopify.com/store/acme/orders/5273485869312",
+        "line_items": (
+            LineItem("真丝围巾 Silk Scarf", 1, "688.00"),
+            LineItem("Cashmere Beanie", 2, "500.00"),
+            LineItem("Gift card", 1, "100.00"),
+        ),
+    }
+    return Order(**{**fields, **changes})
+
+
+def event(
+    kind: str, order: Order, *, reason: str | None = None, dispute: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return Event(
+        type=kind,
+        store=order.store,
+        platform=order.platform,
+        order_id=order.id,
+        occurred_at=AT,
+        detected_at=DETECTED,
+        test=False,
+        order=order.to_json(),
+        reason=reason,
+        dispute=dispute,
+    ).to_json()
+
+
+def alert(kind: str, store: str, order: dict[str, Any], reason: str) -> dict[str, Any]:
+    """pollerd's own alerts: no order, the problem as the reason."""
+    return Event(
+        type=kind,
+        store=store,
+        platform="pollerd" if store == "pollerd" else "woocommerce",
+        order_id=str(order.get("id", "-")),
+        occurred_at=AT,
+        detected_at=AT,
+        test=False,
+        order=order,
+        reason=reason,
+    ).to_json()
+
+
+def dispute(status: str) -> dict[str, Any]:
+    """A Shopify Payments chargeback as `diff.dispute_events` carries it."""
+    return {
+        "id": "98765",
+        "status": status,
+        "type": "CHARGEBACK",
+        "amount": "1288.00",
+        "currency": "CNY",
+        "reason": "FRAUDULENT",
+        "initiated_at": "2026-11-22T23:30:00Z",
+        "evidence_due_by": "2026-12-06T23:59:59Z",
+        "finalized_on": None,
+    }
+
+
+def samples() -> dict[str, dict[str, Any]]:
+    """One event JSON per type, as the daemon would hand it to the templates."""
+    paid = shopify_order()
+    return {
+        "order.created": event(
+            "order.created",
+            woocommerce_order(
+                status="pending",
+                paid_at=None,
+                payment_method="bacs",
+                payment_method_title="Direct bank transfer",
+            ),
+        ),
+        "order.paid": event("order.paid", paid),
+        "order.fulfilled": event("order.fulfilled", woocommerce_order(status="completed")),
+        "order.partially_refunded": event(
+            "order.partially_refunded",
+            shopify_order(financial_status="PARTIALLY_REFUNDED", refunded_total=Decimal("100.00")),
+        ),
+        "order.refunded": event(
+            "order.refunded", woocommerce_order(status="refunded", refunded_total=Decimal("64.90"))
+        ),
+        "order.cancelled": event(
+            "order.cancelled", shopify_order(status="CANCELLED", cancelled_at=AT), reason="customer"
+        ),
+        "order.deleted": event(
+            "order.deleted", shopify_order(status="deleted"), reason="Order #1002 was deleted."
+        ),
+        "dispute.opened": event(
+            "dispute.opened", paid, reason="FRAUDULENT", dispute=dispute("NEEDS_RESPONSE")
+        ),
+        "dispute.updated": event(
+            "dispute.updated", paid, reason="FRAUDULENT", dispute=dispute("UNDER_REVIEW")
+        ),
+        # As delivery.Delivery._alert_channel_failing raises it.
+        "alert.channel_failing": alert(
+            "alert.channel_failing",
+            "pollerd",
+            {"id": "wecom-ops", "number": "wecom-ops"},
+            "channel wecom-ops: errcode 93000 (invalid webhook url); fix it, then "
+            "`pollerd deliveries retry --channel wecom-ops`",
+        ),
+        "alert.store_failing": alert(
+            "alert.store_failing",
+            "tea-house",
+            {},
+            "HTTP 401 from the store: check consumer_key and consumer_secret",
+        ),
+    }
+
+
+def digest_events() -> list[dict[str, Any]]:
+    """A flash-sale burst: two stores, two currencies, three alerts about two orders."""
+    every = samples()
+    return [every["order.created"], every["order.paid"], every["order.refunded"]]
+
+
+def render(kind: str, locale: str, flavour: str) -> Message:
+    templates = templates_for(None)
+    if kind == "digest":
+        return templates.render_digest(
+            digest_events(), flavour=flavour, locale=locale, timezone=ZONE
+        )
+    return templates.render(samples()[kind], flavour=flavour, locale=locale, timezone=ZONE)
+
+
+def golden_text(message: Message) -> str:
+    """The file: the title, a `---` line, the body as sent."""
+    return f"{message.title}\n---\n{message.body}\n"
+
+
+def test_every_event_has_a_sample() -> None:
+    assert set(samples()) | {"digest"} == set(EVENTS)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", EVENTS)
+def test_golden(kind: str, locale: str, flavour: str) -> None:
+    path = GOLDEN / locale / f"{kind}.{flavour}.txt"
+    got = golden_text(render(kind, locale, flavour))
+    if os.environ.get("POLLERD_GOLDEN") == "update":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(got, encoding="utf-8")
+        return
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run POLLERD_GOLDEN=update and review it", False)
+    want = path.read_text(encoding="utf-8")
+    if got != want:
+        diff = difflib.unified_diff(
+            want.splitlines(keepends=True),
+            got.splitlines(keepends=True),
+            f"{path.relative_to(GOLDEN.parent)} (golden)",
+            "rendered now",
+        )
+        pytest.fail(
+            "".join(diff) + "\nIf this change is intended: POLLERD_GOLDEN=update, then review "
+            "the diff of tests/golden/.",
+            False,
+        )
+
+
+def test_no_stray_golden_files() -> None:
+    """A renamed event or flavour must not leave a file nobody compares any more."""
+    expected = {
+        GOLDEN / locale / f"{kind}.{flavour}.txt"
+        for kind in EVENTS
+        for locale in LOCALES
+        for flavour in FLAVOURS
+    }
+    assert set(GOLDEN.rglob("*.txt")) <= expected
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_golden_samples_show_the_next_day_in_beijing(locale: str) -> None:
+    """23:30 UTC on Nov 22 is 07:30 on Nov 23 in Shanghai: every event title says so."""
+    shown = "Nov 23, 2026 07:30 CST" if locale == "en" else "2026年11月23日 07:30 北京时间"
+    for kind in EVENTS:
+        if kind != "digest":
+            assert shown in render(kind, locale, "text").title, kind
