@@ -6,7 +6,7 @@ Read-only against the stores and the database (except `notify-test`, which sends
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +23,13 @@ def _ago(when: datetime | None, now: datetime) -> float | None:
     return None if when is None else round((now - when).total_seconds(), 1)
 
 
+def stale_after(interval: timedelta) -> float:
+    """Seconds without a successful poll after which `status` calls a store stale: three
+    intervals, but never less than 5 minutes, so `pollerd once` from a per-minute timer (which
+    polls between its runs, not every interval) is not reported stale between two runs."""
+    return max(3 * interval.total_seconds(), 300.0)
+
+
 def collect(settings: Settings) -> dict[str, Any]:
     """Everything `status` shows, as plain data (the `--json` output is this)."""
     store = open_store(settings.pollerd.database)
@@ -37,7 +44,11 @@ def collect(settings: Settings) -> dict[str, Any]:
                 and cursor.last_error_at
                 and (cursor.last_success is None or cursor.last_error_at > cursor.last_success)
             )
-            healthy &= not failing
+            since = _ago(cursor.last_success if cursor else None, now)
+            stale = cfg.enabled and since is not None and since > stale_after(cfg.interval)
+            state = "never polled" if cursor is None else "ok"
+            state = "failing" if failing else ("stale" if stale else state)
+            healthy &= not failing and not stale
             stores.append(
                 {
                     "name": cfg.name,
@@ -47,11 +58,11 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "last_success": cursor.last_success.isoformat()
                     if cursor and cursor.last_success
                     else None,
-                    "seconds_since_success": _ago(cursor.last_success if cursor else None, now),
+                    "seconds_since_success": since,
                     "cursor_lag_seconds": _ago(cursor.updated_at if cursor else None, now),
                     "late_events": store.late_events(cfg.name),
                     "last_error": cursor.last_error if failing and cursor else None,
-                    "state": "never polled" if cursor is None else ("failing" if failing else "ok"),
+                    "state": state,
                 }
             )
         counts = store.counts()
