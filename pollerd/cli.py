@@ -39,18 +39,31 @@ ConfigOpt = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    """Eager, so `pollerd --version` works without a command."""
+    if value:
+        typer.echo(f"pollerd {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _root(
     config: ConfigOpt = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = None,
-    log_format: Annotated[str, typer.Option(help="human or json")] = "human",
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            help="auto (journald under systemd, else human), human, json (one object per "
+            "line) or journal (journald native protocol)."
+        ),
+    ] = "auto",
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version.", is_eager=True, callback=_version),
+    ] = False,
 ) -> None:
-    if version:
-        typer.echo(f"pollerd {__version__}")
-        raise typer.Exit(EXIT_OK)
-    if log_format not in ("human", "json"):
-        _fail(f"--log-format must be human or json, not {log_format!r}", EXIT_USAGE)
+    if log_format not in ("auto", "human", "json", "journal"):
+        _fail(f"--log-format must be auto, human, json or journal, not {log_format!r}", EXIT_USAGE)
     _state.update(config=config, log_level=log_level, log_format=log_format)
 
 
@@ -74,11 +87,10 @@ def _settings(config: Path | None = None) -> Any:
     from pollerd.config import load
     from pollerd.log import setup
 
+    fmt = _state.get("log_format") or "auto"
+    setup(level=_state.get("log_level") or "INFO", fmt=fmt)  # load's own warnings: redacted
     settings = load(config or _state.get("config"))
-    setup(
-        level=_state.get("log_level") or settings.pollerd.log_level,
-        fmt=_state.get("log_format") or "human",
-    )
+    setup(level=_state.get("log_level") or settings.pollerd.log_level, fmt=fmt)
     return settings
 
 
@@ -257,6 +269,111 @@ def deliveries_retry(
         f"{count} deliveries queued again; a running daemon sends them within a second, "
         "or run `pollerd once`"
     )
+
+
+KEYGEN_HELP = """\
+Keep this key secret and backed up: it opens the sealed customer contacts, and without it
+nobody can (pollerd included). Give it to pollerd as a systemd credential or a 0600 file:
+  (umask 077; pollerd keygen --id {id} > /etc/pollerd/credentials/pii_key)
+  [pollerd] pii_key = "credential:pii_key"    # pollerd.service: LoadCredential=pii_key:...
+  (or pii_key = "file:/etc/pollerd/credentials/pii_key", or "env:POLLERD_PII_KEY")
+To rotate: create a key with a new id (pollerd keygen --id {next}), put it FIRST and keep the old
+one after it (e.g. "{next}:NEW {id}:OLD"), reload pollerd, run `pollerd rekey`, and drop the old
+key once rekey reports no rows left under it."""
+
+
+@app.command()
+def keygen(
+    key_id: Annotated[
+        int, typer.Option("--id", min=1, max=255, help="Key id (1-255); a new id per rotation.")
+    ] = 1,
+) -> None:
+    """Print a new AES-256-GCM key for [pollerd] pii_key (ID:BASE64) and how to configure it."""
+    from pollerd.crypto import generate
+
+    typer.echo(generate(key_id))  # stdout holds the key alone, so it can be redirected
+    typer.echo(KEYGEN_HELP.format(id=key_id, next=min(key_id + 1, 255)), err=True)
+
+
+@app.command()
+def rekey(
+    config: ConfigOpt = None,
+    batch: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 500,
+) -> None:
+    """Re-seal stored customer contacts with the first key of pii_key (after a rotation);
+    resumable, safe beside a running daemon. Exit 1 if a row does not open."""
+    from pollerd.errors import ConfigError
+    from pollerd.store import open_store
+
+    def run() -> int:
+        settings = _settings(config)
+        if settings.pollerd.pii_key is None:
+            raise ConfigError(
+                "pollerd.pii_key",
+                "not set: rekey re-seals with its first key",
+                "create one with `pollerd keygen` and set pii_key",
+            )
+        store = open_store(settings.pollerd.database, pii_key=settings.pollerd.pii_key)
+        try:
+            ring = store.pii
+            assert ring is not None
+            left = store.sealed_by_key()
+            left.pop(ring.current, None)
+            if not left:
+                typer.echo(f"nothing to re-seal: every sealed contact uses key {ring.current}")
+                return EXIT_OK
+            typer.echo(f"re-sealing with key {ring.current}; left under old keys: {_keys(left)}")
+            report = store.rekey(
+                ring,
+                batch=batch,
+                on_batch=lambda r: typer.echo(
+                    f"re-sealed {r.resealed}; left under old keys: {_keys(r.left)}"
+                ),
+            )
+        finally:
+            store.close()
+        for problem in report.failed:
+            typer.echo(f"pollerd rekey: {problem}", err=True)
+        if report.failed:
+            typer.echo(
+                f"{len(report.failed)} value(s) did not open (named above) and stay under their "
+                "old key until retention prunes them; add the key that sealed them to pii_key "
+                "(after the first) and run rekey again",
+                err=True,
+            )
+            return EXIT_FAILED
+        droppable = ", ".join(map(str, sorted(set(ring.keys) - {ring.current} - set(report.left))))
+        tail = f"key(s) {droppable} can be dropped from pii_key" if droppable else "no old key left"
+        typer.echo(f"done: {report.resealed} re-sealed with key {ring.current}; {tail}")
+        return EXIT_OK
+
+    raise typer.Exit(_guard(run))
+
+
+@app.command()
+def prune(config: ConfigOpt = None) -> None:
+    """Apply [pollerd] retention now: drop message bodies and sealed contacts older than it
+    (the daemon does this every few minutes, `once` at its end)."""
+    from pollerd.store import open_store
+
+    def run() -> int:
+        settings = _settings(config)
+        store = open_store(settings.pollerd.database)
+        try:
+            pruned = store.prune(time.time(), settings.pollerd.retention)
+        finally:
+            store.close()
+        typer.echo(
+            f"pruned {pruned.bodies} message bodies and {pruned.contacts} sealed contacts "
+            f"older than {settings.pollerd.retention.total_seconds() / 3600:g} h"
+        )
+        return EXIT_OK
+
+    raise typer.Exit(_guard(run))
+
+
+def _keys(left: dict[int, int]) -> str:
+    return ", ".join(f"key {k}: {n} rows" for k, n in sorted(left.items())) or "none"
 
 
 @app.command()

@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from pollerd.errors import ConfigError
 from pollerd.model import EVENT_TYPES
-from pollerd.secrets import Secret
+from pollerd.secrets import Secret, register_all, warn_inline
 
 EXAMPLE = "see config.example.toml"
 SYSTEM_CONFIG = Path("/etc/pollerd/pollerd.toml")
@@ -152,6 +152,17 @@ def _long_secret(value: Secret) -> Secret:
     return value
 
 
+def _pii_key(value: Secret) -> Secret:
+    """A key ring that cannot seal is refused at start (exit 78), not at the first order."""
+    from pollerd.crypto import CryptoError, KeyRing
+
+    try:
+        KeyRing.parse(value.get())
+    except CryptoError as exc:  # the message names the entry, never the key
+        raise invalid(str(exc).removeprefix("pii_key").lstrip(": ")) from None
+    return value
+
+
 _API_PATHS = ("/wp-json", "/wp-admin", "/index.php", "/wp-login.php", "/xmlrpc.php")
 
 
@@ -203,7 +214,10 @@ EventGlob = Annotated[str, AfterValidator(_event_glob)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    # hide_input_in_errors: a literal secret that fails a check must not print in str(error)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
 
 
 class DeliveryConfig(_Strict):
@@ -219,7 +233,7 @@ class GlobalConfig(_Strict):
     database: Annotated[str, AfterValidator(_database)] = "sqlite:///pollerd.db"
     timezone: TimeZone = "UTC"
     locale: Literal["en", "zh-CN"] = "en"
-    pii_key: Secret | None = None
+    pii_key: Annotated[Secret, AfterValidator(_pii_key)] | None = None
     retention: Duration = timedelta(hours=72)
     metrics_listen: Annotated[str, AfterValidator(_listen)] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -302,7 +316,9 @@ class ChannelConfig(_Strict):
     The raw keys stay as extras only so `model_dump()` can rebuild the table (`pollerd demo`
     does); they are hidden from repr because an inline secret would print."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="allow", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
     name: StoreName
     type: str
     locale: Literal["en", "zh-CN"] | None = None
@@ -433,7 +449,9 @@ def load(path: Path | None = None, *, env: Mapping[str, str] | None = None) -> S
         at = f"line {where.group(1)}, column {where.group(2)}" if where else "the end"
         fix = 'fix the syntax; strings need quotes, e.g. interval = "10s"'
         raise ConfigError(str(path), f"invalid TOML at {at}: {problem}", fix) from None
-    return _build(data, path)
+    settings = _build(data, path)
+    warn_inline(settings, path)
+    return settings
 
 
 def minimal(
@@ -474,7 +492,9 @@ def _build(data: dict[str, Any], path: Path | None) -> Settings:
         if problems:
             raise ConfigErrors(problems) from None
     pollerd = settings.pollerd.model_copy(update=update)
-    return settings.model_copy(update={"pollerd": pollerd, "channel_options": options})
+    built = settings.model_copy(update={"pollerd": pollerd, "channel_options": options})
+    register_all(built)  # every secret of stores, channels and [pollerd] for the log redactor
+    return built
 
 
 def _template_problems(folder: Path) -> list[ConfigError]:

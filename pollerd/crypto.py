@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from pollerd.errors import PollerdError
+
 MAGIC = b"P1"
 NONCE = 12
 _KEY_BYTES = 32
 _SPLIT = re.compile(r"[\s,]+")
 
 
-class CryptoError(Exception):
-    """A key ring that cannot be used, or a sealed value that does not open. Messages never
-    contain key material or plaintext."""
+class CryptoError(PollerdError):
+    """A key ring that cannot be used, or a sealed value that does not open (exit 1). Messages
+    never contain key material or plaintext."""
 
 
 def generate(key_id: int = 1) -> str:
@@ -63,6 +65,10 @@ class KeyRing:
             first = key_id if first is None else first
         assert first is not None
         return cls(keys, first)
+
+    def __repr__(self) -> str:
+        # Ids only: a ring that ends up in a log line or a traceback shows no key material.
+        return f"KeyRing(current={self.current}, ids={sorted(self.keys)})"
 
     def seal(self, plaintext: str, *, table: str, column: str, row: str) -> bytes:
         nonce = os.urandom(NONCE)

@@ -2,29 +2,54 @@
 
 `run` uses APScheduler 3 (4.0 is not for production): one interval job per store with jitter,
 `max_instances=1` (a slow pass is never overlapped by the next) and `coalesce=True` (a stalled
-loop runs once, not a burst). SIGTERM/SIGINT stop scheduling, let the running page commit and
-the in-flight sends finish, then exit 0, so a clean stop never duplicates a message.
+loop runs once, not a burst). Under systemd (`Type=notify`, research §C.3) it says:
+
+- `READY=1` once the store is open, every cursor exists and every store's first pass is
+  scheduled (so `start_from = "now"` means the moment it was ready);
+- `WATCHDOG=1` every `WATCHDOG_USEC / 2`, sent by a job of the scheduler itself and only while
+  the delivery loop makes progress. Pinging from a free-running thread (Puma, Sidekiq) keeps a
+  wedged daemon alive; here a blocked event loop, a stopped scheduler or a stalled outbox all
+  stop the pings and systemd restarts pollerd. A store whose API is down is NOT a watchdog
+  failure (a restart would not fix it): it shows in `STATUS=`, `/healthz` and the metrics;
+- `STATUS=` one line (`3 stores ok, 0 due, last poll 1.2s ago`; Chinese with `locale = "zh-CN"`);
+- `STOPPING=1` on SIGTERM/SIGINT, then a drain: no new passes and no new sends; the running
+  page transaction and the sends in flight finish and are recorded (bounded by `STOP_GRACE`),
+  exit 0. A clean stop therefore never sends a message twice;
+- `RELOADING=1` + `MONOTONIC_USEC=` on SIGHUP, then `READY=1`. The config file is re-read and
+  applied without a restart (see `Service.reload`); a bad file is refused, logged with the key,
+  shown as `STATUS=reload failed: …`, and the running config stays.
+
+Every `PRUNE_EVERY` seconds a job applies `[pollerd] retention` (message bodies, sealed
+contacts; `Store.prune`).
+
+Test-only failpoints (`POLLERD_FAILPOINT`, never set in production; the tests prove with them
+that a hung loop stops the watchdog pings): `hang_delivery` makes the delivery loop's first
+send hang forever while the event loop keeps running; `block_loop` blocks the event loop thread
+itself at that point.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from loguru import logger
 
 from pollerd import __version__
 from pollerd.channels import channel_class
-from pollerd.channels.base import Channel, ChannelContext
-from pollerd.config import Settings, ShopifyStore, WooCommerceStore
-from pollerd.delivery import Deliverer, Round
+from pollerd.channels.base import Budget, Channel, ChannelContext
+from pollerd.config import Settings, ShopifyStore, WooCommerceStore, load
+from pollerd.delivery import Deliverer, Round, Slot
 from pollerd.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -34,14 +59,39 @@ from pollerd.errors import (
     SourceError,
 )
 from pollerd.sources.base import Source
-from pollerd.store import StateLock, Store, open_store
+from pollerd.store import Due, StateLock, Store, open_store
 from pollerd.sync import PassReport, StoreSync
-from pollerd.systemd import notify
+from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interval
 from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed
 from pollerd.web import UnsubscribeServer
 
-STOP_GRACE = 30.0  # seconds a running page and in-flight sends get to finish on SIGTERM
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+STOP_GRACE = 30.0
+"""Seconds the running pages and in-flight sends get on SIGTERM (TimeoutStopSec= is 45 s)."""
+FIRST_POLL_GRACE = 30.0
+"""A store's first pass may take this long (start-up, first walk) on top of its 3 intervals."""
+DELIVERY_SLACK = 5.0
+"""Beyond one send timeout, how long the delivery loop may show no progress before it counts as
+stalled: covers rendering and the outbox writes between two sends."""
+TICK_MAX = 5.0  # seconds between status updates (and watchdog pings, if more often is needed)
+TICK_JOB = "pollerd:tick"  # never a store name: those are [a-z0-9_-]
+PRUNE_JOB = "pollerd:prune"
+PRUNE_EVERY = 300.0  # seconds between retention prunes (`[pollerd] retention`)
+FAILPOINT = os.environ.get("POLLERD_FAILPOINT", "")
+RESTART_KEYS = (
+    "database",
+    "listen",
+    "public_url",
+    "unsubscribe_secret",
+    "metrics_listen",
+    "pii_key",
+    "log_level",
+)
+"""`[pollerd]` keys a reload cannot apply (open connections, sockets, the key ring, the log
+sink): a change is logged and the running value kept until the next restart."""
 
 
 def build_source(cfg: WooCommerceStore | ShopifyStore) -> Source:
@@ -86,6 +136,53 @@ def build_channels(
     return channels
 
 
+class RunDeliverer(Deliverer):
+    """The outbox loop as `run` drives it.
+
+    `draining` (SIGTERM, or a reload swapping the channels) starts no new send: a row whose turn
+    comes is left exactly as it was (no attempt charged, no back-off), while the sends already in
+    flight finish and record their outcome, so the round ends once they have. Every finished send
+    is a heartbeat (`last_progress`), so a loop stuck in one send is seen within one send
+    timeout, not at the end of a 200-row round.
+    """
+
+    draining: bool = False
+
+    async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
+        if self.draining:
+            if slot is not None:
+                budget = self.channels[due.channel].budget()
+                if budget is not None:
+                    self.limiter.release(budget, slot)
+            return
+        await _failpoint()
+        try:
+            await super()._deliver(due, result, slot)
+        finally:
+            self.last_progress = time.monotonic()
+
+    async def _digest(
+        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
+    ) -> None:
+        if self.draining:
+            self.limiter.release(budget, slot)
+            return
+        try:
+            await super()._digest(name, budget, rows, slot, result)
+        finally:
+            self.last_progress = time.monotonic()
+
+
+async def _failpoint() -> None:
+    """Test-only hangs (module docstring); a no-op unless POLLERD_FAILPOINT names one."""
+    if FAILPOINT == "hang_delivery":
+        logger.warning("FAILPOINT hang_delivery: the delivery loop hangs here (test only)")
+        await asyncio.get_running_loop().create_future()  # never resolved; the loop runs on
+    elif FAILPOINT == "block_loop":
+        logger.warning("FAILPOINT block_loop: the event loop thread blocks here (test only)")
+        time.sleep(3600)  # the whole event loop stops: nothing else may run
+
+
 @dataclass
 class Runtime:
     """Everything one process builds from a config."""
@@ -100,14 +197,20 @@ class Runtime:
     stopping: bool = False
 
     @classmethod
-    def build(cls, settings: Settings, *, only_store: str | None = None) -> Runtime:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        only_store: str | None = None,
+        deliverer: type[Deliverer] = Deliverer,
+    ) -> Runtime:
         stores = [s for s in settings.stores if s.enabled]
         if only_store is not None:
             stores = [s for s in settings.stores if s.name == only_store]
             if not stores:
                 known = ", ".join(s.name for s in settings.stores) or "none"
                 raise ConfigError("stores", f"no store named {only_store!r}", f"known: {known}")
-        store = open_store(settings.pollerd.database)
+        store = open_store(settings.pollerd.database, pii_key=settings.pollerd.pii_key)
         http = httpx.AsyncClient(
             timeout=30.0,
             follow_redirects=False,
@@ -120,49 +223,69 @@ class Runtime:
             http,
             channels,
             {},
-            Deliverer(store, channels, settings.pollerd.delivery, routes=settings.routes),
+            deliverer(store, channels, settings.pollerd.delivery, routes=settings.routes),
         )
         for cfg in stores:
-            runtime.syncs[cfg.name] = StoreSync(
-                cfg,
-                build_source(cfg),
-                store,
-                settings.routes,
-                on_commit=lambda n: runtime.wake.set(),
-                stopping=lambda: runtime.stopping,
-            )
+            runtime.syncs[cfg.name] = runtime.make_sync(cfg, settings)
         return runtime
+
+    def make_sync(self, cfg: WooCommerceStore | ShopifyStore, settings: Settings) -> StoreSync:
+        """A store's sync with a fresh source (start-up, and a reload adding or changing it)."""
+        return StoreSync(
+            cfg,
+            build_source(cfg),
+            self.store,
+            settings.routes,
+            on_commit=lambda n: self.wake.set(),
+            stopping=lambda: self.stopping,
+        )
 
     async def poll(self, name: str, *, sweep: bool = False) -> PassReport | None:
         """One pass, with every failure logged and recorded; never raises."""
-        sync = self.syncs[name]
+        report, _ = await self.poll_pass(self.syncs[name], sweep=sweep)
+        return report
+
+    async def poll_pass(
+        self, sync: StoreSync, *, sweep: bool = False
+    ) -> tuple[PassReport | None, str | None]:
+        """One pass → (report, None), or (None, why it failed) with the failure logged and
+        recorded on the store's cursor; raises only CancelledError. Every log line of the
+        pass carries `store` (journald `STORE=`)."""
+        with logger.contextualize(store=sync.name):
+            return await self._poll_pass(sync, sweep=sweep)
+
+    async def _poll_pass(
+        self, sync: StoreSync, *, sweep: bool = False
+    ) -> tuple[PassReport | None, str | None]:
+        name = sync.name
         started = time.monotonic()
         try:
             report = await sync.poll(sweep=sweep)
         except RetryableSourceError as exc:
             logger.warning("{} (will retry)", exc)
-            self.store.record_poll(name, error=str(exc), when=datetime.now(UTC))
-            return None
+            error = str(exc)
         except SourceError as exc:  # fatal, or an order that breaks the API's contract
             logger.error("{}", exc)
-            self.store.record_poll(name, error=str(exc), when=datetime.now(UTC))
-            return None
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one store's bug must not stop the others
             logger.exception("store {}: unexpected error in a poll pass", name)
-            self.store.record_poll(
-                name, error=f"{type(exc).__name__}: {exc}", when=datetime.now(UTC)
-            )
-            return None
-        if report.events:
-            logger.info(
-                "store {}: {} new event(s), {} deliveries ({} orders listed, {:.2f}s)",
-                name,
-                report.events,
-                report.deliveries,
-                report.listed,
-                time.monotonic() - started,
-            )
-        return report
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            if report.events:
+                logger.info(
+                    "store {}: {} new event(s), {} deliveries ({} orders listed, {:.2f}s)",
+                    name,
+                    report.events,
+                    report.deliveries,
+                    report.listed,
+                    time.monotonic() - started,
+                )
+            return report, None
+        try:
+            self.store.record_poll(name, error=error, when=datetime.now(UTC))
+        except Exception:  # noqa: BLE001 - the database itself failing is logged, not raised
+            logger.exception("store {}: cannot record the failed pass", name)
+        return None, error
 
     async def aclose(self) -> None:
         for sync in self.syncs.values():
@@ -173,87 +296,732 @@ class Runtime:
         self.store.close()
 
 
-async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None = None) -> int:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+@dataclass
+class StoreBeat:
+    """One store's heartbeat, in monotonic seconds: what `/healthz` and `STATUS=` report."""
 
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    lock = StateLock(settings.state_dir)
-    lock.acquire()
-    runtime = Runtime.build(settings)
-    try:
-        web = await start_web(settings, runtime.store)
-    except ConfigError:
+    interval: float
+    since: float  # its first pass was scheduled (start-up, or the reload that added it)
+    last_ok: float | None = None
+    last_error: str | None = None
+    failures: int = 0  # passes failed in a row
+    running_since: float | None = None
+
+    def succeeded(self, now: float) -> None:
+        self.last_ok, self.last_error, self.failures = now, None, 0
+
+    def failed(self, error: str) -> None:
+        from pollerd.log import redact  # the reason is served over HTTP: no secret, no PII
+
+        self.last_error, self.failures = redact(error)[:300], self.failures + 1
+
+    def check(self, now: float) -> tuple[bool, dict[str, Any]]:
+        """Healthy when the last successful pass ended within 3 intervals; before the first
+        one, within 3 intervals + `FIRST_POLL_GRACE` of being scheduled."""
+        if self.last_ok is None:
+            limit = 3 * self.interval + FIRST_POLL_GRACE
+            age = now - self.since
+            why = f"no successful poll in the {age:.0f}s since it was scheduled"
+        else:
+            limit = 3 * self.interval
+            age = now - self.last_ok
+            why = f"no successful poll for {age:.0f}s (3 intervals = {limit:g}s)"
+        ok = age <= limit
+        info: dict[str, Any] = {
+            "healthy": ok,
+            "interval_seconds": self.interval,
+            "last_success_seconds_ago": None if self.last_ok is None else round(age, 3),
+            "limit_seconds": limit,
+            "failures_in_a_row": self.failures,
+        }
+        if self.running_since is not None:
+            info["pass_running_seconds"] = round(now - self.running_since, 3)
+        if self.last_error:
+            info["last_error"] = self.last_error
+            why += f"; last error: {self.last_error}"
+        if not ok:
+            info["reason"] = why
+        return ok, info
+
+
+@dataclass
+class Health:
+    """The heartbeats of the scheduler, the delivery loop and every store.
+
+    `check` is the `/healthz` callable: the metrics server calls it from its own thread, so it
+    only reads plain numbers, and `stores` is replaced, never mutated, by a reload.
+    """
+
+    delivery_last: Callable[[], float]  # monotonic time the delivery loop last made progress
+    delivery_limit: float  # seconds without progress that count as stalled
+    tick_every: float
+    clock: Callable[[], float] = time.monotonic
+    stores: dict[str, StoreBeat] = field(default_factory=dict)
+    last_tick: float = field(default_factory=time.monotonic)
+    delivery_ended: str | None = None  # why the delivery loop is gone (it should never end)
+
+    def delivery(self, now: float) -> tuple[bool, dict[str, Any]]:
+        age = now - self.delivery_last()
+        ok = self.delivery_ended is None and age <= self.delivery_limit
+        info: dict[str, Any] = {
+            "healthy": ok,
+            "last_progress_seconds_ago": round(age, 3),
+            "limit_seconds": self.delivery_limit,
+        }
+        if self.delivery_ended is not None:
+            info["reason"] = f"delivery loop ended: {self.delivery_ended}"
+        elif not ok:
+            info["reason"] = f"delivery loop stalled: no progress for {age:.0f}s"
+        return ok, info
+
+    def scheduler(self, now: float) -> tuple[bool, dict[str, Any]]:
+        age = now - self.last_tick
+        limit = 3 * self.tick_every + DELIVERY_SLACK
+        ok = age <= limit
+        info: dict[str, Any] = {
+            "healthy": ok,
+            "last_tick_seconds_ago": round(age, 3),
+            "limit_seconds": limit,
+        }
+        if not ok:
+            info["reason"] = f"scheduler stalled: no tick for {age:.0f}s"
+        return ok, info
+
+    def check(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, report): every store polled within 3 intervals, the delivery loop and the
+        scheduler alive; `problems` names each one that is not, and why."""
+        now = self.clock()
+        problems: list[str] = []
+        stores: dict[str, Any] = {}
+        for name, beat in list(self.stores.items()):
+            ok, stores[name] = beat.check(now)
+            if not ok:
+                problems.append(f"store {name}: {stores[name]['reason']}")
+        parts = {"delivery": self.delivery(now), "scheduler": self.scheduler(now)}
+        for part, (ok, info) in parts.items():
+            if not ok:
+                problems.append(f"{part}: {info['reason']}")
+        report = {
+            "status": "unhealthy" if problems else "ok",
+            **({"reason": "; ".join(problems)} if problems else {}),
+            "problems": problems,
+            "stores": stores,
+            **{part: info for part, (_, info) in parts.items()},
+        }
+        return not problems, report
+
+
+_STATUS_TEXT = {
+    "en": {
+        "all": "{n} stores ok",
+        "one": "1 store ok",
+        "some": "{ok} of {n} stores ok ({name}: {why})",
+        "due": "{due} due",
+        "last": "last poll {age:.1f}s ago",
+        "never": "no poll yet",
+        "stalled": "delivery loop stalled for {age:.0f}s",
+        "ended": "delivery loop ended",
+        "reload_failed": "reload failed: {why}",
+        "last_reload": "last reload failed: {why}",
+        "stopping": "stopping: finishing the current page and in-flight sends",
+    },
+    "zh-CN": {
+        "all": "{n} 家店铺正常",
+        "one": "1 家店铺正常",
+        "some": "{ok}/{n} 家店铺正常 ({name}: {why})",
+        "due": "待发送 {due}",
+        "last": "上次轮询 {age:.1f} 秒前",
+        "never": "尚未轮询",
+        "stalled": "投递循环停滞 {age:.0f} 秒",
+        "ended": "投递循环已停止",
+        "reload_failed": "重新加载失败: {why}",
+        "last_reload": "上次重新加载失败: {why}",
+        "stopping": "正在停止: 完成当前页和进行中的发送",
+    },
+}
+
+
+def status_line(
+    report: dict[str, Any],
+    *,
+    due: int | None,
+    last_poll_age: float | None,
+    locale: str = "en",
+    note: str | None = None,
+) -> str:
+    """The one-line `STATUS=` summary, e.g. `3 stores ok, 0 due, last poll 1.2s ago`."""
+    text = _STATUS_TEXT.get(locale, _STATUS_TEXT["en"])
+    stores = report["stores"]
+    bad = [(name, info) for name, info in stores.items() if not info["healthy"]]
+    if bad:
+        name, info = bad[0]
+        why = info.get("last_error") or info["reason"]
+        why = why if len(why) <= 80 else why[:79] + "…"
+        head = text["some"].format(ok=len(stores) - len(bad), n=len(stores), name=name, why=why)
+    else:
+        head = text["one"] if len(stores) == 1 else text["all"].format(n=len(stores))
+    parts = [head]
+    if due is not None:
+        parts.append(text["due"].format(due=due))
+    parts.append(text["never"] if last_poll_age is None else text["last"].format(age=last_poll_age))
+    line = ", ".join(parts)
+    delivery = report["delivery"]
+    if not delivery["healthy"]:
+        key = "ended" if "ended" in delivery.get("reason", "") else "stalled"
+        line = text[key].format(age=delivery["last_progress_seconds_ago"]) + "; " + line
+    if note:
+        line += "; " + text["last_reload"].format(why=note)
+    return line
+
+
+def _due_now(store: Store) -> int:
+    """Deliveries waiting to go out now (index `delivery_due`: cheap enough for every tick)."""
+    from sqlalchemy import func, select
+
+    from pollerd.store.db import DELIVERY
+
+    now = time.time()
+    query = (
+        select(func.count())
+        .select_from(DELIVERY)
+        .where(DELIVERY.c.state == "pending", DELIVERY.c.next_at <= now)
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+@dataclass
+class ReloadPlan:
+    """What a new config changes, built completely before anything running is touched."""
+
+    settings: Settings
+    channels: dict[str, Channel]
+    start: dict[str, StoreSync]  # stores added or changed: a fresh sync and source each
+    retire: list[str]  # stores removed or changed: their running sync stops
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    kept_keys: list[str]  # [pollerd] keys changed in the file that need a restart
+
+
+class Service:
+    """`pollerd run`: the scheduler, the delivery loop, signals, reload, watchdog and health."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.watchdog = watchdog_interval()
+        self.tick_every = min(self.watchdog or TICK_MAX, TICK_MAX)
+        self.stop_requested = asyncio.Event()
+        self.ready = False
+        self.passes: dict[StoreSync, asyncio.Task[Any]] = {}
+        self.reloading: asyncio.Task[None] | None = None
+        self.reload_again = False
+        self.reload_note: str | None = None  # why the last reload failed, until one succeeds
+        self.delivery_stop = asyncio.Event()
+        self.delivering: asyncio.Task[None] | None = None
+        self.notify_failed = False
+        self.delivery_alive = True  # as last seen by the tick, to log each change once
+        self._declare: Callable[[], None] = lambda: None  # metrics series for the config
+        # Set in run():
+        self.runtime: Runtime
+        self.deliverer: RunDeliverer
+        self.scheduler: AsyncIOScheduler
+        self.health: Health
+
+    # ---- start and stop ------------------------------------------------------------------
+
+    async def run(self, on_ready: Callable[[Runtime], None] | None = None) -> int:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+        settings = self.settings
+        lock = StateLock(settings.state_dir)
+        lock.acquire()
+        try:
+            self.runtime = runtime = Runtime.build(settings, deliverer=RunDeliverer)
+        except BaseException:
+            lock.release()
+            raise
+        assert isinstance(runtime.deliverer, RunDeliverer)
+        self.deliverer = runtime.deliverer
+        self.health = Health(
+            delivery_last=lambda: self.deliverer.last_progress,
+            delivery_limit=self._delivery_limit(settings),
+            tick_every=self.tick_every,
+        )
+        web = metrics = None
+        try:
+            web = await start_web(settings, runtime.store)
+            metrics = self._start_metrics(settings)
+        except BaseException:
+            if web is not None:
+                await web.close()
+            await runtime.aclose()
+            lock.release()
+            raise
+
+        self.scheduler = AsyncIOScheduler(
+            event_loop=loop,
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
+        beats: dict[str, StoreBeat] = {}
+        for sync in runtime.syncs.values():
+            sync.ensure_cursor()
+            beats[sync.name] = self._schedule(sync)
+        self.health.stores = beats
+        self.scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self.tick_every,
+            id=TICK_JOB,
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.add_job(
+            self._prune,
+            "interval",
+            seconds=PRUNE_EVERY,
+            id=PRUNE_JOB,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=10),
+        )
+        self.scheduler.start()
+        self._start_delivery()
+        names = ", ".join(runtime.syncs) or "no stores"
+        logger.info(
+            "pollerd {} running: {}; {} channel(s){}",
+            __version__,
+            names,
+            len(runtime.channels),
+            f"; watchdog ping every {self.watchdog:g}s" if self.watchdog else "",
+        )
+        self.ready = True
+        self._notify("READY=1", f"STATUS={self._status()}")
+        if on_ready is not None:
+            on_ready(runtime)
+        if self.reload_again:  # a SIGHUP that came during start-up
+            self._request_reload()
+        await self.stop_requested.wait()
+        await self._shutdown()
+        if web is not None:
+            await web.close()
+        if metrics is not None:
+            closing = metrics.close()
+            if inspect.isawaitable(closing):
+                await closing
         await runtime.aclose()
         lock.release()
-        raise
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    active: set[asyncio.Task[object]] = set()
+        logger.info("stopped cleanly")
+        return EXIT_OK
 
-    async def poll_job(name: str) -> None:
-        if runtime.stopping:
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        active.add(task)  # type: ignore[arg-type]
+    def _start_metrics(self, settings: Settings) -> Any:
+        """`/metrics` and `/healthz` on `metrics_listen` (pollerd.metrics), None when unset."""
+        listen = settings.pollerd.metrics_listen
+        if not listen:
+            return None
         try:
-            await runtime.poll(name)
-        except asyncio.CancelledError:
-            if not runtime.stopping:
-                raise
-            # Cancelled past the stop grace (e.g. asleep in a store's back-off): every committed
-            # page is safe and the next start re-reads the rest, so this is not an error.
-            logger.info("store {}: poll cancelled at shutdown; the next start resumes", name)
-        finally:
-            active.discard(task)  # type: ignore[arg-type]
+            from pollerd import metrics
+        except ImportError as exc:
+            logger.warning("metrics_listen is set but metrics are unavailable ({}); skipped", exc)
+            return None
+        self._declare = lambda: metrics.declare(self.runtime.syncs, self.runtime.channels)
+        self._declare()  # a 0 for every configured store and channel, before the first pass
+        try:
+            server = metrics.serve(listen, self.health.check)
+        except OSError as exc:
+            fix = "pick a free port, or stop what is using it"
+            raise ConfigError(
+                "pollerd.metrics_listen", f"cannot listen on {listen}: {exc.strerror}", fix
+            ) from None
+        logger.info("metrics and health on http://{}/metrics and /healthz", listen)
+        return server
 
-    scheduler = AsyncIOScheduler(
-        event_loop=loop,
-        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-    )
-    now = datetime.now(UTC)
-    for name, sync in runtime.syncs.items():
-        sync.ensure_cursor()
+    def _request_stop(self) -> None:
+        if self.stop_requested.is_set():
+            logger.info("already stopping; waiting for the page and sends in flight")
+            return
+        self.stop_requested.set()
+
+    async def _shutdown(self) -> None:
+        """No new passes or sends; the running pages and sends finish within STOP_GRACE (then
+        they are cancelled: a committed page is safe, a cut send is resent with the same id)."""
+        runtime = self.runtime
+        logger.info("stopping: finishing the current page and in-flight sends")
+        self._notify("STOPPING=1", f"STATUS={self._text('stopping')}")
+        runtime.stopping = True
+        self.deliverer.draining = True
+        self.delivery_stop.set()
+        self.scheduler.pause()  # no new passes; a running one stops after its current page
+        running: set[asyncio.Task[Any]] = set(self.passes.values())
+        if self.delivering is not None:
+            running.add(self.delivering)
+        if self.reloading is not None:
+            running.add(self.reloading)
+        left: set[asyncio.Task[Any]] = set()
+        if running:
+            _, left = await asyncio.wait(running, timeout=STOP_GRACE)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=5.0)
+            if self.delivering in left:
+                logger.warning(
+                    "sends in flight did not finish in {:g}s; they will be resent with the "
+                    "same idempotency key",
+                    STOP_GRACE,
+                )
+        self.scheduler.shutdown(wait=False)
+
+    # ---- passes --------------------------------------------------------------------------
+
+    def _schedule(self, sync: StoreSync) -> StoreBeat:
+        """The store's interval job, first run right away; returns its new heartbeat."""
         interval = sync.cfg.interval.total_seconds()
-        scheduler.add_job(
-            poll_job,
+        self.scheduler.add_job(
+            self._poll_job,
             "interval",
             seconds=interval,
             jitter=min(interval * 0.1, 5.0),
-            args=[name],
-            id=name,
-            next_run_time=now + timedelta(milliseconds=50),
+            args=[sync],
+            id=sync.name,
+            next_run_time=datetime.now(UTC) + timedelta(milliseconds=50),
         )
-    scheduler.start()
-    delivery_stop = asyncio.Event()
-    delivering = asyncio.create_task(runtime.deliverer.run(delivery_stop, runtime.wake))
-    names = ", ".join(runtime.syncs) or "no stores"
-    logger.info("pollerd {} running: {}; {} channel(s)", __version__, names, len(runtime.channels))
-    notify("READY=1", f"STATUS=polling {names}")
-    if on_ready is not None:
-        on_ready(runtime)
-    await stop.wait()
+        return StoreBeat(interval=interval, since=time.monotonic())
 
-    logger.info("stopping: finishing the current page and in-flight sends")
-    notify("STOPPING=1")
-    runtime.stopping = True
-    scheduler.pause()  # no new passes; a running one stops after its current page
-    if active:
-        await asyncio.wait(set(active), timeout=STOP_GRACE)
-    scheduler.shutdown(wait=False)  # cancels what is still running past the grace
-    delivery_stop.set()
-    try:
-        await asyncio.wait_for(delivering, STOP_GRACE)
-    except TimeoutError:
-        logger.warning("in-flight sends did not finish in {}s; they will be resent", STOP_GRACE)
-    if web is not None:
-        await web.close()
-    await runtime.aclose()
-    lock.release()
-    logger.info("stopped cleanly")
-    return EXIT_OK
+    async def _poll_job(self, sync: StoreSync) -> None:
+        runtime = self.runtime
+        # A job dispatched just before a reload retired its sync finds another (or none) here.
+        if runtime.stopping or runtime.syncs.get(sync.name) is not sync:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.passes[sync] = task
+        beat = self.health.stores.get(sync.name)
+        if beat is not None:
+            beat.running_since = time.monotonic()
+        try:
+            report, error = await runtime.poll_pass(sync)
+        except asyncio.CancelledError:
+            if not runtime.stopping and runtime.syncs.get(sync.name) is sync:
+                raise
+            # Cancelled past a grace (asleep in a store's back-off): every committed page is
+            # safe and the next pass re-reads the rest, so this is not an error.
+            logger.info("store {}: pass cancelled; the next one resumes", sync.name)
+            return
+        finally:
+            self.passes.pop(sync, None)
+            if beat is not None:
+                beat.running_since = None
+        if beat is None:
+            return
+        if error is not None:
+            beat.failed(error)
+        elif report is not None and not report.stopped:
+            beat.succeeded(time.monotonic())
+
+    async def _prune(self) -> None:
+        """Retention: message bodies and sealed contacts older than `[pollerd] retention` go
+        (batches of short transactions, so page commits are not held up)."""
+        retention = self.runtime.settings.pollerd.retention
+        try:
+            pruned = self.runtime.store.prune(time.time(), retention)
+        except Exception:  # noqa: BLE001 - retried at the next prune; polling goes on
+            logger.exception("retention prune failed; retrying in {:g}s", PRUNE_EVERY)
+            return
+        if pruned.bodies or pruned.contacts:
+            logger.info(
+                "retention: pruned {} message bodies and {} sealed contacts older than {:g} h",
+                pruned.bodies,
+                pruned.contacts,
+                retention.total_seconds() / 3600,
+            )
+
+    # ---- delivery ------------------------------------------------------------------------
+
+    @staticmethod
+    def _delivery_limit(settings: Settings) -> float:
+        return settings.pollerd.delivery.send_timeout.total_seconds() + DELIVERY_SLACK
+
+    def _start_delivery(self) -> None:
+        self.delivery_stop = asyncio.Event()
+        self.deliverer.draining = False
+        self.deliverer.last_progress = time.monotonic()
+        self.health.delivery_ended = None  # a reload revives a loop that died
+        self.runtime.wake.set()  # a first round right away: rows may have waited on a reload
+        self.delivering = asyncio.create_task(
+            self.deliverer.run(self.delivery_stop, self.runtime.wake), name="pollerd-delivery"
+        )
+        self.delivering.add_done_callback(
+            functools.partial(self._delivery_ended, stop=self.delivery_stop)
+        )
+
+    def _delivery_ended(self, task: asyncio.Task[None], *, stop: asyncio.Event) -> None:
+        """The loop only ends when asked (`stop`); anything else stops the watchdog pings
+        (systemd then restarts pollerd) and shows in /healthz."""
+        exc = None if task.cancelled() else task.exception()  # retrieved either way
+        if stop.is_set():
+            return
+        if task.cancelled():
+            why = "cancelled"
+        elif exc is not None:
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            why = "returned"
+        self.health.delivery_ended = why
+        logger.opt(exception=exc).error("the delivery loop ended unexpectedly ({})", why)
+
+    async def _pause_delivery(self) -> None:
+        """Let the sends in flight finish and be recorded, start no new one, end the loop."""
+        self.deliverer.draining = True
+        self.delivery_stop.set()
+        task = self.delivering
+        if task is None or task.done():
+            return
+        _, left = await asyncio.wait({task}, timeout=self.health.delivery_limit)
+        if left:
+            task.cancel()
+            await asyncio.wait({task}, timeout=5.0)
+            logger.warning(
+                "reload: sends in flight did not finish in {:g}s; they will be resent with the "
+                "same idempotency key",
+                self.health.delivery_limit,
+            )
+
+    # ---- watchdog and status -------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """A scheduler job: its running proves the scheduler and the event loop work, so it is
+        the one place that pings the watchdog, and only while the delivery loop progresses."""
+        now = time.monotonic()
+        self.health.last_tick = now
+        alive, info = self.health.delivery(now)
+        if alive != self.delivery_alive:
+            self.delivery_alive = alive
+            if alive:
+                logger.info("the delivery loop makes progress again")
+            else:
+                logger.error(
+                    "{}; watchdog pings stop{}",
+                    info["reason"],
+                    " (systemd restarts pollerd)" if self.watchdog else "",
+                )
+        states = ["WATCHDOG=1"] if self.watchdog and alive else []
+        self._notify(*states, f"STATUS={self._status()}")
+
+    def _status(self) -> str:
+        _, report = self.health.check()
+        try:
+            due: int | None = _due_now(self.runtime.store)
+        except Exception:  # noqa: BLE001 - a status line must not fail on the database
+            due = None
+        oks = [b.last_ok for b in self.health.stores.values() if b.last_ok is not None]
+        age = time.monotonic() - max(oks) if oks else None
+        return status_line(
+            report,
+            due=due,
+            last_poll_age=age,
+            locale=self.runtime.settings.pollerd.locale,
+            note=self.reload_note,
+        )
+
+    def _text(self, key: str, **values: Any) -> str:
+        locale = self.settings.pollerd.locale
+        return _STATUS_TEXT.get(locale, _STATUS_TEXT["en"])[key].format(**values)
+
+    def _notify(self, *states: str) -> None:
+        if not notify(*states) and supervised() and not self.notify_failed:
+            self.notify_failed = True
+            logger.warning(
+                "cannot notify systemd on NOTIFY_SOCKET; readiness and watchdog pings are lost"
+            )
+
+    # ---- reload --------------------------------------------------------------------------
+
+    def _request_reload(self) -> None:
+        if self.stop_requested.is_set():
+            return
+        if not self.ready or (self.reloading is not None and not self.reloading.done()):
+            self.reload_again = True  # once more when start-up or the running reload is done
+            return
+        self.reloading = asyncio.create_task(self._reloads(), name="pollerd-reload")
+
+    async def _reloads(self) -> None:
+        while True:
+            self.reload_again = False
+            try:
+                await self.reload()
+            except Exception:  # noqa: BLE001 - e.g. the database failing mid-way; keep running
+                logger.exception("reload failed part-way; send SIGHUP again or restart pollerd")
+                self.reload_note = "see the log"
+                self._notify(f"STATUS={self._status()}", "READY=1")
+            if not self.reload_again or self.stop_requested.is_set():
+                return
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file and apply it without a restart, or refuse it.
+
+        Stores added start polling (from their `start_from`); removed or changed ones stop after
+        the page in flight commits (a changed one then continues from its saved cursor with a
+        fresh source); channel objects are all rebuilt and the delivery loop swapped onto them
+        between two sends; routes apply to the next page committed. Pages and sends are atomic,
+        so nothing is lost or repeated. A file that does not validate changes nothing.
+        """
+        self._notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+        path = self.settings.path
+        logger.info("SIGHUP: re-reading {}", path or "the config")
+        try:
+            plan = await self._plan()
+        except Exception as exc:  # noqa: BLE001 - a bad config must never stop the daemon
+            if isinstance(exc, ConfigError):
+                field_name = exc.field or "config"
+                text = str(exc)
+            else:  # e.g. a channel that cannot be built: its traceback helps
+                field_name, text = "config", f"{type(exc).__name__}: {exc}"
+            trace = None if isinstance(exc, ConfigError) else exc
+            logger.opt(exception=trace).error("reload refused, the running config stays: {}", text)
+            self.reload_note = field_name
+            first = text.splitlines()[0] if text else field_name
+            self._notify(f"STATUS={self._text('reload_failed', why=first)}", "READY=1")
+            return
+        await self._apply(plan)
+        self.reload_note = None
+        if not self.stop_requested.is_set():
+            self._notify("READY=1", f"STATUS={self._status()}")
+
+    async def _plan(self) -> ReloadPlan:
+        """Load and validate the file and build the new channels and sources; raises (and
+        closes what it built) on any problem, before anything running is touched."""
+        old = self.runtime.settings
+        if old.path is None:
+            raise ConfigError("", "this run has no config file to re-read", "restart pollerd")
+        new = load(old.path)
+        kept = [
+            key for key in RESTART_KEYS if getattr(new.pollerd, key) != getattr(old.pollerd, key)
+        ]
+        if kept:
+            pollerd = new.pollerd.model_copy(
+                update={key: getattr(old.pollerd, key) for key in kept}
+            )
+            new = new.model_copy(update={"pollerd": pollerd})
+        running = {name: sync.cfg for name, sync in self.runtime.syncs.items()}
+        wanted = {cfg.name: cfg for cfg in new.stores if cfg.enabled}
+        added = [name for name in wanted if name not in running]
+        removed = [name for name in running if name not in wanted]
+        changed = [name for name in wanted if name in running and wanted[name] != running[name]]
+        channels: dict[str, Channel] = {}
+        start: dict[str, StoreSync] = {}
+        try:
+            channels = build_channels(new, self.runtime.http, self.runtime.store)
+            for name in added + changed:
+                start[name] = self.runtime.make_sync(wanted[name], new)
+        except BaseException:
+            for channel in channels.values():
+                await channel.close()
+            for sync in start.values():
+                await sync.source.aclose()
+            raise
+        return ReloadPlan(
+            settings=new,
+            channels=channels,
+            start=start,
+            retire=removed + changed,
+            added=added,
+            changed=changed,
+            removed=removed,
+            kept_keys=kept,
+        )
+
+    async def _apply(self, plan: ReloadPlan) -> None:
+        runtime = self.runtime
+        new = plan.settings
+        for key in plan.kept_keys:
+            logger.warning(
+                "reload: [pollerd] {} changed; it takes effect at the next restart "
+                "(the running value stays)",
+                key,
+            )
+        # Channels: swap between two sends, so no send is cut and no row is sent twice.
+        await self._pause_delivery()
+        old_channels = runtime.channels
+        runtime.channels = plan.channels
+        self.deliverer.channels = plan.channels
+        self.deliverer.routes = new.routes
+        self.deliverer.cfg = new.pollerd.delivery
+        self.health.delivery_limit = self._delivery_limit(new)
+        runtime.settings = new
+        self.settings = new
+        for sync in runtime.syncs.values():
+            sync.routes = new.routes  # the next page committed routes by the new rules
+        if not runtime.stopping:
+            self._start_delivery()
+        for channel in old_channels.values():
+            await channel.close()
+        self._warn_orphans(set(old_channels) - set(plan.channels))
+
+        # Stores: removed and changed ones stop after the page in flight.
+        retiring: list[StoreSync] = []
+        for name in plan.retire:
+            sync = runtime.syncs.pop(name)
+            sync.stopping = lambda: True
+            if self.scheduler.get_job(name) is not None:
+                self.scheduler.remove_job(name)
+            retiring.append(sync)
+        running = {self.passes[s] for s in retiring if s in self.passes}
+        if running:
+            _, left = await asyncio.wait(running, timeout=STOP_GRACE)
+            for task in left:
+                task.cancel()
+            if left:
+                await asyncio.wait(left, timeout=5.0)
+        for sync in retiring:
+            await sync.source.aclose()
+        beats = {n: b for n, b in self.health.stores.items() if n not in plan.retire}
+        for name, sync in plan.start.items():
+            if runtime.stopping:
+                await sync.source.aclose()
+                continue
+            runtime.syncs[name] = sync
+            sync.ensure_cursor()
+            beats[name] = self._schedule(sync)
+        self.health.stores = beats
+        self._declare()
+        logger.info(
+            "reloaded {}: stores {} (added: {}; changed: {}; removed: {}); channels {}; "
+            "{} route(s)",
+            new.path,
+            ", ".join(runtime.syncs) or "none",
+            ", ".join(plan.added) or "-",
+            ", ".join(plan.changed) or "-",
+            ", ".join(plan.removed) or "-",
+            ", ".join(plan.channels) or "none",
+            len(new.routes),
+        )
+
+    def _warn_orphans(self, gone: set[str]) -> None:
+        """Rows routed to a channel that no longer exists stay pending (nothing is dropped)."""
+        if not gone:
+            return
+        try:
+            counts = self.runtime.store.counts()
+        except Exception:  # noqa: BLE001 - only a warning depends on it
+            return
+        for name in sorted(gone):
+            waiting = counts.get(name, {})
+            pending = waiting.get("pending", 0) + waiting.get("retrying", 0)
+            if pending:
+                logger.warning(
+                    "reload: channel {} was removed with {} deliveries pending; they stay in "
+                    "the outbox and go out if a channel of that name is configured again",
+                    name,
+                    pending,
+                )
+
+
+async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None = None) -> int:
+    """`pollerd run` until SIGTERM/SIGINT; see `Service` and the module docstring."""
+    return await Service(settings).run(on_ready)
 
 
 async def start_web(settings: Settings, store: Store) -> UnsubscribeServer | None:
@@ -298,6 +1066,7 @@ async def once(settings: Settings, *, only_store: str | None = None, sweep: bool
                 result.waiting,
             )
             failed |= bool(result.retried or result.dead or result.held)
+            runtime.store.prune(time.time(), settings.pollerd.retention)  # bodies + PII
         finally:
             await runtime.aclose()
     return EXIT_FAILED if failed else EXIT_OK

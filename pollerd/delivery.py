@@ -34,12 +34,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
+from sqlalchemy import func, select
 
+from pollerd import metrics
 from pollerd.channels.base import Budget, Channel, SendResult
 from pollerd.config import DeliveryConfig, RouteConfig
 from pollerd.model import Event
 from pollerd.rules import channels_for
 from pollerd.store import Due, Store
+from pollerd.store.db import DELIVERY
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
 DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
@@ -162,6 +165,19 @@ class Deliverer:
         self.last_progress = time.monotonic()
         self.no_digest: set[str] = set()  # channels whose digest was refused as a message
         self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
+        metrics.watch_dead(self.dead_counts)
+
+    def dead_counts(self) -> dict[str, int]:
+        """Dead letters per channel, for `pollerd_deliveries_dead` (read when scraped, from the
+        scrape's thread: `pollerd deliveries retry` in another process empties them, so a
+        counter kept here would drift). One indexed read (`delivery_due` starts with state)."""
+        query = (
+            select(DELIVERY.c.channel, func.count())
+            .where(DELIVERY.c.state == "dead")
+            .group_by(DELIVERY.c.channel)
+        )
+        with self.store.engine.connect() as conn:
+            return {str(channel): int(count) for channel, count in conn.execute(query)}
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter (AWS architecture blog): spreads a burst of failures over the window
@@ -285,6 +301,11 @@ class Deliverer:
             self.last_progress = time.monotonic()
 
     async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
+        # Every log line of this send carries channel and event (journald CHANNEL=, EVENT_ID=).
+        with logger.contextualize(channel=due.channel, event_id=due.event_id):
+            await self._deliver_one(due, result, slot)
+
+    async def _deliver_one(self, due: Due, result: Round, slot: Slot | None = None) -> None:
         channel = self.channels[due.channel]
         event = Event.from_json(due.payload)
         body = due.body
@@ -305,6 +326,7 @@ class Deliverer:
         attempts = due.attempts + 1
         if outcome.kind == "ok":
             self.store.mark(due.id, state="sent", attempts=attempts, body=body)
+            metrics.delivery(due.channel, "sent", latency=_latency(event))
             result.sent += 1
             result.sent_ids.append(due.event_id)
             return
@@ -316,6 +338,7 @@ class Deliverer:
             self.store.mark(
                 due.id, state="pending", attempts=attempts, body=body, error=outcome.detail
             )
+            metrics.delivery(due.channel, _refused(outcome))
             result.held += 1
             return
         now = self.clock()
@@ -328,6 +351,7 @@ class Deliverer:
             )
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
             self.store.mark(due.id, state="dead", attempts=attempts, body=body, error=why)
+            metrics.delivery(due.channel, "permanent" if outcome.kind == "permanent" else "dead")
             result.dead += 1
             return
         delay = self.backoff(attempts, outcome.retry_after)
@@ -347,6 +371,7 @@ class Deliverer:
             next_at=now + delay,
             error=outcome.detail,
         )
+        metrics.delivery(due.channel, "retry")
         result.retried += 1
 
     def _hold(self, channel: str, detail: str) -> None:
@@ -417,6 +442,8 @@ class Deliverer:
         self.limiter.stamp(slot)
         if outcome.kind == "ok":
             marked = self.store.mark_digest([row.id for row in rows], digest_id)
+            for event in events[:marked]:  # rows sent meanwhile by another process: not ours
+                metrics.delivery(name, "sent", latency=_latency(event))
             logger.info("digest {} to {}: {} alerts in one message", digest_id, name, marked)
             result.sent += marked
             result.digests += 1
@@ -432,6 +459,7 @@ class Deliverer:
                 self.store.mark(
                     row.id, state="pending", attempts=row.attempts, body=row.body, error=detail
                 )
+                metrics.delivery(name, "retry")
             result.retried += len(rows)
             return
         if outcome.kind == "permanent":
@@ -440,6 +468,7 @@ class Deliverer:
                 self.store.mark(
                     row.id, state="pending", attempts=row.attempts + 1, body=row.body, error=detail
                 )
+                metrics.delivery(name, _refused(outcome))
             result.held += len(rows)
             return
         now = self.clock()
@@ -453,6 +482,7 @@ class Deliverer:
                 why = f"gave up after {attempts} attempts: {detail}"
                 logger.error("delivery {} to {} is dead: {}", row.event_id, name, why)
                 self.store.mark(row.id, state="dead", attempts=attempts, body=row.body, error=why)
+                metrics.delivery(name, "dead")
                 result.dead += 1
                 continue
             self.store.mark(
@@ -463,4 +493,16 @@ class Deliverer:
                 next_at=now + delay,
                 error=detail,
             )
+            metrics.delivery(name, "retry")
             result.retried += 1
+
+
+def _latency(event: Event) -> float:
+    """sent_at - detected_at, on the wall clock `Store.mark` stamps `sent_at` with."""
+    return time.time() - event.detected_at.timestamp()
+
+
+def _refused(outcome: SendResult) -> str:
+    """A refusal for good: "suppressed" when the recipients opted out or blocked pollerd (an
+    SMS STOP, a blocked bot), "permanent" for a broken channel or message."""
+    return "suppressed" if outcome.scope == "recipient" else "permanent"

@@ -82,6 +82,37 @@ def short_name(first: object, last: object) -> str | None:
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
+def full_name(first: object, last: object) -> str | None:
+    """The whole name as the customer wrote it, for the sealed contact only: "Ada Lovelace",
+    or family name first with no space for a CJK name ("王芳")."""
+    first = first.strip() if isinstance(first, str) else ""
+    last = last.strip() if isinstance(last, str) else ""
+    if last and _CJK.match(last):
+        return (last + first) or None
+    return f"{first} {last}".strip() or None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """An order's full customer contact. It never leaves the process in clear: the store keeps
+    it only sealed (AES-256-GCM, `pii_key`) and drops it when no key is configured; `repr`
+    shows nothing, so a logged `Order` or a traceback cannot leak it."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    @classmethod
+    def of(cls, name: str | None, email: str | None, phone: str | None) -> Contact | None:
+        """None when the order carries no contact at all (nothing to seal)."""
+        return cls(name, email, phone) if (name or email or phone) else None
+
+    def __repr__(self) -> str:
+        return "Contact(<not shown>)"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class LineItem:
     name: str
@@ -91,7 +122,8 @@ class LineItem:
 
 @dataclass(frozen=True)
 class Order:
-    """One order as the API showed it, normalised. Only masked customer data is kept."""
+    """One order as the API showed it, normalised. Events get only the masked customer fields;
+    `contact` holds the full one for the store to seal (or drop without `pii_key`)."""
 
     store: str
     platform: str  # "woocommerce" | "shopify"
@@ -117,6 +149,8 @@ class Order:
     admin_url: str = ""
     line_items: tuple[LineItem, ...] = ()
     cancel_reason: str | None = None
+    # The full contact, for the sealed store only (never in events, repr or comparisons).
+    contact: Contact | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The `order` object of the event JSON (DESIGN §7)."""

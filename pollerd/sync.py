@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
+from sqlalchemy import select
 
+from pollerd import metrics
 from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
 from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
-from pollerd.model import Dispute, Event, Order, Snapshot
+from pollerd.model import Contact, Dispute, Event, Order, Snapshot
 from pollerd.rules import channels_for
 from pollerd.sources.base import (
     Bulk,
@@ -42,7 +45,7 @@ from pollerd.sources.base import (
     Source,
 )
 from pollerd.store import Store
-from pollerd.store.db import Cursor
+from pollerd.store.db import EVENT, Cursor
 
 MAX_REWALKS = 3
 # Test-only switch that re-creates a classic bug, so the fault tests can prove they would catch
@@ -118,12 +121,42 @@ class StoreSync:
 
     def ensure_cursor(self) -> Cursor:
         """The saved cursor, or a new one at the start point (the daemon calls this before it
-        says READY, so "now" means the moment it was ready, not its first poll)."""
-        return self.store.cursor(self.name) or self.store.init_cursor(self.name, self.start_point())
+        says READY, so "now" means the moment it was ready, not its first poll). The metrics
+        learn the bookmark and the recorded last success here, so a restarted daemon does not
+        look like one that never polled."""
+        cursor = self.store.cursor(self.name) or self.store.init_cursor(
+            self.name, self.start_point()
+        )
+        metrics.cursor(self.name, cursor.updated_at)
+        metrics.seen_success(self.name, cursor.last_success)
+        metrics.interval(self.name, self.cfg.interval.total_seconds())
+        return cursor
 
     async def poll(self, *, sweep: bool = False) -> PassReport:
         """The fast path, deletions (trash or feed) and any sweep that is due (`sweep=True`:
-        the daily one now, e.g. `pollerd once --sweep` after an incident)."""
+        the daily one now, e.g. `pollerd once --sweep` after an incident).
+
+        Counted here, where a pass begins and ends (`pollerd_polls_total`, its duration, the
+        last success): ok; throttled when it failed after the store's API asked pollerd to
+        slow down during it (429, THROTTLED, a pending Retry-After); error otherwise. A pass
+        cut short by shutdown is not counted."""
+        started = time.monotonic()
+        throttles = metrics.throttles(self.name)
+        try:
+            report = await self._poll(sweep=sweep)
+        except Exception as exc:
+            throttled = isinstance(exc, RetryableSourceError) and (
+                metrics.throttles(self.name) > throttles
+            )
+            metrics.poll(
+                self.name, "throttled" if throttled else "error", time.monotonic() - started
+            )
+            raise
+        if not report.stopped:
+            metrics.poll(self.name, "ok", time.monotonic() - started)
+        return report
+
+    async def _poll(self, *, sweep: bool) -> PassReport:
         report = PassReport(self.name)
         cursor = self.ensure_cursor()
         overlap = timedelta(0) if MUTANT == "no_overlap" else self.cfg.overlap
@@ -142,6 +175,7 @@ class StoreSync:
             if newest is not None and newest > (cursor.updated_at, cursor.order_id):
                 self.store.commit_page(self.name, [], [], cursor=newest)
                 report.cursor = newest[0]
+                metrics.cursor(self.name, newest[0])
         if isinstance(self.source, Feeds):
             await self._feeds(self.source, cursor.start_at, report)
         else:  # WooCommerce: `any` excludes trash, so deletions are a listing of their own
@@ -261,12 +295,20 @@ class StoreSync:
         *,
         late: bool = False,
         backfill: bool = False,
+        contacts: dict[str, Contact | None] | None = None,
     ) -> None:
         if not snaps and not events:
             return
-        result = self.store.commit_page(self.name, snaps, events, late=late, backfill=backfill)
+        known = _existing(self.store, [ev.id for ev, _ in events])
+        result = self.store.commit_page(
+            self.name, snaps, events, late=late, backfill=backfill, contacts=contacts
+        )
         report.events += result.new_events
         report.deliveries += result.new_deliveries
+        fresh = {ev.id: ev.type for ev, _ in events if ev.id not in known}
+        metrics.new_events(
+            self.name, Counter(fresh.values()), late=result.new_events if late else 0
+        )
         if late:
             report.late_events += result.new_events
             if result.new_events:
@@ -492,7 +534,25 @@ class StoreSync:
             new_snaps.append(snap)
             for ev in found:
                 events.append((ev, channels_for(ev, self.routes) if notify else []))
-        self._commit(new_snaps, events, report, late=late, backfill=backfill)
+        contacts = {o.id: o.contact for o in orders}  # sealed by the store, or dropped (no key)
+        self._commit(new_snaps, events, report, late=late, backfill=backfill, contacts=contacts)
+
+
+def _existing(store: Store, ids: Sequence[str]) -> set[str]:
+    """Which of these event ids are recorded already (a replayed page, a feed re-read): only
+    the others are new, and only they count in `pollerd_events_total` by type. `commit_page`
+    says how many were new but not which. One indexed read, and only for a page that produced
+    events. (`pollerd backfill` runs beside the daemon without its lock: an event it records
+    between this read and the commit is counted by both processes, never lost by either.)"""
+    if not ids:
+        return set()
+    unique = sorted(set(ids))
+    found: set[str] = set()
+    with store.engine.connect() as conn:
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            found.update(conn.execute(select(EVENT.c.id).where(EVENT.c.id.in_(chunk))).scalars())
+    return found
 
 
 def _floor(value: datetime) -> datetime:

@@ -25,7 +25,7 @@ class ConsoleChannel(Channel):
     flavour: ClassVar[str] = "text"
 
     class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+        model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
         stream: Literal["stdout", "stderr"] = "stdout"
         format: Literal["text", "json"] = "text"
 

@@ -166,7 +166,9 @@ class DingTalkChannel(Robot):
     }
 
     class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+        model_config = ConfigDict(
+            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+        )
         url: (
             Annotated[
                 Secret,

@@ -112,7 +112,9 @@ class EmailChannel(Channel):
     secret_fields: ClassVar[tuple[str, ...]] = ("password",)
 
     class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+        model_config = ConfigDict(
+            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+        )
         host: str = Field(min_length=1)
         port: int = Field(587, ge=1, le=65535)
         security: Literal["starttls", "tls", "none"] = "starttls"

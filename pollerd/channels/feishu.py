@@ -140,7 +140,9 @@ class FeishuChannel(Robot):
     }
 
     class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+        model_config = ConfigDict(
+            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+        )
         url: (
             Annotated[
                 Secret,

@@ -127,7 +127,9 @@ class WebhookChannel(Channel):
     secret_fields: ClassVar[tuple[str, ...]] = ("secret",)
 
     class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+        model_config = ConfigDict(
+            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+        )
         url: Annotated[str, AfterValidator(_webhook_url)]
         secret: Annotated[Secret, AfterValidator(_signing_secret)]
         timeout: Duration = timedelta(seconds=10)

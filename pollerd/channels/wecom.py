@@ -82,7 +82,9 @@ class WeComChannel(Robot):
     }
 
     class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+        model_config = ConfigDict(
+            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+        )
         url: (
             Annotated[
                 Secret,

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,19 +121,45 @@ def pollerd(
 
 
 class Daemon:
-    """A real `pollerd run` subprocess, ready when it says READY=1 on its notify socket."""
+    """A real `pollerd run` subprocess, ready when it says READY=1 on its notify socket.
 
-    def __init__(self, config: Path, tmp: Path, **env: str) -> None:
+    With `keep_notify=True` the socket stays open after READY=1, and `wait_notice` reads the
+    datagrams that follow (WATCHDOG=1, STATUS=, STOPPING=1, RELOADING=1...); `notices` keeps
+    every datagram read, one string each."""
+
+    def __init__(self, config: Path, tmp: Path, *, keep_notify: bool = False, **env: str) -> None:
         self.config = config
         self.sock_path = tmp / f"notify-{os.getpid()}-{time.monotonic_ns()}.sock"
         self.env = pollerd_env(NOTIFY_SOCKET=str(self.sock_path), **env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / "daemon.log"
         self.starts = 0
+        self.keep_notify = keep_notify
+        self.notify_sock: socket.socket | None = None
+        self.notices: list[str] = []
+
+    def wait_notice(self, want: Callable[[str], bool], timeout: float = 10.0) -> str | None:
+        """The next datagram for which `want` is true (earlier ones are kept in `notices`), or
+        None after `timeout` seconds."""
+        assert self.notify_sock is not None, "start with keep_notify=True"
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.notify_sock.settimeout(left)
+            try:
+                data = self.notify_sock.recv(65536).decode("utf-8")
+            except TimeoutError:
+                return None
+            self.notices.append(data)
+            if want(data):
+                return data
+        return None
 
     def start(self, timeout: float = 30.0) -> None:
         if self.sock_path.exists():
             self.sock_path.unlink()
+        if self.notify_sock is not None:
+            self.notify_sock.close()
+            self.notify_sock = None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(self.sock_path))
         sock.settimeout(timeout)
@@ -149,14 +176,18 @@ class Daemon:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 try:
-                    data = sock.recv(4096).decode()
+                    data = sock.recv(65536).decode("utf-8")
                 except TimeoutError:
                     break
+                self.notices.append(data)
                 if "READY=1" in data.split("\n"):
+                    if self.keep_notify:
+                        self.notify_sock = sock
                     return
             raise AssertionError(f"daemon never said READY=1; log:\n{self.output()}")
         finally:
-            sock.close()
+            if self.notify_sock is not sock:
+                sock.close()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -175,3 +206,6 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        if self.notify_sock is not None:
+            self.notify_sock.close()
+            self.notify_sock = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class RequestPacer:
         self._lock = asyncio.Lock()
         self._last_start: float | None = None
         self._not_before = -math.inf
+        self._starts: deque[float] = deque()  # request starts in the last minute (metrics)
 
     @property
     def spacing(self) -> float:
@@ -146,7 +148,18 @@ class RequestPacer:
             if wait > 0:
                 await self.sleep(wait)
             self._last_start = self.clock()
+            self._starts.append(self._last_start)
+            while self._starts[0] <= self._last_start - 60.0:
+                self._starts.popleft()
             yield
+
+    def used_ratio(self) -> float:
+        """Requests started in the last minute over the configured ceiling (0-1): how much of
+        the budget pollerd allowed itself it is using (`pollerd_rate_budget_used_ratio`).
+        Read-only, so a scrape thread may call it while the loop sends."""
+        starts = tuple(self._starts)  # one C-level copy: the loop thread may append meanwhile
+        since = self.clock() - 60.0
+        return min(1.0, sum(at > since for at in starts) / (60.0 / self.base_spacing))
 
     def success(self) -> None:
         self.backoff.success()
@@ -228,6 +241,16 @@ class CostBudget:
         """Points pollerd may still spend now under its rate share (negative: in debt)."""
         self._advance()
         return self._allowance
+
+    def used_ratio(self) -> float | None:
+        """Share of the shop's whole bucket in use now (0-1, every app on the token), from the
+        last `throttleStatus` plus the refill since; None until an answer told us the bucket.
+        Unlike `available()` it moves nothing: a scrape thread calls it while the loop spends."""
+        if not self.known:
+            return None
+        elapsed = max(0.0, self.clock() - self._at)
+        available = min(self.maximum, self._available + elapsed * self.restore)
+        return min(1.0, max(0.0, 1.0 - available / self.maximum))
 
     def max_cost(self) -> int:
         """The largest request pollerd should build (page and chunk sizing): within both

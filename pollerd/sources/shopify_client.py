@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from pollerd import metrics
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
 from pollerd.sources.ratelimit import CostBudget, parse_retry_after
@@ -134,6 +135,7 @@ class ShopifyClient:
         self.http = http or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         self.auth: TokenProvider = token_provider(cfg, self.base_url, clock=clock)
         self.budget = CostBudget(cfg.max_budget, clock, sleep, max_query_cost=MAX_QUERY_COST)
+        metrics.watch_budget(self.name, self.budget.used_ratio)
         self.served_version: str | None = None
         self.last_cost = QueryCost()
         self.requests = 0
@@ -206,18 +208,22 @@ class ShopifyClient:
         payload = {"query": query, "variables": variables or {}}
         self.requests += 1
         try:
-            return await self.http.post(
+            response = await self.http.post(
                 self.endpoint, json=payload, headers=headers, timeout=self.timeout
             )
         except httpx.TimeoutException:
+            metrics.api_request(self.name, "timeout")
             seconds = self.cfg.timeout.total_seconds()
             raise ShopifyServerError(
                 self.name, f"no answer from Shopify within {seconds:g} s (timeout)", None
             ) from None
         except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
+            metrics.api_request(self.name, "error")
             raise ShopifyServerError(
                 self.name, f"connection to Shopify failed ({type(exc).__name__})", None
             ) from None
+        metrics.api_request(self.name, response.status_code)
+        return response
 
     def _settle(
         self, response: httpx.Response, reserved: int, report: QueryCost
@@ -316,6 +322,8 @@ class ShopifyClient:
         """Sleep until the refill Shopify asked for; `reserve` then adds pollerd's headroom."""
         report.throttled += 1
         self.throttled += 1
+        if response.status_code != 429:  # a 429 was counted as a throttle with its status
+            metrics.throttled(self.name)
         if report.waited >= THROTTLE_MAX_WAIT:
             raise RetryableSourceError(
                 self.name,

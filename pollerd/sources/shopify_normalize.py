@@ -19,7 +19,15 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from pollerd.model import LineItem, Order, mask_email, mask_phone, short_name
+from pollerd.model import (
+    Contact,
+    LineItem,
+    Order,
+    full_name,
+    mask_email,
+    mask_phone,
+    short_name,
+)
 from pollerd.sources.base import Listed
 from pollerd.sources.payload import OrderPayloadError, payload_date
 
@@ -139,6 +147,9 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
     reason = node.get("cancelReason")
     fulfillment = node.get("displayFulfillmentStatus")
     name = node.get("name")
+    email = _text(node.get("email")) or _text(customer.get("email"))
+    phone = _text(node.get("phone")) or _text(customer.get("phone"))
+    first, last = customer.get("firstName"), customer.get("lastName")
     return Order(
         store=store,
         platform="shopify",
@@ -157,9 +168,10 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
         financial_status=_financial(node, store, oid),
         fulfillment_status=fulfillment.lower() if isinstance(fulfillment, str) else None,
         test=node.get("test") is True,
-        customer_email=mask_email(_text(node.get("email")) or _text(customer.get("email"))),
-        customer_phone=mask_phone(_text(node.get("phone")) or _text(customer.get("phone"))),
-        customer_name=short_name(customer.get("firstName"), customer.get("lastName")),
+        customer_email=mask_email(email),
+        customer_phone=mask_phone(phone),
+        customer_name=short_name(first, last),
+        contact=Contact.of(full_name(first, last), email, phone),
         admin_url=admin_url(shop, oid),
         line_items=tuple(_line_items(node.get("lineItems"), store, oid)),
     )

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import httpx
 from loguru import logger
 
+from pollerd import metrics
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order
@@ -92,6 +93,10 @@ class CallLimit:
     def level(self) -> float:
         return max(0.0, self._used - self.leak * (self.clock() - self._at))
 
+    def used_ratio(self) -> float | None:
+        """How full the shop's call bucket is (0-1), None before the first answer."""
+        return None if not self.size else min(1.0, self.level() / self.size)
+
     def delay(self) -> float:
         """Seconds to wait before the next request keeps the level within the share."""
         if self.size is None:
@@ -141,6 +146,7 @@ class ShopifyRestSource:
         self._http = http or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
         self._pacer = RequestPacer(MAX_PER_MINUTE, clock, sleep, max_wait=INLINE_WAIT)
         self._bucket = CallLimit(cfg.max_budget, clock)
+        metrics.watch_budget(self.name, self._bucket.used_ratio)
         self._sleep = sleep
         self.served_version: str | None = None
         self._warned_version = False
@@ -317,16 +323,20 @@ class ShopifyRestSource:
                     )
                 except httpx.TimeoutException:
                     self._pacer.failure()
+                    metrics.api_request(self.name, "timeout")
                     seconds = self.cfg.timeout.total_seconds()
                     raise self._retryable(f"GET {path}: no answer within {seconds:g} s") from None
                 except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
                     self._pacer.failure()
+                    metrics.api_request(self.name, "error")
                     raise self._retryable(
                         f"GET {path}: connection failed ({type(exc).__name__}: {exc})"
                     ) from None
+                metrics.api_request(self.name, response.status_code)
                 self._bucket.observe(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
                 return response
         except TooSoon as exc:
+            metrics.throttled(self.name)
             raise self._retryable(
                 f"Shopify asked for a pause (Retry-After): {exc.wait:.0f} s left, so no request "
                 "was sent",

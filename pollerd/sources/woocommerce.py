@@ -43,9 +43,18 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from pollerd import metrics
 from pollerd.config import WooCommerceStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
-from pollerd.model import LineItem, Order, mask_email, mask_phone, short_name
+from pollerd.model import (
+    Contact,
+    LineItem,
+    Order,
+    full_name,
+    mask_email,
+    mask_phone,
+    short_name,
+)
 from pollerd.sources.base import Listed, ListPage, PageToken
 from pollerd.sources.payload import OrderPayloadError, payload_date
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
@@ -85,6 +94,7 @@ class WooCommerceSource:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
         self._pacer = RequestPacer(cfg.max_requests_per_minute, clock, sleep, max_wait=INLINE_WAIT)
+        metrics.watch_budget(self.name, self._pacer.used_ratio)
         # WordPress checks OAuth signatures against its home URL with the scheme `is_ssl()`
         # reports; behind a proxy that hides TLS that is http:// although we call https://.
         self._oauth_scheme = self.scheme
@@ -289,21 +299,26 @@ class WooCommerceSource:
         try:
             async with self._pacer.slot():
                 try:
-                    return await self._http.request(
+                    response = await self._http.request(
                         method, url, headers=headers, timeout=self._timeout, follow_redirects=False
                     )
                 except httpx.TimeoutException:
+                    metrics.api_request(self.name, "timeout")
                     self._pacer.failure()
                     seconds = self.cfg.timeout.total_seconds()
                     raise self._retryable(
                         f"{method} {path}: no answer within {seconds:g} s (timeout)"
                     ) from None
                 except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
+                    metrics.api_request(self.name, "error")
                     self._pacer.failure()
                     raise self._retryable(
                         f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
                     ) from None
+                metrics.api_request(self.name, response.status_code)
+                return response
         except TooSoon as exc:
+            metrics.throttled(self.name)
             raise self._retryable(
                 f"the store asked for a pause (Retry-After): {exc.wait:.0f} s left, so no "
                 "request was sent",
@@ -626,7 +641,8 @@ def _content_type(response: httpx.Response) -> str:
 
 
 def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
-    """A full wc/v3 order → `Order`. Pure. Only masked customer data survives.
+    """A full wc/v3 order → `Order`. Pure. Events see only masked customer data; the full
+    contact rides in `Order.contact` for the store to seal (or drop without `pii_key`).
 
     Dates come from the `*_gmt` fields (naive UTC by contract; the others are site-local wall
     time). `paid_at` is `date_paid_gmt` as WooCommerce reports it, sticky after cancel/refund
@@ -644,6 +660,8 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
     assert created is not None and updated is not None
     billing = _section(payload, "billing")
     shipping = _section(payload, "shipping")
+    email = _text(billing.get("email"))
+    phone = _text(billing.get("phone")) or _text(shipping.get("phone"))
     return Order(
         store=store,
         platform="woocommerce",
@@ -660,9 +678,10 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         payment_method=str(payload.get("payment_method") or ""),
         payment_method_title=str(payload.get("payment_method_title") or ""),
         refunded_total=_refunded(payload.get("refunds"), store, oid),
-        customer_email=mask_email(_text(billing.get("email"))),
-        customer_phone=mask_phone(_text(billing.get("phone")) or _text(shipping.get("phone"))),
+        customer_email=mask_email(email),
+        customer_phone=mask_phone(phone),
         customer_name=_short_name(billing) or _short_name(shipping),
+        contact=Contact.of(_full_name(billing) or _full_name(shipping), email, phone),
         admin_url=f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}",
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
     )
@@ -731,3 +750,7 @@ def _text(value: Any) -> str | None:
 
 def _short_name(address: dict[str, Any]) -> str | None:
     return short_name(address.get("first_name"), address.get("last_name"))
+
+
+def _full_name(address: dict[str, Any]) -> str | None:
+    return full_name(address.get("first_name"), address.get("last_name"))

@@ -61,9 +61,31 @@ def _m2_delivery_digest(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX delivery_digest ON delivery (digest)"))
 
 
+def _m3_sealed_contact(conn: Connection) -> None:
+    # The full customer contact of an order, sealed (AES-256-GCM, crypto.py) and only when
+    # pii_key is set. key_id repeats the blobs' key id so `rekey` and `status` count rows per key
+    # without opening anything; sealed_at is the retention clock. The partial index keeps
+    # `prune` to the few deliveries that still hold a rendered body (sent rows within retention
+    # and pending ones), however long the outbox history grows.
+    sqlite = conn.dialect.name == "sqlite"
+    serial = "INTEGER PRIMARY KEY AUTOINCREMENT" if sqlite else "BIGSERIAL PRIMARY KEY"
+    blob = "BLOB" if sqlite else "BYTEA"
+    for statement in (
+        f"""CREATE TABLE contact (
+            id {serial}, store TEXT NOT NULL, order_id TEXT NOT NULL,
+            key_id INTEGER NOT NULL, name {blob}, email {blob}, phone {blob},
+            sealed_at DOUBLE PRECISION NOT NULL, UNIQUE (store, order_id))""",
+        "CREATE INDEX contact_key ON contact (key_id)",
+        "CREATE INDEX contact_sealed ON contact (sealed_at)",
+        "CREATE INDEX delivery_body_kept ON delivery (state, sent_at) WHERE body IS NOT NULL",
+    ):
+        conn.execute(text(statement))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "delivery.digest", _m2_delivery_digest),
+    (3, "sealed contact, retention index", _m3_sealed_contact),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -79,3 +79,19 @@ class ChannelStateRow(SQLModel, table=True):
     broken: bool = False
     reason: str | None = None
     since: float | None = None
+
+
+class ContactRow(SQLModel, table=True):
+    """An order's full customer contact, each field sealed by `crypto.KeyRing` with associated
+    data `contact|<column>|<store>:<order_id>` (migration 3). Written only when `pii_key` is set,
+    deleted `retention` after `sealed_at` (the last time pollerd received it)."""
+
+    __tablename__ = "contact"
+    id: int | None = Field(default=None, primary_key=True)
+    store: str
+    order_id: str
+    key_id: int
+    name: bytes | None = None
+    email: bytes | None = None
+    phone: bytes | None = None
+    sealed_at: float

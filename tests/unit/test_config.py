@@ -33,6 +33,7 @@ from pollerd.config import (
     minimal,
     parse_duration,
 )
+from pollerd.crypto import generate
 from pollerd.errors import EXIT_CONFIG, ConfigError
 from pollerd.secrets import Secret
 
@@ -430,6 +431,7 @@ def _example_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     for name in set(re.findall(r'"env:([A-Z0-9_]+)"', text)):
         monkeypatch.setenv(name, f"value-of-{name.lower()}")
+    monkeypatch.setenv("POLLERD_PII_KEY", generate(1))  # pii_key must be a usable key ring
     creds = tmp_path / "credentials"
     creds.mkdir()
     for name in set(re.findall(r'"credential:([A-Za-z0-9_]+)"', text)):

@@ -24,7 +24,16 @@ from loguru import logger
 
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
-from pollerd.model import LineItem, Order, mask_email, mask_phone, parse_utc, short_name
+from pollerd.model import (
+    Contact,
+    LineItem,
+    Order,
+    full_name,
+    mask_email,
+    mask_phone,
+    parse_utc,
+    short_name,
+)
 from pollerd.sim import ShopSim
 from pollerd.sources.base import Deletion, Feeds, FeedUnavailable, Listed, ListPage
 from pollerd.sources.shopify_normalize import normalize_order
@@ -234,6 +243,11 @@ def expected_from_node(node: dict[str, Any], *, store: str = "acme", shop: str =
         customer_email=mask_email(node.get("email") or customer.get("email")),
         customer_phone=mask_phone(node.get("phone") or customer.get("phone")),
         customer_name=short_name(customer.get("firstName"), customer.get("lastName")),
+        contact=Contact.of(
+            full_name(customer.get("firstName"), customer.get("lastName")),
+            node.get("email") or customer.get("email") or None,
+            node.get("phone") or customer.get("phone") or None,
+        ),
         admin_url=f"https://admin.shopify.com/store/{shop.removesuffix('.myshopify.com')}"
         f"/orders/{oid}",
         line_items=tuple(
@@ -511,6 +525,7 @@ def test_rest_list_fixture_normalises_per_contract() -> None:
         customer_email="b***@hostmail.com",
         customer_phone="557****1234",  # the order's phone wins over the customer's
         customer_name="Bob N.",
+        contact=Contact("Bob Norman", "bob.norman@hostmail.com", "+557734881234"),
         admin_url="https://admin.shopify.com/store/apple/orders/450789469",
     )
     assert_same_order(order, want)
