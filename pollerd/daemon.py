@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from loguru import logger
 
-from pollerd import __version__
+from pollerd import __version__, metrics
 from pollerd.channels import channel_class
 from pollerd.channels.base import Budget, Channel, ChannelContext
 from pollerd.config import Settings, ShopifyStore, WooCommerceStore, load
@@ -282,7 +282,8 @@ class Runtime:
                 )
             return report, None
         try:
-            self.store.record_poll(name, error=error, when=datetime.now(UTC))
+            budget = metrics.budget_used(name)
+            self.store.record_poll(name, error=error, when=datetime.now(UTC), budget=budget)
         except Exception:  # noqa: BLE001 - the database itself failing is logged, not raised
             logger.exception("store {}: cannot record the failed pass", name)
         return None, error
@@ -620,11 +621,6 @@ class Service:
         """`/metrics` and `/healthz` on `metrics_listen` (pollerd.metrics), None when unset."""
         listen = settings.pollerd.metrics_listen
         if not listen:
-            return None
-        try:
-            from pollerd import metrics
-        except ImportError as exc:
-            logger.warning("metrics_listen is set but metrics are unavailable ({}); skipped", exc)
             return None
         self._declare = lambda: metrics.declare(self.runtime.syncs, self.runtime.channels)
         self._declare()  # a 0 for every configured store and channel, before the first pass

@@ -450,6 +450,16 @@ def watch_budget(store: str, ratio: Ratio) -> None:
         _facts.budgets[store] = _weak(ratio)
 
 
+def budget_used(store: str) -> float | None:
+    """The store's rate budget in use now (0-1), None while unknown (read by the pass that
+    records it for `pollerd status`; works whether or not metrics are served)."""
+    with _facts.lock:
+        ref = _facts.budgets.get(store)
+    fn = ref() if ref is not None else None
+    value = fn() if fn is not None else None
+    return None if value is None else min(1.0, max(0.0, float(value)))
+
+
 def watch_dead(counts: DeadCounts) -> None:
     """`counts()` → {channel: dead letters}, read at scrape time from the scrape's thread."""
     with _facts.lock:

@@ -61,6 +61,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "seconds_since_success": since,
                     "cursor_lag_seconds": _ago(cursor.updated_at if cursor else None, now),
                     "late_events": store.late_events(cfg.name),
+                    "budget_used": store.budget_used(cfg.name),
                     "last_error": cursor.last_error if failing and cursor else None,
                     "state": state,
                 }
@@ -84,15 +85,19 @@ def render(report: dict[str, Any]) -> None:
 
     console = Console()
     table = Table(title="stores")
-    for column in ("store", "platform", "state", "last success", "cursor lag", "last error"):
+    columns = ("store", "platform", "state", "last success", "cursor lag", "budget used")
+    for column in (*columns, "late events", "last error"):
         table.add_column(column)
     for s in report["stores"]:
+        budget = s["budget_used"]
         table.add_row(
             s["name"],
             s["platform"],
             s["state"],
             "-" if s["seconds_since_success"] is None else f"{s['seconds_since_success']}s ago",
             "-" if s["cursor_lag_seconds"] is None else f"{s['cursor_lag_seconds']}s",
+            "-" if budget is None else f"{budget:.0%}",
+            str(s["late_events"]),
             s["last_error"] or "",
         )
     console.print(table)

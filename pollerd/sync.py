@@ -202,7 +202,9 @@ class StoreSync:
                 if kind == "daily":  # the daily window contains the hourly one
                     self.store.set_sweep(self.name, "hourly", now)
                     break
-        self.store.record_poll(self.name, error=None, when=now)
+        self.store.record_poll(
+            self.name, error=None, when=now, budget=metrics.budget_used(self.name)
+        )
         return report
 
     async def _moved(self, bookmark: datetime) -> bool:

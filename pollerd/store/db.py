@@ -197,7 +197,11 @@ class Store:
         with self.tx() as conn:
             conn.execute(update(CURSOR).where(CURSOR.c.store == store).values({column: ts(when)}))
 
-    def record_poll(self, store: str, *, error: str | None, when: datetime) -> None:
+    def record_poll(
+        self, store: str, *, error: str | None, when: datetime, budget: float | None = None
+    ) -> None:
+        """The pass's outcome on the cursor and, when known, how much of the store's API rate
+        budget was in use (0-1) for `pollerd status`, which runs in another process."""
         values: dict[str, Any] = (
             {"last_success": ts(when), "last_error": None}
             if error is None
@@ -205,6 +209,15 @@ class Store:
         )
         with self.tx() as conn:
             conn.execute(update(CURSOR).where(CURSOR.c.store == store).values(values))
+            if budget is not None:
+                key = f"budget:{store}"
+                conn.execute(delete(META).where(META.c.key == key))
+                conn.execute(META.insert().values(key=key, value=f"{budget:.4f}"))
+
+    def budget_used(self, store: str) -> float | None:
+        """The rate budget share in use at the store's last recorded pass, if known."""
+        value = self.meta(f"budget:{store}")
+        return float(value) if value is not None else None
 
     # ---- snapshots and pages -------------------------------------------------------------
 

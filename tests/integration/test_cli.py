@@ -143,6 +143,7 @@ def test_status_json_reports_cursor_and_outbox(
     assert report["healthy"] is True
     assert report["stores"][0]["name"] == "shop" and report["stores"][0]["cursor"]
     assert report["channels"][0]["sent"] == 2
+    assert 0.0 <= report["stores"][0]["budget_used"] <= 1.0  # recorded by the pass
     human = pollerd("status", "--config", str(config))
     assert human.returncode == 0 and "shop" in human.stdout
 

@@ -54,3 +54,13 @@ def test_a_failed_last_poll_is_failing_and_names_the_error(config: Path) -> None
 def test_the_stale_horizon_tolerates_a_per_minute_timer() -> None:
     assert stale_after(timedelta(seconds=10)) == 300.0
     assert stale_after(timedelta(minutes=10)) == 1800.0
+
+
+def test_the_budget_in_use_at_the_last_pass_is_shown(config: Path) -> None:
+    settings = load(config)
+    store = open_store(settings.pollerd.database)
+    store.init_cursor("shop", datetime.now(UTC))
+    assert collect(settings)["stores"][0]["budget_used"] is None
+    store.record_poll("shop", error=None, when=datetime.now(UTC), budget=0.42)
+    store.close()
+    assert collect(settings)["stores"][0]["budget_used"] == pytest.approx(0.42)
