@@ -6,6 +6,7 @@ Read-only against the stores and the database (except `notify-test`, which sends
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 from pollerd import __version__
 from pollerd.config import Settings
 from pollerd.errors import PollerdError
-from pollerd.model import Event, Order
+from pollerd.model import Event, LineItem, Order
 from pollerd.store import open_store
 
 
@@ -164,33 +165,13 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
     """One realistic event JSON per event type (`pollerd.templates.EVENTS`; the digest is
     built from these): what `pollerd check` renders every user template against. Every
     optional field is filled, so a template that uses one is exercised."""
-    from pollerd.model import LineItem
     from pollerd.templates import EVENTS
 
     when = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
-    order = Order(
-        store=store,
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=when,
-        updated_at=when,
-        paid_at=when,
-        total="59.90",
-        currency="USD",
-        payment_method="stripe",
-        payment_method_title="Credit card",
+    order = replace(
+        sample_order(store, when),
         refunded_total=Decimal("10.00"),
-        customer_email="j***@example.com",
         customer_phone="138****5678",
-        customer_name="Jane D.",
-        admin_url="https://shop.example.com/wp-admin/admin.php?page=wc-orders&action=edit&id=1001",
-        line_items=(
-            LineItem("Blue mug", 2, "40.00"),
-            LineItem("Earl Grey tea", 1, "9.90"),
-            LineItem("Gift wrap", 1, "10.00"),
-        ),
         cancel_reason="customer",
     )
     dispute = {
@@ -224,28 +205,38 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
     return samples
 
 
-def sample_event(store: str = "demo-store") -> Event:
-    """A realistic paid order, flagged as a test so routes and people can tell."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    order = Order(
+def sample_order(store: str, when: datetime, *, test: bool = False) -> Order:
+    """A realistic paid WooCommerce order with three items and a masked customer."""
+    return Order(
         store=store,
         platform="woocommerce",
         id="1001",
         number="1001",
         status="processing",
-        created_at=now,
-        updated_at=now,
-        paid_at=now,
+        created_at=when,
+        updated_at=when,
+        paid_at=when,
         total="59.90",
         currency="USD",
         payment_method="stripe",
         payment_method_title="Credit card",
-        test=True,
+        test=test,
         refunded_total=Decimal("0"),
         customer_email="j***@example.com",
         customer_name="Jane D.",
-        admin_url="https://shop.example.com/wp-admin/",
+        admin_url="https://shop.example.com/wp-admin/admin.php?page=wc-orders&action=edit&id=1001",
+        line_items=(
+            LineItem("Blue mug", 2, "40.00"),
+            LineItem("Earl Grey tea", 1, "9.90"),
+            LineItem("Gift wrap", 1, "10.00"),
+        ),
     )
+
+
+def sample_event(store: str = "demo-store") -> Event:
+    """A realistic paid order, flagged as a test so routes and people can tell."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    order = sample_order(store, now, test=True)
     return Event("order.paid", store, "woocommerce", order.id, now, now, True, order.to_json())
 
 

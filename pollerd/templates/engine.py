@@ -55,25 +55,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from loguru import logger
 from markupsafe import Markup
 
-from pollerd.model import mask_email, mask_phone, parse_utc
+from pollerd.model import EVENT_TYPES, mask_email, mask_phone, parse_utc
 from pollerd.templates.escape import ESCAPERS, bold, link
 
 FLAVOURS = tuple(ESCAPERS)
 LOCALES = ("en", "zh-CN")
-EVENTS = (
-    "order.created",
-    "order.paid",
-    "order.fulfilled",
-    "order.partially_refunded",
-    "order.refunded",
-    "order.cancelled",
-    "order.deleted",
-    "dispute.opened",
-    "dispute.updated",
-    "alert.channel_failing",
-    "alert.store_failing",
-    "digest",
-)
+EVENTS = (*EVENT_TYPES, "alert.channel_failing", "alert.store_failing", "digest")
 # A flavour's fallbacks, for user templates: a `markdown` override serves every markdown chat.
 FALLBACK: dict[str, tuple[str, ...]] = {
     "text": ("text",),
