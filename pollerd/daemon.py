@@ -47,9 +47,9 @@ from loguru import logger
 
 from pollerd import __version__, metrics
 from pollerd.channels import channel_class
-from pollerd.channels.base import Budget, Channel, ChannelContext
+from pollerd.channels.base import Channel, ChannelContext
 from pollerd.config import Settings, ShopifyStore, WooCommerceStore, load
-from pollerd.delivery import Deliverer, Round, Slot
+from pollerd.delivery import Deliverer, Round
 from pollerd.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -58,8 +58,9 @@ from pollerd.errors import (
     RetryableSourceError,
     SourceError,
 )
+from pollerd.health import DELIVERY_SLACK, Health, StoreBeat, status_line, status_text
 from pollerd.sources.base import Source
-from pollerd.store import Due, StateLock, Store, open_store
+from pollerd.store import StateLock, Store, open_store
 from pollerd.sync import PassReport, StoreSync
 from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interval
 from pollerd.templates import templates_for
@@ -71,11 +72,6 @@ if TYPE_CHECKING:
 
 STOP_GRACE = 30.0
 """Seconds the running pages and in-flight sends get on SIGTERM (TimeoutStopSec= is 45 s)."""
-FIRST_POLL_GRACE = 30.0
-"""A store's first pass may take this long (start-up, first walk) on top of its 3 intervals."""
-DELIVERY_SLACK = 5.0
-"""Beyond one send timeout, how long the delivery loop may show no progress before it counts as
-stalled: covers rendering and the outbox writes between two sends."""
 TICK_MAX = 5.0  # seconds between status updates (and watchdog pings, if more often is needed)
 TICK_JOB = "pollerd:tick"  # never a store name: those are [a-z0-9_-]
 PRUNE_JOB = "pollerd:prune"
@@ -136,43 +132,6 @@ def build_channels(
     return channels
 
 
-class RunDeliverer(Deliverer):
-    """The outbox loop as `run` drives it.
-
-    `draining` (SIGTERM, or a reload swapping the channels) starts no new send: a row whose turn
-    comes is left exactly as it was (no attempt charged, no back-off), while the sends already in
-    flight finish and record their outcome, so the round ends once they have. Every finished send
-    is a heartbeat (`last_progress`), so a loop stuck in one send is seen within one send
-    timeout, not at the end of a 200-row round.
-    """
-
-    draining: bool = False
-
-    async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
-        if self.draining:
-            if slot is not None:
-                budget = self.channels[due.channel].budget()
-                if budget is not None:
-                    self.limiter.release(budget, slot)
-            return
-        await _failpoint()
-        try:
-            await super()._deliver(due, result, slot)
-        finally:
-            self.last_progress = time.monotonic()
-
-    async def _digest(
-        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
-    ) -> None:
-        if self.draining:
-            self.limiter.release(budget, slot)
-            return
-        try:
-            await super()._digest(name, budget, rows, slot, result)
-        finally:
-            self.last_progress = time.monotonic()
-
-
 async def _failpoint() -> None:
     """Test-only hangs (module docstring); a no-op unless POLLERD_FAILPOINT names one."""
     if FAILPOINT == "hang_delivery":
@@ -202,7 +161,6 @@ class Runtime:
         settings: Settings,
         *,
         only_store: str | None = None,
-        deliverer: type[Deliverer] = Deliverer,
     ) -> Runtime:
         stores = [s for s in settings.stores if s.enabled]
         if only_store is not None:
@@ -223,7 +181,7 @@ class Runtime:
             http,
             channels,
             {},
-            deliverer(store, channels, settings.pollerd.delivery, routes=settings.routes),
+            Deliverer(store, channels, settings.pollerd.delivery, routes=settings.routes),
         )
         for cfg in stores:
             runtime.syncs[cfg.name] = runtime.make_sync(cfg, settings)
@@ -298,200 +256,6 @@ class Runtime:
 
 
 @dataclass
-class StoreBeat:
-    """One store's heartbeat, in monotonic seconds: what `/healthz` and `STATUS=` report."""
-
-    interval: float
-    since: float  # its first pass was scheduled (start-up, or the reload that added it)
-    last_ok: float | None = None
-    last_error: str | None = None
-    failures: int = 0  # passes failed in a row
-    running_since: float | None = None
-
-    def succeeded(self, now: float) -> None:
-        self.last_ok, self.last_error, self.failures = now, None, 0
-
-    def failed(self, error: str) -> None:
-        from pollerd.log import redact  # the reason is served over HTTP: no secret, no PII
-
-        self.last_error, self.failures = redact(error)[:300], self.failures + 1
-
-    def check(self, now: float) -> tuple[bool, dict[str, Any]]:
-        """Healthy when the last successful pass ended within 3 intervals; before the first
-        one, within 3 intervals + `FIRST_POLL_GRACE` of being scheduled."""
-        if self.last_ok is None:
-            limit = 3 * self.interval + FIRST_POLL_GRACE
-            age = now - self.since
-            why = f"no successful poll in the {age:.0f}s since it was scheduled"
-        else:
-            limit = 3 * self.interval
-            age = now - self.last_ok
-            why = f"no successful poll for {age:.0f}s (3 intervals = {limit:g}s)"
-        ok = age <= limit
-        info: dict[str, Any] = {
-            "healthy": ok,
-            "interval_seconds": self.interval,
-            "last_success_seconds_ago": None if self.last_ok is None else round(age, 3),
-            "limit_seconds": limit,
-            "failures_in_a_row": self.failures,
-        }
-        if self.running_since is not None:
-            info["pass_running_seconds"] = round(now - self.running_since, 3)
-        if self.last_error:
-            info["last_error"] = self.last_error
-            why += f"; last error: {self.last_error}"
-        if not ok:
-            info["reason"] = why
-        return ok, info
-
-
-@dataclass
-class Health:
-    """The heartbeats of the scheduler, the delivery loop and every store.
-
-    `check` is the `/healthz` callable: the metrics server calls it from its own thread, so it
-    only reads plain numbers, and `stores` is replaced, never mutated, by a reload.
-    """
-
-    delivery_last: Callable[[], float]  # monotonic time the delivery loop last made progress
-    delivery_limit: float  # seconds without progress that count as stalled
-    tick_every: float
-    clock: Callable[[], float] = time.monotonic
-    stores: dict[str, StoreBeat] = field(default_factory=dict)
-    last_tick: float = field(default_factory=time.monotonic)
-    delivery_ended: str | None = None  # why the delivery loop is gone (it should never end)
-
-    def delivery(self, now: float) -> tuple[bool, dict[str, Any]]:
-        age = now - self.delivery_last()
-        ok = self.delivery_ended is None and age <= self.delivery_limit
-        info: dict[str, Any] = {
-            "healthy": ok,
-            "last_progress_seconds_ago": round(age, 3),
-            "limit_seconds": self.delivery_limit,
-        }
-        if self.delivery_ended is not None:
-            info["reason"] = f"delivery loop ended: {self.delivery_ended}"
-        elif not ok:
-            info["reason"] = f"delivery loop stalled: no progress for {age:.0f}s"
-        return ok, info
-
-    def scheduler(self, now: float) -> tuple[bool, dict[str, Any]]:
-        age = now - self.last_tick
-        limit = 3 * self.tick_every + DELIVERY_SLACK
-        ok = age <= limit
-        info: dict[str, Any] = {
-            "healthy": ok,
-            "last_tick_seconds_ago": round(age, 3),
-            "limit_seconds": limit,
-        }
-        if not ok:
-            info["reason"] = f"scheduler stalled: no tick for {age:.0f}s"
-        return ok, info
-
-    def check(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, report): every store polled within 3 intervals, the delivery loop and the
-        scheduler alive; `problems` names each one that is not, and why."""
-        now = self.clock()
-        problems: list[str] = []
-        stores: dict[str, Any] = {}
-        for name, beat in list(self.stores.items()):
-            ok, stores[name] = beat.check(now)
-            if not ok:
-                problems.append(f"store {name}: {stores[name]['reason']}")
-        parts = {"delivery": self.delivery(now), "scheduler": self.scheduler(now)}
-        for part, (ok, info) in parts.items():
-            if not ok:
-                problems.append(f"{part}: {info['reason']}")
-        report = {
-            "status": "unhealthy" if problems else "ok",
-            **({"reason": "; ".join(problems)} if problems else {}),
-            "problems": problems,
-            "stores": stores,
-            **{part: info for part, (_, info) in parts.items()},
-        }
-        return not problems, report
-
-
-_STATUS_TEXT = {
-    "en": {
-        "all": "{n} stores ok",
-        "one": "1 store ok",
-        "some": "{ok} of {n} stores ok ({name}: {why})",
-        "due": "{due} due",
-        "last": "last poll {age:.1f}s ago",
-        "never": "no poll yet",
-        "stalled": "delivery loop stalled for {age:.0f}s",
-        "ended": "delivery loop ended",
-        "reload_failed": "reload failed: {why}",
-        "last_reload": "last reload failed: {why}",
-        "stopping": "stopping: finishing the current page and in-flight sends",
-    },
-    "zh-CN": {
-        "all": "{n} 家店铺正常",
-        "one": "1 家店铺正常",
-        "some": "{ok}/{n} 家店铺正常 ({name}: {why})",
-        "due": "待发送 {due}",
-        "last": "上次轮询 {age:.1f} 秒前",
-        "never": "尚未轮询",
-        "stalled": "投递循环停滞 {age:.0f} 秒",
-        "ended": "投递循环已停止",
-        "reload_failed": "重新加载失败: {why}",
-        "last_reload": "上次重新加载失败: {why}",
-        "stopping": "正在停止: 完成当前页和进行中的发送",
-    },
-}
-
-
-def status_line(
-    report: dict[str, Any],
-    *,
-    due: int | None,
-    last_poll_age: float | None,
-    locale: str = "en",
-    note: str | None = None,
-) -> str:
-    """The one-line `STATUS=` summary, e.g. `3 stores ok, 0 due, last poll 1.2s ago`."""
-    text = _STATUS_TEXT.get(locale, _STATUS_TEXT["en"])
-    stores = report["stores"]
-    bad = [(name, info) for name, info in stores.items() if not info["healthy"]]
-    if bad:
-        name, info = bad[0]
-        why = info.get("last_error") or info["reason"]
-        why = why if len(why) <= 80 else why[:79] + "…"
-        head = text["some"].format(ok=len(stores) - len(bad), n=len(stores), name=name, why=why)
-    else:
-        head = text["one"] if len(stores) == 1 else text["all"].format(n=len(stores))
-    parts = [head]
-    if due is not None:
-        parts.append(text["due"].format(due=due))
-    parts.append(text["never"] if last_poll_age is None else text["last"].format(age=last_poll_age))
-    line = ", ".join(parts)
-    delivery = report["delivery"]
-    if not delivery["healthy"]:
-        key = "ended" if "ended" in delivery.get("reason", "") else "stalled"
-        line = text[key].format(age=delivery["last_progress_seconds_ago"]) + "; " + line
-    if note:
-        line += "; " + text["last_reload"].format(why=note)
-    return line
-
-
-def _due_now(store: Store) -> int:
-    """Deliveries waiting to go out now (index `delivery_due`: cheap enough for every tick)."""
-    from sqlalchemy import func, select
-
-    from pollerd.store.db import DELIVERY
-
-    now = time.time()
-    query = (
-        select(func.count())
-        .select_from(DELIVERY)
-        .where(DELIVERY.c.state == "pending", DELIVERY.c.next_at <= now)
-    )
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
-@dataclass
 class ReloadPlan:
     """What a new config changes, built completely before anything running is touched."""
 
@@ -525,7 +289,7 @@ class Service:
         self._declare: Callable[[], None] = lambda: None  # metrics series for the config
         # Set in run():
         self.runtime: Runtime
-        self.deliverer: RunDeliverer
+        self.deliverer: Deliverer
         self.scheduler: AsyncIOScheduler
         self.health: Health
 
@@ -543,21 +307,22 @@ class Service:
         lock = StateLock(settings.state_dir)
         lock.acquire()
         try:
-            self.runtime = runtime = Runtime.build(settings, deliverer=RunDeliverer)
+            self.runtime = runtime = Runtime.build(settings)
         except BaseException:
             lock.release()
             raise
-        assert isinstance(runtime.deliverer, RunDeliverer)
         self.deliverer = runtime.deliverer
+        if FAILPOINT:
+            self.deliverer.before_send = _failpoint
         self.health = Health(
             delivery_last=lambda: self.deliverer.last_progress,
             delivery_limit=self._delivery_limit(settings),
             tick_every=self.tick_every,
         )
-        web = metrics = None
+        web = metrics_server = None
         try:
             web = await start_web(settings, runtime.store)
-            metrics = self._start_metrics(settings)
+            metrics_server = self._start_metrics(settings)
         except BaseException:
             if web is not None:
                 await web.close()
@@ -608,8 +373,8 @@ class Service:
         await self._shutdown()
         if web is not None:
             await web.close()
-        if metrics is not None:
-            closing = metrics.close()
+        if metrics_server is not None:
+            closing = metrics_server.close()
             if inspect.isawaitable(closing):
                 await closing
         await runtime.aclose()
@@ -809,7 +574,7 @@ class Service:
     def _status(self) -> str:
         _, report = self.health.check()
         try:
-            due: int | None = _due_now(self.runtime.store)
+            due: int | None = self.runtime.store.due_count(time.time())
         except Exception:  # noqa: BLE001 - a status line must not fail on the database
             due = None
         oks = [b.last_ok for b in self.health.stores.values() if b.last_ok is not None]
@@ -824,7 +589,7 @@ class Service:
 
     def _text(self, key: str, **values: Any) -> str:
         locale = self.settings.pollerd.locale
-        return _STATUS_TEXT.get(locale, _STATUS_TEXT["en"])[key].format(**values)
+        return status_text(locale, key, **values)
 
     def _notify(self, *states: str) -> None:
         if not notify(*states) and supervised() and not self.notify_failed:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -163,6 +163,9 @@ class Deliverer:
         self.digest_after = digest_after
         self._seeded = False
         self.last_progress = time.monotonic()
+        self.draining = False
+        # A hook awaited before each send (the daemon's test-only failpoints).
+        self.before_send: Callable[[], Awaitable[None]] | None = None
         self.no_digest: set[str] = set()  # channels whose digest was refused as a message
         self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
         metrics.watch_dead(self.dead_counts)
@@ -301,9 +304,25 @@ class Deliverer:
             self.last_progress = time.monotonic()
 
     async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
+        """`draining` (SIGTERM, or a reload swapping the channels) starts no new send: the row
+        is left exactly as it was (no attempt charged, no back-off), its budget slot given
+        back, while sends already in flight finish and record their outcome. Every finished
+        send is a heartbeat (`last_progress`), so a loop stuck in one send is seen within one
+        send timeout, not at the end of a 200-row round."""
+        if self.draining:
+            if slot is not None:
+                budget = self.channels[due.channel].budget()
+                if budget is not None:
+                    self.limiter.release(budget, slot)
+            return
+        if self.before_send is not None:
+            await self.before_send()
         # Every log line of this send carries channel and event (journald CHANNEL=, EVENT_ID=).
-        with logger.contextualize(channel=due.channel, event_id=due.event_id):
-            await self._deliver_one(due, result, slot)
+        try:
+            with logger.contextualize(channel=due.channel, event_id=due.event_id):
+                await self._deliver_one(due, result, slot)
+        finally:
+            self.last_progress = time.monotonic()
 
     async def _deliver_one(self, due: Due, result: Round, slot: Slot | None = None) -> None:
         channel = self.channels[due.channel]
@@ -419,7 +438,19 @@ class Deliverer:
         self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
     ) -> None:
         """Send `rows` as one message; on success every row is sent with the digest's id (one
-        transaction), otherwise none is and each fails as its own send would have."""
+        transaction), otherwise none is and each fails as its own send would have. Draining
+        and the heartbeat as in `_deliver`."""
+        if self.draining:
+            self.limiter.release(budget, slot)
+            return
+        try:
+            await self._digest_one(name, budget, rows, slot, result)
+        finally:
+            self.last_progress = time.monotonic()
+
+    async def _digest_one(
+        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
+    ) -> None:
         channel = self.channels[name]
         events = [Event.from_json(row.payload) for row in rows]
         # Unique among sent digests: a row is marked sent once, so its id starts one digest.

@@ -214,6 +214,16 @@ class Store:
                 conn.execute(delete(META).where(META.c.key == key))
                 conn.execute(META.insert().values(key=key, value=f"{budget:.4f}"))
 
+    def due_count(self, now: float) -> int:
+        """Deliveries waiting to go out now (index `delivery_due`: cheap enough for every tick)."""
+        query = (
+            select(func.count())
+            .select_from(DELIVERY)
+            .where(DELIVERY.c.state == "pending", DELIVERY.c.next_at <= now)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def budget_used(self, store: str) -> float | None:
         """The rate budget share in use at the store's last recorded pass, if known."""
         value = self.meta(f"budget:{store}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pollerd.daemon import FIRST_POLL_GRACE, Health, StoreBeat, status_line
+from pollerd.health import FIRST_POLL_GRACE, Health, StoreBeat, status_line
 from pollerd.systemd import MAX_STATUS, monotonic_usec, notify, supervised, watchdog_interval
 
 
