@@ -97,7 +97,18 @@ def test_sigkill_during_changes_loses_nothing(tmp_path: Path, daemon_factory: An
 
 
 def test_the_kill_test_catches_a_missing_overlap(tmp_path: Path, daemon_factory: Any) -> None:
-    expected, counts, _ = scenario(
-        tmp_path, daemon_factory, orders=300, kills=3, seed=11, mutant="no_overlap", settle=20.0
-    )
-    assert expected - set(counts), "without overlap orders must be lost, or the test is blind"
+    # Whether a run without overlap loses an order depends on where the kills land against the
+    # page walks, which machine load shifts: one losing run in three seeds proves the point.
+    for seed in (11, 12, 13):
+        expected, counts, _ = scenario(
+            tmp_path / str(seed),
+            daemon_factory,
+            orders=300,
+            kills=3,
+            seed=seed,
+            mutant="no_overlap",
+            settle=20.0,
+        )
+        if expected - set(counts):
+            return
+    pytest.fail("without overlap orders must be lost (3 seeds lost none), or the test is blind")
