@@ -17,7 +17,11 @@ import base64
 import binascii
 import os
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -124,3 +128,55 @@ def _entry(entry: str, number: int) -> tuple[int, bytes]:
             f"pii_key: key {number} is {len(raw)} bytes, AES-256 needs {_KEY_BYTES} ({fix})"
         )
     return int(key_id_text), raw
+
+
+class SealedSpool:
+    """A temporary file whose bytes on disk are AES-256-GCM ciphertext under a key that only
+    this object holds (never written anywhere). A Shopify bulk export is spooled to disk before
+    it is committed, customers' emails and phones included; with this, what a crash, a disk
+    image or another process could read is noise, with or without `pii_key`.
+
+    Each `write` is one sealed record (`length | ciphertext+tag`) with a counter nonce, unique
+    under the spool's one key; `lines()` gives the plaintext back, line by line, as iterating
+    a binary file would (each line with its b"\\n")."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()/__exit__
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._records = 0
+
+    def write(self, data: bytes) -> int:
+        if not data:
+            return 0
+        nonce = self._records.to_bytes(NONCE, "big")
+        self._records += 1
+        sealed = self._aead.encrypt(nonce, data, None)
+        self._file.write(len(sealed).to_bytes(4, "big") + sealed)
+        return len(data)
+
+    def lines(self) -> Iterator[bytes]:
+        self._file.seek(0)
+        rest = b""
+        for index in range(self._records):
+            size = int.from_bytes(self._file.read(4), "big")
+            nonce = index.to_bytes(NONCE, "big")
+            rest += self._aead.decrypt(nonce, self._file.read(size), None)
+            *complete, rest = rest.split(b"\n")
+            for line in complete:
+                yield line + b"\n"
+        if rest:
+            yield rest
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()

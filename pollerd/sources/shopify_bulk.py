@@ -40,15 +40,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from loguru import logger
 
+from pollerd.crypto import SealedSpool
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
 from pollerd.model import Order
 from pollerd.sources.shopify_normalize import ORDER_FIELDS, normalize_order
@@ -485,12 +485,11 @@ class _Job:
         (and the simulator) drops a reader that stalls for minutes, and a 100,000-order file
         is read in seconds but committed in minutes. The request goes to a storage host, not
         the shop: the access token is stripped from it."""
-        with tempfile.TemporaryFile() as spool:
+        with SealedSpool() as spool:  # customer data: ciphertext on disk, the key in memory
             await self._fetch(url, spool)
-            spool.seek(0)
             grouper = Regrouper(self.store)
             batch: list[Order] = []
-            for line in spool:
+            for line in spool.lines():
                 root = grouper.feed(line)
                 if root is not None:
                     batch.append(self._order(root))
@@ -503,7 +502,7 @@ class _Job:
             if batch:
                 yield batch
 
-    async def _fetch(self, url: str, spool: IO[bytes]) -> None:
+    async def _fetch(self, url: str, spool: SealedSpool) -> None:
         http = self.client.http
         request = http.build_request("GET", url)
         for header in ("X-Shopify-Access-Token", "Authorization"):

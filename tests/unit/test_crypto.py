@@ -99,3 +99,24 @@ def test_not_a_sealed_value() -> None:
 def test_generate_refuses_bad_ids() -> None:
     with pytest.raises(CryptoError):
         generate(0)
+
+
+def test_a_sealed_spool_gives_back_lines_and_keeps_only_ciphertext_on_disk() -> None:
+    from pollerd.crypto import SealedSpool
+
+    text = b"".join(
+        b'{"id":"gid://shopify/Order/%d","email":"jane%d@example.com"}\n' % (n, n)
+        for n in range(500)
+    )
+    with SealedSpool() as spool:
+        # Chunks that split lines anywhere, as a streamed download does; an empty one too.
+        for start in range(0, len(text), 777):
+            spool.write(text[start : start + 777])
+        spool.write(b"")
+        spool.write(b'{"last":"no newline"}')
+        spool._file.seek(0)
+        on_disk = spool._file.read()
+        lines = list(spool.lines())
+    assert b"example.com" not in on_disk and b"gid://" not in on_disk
+    assert b"".join(lines) == text + b'{"last":"no newline"}'
+    assert lines[0].endswith(b"\n") and len(lines) == 501
