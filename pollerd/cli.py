@@ -25,6 +25,10 @@ app = typer.Typer(
 )
 deliveries_app = typer.Typer(help="Inspect and retry the delivery outbox.", no_args_is_help=True)
 app.add_typer(deliveries_app, name="deliveries")
+unsubscribes_app = typer.Typer(
+    help="The email recipients who unsubscribed (one-click links).", no_args_is_help=True
+)
+app.add_typer(unsubscribes_app, name="unsubscribes")
 
 T = TypeVar("T")
 _state: dict[str, Any] = {"config": None}
@@ -436,3 +440,53 @@ def main() -> None:
     except PollerdError as exc:  # pragma: no cover - _guard catches these first
         print(f"pollerd: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+
+
+@unsubscribes_app.command("list")
+def unsubscribes_list(
+    config: ConfigOpt = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Who unsubscribed from which channel, and when (oldest first)."""
+    from pollerd.store import open_store
+    from pollerd.unsubscribe import suppressions
+
+    settings = _guard(lambda: _settings(config))
+    store = _guard(lambda: open_store(settings.pollerd.database))
+    try:
+        rows = suppressions(store, channel)
+    finally:
+        store.close()
+    if as_json:
+        found = [{"channel": c, "address": a, "since": w} for c, a, w in rows]
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("nobody has unsubscribed" + (f" from {channel}" if channel else ""))
+    for name, address, when in rows:
+        typer.echo(f"{name:<14} {address:<40} since {when}")
+
+
+@unsubscribes_app.command("remove")
+def unsubscribes_remove(
+    address: Annotated[str, typer.Argument(help="The email address to mail again.")],
+    channel: Annotated[str, typer.Option(help="The channel the address unsubscribed from.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Subscribe an address again (it gets the alerts from now on; skipped ones stay skipped)."""
+    from pollerd.store import open_store
+    from pollerd.unsubscribe import unsuppress
+
+    settings = _guard(lambda: _settings(config))
+    store = _guard(lambda: open_store(settings.pollerd.database))
+    try:
+        removed = unsuppress(store, channel, address)
+    finally:
+        store.close()
+    if not removed:
+        _fail(
+            f"{address} has not unsubscribed from {channel} (see `pollerd unsubscribes list`)",
+            EXIT_FAILED,
+        )
+    typer.echo(f"{address} gets {channel}'s alerts again")

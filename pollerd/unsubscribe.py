@@ -33,6 +33,8 @@ _CONTEXT = b"pollerd unsubscribe v1"
 class MetaStore(Protocol):
     def meta(self, key: str) -> str | None: ...
 
+    def metas(self, prefix: str) -> dict[str, str]: ...
+
     def set_meta(self, key: str, value: str | None) -> None: ...
 
 
@@ -77,3 +79,23 @@ def suppress(store: MetaStore, channel: str, recipient: str, when: datetime | No
     """Record the opt-out; doing it twice keeps it (the time becomes the latest request)."""
     when = when or datetime.now(UTC)
     store.set_meta(suppression_key(channel, recipient), when.astimezone(UTC).isoformat())
+
+
+def suppressions(store: MetaStore, channel: str | None = None) -> list[tuple[str, str, str]]:
+    """(channel, address, when) of every opt-out, of one channel when given, oldest first."""
+    prefix = "suppressed:" + (f"{channel}:" if channel else "")
+    found = []
+    for key, when in store.metas(prefix).items():
+        name, _, address = key.removeprefix("suppressed:").partition(":")
+        found.append((name, address, when))
+    return sorted(found, key=lambda row: (row[2], row[0], row[1]))
+
+
+def unsuppress(store: MetaStore, channel: str, recipient: str) -> bool:
+    """Undo an opt-out (a recipient who clicked by mistake, or asked to be back); False when
+    there was none. Alerts already skipped for them stay skipped."""
+    key = suppression_key(channel, recipient)
+    if store.meta(key) is None:
+        return False
+    store.set_meta(key, None)
+    return True

@@ -729,6 +729,13 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(META.c.value).where(META.c.key == key)).scalar()
 
+    def metas(self, prefix: str) -> dict[str, str]:
+        """Every meta entry whose key starts with `prefix` (e.g. the suppression list)."""
+        matching = META.c.key.startswith(prefix, autoescape=True)
+        query = select(META.c.key, META.c.value).where(matching)
+        with self.engine.connect() as conn:
+            return {str(key): str(value) for key, value in conn.execute(query)}
+
     def set_meta(self, key: str, value: str | None) -> None:
         """Small durable facts outside the tables' meaning, e.g. a running bulk operation id."""
         with self.tx() as conn:

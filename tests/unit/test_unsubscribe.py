@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import email
 import functools
+import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -475,3 +476,44 @@ def test_config_errors(keys: dict[str, Any], expected: str) -> None:
     text = problems(**keys)
     assert expected in text, text
     assert "short" not in text.replace("shorter", "")  # a secret is never echoed
+
+
+def test_operators_list_and_undo_opt_outs_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pollerd.cli import app
+    from pollerd.config import load
+    from pollerd.sim.harness import pollerd_env, write_config
+    from pollerd.store import open_store
+
+    for name, value in pollerd_env().items():
+        if name.startswith("TEST_"):
+            monkeypatch.setenv(name, value)
+    config = write_config(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9/hook")
+    db = open_store(load(config).pollerd.database)
+    suppress(db, "mail", "Ops@Example.com", datetime(2026, 11, 20, tzinfo=UTC))
+    suppress(db, "other", "owner@example.com", datetime(2026, 11, 21, tzinfo=UTC))
+    db.close()
+    cli = CliRunner()
+
+    listed = cli.invoke(app, ["unsubscribes", "list", "--json", "--config", str(config)])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout) == [
+        {"channel": "mail", "address": "ops@example.com", "since": "2026-11-20T00:00:00+00:00"},
+        {"channel": "other", "address": "owner@example.com", "since": "2026-11-21T00:00:00+00:00"},
+    ]
+    only = cli.invoke(app, ["unsubscribes", "list", "--channel", "other", "-c", str(config)])
+    assert "owner@example.com" in only.stdout and "ops@" not in only.stdout
+
+    back = cli.invoke(app, ["unsubscribes", "remove", "ops@example.com", "--channel", "mail",
+                            "--config", str(config)])  # fmt: skip
+    assert back.exit_code == 0 and "gets mail's alerts again" in back.stdout
+    db = open_store(load(config).pollerd.database)
+    assert not is_suppressed(db, "mail", "ops@example.com")
+    assert is_suppressed(db, "other", "owner@example.com")
+    db.close()
+    again = cli.invoke(app, ["unsubscribes", "remove", "ops@example.com", "--channel", "mail",
+                             "--config", str(config)])  # fmt: skip
+    assert again.exit_code == 1 and "has not unsubscribed" in again.output
