@@ -131,6 +131,29 @@ def listed(node: dict[str, Any], *, store: str) -> Listed:
     return Listed(id=oid, updated_at=updated, status=order_status(node, store=store, oid=oid))
 
 
+# Shopify's gateway names are ids for its own gateways and the merchant's wording for manual
+# ones ("Cash on Delivery (COD)"); the ids read badly in an alert.
+_GATEWAYS = {
+    "shopify_payments": "Shopify Payments",
+    "shopify_installments": "Shop Pay Installments",
+    "paypal": "PayPal",
+    "manual": "Manual payment",
+    "gift_card": "Gift card",
+    "bogus": "Bogus Gateway (test)",
+    "cash": "Cash",
+}
+
+
+def gateway_title(name: str) -> str:
+    """`shopify_payments` → `Shopify Payments`; an unknown id `some_gateway` → `Some gateway`;
+    a name the merchant wrote is kept as written."""
+    if name in _GATEWAYS:
+        return _GATEWAYS[name]
+    if name and name == name.lower() and " " not in name and "_" in name:
+        return name.replace("_", " ").capitalize()
+    return name
+
+
 def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
     """A GraphQL Order node (`ORDER_FIELDS`, or a bulk JSONL order line with its line items
     attached as `lineItems.nodes`) → `Order`."""
@@ -163,7 +186,7 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
         cancelled_at=payload_date(node, "cancelledAt", store, oid),
         cancel_reason=reason.lower() if isinstance(reason, str) and reason else None,
         payment_method=gateway,
-        payment_method_title=gateway,
+        payment_method_title=gateway_title(gateway),
         refunded_total=Decimal(refunded),
         financial_status=_financial(node, store, oid),
         fulfillment_status=fulfillment.lower() if isinstance(fulfillment, str) else None,

@@ -36,7 +36,7 @@ from pollerd.model import (
 )
 from pollerd.sim import ShopSim
 from pollerd.sources.base import Deletion, Feeds, FeedUnavailable, Listed, ListPage
-from pollerd.sources.shopify_normalize import normalize_order
+from pollerd.sources.shopify_normalize import gateway_title, normalize_order
 from pollerd.sources.shopify_rest import (
     INLINE_WAIT,
     THROTTLE_TRIES,
@@ -238,7 +238,7 @@ def expected_from_node(node: dict[str, Any], *, store: str = "acme", shop: str =
         paid_at=None,
         completed_at=None,
         payment_method=gateways[0] if gateways else "",
-        payment_method_title=gateways[0] if gateways else "",
+        payment_method_title=gateway_title(gateways[0]) if gateways else "",
         test=node["test"],
         customer_email=mask_email(node.get("email") or customer.get("email")),
         customer_phone=mask_phone(node.get("phone") or customer.get("phone")),
@@ -520,7 +520,7 @@ def test_rest_list_fixture_normalises_per_contract() -> None:
         financial_status="partially_refunded",
         fulfillment_status="unfulfilled",
         payment_method="bogus",
-        payment_method_title="bogus",
+        payment_method_title="Bogus Gateway (test)",
         test=False,
         customer_email="b***@hostmail.com",
         customer_phone="557****1234",  # the order's phone wins over the customer's

@@ -264,7 +264,7 @@ def test_sim_orders_normalize_and_listing_status_matches(sim: ShopSim) -> None:
     assert (c.status, c.financial_status, c.cancel_reason) == ("cancelled", "paid", "fraud")
     assert c.cancelled_at is not None
     assert (r.status, r.refunded_total) == ("partially_refunded", Decimal("30.00"))
-    assert (t.test, t.payment_method_title) == (True, "bogus")
+    assert (t.test, t.payment_method_title) == (True, "Bogus Gateway (test)")
     for order in orders:  # the same bytes Shopify serves, normalised directly
         assert order == normalize_order(
             sim.order(int(order.id)), store="acme", shop="acme.myshopify.com"
@@ -666,3 +666,12 @@ def test_access_denied_names_the_missing_scope() -> None:
             run(cfg(sim), body)
     assert caught.value.scope == "read_shopify_payments_disputes"
     assert "read_shopify_payments_disputes" in str(caught.value)
+
+
+def test_gateway_ids_read_as_words_and_merchant_names_stay() -> None:
+    from pollerd.sources.shopify_normalize import gateway_title
+
+    assert gateway_title("shopify_payments") == "Shopify Payments"
+    assert gateway_title("some_new_gateway") == "Some new gateway"
+    assert gateway_title("Cash on Delivery (COD)") == "Cash on Delivery (COD)"
+    assert gateway_title("") == ""
