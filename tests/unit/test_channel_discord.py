@@ -19,6 +19,7 @@ from pollerd.channels.discord import CONTENT_LIMIT, DiscordChannel
 from pollerd.model import Event, LineItem, Order
 from pollerd.sim.chat import ChatSim
 from pollerd.templates.escape import escape_discord
+from tests.samples import numbered
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
@@ -69,20 +70,7 @@ def offline(locale: str = "en", **options: Any) -> DiscordChannel:
 
 def order_events(count: int) -> list[Event]:
     """`count` paid orders #1000… of 25.00 EUR each, for digests."""
-    order = sample().order
-    return [
-        Event(
-            "order.paid",
-            "acme",
-            "woocommerce",
-            f"{1000 + i}",
-            AT,
-            AT,
-            False,
-            {**order, "id": f"{1000 + i}", "number": f"{1000 + i}"},
-        )
-        for i in range(count)
-    ]
+    return numbered(sample(), count)
 
 
 def live(text: str) -> str:

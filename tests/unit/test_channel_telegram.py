@@ -21,6 +21,7 @@ from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.telegram import TEXT_LIMIT, TelegramChannel
 from pollerd.model import Event, LineItem, Order
 from pollerd.sim.chat import ChatSim
+from tests.samples import numbered
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
@@ -82,20 +83,7 @@ def rendered(event: Event, locale: str = "en") -> dict[str, str]:
 
 def order_events(count: int) -> list[Event]:
     """`count` paid orders #1000… of 25.00 EUR each, for digests."""
-    order = sample().order
-    return [
-        Event(
-            "order.paid",
-            "acme",
-            "woocommerce",
-            f"{1000 + i}",
-            AT,
-            AT,
-            False,
-            {**order, "id": f"{1000 + i}", "number": f"{1000 + i}"},
-        )
-        for i in range(count)
-    ]
+    return numbered(sample(), count)
 
 
 def units(text: str) -> int:
