@@ -386,9 +386,11 @@ class _Job:
             other = busy.group(1)
             if other and attempt == 1:
                 running = await self.node(other)
+                # COMPLETED too: the job may finish between the refusal and this look, and
+                # its file is exactly the window we asked for.
                 if (
                     running
-                    and running.status in ("CREATED", "RUNNING")
+                    and running.status in ("CREATED", "RUNNING", "COMPLETED")
                     and (_same_query(running.query, query))
                 ):
                     logger.info("store {}: adopting running bulk job {}", self.store, other)
