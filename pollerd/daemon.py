@@ -132,6 +132,20 @@ def build_channels(
     return channels
 
 
+async def _finish(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+    """Let `tasks` (passes committing a page, sends in flight) finish within `STOP_GRACE`, then
+    cancel the rest (a committed page is safe, a cut send is resent with the same id); returns
+    the ones that had to be cancelled."""
+    if not tasks:
+        return set()
+    _, left = await asyncio.wait(tasks, timeout=STOP_GRACE)
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left, timeout=5.0)
+    return left
+
+
 async def _failpoint() -> None:
     """Test-only hangs (module docstring); a no-op unless POLLERD_FAILPOINT names one."""
     if FAILPOINT == "hang_delivery":
@@ -420,19 +434,12 @@ class Service:
             running.add(self.delivering)
         if self.reloading is not None:
             running.add(self.reloading)
-        left: set[asyncio.Task[Any]] = set()
-        if running:
-            _, left = await asyncio.wait(running, timeout=STOP_GRACE)
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.wait(left, timeout=5.0)
-            if self.delivering in left:
-                logger.warning(
-                    "sends in flight did not finish in {:g}s; they will be resent with the "
-                    "same idempotency key",
-                    STOP_GRACE,
-                )
+        if self.delivering in await _finish(running):
+            logger.warning(
+                "sends in flight did not finish in {:g}s; they will be resent with the "
+                "same idempotency key",
+                STOP_GRACE,
+            )
         self.scheduler.shutdown(wait=False)
 
     # ---- passes --------------------------------------------------------------------------
@@ -729,13 +736,7 @@ class Service:
             if self.scheduler.get_job(name) is not None:
                 self.scheduler.remove_job(name)
             retiring.append(sync)
-        running = {self.passes[s] for s in retiring if s in self.passes}
-        if running:
-            _, left = await asyncio.wait(running, timeout=STOP_GRACE)
-            for task in left:
-                task.cancel()
-            if left:
-                await asyncio.wait(left, timeout=5.0)
+        await _finish({self.passes[s] for s in retiring if s in self.passes})
         for sync in retiring:
             await sync.source.aclose()
         beats = {n: b for n, b in self.health.stores.items() if n not in plan.retire}

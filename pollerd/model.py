@@ -73,13 +73,14 @@ def short_name(first: object, last: object) -> str | None:
     is written, with the given name masked ("王*" for 王芳, as Chinese apps show it)."""
     first = first.strip() if isinstance(first, str) else ""
     last = last.strip() if isinstance(last, str) else ""
-    if last and _CJK.match(last):
+    if last and CJK.match(last):
         return last + "*" * max(1, len(first))
     name = f"{first} {last[:1]}." if last else first
     return name.strip() or None
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+# Kana, CJK ideographs and Hangul: names written family name first.
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 def full_name(first: object, last: object) -> str | None:
@@ -87,7 +88,7 @@ def full_name(first: object, last: object) -> str | None:
     or family name first with no space for a CJK name ("王芳")."""
     first = first.strip() if isinstance(first, str) else ""
     last = last.strip() if isinstance(last, str) else ""
-    if last and _CJK.match(last):
+    if last and CJK.match(last):
         return (last + first) or None
     return f"{first} {last}".strip() or None
 

@@ -55,7 +55,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from loguru import logger
 from markupsafe import Markup
 
-from pollerd.model import EVENT_TYPES, mask_email, mask_phone, parse_utc
+from pollerd.model import CJK, EVENT_TYPES, mask_email, mask_phone, parse_utc
 from pollerd.templates.escape import ESCAPERS, bold, link
 
 FLAVOURS = tuple(ESCAPERS)
@@ -190,7 +190,6 @@ _EVENT_ONLY = (
     "refunded",
     "payment",
 )
-_CJK_NAME = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 @dataclass(frozen=True)
@@ -366,7 +365,7 @@ def _mask_name(value: Any) -> str:
     keeps its family name (written first) and masks the rest ("王芳" → "王*"), as
     `pollerd.model.short_name` does."""
     text = clean(value)
-    if _CJK_NAME.match(text):
+    if CJK.match(text):
         name = "".join(text.split())
         return name[:1] + "*" * max(1, len(name) - 1)
     parts = text.split()
