@@ -5,6 +5,7 @@ Read-only against the stores and the database (except `notify-test`, which sends
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -234,9 +235,13 @@ def sample_order(store: str, when: datetime, *, test: bool = False) -> Order:
 
 
 def sample_event(store: str = "demo-store") -> Event:
-    """A realistic paid order, flagged as a test so routes and people can tell."""
+    """A realistic paid order, flagged as a test so routes and people can tell. Its order id
+    (`notify-test-<UTC time>-<random>`) is no store's: receivers drop repeated ids, as the
+    README tells them to, and a sample sent as `store:1001:order.paid` would make them drop the
+    real alert for order 1001 later (and a second test send would not show at all)."""
     now = datetime.now(UTC).replace(microsecond=0)
-    order = sample_order(store, now, test=True)
+    test_id = f"notify-test-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    order = replace(sample_order(store, now, test=True), id=test_id, number="TEST", admin_url="")
     return Event("order.paid", store, "woocommerce", order.id, now, now, True, order.to_json())
 
 
