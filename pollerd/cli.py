@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -98,17 +98,16 @@ def _settings(config: Path | None = None) -> Any:
     return settings
 
 
-def _parse_time(value: str, option: str) -> datetime:
+def _parse_time(value: str, option: str, zone: str) -> datetime:
+    """A CLI time: a date or a time without an offset is read in `[pollerd] timezone`."""
+    from pollerd.localtime import EXAMPLES, parse_local
+
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_local(value, zone)
     except ValueError:
-        _fail(
-            f"{option}: {value!r} is not a time (write RFC 3339, e.g. 2026-11-01T00:00:00Z "
-            "or 2026-11-01)",
-            EXIT_USAGE,
-        )
+        _fail(f"{option}: {value!r} is not a time ({EXAMPLES}; without an offset it is read in "
+              f"[pollerd] timezone, {zone})", EXIT_USAGE)  # fmt: skip
         raise
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @app.command()
@@ -138,7 +137,13 @@ def once(
 @app.command()
 def backfill(
     store: Annotated[str, typer.Option(help="The store to backfill.")],
-    since: Annotated[str, typer.Option(help="Orders modified at or after this time (RFC 3339).")],
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Orders modified at or after this time: a date or time, read in [pollerd] "
+            "timezone unless it has an offset (2026-11-01, 2026-11-01T08:30, ...Z)."
+        ),
+    ],
     until: Annotated[str | None, typer.Option(help="...and at or before this time.")] = None,
     notify: Annotated[bool, typer.Option(help="Also send alerts for what is found.")] = False,
     config: ConfigOpt = None,
@@ -147,12 +152,16 @@ def backfill(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from pollerd import daemon
+    from pollerd.localtime import describe
 
-    start = _parse_time(since, "--since")
-    end = _parse_time(until, "--until") if until else None
+    settings = _guard(lambda: _settings(config))
+    zone = settings.pollerd.timezone
+    start = _parse_time(since, "--since", zone)
+    end = _parse_time(until, "--until", zone) if until else None
     if end is not None and end < start:
         _fail("--until is before --since", EXIT_USAGE)
-    settings = _guard(lambda: _settings(config))
+    typer.echo(f"backfill {store}: orders modified from {describe(start, zone)}")
+    typer.echo(f"  until {describe(end, zone) if end else 'now'}")
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
