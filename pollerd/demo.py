@@ -13,12 +13,20 @@ import os
 import signal
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from pollerd.config import Settings, load, minimal
 from pollerd.log import setup
+from pollerd.model import Order
+from pollerd.sources.base import Source
+from pollerd.store import open_store
+
+if TYPE_CHECKING:
+    from pollerd.daemon import Runtime
 
 
 def demo_settings(
@@ -36,7 +44,12 @@ def demo_settings(
         for ch in user.channels:
             if ch.name != "console":
                 channels.append(ch.model_dump(exclude_none=True))
-        routes.extend(r.model_dump() for r in user.routes)
+        # The user's routes name their real stores ("acme-*") and may skip test orders; the
+        # demo's stores are neither, and every demo order is a test. Keep which events go to
+        # which channels, and let the demo's stores and test orders through.
+        routes.extend(
+            {**r.model_dump(), "stores": ["*"], "test_orders": "mark"} for r in user.routes
+        )
     stores = [
         {
             "name": "demo-store",
@@ -65,6 +78,17 @@ def demo_settings(
         routes=routes,
         pollerd={"locale": locale, "timezone": timezone},
     )
+
+
+def mark_tests(source: Source) -> None:
+    """Every order of a simulated store is a test: its events say `"test": true`, whatever
+    channel they reach (a person on the team chat must not take a demo order for a sale)."""
+    fetch = source.fetch
+
+    async def fetch_tests(ids: list[str], *, status: str = "any") -> list[Order]:
+        return [replace(order, test=True) for order in await fetch(ids, status=status)]
+
+    source.fetch = fetch_tests  # type: ignore[method-assign]
 
 
 def run_demo(
@@ -106,7 +130,10 @@ def run_demo(
             ShopStream(shop, seed=seed, orders_per_minute=rate),
         ]
 
-        def on_ready(_runtime: object) -> None:
+        def on_ready(runtime: Runtime) -> None:
+            # Before any pass has run (run() calls this before it first awaits).
+            for sync in runtime.syncs.values():
+                mark_tests(sync.source)
             # Orders start after the daemon's first look, so each one is news to it.
             for stream in streams:
                 threading.Thread(target=stream.run, args=(stop,), daemon=True).start()
@@ -115,6 +142,10 @@ def run_demo(
                 timer.daemon = True
                 timer.start()
 
+        # A demo's database is new by design: the "new database" warning would only alarm.
+        logger.disable("pollerd.store")
+        open_store(settings.pollerd.database).close()
+        logger.enable("pollerd.store")
         try:
             return asyncio.run(daemon.run(settings, on_ready=on_ready))
         finally:

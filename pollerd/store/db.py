@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from loguru import logger
 from sqlalchemy import (
     Connection,
     Engine,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -35,10 +37,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
+from pollerd.config import sqlite_file
 from pollerd.crypto import CryptoError, KeyRing
 from pollerd.errors import ConfigError, StoreError
 from pollerd.model import Contact, Event, Snapshot
 from pollerd.secrets import Secret
+from pollerd.store.lock import require_folder
 from pollerd.store.migrate import migrate
 from pollerd.store.tables import (
     ChannelStateRow,
@@ -127,6 +131,9 @@ class Store:
         self.pii = pii
         """Seals customer contacts; None: contacts are dropped, no PII is written at all."""
         self.is_sqlite = url.startswith("sqlite")
+        file = sqlite_file(url)
+        if file is not None:  # SQLite would create the file, but never a missing folder
+            require_folder(file.parent)
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(
@@ -138,9 +145,19 @@ class Store:
                 event.listen(self.engine, "begin", _sqlite_begin)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
+            new = not inspect(self.engine).has_table("cursor")
             migrate(self.engine.connect, self._where())
         except OperationalError as exc:
             raise StoreError(f"{self._where()}: cannot open database: {exc.orig}") from None
+        if new:
+            # Said loudly: a new database means a new baseline, and the changes made since the
+            # old one (if there was one, at another path) will never alert.
+            logger.warning(
+                'new database {}: every store starts at its start point (start_from, "now" '
+                "by default) and nothing that happened before it will alert; if you expected an "
+                "existing database, stop pollerd and check [pollerd] database",
+                self._where(),
+            )
 
     def _where(self) -> str:
         return (

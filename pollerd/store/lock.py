@@ -3,6 +3,10 @@
 `run` and `once` both take an exclusive `flock` on `<state dir>/pollerd.lock`; the loser exits 75
 (EX_TEMPFAIL) without touching anything, so a systemd timer firing while the service runs is
 harmless. The kernel drops the lock when the process dies, even on SIGKILL.
+
+The state directory is never created here: it exists already where pollerd is installed
+(systemd's `StateDirectory=`), so a missing one is a misspelt `[pollerd] database`, and creating
+it would start an empty database that silently misses every change made until then (issue 11).
 """
 
 from __future__ import annotations
@@ -11,7 +15,21 @@ import fcntl
 import os
 from pathlib import Path
 
-from pollerd.errors import LockHeld, StoreError
+from pollerd.errors import ConfigError, LockHeld, StoreError
+
+
+def require_folder(folder: Path) -> None:
+    """The folder of the database (and the lock) must exist; ConfigError (exit 78) if not."""
+    if folder.is_dir():
+        return
+    what = "is not a folder" if folder.exists() else "does not exist"
+    raise ConfigError(
+        "pollerd.database",
+        f"the folder {folder} {what}; pollerd does not create it, because a misspelt path "
+        "would start an empty database and never alert the changes made meanwhile",
+        "correct [pollerd] database, or create the folder writable by the user pollerd runs as "
+        "(under systemd: StateDirectory=pollerd)",
+    )
 
 
 class StateLock:
@@ -20,8 +38,8 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        require_folder(self.path.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StoreError(

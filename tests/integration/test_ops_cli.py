@@ -5,10 +5,13 @@ points, the database path, test sends, the demo on real channels, key rotation a
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
+from typing import Any
 
+from pollerd.crypto import generate
 from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import pollerd, write_config
+from pollerd.sim.harness import HOOK_SECRET, ROOT, pollerd, pollerd_env, write_config
 
 
 def test_notify_test_ids_never_collide_with_a_real_order(
@@ -57,3 +60,97 @@ def test_backfill_reads_a_date_in_the_configured_zone_and_says_so(
     )
     assert result.returncode == 0, result.stderr
     assert "2026-11-01 08:00:00 Asia/Shanghai (2026-11-01T00:00:00Z)" in result.stdout
+
+
+def test_a_misspelt_database_folder_is_refused_not_created(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink
+) -> None:
+    config = write_config(tmp_path, sim.url, sink.url)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("sqlite:///pollerd.db", "sqlite:///sate/pollerd.db"))
+    for command in ("once", "status", "run"):
+        result = pollerd(command, "--config", str(config), timeout=60)
+        assert result.returncode == 78, (command, result.stdout, result.stderr)
+        assert "pollerd.database" in result.stderr and str(tmp_path / "sate") in result.stderr
+        assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "sate").exists()
+
+
+def test_a_new_database_is_announced_once(tmp_path: Path, sim: WooSim, sink: WebhookSink) -> None:
+    config = write_config(tmp_path, sim.url, sink.url)
+    first = pollerd("once", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert "WARNING" in first.stderr and "new database" in first.stderr, first.stderr
+    assert str(tmp_path / "pollerd.db") in first.stderr
+    assert "check [pollerd] database" in first.stderr
+    again = pollerd("once", "--config", str(config))
+    assert again.returncode == 0 and "new database" not in again.stderr, again.stderr
+
+
+class _Inbox:
+    """A loopback SMTP server's handler that keeps what it accepted."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content)
+        return "250 Message accepted"
+
+
+def _accept_login(*_: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult
+
+    return AuthResult(success=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_runs_on_the_example_config_and_marks_every_event_a_test(
+    tmp_path: Path, sink: WebhookSink
+) -> None:
+    """`pollerd demo --config` on a copy of config.example.toml (its routes filter stores that
+    the demo does not have, and skip test orders): the demo's orders reach the configured
+    webhook and mailbox, every one marked `test: true`."""
+    from aiosmtpd.controller import Controller
+
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    text = text.replace('"https://hooks.example.com/pollerd"', f'"{sink.url}"')
+    inbox, port = _Inbox(), _free_port()
+    text = text.replace('host = "smtp.example.com"', 'host = "127.0.0.1"')
+    text = text.replace("port = 587", f"port = {port}").replace(
+        'security = "starttls"', 'security = "none"'
+    )
+    config = tmp_path / "pollerd.toml"
+    config.write_text(text, encoding="utf-8")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "smtp_password").write_text("smtp-demo-password")
+    env = pollerd_env(
+        HOOK_SECRET=HOOK_SECRET, WC_KEY="ck_unused", WC_SECRET="cs_unused",
+        SHOPIFY_TOKEN="shpat_unused", POLLERD_PII_KEY=generate(1),
+        CREDENTIALS_DIRECTORY=str(credentials),
+    )  # fmt: skip
+    smtp = Controller(
+        inbox, hostname="127.0.0.1", port=port, auth_require_tls=False,
+        authenticator=_accept_login,
+    )  # fmt: skip
+    smtp.start()
+    try:
+        result = pollerd(
+            "demo", "--config", str(config), "--seconds", "8", "--rate", "600", env=env
+        )
+    finally:
+        smtp.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    bodies = [receipt.json() for receipt in sink.receipts]
+    assert bodies, result.stdout + result.stderr
+    assert {body["store"] for body in bodies} <= {"demo-store", "demo-shopify"}
+    assert all(body["test"] is True for body in bodies), [b["id"] for b in bodies if not b["test"]]
+    assert inbox.messages, result.stderr
+    assert "[demo-store]" in result.stdout  # the demo's own console still prints
