@@ -291,8 +291,9 @@ nobody can (pollerd included). Give it to pollerd as a systemd credential or a 0
   [pollerd] pii_key = "credential:pii_key"    # pollerd.service: LoadCredential=pii_key:...
   (or pii_key = "file:/etc/pollerd/credentials/pii_key", or "env:POLLERD_PII_KEY")
 To rotate: create a key with a new id (pollerd keygen --id {next}), put it FIRST and keep the old
-one after it (e.g. "{next}:NEW {id}:OLD"), reload pollerd, run `pollerd rekey`, and drop the old
-key once rekey reports no rows left under it."""
+one after it (e.g. "{next}:NEW {id}:OLD"), RESTART pollerd (systemctl restart pollerd: a reload
+keeps the running key), run `pollerd rekey`, and drop the old key only when rekey says it can
+be dropped; then restart again."""
 
 
 @app.command()
@@ -330,11 +331,17 @@ def rekey(
         try:
             ring = store.pii
             assert ring is not None
+            in_use = _daemon_sealing(settings, store, ring.current)
             left = store.sealed_by_key()
             left.pop(ring.current, None)
             if not left:
-                typer.echo(f"nothing to re-seal: every sealed contact uses key {ring.current}")
-                return EXIT_OK
+                others = ", ".join(map(str, sorted(set(ring.keys) - {ring.current})))
+                tail = f"; key(s) {others} can be dropped from pii_key" if others else ""
+                tail = "" if in_use else tail
+                typer.echo(
+                    f"nothing to re-seal: every sealed contact uses key {ring.current}{tail}"
+                )
+                return _refuse_drop(in_use) if in_use else EXIT_OK
             typer.echo(f"re-sealing with key {ring.current}; left under old keys: {_keys(left)}")
             report = store.rekey(
                 ring,
@@ -355,6 +362,9 @@ def rekey(
                 err=True,
             )
             return EXIT_FAILED
+        if in_use:
+            typer.echo(f"done: {report.resealed} re-sealed with key {ring.current}")
+            return _refuse_drop(in_use)
         droppable = ", ".join(map(str, sorted(set(ring.keys) - {ring.current} - set(report.left))))
         tail = f"key(s) {droppable} can be dropped from pii_key" if droppable else "no old key left"
         typer.echo(f"done: {report.resealed} re-sealed with key {ring.current}; {tail}")
@@ -383,6 +393,34 @@ def prune(config: ConfigOpt = None) -> None:
         return EXIT_OK
 
     raise typer.Exit(_guard(run))
+
+
+def _daemon_sealing(settings: Any, store: Any, current: int) -> str | None:
+    """Why no old key may be dropped yet, or None: a running `pollerd run` that still seals
+    with another key than the first of pii_key (it reads pii_key only at start; a reload
+    keeps the old ring) would put new contacts under the key about to be dropped."""
+    from pollerd.store import StateLock
+
+    pid = StateLock(settings.state_dir).holder()
+    if pid is None:
+        return None
+    sealing = store.sealing_key()
+    who = f"the running pollerd (pid {pid})"
+    if sealing == "unknown":
+        return f"{who} did not record which key it seals with"
+    if sealing is None or sealing == current:
+        return None
+    return f"{who} still seals new contacts with key {sealing}, not key {current}"
+
+
+def _refuse_drop(why: str) -> int:
+    typer.echo(
+        f"pollerd rekey: no old key can be dropped yet: {why} (pii_key is read at start only). "
+        "Restart it (systemctl restart pollerd), then run `pollerd rekey` again; keep every "
+        "old key in pii_key until rekey says it can be dropped",
+        err=True,
+    )
+    return EXIT_FAILED
 
 
 def _keys(left: dict[int, int]) -> str:

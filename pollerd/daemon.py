@@ -322,6 +322,7 @@ class Service:
         lock.acquire()
         try:
             self.runtime = runtime = Runtime.build(settings)
+            runtime.store.set_sealing(True)  # for `rekey`: a reload keeps this key ring
         except BaseException:
             lock.release()
             raise
@@ -391,6 +392,7 @@ class Service:
             closing = metrics_server.close()
             if inspect.isawaitable(closing):
                 await closing
+        runtime.store.set_sealing(False)
         await runtime.aclose()
         lock.release()
         logger.info("stopped cleanly")
@@ -815,6 +817,7 @@ async def once(settings: Settings, *, only_store: str | None = None, sweep: bool
     with StateLock(settings.state_dir):
         runtime = Runtime.build(settings, only_store=only_store)
         try:
+            runtime.store.set_sealing(True)
             failed = False
             for name in runtime.syncs:
                 failed |= await runtime.poll(name, sweep=sweep) is None
@@ -829,6 +832,7 @@ async def once(settings: Settings, *, only_store: str | None = None, sweep: bool
             )
             failed |= bool(result.retried or result.dead or result.held)
             runtime.store.prune(time.time(), settings.pollerd.retention)  # bodies + PII
+            runtime.store.set_sealing(False)
         finally:
             await runtime.aclose()
     return EXIT_FAILED if failed else EXIT_OK

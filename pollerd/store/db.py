@@ -64,6 +64,7 @@ CONTACT = ContactRow.__table__  # type: ignore[attr-defined]
 CONTACT_FIELDS = ("name", "email", "phone")
 PRUNE_BATCH = 1000
 REKEY_BATCH = 500
+SEALING_KEY = "daemon.sealing_key"  # meta: the key id the running daemon seals with
 
 
 def ts(value: datetime | None) -> float | None:
@@ -759,6 +760,22 @@ class Store:
             conn.execute(delete(META).where(META.c.key == key))
             if value is not None:
                 conn.execute(META.insert().values(key=key, value=value))
+
+    def set_sealing(self, running: bool) -> None:
+        """Record (`pollerd run`/`once` at start) or clear (at a clean stop) the key id this
+        process seals new contacts with: a reload keeps the key ring, so only the process knows
+        which key it uses, and `rekey` must not call that key droppable (issue 11)."""
+        value = (str(self.pii.current) if self.pii else "none") if running else None
+        self.set_meta(SEALING_KEY, value)
+
+    def sealing_key(self) -> int | str | None:
+        """The key id the process holding the state directory recorded: an int, None when it
+        seals nothing (no pii_key), "unknown" when nothing was recorded (a crash leaves the
+        record behind, so ask `StateLock.holder` first whether that process still runs)."""
+        value = self.meta(SEALING_KEY)
+        if value is None:
+            return "unknown"
+        return None if value == "none" else int(value)
 
     def events(self, store: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = select(EVENT).order_by(EVENT.c.seq).limit(limit)

@@ -58,6 +58,26 @@ class StateLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
 
+    def holder(self) -> int | None:
+        """The pid of the pollerd that holds this state directory now, else None (for commands
+        that only read, e.g. `rekey` asking whether a daemon still seals with an old key). The
+        probe takes the lock for an instant when it is free: a `run`/`once` starting in that
+        very instant exits 75 as if another pollerd ran, which systemd's timer retries."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -154,3 +154,37 @@ def test_demo_runs_on_the_example_config_and_marks_every_event_a_test(
     assert all(body["test"] is True for body in bodies), [b["id"] for b in bodies if not b["test"]]
     assert inbox.messages, result.stderr
     assert "[demo-store]" in result.stdout  # the demo's own console still prints
+
+
+def test_rekey_refuses_to_drop_a_key_the_running_daemon_still_seals_with(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, daemon_factory: Any
+) -> None:
+    """keygen's rotation as a user follows it: new key first, `rekey` while the daemon still
+    runs with the old ring. The old key is not droppable until the daemon restarts."""
+    old, new = generate(1), generate(2)
+    ring = tmp_path / "pii_key"
+    ring.write_text(old)
+    ring.chmod(0o600)
+    config = write_config(tmp_path, sim.url, sink.url, store={"start_from": "now"})
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[pollerd]\n", f'[pollerd]\npii_key = "file:{ring}"\n', 1))
+    daemon = daemon_factory(config)
+    daemon.start()
+    sim.create_order(payment_method="stripe", set_paid=True, email="ada@example.test")
+    assert sink.wait_for(2, timeout=30), daemon.output()
+    ring.write_text(f"{new} {old}")  # step 2 of the rotation; the daemon is not restarted
+    early = pollerd("rekey", "--config", str(config))
+    assert early.returncode == 1, early.stdout + early.stderr
+    assert "can be dropped" not in early.stdout, early.stdout
+    assert f"pid {daemon.proc.pid}" in early.stderr and "still seals" in early.stderr
+    assert "key 1" in early.stderr and "restart" in early.stderr, early.stderr
+    assert daemon.stop() == 0
+    daemon.start()  # the restart the instructions ask for: now it seals with key 2
+    sim.create_order(payment_method="stripe", set_paid=True, email="grace@example.test")
+    assert sink.wait_for(4, timeout=30), daemon.output()
+    done = pollerd("rekey", "--config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "key(s) 1 can be dropped" in done.stdout, done.stdout
+    assert daemon.stop() == 0
+    help_text = pollerd("keygen", "--id", "2").stderr
+    assert "restart pollerd" in help_text and "reload pollerd" not in help_text
