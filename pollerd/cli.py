@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -29,6 +29,10 @@ unsubscribes_app = typer.Typer(
     help="The email recipients who unsubscribed (one-click links).", no_args_is_help=True
 )
 app.add_typer(unsubscribes_app, name="unsubscribes")
+cursor_app = typer.Typer(
+    help="Each store's start point and bookmark; move a start point.", no_args_is_help=True
+)
+app.add_typer(cursor_app, name="cursor")
 
 T = TypeVar("T")
 _state: dict[str, Any] = {"config": None}
@@ -282,6 +286,57 @@ def deliveries_retry(
         f"{count} deliveries queued again; a running daemon sends them within a second, "
         "or run `pollerd once`"
     )
+
+
+@cursor_app.command("show")
+def cursor_show(
+    store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Each store's start point (nothing before it alerts), bookmark and start_from."""
+    from pollerd.startpoint import show
+
+    rows = _guard(lambda: show(_settings(config), store))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        start = row["start_point"] or "- (never polled: starts at start_from)"
+        where = f"{row['bookmark']} order {row['bookmark_order'] or '-'}"
+        typer.echo(
+            f"{row['store']}: start point {start}; bookmark {where if row['bookmark'] else '-'}; "
+            f"start_from = {row['start_from']}"
+        )
+        if row["note"]:
+            typer.echo(f"  ! {row['note']}")
+
+
+@cursor_app.command("set")
+def cursor_set(
+    store: Annotated[str, typer.Option(help="The store whose start point moves.")],
+    start_from: Annotated[
+        str,
+        typer.Option(
+            help='The new start point: "now", or a date or time (read in [pollerd] timezone '
+            "unless it has an offset)."
+        ),
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Move a store's start point (and its bookmark) with the daemon stopped: the next pass
+    alerts what changed since then and was not announced yet; nothing before it alerts."""
+    from pollerd.startpoint import explain, move
+
+    settings = _guard(lambda: _settings(config))
+    zone = settings.pollerd.timezone
+    if start_from.strip() == "now":
+        when = datetime.now(UTC).replace(microsecond=0)
+    else:
+        when = _parse_time(start_from, "--start-from", zone)
+    moved = _guard(lambda: move(settings, store, when))
+    for line in explain(moved, settings.stores_by_name[store], zone):
+        typer.echo(line)
 
 
 KEYGEN_HELP = """\

@@ -19,7 +19,7 @@ import re
 import tomllib
 import types
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
@@ -100,6 +100,13 @@ def _start_from(value: Any) -> Any:
         with contextlib.suppress(ValueError):
             value = datetime.fromisoformat(value.strip())
     if isinstance(value, datetime) and value.utcoffset() is not None:
+        if value > datetime.now(UTC):
+            # The cursor would start there and be stored: nothing before it ever alerts, while
+            # `check` and `status` say ok, and a later correction of this key changes nothing.
+            raise invalid(
+                f"{value.isoformat()} is in the future: no change before it would ever alert",
+                'use "now" (alerts start at the first run) or a past time with an offset',
+            )
         return value
     raise invalid(
         'must be "now" or an RFC 3339 time with an offset',

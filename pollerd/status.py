@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from pollerd import __version__
-from pollerd.config import Settings
+from pollerd.config import Settings, sqlite_file
 from pollerd.errors import PollerdError
 from pollerd.model import Event, LineItem, Order
+from pollerd.startpoint import in_future, mismatch
 from pollerd.store import open_store
 
 
@@ -50,13 +51,17 @@ def collect(settings: Settings) -> dict[str, Any]:
             stale = cfg.enabled and since is not None and since > stale_after(cfg.interval)
             state = "never polled" if cursor is None else "ok"
             state = "failing" if failing else ("stale" if stale else state)
-            healthy &= not failing and not stale
+            # Polls succeed and nothing alerts: say so rather than "ok" (issue 11).
+            future = cursor is not None and in_future(cursor, now)
+            state = "start point in the future" if future else state
+            healthy &= not failing and not stale and not future
             stores.append(
                 {
                     "name": cfg.name,
                     "platform": cfg.platform,
                     "enabled": cfg.enabled,
                     "cursor": cursor.updated_at.isoformat() if cursor else None,
+                    "start_point": cursor.start_at.isoformat() if cursor else None,
                     "last_success": cursor.last_success.isoformat()
                     if cursor and cursor.last_success
                     else None,
@@ -131,6 +136,7 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
         f"{len(settings.routes)} routes)"
     )
     ok = check_templates(settings, echo)
+    check_start_points(settings, echo)
     for cfg in settings.stores:
         source = build_source(cfg)
         try:
@@ -141,6 +147,24 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
         finally:
             await source.aclose()
     return ok
+
+
+def check_start_points(settings: Settings, echo: Callable[[str], None]) -> None:
+    """A start_from that differs from the stored start point has no effect: say it (a
+    warning: the store still polls, from its stored start point). Read-only: a database that
+    does not exist yet is not created."""
+    file = sqlite_file(settings.pollerd.database)
+    if file is not None and not file.exists():
+        return
+    store = open_store(settings.pollerd.database)
+    try:
+        for cfg in settings.stores:
+            cursor = store.cursor(cfg.name)
+            problem = mismatch(cfg, cursor) if cursor else None
+            if problem:
+                echo(f"! warning: {problem}")
+    finally:
+        store.close()
 
 
 def check_templates(settings: Settings, echo: Callable[[str], None]) -> bool:

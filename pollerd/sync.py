@@ -44,6 +44,7 @@ from pollerd.sources.base import (
     PageToken,
     Source,
 )
+from pollerd.startpoint import warn_mismatch
 from pollerd.store import Store
 from pollerd.store.db import EVENT, Cursor
 
@@ -110,6 +111,7 @@ class StoreSync:
         self._walk_started = datetime.min.replace(tzinfo=UTC)
         self._feeds_due = {"deletions": 0.0, "disputes": 0.0}
         self._feeds_off: set[str] = set()
+        self._start_checked = False
 
     def start_point(self) -> datetime:
         """Where a new cursor starts. "now" is floored to the second: order times have
@@ -127,6 +129,9 @@ class StoreSync:
         cursor = self.store.cursor(self.name) or self.store.init_cursor(
             self.name, self.start_point()
         )
+        if not self._start_checked:  # once per sync: at start and at a reload that changed it
+            self._start_checked = True
+            warn_mismatch(self.cfg, cursor)
         metrics.cursor(self.name, cursor.updated_at)
         metrics.seen_success(self.name, cursor.last_success)
         metrics.interval(self.name, self.cfg.interval.total_seconds())

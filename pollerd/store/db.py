@@ -210,6 +210,18 @@ class Store:
         assert cursor is not None
         return cursor
 
+    def set_start(self, store: str, start_at: datetime) -> Cursor:
+        """Move a store's start point and bookmark to `start_at` (`pollerd cursor set`, with
+        no daemon running): the next pass reads from there; sweeps, errors and snapshots stay,
+        so nothing already announced is announced again."""
+        with self.tx() as conn:
+            moved = conn.execute(
+                update(CURSOR)
+                .where(CURSOR.c.store == store)
+                .values(updated_at=ts(start_at), order_id="", start_at=ts(start_at))
+            ).rowcount
+        return self.cursor(store) if moved else self.init_cursor(store, start_at)  # type: ignore[return-value]
+
     def set_sweep(self, store: str, kind: str, when: datetime) -> None:
         column = {"hourly": "last_hourly_sweep", "daily": "last_daily_sweep"}[kind]
         with self.tx() as conn:

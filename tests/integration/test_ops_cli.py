@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pollerd.crypto import generate
 from pollerd.sim import WebhookSink, WooSim
 from pollerd.sim.harness import HOOK_SECRET, ROOT, pollerd, pollerd_env, write_config
+from pollerd.store import Store
 
 
 def test_notify_test_ids_never_collide_with_a_real_order(
@@ -188,3 +190,70 @@ def test_rekey_refuses_to_drop_a_key_the_running_daemon_still_seals_with(
     assert daemon.stop() == 0
     help_text = pollerd("keygen", "--id", "2").stderr
     assert "restart pollerd" in help_text and "reload pollerd" not in help_text
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_future_start_from_is_refused_at_load(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink
+) -> None:
+    future = _iso(datetime.now(UTC) + timedelta(days=30))
+    config = write_config(tmp_path, sim.url, sink.url, store={"start_from": future})
+    for command in ("check", "status", "once"):
+        result = pollerd(command, "--config", str(config))
+        assert result.returncode == 78, (command, result.stdout, result.stderr)
+        assert "stores[0].start_from" in result.stderr and "future" in result.stderr
+        assert '"now"' in result.stderr  # the fix
+
+
+def test_a_changed_start_from_warns_and_cursor_set_moves_the_start_point(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, daemon_factory: Any
+) -> None:
+    """The issue's case: a cursor stored with a start point in the future hides every alert;
+    correcting start_from changes nothing but now says so, and `cursor set` moves it."""
+    config = write_config(tmp_path, sim.url, sink.url, store={"start_from": "now"})
+    before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+    store = Store(f"sqlite:///{tmp_path / 'pollerd.db'}")  # what an older pollerd left behind
+    store.init_cursor("shop", before + timedelta(days=30))
+    store.close()
+    order = sim.create_order(payment_method="stripe", set_paid=True)
+    assert pollerd("once", "--config", str(config)).returncode == 0
+    assert not sink.receipts  # hidden: the start point is in the future
+    status = pollerd("status", "--json", "--config", str(config))
+    assert status.returncode == 1 and '"start point in the future"' in status.stdout
+
+    # start_from now names a real moment: it differs from the stored one, so say so.
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('start_from = "now"', f'start_from = "{_iso(before)}"'))
+    for command in ("once", "check"):
+        warned = pollerd(command, "--config", str(config))
+        out = warned.stdout + warned.stderr
+        assert "start_from" in out and "cursor set --store shop" in out, (command, out)
+    assert not sink.receipts
+
+    shown = pollerd("cursor", "show", "--store", "shop", "--config", str(config))
+    assert shown.returncode == 0 and _iso(before + timedelta(days=30)) in shown.stdout
+    daemon = daemon_factory(config)
+    daemon.start()
+    try:
+        busy = pollerd(
+            "cursor", "set", "--store", "shop", "--start-from", _iso(before), "-c", str(config)
+        )
+        assert busy.returncode == 75 and "stop" in busy.stderr, busy.stderr
+    finally:
+        assert daemon.stop() == 0
+    future = _iso(datetime.now(UTC) + timedelta(days=1))
+    refused = pollerd("cursor", "set", "--store", "shop", "--start-from", future, "-c", str(config))
+    assert refused.returncode == 2 and "future" in refused.stderr
+    moved = pollerd(
+        "cursor", "set", "--store", "shop", "--start-from", _iso(before), "-c", str(config)
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert f"{_iso(before + timedelta(days=30))}Z" not in moved.stdout  # one Z, from describe
+    assert "→" in moved.stdout and "backfill" in moved.stdout, moved.stdout
+    again = pollerd("once", "--config", str(config))
+    assert again.returncode == 0 and "cursor set" not in again.stderr, again.stderr
+    assert sink.wait_for(2, timeout=10)
+    assert {f"shop:{order}:order.created", f"shop:{order}:order.paid"} == set(sink.ids())
