@@ -100,10 +100,12 @@ def move(settings: Settings, name: str, when: datetime) -> Moved:
     lock = StateLock(settings.state_dir)
     try:
         lock.acquire()
-    except LockHeld as exc:
+    except LockHeld:
+        pid = lock.holder() or "?"
         raise LockHeld(
-            f"{exc}: stop it first (systemctl stop pollerd; a running daemon rewrites the cursor "
-            "after every pass), run `pollerd cursor set` again, then start it"
+            f"a running pollerd (pid {pid}) owns {settings.state_dir} and rewrites the cursor "
+            "after every pass: stop it first (systemctl stop pollerd), run `pollerd cursor set` "
+            "again, then start it"
         ) from None
     try:
         store = open_store(settings.pollerd.database)
