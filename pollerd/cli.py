@@ -295,17 +295,26 @@ def cursor_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Each store's start point (nothing before it alerts), bookmark and start_from."""
+    from pollerd.localtime import describe
     from pollerd.startpoint import show
 
-    rows = _guard(lambda: show(_settings(config), store))
+    settings = _guard(lambda: _settings(config))
+    rows = _guard(lambda: show(settings, store))
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    zone = settings.pollerd.timezone
+
+    def local(value: object) -> str:
+        return describe(datetime.fromisoformat(str(value).replace("Z", "+00:00")), zone)
+
     for row in rows:
-        start = row["start_point"] or "- (never polled: starts at start_from)"
-        where = f"{row['bookmark']} order {row['bookmark_order'] or '-'}"
+        if row["start_point"] is None:
+            typer.echo(f"{row['store']}: never polled; starts at start_from = {row['start_from']}")
+            continue
         typer.echo(
-            f"{row['store']}: start point {start}; bookmark {where if row['bookmark'] else '-'}; "
+            f"{row['store']}: start point {local(row['start_point'])}; bookmark "
+            f"{local(row['bookmark'])} order {row['bookmark_order'] or '-'}; "
             f"start_from = {row['start_from']}"
         )
         if row["note"]:

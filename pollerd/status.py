@@ -136,7 +136,7 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
         f"{len(settings.routes)} routes)"
     )
     ok = check_templates(settings, echo)
-    check_start_points(settings, echo)
+    ok &= check_start_points(settings, echo)
     for cfg in settings.stores:
         source = build_source(cfg)
         try:
@@ -149,22 +149,32 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
     return ok
 
 
-def check_start_points(settings: Settings, echo: Callable[[str], None]) -> None:
-    """A start_from that differs from the stored start point has no effect: say it (a
-    warning: the store still polls, from its stored start point). Read-only: a database that
-    does not exist yet is not created."""
+def check_start_points(settings: Settings, echo: Callable[[str], None]) -> bool:
+    """A stored start point in the future hides every alert: a failure. A start_from that
+    differs from the stored start point has no effect: a warning (the store still polls from
+    its stored start point). Read-only: a database that does not exist yet is not created."""
     file = sqlite_file(settings.pollerd.database)
     if file is not None and not file.exists():
-        return
+        return True
+    ok = True
+    now = datetime.now(UTC)
     store = open_store(settings.pollerd.database)
     try:
         for cfg in settings.stores:
             cursor = store.cursor(cfg.name)
+            if cursor is not None and in_future(cursor, now):
+                ok = False
+                echo(
+                    f"✗ {cfg.name}: its start point {cursor.start_at.isoformat()} is in the "
+                    "future: nothing alerts until then (move it: pollerd cursor set --store "
+                    f"{cfg.name} --start-from now|TIME, with pollerd stopped)"
+                )
             problem = mismatch(cfg, cursor) if cursor else None
             if problem:
                 echo(f"! warning: {problem}")
     finally:
         store.close()
+    return ok
 
 
 def check_templates(settings: Settings, echo: Callable[[str], None]) -> bool:

@@ -231,6 +231,7 @@ def test_a_changed_start_from_warns_and_cursor_set_moves_the_start_point(
         warned = pollerd(command, "--config", str(config))
         out = warned.stdout + warned.stderr
         assert "start_from" in out and "cursor set --store shop" in out, (command, out)
+    assert warned.returncode == 1 and "is in the future" in warned.stdout  # check
     assert not sink.receipts
 
     shown = pollerd("cursor", "show", "--store", "shop", "--config", str(config))
