@@ -5,6 +5,7 @@ points, the database path, test sends, the demo on real channels, key rotation a
 from __future__ import annotations
 
 import re
+import signal
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -258,3 +259,26 @@ def test_a_changed_start_from_warns_and_cursor_set_moves_the_start_point(
     assert again.returncode == 0 and "cursor set" not in again.stderr, again.stderr
     assert sink.wait_for(2, timeout=10)
     assert {f"shop:{order}:order.created", f"shop:{order}:order.paid"} == set(sink.ids())
+
+
+def test_a_reload_that_changes_start_from_warns_once(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, daemon_factory: Any
+) -> None:
+    first = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    config = write_config(tmp_path, sim.url, sink.url, store={"start_from": _iso(first)})
+    daemon = daemon_factory(config, keep_notify=True)
+    daemon.start()
+    try:
+        assert "cursor set" not in daemon.output()
+        text = config.read_text(encoding="utf-8")
+        later = _iso(first + timedelta(hours=1))
+        config.write_text(text.replace(_iso(first), later))
+        daemon.proc.send_signal(signal.SIGHUP)
+        ready = daemon.wait_notice(lambda n: "READY=1" in n.split("\n"), timeout=30)
+        assert ready is not None, daemon.output()
+        sim.create_order(payment_method="stripe", set_paid=True)
+        assert sink.wait_for(2, timeout=30), daemon.output()  # it still polls, from the cursor
+    finally:
+        assert daemon.stop() == 0
+    out = daemon.output()
+    assert out.count(f"cursor set --store shop --start-from {later}") == 1, out
