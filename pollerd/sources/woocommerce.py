@@ -695,10 +695,23 @@ def _order_id(payload: dict[str, Any], store: str) -> str:
 
 
 def _money(payload: dict[str, Any], field: str, store: str, oid: str) -> str:
+    """The amount as WooCommerce wrote it (its own decimals), once it reads as a finite number:
+    `"garbage"` must set the order aside, never reach a message as "Total: garbage EUR"."""
     raw = payload.get(field)
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise OrderPayloadError(store, oid, field, f"missing or not an amount: {raw!r}")
-    return str(raw)
+    _amount(raw, field, store, oid)
+    return str(raw).strip()
+
+
+def _amount(raw: Any, field: str, store: str, oid: str) -> Decimal:
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if isinstance(raw, bool) or not value.is_finite():
+        raise OrderPayloadError(store, oid, field, f"not an amount: {str(raw)[:40]!r}")
+    return value
 
 
 def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
@@ -710,12 +723,7 @@ def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
     total = Decimal("0")
     for i, refund in enumerate(refunds):
         raw = refund.get("total") if isinstance(refund, dict) else None
-        try:
-            total += abs(Decimal(str(raw)))
-        except InvalidOperation:
-            raise OrderPayloadError(
-                store, oid, f"refunds[{i}].total", f"not an amount: {raw!r}"
-            ) from None
+        total += abs(_amount(raw, f"refunds[{i}].total", store, oid))
     return total
 
 
@@ -734,9 +742,9 @@ def _line_items(items: Any, store: str, oid: str) -> Iterable[LineItem]:
             raise OrderPayloadError(
                 store, oid, f"line_items[{i}].quantity", f"not a number: {quantity!r}"
             ) from None
-        yield LineItem(
-            name=str(item.get("name") or ""), quantity=count, total=str(item.get("total") or "0")
-        )
+        total = item.get("total") or "0"
+        _amount(total, f"line_items[{i}].total", store, oid)
+        yield LineItem(name=str(item.get("name") or ""), quantity=count, total=str(total))
 
 
 def _section(payload: dict[str, Any], name: str) -> dict[str, Any]:
