@@ -17,6 +17,7 @@ from pollerd import __version__
 from pollerd.config import Settings
 from pollerd.errors import PollerdError
 from pollerd.model import Event, LineItem, Order
+from pollerd.quarantine import held
 from pollerd.store import open_store
 
 
@@ -49,7 +50,9 @@ def collect(settings: Settings) -> dict[str, Any]:
             stale = cfg.enabled and since is not None and since > stale_after(cfg.interval)
             state = "never polled" if cursor is None else "ok"
             state = "failing" if failing else ("stale" if stale else state)
-            healthy &= not failing and not stale
+            quarantined = held(store, cfg.name)
+            # A set-aside order waits for a person (fix it, or `pollerd quarantine drop`).
+            healthy &= not failing and not stale and not quarantined
             stores.append(
                 {
                     "name": cfg.name,
@@ -65,6 +68,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "budget_used": store.budget_used(cfg.name),
                     "last_error": cursor.last_error if failing and cursor else None,
                     "state": state,
+                    "quarantined": quarantined,
                 }
             )
         counts = store.counts()
@@ -102,6 +106,16 @@ def render(report: dict[str, Any]) -> None:
             s["last_error"] or "",
         )
     console.print(table)
+    aside = [q for s in report["stores"] for q in s.get("quarantined", [])]
+    if aside:
+        table = Table(title="orders set aside (they do not read; `pollerd quarantine list`)")
+        for column in ("store", "order", "field", "problem", "first seen", "last seen"):
+            table.add_column(column)
+        for q in aside:
+            table.add_row(
+                q["store"], q["number"], q["field"], q["problem"], q["first_seen"], q["last_seen"]
+            )
+        console.print(table)
     table = Table(title="channels")
     for column in ("channel", "type", "pending", "retrying", "sent", "dead", "held"):
         table.add_column(column)
@@ -194,6 +208,8 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
             "order.deleted": "Order #1001 was deleted.",
             "alert.channel_failing": "channel ops: HTTP 403 (check the key)",
             "alert.store_failing": "HTTP 401 from the store (check consumer_key)",
+            "alert.store_recovered": "polling works again after 42 min (17 failed passes)",
+            "alert.order_quarantined": "order 1001: field total: not an amount: 'garbage'",
         }.get(kind, "FRAUDULENT" if kind.startswith("dispute.") else None)
         body = None
         if kind.startswith("dispute."):

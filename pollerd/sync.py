@@ -35,6 +35,7 @@ from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
 from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
 from pollerd.model import Contact, Dispute, Event, Order, Snapshot
+from pollerd.quarantine import Quarantine
 from pollerd.rules import channels_for
 from pollerd.sources.base import (
     Bulk,
@@ -110,6 +111,9 @@ class StoreSync:
         self._walk_started = datetime.min.replace(tzinfo=UTC)
         self._feeds_due = {"deletions": 0.0, "disputes": 0.0}
         self._feeds_off: set[str] = set()
+        self.quarantine = Quarantine(
+            store, self.name, source.platform, lambda: self.routes, on_commit=self.on_commit
+        )
 
     def start_point(self) -> datetime:
         """Where a new cursor starts. "now" is floored to the second: order times have
@@ -176,6 +180,9 @@ class StoreSync:
                 self.store.commit_page(self.name, [], [], cursor=newest)
                 report.cursor = newest[0]
                 metrics.cursor(self.name, newest[0])
+        # Orders set aside for not reading are retried here, not from the window.
+        if not report.stopped and (released := await self.quarantine.retry(self.source)):
+            await self._apply_orders(released, report, start_at=cursor.start_at, notify=True)
         if isinstance(self.source, Feeds):
             await self._feeds(self.source, cursor.start_at, report)
         else:  # WooCommerce: `any` excludes trash, so deletions are a listing of their own
@@ -497,7 +504,8 @@ class StoreSync:
         ]
         if not changed:
             return
-        orders = await self.source.fetch(changed, status=status)
+        fetched = await self.source.fetch(changed, status=status)
+        orders = self.quarantine.sort(fetched, status=status, notify=notify)  # malformed: aside
         report.fetched += len(orders)
         await self._apply_orders(
             orders,

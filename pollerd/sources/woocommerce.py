@@ -55,7 +55,7 @@ from pollerd.model import (
     mask_phone,
     short_name,
 )
-from pollerd.sources.base import Listed, ListPage, PageToken
+from pollerd.sources.base import Listed, ListPage, Malformed, PageToken
 from pollerd.sources.payload import OrderPayloadError, payload_date
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 
@@ -140,11 +140,12 @@ class WooCommerceSource:
         await self._version_gate()
         return await self._list({"after": naive_utc(after)}, page, "any")
 
-    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order]:
+    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order | Malformed]:
         """Full orders by id, `include=` in chunks of 100. Ids the API does not return (trashed
-        under `any`, deleted) are simply absent; `status=trash` fetches trashed ones."""
+        under `any`, deleted) are simply absent; `status=trash` fetches trashed ones; an order
+        that does not read is set aside (`Malformed`), the others go on."""
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        orders: list[Order] = []
+        orders: list[Order | Malformed] = []
         for start in range(0, len(wanted), PER_PAGE):
             chunk = wanted[start : start + PER_PAGE]
             params = {
@@ -159,8 +160,14 @@ class WooCommerceSource:
             asked = set(chunk)
             for payload in self._rows(data):
                 if str(payload.get("id")) in asked:  # a plugin ignoring include= must not leak in
-                    orders.append(normalize(payload, store=self.name, site_url=self.site))
+                    orders.append(self._read(payload))
         return orders
+
+    def _read(self, payload: dict[str, Any]) -> Order | Malformed:
+        try:
+            return normalize(payload, store=self.name, site_url=self.site)
+        except OrderPayloadError as exc:
+            return Malformed.of(exc, payload, admin_url=admin_url(self.site, payload.get("id")))
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -682,9 +689,13 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         customer_phone=mask_phone(phone),
         customer_name=_short_name(billing) or _short_name(shipping),
         contact=Contact.of(_full_name(billing) or _full_name(shipping), email, phone),
-        admin_url=f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}",
+        admin_url=admin_url(site_url, oid),
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
     )
+
+
+def admin_url(site_url: str, oid: object) -> str:
+    return f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}"
 
 
 def _order_id(payload: dict[str, Any], store: str) -> str:

@@ -185,6 +185,26 @@ def samples() -> dict[str, dict[str, Any]]:
             {},
             "HTTP 401 from the store: check consumer_key and consumer_secret",
         ),
+        # As pollerd.alerts.store raises them, once per failure episode.
+        "alert.store_recovered": alert(
+            "alert.store_recovered",
+            "tea-house",
+            {},
+            "polling works again after 42 min (17 failed passes)",
+        ),
+        # As pollerd.quarantine raises it: the order as far as it reads, and its admin link.
+        "alert.order_quarantined": alert(
+            "alert.order_quarantined",
+            "tea-house",
+            {
+                "id": "4711",
+                "number": "4711",
+                "admin_url": "https://shop.example.com/wp-admin/admin.php?page=wc-orders"
+                "&action=edit&id=4711",
+            },
+            "order 4711: field total: not an amount: 'garbage'; the other orders go on; fix "
+            "this one in the shop (or the plugin that wrote it)",
+        ),
     }
 
 
