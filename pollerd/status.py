@@ -14,11 +14,16 @@ from typing import Any
 import httpx
 
 from pollerd import __version__
+from pollerd.alerts.store import episode
 from pollerd.config import Settings
 from pollerd.errors import PollerdError
 from pollerd.model import Event, LineItem, Order
 from pollerd.quarantine import held
 from pollerd.store import open_store
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _ago(when: datetime | None, now: datetime) -> float | None:
@@ -46,6 +51,8 @@ def collect(settings: Settings) -> dict[str, Any]:
                 and cursor.last_error_at
                 and (cursor.last_success is None or cursor.last_error_at > cursor.last_success)
             )
+            ep = episode(store, cfg.name)  # the failure episode (item 14), across processes
+            failing = failing or ep is not None
             since = _ago(cursor.last_success if cursor else None, now)
             stale = cfg.enabled and since is not None and since > stale_after(cfg.interval)
             state = "never polled" if cursor is None else "ok"
@@ -68,6 +75,9 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "budget_used": store.budget_used(cfg.name),
                     "last_error": cursor.last_error if failing and cursor else None,
                     "state": state,
+                    "failing_since": _iso(ep.since) if ep else None,
+                    "failed_passes": ep.failures if ep else 0,
+                    "store_alerted": ep.alerted if ep else False,
                     "quarantined": quarantined,
                 }
             )
@@ -98,7 +108,7 @@ def render(report: dict[str, Any]) -> None:
         table.add_row(
             s["name"],
             s["platform"],
-            s["state"],
+            f"failing since {s['failing_since'][:19]}Z" if s.get("failing_since") else s["state"],
             "-" if s["seconds_since_success"] is None else f"{s['seconds_since_success']}s ago",
             "-" if s["cursor_lag_seconds"] is None else f"{s['cursor_lag_seconds']}s",
             "-" if budget is None else f"{budget:.0%}",

@@ -45,7 +45,12 @@ from loguru import logger
 
 from pollerd import metrics
 from pollerd.config import WooCommerceStore
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import (
+    BlockedSourceError,
+    FatalSourceError,
+    RetryableSourceError,
+    SourceError,
+)
 from pollerd.model import (
     Contact,
     LineItem,
@@ -406,7 +411,8 @@ class WooCommerceSource:
             if status == 403:
                 pause = max(retry_after or 0.0, WAF_PAUSE)
                 self._pacer.failure(pause)
-                raise self._retryable(
+                raise BlockedSourceError(
+                    self.name,
                     "HTTP 403 with an HTML page: a WAF or security plugin in front of WordPress "
                     "blocked the request (Cloudflare, Wordfence, mod_security?); backing off. If "
                     "it persists, allow this server's IP or User-Agent for /wp-json/wc/",
