@@ -25,7 +25,12 @@ from loguru import logger
 
 from pollerd.config import WooCommerceStore
 from pollerd.diff import pay_rules, woo_implied
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import (
+    BlockedSourceError,
+    FatalSourceError,
+    RetryableSourceError,
+    SourceError,
+)
 from pollerd.model import parse_utc
 from pollerd.sim import WooSim
 from pollerd.sources.woocommerce import (
@@ -502,7 +507,8 @@ def test_query_auth_works_and_never_leaks_the_secret(logs: list[str]) -> None:
             return httpx.AsyncClient(transport=Recorder(terminate_tls=True))
 
         failures = run(config, body, time=time, http=proxy())
-        assert [type(f) for f in failures] == [RetryableSourceError] * 8
+        assert len(failures) == 8 and all(isinstance(f, RetryableSourceError) for f in failures)
+        assert isinstance(failures[1], BlockedSourceError)  # a WAF page: the daemon backs off
         for exc in failures:
             assert_no_secret(exc)
         assert all(q["consumer_secret"] == SECRET for q in gets(sim))  # it was in the URL
