@@ -548,8 +548,20 @@ class Service:
             return
         if error is not None:
             beat.failed(error)
+            self._failing(beat, sync.name)
         elif report is not None and not report.stopped:
             beat.succeeded(time.monotonic())
+
+    def _failing(self, beat: StoreBeat, name: str) -> None:
+        """/healthz shows since when the store fails and how long it backs off."""
+        watch = self.runtime.watch
+        try:
+            since = watch.since(name)
+        except Exception:  # noqa: BLE001 - /healthz must not fail on the database
+            since = None
+        beat.failing_since = None if since is None else since.isoformat()
+        wait = watch.waiting(name)
+        beat.backoff_until = time.monotonic() + wait if wait else None
 
     async def _prune(self) -> None:
         """Retention: message bodies and sealed contacts older than `[pollerd] retention` go

@@ -105,6 +105,13 @@ class StoreWatch:
         """Seconds the store's back-off still asks to wait before its next pass (0: none)."""
         return max(0.0, self._not_before.get(name, 0.0) - self.monotonic())
 
+    def since(self, name: str) -> datetime | None:
+        """When the store's running failure episode started (None: not failing)."""
+        if name in self._clean:
+            return None
+        ep = episode(self.store, name)
+        return None if ep is None else _when(ep.since)
+
     def reset(self, name: str) -> None:
         """Poll at once (a reload changed the store, e.g. a fixed key); the episode stays."""
         self._streak.pop(name, None)
