@@ -172,6 +172,7 @@ class Runtime:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
     watch: StoreWatch = field(init=False)  # failure episodes, store alerts and back-off
+    backs_off: bool = False  # `run` skips passes while a store backs off; `once` cannot
 
     def __post_init__(self) -> None:
         self.watch = StoreWatch(
@@ -301,7 +302,7 @@ class Runtime:
         if not fatal:
             return
         since = datetime.fromtimestamp(ep.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        retry = f"next try in {wait:.0f}s" if wait else "retrying every pass"
+        retry = f"next try in {wait:.0f}s" if self.backs_off else "retried at the next run"
         if loud:
             logger.error("{} (failing since {}; {})", exc, since, retry)
         else:
@@ -382,6 +383,7 @@ class Service:
         lock.acquire()
         try:
             self.runtime = runtime = Runtime.build(settings)
+            runtime.backs_off = True
         except BaseException:
             lock.release()
             raise
