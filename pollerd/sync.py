@@ -437,6 +437,8 @@ class StoreSync:
                 listing = await lister(page)
                 report.pages += 1
                 rows = listing.rows
+                if listing.set_aside:  # rows that do not read: quarantined, the rest goes on
+                    self.quarantine.sort(listing.set_aside, status=status, notify=notify)
                 if not rows:
                     break
                 if first_total is None:

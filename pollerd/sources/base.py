@@ -18,7 +18,7 @@ dispute feeds, or without bulk exports, simply does not implement them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -54,13 +54,6 @@ class Listed:
 
 
 @dataclass(frozen=True)
-class ListPage:
-    rows: list[Listed]
-    next: PageToken  # pass back for the following page; None: the window is walked
-    total: int | None = None  # WooCommerce X-WP-Total as reported (HPOS says 0 past the end)
-
-
-@dataclass(frozen=True)
 class Malformed:
     """An order the API returned that breaks its contract (a total of "garbage", a date that
     does not parse): set aside with the reason, never diffed, never partly announced."""
@@ -84,6 +77,15 @@ class Malformed:
             number=number.strip()[:40] if isinstance(number, str) else "",
             admin_url=admin_url,
         )
+
+
+@dataclass(frozen=True)
+class ListPage:
+    rows: list[Listed]
+    next: PageToken  # pass back for the following page; None: the window is walked
+    total: int | None = None  # WooCommerce X-WP-Total as reported (HPOS says 0 past the end)
+    set_aside: list[Malformed] = field(default_factory=list)
+    """Rows that do not read (a broken date): quarantined by the sync; never all of a page."""
 
 
 class Source(Protocol):

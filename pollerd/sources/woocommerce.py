@@ -202,11 +202,24 @@ class WooCommerceSource:
             "_fields": LIST_FIELDS,
         }
         data, headers = await self._get_json(ORDERS_PATH, params)
-        rows = [self._listed(row) for row in self._rows(data)]
+        raw = self._rows(data)
+        rows: list[Listed] = []
+        aside: list[Malformed] = []
+        for row in raw:
+            try:
+                rows.append(self._listed(row))
+            except OrderPayloadError as exc:
+                # Set aside by id; without one (or a page of nothing else, which would end the
+                # walk early) the pass fails as before and re-reads it.
+                if exc.order_id == "?":
+                    raise
+                aside.append(Malformed.of(exc, row, admin_url(self.site, exc.order_id)))
+        if aside and not rows:
+            raise OrderPayloadError(self.name, aside[0].order_id, aside[0].field, aside[0].problem)
         total = _int_header(headers, "X-WP-Total")
         pages = _int_header(headers, "X-WP-TotalPages")
-        more = (pages is not None and page < pages) or len(rows) == PER_PAGE
-        return ListPage(rows=rows, next=page + 1 if more else None, total=total)
+        more = (pages is not None and page < pages) or len(raw) == PER_PAGE
+        return ListPage(rows=rows, next=page + 1 if more else None, total=total, set_aside=aside)
 
     def _rows(self, data: Any) -> list[dict[str, Any]]:
         """A list of orders, or retryable: a 200 with anything else is an intermediary's page or

@@ -67,3 +67,23 @@ def test_a_malformed_order_is_set_aside_and_the_others_go_on(
         status = json.loads(pollerd("status", "--json", "--config", str(config)).stdout)
         assert status["stores"][0]["quarantined"] == []
         assert str(bad) not in pollerd("quarantine", "list", "--config", str(config)).stdout
+
+
+def test_a_listing_row_that_does_not_read_is_set_aside_too(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink
+) -> None:
+    """A broken `date_modified_gmt` shows in the cheap listing already: that row is set aside
+    and the rows around it go on (before: every pass of the store failed on it)."""
+    config = write_config(tmp_path, sim.url, sink.url, extra=ALERTS_ROUTE)
+    before = sim.create_order(payment_method="stripe", set_paid=True)
+    bad = sim.create_order(payment_method="stripe", set_paid=True)
+    sim.corrupt(bad, date_modified_gmt="yesterday")
+    after = sim.create_order(payment_method="stripe", set_paid=True)
+    result = pollerd("once", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    ids = Counter(sink.ids())
+    assert {f"shop:{before}:order.paid", f"shop:{after}:order.paid"} <= set(ids)
+    assert ids[f"shop:{bad}:alert.order_quarantined"] == 1
+    listed = pollerd("quarantine", "list", "--json", "--config", str(config))
+    [entry] = json.loads(listed.stdout)
+    assert entry["order_id"] == str(bad) and entry["field"] == "date_modified_gmt"
