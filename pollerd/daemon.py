@@ -46,7 +46,7 @@ import httpx
 from loguru import logger
 
 from pollerd import __version__, metrics
-from pollerd.alerts.store import StoreWatch
+from pollerd.alerts.store import REMIND_EVERY, StoreWatch
 from pollerd.channels import channel_class
 from pollerd.channels.base import Channel, ChannelContext
 from pollerd.config import Settings, ShopifyStore, WooCommerceStore, load
@@ -308,11 +308,12 @@ class Runtime:
         else:
             logger.info(
                 "store {}: still failing since {} ({} failed passes; {}); the error is logged "
-                "again when it changes or every 15 min",
+                "again when it changes or after {:g} min",
                 sync.name,
                 since,
                 ep.failures,
                 retry,
+                REMIND_EVERY / 60,
             )
 
     def _succeeded(self, sync: StoreSync) -> None:
