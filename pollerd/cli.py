@@ -601,3 +601,66 @@ def unsubscribes_remove(
             EXIT_FAILED,
         )
     typer.echo(f"{address} gets {channel}'s alerts again")
+
+
+quarantine_app = typer.Typer(
+    help="Orders set aside because they do not read (a broken plugin, a bad field).",
+    no_args_is_help=True,
+)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    config: ConfigOpt = None,
+    store_name: Annotated[str | None, typer.Option("--store", help="Only this store.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The set-aside orders, oldest first: why, and when first and last seen. Each pass retries
+    them; one that reads again is released and announced as usual."""
+    from pollerd.quarantine import held
+    from pollerd.store import open_store
+
+    settings = _guard(lambda: _settings(config))
+    store = _guard(lambda: open_store(settings.pollerd.database))
+    try:
+        rows = held(store, store_name)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no order is set aside")
+    for r in rows:
+        typer.echo(
+            f"{r['store']:<14} order {r['order_id']:<14} field {r['field']}: {r['problem']}  "
+            f"(first seen {r['first_seen']}, last {r['last_seen']})"
+            + (f"  {r['admin_url']}" if r.get("admin_url") else "")
+        )
+
+
+@quarantine_app.command("drop")
+def quarantine_drop(
+    order_id: Annotated[str, typer.Argument(help="The order id, as `quarantine list` shows it.")],
+    store_name: Annotated[str, typer.Option("--store", help="The order's store.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Stop retrying a set-aside order (e.g. it was deleted in the shop). If it changes later,
+    the next pass reads it again like any order."""
+    from pollerd.quarantine import drop
+    from pollerd.store import open_store
+
+    settings = _guard(lambda: _settings(config))
+    store = _guard(lambda: open_store(settings.pollerd.database))
+    try:
+        dropped = drop(store, store_name, order_id)
+    finally:
+        store.close()
+    if not dropped:
+        _fail(
+            f"order {order_id} of store {store_name} is not set aside "
+            "(see `pollerd quarantine list`)",
+            EXIT_FAILED,
+        )
+    typer.echo(f"order {order_id} of store {store_name} is no longer retried")

@@ -249,6 +249,12 @@ class GlobalConfig(_Strict):
     unsubscribe_secret: Annotated[Secret, AfterValidator(_long_secret)] | None = None
     templates: Path | None = None  # a folder of templates overriding the built-in ones
     delivery: DeliveryConfig = DeliveryConfig()
+    # A store failing this long without a successful pass sends alert.store_failing (once per
+    # episode; alert.store_recovered when it heals). "0s": at the first failed pass.
+    store_failing_after: Duration = timedelta(minutes=10)
+    # Errors only a person can fix (401/403, a WAF page, a wrong URL) are retried less and
+    # less often, up to this; retryable ones (5xx, timeouts) keep the store's interval.
+    store_backoff_max: Interval = timedelta(minutes=15)
 
     @_model_validator(mode="after")
     def _unsubscribe_needs_secret(self) -> GlobalConfig:

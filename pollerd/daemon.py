@@ -46,6 +46,7 @@ import httpx
 from loguru import logger
 
 from pollerd import __version__, metrics
+from pollerd.alerts.store import REMIND_EVERY, StoreWatch
 from pollerd.channels import channel_class
 from pollerd.channels.base import Channel, ChannelContext
 from pollerd.config import Settings, ShopifyStore, WooCommerceStore, load
@@ -53,7 +54,9 @@ from pollerd.delivery import Deliverer, Round
 from pollerd.errors import (
     EXIT_FAILED,
     EXIT_OK,
+    BlockedSourceError,
     ConfigError,
+    FatalSourceError,
     LockHeld,
     RetryableSourceError,
     SourceError,
@@ -168,6 +171,17 @@ class Runtime:
     deliverer: Deliverer
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
+    watch: StoreWatch = field(init=False)  # failure episodes, store alerts and back-off
+    backs_off: bool = False  # `run` skips passes while a store backs off; `once` cannot
+
+    def __post_init__(self) -> None:
+        self.watch = StoreWatch(
+            self.store,
+            failing_after=lambda: self.settings.pollerd.store_failing_after,
+            backoff_max=lambda: self.settings.pollerd.store_backoff_max,
+            routes=lambda: self.settings.routes,
+            on_commit=lambda n: self.wake.set(),
+        )
 
     @classmethod
     def build(
@@ -233,16 +247,23 @@ class Runtime:
         started = time.monotonic()
         try:
             report = await sync.poll(sweep=sweep)
+        except (FatalSourceError, BlockedSourceError) as exc:  # only a person can fix it
+            error = str(exc)
+            self._failed(sync, exc, fatal=True)
         except RetryableSourceError as exc:
             logger.warning("{} (will retry)", exc)
             error = str(exc)
-        except SourceError as exc:  # fatal, or an order that breaks the API's contract
+            self._failed(sync, exc, fatal=False)
+        except SourceError as exc:  # e.g. a listing row that breaks the API's contract
             logger.error("{}", exc)
             error = str(exc)
+            self._failed(sync, exc, fatal=False)
         except Exception as exc:  # noqa: BLE001 - one store's bug must not stop the others
             logger.exception("store {}: unexpected error in a poll pass", name)
             error = f"{type(exc).__name__}: {exc}"
+            self._failed(sync, exc, fatal=False)
         else:
+            self._succeeded(sync)
             if report.events:
                 logger.info(
                     "store {}: {} new event(s), {} deliveries ({} orders listed, {:.2f}s)",
@@ -259,6 +280,47 @@ class Runtime:
         except Exception:  # noqa: BLE001 - the database itself failing is logged, not raised
             logger.exception("store {}: cannot record the failed pass", name)
         return None, error
+
+    def _failed(self, sync: StoreSync, exc: Exception, *, fatal: bool) -> None:
+        """Count the failure towards the store's episode (alert.store_failing once it lasts);
+        log an error a person must fix once per episode, again only when it changes or as a
+        reminder, and back off (`pollerd.alerts.store`)."""
+        error = str(exc) or type(exc).__name__
+        try:
+            loud, ep, wait = self.watch.failed(
+                sync.name,
+                sync.source.platform,
+                error,
+                fatal=fatal,
+                interval=sync.cfg.interval.total_seconds(),
+            )
+        except Exception:  # noqa: BLE001 - the database failing too: log the store's error
+            logger.exception("store {}: cannot record the failed pass", sync.name)
+            if fatal:
+                logger.error("{}", exc)
+            return
+        if not fatal:
+            return
+        since = datetime.fromtimestamp(ep.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        retry = f"next try in {wait:.0f}s" if self.backs_off else "retried at the next run"
+        if loud:
+            logger.error("{} (failing since {}; {})", exc, since, retry)
+        else:
+            logger.info(
+                "store {}: still failing since {} ({} failed passes; {}); the error is logged "
+                "again when it changes or after {:g} min",
+                sync.name,
+                since,
+                ep.failures,
+                retry,
+                REMIND_EVERY / 60,
+            )
+
+    def _succeeded(self, sync: StoreSync) -> None:
+        try:
+            self.watch.succeeded(sync.name, sync.source.platform)
+        except Exception:  # noqa: BLE001 - retried at the next successful pass
+            logger.exception("store {}: cannot record the recovery", sync.name)
 
     async def aclose(self) -> None:
         for sync in self.syncs.values():
@@ -323,6 +385,7 @@ class Service:
         try:
             self.runtime = runtime = Runtime.build(settings)
             runtime.store.set_sealing(True)  # for `rekey`: a reload keeps this key ring
+            runtime.backs_off = True
         except BaseException:
             lock.release()
             raise
@@ -465,6 +528,8 @@ class Service:
         # A job dispatched just before a reload retired its sync finds another (or none) here.
         if runtime.stopping or runtime.syncs.get(sync.name) is not sync:
             return
+        if runtime.watch.waiting(sync.name) > 0:  # backing off an error a person must fix
+            return
         task = asyncio.current_task()
         assert task is not None
         self.passes[sync] = task
@@ -488,8 +553,20 @@ class Service:
             return
         if error is not None:
             beat.failed(error)
+            self._failing(beat, sync.name)
         elif report is not None and not report.stopped:
             beat.succeeded(time.monotonic())
+
+    def _failing(self, beat: StoreBeat, name: str) -> None:
+        """/healthz shows since when the store fails and how long it backs off."""
+        watch = self.runtime.watch
+        try:
+            since = watch.since(name)
+        except Exception:  # noqa: BLE001 - /healthz must not fail on the database
+            since = None
+        beat.failing_since = None if since is None else since.isoformat()
+        wait = watch.waiting(name)
+        beat.backoff_until = time.monotonic() + wait if wait else None
 
     async def _prune(self) -> None:
         """Retention: message bodies and sealed contacts older than `[pollerd] retention` go
@@ -747,6 +824,7 @@ class Service:
                 await sync.source.aclose()
                 continue
             runtime.syncs[name] = sync
+            runtime.watch.reset(name)  # e.g. a fixed key: poll at once, not after the back-off
             sync.ensure_cursor()
             beats[name] = self._schedule(sync)
         self.health.stores = beats

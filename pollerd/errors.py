@@ -10,6 +10,7 @@ the code only asks "retry or give up, and how long to wait":
     ├── LockHeld                                another pollerd owns the state dir    → exit 75
     ├── SourceError(store)
     │   ├── RetryableSourceError(retry_after)   429, 5xx, WAF 403 pages, timeouts, bad JSON
+    │   │   └── BlockedSourceError              a WAF's 403 page: backs off like an auth error
     │   └── FatalSourceError                    auth, unsupported version, 404 site, bad request
     └── ChannelError(channel)                   raised only by `check`/`notify-test`; the delivery
                                                 loop works with `SendResult` values instead
@@ -67,6 +68,11 @@ class RetryableSourceError(SourceError):
     def __init__(self, store: str, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(store, message)
+
+
+class BlockedSourceError(RetryableSourceError):
+    """A firewall in front of the store refused us (a 403 HTML page). Retrying at the poll rate
+    is what gets the server's IP blocked for good: the daemon backs off as for auth errors."""
 
 
 class FatalSourceError(SourceError):

@@ -30,9 +30,12 @@ class StoreBeat:
     last_error: str | None = None
     failures: int = 0  # passes failed in a row
     running_since: float | None = None
+    failing_since: str | None = None  # the stored failure episode's start (pollerd.alerts.store)
+    backoff_until: float | None = None  # no pass before this: an error a person must fix
 
     def succeeded(self, now: float) -> None:
         self.last_ok, self.last_error, self.failures = now, None, 0
+        self.failing_since = self.backoff_until = None
 
     def failed(self, error: str) -> None:
         from pollerd.log import redact  # the reason is served over HTTP: no secret, no PII
@@ -63,6 +66,10 @@ class StoreBeat:
         if self.last_error:
             info["last_error"] = self.last_error
             why += f"; last error: {self.last_error}"
+        if self.failing_since:
+            info["failing_since"] = self.failing_since
+        if self.backoff_until is not None and self.backoff_until > now:
+            info["backing_off_seconds"] = round(self.backoff_until - now, 1)
         if not ok:
             info["reason"] = why
         return ok, info

@@ -15,11 +15,17 @@ from typing import Any
 import httpx
 
 from pollerd import __version__
+from pollerd.alerts.store import episode
 from pollerd.config import Settings, sqlite_file
 from pollerd.errors import PollerdError
 from pollerd.model import Event, LineItem, Order
+from pollerd.quarantine import held
 from pollerd.startpoint import in_future, mismatch
 from pollerd.store import open_store
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _ago(when: datetime | None, now: datetime) -> float | None:
@@ -47,6 +53,8 @@ def collect(settings: Settings) -> dict[str, Any]:
                 and cursor.last_error_at
                 and (cursor.last_success is None or cursor.last_error_at > cursor.last_success)
             )
+            ep = episode(store, cfg.name)  # the failure episode (item 14), across processes
+            failing = failing or ep is not None
             since = _ago(cursor.last_success if cursor else None, now)
             stale = cfg.enabled and since is not None and since > stale_after(cfg.interval)
             state = "never polled" if cursor is None else "ok"
@@ -54,7 +62,9 @@ def collect(settings: Settings) -> dict[str, Any]:
             # Polls succeed and nothing alerts: say so rather than "ok" (issue 11).
             future = cursor is not None and in_future(cursor, now)
             state = "start point in the future" if future else state
-            healthy &= not failing and not stale and not future
+            quarantined = held(store, cfg.name)
+            # A set-aside order waits for a person (fix it, or `pollerd quarantine drop`).
+            healthy &= not failing and not stale and not future and not quarantined
             stores.append(
                 {
                     "name": cfg.name,
@@ -71,6 +81,10 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "budget_used": store.budget_used(cfg.name),
                     "last_error": cursor.last_error if failing and cursor else None,
                     "state": state,
+                    "failing_since": _iso(ep.since) if ep else None,
+                    "failed_passes": ep.failures if ep else 0,
+                    "store_alerted": ep.alerted if ep else False,
+                    "quarantined": quarantined,
                 }
             )
         counts = store.counts()
@@ -100,7 +114,7 @@ def render(report: dict[str, Any]) -> None:
         table.add_row(
             s["name"],
             s["platform"],
-            s["state"],
+            f"failing since {s['failing_since'][:19]}Z" if s.get("failing_since") else s["state"],
             "-" if s["seconds_since_success"] is None else f"{s['seconds_since_success']}s ago",
             "-" if s["cursor_lag_seconds"] is None else f"{s['cursor_lag_seconds']}s",
             "-" if budget is None else f"{budget:.0%}",
@@ -108,6 +122,16 @@ def render(report: dict[str, Any]) -> None:
             s["last_error"] or "",
         )
     console.print(table)
+    aside = [q for s in report["stores"] for q in s.get("quarantined", [])]
+    if aside:
+        table = Table(title="orders set aside (they do not read; `pollerd quarantine list`)")
+        for column in ("store", "order", "field", "problem", "first seen", "last seen"):
+            table.add_column(column)
+        for q in aside:
+            table.add_row(
+                q["store"], q["number"], q["field"], q["problem"], q["first_seen"], q["last_seen"]
+            )
+        console.print(table)
     table = Table(title="channels")
     for column in ("channel", "type", "pending", "retrying", "sent", "dead", "held"):
         table.add_column(column)
@@ -229,6 +253,8 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
             "order.deleted": "Order #1001 was deleted.",
             "alert.channel_failing": "channel ops: HTTP 403 (check the key)",
             "alert.store_failing": "HTTP 401 from the store (check consumer_key)",
+            "alert.store_recovered": "polling works again after 42 min (17 failed passes)",
+            "alert.order_quarantined": "order 1001: field total: not an amount: 'garbage'",
         }.get(kind, "FRAUDULENT" if kind.startswith("dispute.") else None)
         body = None
         if kind.startswith("dispute."):

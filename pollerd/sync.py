@@ -35,6 +35,7 @@ from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
 from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
 from pollerd.model import Contact, Dispute, Event, Order, Snapshot
+from pollerd.quarantine import Quarantine
 from pollerd.rules import channels_for
 from pollerd.sources.base import (
     Bulk,
@@ -112,6 +113,9 @@ class StoreSync:
         self._feeds_due = {"deletions": 0.0, "disputes": 0.0}
         self._feeds_off: set[str] = set()
         self._start_checked = False
+        self.quarantine = Quarantine(
+            store, self.name, source.platform, lambda: self.routes, on_commit=self.on_commit
+        )
 
     def start_point(self) -> datetime:
         """Where a new cursor starts. "now" is floored to the second: order times have
@@ -181,6 +185,9 @@ class StoreSync:
                 self.store.commit_page(self.name, [], [], cursor=newest)
                 report.cursor = newest[0]
                 metrics.cursor(self.name, newest[0])
+        # Orders set aside for not reading are retried here, not from the window.
+        if not report.stopped and (released := await self.quarantine.retry(self.source)):
+            await self._apply_orders(released, report, start_at=cursor.start_at, notify=True)
         if isinstance(self.source, Feeds):
             await self._feeds(self.source, cursor.start_at, report)
         else:  # WooCommerce: `any` excludes trash, so deletions are a listing of their own
@@ -435,6 +442,8 @@ class StoreSync:
                 listing = await lister(page)
                 report.pages += 1
                 rows = listing.rows
+                if listing.set_aside:  # rows that do not read: quarantined, the rest goes on
+                    self.quarantine.sort(listing.set_aside, status=status, notify=notify)
                 if not rows:
                     break
                 if first_total is None:
@@ -502,7 +511,8 @@ class StoreSync:
         ]
         if not changed:
             return
-        orders = await self.source.fetch(changed, status=status)
+        fetched = await self.source.fetch(changed, status=status)
+        orders = self.quarantine.sort(fetched, status=status, notify=notify)  # malformed: aside
         report.fetched += len(orders)
         await self._apply_orders(
             orders,

@@ -120,6 +120,9 @@ class OrderRecord:
     modified_local_ts: int = 0
     cache_json: bytes | None = None
     cache_base: str = ""
+    # Raw values served instead of the rendered ones (`WooSim.corrupt`): a plugin writing
+    # `"total": "garbage"` into an order, for the quarantine tests.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def refunded_total(self) -> Decimal:
@@ -432,6 +435,18 @@ class OrderBook:
         """Bump date_modified with no other change (HPOS issue #41226: opening the edit screen)."""
         with self.lock:
             self._set_modified(self.get(order_id), self.now())
+
+    def corrupt(self, order_id: int, fields: dict[str, Any]) -> None:
+        """Serve `fields` as they are (None: render normally again); modified bumped, as the
+        plugin that wrote them would."""
+        with self.lock:
+            rec = self.get(order_id)
+            for key, value in fields.items():
+                if value is None:
+                    rec.overrides.pop(key, None)
+                else:
+                    rec.overrides[key] = value
+            self._set_modified(rec, self.now())
 
     def set_modified(self, order_ids: Iterable[int], when: datetime) -> None:
         """Force orders into one second, the precondition of the orderby=modified page drift."""

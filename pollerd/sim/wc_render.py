@@ -162,7 +162,7 @@ class OrderRenderer:
         computing fields that were not asked for; anything else projects the full order."""
         if fields.nested or not all(k in self._fast for k in fields.keys):
             return fields.apply(self.render(rec, base, dp))
-        return {k: self._fast[k](rec, dp) for k in fields.keys}
+        return {k: rec.overrides.get(k, self._fast[k](rec, dp)) for k in fields.keys}
 
     def render(self, rec: OrderRecord, base: str, dp: int = 2) -> dict[str, Any]:
         """The order as `GET /wc/v3/orders/<id>` returns it (a fresh dict)."""
@@ -173,7 +173,7 @@ class OrderRenderer:
         zero = fmt(Decimal(0))
         status = rec.status
         order_url = f"{base}/wp-json/wc/v3/orders/{rec.id}"
-        return {
+        rendered = {
             "id": rec.id,
             "parent_id": 0,
             "status": status,
@@ -239,6 +239,7 @@ class OrderRenderer:
                 ],
             },
         }
+        return {**rendered, **rec.overrides} if rec.overrides else rendered
 
     @staticmethod
     def _line(line: Any, fmt: Any, zero: str) -> dict[str, Any]:

@@ -191,6 +191,11 @@ class WooSim(LoopbackService):
         """Bump date_modified with no change (HPOS #41226)."""
         self.book.touch(order_id)
 
+    def corrupt(self, order_id: int, **fields: Any) -> None:
+        """Serve these raw values in the order (e.g. `total="garbage"`, a broken plugin), date
+        modified bumped; `field=None` serves the real value again."""
+        self.book.corrupt(order_id, fields)
+
     def set_modified(self, order_ids: Iterable[int], when: datetime) -> None:
         """Put orders' date_modified in one second (`orderby=modified` tie tests)."""
         self.book.set_modified(order_ids, when)

@@ -8,6 +8,9 @@ Paging is by an opaque token: WooCommerce pages are numbers (`orderby=id`), Shop
 connection cursors that encode `(updatedAt, id)`. A source says which order its pages come in
 (`keyset`), so the sync loop can refuse a page that goes backwards whatever the platform.
 
+`fetch` sets aside an order it cannot read (`Malformed`) instead of failing the whole call:
+one order a plugin broke must not stop every alert of its store (the sync quarantines it).
+
 Optional capabilities (`Feeds`, `Bulk`) are separate protocols: a platform without deletion or
 dispute feeds, or without bulk exports, simply does not implement them.
 """
@@ -15,12 +18,13 @@ dispute feeds, or without bulk exports, simply does not implement them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pollerd.errors import SourceError
 from pollerd.model import Deletion, Dispute, Order
+from pollerd.sources.payload import OrderPayloadError
 
 __all__ = [
     "Bulk",
@@ -30,6 +34,7 @@ __all__ = [
     "Feeds",
     "ListPage",
     "Listed",
+    "Malformed",
     "PageToken",
     "Source",
 ]
@@ -49,10 +54,38 @@ class Listed:
 
 
 @dataclass(frozen=True)
+class Malformed:
+    """An order the API returned that breaks its contract (a total of "garbage", a date that
+    does not parse): set aside with the reason, never diffed, never partly announced."""
+
+    order_id: str
+    field: str
+    problem: str
+    number: str = ""
+    updated_at: datetime | None = None
+    admin_url: str = ""
+
+    @classmethod
+    def of(cls, exc: OrderPayloadError, payload: dict[str, Any], admin_url: str = "") -> Malformed:
+        """From the normaliser's error and the raw payload (read for what it still shows)."""
+        oid = str(exc.order_id) if exc.order_id not in ("?", None) else str(payload.get("id"))
+        number = payload.get("number") or payload.get("name")
+        return cls(
+            order_id=oid,
+            field=exc.field,
+            problem=exc.problem,
+            number=number.strip()[:40] if isinstance(number, str) else "",
+            admin_url=admin_url,
+        )
+
+
+@dataclass(frozen=True)
 class ListPage:
     rows: list[Listed]
     next: PageToken  # pass back for the following page; None: the window is walked
     total: int | None = None  # WooCommerce X-WP-Total as reported (HPOS says 0 past the end)
+    set_aside: list[Malformed] = field(default_factory=list)
+    """Rows that do not read (a broken date): quarantined by the sync; never all of a page."""
 
 
 class Source(Protocol):
@@ -81,7 +114,10 @@ class Source(Protocol):
         """Orders created after `after`: the sweeps' second access path."""
         ...
 
-    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order]: ...
+    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order | Malformed]:
+        """Full orders by id; ids the API does not return are absent; an order that cannot be
+        read comes back as `Malformed` (the rest of the call goes on)."""
+        ...
 
     async def aclose(self) -> None: ...
 

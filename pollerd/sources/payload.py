@@ -20,6 +20,7 @@ class OrderPayloadError(SourceError):
     def __init__(self, store: str, order_id: object, field: str, problem: str) -> None:
         self.order_id = order_id
         self.field = field
+        self.problem = problem
         super().__init__(store, f"order {order_id}: field {field}: {problem}")
 
 

@@ -32,7 +32,7 @@ import httpx
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
-from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, PageToken
+from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken
 from pollerd.sources.shopify_bulk import bulk_orders
 from pollerd.sources.shopify_client import CostTooHigh, ShopifyClient, ShopifyServerError
 from pollerd.sources.shopify_feeds import ShopifyFeeds
@@ -41,6 +41,7 @@ from pollerd.sources.shopify_normalize import (
     ORDER_COST,
     ORDER_FIELDS,
     OrderPayloadError,
+    admin_url,
     legacy_id,
     listed,
     normalize_order,
@@ -184,7 +185,7 @@ class ShopifyGraphQLSource:
         """Orders with createdAt ≥ `after`, by (createdAt, id): the sweeps' second path."""
         return await self._list(LIST_CREATED, "created_at", after, page)
 
-    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order]:
+    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order | Malformed]:
         """Full orders by id through `nodes(ids:)`, in chunks that fit the cost limits. Ids
         Shopify does not return (deleted, older than 60 days without read_all_orders) are
         simply absent."""
@@ -192,7 +193,7 @@ class ShopifyGraphQLSource:
         for oid in wanted:
             if not oid.isdigit():
                 raise OrderPayloadError(self.name, oid, "id", "not a Shopify order id")
-        orders: list[Order] = []
+        orders: list[Order | Malformed] = []
         start = 0
         while start < len(wanted):
             chunk = wanted[start : start + self._chunk_size()]
@@ -301,14 +302,18 @@ class ShopifyGraphQLSource:
             raise RetryableSourceError(self.name, f"answer without a readable {root}.nodes list")
         return nodes
 
-    def _orders(self, data: dict[str, Any], asked: set[str]) -> list[Order]:
+    def _orders(self, data: dict[str, Any], asked: set[str]) -> list[Order | Malformed]:
         nodes = data.get("nodes")
         if not isinstance(nodes, list):
             raise RetryableSourceError(self.name, "nodes(ids:) answer without a nodes list")
-        found = []
+        found: list[Order | Malformed] = []
         for node in nodes:
             if not isinstance(node, dict) or not node:  # deleted or invisible: null
                 continue
-            if legacy_id(node, store=self.name) in asked:
-                found.append(normalize_order(node, store=self.name, shop=self.cfg.shop))
+            oid = legacy_id(node, store=self.name)
+            if oid in asked:
+                try:
+                    found.append(normalize_order(node, store=self.name, shop=self.cfg.shop))
+                except OrderPayloadError as exc:  # set aside; the other orders go on
+                    found.append(Malformed.of(exc, node, admin_url(self.cfg.shop, oid)))
         return found

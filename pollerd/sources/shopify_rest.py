@@ -40,12 +40,22 @@ from pollerd import metrics
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order
-from pollerd.sources.base import Deletion, Dispute, FeedUnavailable, Listed, ListPage, PageToken
+from pollerd.sources.base import (
+    Deletion,
+    Dispute,
+    FeedUnavailable,
+    Listed,
+    ListPage,
+    Malformed,
+    PageToken,
+)
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 from pollerd.sources.shopify_auth import token_provider
+from pollerd.sources.shopify_normalize import admin_url
 from pollerd.sources.shopify_rest_normalize import (
     LIST_FIELDS,
     ORDER_FIELDS,
+    OrderPayloadError,
     deletion,
     listed_row,
     normalize,
@@ -192,17 +202,22 @@ class ShopifyRestSource:
         window = {"status": "any", "created_at_min": rfc3339(after), "order": "updated_at asc"}
         return await self._list(window, page)
 
-    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order]:
-        """Full orders by id, `ids=` in chunks of 250. Deleted orders are simply absent."""
+    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order | Malformed]:
+        """Full orders by id, `ids=` in chunks of 250. Deleted orders are simply absent; one
+        that does not read is set aside (`Malformed`)."""
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        orders: list[Order] = []
+        orders: list[Order | Malformed] = []
         for start in range(0, len(wanted), PAGE_LIMIT):
             chunk = wanted[start : start + PAGE_LIMIT]
             params = {"ids": ",".join(chunk), "status": status, "fields": ORDER_FIELDS}
             async for data in self._pages("orders.json", params):
                 for payload in self._orders(data):
                     if str(payload.get("id")) in chunk:  # a server ignoring ids= must not leak in
-                        orders.append(normalize(payload, store=self.name, shop=self.shop))
+                        try:
+                            orders.append(normalize(payload, store=self.name, shop=self.shop))
+                        except OrderPayloadError as exc:  # set aside; the others go on
+                            url = admin_url(self.shop, str(payload.get("id")))
+                            orders.append(Malformed.of(exc, payload, url))
         return orders
 
     async def aclose(self) -> None:

@@ -45,7 +45,12 @@ from loguru import logger
 
 from pollerd import metrics
 from pollerd.config import WooCommerceStore
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import (
+    BlockedSourceError,
+    FatalSourceError,
+    RetryableSourceError,
+    SourceError,
+)
 from pollerd.model import (
     Contact,
     LineItem,
@@ -55,7 +60,7 @@ from pollerd.model import (
     mask_phone,
     short_name,
 )
-from pollerd.sources.base import Listed, ListPage, PageToken
+from pollerd.sources.base import Listed, ListPage, Malformed, PageToken
 from pollerd.sources.payload import OrderPayloadError, payload_date
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 
@@ -140,11 +145,12 @@ class WooCommerceSource:
         await self._version_gate()
         return await self._list({"after": naive_utc(after)}, page, "any")
 
-    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order]:
+    async def fetch(self, ids: list[str], *, status: str = "any") -> list[Order | Malformed]:
         """Full orders by id, `include=` in chunks of 100. Ids the API does not return (trashed
-        under `any`, deleted) are simply absent; `status=trash` fetches trashed ones."""
+        under `any`, deleted) are simply absent; `status=trash` fetches trashed ones; an order
+        that does not read is set aside (`Malformed`), the others go on."""
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        orders: list[Order] = []
+        orders: list[Order | Malformed] = []
         for start in range(0, len(wanted), PER_PAGE):
             chunk = wanted[start : start + PER_PAGE]
             params = {
@@ -159,8 +165,14 @@ class WooCommerceSource:
             asked = set(chunk)
             for payload in self._rows(data):
                 if str(payload.get("id")) in asked:  # a plugin ignoring include= must not leak in
-                    orders.append(normalize(payload, store=self.name, site_url=self.site))
+                    orders.append(self._read(payload))
         return orders
+
+    def _read(self, payload: dict[str, Any]) -> Order | Malformed:
+        try:
+            return normalize(payload, store=self.name, site_url=self.site)
+        except OrderPayloadError as exc:
+            return Malformed.of(exc, payload, admin_url=admin_url(self.site, payload.get("id")))
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -190,11 +202,24 @@ class WooCommerceSource:
             "_fields": LIST_FIELDS,
         }
         data, headers = await self._get_json(ORDERS_PATH, params)
-        rows = [self._listed(row) for row in self._rows(data)]
+        raw = self._rows(data)
+        rows: list[Listed] = []
+        aside: list[Malformed] = []
+        for row in raw:
+            try:
+                rows.append(self._listed(row))
+            except OrderPayloadError as exc:
+                # Set aside by id; without one (or a page of nothing else, which would end the
+                # walk early) the pass fails as before and re-reads it.
+                if exc.order_id == "?":
+                    raise
+                aside.append(Malformed.of(exc, row, admin_url(self.site, exc.order_id)))
+        if aside and not rows:
+            raise OrderPayloadError(self.name, aside[0].order_id, aside[0].field, aside[0].problem)
         total = _int_header(headers, "X-WP-Total")
         pages = _int_header(headers, "X-WP-TotalPages")
-        more = (pages is not None and page < pages) or len(rows) == PER_PAGE
-        return ListPage(rows=rows, next=page + 1 if more else None, total=total)
+        more = (pages is not None and page < pages) or len(raw) == PER_PAGE
+        return ListPage(rows=rows, next=page + 1 if more else None, total=total, set_aside=aside)
 
     def _rows(self, data: Any) -> list[dict[str, Any]]:
         """A list of orders, or retryable: a 200 with anything else is an intermediary's page or
@@ -399,7 +424,8 @@ class WooCommerceSource:
             if status == 403:
                 pause = max(retry_after or 0.0, WAF_PAUSE)
                 self._pacer.failure(pause)
-                raise self._retryable(
+                raise BlockedSourceError(
+                    self.name,
                     "HTTP 403 with an HTML page: a WAF or security plugin in front of WordPress "
                     "blocked the request (Cloudflare, Wordfence, mod_security?); backing off. If "
                     "it persists, allow this server's IP or User-Agent for /wp-json/wc/",
@@ -682,9 +708,13 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         customer_phone=mask_phone(phone),
         customer_name=_short_name(billing) or _short_name(shipping),
         contact=Contact.of(_full_name(billing) or _full_name(shipping), email, phone),
-        admin_url=f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}",
+        admin_url=admin_url(site_url, oid),
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
     )
+
+
+def admin_url(site_url: str, oid: object) -> str:
+    return f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}"
 
 
 def _order_id(payload: dict[str, Any], store: str) -> str:
@@ -695,10 +725,23 @@ def _order_id(payload: dict[str, Any], store: str) -> str:
 
 
 def _money(payload: dict[str, Any], field: str, store: str, oid: str) -> str:
+    """The amount as WooCommerce wrote it (its own decimals), once it reads as a finite number:
+    `"garbage"` must set the order aside, never reach a message as "Total: garbage EUR"."""
     raw = payload.get(field)
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise OrderPayloadError(store, oid, field, f"missing or not an amount: {raw!r}")
-    return str(raw)
+    _amount(raw, field, store, oid)
+    return str(raw).strip()
+
+
+def _amount(raw: Any, field: str, store: str, oid: str) -> Decimal:
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if isinstance(raw, bool) or not value.is_finite():
+        raise OrderPayloadError(store, oid, field, f"not an amount: {str(raw)[:40]!r}")
+    return value
 
 
 def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
@@ -710,12 +753,7 @@ def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
     total = Decimal("0")
     for i, refund in enumerate(refunds):
         raw = refund.get("total") if isinstance(refund, dict) else None
-        try:
-            total += abs(Decimal(str(raw)))
-        except InvalidOperation:
-            raise OrderPayloadError(
-                store, oid, f"refunds[{i}].total", f"not an amount: {raw!r}"
-            ) from None
+        total += abs(_amount(raw, f"refunds[{i}].total", store, oid))
     return total
 
 
@@ -734,9 +772,9 @@ def _line_items(items: Any, store: str, oid: str) -> Iterable[LineItem]:
             raise OrderPayloadError(
                 store, oid, f"line_items[{i}].quantity", f"not a number: {quantity!r}"
             ) from None
-        yield LineItem(
-            name=str(item.get("name") or ""), quantity=count, total=str(item.get("total") or "0")
-        )
+        total = item.get("total") or "0"
+        _amount(total, f"line_items[{i}].total", store, oid)
+        yield LineItem(name=str(item.get("name") or ""), quantity=count, total=str(total))
 
 
 def _section(payload: dict[str, Any], name: str) -> dict[str, Any]:

@@ -60,7 +60,14 @@ from pollerd.templates.escape import ESCAPERS, bold, link
 
 FLAVOURS = tuple(ESCAPERS)
 LOCALES = ("en", "zh-CN")
-EVENTS = (*EVENT_TYPES, "alert.channel_failing", "alert.store_failing", "digest")
+EVENTS = (
+    *EVENT_TYPES,
+    "alert.channel_failing",
+    "alert.store_failing",
+    "alert.store_recovered",
+    "alert.order_quarantined",
+    "digest",
+)
 # A flavour's fallbacks, for user templates: a `markdown` override serves every markdown chat.
 FALLBACK: dict[str, tuple[str, ...]] = {
     "text": ("text",),

@@ -179,11 +179,31 @@ def samples() -> dict[str, dict[str, Any]]:
             "channel wecom-ops: errcode 93000 (invalid webhook url); fix it, then "
             "`pollerd deliveries retry --channel wecom-ops`",
         ),
+        # As pollerd.alerts.store raises them, once per failure episode.
         "alert.store_failing": alert(
             "alert.store_failing",
             "tea-house",
-            {},
+            {"id": "-@1795476600"},
             "HTTP 401 from the store: check consumer_key and consumer_secret",
+        ),
+        "alert.store_recovered": alert(
+            "alert.store_recovered",
+            "tea-house",
+            {"id": "-@1795476600"},
+            "polling works again after 42 min (17 failed passes)",
+        ),
+        # As pollerd.quarantine raises it: the order as far as it reads, and its admin link.
+        "alert.order_quarantined": alert(
+            "alert.order_quarantined",
+            "tea-house",
+            {
+                "id": "4711",
+                "number": "4711",
+                "admin_url": "https://shop.example.com/wp-admin/admin.php?page=wc-orders"
+                "&action=edit&id=4711",
+            },
+            "order 4711: field total: not an amount: 'garbage'; the other orders go on; fix "
+            "this one in the shop (or the plugin that wrote it)",
         ),
     }
 

@@ -25,7 +25,12 @@ from loguru import logger
 
 from pollerd.config import WooCommerceStore
 from pollerd.diff import pay_rules, woo_implied
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import (
+    BlockedSourceError,
+    FatalSourceError,
+    RetryableSourceError,
+    SourceError,
+)
 from pollerd.model import parse_utc
 from pollerd.sim import WooSim
 from pollerd.sources.woocommerce import (
@@ -502,7 +507,8 @@ def test_query_auth_works_and_never_leaks_the_secret(logs: list[str]) -> None:
             return httpx.AsyncClient(transport=Recorder(terminate_tls=True))
 
         failures = run(config, body, time=time, http=proxy())
-        assert [type(f) for f in failures] == [RetryableSourceError] * 8
+        assert len(failures) == 8 and all(isinstance(f, RetryableSourceError) for f in failures)
+        assert isinstance(failures[1], BlockedSourceError)  # a WAF page: the daemon backs off
         for exc in failures:
             assert_no_secret(exc)
         assert all(q["consumer_secret"] == SECRET for q in gets(sim))  # it was in the URL
@@ -902,6 +908,11 @@ def test_cash_on_delivery_is_paid_only_when_completed(sim: WooSim) -> None:
         ({"date_paid_gmt": 5}, "date_paid_gmt"),
         ({"status": None}, "status"),
         ({"total": None}, "total"),
+        ({"total": "garbage"}, "total"),
+        ({"total": "NaN"}, "total"),
+        ({"total": True}, "total"),
+        ({"line_items": [{"name": "Mug", "quantity": 1, "total": "lots"}]}, "line_items[0].total"),
+        ({"refunds": [{"id": 1, "total": "Infinity"}]}, "refunds[0].total"),
         ({"refunds": [{"id": 1, "total": "lots"}]}, "refunds[0].total"),
         ({"line_items": [{"name": "Mug", "quantity": "two"}]}, "line_items[0].quantity"),
     ],
