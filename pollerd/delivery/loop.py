@@ -39,6 +39,9 @@ from sqlalchemy import func, select
 from pollerd import metrics
 from pollerd.channels.base import Budget, Channel, SendResult
 from pollerd.config import DeliveryConfig, RouteConfig
+from pollerd.delivery.limiter import WINDOW_PAD, Limiter, Slot
+from pollerd.delivery.watch import ChannelWatch
+from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
 from pollerd.rules import channels_for
 from pollerd.store import Due, Store
@@ -46,83 +49,7 @@ from pollerd.store.db import DELIVERY
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
 DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
-WINDOW_PAD = 0.05  # windows held 5 % longer than published: clocks and queues differ
-
-
-@dataclass
-class Slot:
-    """One message's place in a destination's windows; `at` moves to when it was answered."""
-
-    at: float
-
-
-class Limiter:
-    """Sliding-window rate limits per destination key, in memory, on a monotonic clock.
-
-    A budget `((20, 60.0),)` lets at most 20 slots into any 60-second window (padded). Slots
-    are taken before a send, so concurrent sends in one round never overbook a window, and
-    stamped at the answer. A new process seeds its windows from the outbox's `sent_at`
-    (`Deliverer.seed_limiter`), so a restart does not hand a destination a fresh window.
-    """
-
-    def __init__(
-        self, clock: Callable[[], float] = time.monotonic, *, pad: float = WINDOW_PAD
-    ) -> None:
-        self.clock = clock
-        self.pad = pad
-        self._slots: dict[str, list[Slot]] = {}
-
-    def _live(self, budget: Budget, now: float) -> list[Slot]:
-        longest = max(seconds for _, seconds in budget.windows) * (1 + self.pad)
-        slots = [s for s in self._slots.get(budget.key, ()) if s.at > now - longest]
-        self._slots[budget.key] = slots
-        return slots
-
-    def free(self, budget: Budget) -> int:
-        """Slots the budget allows right now."""
-        now = self.clock()
-        slots = self._live(budget, now)
-        room = [
-            count - sum(s.at > now - seconds * (1 + self.pad) for s in slots)
-            for count, seconds in budget.windows
-        ]
-        return max(0, min(room))
-
-    def wait(self, budget: Budget) -> float:
-        """Seconds until one more slot is free (0.0 when one is free now)."""
-        now = self.clock()
-        slots = self._live(budget, now)
-        wait = 0.0
-        for count, seconds in budget.windows:
-            span = seconds * (1 + self.pad)
-            inside = sorted(s.at for s in slots if s.at > now - span)
-            if len(inside) >= count:
-                wait = max(wait, inside[len(inside) - count] + span - now)
-        return wait
-
-    def take(self, budget: Budget, wanted: int) -> list[Slot]:
-        """Up to `wanted` slots, as many as are free now (maybe none)."""
-        now = self.clock()
-        taken = [Slot(now) for _ in range(min(wanted, self.free(budget)))]
-        self._slots.setdefault(budget.key, []).extend(taken)
-        return taken
-
-    def seed(self, budget: Budget, ages: list[float]) -> None:
-        """Messages a previous process sent `ages` seconds ago: a restart must not hand a
-        destination a fresh window (DingTalk punishes the 21st message in a minute with a
-        10-minute block)."""
-        now = self.clock()
-        self._slots.setdefault(budget.key, []).extend(Slot(now - age) for age in ages)
-
-    def stamp(self, slot: Slot) -> None:
-        """The message was answered now: its window runs from here."""
-        slot.at = max(slot.at, self.clock())
-
-    def release(self, budget: Budget, slot: Slot) -> None:
-        """A slot taken for a message that was never sent."""
-        slots = self._slots.get(budget.key, [])
-        if slot in slots:
-            slots.remove(slot)
+HOUSEKEEPING = 5.0  # seconds between expiry sweeps / failing-channel checks in `run`
 
 
 @dataclass
@@ -140,7 +67,27 @@ class Round:
         return self.sent + self.retried + self.dead + self.held
 
 
+class Gates:
+    """The concurrency bound of one loop: `concurrency` sends in flight across all channels,
+    and each channel at most its even share of them (at least one), so a channel whose sends
+    hang until the timeout can never hold the permits the others need."""
+
+    def __init__(self, concurrency: int, channels: int) -> None:
+        self.all = asyncio.Semaphore(concurrency)
+        self.share = max(1, concurrency // max(1, channels))
+        self._each: dict[str, asyncio.Semaphore] = {}
+
+    async def run(self, channel: str, job: Coroutine[Any, Any, None]) -> None:
+        gate = self._each.setdefault(channel, asyncio.Semaphore(self.share))
+        async with gate, self.all:  # the channel's own share first: waiting holds no global permit
+            await job
+
+
 class Deliverer:
+    """Sends the outbox. `run` gives every channel its own task, so a receiver that hangs delays
+    only its own alerts (issue 11: a hanging webhook had pushed console alerts from 8 ms to 14 s);
+    `run_once` and `drain` run one round / all rounds of every channel side by side."""
+
     def __init__(
         self,
         store: Store,
@@ -162,13 +109,35 @@ class Deliverer:
         self.limiter = Limiter(monotonic)
         self.digest_after = digest_after
         self._seeded = False
-        self.last_progress = time.monotonic()
+        self._progress_base = time.monotonic()
+        self._progress: dict[str, float] = {}  # channel → its loop's last heartbeat
         self.draining = False
         # A hook awaited before each send (the daemon's test-only failpoints).
         self.before_send: Callable[[], Awaitable[None]] | None = None
         self.no_digest: set[str] = set()  # channels whose digest was refused as a message
         self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
+        self.watch = ChannelWatch(
+            store, cfg.failing_after.total_seconds(), self._alert_channel_failing
+        )
         metrics.watch_dead(self.dead_counts)
+
+    @property
+    def last_progress(self) -> float:
+        """When the loop last made progress (monotonic): its slowest channel's heartbeat, so
+        one channel's stuck task is seen even while the others are busy."""
+        return min(self._progress.values(), default=self._progress_base)
+
+    @last_progress.setter
+    def last_progress(self, value: float) -> None:
+        self._progress_base = value
+        self._progress = {}
+
+    def _beat(self, channel: str) -> None:
+        self._progress[channel] = time.monotonic()
+
+    def failing(self) -> dict[str, dict[str, Any]]:
+        """Channels failing for `failing_after` or with new dead letters (for `/healthz`)."""
+        return self.watch.report(self.clock())
 
     def dead_counts(self) -> dict[str, int]:
         """Dead letters per channel, for `pollerd_deliveries_dead` (read when scraped, from the
@@ -184,42 +153,80 @@ class Deliverer:
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter (AWS architecture blog): spreads a burst of failures over the window
-        instead of retrying them in lock-step; never sooner than the receiver asked."""
+        instead of retrying them in lock-step; never sooner than the receiver asked (capped
+        like every Retry-After: a body's own `retry_after` must not strand a row either)."""
         ceiling = min(
             self.cfg.backoff_max.total_seconds(),
             self.cfg.backoff_base.total_seconds() * 2 ** max(0, attempts - 1),
         )
         delay = self.rng.uniform(0, ceiling)
-        return max(delay, retry_after or 0.0)
+        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
+
+    def _gives_up(self, due: Due, attempts: int, next_at: float) -> str | None:
+        """Why a failed row is dead now, or None: `max_attempts` (when set) is spent, or its
+        next attempt would fall past its expiry (created_at + dead_after), so no row ever waits
+        past the horizon the README promises."""
+        if self.cfg.max_attempts and attempts >= self.cfg.max_attempts:
+            return f"gave up after {attempts} attempts"
+        if next_at >= due.created_at + self.cfg.dead_after.total_seconds():
+            return f"not sent within dead_after = {_span(self.cfg.dead_after.total_seconds())}"
+        return None
+
+    def housekeeping(self) -> None:
+        """Dead-letter rows past their expiry (a row an older pollerd left due in years; a row
+        whose channel was held), and announce channels failing for `failing_after`."""
+        now = self.clock()
+        horizon = self.cfg.dead_after.total_seconds()
+        expired = self.store.expire(
+            now - horizon, f"not sent within dead_after = {_span(horizon)} (expired)"
+        )
+        by_channel: dict[str, int] = {}
+        for row in expired:
+            logger.error("delivery {} to {} is dead: expired", row.event_id, row.channel)
+            metrics.delivery(row.channel, "dead")
+            by_channel[row.channel] = by_channel.get(row.channel, 0) + 1
+        for channel, count in by_channel.items():
+            self.watch.dead(channel, count, "expired", now)
+        self.watch.check(now)
 
     async def run_once(self, limit: int = 200, *, skip: set[int] | None = None) -> Round:
-        """One batch: every due row (up to `limit`), sent concurrently, each outcome committed."""
-        self.last_progress = time.monotonic()
+        """One round of every channel, side by side: each channel's due rows (up to `limit`),
+        sent concurrently, each outcome committed."""
         self.seed_limiter()
+        self.housekeeping()
         now = self.clock()
-        budgets = {name: ch.budget() for name, ch in self.channels.items()}
-        free = [name for name, budget in budgets.items() if budget is None]
-        due = self.store.due(now, limit, free)
-        if skip is not None:
-            due = [d for d in due if d.id not in skip]
-            skip.update(d.id for d in due)
         result = Round()
-        jobs: list[Coroutine[Any, Any, None]] = [self._deliver(d, result) for d in due]
         self._waiting = {}
-        for name, budget in budgets.items():
-            if budget is not None:
-                jobs += self._plan(name, budget, now, result, skip)
-        if not jobs:
-            return result
-        gate = asyncio.Semaphore(self.cfg.concurrency)
-
-        async def one(job: Coroutine[Any, Any, None]) -> None:
-            async with gate:
-                await job
-
-        await asyncio.gather(*(one(j) for j in jobs))
-        self.last_progress = time.monotonic()
+        gates = Gates(self.cfg.concurrency, len(self.channels))
+        await asyncio.gather(
+            *(self._round(name, gates, now, result, limit, skip) for name in self.channels)
+        )
         return result
+
+    async def _round(
+        self,
+        name: str,
+        gates: Gates,
+        now: float,
+        result: Round,
+        limit: int = 200,
+        skip: set[int] | None = None,
+    ) -> None:
+        """One round of one channel: what is due (or planned against its budget), sent."""
+        self._beat(name)
+        self._waiting.pop(name, None)
+        budget = self.channels[name].budget()
+        if budget is None:
+            due = self.store.due(now, limit, [name])
+            if skip is not None:
+                due = [d for d in due if d.id not in skip]
+                skip.update(d.id for d in due)
+            jobs = [self._deliver(d, result) for d in due]
+        else:
+            jobs = self._plan(name, budget, now, result, skip)
+        if jobs:
+            await asyncio.gather(*(gates.run(name, job) for job in jobs))
+        self._beat(name)
 
     def _plan(
         self, name: str, budget: Budget, now: float, result: Round, skip: set[int] | None
@@ -253,19 +260,37 @@ class Deliverer:
 
     async def drain(self, *, deadline: float | None = None) -> Round:
         """Send what is due now, each row at most once (`once` must not burn a row's attempts
-        in one run just because full jitter drew a tiny back-off)."""
+        in one run just because full jitter drew a tiny back-off). Every channel drains on its
+        own, side by side."""
+        self.seed_limiter()
+        self.housekeeping()
         total = Round()
         attempted: set[int] = set()
+        gates = Gates(self.cfg.concurrency, len(self.channels))
+
+        async def one(name: str) -> int:
+            claimed = 0
+            while deadline is None or time.monotonic() < deadline:
+                batch = Round()
+                await self._round(name, gates, self.clock(), batch, skip=attempted)
+                if not batch.claimed:
+                    total.waiting += batch.waiting  # what the last look had to leave waiting
+                    break
+                claimed += batch.claimed
+                total.sent += batch.sent
+                total.retried += batch.retried
+                total.dead += batch.dead
+                total.held += batch.held
+                total.digests += batch.digests
+                total.sent_ids.extend(batch.sent_ids)
+            return claimed
+
+        # Again while a pass sent anything: one channel's outcome may queue an alert on another
+        # (alert.channel_failing) that this run must still send.
         while deadline is None or time.monotonic() < deadline:
-            batch = await self.run_once(skip=attempted)
-            total.waiting = batch.waiting  # what the last look still had to leave waiting
-            if not batch.claimed:
+            total.waiting = 0
+            if not sum(await asyncio.gather(*(one(name) for name in self.channels))):
                 break
-            total.sent += batch.sent
-            total.retried += batch.retried
-            total.dead += batch.dead
-            total.held += batch.held
-            total.sent_ids.extend(batch.sent_ids)
         return total
 
     def seed_limiter(self) -> None:
@@ -283,25 +308,52 @@ class Deliverer:
             self.limiter.seed(budget, [now - at for at in sent])
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Loop until `stop`: a commit that created deliveries sets `wake`; otherwise sleep until
-        the next row is due (at most 1 s, so a row made due by another process is not missed)."""
+        """Loop until `stop`, one task per channel (`_channel_loop`). A commit that created
+        deliveries sets `wake`, which this task passes on to every channel; it also runs the
+        housekeeping (expiry, failing channels) every `HOUSEKEEPING` seconds."""
+        self.seed_limiter()
+        wakes = {name: asyncio.Event() for name in self.channels}
+        gates = Gates(self.cfg.concurrency, len(self.channels))
+        tasks = [
+            asyncio.create_task(self._channel_loop(name, gates, stop, wakes[name]))
+            for name in self.channels
+        ]
+        try:
+            while not stop.is_set():
+                try:
+                    self.housekeeping()
+                except Exception:  # noqa: BLE001 - logged; the channels keep sending
+                    logger.exception("delivery housekeeping: unexpected error; continuing")
+                if await _first(stop, wake, HOUSEKEEPING) is wake:
+                    wake.clear()
+                    for event in wakes.values():
+                        event.set()
+            # Stopping: the channels finish their sends in flight (`draining`) and end.
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _channel_loop(
+        self, name: str, gates: Gates, stop: asyncio.Event, wake: asyncio.Event
+    ) -> None:
+        """One channel's rounds, until `stop`: sleep until its next row is due (at most 1 s,
+        so a row made due by another process is not missed), or its budget has a slot."""
         while not stop.is_set():
+            wake.clear()  # before the look: a commit during the round wakes the next one
             try:
-                await self.run_once()
+                await self._round(name, gates, self.clock(), Round())
             except Exception:  # noqa: BLE001 - a bad row must not kill the loop; it is logged
-                logger.exception("delivery loop: unexpected error; continuing")
-            # A destination out of budget is woken by its limiter, not by its (overdue) rows.
-            next_at = self.store.next_due_at(c for c in self.channels if c not in self._waiting)
-            wait = 1.0 if next_at is None else min(1.0, max(0.0, next_at - self.clock()))
-            if self._waiting:
-                wait = min(wait, max(0.01, min(self._waiting.values())))
-            wake.clear()
-            stopper = asyncio.ensure_future(stop.wait())
-            waker = asyncio.ensure_future(wake.wait())
-            await asyncio.wait({stopper, waker}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            waker.cancel()
-            self.last_progress = time.monotonic()
+                logger.exception("delivery to {}: unexpected error; continuing", name)
+            if stop.is_set():
+                break
+            if name in self._waiting:  # out of budget: woken by its limiter, not its rows
+                wait = max(0.01, min(1.0, self._waiting[name]))
+            else:
+                next_at = self.store.next_due_at([name])
+                wait = 1.0 if next_at is None else min(1.0, max(0.0, next_at - self.clock()))
+            await _first(stop, wake, wait)
+            self._beat(name)
 
     async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
         """`draining` (SIGTERM, or a reload swapping the channels) starts no new send: the row
@@ -322,7 +374,7 @@ class Deliverer:
             with logger.contextualize(channel=due.channel, event_id=due.event_id):
                 await self._deliver_one(due, result, slot)
         finally:
-            self.last_progress = time.monotonic()
+            self._beat(due.channel)
 
     async def _deliver_one(self, due: Due, result: Round, slot: Slot | None = None) -> None:
         channel = self.channels[due.channel]
@@ -346,6 +398,7 @@ class Deliverer:
         if outcome.kind == "ok":
             self.store.mark(due.id, state="sent", attempts=attempts, body=body)
             metrics.delivery(due.channel, "sent", latency=_latency(event))
+            self.watch.succeeded(due.channel)
             result.sent += 1
             result.sent_ids.append(due.event_id)
             return
@@ -361,19 +414,18 @@ class Deliverer:
             result.held += 1
             return
         now = self.clock()
-        expired = now - due.created_at >= self.cfg.dead_after.total_seconds()
-        if outcome.kind == "permanent" or attempts >= self.cfg.max_attempts or expired:
-            why = (
-                outcome.detail
-                if outcome.kind == "permanent"
-                else (f"gave up after {attempts} attempts: {outcome.detail}")
-            )
+        delay = self.backoff(attempts, outcome.retry_after)
+        why = outcome.detail if outcome.kind == "permanent" else None
+        if why is None:
+            gave_up = self._gives_up(due, attempts, now + delay)
+            why = None if gave_up is None else f"{gave_up}: {outcome.detail}"
+        if why is not None:
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
             self.store.mark(due.id, state="dead", attempts=attempts, body=body, error=why)
             metrics.delivery(due.channel, "permanent" if outcome.kind == "permanent" else "dead")
+            self.watch.dead(due.channel, 1, why, now)
             result.dead += 1
             return
-        delay = self.backoff(attempts, outcome.retry_after)
         logger.info(
             "delivery {} to {} failed ({}); retry {} in {:.1f}s",
             due.event_id,
@@ -391,6 +443,7 @@ class Deliverer:
             error=outcome.detail,
         )
         metrics.delivery(due.channel, "retry")
+        self.watch.failed(due.channel, outcome.detail, now)
         result.retried += 1
 
     def _hold(self, channel: str, detail: str) -> None:
@@ -405,32 +458,33 @@ class Deliverer:
         newly = channel not in self.store.broken_channels()
         self.store.set_channel_broken(channel, detail)
         if newly:
-            self._alert_channel_failing(channel, detail)
+            self._alert_channel_failing(
+                channel,
+                f"channel {channel}: {detail}; fix it, then `pollerd deliveries retry "
+                f"--channel {channel}`",
+            )
 
-    def _alert_channel_failing(self, channel: str, detail: str) -> None:
-        """Tell the people on *other* channels that alerts to `channel` are held: a broken
-        WeCom key must not fail silently just because the alert about it would go to WeCom
-        too. Once per breakage (the id carries when it broke); routed like any event
-        (`events = ["alert.*"]`), never to the failing channel itself."""
+    def _alert_channel_failing(self, channel: str, reason: str) -> None:
+        """Tell the people on *other* channels that alerts to `channel` are held, failing or
+        dead: a broken WeCom key must not fail silently just because the alert about it would
+        go to WeCom too. Once per breakage or failing episode (the id carries when, to the
+        millisecond: an episode's "failing" and "dead letters" alerts are two events); routed
+        like any event (`events = ["alert.*"]`), never to the failing channel itself."""
         now = datetime.now(UTC)
         event = Event(
             type="alert.channel_failing",
             store="pollerd",
             platform="pollerd",
-            order_id=f"{channel}@{int(now.timestamp())}",
+            order_id=f"{channel}@{int(now.timestamp() * 1000)}",
             occurred_at=now,
             detected_at=now,
             test=False,
             order={"id": channel, "number": channel},
-            reason=f"channel {channel}: {detail}; fix it, then `pollerd deliveries retry "
-            f"--channel {channel}`",
+            reason=reason,
         )
         targets = [c for c in channels_for(event, self.routes) if c != channel]
         if not targets:
-            logger.warning(
-                "no route sends alert.* to another channel: nobody is told that {} is held",
-                channel,
-            )
+            logger.warning("no route sends alert.* to another channel: nobody is told: {}", reason)
             return
         self.store.commit_page(event.store, [], [(event, targets)])
 
@@ -472,6 +526,7 @@ class Deliverer:
             outcome = SendResult.retry(f"{type(exc).__name__}: {exc}")
         self.limiter.stamp(slot)
         if outcome.kind == "ok":
+            self.watch.succeeded(name)
             marked = self.store.mark_digest([row.id for row in rows], digest_id)
             for event in events[:marked]:  # rows sent meanwhile by another process: not ours
                 metrics.delivery(name, "sent", latency=_latency(event))
@@ -506,15 +561,18 @@ class Deliverer:
         # One delay for all: the rows stay together and go out as one digest again.
         delay = self.backoff(max(row.attempts for row in rows) + 1, outcome.retry_after)
         logger.info("{} to {} failed; retry in {:.1f}s", detail, name, delay)
+        self.watch.failed(name, detail, now)
+        dead = 0
         for row in rows:
             attempts = row.attempts + 1
-            expired = now - row.created_at >= self.cfg.dead_after.total_seconds()
-            if attempts >= self.cfg.max_attempts or expired:
-                why = f"gave up after {attempts} attempts: {detail}"
+            gave_up = self._gives_up(row, attempts, now + delay)
+            if gave_up is not None:
+                why = f"{gave_up}: {detail}"
                 logger.error("delivery {} to {} is dead: {}", row.event_id, name, why)
                 self.store.mark(row.id, state="dead", attempts=attempts, body=row.body, error=why)
                 metrics.delivery(name, "dead")
                 result.dead += 1
+                dead += 1
                 continue
             self.store.mark(
                 row.id,
@@ -526,6 +584,25 @@ class Deliverer:
             )
             metrics.delivery(name, "retry")
             result.retried += 1
+        if dead:
+            self.watch.dead(name, dead, detail, now)
+
+
+async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> asyncio.Event | None:
+    """Wait until `stop` or `wake` is set (that one is returned) or `timeout` passes (None)."""
+    waits = {asyncio.ensure_future(stop.wait()): stop, asyncio.ensure_future(wake.wait()): wake}
+    done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return next((waits[task] for task in done), None)
+
+
+def _span(seconds: float) -> str:
+    """A duration as the config writes it: `72h`, `90m`, `45s`."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _latency(event: Event) -> float:

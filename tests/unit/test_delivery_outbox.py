@@ -1,0 +1,168 @@
+"""The outbox's promises on a real SQLite store against real receivers on loopback (the
+`WebhookSink`): nothing stranded past the dead-letter horizon (issue 11 item 10), dead letters
+hold their order's later events and release them in order (item 12), a failing channel is
+seen and announced (item 15), one slow channel does not delay the others (item 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from pollerd.channels.base import ChannelContext, retry_after_seconds
+from pollerd.channels.webhook import WebhookChannel
+from pollerd.config import DeliveryConfig
+from pollerd.delivery import Deliverer
+from pollerd.http import MAX_RETRY_AFTER
+from pollerd.model import Event, Order
+from pollerd.sim import WebhookSink
+from pollerd.sources.ratelimit import parse_retry_after
+from pollerd.store import Store, open_store
+from pollerd.store.db import DELIVERY
+
+AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+HOUR = 3600.0
+
+
+class Clock:
+    """Wall-like seconds that move only when a test says so (starts at the real time)."""
+
+    def __init__(self) -> None:
+        self.now = time.time() + 1.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def order_event(n: int, kind: str = "order.created") -> Event:
+    order = Order(
+        store="acme",
+        platform="woocommerce",
+        id=str(1000 + n),
+        number=str(1000 + n),
+        status="processing",
+        created_at=AT,
+        updated_at=AT,
+        total="10.50",
+        currency="EUR",
+    )
+    when = AT + timedelta(seconds=n)
+    return Event(kind, "acme", "woocommerce", order.id, when, when, False, order.to_json())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    s.init_cursor("acme", AT)
+    yield s
+    s.close()
+
+
+def rows(store: Store) -> list[dict[str, Any]]:
+    return sorted(store.deliveries(limit=10_000), key=lambda r: r["id"])
+
+
+def age_rows(store: Store, seconds: float) -> None:
+    """Make every delivery `seconds` older, as if it had been created that long ago."""
+    with store.tx() as conn:
+        conn.execute(update(DELIVERY).values(created_at=DELIVERY.c.created_at - seconds))
+
+
+def deliver(store: Store, url: str, clock: Clock, rounds: int = 1, **cfg: Any) -> Deliverer:
+    """`rounds` delivery rounds to one webhook channel "hook" at `url`."""
+
+    async def go() -> Deliverer:
+        async with httpx.AsyncClient() as http:
+            ctx = ChannelContext("hook", {"url": url, "secret": SECRET, "timeout": "2s"}, http)
+            deliverer = Deliverer(
+                store,
+                {"hook": WebhookChannel(ctx)},
+                DeliveryConfig(**cfg),
+                clock=clock,
+                rng=random.Random(3),
+            )
+            for _ in range(rounds):
+                await deliverer.run_once()
+            return deliverer
+
+    return asyncio.run(go())
+
+
+# ---- item 10: nothing stranded past the horizon ------------------------------------------
+
+
+def test_one_retry_after_parser_capped_for_stores_and_channels() -> None:
+    for header in ("99999999", "7200", "Fri, 31 Dec 2100 23:59:59 GMT"):
+        assert retry_after_seconds(header) == MAX_RETRY_AFTER == parse_retry_after(header)
+    assert retry_after_seconds("12") == 12.0 == parse_retry_after("12")
+    assert retry_after_seconds("soon") is None is parse_retry_after("soon")
+
+
+def test_a_huge_retry_after_does_not_strand_a_delivery(store: Store) -> None:
+    clock = Clock()
+    store.commit_page("acme", [], [(order_event(1), ["hook"])])
+    with WebhookSink(mode="429", retry_after=99999999) as sink:
+        deliver(store, sink.url, clock)
+    [row] = rows(store)
+    assert row["state"] == "pending" and row["attempts"] == 1
+    assert row["next_at"] - clock.now <= MAX_RETRY_AFTER
+
+
+def test_a_next_attempt_past_the_horizon_makes_the_row_dead_at_once(store: Store) -> None:
+    clock = Clock()
+    store.commit_page("acme", [], [(order_event(1), ["hook"])])
+    age_rows(store, 72 * HOUR - 600)  # 10 minutes left; the receiver asks for an hour
+    with WebhookSink(mode="429", retry_after=3600) as sink:
+        deliver(store, sink.url, clock)
+    [row] = rows(store)
+    assert row["state"] == "dead", row
+    assert "72h" in row["last_error"]
+
+
+def test_rows_past_the_horizon_are_dead_lettered_without_an_attempt(store: Store) -> None:
+    """A row an older pollerd left due in 1,157 days is listed as a dead letter, not kept."""
+    clock = Clock()
+    store.commit_page("acme", [], [(order_event(1), ["hook"])])
+    [due] = store.due(clock.now, 10, ["hook"])
+    store.mark(due.id, state="pending", attempts=3, body=None, next_at=clock.now + 99999999)
+    age_rows(store, 72 * HOUR + 1)
+    with WebhookSink() as sink:
+        deliver(store, sink.url, clock)
+        assert not sink.attempts
+    [row] = store.deliveries(state="dead")
+    assert row["attempts"] == 3 and "72h" in row["last_error"]
+
+
+def test_the_defaults_give_up_at_the_72h_horizon_not_after_4h(store: Store) -> None:
+    """README: retried for 72 h. A receiver down for 10 h is still retried."""
+    clock = Clock()
+    store.commit_page("acme", [], [(order_event(1), ["hook"])])
+    with WebhookSink(mode="500") as sink:
+
+        async def go() -> None:
+            async with httpx.AsyncClient() as http:
+                ctx = ChannelContext("hook", {"url": sink.url, "secret": SECRET}, http)
+                deliverer = Deliverer(
+                    store,
+                    {"hook": WebhookChannel(ctx)},
+                    DeliveryConfig(),
+                    clock=clock,
+                    rng=random.Random(3),
+                )
+                start = clock.now
+                while clock.now - start < 10 * HOUR:
+                    await deliverer.run_once()
+                    [row] = rows(store)
+                    assert row["state"] == "pending", (clock.now - start, row)
+                    clock.now = max(clock.now + 1.0, row["next_at"])
+
+        asyncio.run(go())
