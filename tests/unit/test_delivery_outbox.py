@@ -6,7 +6,10 @@ seen and announced (item 15), one slow channel does not delay the others (item 9
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from pollerd.channels.base import ChannelContext, retry_after_seconds
+from pollerd.channels.base import ChannelContext, SendResult, retry_after_seconds
+from pollerd.channels.console import ConsoleChannel
 from pollerd.channels.webhook import WebhookChannel
 from pollerd.config import DeliveryConfig
 from pollerd.delivery import Deliverer
@@ -166,3 +170,83 @@ def test_the_defaults_give_up_at_the_72h_horizon_not_after_4h(store: Store) -> N
                     clock.now = max(clock.now + 1.0, row["next_at"])
 
         asyncio.run(go())
+
+
+# ---- item 9: one slow channel does not delay the others -----------------------------------
+
+
+class Hang:
+    """A receiver on loopback that accepts every connection and never answers (a webhook
+    whose server hangs): each send to it ends at its timeout."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+class TimedConsole(ConsoleChannel):
+    """The console channel, noting when each alert was written."""
+
+    def __init__(self, ctx: ChannelContext) -> None:
+        super().__init__(ctx)
+        self.at: dict[str, float] = {}
+
+    async def send(self, event: Event, rendered: str) -> SendResult:
+        outcome = await super().send(event, rendered)
+        self.at[event.id] = time.monotonic()
+        return outcome
+
+
+def test_a_hanging_webhook_does_not_delay_the_console(store: Store) -> None:
+    """20 orders to console and to a webhook that never answers (2 s timeout): every console
+    alert is written within a bound far below the webhook's timeout."""
+    hang = Hang()
+    burst = 20
+
+    async def go() -> dict[str, float]:
+        async with httpx.AsyncClient() as http:
+            hook = WebhookChannel(
+                ChannelContext("hook", {"url": hang.url, "secret": SECRET, "timeout": "2s"}, http)
+            )
+            console = TimedConsole(ChannelContext("console", {"stream": "stderr"}, http))
+            deliverer = Deliverer(
+                store,
+                {"hook": hook, "console": console},
+                DeliveryConfig(send_timeout="2s", backoff_base="10ms", backoff_max="20ms"),
+            )
+            stop, wake = asyncio.Event(), asyncio.Event()
+            loop = asyncio.create_task(deliverer.run(stop, wake))
+            committed = {}
+            for n in range(burst):
+                event = order_event(n)
+                store.commit_page("acme", [], [(event, ["hook", "console"])])
+                committed[event.id] = time.monotonic()
+                wake.set()
+                await asyncio.sleep(0.05)  # orders arriving over a second, as they do
+            while len(console.at) < burst and time.monotonic() - min(committed.values()) < 30:
+                await asyncio.sleep(0.05)
+            deliverer.draining = True
+            stop.set()
+            await loop
+            return {k: console.at[k] - committed[k] for k in console.at}
+
+    try:
+        latencies = asyncio.run(go())
+    finally:
+        hang.close()
+    assert len(latencies) == burst
+    assert max(latencies.values()) < 0.5, sorted(latencies.values())
