@@ -75,10 +75,13 @@ def rows(store: Store) -> list[dict[str, Any]]:
     return sorted(store.deliveries(limit=10_000), key=lambda r: r["id"])
 
 
-def age_rows(store: Store, seconds: float) -> None:
-    """Make every delivery `seconds` older, as if it had been created that long ago."""
+def age_rows(store: Store, seconds: float, event_id: str | None = None) -> None:
+    """Make every delivery (of `event_id`) `seconds` older, as if created that long ago."""
+    query = update(DELIVERY).values(created_at=DELIVERY.c.created_at - seconds)
+    if event_id is not None:
+        query = query.where(DELIVERY.c.event_id == event_id)
     with store.tx() as conn:
-        conn.execute(update(DELIVERY).values(created_at=DELIVERY.c.created_at - seconds))
+        conn.execute(query)
 
 
 def deliver(store: Store, url: str, clock: Clock, rounds: int = 1, **cfg: Any) -> Deliverer:
@@ -250,3 +253,28 @@ def test_a_hanging_webhook_does_not_delay_the_console(store: Store) -> None:
         hang.close()
     assert len(latencies) == burst
     assert max(latencies.values()) < 0.5, sorted(latencies.values())
+
+
+# ---- item 12: a dead letter holds its order's later events ---------------------------------
+
+
+def test_later_events_wait_behind_a_dead_letter_and_follow_it_in_order(store: Store) -> None:
+    clock = Clock()
+    created, paid, other = order_event(1), order_event(1, "order.paid"), order_event(2)
+    store.commit_page("acme", [], [(created, ["hook"])])
+    with WebhookSink(mode="500") as sink:
+        deliver(store, sink.url, clock, max_attempts=1)
+        [dead] = store.deliveries(state="dead")
+        sink.set_mode("ok")
+        store.commit_page("acme", [], [(paid, ["hook"]), (other, ["hook"])])
+        age_rows(store, 73 * HOUR, paid.id)  # held rows do not expire while held
+        deliver(store, sink.url, clock, rounds=2)
+        assert sink.ids() == [other.id]  # order 2 is not held up; order 1's paid is held
+        held = next(r for r in rows(store) if r["event_id"] == paid.id)
+        assert held["state"] == "pending" and held["held_behind"] == dead["id"]
+
+        assert store.retry() == 1  # `pollerd deliveries retry`: the dead letter, then the held
+        released = next(r for r in rows(store) if r["event_id"] == paid.id)
+        assert time.time() - released["created_at"] < 60  # its expiry clock restarted
+        deliver(store, sink.url, clock, rounds=3)
+    assert sink.ids() == [other.id, created.id, paid.id]
