@@ -103,7 +103,7 @@ class Deliverer:
         self.store = store
         self.routes = routes
         self.channels = channels
-        self.cfg = cfg
+        self._cfg = cfg
         self.clock = clock
         self.rng = rng or random.Random()
         self.limiter = Limiter(monotonic)
@@ -120,6 +120,16 @@ class Deliverer:
             store, cfg.failing_after.total_seconds(), self._alert_channel_failing
         )
         metrics.watch_dead(self.dead_counts)
+
+    @property
+    def cfg(self) -> DeliveryConfig:
+        return self._cfg
+
+    @cfg.setter
+    def cfg(self, cfg: DeliveryConfig) -> None:
+        """A reload's new `[pollerd.delivery]` (failing_after included) applies at once."""
+        self._cfg = cfg
+        self.watch.failing_after = cfg.failing_after.total_seconds()
 
     @property
     def last_progress(self) -> float:

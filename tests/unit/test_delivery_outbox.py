@@ -23,8 +23,9 @@ from sqlalchemy import update
 from pollerd.channels.base import ChannelContext, SendResult, retry_after_seconds
 from pollerd.channels.console import ConsoleChannel
 from pollerd.channels.webhook import WebhookChannel
-from pollerd.config import DeliveryConfig
+from pollerd.config import DeliveryConfig, RouteConfig
 from pollerd.delivery import Deliverer
+from pollerd.health import Health
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event, Order
 from pollerd.sim import WebhookSink
@@ -278,3 +279,80 @@ def test_later_events_wait_behind_a_dead_letter_and_follow_it_in_order(store: St
         assert time.time() - released["created_at"] < 60  # its expiry clock restarted
         deliver(store, sink.url, clock, rounds=3)
     assert sink.ids() == [other.id, created.id, paid.id]
+
+
+# ---- item 15: a failing channel is seen and announced --------------------------------------
+
+
+def failing_pair(store: Store, url: str, clock: Clock, steps: list[float], **cfg: Any) -> Any:
+    """Deliver to "hook" (webhook at `url`) and "ops" (console, where alert.* also goes),
+    one round after each clock step; returns (ops alerts, the deliverer's failing report
+    after each round)."""
+
+    async def go() -> tuple[list[Event], list[dict[str, Any]]]:
+        async with httpx.AsyncClient() as http:
+            ctx = ChannelContext("hook", {"url": url, "secret": SECRET, "timeout": "2s"}, http)
+            ops = TimedConsole(ChannelContext("ops", {"stream": "stderr"}, http))
+            seen: list[Event] = []
+            original = ops.send
+
+            async def send(event: Event, rendered: str) -> SendResult:
+                seen.append(event)
+                return await original(event, rendered)
+
+            ops.send = send  # type: ignore[method-assign]
+            deliverer = Deliverer(
+                store,
+                {"hook": WebhookChannel(ctx), "ops": ops},
+                DeliveryConfig(backoff_base="1s", backoff_max="2s", **cfg),
+                clock=clock,
+                rng=random.Random(3),
+                routes=[RouteConfig(events=["alert.*"], channels=["ops", "hook"])],
+            )
+            reports = []
+            for step in steps:
+                clock.now += step
+                await deliverer.drain()
+                reports.append(deliverer.failing())
+            return seen, reports
+
+    return asyncio.run(go())
+
+
+def test_a_channel_failing_for_failing_after_is_announced_once_and_reported(
+    store: Store,
+) -> None:
+    clock = Clock()
+    store.commit_page("acme", [], [(order_event(1), ["hook"])])
+    with WebhookSink(mode="500") as sink:
+        steps = [0.0, 600.0, 360.0, 600.0, 600.0]  # failing from 0 on: 10, 16, 26, 36 min
+        alerts, reports = failing_pair(store, sink.url, clock, steps)
+        assert [a.type for a in alerts] == ["alert.channel_failing"]
+        assert "channel hook" in alerts[0].reason and "16m" in alerts[0].reason
+        assert [bool(r) for r in reports] == [False, False, True, True, True]
+        sink.set_mode("ok")
+        alerts, reports = failing_pair(store, sink.url, clock, [60.0])
+    assert not alerts and reports == [{}]  # one success ends the episode
+    assert [r["state"] for r in rows(store) if r["channel"] == "hook"] == ["sent"]
+
+
+def test_dead_letters_are_announced_on_another_channel(store: Store) -> None:
+    clock = Clock()
+    store.commit_page("acme", [], [(order_event(1), ["hook"]), (order_event(2), ["hook"])])
+    with WebhookSink(mode="500") as sink:
+        alerts, reports = failing_pair(store, sink.url, clock, [0.0, 1.0], max_attempts=1)
+    assert [a.type for a in alerts] == ["alert.channel_failing"]
+    assert "dead letters" in alerts[0].reason and "deliveries retry" in alerts[0].reason
+    assert reports[-1]["hook"]["dead_letters"] is True
+
+
+def test_healthz_names_a_failing_channel() -> None:
+    health = Health(
+        delivery_last=time.monotonic,
+        delivery_limit=35.0,
+        tick_every=1.0,
+        channels=lambda: {"hook": {"failing_seconds": 1200.0, "detail": "HTTP 500"}},
+    )
+    ok, report = health.check()
+    assert not ok and report["status"] == "unhealthy"
+    assert report["problems"] == ["channel hook: failing for 1200s: HTTP 500"]
