@@ -46,9 +46,11 @@ from pollerd.model import Event
 from pollerd.rules import channels_for
 from pollerd.store import Due, Store
 from pollerd.store.db import DELIVERY
+from pollerd.templates import DigestTooLong, complete_digests
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
 DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
+DIGEST_GUESS = 20  # alerts a channel's first digest tries to name (then: its last digest's)
 HOUSEKEEPING = 5.0  # seconds between expiry sweeps / failing-channel checks in `run`
 
 
@@ -116,6 +118,7 @@ class Deliverer:
         self.before_send: Callable[[], Awaitable[None]] | None = None
         self.no_digest: set[str] = set()  # channels whose digest was refused as a message
         self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
+        self._fits: dict[str, int] = {}  # channel → alerts its last digest named (a guess)
         self.watch = ChannelWatch(
             store, cfg.failing_after.total_seconds(), self._alert_channel_failing
         )
@@ -256,17 +259,71 @@ class Deliverer:
                 seen.add((row.store, row.order_id))
                 heads.append(row)
         slots = self.limiter.take(budget, 1 if digest else len(heads))
-        chosen = backlog if digest else heads[: len(slots)]
-        result.waiting += len(backlog) - len(chosen) if slots else len(backlog)
-        if not slots or len(chosen) < len(heads):
+        rendered = ""
+        if slots and digest:
+            fitted = self._fit_digest(name, backlog)
+            if fitted is None:  # cannot render a digest: one by one from the next round
+                self.limiter.release(budget, slots[0])
+                slots = []
+            else:
+                chosen, rendered = fitted
+        if not (slots and digest):
+            chosen = heads[: len(slots)]
+        result.waiting += len(backlog) - len(chosen)
+        if not slots or len(chosen) < len(heads if not digest else backlog):
             self._waiting[name] = self.limiter.wait(budget)
         if not slots:
             return []
         if skip is not None:
             skip.update(d.id for d in chosen)
-        if digest:
-            return [self._digest(name, budget, backlog, slots[0], result)]
+        if digest and len(chosen) > 1:
+            return [self._digest(name, budget, chosen, rendered, slots[0], result)]
         return [self._deliver(d, result, slot) for d, slot in zip(chosen, slots, strict=False)]
+
+    def _fit_digest(self, name: str, backlog: list[Due]) -> tuple[list[Due], str] | None:
+        """The longest head of `backlog` whose digest NAMES every alert within the channel's
+        limit (WeCom 4,096 bytes, ...), and that digest; None when the channel cannot render
+        one. The digest marks exactly these rows sent; the rest stay pending for the next
+        digest, so no alert is ever only "… and 30 more". A head of the backlog keeps each
+        order's events together and in order (the backlog is in event order). A head of one
+        is sent as a single alert (its rendered text is then unused)."""
+        channel = self.channels[name]
+        events = [Event.from_json(row.payload) for row in backlog]
+
+        def render(count: int) -> str | None:
+            try:
+                with complete_digests():
+                    return channel.render_digest(events[:count])
+            except DigestTooLong:
+                return None
+
+        try:
+            # The last fit is the best first guess (a flash sale's lines are alike): from
+            # there, gallop up (+1, +2, +4, ...) or search down, a few renders per digest.
+            guess = min(len(backlog), self._fits.get(name, DIGEST_GUESS))
+            best = render(guess)
+            low, high = (1, guess - 1) if best is None else (guess, len(backlog))
+            step = 1
+            while best is not None and low < high:
+                probe = min(high, low + step)
+                attempt = render(probe)
+                if attempt is None:
+                    high = probe - 1
+                    break
+                low, best, step = probe, attempt, step * 2
+            while low < high:
+                middle = (low + high + 1) // 2
+                attempt = render(middle)
+                if attempt is None:
+                    high = middle - 1
+                else:
+                    low, best = middle, attempt
+        except Exception:  # noqa: BLE001 - a digest bug must not hold the alerts: send singly
+            logger.exception("channel {}: cannot render a digest; sending one by one", name)
+            self.no_digest.add(name)
+            return None
+        self._fits[name] = max(2, low)
+        return backlog[:low], best or ""
 
     async def drain(self, *, deadline: float | None = None) -> Round:
         """Send what is due now, each row at most once (`once` must not burn a row's attempts
@@ -499,7 +556,7 @@ class Deliverer:
         self.store.commit_page(event.store, [], [(event, targets)])
 
     async def _digest(
-        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
+        self, name: str, budget: Budget, rows: list[Due], rendered: str, slot: Slot, result: Round
     ) -> None:
         """Send `rows` as one message; on success every row is sent with the digest's id (one
         transaction), otherwise none is and each fails as its own send would have. Draining
@@ -508,24 +565,17 @@ class Deliverer:
             self.limiter.release(budget, slot)
             return
         try:
-            await self._digest_one(name, budget, rows, slot, result)
+            await self._digest_one(name, rows, rendered, slot, result)
         finally:
-            self.last_progress = time.monotonic()
+            self._beat(name)
 
     async def _digest_one(
-        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
+        self, name: str, rows: list[Due], rendered: str, slot: Slot, result: Round
     ) -> None:
         channel = self.channels[name]
         events = [Event.from_json(row.payload) for row in rows]
         # Unique among sent digests: a row is marked sent once, so its id starts one digest.
         digest_id = f"dg-{rows[0].id}-{rows[-1].id}-{len(rows)}"
-        try:
-            rendered = channel.render_digest(events)
-        except Exception:  # noqa: BLE001 - a digest bug must not hold the alerts: send them singly
-            logger.exception("channel {}: cannot render a digest; sending one by one", name)
-            self.no_digest.add(name)
-            self.limiter.release(budget, slot)
-            return
         try:
             outcome = await asyncio.wait_for(
                 channel.send(events[0], rendered), self.cfg.send_timeout.total_seconds()
