@@ -138,7 +138,7 @@ class Deliverer:
     def last_progress(self) -> float:
         """When the loop last made progress (monotonic): its slowest channel's heartbeat, so
         one channel's stuck task is seen even while the others are busy."""
-        return min(self._progress.values(), default=self._progress_base)
+        return min(tuple(self._progress.values()), default=self._progress_base)
 
     @last_progress.setter
     def last_progress(self, value: float) -> None:
@@ -149,8 +149,10 @@ class Deliverer:
         self._progress[channel] = time.monotonic()
 
     def failing(self) -> dict[str, dict[str, Any]]:
-        """Channels failing for `failing_after` or with new dead letters (for `/healthz`)."""
-        return self.watch.report(self.clock())
+        """Channels failing for `failing_after` or with new dead letters (for `/healthz`; a
+        channel a reload removed is no longer reported)."""
+        report = self.watch.report(self.clock())
+        return {name: info for name, info in report.items() if name in self.channels}
 
     def dead_counts(self) -> dict[str, int]:
         """Dead letters per channel, for `pollerd_deliveries_dead` (read when scraped, from the

@@ -653,14 +653,18 @@ class Store:
                   AND p.state IN ('pending', 'dead') AND p.event_seq < d.event_seq)
             """
         )
-        with self.tx() as conn:
+        # Read first, write only when something expired: this runs every few seconds and
+        # must not take the write lock from the pages being committed for nothing.
+        with self.engine.connect() as conn:
             rows = [_due(r) for r in conn.execute(sql, {"cutoff": cutoff}).all()]
-            if rows:
-                conn.execute(
-                    update(DELIVERY)
-                    .where(DELIVERY.c.id.in_([r.id for r in rows]))
-                    .values(state="dead", last_error=why[:1000])
-                )
+        if not rows:
+            return []
+        with self.tx() as conn:
+            conn.execute(
+                update(DELIVERY)
+                .where(DELIVERY.c.id.in_([r.id for r in rows]), DELIVERY.c.state == "pending")
+                .values(state="dead", last_error=why[:1000])
+            )
         return rows
 
     def deliveries(

@@ -98,6 +98,8 @@ def complete_digests() -> Iterator[None]:
         yield
     finally:
         _COMPLETE.reset(token)
+
+
 _MAX_VALUE = 200  # characters of one order-derived value (a pasted essay as a name stays short)
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2066-\u2069]+")
 
