@@ -1,10 +1,13 @@
-"""Sliding-window rate limits per destination (a chat robot's published budget), in memory."""
+"""Sliding-window rate limits per destination (a chat robot's published budget), in memory,
+and the bound on sends in flight (`Gates`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from pollerd.channels.base import Budget
 
@@ -85,3 +88,19 @@ class Limiter:
         slots = self._slots.get(budget.key, [])
         if slot in slots:
             slots.remove(slot)
+
+
+class Gates:
+    """The concurrency bound of one loop: `concurrency` sends in flight across all channels,
+    and each channel at most its even share of them (at least one), so a channel whose sends
+    hang until the timeout can never hold the permits the others need."""
+
+    def __init__(self, concurrency: int, channels: int) -> None:
+        self.all = asyncio.Semaphore(concurrency)
+        self.share = max(1, concurrency // max(1, channels))
+        self._each: dict[str, asyncio.Semaphore] = {}
+
+    async def run(self, channel: str, job: Coroutine[Any, Any, None]) -> None:
+        gate = self._each.setdefault(channel, asyncio.Semaphore(self.share))
+        async with gate, self.all:  # the channel's own share first: waiting holds no global permit
+            await job

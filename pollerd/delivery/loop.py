@@ -39,14 +39,15 @@ from sqlalchemy import func, select
 from pollerd import metrics
 from pollerd.channels.base import Budget, Channel, SendResult
 from pollerd.config import DeliveryConfig, RouteConfig
-from pollerd.delivery.limiter import WINDOW_PAD, Limiter, Slot
+from pollerd.delivery.limiter import WINDOW_PAD, Gates, Limiter, Slot
+from pollerd.delivery.outcome import gives_up, latency, refused, span
+from pollerd.delivery.plan import first_of_each_order, fit_digest
 from pollerd.delivery.watch import ChannelWatch
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
 from pollerd.rules import channels_for
 from pollerd.store import Due, Store
 from pollerd.store.db import DELIVERY
-from pollerd.templates import DigestTooLong, complete_digests
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
 DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
@@ -67,22 +68,6 @@ class Round:
     @property
     def claimed(self) -> int:
         return self.sent + self.retried + self.dead + self.held
-
-
-class Gates:
-    """The concurrency bound of one loop: `concurrency` sends in flight across all channels,
-    and each channel at most its even share of them (at least one), so a channel whose sends
-    hang until the timeout can never hold the permits the others need."""
-
-    def __init__(self, concurrency: int, channels: int) -> None:
-        self.all = asyncio.Semaphore(concurrency)
-        self.share = max(1, concurrency // max(1, channels))
-        self._each: dict[str, asyncio.Semaphore] = {}
-
-    async def run(self, channel: str, job: Coroutine[Any, Any, None]) -> None:
-        gate = self._each.setdefault(channel, asyncio.Semaphore(self.share))
-        async with gate, self.all:  # the channel's own share first: waiting holds no global permit
-            await job
 
 
 class Deliverer:
@@ -177,23 +162,13 @@ class Deliverer:
         delay = self.rng.uniform(0, ceiling)
         return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
 
-    def _gives_up(self, due: Due, attempts: int, next_at: float) -> str | None:
-        """Why a failed row is dead now, or None: `max_attempts` (when set) is spent, or its
-        next attempt would fall past its expiry (created_at + dead_after), so no row ever waits
-        past the horizon the README promises."""
-        if self.cfg.max_attempts and attempts >= self.cfg.max_attempts:
-            return f"gave up after {attempts} attempts"
-        if next_at >= due.created_at + self.cfg.dead_after.total_seconds():
-            return f"not sent within dead_after = {_span(self.cfg.dead_after.total_seconds())}"
-        return None
-
     def housekeeping(self) -> None:
         """Dead-letter rows past their expiry (a row an older pollerd left due in years; a row
         whose channel was held), and announce channels failing for `failing_after`."""
         now = self.clock()
         horizon = self.cfg.dead_after.total_seconds()
         expired = self.store.expire(
-            now - horizon, f"not sent within dead_after = {_span(horizon)} (expired)"
+            now - horizon, f"not sent within dead_after = {span(horizon)} (expired)"
         )
         by_channel: dict[str, int] = {}
         for row in expired:
@@ -254,12 +229,7 @@ class Deliverer:
         digest = (
             len(backlog) > max(1, budget.capacity(self.digest_after)) and name not in self.no_digest
         )
-        seen: set[tuple[str, str]] = set()
-        heads = []  # the rows `due` would hand out: the first pending one of each order
-        for row in backlog:
-            if (row.store, row.order_id) not in seen:
-                seen.add((row.store, row.order_id))
-                heads.append(row)
+        heads = first_of_each_order(backlog)
         slots = self.limiter.take(budget, 1 if digest else len(heads))
         rendered = ""
         if slots and digest:
@@ -283,49 +253,17 @@ class Deliverer:
         return [self._deliver(d, result, slot) for d, slot in zip(chosen, slots, strict=False)]
 
     def _fit_digest(self, name: str, backlog: list[Due]) -> tuple[list[Due], str] | None:
-        """The longest head of `backlog` whose digest NAMES every alert within the channel's
-        limit (WeCom 4,096 bytes, ...), and that digest; None when the channel cannot render
-        one. The digest marks exactly these rows sent; the rest stay pending for the next
-        digest, so no alert is ever only "… and 30 more". A head of the backlog keeps each
-        order's events together and in order (the backlog is in event order). A head of one
-        is sent as a single alert (its rendered text is then unused)."""
-        channel = self.channels[name]
-        events = [Event.from_json(row.payload) for row in backlog]
-
-        def render(count: int) -> str | None:
-            try:
-                with complete_digests():
-                    return channel.render_digest(events[:count])
-            except DigestTooLong:
-                return None
-
+        """`plan.fit_digest` for this channel, remembering its fit as the next guess; None
+        (and one by one from now on) when the channel cannot render a digest at all."""
+        guess = self._fits.get(name, DIGEST_GUESS)
         try:
-            # The last fit is the best first guess (a flash sale's lines are alike): from
-            # there, gallop up (+1, +2, +4, ...) or search down, a few renders per digest.
-            guess = min(len(backlog), self._fits.get(name, DIGEST_GUESS))
-            best = render(guess)
-            low, high = (1, guess - 1) if best is None else (guess, len(backlog))
-            step = 1
-            while best is not None and low < high:
-                probe = min(high, low + step)
-                attempt = render(probe)
-                if attempt is None:
-                    high = probe - 1
-                    break
-                low, best, step = probe, attempt, step * 2
-            while low < high:
-                middle = (low + high + 1) // 2
-                attempt = render(middle)
-                if attempt is None:
-                    high = middle - 1
-                else:
-                    low, best = middle, attempt
+            count, rendered = fit_digest(self.channels[name], backlog, guess)
         except Exception:  # noqa: BLE001 - a digest bug must not hold the alerts: send singly
             logger.exception("channel {}: cannot render a digest; sending one by one", name)
             self.no_digest.add(name)
             return None
-        self._fits[name] = max(2, low)
-        return backlog[:low], best or ""
+        self._fits[name] = max(2, count)
+        return backlog[:count], rendered
 
     async def drain(self, *, deadline: float | None = None) -> Round:
         """Send what is due now, each row at most once (`once` must not burn a row's attempts
@@ -466,7 +404,7 @@ class Deliverer:
         attempts = due.attempts + 1
         if outcome.kind == "ok":
             self.store.mark(due.id, state="sent", attempts=attempts, body=body)
-            metrics.delivery(due.channel, "sent", latency=_latency(event))
+            metrics.delivery(due.channel, "sent", latency=latency(event))
             self.watch.succeeded(due.channel)
             result.sent += 1
             result.sent_ids.append(due.event_id)
@@ -479,14 +417,14 @@ class Deliverer:
             self.store.mark(
                 due.id, state="pending", attempts=attempts, body=body, error=outcome.detail
             )
-            metrics.delivery(due.channel, _refused(outcome))
+            metrics.delivery(due.channel, refused(outcome))
             result.held += 1
             return
         now = self.clock()
         delay = self.backoff(attempts, outcome.retry_after)
         why = outcome.detail if outcome.kind == "permanent" else None
         if why is None:
-            gave_up = self._gives_up(due, attempts, now + delay)
+            gave_up = gives_up(self.cfg, due.created_at, attempts, now + delay)
             why = None if gave_up is None else f"{gave_up}: {outcome.detail}"
         if why is not None:
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
@@ -591,7 +529,7 @@ class Deliverer:
             self.watch.succeeded(name)
             marked = self.store.mark_digest([row.id for row in rows], digest_id)
             for event in events[:marked]:  # rows sent meanwhile by another process: not ours
-                metrics.delivery(name, "sent", latency=_latency(event))
+                metrics.delivery(name, "sent", latency=latency(event))
             logger.info("digest {} to {}: {} alerts in one message", digest_id, name, marked)
             result.sent += marked
             result.digests += 1
@@ -616,7 +554,7 @@ class Deliverer:
                 self.store.mark(
                     row.id, state="pending", attempts=row.attempts + 1, body=row.body, error=detail
                 )
-                metrics.delivery(name, _refused(outcome))
+                metrics.delivery(name, refused(outcome))
             result.held += len(rows)
             return
         now = self.clock()
@@ -627,7 +565,7 @@ class Deliverer:
         dead = 0
         for row in rows:
             attempts = row.attempts + 1
-            gave_up = self._gives_up(row, attempts, now + delay)
+            gave_up = gives_up(self.cfg, row.created_at, attempts, now + delay)
             if gave_up is not None:
                 why = f"{gave_up}: {detail}"
                 logger.error("delivery {} to {} is dead: {}", row.event_id, name, why)
@@ -657,22 +595,3 @@ async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> as
     for task in pending:
         task.cancel()
     return next((waits[task] for task in done), None)
-
-
-def _span(seconds: float) -> str:
-    """A duration as the config writes it: `72h`, `90m`, `45s`."""
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-def _latency(event: Event) -> float:
-    """sent_at - detected_at, on the wall clock `Store.mark` stamps `sent_at` with."""
-    return time.time() - event.detected_at.timestamp()
-
-
-def _refused(outcome: SendResult) -> str:
-    """A refusal for good: "suppressed" when the recipients opted out or blocked pollerd (an
-    SMS STOP, a blocked bot), "permanent" for a broken channel or message."""
-    return "suppressed" if outcome.scope == "recipient" else "permanent"
