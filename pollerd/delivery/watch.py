@@ -78,11 +78,8 @@ class ChannelWatch:
     def dead(self, channel: str, count: int, detail: str, now: float) -> None:
         """`count` letters of `channel` just went dead: tell a person once per episode (a
         dead letter also holds its order's later events on this channel)."""
-        episode = self.open.get(channel)
-        if episode is None:
-            episode = self.open[channel] = Episode(since=now, detail=detail[:300])
+        episode = self.open.setdefault(channel, Episode(since=now, detail=detail[:300]))
         if episode.dead_alerted:
-            self._save(channel)
             return
         episode.dead_alerted = True
         self._save(channel)

@@ -216,21 +216,21 @@ class TimedConsole(ConsoleChannel):
 
 
 def test_a_hanging_webhook_does_not_delay_the_console(store: Store) -> None:
-    """20 orders to console and to a webhook that never answers (2 s timeout): every console
-    alert is written within a bound far below the webhook's timeout."""
+    """20 orders to console and to a webhook that never answers (3 s timeout): every console
+    alert is written within 1 s (before issue 11: up to 5 s with a 2 s timeout)."""
     hang = Hang()
     burst = 20
 
     async def go() -> dict[str, float]:
         async with httpx.AsyncClient() as http:
             hook = WebhookChannel(
-                ChannelContext("hook", {"url": hang.url, "secret": SECRET, "timeout": "2s"}, http)
+                ChannelContext("hook", {"url": hang.url, "secret": SECRET, "timeout": "3s"}, http)
             )
             console = TimedConsole(ChannelContext("console", {"stream": "stderr"}, http))
             deliverer = Deliverer(
                 store,
                 {"hook": hook, "console": console},
-                DeliveryConfig(send_timeout="2s", backoff_base="10ms", backoff_max="20ms"),
+                DeliveryConfig(send_timeout="3s", backoff_base="10ms", backoff_max="20ms"),
             )
             stop, wake = asyncio.Event(), asyncio.Event()
             loop = asyncio.create_task(deliverer.run(stop, wake))
@@ -253,7 +253,7 @@ def test_a_hanging_webhook_does_not_delay_the_console(store: Store) -> None:
     finally:
         hang.close()
     assert len(latencies) == burst
-    assert max(latencies.values()) < 0.5, sorted(latencies.values())
+    assert max(latencies.values()) < 1.0, sorted(latencies.values())
 
 
 # ---- item 12: a dead letter holds its order's later events ---------------------------------
