@@ -3,24 +3,31 @@
 At-least-once, stated plainly: a row is marked sent only after the channel accepted it, so a
 crash between the two sends it again on restart (same body, same idempotency key). Nothing is
 sent inside the transaction that created the row, and nothing is ever deleted for failing:
-retryable failures back off exponentially with full jitter (honouring the channel's own wait),
-and a row becomes a dead letter only after `max_attempts` or `dead_after`, listed and retryable
-with `pollerd deliveries`. A channel that is broken as a whole (410 Gone, revoked key) is held,
-not drained into the dead-letter list.
+retryable failures back off exponentially with full jitter (honouring the channel's own wait,
+capped at an hour), and a row becomes a dead letter when its next attempt would fall past
+`dead_after` (or after `max_attempts`, when set), listed and retryable with `pollerd
+deliveries`; a dead letter holds its order's later events on that channel until it is retried.
+A channel that is broken as a whole (410 Gone, revoked key) is held, not drained into the
+dead-letter list; one that keeps failing is announced (`watch`).
+
+One task per channel (`run`): a receiver that hangs until the send timeout delays its own
+alerts only, and `Gates` gives each channel an even share of `concurrency`.
 
 Rate budgets: a chat destination declares its published limit (`Channel.budget`, e.g. WeCom 20
 a minute) and the loop never sends past it. A `Limiter` keeps a sliding window of send times
 per destination; a delivery that does not fit stays pending as it is: waiting for a slot costs
-no attempt, no back-off and can never make it dead. Slots are stamped when the answer arrives
+no attempt and no back-off. Slots are stamped when the answer arrives
 (the service counted the message somewhere between request and answer) and every window is
 held `WINDOW_PAD` longer than published, because exceeding DingTalk's costs a 10-minute block.
 
 Digests: when more deliveries are due for a destination than its budget lets out within
 `digest_after` (a flash sale: hundreds of orders in minutes, at 20 a minute that is hours),
-they go out as ONE summary message (`Channel.render_digest`) in event order, and every row it
-stands for is marked sent with the digest's id, in one transaction, or none is. A digest
-takes an order's events only together with every earlier pending one (`Store.backlog`), so per
-order nothing is overtaken. A failed digest backs its rows off like any failed send.
+they go out as summary messages (`Channel.render_digest`) in event order. A digest names
+every row it stands for (as many as fit the channel's limit: `plan.fit_digest`; the rest wait
+for the next one), and those rows are marked sent with its id, in one transaction, or none
+is. A digest takes an order's events only together with every earlier pending one
+(`Store.backlog`), so per order nothing is overtaken. A failed digest backs its rows off like
+any failed send.
 """
 
 from __future__ import annotations
@@ -163,8 +170,8 @@ class Deliverer:
         return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
 
     def housekeeping(self) -> None:
-        """Dead-letter rows past their expiry (a row an older pollerd left due in years; a row
-        whose channel was held), and announce channels failing for `failing_after`."""
+        """Dead-letter rows past their expiry that no attempt will reach in time (one an older
+        pollerd left due in years), and announce channels failing for `failing_after`."""
         now = self.clock()
         horizon = self.cfg.dead_after.total_seconds()
         expired = self.store.expire(
