@@ -259,9 +259,16 @@ def deliveries_list(
     if not rows:
         typer.echo("no deliveries" + (" in the dead-letter list" if dead else ""))
     for r in rows:
+        # A later event of an order whose earlier one is a dead letter waits behind it.
+        state = "held" if r.get("held_behind") else r["state"]
         typer.echo(
-            f"{r['id']:>6}  {r['state']:<7} {r['channel']:<14} {r['event_id']:<48} "
+            f"{r['id']:>6}  {state:<7} {r['channel']:<14} {r['event_id']:<48} "
             f"attempts={r['attempts']}"
+            + (
+                f"  held behind dead letter {r['held_behind']} (retry it to release)"
+                if r.get("held_behind")
+                else ""
+            )
             + (f"  in digest {r['digest']}" if r.get("digest") else "")
             + (f"  last error: {r['last_error']}" if r["last_error"] else "")
         )

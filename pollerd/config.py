@@ -228,12 +228,19 @@ class _Strict(BaseModel):
 
 
 class DeliveryConfig(_Strict):
-    max_attempts: int = Field(25, ge=1)
+    """The outbox's retry policy. `dead_after` (72 h, the README's horizon) decides when a
+    delivery gives up; `max_attempts` 0 (the default) adds no cap of its own: 25 attempts at a
+    30-minute back-off gave up after about 4 hours, not 72."""
+
+    max_attempts: int = Field(0, ge=0)
     dead_after: Duration = timedelta(hours=72)
     backoff_base: Duration = timedelta(seconds=5)
     backoff_max: Duration = timedelta(minutes=30)
     concurrency: int = Field(8, ge=1, le=256)
     send_timeout: Duration = timedelta(seconds=30)
+    # A channel whose every attempt failed for this long is "failing": alert.channel_failing on
+    # the other channels, `status` and /healthz unhealthy (a broken one is held at once).
+    failing_after: Duration = timedelta(minutes=15)
 
 
 class GlobalConfig(_Strict):

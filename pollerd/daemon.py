@@ -396,6 +396,7 @@ class Service:
             delivery_last=lambda: self.deliverer.last_progress,
             delivery_limit=self._delivery_limit(settings),
             tick_every=self.tick_every,
+            channels=lambda: self.deliverer.failing(),
         )
         web = metrics_server = None
         try:

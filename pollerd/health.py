@@ -3,7 +3,9 @@
 A store is healthy when it had a successful pass within 3 of its intervals (its first gets
 `FIRST_POLL_GRACE` more); the delivery loop when it made progress within one send timeout +
 `DELIVERY_SLACK`; the scheduler when its own tick ran recently. A store's API being down is a
-store verdict, never a reason to stop the watchdog: a restart would not fix it.
+store verdict, never a reason to stop the watchdog: a restart would not fix it. Likewise a
+channel that is failing (every attempt for `failing_after`, or letters gone dead: see
+`pollerd.delivery.watch`) makes `/healthz` unhealthy, naming it, and never stops the watchdog.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Health:
     stores: dict[str, StoreBeat] = field(default_factory=dict)
     last_tick: float = field(default_factory=time.monotonic)
     delivery_ended: str | None = None  # why the delivery loop is gone (it should never end)
+    # Failing channels (name → failing_seconds, detail), `Deliverer.failing` in the daemon.
+    channels: Callable[[], dict[str, dict[str, Any]]] = field(default=lambda: {})
 
     def delivery(self, now: float) -> tuple[bool, dict[str, Any]]:
         age = now - self.delivery_last()
@@ -132,11 +136,18 @@ class Health:
         for part, (ok, info) in parts.items():
             if not ok:
                 problems.append(f"{part}: {info['reason']}")
+        failing = self.channels()
+        for name, info in failing.items():
+            problems.append(
+                f"channel {name}: failing for {info['failing_seconds']:.0f}s: {info['detail']}"
+                + ("; it has dead letters" if info.get("dead_letters") else "")
+            )
         report = {
             "status": "unhealthy" if problems else "ok",
             **({"reason": "; ".join(problems)} if problems else {}),
             "problems": problems,
             "stores": stores,
+            "failing_channels": failing,
             **{part: info for part, (_, info) in parts.items()},
         }
         return not problems, report

@@ -21,7 +21,7 @@ from pollerd.errors import PollerdError
 from pollerd.model import Event, LineItem, Order
 from pollerd.quarantine import held
 from pollerd.startpoint import in_future, mismatch
-from pollerd.store import open_store
+from pollerd.store import Store, open_store
 
 
 def _iso(epoch: float) -> str:
@@ -89,15 +89,37 @@ def collect(settings: Settings) -> dict[str, Any]:
             )
         counts = store.counts()
         broken = store.broken_channels()
+        failing = _failing_channels(settings, store, now.timestamp())
         channels = []
         for ch in settings.channels:
             c = counts.get(ch.name, {"pending": 0, "retrying": 0, "sent": 0, "dead": 0})
-            problem = ch.name in broken or c["dead"] > 0
+            problem = ch.name in broken or ch.name in failing or c["dead"] > 0
             healthy &= not problem
-            channels.append({"name": ch.name, "type": ch.type, **c, "broken": broken.get(ch.name)})
+            channels.append(
+                {
+                    "name": ch.name,
+                    "type": ch.type,
+                    **c,
+                    "broken": broken.get(ch.name),
+                    "failing": failing.get(ch.name),
+                }
+            )
     finally:
         store.close()
     return {"healthy": healthy, "time": now.isoformat(), "stores": stores, "channels": channels}
+
+
+def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str, str]:
+    """Channels whose every attempt has failed for `failing_after` (the daemon records the
+    episode, `pollerd.delivery.watch`): "failing for 20m: HTTP 500 ..."."""
+    from pollerd.delivery.watch import episodes, for_humans
+
+    after = settings.pollerd.delivery.failing_after.total_seconds()
+    return {
+        name: f"failing for {for_humans(now - e.since)}: {e.detail}"
+        for name, e in episodes(store).items()
+        if now - e.since >= after
+    }
 
 
 def render(report: dict[str, Any]) -> None:
@@ -143,7 +165,7 @@ def render(report: dict[str, Any]) -> None:
             str(c["retrying"]),
             str(c["sent"]),
             str(c["dead"]),
-            c["broken"] or "",
+            c["broken"] or c.get("failing") or "",
         )
     console.print(table)
     console.print("healthy" if report["healthy"] else "[bold red]unhealthy[/]")

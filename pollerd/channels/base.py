@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
+from pollerd.http import parse_retry_after
 from pollerd.model import Event
 from pollerd.templates import Footer, Message, Templates, templates_for
 
@@ -159,25 +160,9 @@ class Channel:
         return None
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds or an HTTP-date (RFC 9110 §10.2.3); None when absent or junk."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from datetime import UTC, datetime
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+# The channels' name for the one parser (pollerd.http): capped, so a receiver's `Retry-After:
+# 99999999` cannot strand a delivery for years.
+retry_after_seconds = parse_retry_after
 
 
 def json_object(response: httpx.Response) -> dict[str, Any] | None:

@@ -27,11 +27,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
-MAX_RETRY_AFTER = 3600.0
-"""A `Retry-After` beyond an hour is treated as an hour: a misconfigured proxy must not silence a
-store for a day; the next answer can always ask again."""
+# The sources' one Retry-After parser is pollerd.http's (the channels use it too); re-exported
+# here for the sources that import it from their pacing module.
+from pollerd.http import MAX_RETRY_AFTER, parse_retry_after  # noqa: F401
 
 
 class TooSoon(Exception):
@@ -40,27 +39,6 @@ class TooSoon(Exception):
     def __init__(self, wait: float) -> None:
         self.wait = wait
         super().__init__(f"the server asked to wait {wait:.0f} s before the next request")
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), or None when
-    absent or unreadable. `now` is wall-clock epoch seconds (for the HTTP-date form)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 @dataclass

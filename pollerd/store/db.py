@@ -517,7 +517,9 @@ class Store:
 
     def due(self, now: float, limit: int, channels: Iterable[str]) -> list[Due]:
         """Pending rows of `channels` whose time has come, oldest first, skipping held channels
-        and any row whose order still has an earlier pending event for the same channel."""
+        and any row whose order still has an earlier pending event for the same channel, or an
+        earlier dead letter: its later events are held behind it (never overtaking it) until
+        `retry` releases them, in order."""
         names = sorted(channels)
         if not names:
             return []
@@ -531,7 +533,7 @@ class Store:
               AND NOT EXISTS (
                 SELECT 1 FROM delivery p
                 WHERE p.channel = d.channel AND p.store = d.store AND p.order_id = d.order_id
-                  AND p.state = 'pending' AND p.event_seq < d.event_seq)
+                  AND p.state IN ('pending', 'dead') AND p.event_seq < d.event_seq)
             ORDER BY d.next_at, d.event_seq
             LIMIT :limit
             """
@@ -545,8 +547,9 @@ class Store:
     ) -> list[Due]:
         """The due rows of `channel` that may go out together in ONE message (a digest), in
         event order: a row is in only when every earlier pending row of its order on this
-        channel is in too, so a digest never overtakes an event still backing off (nor one in
-        `skip`). Its first row per order is exactly what `due` would hand out alone."""
+        channel is in too, so a digest never overtakes an event still backing off, a dead
+        letter, nor one in `skip`. Its first row per order is exactly what `due` would hand
+        out alone."""
         sql = text(
             """
             SELECT d.id, d.event_id, d.channel, d.attempts, d.created_at, d.body, e.payload,
@@ -557,7 +560,8 @@ class Store:
               AND NOT EXISTS (
                 SELECT 1 FROM delivery p
                 WHERE p.channel = d.channel AND p.store = d.store AND p.order_id = d.order_id
-                  AND p.state = 'pending' AND p.event_seq < d.event_seq AND p.next_at > :now)
+                  AND p.event_seq < d.event_seq
+                  AND (p.state = 'dead' OR (p.state = 'pending' AND p.next_at > :now)))
             ORDER BY d.event_seq
             LIMIT :limit
             """
@@ -588,7 +592,7 @@ class Store:
               AND NOT EXISTS (
                 SELECT 1 FROM delivery p
                 WHERE p.channel = d.channel AND p.store = d.store AND p.order_id = d.order_id
-                  AND p.state = 'pending' AND p.event_seq < d.event_seq)
+                  AND p.state IN ('pending', 'dead') AND p.event_seq < d.event_seq)
             """
         ).bindparams(bindparam("names", expanding=True))
         with self.engine.connect() as conn:
@@ -661,9 +665,57 @@ class Store:
             ).all()
         return {r[0]: r[1] or "" for r in rows}
 
+    def expire(self, cutoff: float, why: str) -> list[Due]:
+        """Dead-letter every pending row created before `cutoff` (its expiry has passed) that
+        is not waiting for anything: not behind an earlier pending row or dead letter of its
+        order (a held row does not expire while held), not in a held (broken) channel. Covers
+        rows an older pollerd left due in years (`Retry-After: 99999999`). Returns them."""
+        sql = text(
+            """
+            SELECT d.id, d.event_id, d.channel, d.attempts, d.created_at, d.body, e.payload,
+                   d.store, d.order_id
+            FROM delivery d JOIN event e ON e.seq = d.event_seq
+            WHERE d.state = 'pending' AND d.created_at <= :cutoff
+              AND d.channel NOT IN (SELECT channel FROM channel_state WHERE broken)
+              AND NOT EXISTS (
+                SELECT 1 FROM delivery p
+                WHERE p.channel = d.channel AND p.store = d.store AND p.order_id = d.order_id
+                  AND p.state IN ('pending', 'dead') AND p.event_seq < d.event_seq)
+            """
+        )
+        # Read first, write only when something expired: this runs every few seconds and
+        # must not take the write lock from the pages being committed for nothing.
+        with self.engine.connect() as conn:
+            rows = [_due(r) for r in conn.execute(sql, {"cutoff": cutoff}).all()]
+        if not rows:
+            return []
+        with self.tx() as conn:
+            conn.execute(
+                update(DELIVERY)
+                .where(DELIVERY.c.id.in_([r.id for r in rows]), DELIVERY.c.state == "pending")
+                .values(state="dead", last_error=why[:1000])
+            )
+        return rows
+
     def deliveries(
         self, *, state: str | None = None, channel: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
+        """The outbox, newest first. `held_behind` is the id of the dead letter a pending row
+        waits behind (its order's earlier event on this channel), else None."""
+        dead = DELIVERY.alias("dead")
+        held_behind = (
+            select(func.min(dead.c.id))
+            .where(
+                dead.c.channel == DELIVERY.c.channel,
+                dead.c.store == DELIVERY.c.store,
+                dead.c.order_id == DELIVERY.c.order_id,
+                dead.c.state == "dead",
+                dead.c.event_seq < DELIVERY.c.event_seq,
+                DELIVERY.c.state == "pending",
+            )
+            .scalar_subquery()
+            .label("held_behind")
+        )
         query = (
             select(
                 DELIVERY.c.id,
@@ -676,6 +728,7 @@ class Store:
                 DELIVERY.c.sent_at,
                 DELIVERY.c.last_error,
                 DELIVERY.c.digest,
+                held_behind,
             )
             .order_by(DELIVERY.c.id.desc())
             .limit(limit)
@@ -688,20 +741,35 @@ class Store:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def retry(self, *, ids: list[int] | None = None, channel: str | None = None) -> int:
-        """Give dead (and held) deliveries a fresh set of attempts, due now."""
-        query = update(DELIVERY).where(DELIVERY.c.state.in_(["dead", "pending"]))
+        """Give dead (and held) deliveries a fresh set of attempts, due now. The events held
+        behind a retried dead letter are released with it: they go out after it, in order
+        (`due` hands out one row per order at a time), and their expiry clock restarts."""
+        where = [DELIVERY.c.state.in_(["dead", "pending"])]
         if ids:
-            query = query.where(DELIVERY.c.id.in_(ids))
+            where.append(DELIVERY.c.id.in_(ids))
         if channel:
-            query = query.where(DELIVERY.c.channel == channel)
+            where.append(DELIVERY.c.channel == channel)
         if not ids and not channel:
-            query = query.where(DELIVERY.c.state == "dead")
+            where.append(DELIVERY.c.state == "dead")
+        now = time.time()
+        release = text(
+            """
+            UPDATE delivery SET created_at = :now
+            WHERE state = 'pending' AND EXISTS (
+              SELECT 1 FROM delivery r
+              WHERE r.id IN :ids AND r.channel = delivery.channel AND r.store = delivery.store
+                AND r.order_id = delivery.order_id AND r.event_seq < delivery.event_seq)
+            """
+        ).bindparams(bindparam("ids", expanding=True))
         with self.tx() as conn:
+            retried = [int(i) for i in conn.execute(select(DELIVERY.c.id).where(*where)).scalars()]
             count = conn.execute(
-                query.values(
-                    state="pending", attempts=0, next_at=time.time(), created_at=time.time()
-                )
+                update(DELIVERY)
+                .where(*where)
+                .values(state="pending", attempts=0, next_at=now, created_at=now)
             ).rowcount
+            if retried:
+                conn.execute(release, {"now": now, "ids": retried})
         if channel:
             self.set_channel_broken(channel, None)
         return int(count or 0)

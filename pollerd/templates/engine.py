@@ -26,7 +26,9 @@ bug never loses an alert.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -83,7 +85,28 @@ FALLBACK: dict[str, tuple[str, ...]] = {
     "telegram": ("telegram", "text"),
 }
 MAX_ITEMS = 10  # more line items than this become "… (+N items)": an alert is not an invoice
-DIGEST_LINES = 10  # alerts a digest shows one by one; the rest are "… and M more"
+DIGEST_LINES = 10  # alerts a preview digest shows one by one; the rest are "… and M more"
+_COMPLETE: ContextVar[bool] = ContextVar("pollerd_complete_digests", default=False)
+
+
+class DigestTooLong(Exception):
+    """A digest cannot name every alert it stands for within the channel's limit (raised only
+    under `complete_digests`): the sender names fewer and leaves the rest for the next one."""
+
+
+@contextmanager
+def complete_digests() -> Iterator[None]:
+    """Digests rendered inside name EVERY alert or raise `DigestTooLong`: a digest marks its
+    rows sent, so a row it does not name would never be named anywhere (issue 11: a flash
+    sale's digest of 40 named 10 and said "… and 30 more"). The delivery loop renders in this
+    mode; previews (`pollerd check`, goldens) keep the "… and M more" form."""
+    token = _COMPLETE.set(True)
+    try:
+        yield
+    finally:
+        _COMPLETE.reset(token)
+
+
 _MAX_VALUE = 200  # characters of one order-derived value (a pasted essay as a name stays short)
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2066-\u2069]+")
 
@@ -793,6 +816,11 @@ def _shrink(
         return _with_footer(rendered, flavour, footer, locale)
 
     items = values["items"]
+    if values.get("type") == "digest" and _COMPLETE.get():
+        message = attempt({"items": items, "hidden": 0})
+        if fits is None or fits(message):
+            return message
+        raise DigestTooLong(f"{len(items)} alerts do not fit in one {flavour} message")
     for shown in range(min(len(items), MAX_ITEMS), -1, -1):
         message = attempt({"items": items[:shown], "hidden": len(items) - shown})
         if fits is None or fits(message):

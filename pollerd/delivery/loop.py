@@ -3,24 +3,31 @@
 At-least-once, stated plainly: a row is marked sent only after the channel accepted it, so a
 crash between the two sends it again on restart (same body, same idempotency key). Nothing is
 sent inside the transaction that created the row, and nothing is ever deleted for failing:
-retryable failures back off exponentially with full jitter (honouring the channel's own wait),
-and a row becomes a dead letter only after `max_attempts` or `dead_after`, listed and retryable
-with `pollerd deliveries`. A channel that is broken as a whole (410 Gone, revoked key) is held,
-not drained into the dead-letter list.
+retryable failures back off exponentially with full jitter (honouring the channel's own wait,
+capped at an hour), and a row becomes a dead letter when its next attempt would fall past
+`dead_after` (or after `max_attempts`, when set), listed and retryable with `pollerd
+deliveries`; a dead letter holds its order's later events on that channel until it is retried.
+A channel that is broken as a whole (410 Gone, revoked key) is held, not drained into the
+dead-letter list; one that keeps failing is announced (`watch`).
+
+One task per channel (`run`): a receiver that hangs until the send timeout delays its own
+alerts only, and `Gates` gives each channel an even share of `concurrency`.
 
 Rate budgets: a chat destination declares its published limit (`Channel.budget`, e.g. WeCom 20
 a minute) and the loop never sends past it. A `Limiter` keeps a sliding window of send times
 per destination; a delivery that does not fit stays pending as it is: waiting for a slot costs
-no attempt, no back-off and can never make it dead. Slots are stamped when the answer arrives
+no attempt and no back-off. Slots are stamped when the answer arrives
 (the service counted the message somewhere between request and answer) and every window is
 held `WINDOW_PAD` longer than published, because exceeding DingTalk's costs a 10-minute block.
 
 Digests: when more deliveries are due for a destination than its budget lets out within
 `digest_after` (a flash sale: hundreds of orders in minutes, at 20 a minute that is hours),
-they go out as ONE summary message (`Channel.render_digest`) in event order, and every row it
-stands for is marked sent with the digest's id, in one transaction, or none is. A digest
-takes an order's events only together with every earlier pending one (`Store.backlog`), so per
-order nothing is overtaken. A failed digest backs its rows off like any failed send.
+they go out as summary messages (`Channel.render_digest`) in event order. A digest names
+every row it stands for (as many as fit the channel's limit: `plan.fit_digest`; the rest wait
+for the next one), and those rows are marked sent with its id, in one transaction, or none
+is. A digest takes an order's events only together with every earlier pending one
+(`Store.backlog`), so per order nothing is overtaken. A failed digest backs its rows off like
+any failed send.
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ from sqlalchemy import func, select
 from pollerd import metrics
 from pollerd.channels.base import Budget, Channel, SendResult
 from pollerd.config import DeliveryConfig, RouteConfig
+from pollerd.delivery.limiter import WINDOW_PAD, Gates, Limiter, Slot
+from pollerd.delivery.outcome import gives_up, latency, refused, span
+from pollerd.delivery.plan import first_of_each_order, fit_digest
+from pollerd.delivery.watch import ChannelWatch
+from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
 from pollerd.rules import channels_for
 from pollerd.store import Due, Store
@@ -46,83 +58,8 @@ from pollerd.store.db import DELIVERY
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
 DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
-WINDOW_PAD = 0.05  # windows held 5 % longer than published: clocks and queues differ
-
-
-@dataclass
-class Slot:
-    """One message's place in a destination's windows; `at` moves to when it was answered."""
-
-    at: float
-
-
-class Limiter:
-    """Sliding-window rate limits per destination key, in memory, on a monotonic clock.
-
-    A budget `((20, 60.0),)` lets at most 20 slots into any 60-second window (padded). Slots
-    are taken before a send, so concurrent sends in one round never overbook a window, and
-    stamped at the answer. A new process seeds its windows from the outbox's `sent_at`
-    (`Deliverer.seed_limiter`), so a restart does not hand a destination a fresh window.
-    """
-
-    def __init__(
-        self, clock: Callable[[], float] = time.monotonic, *, pad: float = WINDOW_PAD
-    ) -> None:
-        self.clock = clock
-        self.pad = pad
-        self._slots: dict[str, list[Slot]] = {}
-
-    def _live(self, budget: Budget, now: float) -> list[Slot]:
-        longest = max(seconds for _, seconds in budget.windows) * (1 + self.pad)
-        slots = [s for s in self._slots.get(budget.key, ()) if s.at > now - longest]
-        self._slots[budget.key] = slots
-        return slots
-
-    def free(self, budget: Budget) -> int:
-        """Slots the budget allows right now."""
-        now = self.clock()
-        slots = self._live(budget, now)
-        room = [
-            count - sum(s.at > now - seconds * (1 + self.pad) for s in slots)
-            for count, seconds in budget.windows
-        ]
-        return max(0, min(room))
-
-    def wait(self, budget: Budget) -> float:
-        """Seconds until one more slot is free (0.0 when one is free now)."""
-        now = self.clock()
-        slots = self._live(budget, now)
-        wait = 0.0
-        for count, seconds in budget.windows:
-            span = seconds * (1 + self.pad)
-            inside = sorted(s.at for s in slots if s.at > now - span)
-            if len(inside) >= count:
-                wait = max(wait, inside[len(inside) - count] + span - now)
-        return wait
-
-    def take(self, budget: Budget, wanted: int) -> list[Slot]:
-        """Up to `wanted` slots, as many as are free now (maybe none)."""
-        now = self.clock()
-        taken = [Slot(now) for _ in range(min(wanted, self.free(budget)))]
-        self._slots.setdefault(budget.key, []).extend(taken)
-        return taken
-
-    def seed(self, budget: Budget, ages: list[float]) -> None:
-        """Messages a previous process sent `ages` seconds ago: a restart must not hand a
-        destination a fresh window (DingTalk punishes the 21st message in a minute with a
-        10-minute block)."""
-        now = self.clock()
-        self._slots.setdefault(budget.key, []).extend(Slot(now - age) for age in ages)
-
-    def stamp(self, slot: Slot) -> None:
-        """The message was answered now: its window runs from here."""
-        slot.at = max(slot.at, self.clock())
-
-    def release(self, budget: Budget, slot: Slot) -> None:
-        """A slot taken for a message that was never sent."""
-        slots = self._slots.get(budget.key, [])
-        if slot in slots:
-            slots.remove(slot)
+DIGEST_GUESS = 20  # alerts a channel's first digest tries to name (then: its last digest's)
+HOUSEKEEPING = 5.0  # seconds between expiry sweeps / failing-channel checks in `run`
 
 
 @dataclass
@@ -141,6 +78,10 @@ class Round:
 
 
 class Deliverer:
+    """Sends the outbox. `run` gives every channel its own task, so a receiver that hangs delays
+    only its own alerts (issue 11: a hanging webhook had pushed console alerts from 8 ms to 14 s);
+    `run_once` and `drain` run one round / all rounds of every channel side by side."""
+
     def __init__(
         self,
         store: Store,
@@ -156,19 +97,54 @@ class Deliverer:
         self.store = store
         self.routes = routes
         self.channels = channels
-        self.cfg = cfg
+        self._cfg = cfg
         self.clock = clock
         self.rng = rng or random.Random()
         self.limiter = Limiter(monotonic)
         self.digest_after = digest_after
         self._seeded = False
-        self.last_progress = time.monotonic()
+        self._progress_base = time.monotonic()
+        self._progress: dict[str, float] = {}  # channel → its loop's last heartbeat
         self.draining = False
         # A hook awaited before each send (the daemon's test-only failpoints).
         self.before_send: Callable[[], Awaitable[None]] | None = None
         self.no_digest: set[str] = set()  # channels whose digest was refused as a message
         self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
+        self._fits: dict[str, int] = {}  # channel → alerts its last digest named (a guess)
+        self.watch = ChannelWatch(
+            store, cfg.failing_after.total_seconds(), self._alert_channel_failing
+        )
         metrics.watch_dead(self.dead_counts)
+
+    @property
+    def cfg(self) -> DeliveryConfig:
+        return self._cfg
+
+    @cfg.setter
+    def cfg(self, cfg: DeliveryConfig) -> None:
+        """A reload's new `[pollerd.delivery]` (failing_after included) applies at once."""
+        self._cfg = cfg
+        self.watch.failing_after = cfg.failing_after.total_seconds()
+
+    @property
+    def last_progress(self) -> float:
+        """When the loop last made progress (monotonic): its slowest channel's heartbeat, so
+        one channel's stuck task is seen even while the others are busy."""
+        return min(tuple(self._progress.values()), default=self._progress_base)
+
+    @last_progress.setter
+    def last_progress(self, value: float) -> None:
+        self._progress_base = value
+        self._progress = {}
+
+    def _beat(self, channel: str) -> None:
+        self._progress[channel] = time.monotonic()
+
+    def failing(self) -> dict[str, dict[str, Any]]:
+        """Channels failing for `failing_after` or with new dead letters (for `/healthz`; a
+        channel a reload removed is no longer reported)."""
+        report = self.watch.report(self.clock())
+        return {name: info for name, info in report.items() if name in self.channels}
 
     def dead_counts(self) -> dict[str, int]:
         """Dead letters per channel, for `pollerd_deliveries_dead` (read when scraped, from the
@@ -184,42 +160,70 @@ class Deliverer:
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter (AWS architecture blog): spreads a burst of failures over the window
-        instead of retrying them in lock-step; never sooner than the receiver asked."""
+        instead of retrying them in lock-step; never sooner than the receiver asked (capped
+        like every Retry-After: a body's own `retry_after` must not strand a row either)."""
         ceiling = min(
             self.cfg.backoff_max.total_seconds(),
             self.cfg.backoff_base.total_seconds() * 2 ** max(0, attempts - 1),
         )
         delay = self.rng.uniform(0, ceiling)
-        return max(delay, retry_after or 0.0)
+        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
+
+    def housekeeping(self) -> None:
+        """Dead-letter rows past their expiry that no attempt will reach in time (one an older
+        pollerd left due in years), and announce channels failing for `failing_after`."""
+        now = self.clock()
+        horizon = self.cfg.dead_after.total_seconds()
+        expired = self.store.expire(
+            now - horizon, f"not sent within dead_after = {span(horizon)} (expired)"
+        )
+        by_channel: dict[str, int] = {}
+        for row in expired:
+            logger.error("delivery {} to {} is dead: expired", row.event_id, row.channel)
+            metrics.delivery(row.channel, "dead")
+            by_channel[row.channel] = by_channel.get(row.channel, 0) + 1
+        for channel, count in by_channel.items():
+            self.watch.dead(channel, count, "expired", now)
+        self.watch.check(now)
 
     async def run_once(self, limit: int = 200, *, skip: set[int] | None = None) -> Round:
-        """One batch: every due row (up to `limit`), sent concurrently, each outcome committed."""
-        self.last_progress = time.monotonic()
+        """One round of every channel, side by side: each channel's due rows (up to `limit`),
+        sent concurrently, each outcome committed."""
         self.seed_limiter()
+        self.housekeeping()
         now = self.clock()
-        budgets = {name: ch.budget() for name, ch in self.channels.items()}
-        free = [name for name, budget in budgets.items() if budget is None]
-        due = self.store.due(now, limit, free)
-        if skip is not None:
-            due = [d for d in due if d.id not in skip]
-            skip.update(d.id for d in due)
         result = Round()
-        jobs: list[Coroutine[Any, Any, None]] = [self._deliver(d, result) for d in due]
         self._waiting = {}
-        for name, budget in budgets.items():
-            if budget is not None:
-                jobs += self._plan(name, budget, now, result, skip)
-        if not jobs:
-            return result
-        gate = asyncio.Semaphore(self.cfg.concurrency)
-
-        async def one(job: Coroutine[Any, Any, None]) -> None:
-            async with gate:
-                await job
-
-        await asyncio.gather(*(one(j) for j in jobs))
-        self.last_progress = time.monotonic()
+        gates = Gates(self.cfg.concurrency, len(self.channels))
+        await asyncio.gather(
+            *(self._round(name, gates, now, result, limit, skip) for name in self.channels)
+        )
         return result
+
+    async def _round(
+        self,
+        name: str,
+        gates: Gates,
+        now: float,
+        result: Round,
+        limit: int = 200,
+        skip: set[int] | None = None,
+    ) -> None:
+        """One round of one channel: what is due (or planned against its budget), sent."""
+        self._beat(name)
+        self._waiting.pop(name, None)
+        budget = self.channels[name].budget()
+        if budget is None:
+            due = self.store.due(now, limit, [name])
+            if skip is not None:
+                due = [d for d in due if d.id not in skip]
+                skip.update(d.id for d in due)
+            jobs = [self._deliver(d, result) for d in due]
+        else:
+            jobs = self._plan(name, budget, now, result, skip)
+        if jobs:
+            await asyncio.gather(*(gates.run(name, job) for job in jobs))
+        self._beat(name)
 
     def _plan(
         self, name: str, budget: Budget, now: float, result: Round, skip: set[int] | None
@@ -232,40 +236,75 @@ class Deliverer:
         digest = (
             len(backlog) > max(1, budget.capacity(self.digest_after)) and name not in self.no_digest
         )
-        seen: set[tuple[str, str]] = set()
-        heads = []  # the rows `due` would hand out: the first pending one of each order
-        for row in backlog:
-            if (row.store, row.order_id) not in seen:
-                seen.add((row.store, row.order_id))
-                heads.append(row)
+        heads = first_of_each_order(backlog)
         slots = self.limiter.take(budget, 1 if digest else len(heads))
-        chosen = backlog if digest else heads[: len(slots)]
-        result.waiting += len(backlog) - len(chosen) if slots else len(backlog)
-        if not slots or len(chosen) < len(heads):
+        rendered = ""
+        if slots and digest:
+            fitted = self._fit_digest(name, backlog)
+            if fitted is None:  # cannot render a digest: one by one from the next round
+                self.limiter.release(budget, slots[0])
+                slots = []
+            else:
+                chosen, rendered = fitted
+        if not (slots and digest):
+            chosen = heads[: len(slots)]
+        result.waiting += len(backlog) - len(chosen)
+        if not slots or len(chosen) < len(heads if not digest else backlog):
             self._waiting[name] = self.limiter.wait(budget)
         if not slots:
             return []
         if skip is not None:
             skip.update(d.id for d in chosen)
-        if digest:
-            return [self._digest(name, budget, backlog, slots[0], result)]
+        if digest and len(chosen) > 1:
+            return [self._digest(name, budget, chosen, rendered, slots[0], result)]
         return [self._deliver(d, result, slot) for d, slot in zip(chosen, slots, strict=False)]
+
+    def _fit_digest(self, name: str, backlog: list[Due]) -> tuple[list[Due], str] | None:
+        """`plan.fit_digest` for this channel, remembering its fit as the next guess; None
+        (and one by one from now on) when the channel cannot render a digest at all."""
+        guess = self._fits.get(name, DIGEST_GUESS)
+        try:
+            count, rendered = fit_digest(self.channels[name], backlog, guess)
+        except Exception:  # noqa: BLE001 - a digest bug must not hold the alerts: send singly
+            logger.exception("channel {}: cannot render a digest; sending one by one", name)
+            self.no_digest.add(name)
+            return None
+        self._fits[name] = max(2, count)
+        return backlog[:count], rendered
 
     async def drain(self, *, deadline: float | None = None) -> Round:
         """Send what is due now, each row at most once (`once` must not burn a row's attempts
-        in one run just because full jitter drew a tiny back-off)."""
+        in one run just because full jitter drew a tiny back-off). Every channel drains on its
+        own, side by side."""
+        self.seed_limiter()
+        self.housekeeping()
         total = Round()
         attempted: set[int] = set()
+        gates = Gates(self.cfg.concurrency, len(self.channels))
+
+        async def one(name: str) -> int:
+            claimed = 0
+            while deadline is None or time.monotonic() < deadline:
+                batch = Round()
+                await self._round(name, gates, self.clock(), batch, skip=attempted)
+                if not batch.claimed:
+                    total.waiting += batch.waiting  # what the last look had to leave waiting
+                    break
+                claimed += batch.claimed
+                total.sent += batch.sent
+                total.retried += batch.retried
+                total.dead += batch.dead
+                total.held += batch.held
+                total.digests += batch.digests
+                total.sent_ids.extend(batch.sent_ids)
+            return claimed
+
+        # Again while a pass sent anything: one channel's outcome may queue an alert on another
+        # (alert.channel_failing) that this run must still send.
         while deadline is None or time.monotonic() < deadline:
-            batch = await self.run_once(skip=attempted)
-            total.waiting = batch.waiting  # what the last look still had to leave waiting
-            if not batch.claimed:
+            total.waiting = 0
+            if not sum(await asyncio.gather(*(one(name) for name in self.channels))):
                 break
-            total.sent += batch.sent
-            total.retried += batch.retried
-            total.dead += batch.dead
-            total.held += batch.held
-            total.sent_ids.extend(batch.sent_ids)
         return total
 
     def seed_limiter(self) -> None:
@@ -283,25 +322,52 @@ class Deliverer:
             self.limiter.seed(budget, [now - at for at in sent])
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Loop until `stop`: a commit that created deliveries sets `wake`; otherwise sleep until
-        the next row is due (at most 1 s, so a row made due by another process is not missed)."""
+        """Loop until `stop`, one task per channel (`_channel_loop`). A commit that created
+        deliveries sets `wake`, which this task passes on to every channel; it also runs the
+        housekeeping (expiry, failing channels) every `HOUSEKEEPING` seconds."""
+        self.seed_limiter()
+        wakes = {name: asyncio.Event() for name in self.channels}
+        gates = Gates(self.cfg.concurrency, len(self.channels))
+        tasks = [
+            asyncio.create_task(self._channel_loop(name, gates, stop, wakes[name]))
+            for name in self.channels
+        ]
+        try:
+            while not stop.is_set():
+                try:
+                    self.housekeeping()
+                except Exception:  # noqa: BLE001 - logged; the channels keep sending
+                    logger.exception("delivery housekeeping: unexpected error; continuing")
+                if await _first(stop, wake, HOUSEKEEPING) is wake:
+                    wake.clear()
+                    for event in wakes.values():
+                        event.set()
+            # Stopping: the channels finish their sends in flight (`draining`) and end.
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _channel_loop(
+        self, name: str, gates: Gates, stop: asyncio.Event, wake: asyncio.Event
+    ) -> None:
+        """One channel's rounds, until `stop`: sleep until its next row is due (at most 1 s,
+        so a row made due by another process is not missed), or its budget has a slot."""
         while not stop.is_set():
+            wake.clear()  # before the look: a commit during the round wakes the next one
             try:
-                await self.run_once()
+                await self._round(name, gates, self.clock(), Round())
             except Exception:  # noqa: BLE001 - a bad row must not kill the loop; it is logged
-                logger.exception("delivery loop: unexpected error; continuing")
-            # A destination out of budget is woken by its limiter, not by its (overdue) rows.
-            next_at = self.store.next_due_at(c for c in self.channels if c not in self._waiting)
-            wait = 1.0 if next_at is None else min(1.0, max(0.0, next_at - self.clock()))
-            if self._waiting:
-                wait = min(wait, max(0.01, min(self._waiting.values())))
-            wake.clear()
-            stopper = asyncio.ensure_future(stop.wait())
-            waker = asyncio.ensure_future(wake.wait())
-            await asyncio.wait({stopper, waker}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            waker.cancel()
-            self.last_progress = time.monotonic()
+                logger.exception("delivery to {}: unexpected error; continuing", name)
+            if stop.is_set():
+                break
+            if name in self._waiting:  # out of budget: woken by its limiter, not its rows
+                wait = max(0.01, min(1.0, self._waiting[name]))
+            else:
+                next_at = self.store.next_due_at([name])
+                wait = 1.0 if next_at is None else min(1.0, max(0.0, next_at - self.clock()))
+            await _first(stop, wake, wait)
+            self._beat(name)
 
     async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
         """`draining` (SIGTERM, or a reload swapping the channels) starts no new send: the row
@@ -322,7 +388,7 @@ class Deliverer:
             with logger.contextualize(channel=due.channel, event_id=due.event_id):
                 await self._deliver_one(due, result, slot)
         finally:
-            self.last_progress = time.monotonic()
+            self._beat(due.channel)
 
     async def _deliver_one(self, due: Due, result: Round, slot: Slot | None = None) -> None:
         channel = self.channels[due.channel]
@@ -345,7 +411,8 @@ class Deliverer:
         attempts = due.attempts + 1
         if outcome.kind == "ok":
             self.store.mark(due.id, state="sent", attempts=attempts, body=body)
-            metrics.delivery(due.channel, "sent", latency=_latency(event))
+            metrics.delivery(due.channel, "sent", latency=latency(event))
+            self.watch.succeeded(due.channel)
             result.sent += 1
             result.sent_ids.append(due.event_id)
             return
@@ -357,23 +424,22 @@ class Deliverer:
             self.store.mark(
                 due.id, state="pending", attempts=attempts, body=body, error=outcome.detail
             )
-            metrics.delivery(due.channel, _refused(outcome))
+            metrics.delivery(due.channel, refused(outcome))
             result.held += 1
             return
         now = self.clock()
-        expired = now - due.created_at >= self.cfg.dead_after.total_seconds()
-        if outcome.kind == "permanent" or attempts >= self.cfg.max_attempts or expired:
-            why = (
-                outcome.detail
-                if outcome.kind == "permanent"
-                else (f"gave up after {attempts} attempts: {outcome.detail}")
-            )
+        delay = self.backoff(attempts, outcome.retry_after)
+        why = outcome.detail if outcome.kind == "permanent" else None
+        if why is None:
+            gave_up = gives_up(self.cfg, due.created_at, attempts, now + delay)
+            why = None if gave_up is None else f"{gave_up}: {outcome.detail}"
+        if why is not None:
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
             self.store.mark(due.id, state="dead", attempts=attempts, body=body, error=why)
             metrics.delivery(due.channel, "permanent" if outcome.kind == "permanent" else "dead")
+            self.watch.dead(due.channel, 1, why, now)
             result.dead += 1
             return
-        delay = self.backoff(attempts, outcome.retry_after)
         logger.info(
             "delivery {} to {} failed ({}); retry {} in {:.1f}s",
             due.event_id,
@@ -391,6 +457,7 @@ class Deliverer:
             error=outcome.detail,
         )
         metrics.delivery(due.channel, "retry")
+        self.watch.failed(due.channel, outcome.detail, now)
         result.retried += 1
 
     def _hold(self, channel: str, detail: str) -> None:
@@ -405,37 +472,38 @@ class Deliverer:
         newly = channel not in self.store.broken_channels()
         self.store.set_channel_broken(channel, detail)
         if newly:
-            self._alert_channel_failing(channel, detail)
+            self._alert_channel_failing(
+                channel,
+                f"channel {channel}: {detail}; fix it, then `pollerd deliveries retry "
+                f"--channel {channel}`",
+            )
 
-    def _alert_channel_failing(self, channel: str, detail: str) -> None:
-        """Tell the people on *other* channels that alerts to `channel` are held: a broken
-        WeCom key must not fail silently just because the alert about it would go to WeCom
-        too. Once per breakage (the id carries when it broke); routed like any event
-        (`events = ["alert.*"]`), never to the failing channel itself."""
+    def _alert_channel_failing(self, channel: str, reason: str) -> None:
+        """Tell the people on *other* channels that alerts to `channel` are held, failing or
+        dead: a broken WeCom key must not fail silently just because the alert about it would
+        go to WeCom too. Once per breakage or failing episode (the id carries when, to the
+        millisecond: an episode's "failing" and "dead letters" alerts are two events); routed
+        like any event (`events = ["alert.*"]`), never to the failing channel itself."""
         now = datetime.now(UTC)
         event = Event(
             type="alert.channel_failing",
             store="pollerd",
             platform="pollerd",
-            order_id=f"{channel}@{int(now.timestamp())}",
+            order_id=f"{channel}@{int(now.timestamp() * 1000)}",
             occurred_at=now,
             detected_at=now,
             test=False,
             order={"id": channel, "number": channel},
-            reason=f"channel {channel}: {detail}; fix it, then `pollerd deliveries retry "
-            f"--channel {channel}`",
+            reason=reason,
         )
         targets = [c for c in channels_for(event, self.routes) if c != channel]
         if not targets:
-            logger.warning(
-                "no route sends alert.* to another channel: nobody is told that {} is held",
-                channel,
-            )
+            logger.warning("no route sends alert.* to another channel: nobody is told: {}", reason)
             return
         self.store.commit_page(event.store, [], [(event, targets)])
 
     async def _digest(
-        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
+        self, name: str, budget: Budget, rows: list[Due], rendered: str, slot: Slot, result: Round
     ) -> None:
         """Send `rows` as one message; on success every row is sent with the digest's id (one
         transaction), otherwise none is and each fails as its own send would have. Draining
@@ -444,24 +512,17 @@ class Deliverer:
             self.limiter.release(budget, slot)
             return
         try:
-            await self._digest_one(name, budget, rows, slot, result)
+            await self._digest_one(name, rows, rendered, slot, result)
         finally:
-            self.last_progress = time.monotonic()
+            self._beat(name)
 
     async def _digest_one(
-        self, name: str, budget: Budget, rows: list[Due], slot: Slot, result: Round
+        self, name: str, rows: list[Due], rendered: str, slot: Slot, result: Round
     ) -> None:
         channel = self.channels[name]
         events = [Event.from_json(row.payload) for row in rows]
         # Unique among sent digests: a row is marked sent once, so its id starts one digest.
         digest_id = f"dg-{rows[0].id}-{rows[-1].id}-{len(rows)}"
-        try:
-            rendered = channel.render_digest(events)
-        except Exception:  # noqa: BLE001 - a digest bug must not hold the alerts: send them singly
-            logger.exception("channel {}: cannot render a digest; sending one by one", name)
-            self.no_digest.add(name)
-            self.limiter.release(budget, slot)
-            return
         try:
             outcome = await asyncio.wait_for(
                 channel.send(events[0], rendered), self.cfg.send_timeout.total_seconds()
@@ -472,9 +533,10 @@ class Deliverer:
             outcome = SendResult.retry(f"{type(exc).__name__}: {exc}")
         self.limiter.stamp(slot)
         if outcome.kind == "ok":
+            self.watch.succeeded(name)
             marked = self.store.mark_digest([row.id for row in rows], digest_id)
             for event in events[:marked]:  # rows sent meanwhile by another process: not ours
-                metrics.delivery(name, "sent", latency=_latency(event))
+                metrics.delivery(name, "sent", latency=latency(event))
             logger.info("digest {} to {}: {} alerts in one message", digest_id, name, marked)
             result.sent += marked
             result.digests += 1
@@ -499,22 +561,25 @@ class Deliverer:
                 self.store.mark(
                     row.id, state="pending", attempts=row.attempts + 1, body=row.body, error=detail
                 )
-                metrics.delivery(name, _refused(outcome))
+                metrics.delivery(name, refused(outcome))
             result.held += len(rows)
             return
         now = self.clock()
         # One delay for all: the rows stay together and go out as one digest again.
         delay = self.backoff(max(row.attempts for row in rows) + 1, outcome.retry_after)
         logger.info("{} to {} failed; retry in {:.1f}s", detail, name, delay)
+        self.watch.failed(name, detail, now)
+        dead = 0
         for row in rows:
             attempts = row.attempts + 1
-            expired = now - row.created_at >= self.cfg.dead_after.total_seconds()
-            if attempts >= self.cfg.max_attempts or expired:
-                why = f"gave up after {attempts} attempts: {detail}"
+            gave_up = gives_up(self.cfg, row.created_at, attempts, now + delay)
+            if gave_up is not None:
+                why = f"{gave_up}: {detail}"
                 logger.error("delivery {} to {} is dead: {}", row.event_id, name, why)
                 self.store.mark(row.id, state="dead", attempts=attempts, body=row.body, error=why)
                 metrics.delivery(name, "dead")
                 result.dead += 1
+                dead += 1
                 continue
             self.store.mark(
                 row.id,
@@ -526,14 +591,14 @@ class Deliverer:
             )
             metrics.delivery(name, "retry")
             result.retried += 1
+        if dead:
+            self.watch.dead(name, dead, detail, now)
 
 
-def _latency(event: Event) -> float:
-    """sent_at - detected_at, on the wall clock `Store.mark` stamps `sent_at` with."""
-    return time.time() - event.detected_at.timestamp()
-
-
-def _refused(outcome: SendResult) -> str:
-    """A refusal for good: "suppressed" when the recipients opted out or blocked pollerd (an
-    SMS STOP, a blocked bot), "permanent" for a broken channel or message."""
-    return "suppressed" if outcome.scope == "recipient" else "permanent"
+async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> asyncio.Event | None:
+    """Wait until `stop` or `wake` is set (that one is returned) or `timeout` passes (None)."""
+    waits = {asyncio.ensure_future(stop.wait()): stop, asyncio.ensure_future(wake.wait()): wake}
+    done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return next((waits[task] for task in done), None)
