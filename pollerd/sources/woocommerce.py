@@ -684,7 +684,20 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         contact=Contact.of(_full_name(billing) or _full_name(shipping), email, phone),
         admin_url=f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}",
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
+        trashed_from=_trashed_from(payload) if status == "trash" else None,
     )
+
+
+def _trashed_from(payload: dict[str, Any]) -> str | None:
+    """The status a trashed order had: WordPress keeps it in `_wp_trash_meta_status`
+    (`wc-processing`), which the REST API shows in `meta_data` (fixture order_trash_19)."""
+    meta = payload.get("meta_data")
+    for entry in meta if isinstance(meta, list) else ():
+        if isinstance(entry, dict) and entry.get("key") == "_wp_trash_meta_status":
+            value = entry.get("value")
+            if isinstance(value, str) and value:
+                return value.removeprefix("wc-")
+    return None
 
 
 def _order_id(payload: dict[str, Any], store: str) -> str:
