@@ -127,6 +127,12 @@ def as_node(payload: dict[str, Any], *, store: str) -> dict[str, Any]:
         if isinstance(customer, dict)
         else None,
         "lineItems": {"nodes": _line_items(payload, store, oid)},
+        # Refunds carry their dates in REST too; captures live in another endpoint (unread).
+        "refunds": [
+            {"createdAt": r.get("created_at")}
+            for r in payload.get("refunds") or []
+            if isinstance(r, dict)
+        ],
     }
 
 

@@ -135,6 +135,13 @@ class WooCommerceSource:
         await self._version_gate()
         return await self._list({"modified_after": naive_utc(after)}, page, status)
 
+    async def list_between(self, after: datetime, before: datetime, page: PageToken) -> ListPage:
+        """Orders modified in the open interval (after, before): the first-run baseline, which
+        must not read past the start point (what changed after it is the fast path's)."""
+        await self._version_gate()
+        window = {"modified_after": naive_utc(after), "modified_before": naive_utc(before)}
+        return await self._list(window, page, "any")
+
     async def list_created(self, after: datetime, page: PageToken) -> ListPage:
         """Orders created strictly after `after`: the sweeps' second access path."""
         await self._version_gate()
@@ -161,6 +168,30 @@ class WooCommerceSource:
                 if str(payload.get("id")) in asked:  # a plugin ignoring include= must not leak in
                     orders.append(normalize(payload, store=self.name, site_url=self.site))
         return orders
+
+    async def present(self, ids: list[str]) -> dict[str, str]:
+        """Which of these orders still exist: `include=` with only `id,status`, once under
+        `any` and once under `trash` for the rest (`any` excludes trash, and `any,trash` means
+        `any`, research §1.2). Absent from both: deleted permanently."""
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(str(i) for i in ids))[:PER_PAGE]
+        for status in ("any", "trash"):
+            left = [i for i in wanted if i not in found]
+            if not left:
+                break
+            params = {
+                "include": ",".join(left),
+                "per_page": str(PER_PAGE),
+                "page": "1",
+                "status": status,
+                "_fields": "id,status",
+            }
+            data, _ = await self._get_json(ORDERS_PATH, params)
+            for row in self._rows(data):
+                oid = str(row.get("id"))
+                if oid in left and isinstance(row.get("status"), str):
+                    found[oid] = row["status"]
+        return found
 
     async def aclose(self) -> None:
         if self._owns_http:
