@@ -43,6 +43,7 @@ from pollerd.model import Contact, Deletion, Dispute, Event, Order, Snapshot
 from pollerd.rules import channels_for
 from pollerd.sources.base import (
     Bulk,
+    Dating,
     Feeds,
     FeedUnavailable,
     ListPage,
@@ -586,6 +587,7 @@ class StoreSync:
     ) -> None:
         if snaps is None:
             snaps = self.store.snapshots(self.name, [o.id for o in orders])
+        orders = await self._dated(orders, snaps, start_at)
         detected = self.clock()
         new_snaps: list[Snapshot] = []
         events: list[tuple[Event, list[str]]] = []
@@ -612,6 +614,21 @@ class StoreSync:
             self._commit([], on_time, report, backfill=backfill)
             events = [(ev, ch) for ev, ch in events if ev.order_id in missed]
         self._commit(new_snaps, events, report, late=late, backfill=backfill, contacts=contacts)
+
+    async def _dated(
+        self, orders: Sequence[Order], snaps: dict[str, Snapshot], start_at: datetime
+    ) -> Sequence[Order]:
+        """Orders pollerd never saw, placed before the start point, get the dates their payload
+        lacks from the source (WooCommerce refunds, Shopify REST captures), so a change made
+        long before the start point is not announced when the order is merely touched. Few
+        orders need it (the baseline knows the recent ones) and a source asks only when a date
+        is missing."""
+        if not isinstance(self.source, Dating):
+            return orders
+        return [
+            await self.source.dated(o) if o.id not in snaps and o.created_at < start_at else o
+            for o in orders
+        ]
 
 
 def _existing(store: Store, ids: Sequence[str]) -> set[str]:

@@ -24,6 +24,7 @@ from pollerd.model import Deletion, Dispute, Order
 
 __all__ = [
     "Bulk",
+    "Dating",
     "Deletion",
     "Dispute",
     "FeedUnavailable",
@@ -147,4 +148,17 @@ class Presence(Protocol):
 
     async def present(self, ids: list[str]) -> dict[str, str]:
         """Which of these (≤ 100) orders the store still has, trash included: id → status."""
+        ...
+
+
+@runtime_checkable
+class Dating(Protocol):
+    """A platform whose order payload leaves some changes undated although another route dates
+    them (WooCommerce refunds: `orders/<id>/refunds`; Shopify REST captures:
+    `orders/<id>/transactions.json`)."""
+
+    async def dated(self, order: Order) -> Order:
+        """The order with the dates its payload lacks filled in; asked only for an order pollerd
+        never saw that was placed before the start point, and free (no request) when nothing
+        is missing."""
         ...

@@ -39,6 +39,7 @@ __all__ = [
     "ORDER_FIELDS",
     "OrderPayloadError",
     "admin_url",
+    "captured_at",
     "legacy_id",
     "listed",
     "money",
@@ -206,7 +207,7 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
         contact=Contact.of(full_name(first, last), email, phone),
         admin_url=admin_url(shop, oid),
         line_items=tuple(_line_items(node.get("lineItems"), store, oid)),
-        paid_at=_captured_at(node.get("transactions"), store, oid),
+        paid_at=captured_at(node.get("transactions"), store, oid),
         completed_at=max(_dates(node.get("fulfillments"), "createdAt", store, oid), default=None),
         refunds_at=tuple(sorted(_dates(node.get("refunds"), "createdAt", store, oid))),
     )
@@ -215,7 +216,7 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
 _CAPTURES = frozenset({"SALE", "CAPTURE"})
 
 
-def _captured_at(transactions: Any, store: str, oid: str) -> datetime | None:
+def captured_at(transactions: Any, store: str, oid: str) -> datetime | None:
     """When money first came in: the oldest successful sale or capture. An authorization is a
     hold, not a payment (DESIGN §4)."""
     if not isinstance(transactions, list):

@@ -36,6 +36,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -168,6 +169,28 @@ class WooCommerceSource:
                 if str(payload.get("id")) in asked:  # a plugin ignoring include= must not leak in
                     orders.append(normalize(payload, store=self.name, site_url=self.site))
         return orders
+
+    async def dated(self, order: Order) -> Order:
+        """Refund dates: the order's `refunds[]` has none, `GET orders/<id>/refunds` does
+        (`_fields` keeps it to a few bytes). One request, only for an order with refunds."""
+        if order.refunded_total <= 0 or order.refunds_at:
+            return order
+        return replace(order, refunds_at=await self._refund_dates(order.id))
+
+    async def _refund_dates(self, order_id: str) -> tuple[datetime, ...]:
+        """When each refund of an order was made, oldest first (an order deleted in between
+        has none to give)."""
+        path = f"{ORDERS_PATH}/{int(order_id)}/refunds"
+        params = {"per_page": str(PER_PAGE), "page": "1", "_fields": "id,date_created_gmt"}
+        response = await self._exchange("GET", path, params)
+        if response.status_code == 404 and _wp_error(response)[0]:
+            return ()
+        self._settle(response)
+        dates = [
+            payload_date(row, "date_created_gmt", self.name, order_id, required=True)
+            for row in self._rows(self._decode(response))
+        ]
+        return tuple(sorted(d for d in dates if d is not None))
 
     async def present(self, ids: list[str]) -> dict[str, str]:
         """Which of these orders still exist: `include=` with only `id,status`, once under

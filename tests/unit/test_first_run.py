@@ -243,3 +243,26 @@ def test_changes_made_during_a_sweep_are_not_late(shop: WooSim, store: Store) ->
     late = [e["id"] for e in store.events("shop") if e.get("late")]
     assert late in ([], [f"shop:{missed}:order.created"])
     assert f"shop:{fresh}:order.created" in events(store)
+
+
+def test_refunds_of_an_unknown_old_order_are_dated_by_the_refunds_route(store: Store) -> None:
+    """WooCommerce orders list refunds without dates; for an order outside the baseline its
+    refunds' own dates (`GET orders/<id>/refunds`) tell history from news."""
+    moment = [datetime.now(UTC).replace(microsecond=0) - 10 * DAY]
+    with WooSim(consumer_key=KEY, consumer_secret=SECRET, clock=lambda: moment[0]) as sim:
+        history = sim.create_order(status="processing", payment_method="stripe")
+        sim.set_status(history, "refunded")  # ten days before pollerd
+        news = sim.create_order(status="processing", payment_method="stripe")
+        moment[0] += 10 * DAY
+
+        async def body(sync: StoreSync) -> None:
+            sync.clock = lambda: moment[0]
+            sync.ensure_cursor()
+            await sync.poll()
+            moment[0] += timedelta(seconds=5)
+            sim.touch(history)  # moves; its refund is old news
+            sim.set_status(news, "refunded")
+            await sync.poll()
+
+        drive(sim, store, body, baseline_horizon=timedelta(0))
+    assert events(store) == [f"shop:{news}:order.refunded"]

@@ -7,9 +7,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from pollerd.config import RouteConfig, ShopifyStore
 from pollerd.sim import ShopSim
 from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
+from pollerd.sources.shopify_rest import ShopifyRestSource
 from pollerd.store import open_store
 from pollerd.sync import StoreSync
 
@@ -66,9 +69,13 @@ def _sync_config(url: str) -> ShopifyStore:
     )
 
 
-def test_orders_placed_before_the_first_run_alert_what_happens_after_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["graphql", "rest"])
+def test_orders_placed_before_the_first_run_alert_what_happens_after_it(
+    tmp_path: Path, api: str
+) -> None:
     """Shopify dates every change (capture, refund, fulfillment, cancellation), so no baseline
-    is needed: an old order alerts exactly what happened after the start point."""
+    is needed: an old order alerts exactly what happened after the start point. REST reads a
+    capture's date from the order's transactions."""
     now = datetime.now(UTC)
     with ShopSim(access_token=TOKEN) as shop:
         held = shop.create_order(financial="AUTHORIZED", created_at=now - timedelta(days=6))
@@ -76,11 +83,11 @@ def test_orders_placed_before_the_first_run_alert_what_happens_after_it(tmp_path
         refunded = shop.create_order(financial="PAID", created_at=now - timedelta(days=30))
         shipped = shop.create_order(financial="PAID", created_at=now - timedelta(days=2))
         quiet = shop.create_order(financial="PAID", created_at=now - timedelta(days=3))
-        cfg = _sync_config(shop.url)
+        cfg = _sync_config(shop.url).model_copy(update={"api": api})
         store = open_store(f"sqlite:///{tmp_path / 'pollerd.db'}")
 
         async def scenario() -> None:
-            source = ShopifyGraphQLSource(cfg)
+            source = ShopifyGraphQLSource(cfg) if api == "graphql" else ShopifyRestSource(cfg)
             sync = StoreSync(cfg, source, store, [RouteConfig(channels=["hook"])])
             try:
                 sync.ensure_cursor()
