@@ -94,9 +94,8 @@ def main() -> int:
         started = time.perf_counter()
         seed(sim, args.orders, args.years, now, rng)
         seeded = time.perf_counter() - started
-        in_horizon = sum(
-            1 for rec in sim.book.orders.values() if rec.modified >= now - HORIZON - timedelta(seconds=1)
-        )
+        edge = now - HORIZON - timedelta(seconds=1)
+        in_horizon = sum(1 for rec in sim.book.orders.values() if rec.modified >= edge)
         store = {
             "start_from": "now",
             "interval": args.interval,
