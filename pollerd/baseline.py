@@ -25,12 +25,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from loguru import logger
 
 from pollerd.diff import WooRules, diff
-from pollerd.model import Snapshot, parse_utc, utc_iso
-from pollerd.sources.base import Undated
+from pollerd.model import Order, Snapshot, parse_utc, utc_iso
+from pollerd.sources.base import ListPage, Undated
+from pollerd.sources.payload import OrderPayloadError
 from pollerd.store import Store
 
 PAGES_PER_PASS = 5
@@ -91,21 +93,25 @@ async def step(
     assert after is not None and before is not None
     page = int(state["page"])  # type: ignore[call-overload]
     for _ in range(pages):
-        listing = await source.list_between(after, before, page)
+        try:
+            listing = await source.list_between(after, before, page)
+        except OrderPayloadError as exc:  # a malformed row: the page is skipped, not retried
+            logger.warning("store {}: baseline skips page {}: {}", name, page, exc)
+            listing = ListPage(rows=[], next=page + 1)
         rows = [r for r in listing.rows if r.updated_at < before]
         known = store.snapshots(name, [r.id for r in rows])
         todo = [r.id for r in rows if r.id not in known]
         snaps: list[Snapshot] = []
         if todo:
             detected = clock()
-            for order in await source.fetch(todo):  # type: ignore[attr-defined]
+            for order in await _fetch(source, todo, name):
                 if order.updated_at >= before:
                     continue  # it moved after the start point: the fast path diffs it
                 snap, _ = diff(None, order, detected_at=detected, start_at=before, rules=rules)
                 snaps.append(snap)
             store.commit_page(name, snaps, [])
         state["recorded"] = int(state["recorded"]) + len(snaps)  # type: ignore[call-overload]
-        if listing.next is None or not listing.rows:
+        if listing.next is None:
             state["done"] = True
             store.set_meta(key(name), json.dumps(state))
             logger.info(
@@ -120,3 +126,19 @@ async def step(
         if stopping():
             break
     return False
+
+
+async def _fetch(source: Any, ids: list[str], name: str) -> list[Order]:
+    """Full orders; one the store sends malformed is left out (warned once here), not allowed
+    to stop the baseline: without a snapshot it is dated by its evidence like any order."""
+    try:
+        return list(await source.fetch(ids))
+    except OrderPayloadError:
+        pass
+    orders: list[Order] = []
+    for oid in ids:
+        try:
+            orders += await source.fetch([oid])
+        except OrderPayloadError as exc:
+            logger.warning("store {}: baseline skips a malformed order: {}", name, exc)
+    return orders

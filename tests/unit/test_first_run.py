@@ -266,3 +266,29 @@ def test_refunds_of_an_unknown_old_order_are_dated_by_the_refunds_route(store: S
 
         drive(sim, store, body, baseline_horizon=timedelta(0))
     assert events(store) == [f"shop:{news}:order.refunded"]
+
+
+def test_a_malformed_old_order_does_not_stop_the_baseline(shop: WooSim, store: Store) -> None:
+    from pollerd.sources.payload import OrderPayloadError
+
+    now = datetime.now(UTC)
+    ids = [shop.create_order(status="on-hold", created_at=now - 3 * DAY) for _ in range(5)]
+
+    async def body(sync: StoreSync) -> None:
+        fetch = sync.source.fetch
+
+        async def broken(wanted: list[str], *, status: str = "any") -> object:
+            if str(ids[2]) in wanted:
+                raise OrderPayloadError("shop", ids[2], "total", "not an amount: 'garbage'")
+            return await fetch(wanted, status=status)
+
+        sync.source.fetch = broken  # type: ignore[method-assign]
+        sync.ensure_cursor()
+        await sync.poll()
+
+    drive(shop, store, body)
+    state = baseline.progress(store, "shop")
+    assert state is not None and state["done"] is True and state["recorded"] == 4
+    assert sorted(store.snapshots("shop", [str(i) for i in ids])) == sorted(
+        str(i) for i in ids if i != ids[2]
+    )
