@@ -168,6 +168,10 @@ class RestApi:
             if not authenticated:
                 return self._unauthorized(CANNOT_VIEW)
             return self._single(int(match.group(1)), query)
+        if match and method == "DELETE":
+            if not authenticated:
+                return self._unauthorized(CANNOT_VIEW)
+            return self._delete(int(match.group(1)), query)
         match = _REFUNDS_PATH.match(path)
         if match and method in ("GET", "HEAD"):
             if not authenticated:
@@ -225,6 +229,22 @@ class RestApi:
             if "_fields" in query:
                 data = FieldsFilter(wp_parse_list(query["_fields"])).apply(data)
             body = wp_json(data)
+        return self._json(200, body, allow)
+
+    def _delete(self, order_id: int, query: Query) -> Reply:
+        """`DELETE orders/<id>`: to the trash, or gone for good with `force=true` ("Delete
+        permanently", cleanup plugins); answers the order as it was (fixture
+        rest-api-docs/delete_order_727_response)."""
+        allow = [("Allow", "GET, POST, PUT, PATCH, DELETE"), *_NO_CACHE]
+        with self.book.lock:
+            rec = self.book.orders.get(order_id)
+            if rec is None:
+                return self._json(404, INVALID_ID, allow)
+            body = wp_json(self.renderer.render(rec, self.site_base()))
+            if str(query.get("force", "")).lower() in ("true", "1"):
+                self.book.delete(order_id)
+            else:
+                self.book.trash(order_id)
         return self._json(200, body, allow)
 
     def _refunds(self, order_id: int, query: Query) -> Reply:
