@@ -215,11 +215,24 @@ def deleted(
     platform: str,
     detected_at: datetime,
     last_order: dict[str, Any] | None,
+    start_at: datetime | None = None,
 ) -> tuple[Snapshot | None, list[Event]]:
-    """A destroyed order (Shopify's events feed): announced once, and only if pollerd knew the
-    order (an order it never saw is noise). The order as last announced is carried along,
-    since the platform no longer has it."""
-    if snapshot is None or not snapshot.fired or "order.deleted" in snapshot.fired:
+    """A destroyed order (Shopify's events feed, a WooCommerce order gone for good): announced
+    once. An order pollerd knew, or (given `start_at`) one it never saw that was destroyed at
+    or after the start point, however old (the deletion is dated); a draft it saw, or an
+    unknown order destroyed before the start point, is noise. The order as last announced is
+    carried along, since the platform no longer has it."""
+    if snapshot is None:
+        if start_at is None or deletion.deleted_at < start_at:
+            return None, []
+        snapshot = Snapshot(
+            store=store,
+            order_id=deletion.order_id,
+            status="unknown",
+            updated_at=deletion.deleted_at,
+            fired=frozenset({"order.created"}),
+        )
+    if not snapshot.fired or "order.deleted" in snapshot.fired:
         return snapshot, []
     snap = Snapshot(
         store=store,

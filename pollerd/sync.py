@@ -300,7 +300,7 @@ class StoreSync:
             try:
                 if feed == "deletions":
                     gone = await source.deletions(_floor(self.clock() - DELETIONS_WINDOW))
-                    self._apply_deletions(gone, detected, report)
+                    self._apply_deletions(gone, detected, report, start_at=start_at)
                 else:
                     found = await source.disputes(_floor(self.clock() - DISPUTES_WINDOW))
                     self._apply_disputes(found, detected, start_at, report)
@@ -312,7 +312,12 @@ class StoreSync:
             self._feeds_due[feed] = now + every
 
     def _apply_deletions(
-        self, gone: Sequence[object], detected: datetime, report: PassReport
+        self,
+        gone: Sequence[object],
+        detected: datetime,
+        report: PassReport,
+        *,
+        start_at: datetime | None = None,
     ) -> None:
         snaps = self.store.snapshots(self.name, [g.order_id for g in gone])
         new_snaps: list[Snapshot] = []
@@ -325,6 +330,7 @@ class StoreSync:
                 platform=self.source.platform,
                 detected_at=detected,
                 last_order=self.store.last_order(self.name, deletion.order_id),
+                start_at=start_at,
             )
             if found and snap is not None:
                 new_snaps.append(snap)

@@ -384,6 +384,11 @@ def test_deletion_announced_once_and_only_for_known_orders() -> None:
     gone = Deletion("5273485869312", T + timedelta(minutes=1), "Order #1001 was deleted.")
     args = {"store": "s", "platform": "shopify", "detected_at": T, "last_order": None}
     assert deleted(None, gone, **args) == (None, [])  # never seen: noise
+    # Never seen, but destroyed after the start point: a dated change of an old order.
+    assert deleted(None, gone, **args, start_at=T + timedelta(minutes=2))[1] == []
+    snap0, events0 = deleted(None, gone, **args, start_at=START)
+    assert [e.type for e in events0] == ["order.deleted"] and snap0 is not None
+    assert deleted(snap0, gone, **args, start_at=START)[1] == []  # once
     snap, _ = diff(None, shop("paid"), detected_at=T, start_at=START)
     snap2, events = deleted(snap, gone, **args)
     assert [e.id for e in events] == ["s:5273485869312:order.deleted"]

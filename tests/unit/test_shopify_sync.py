@@ -83,7 +83,8 @@ def test_orders_placed_before_the_first_run_alert_what_happens_after_it(
         refunded = shop.create_order(financial="PAID", created_at=now - timedelta(days=30))
         shipped = shop.create_order(financial="PAID", created_at=now - timedelta(days=2))
         quiet = shop.create_order(financial="PAID", created_at=now - timedelta(days=3))
-        cfg = _sync_config(shop.url).model_copy(update={"api": api})
+        gone = shop.create_order(financial="PAID", created_at=now - timedelta(days=40))
+        cfg = _sync_config(shop.url).model_copy(update={"api": api, "deletions": True})
         store = open_store(f"sqlite:///{tmp_path / 'pollerd.db'}")
 
         async def scenario() -> None:
@@ -97,6 +98,8 @@ def test_orders_placed_before_the_first_run_alert_what_happens_after_it(
                 shop.refund(refunded, "25.00")
                 shop.fulfill(shipped)
                 shop.touch(quiet)  # moved, nothing happened
+                shop.delete(gone)  # never seen, deleted after the start point
+                sync._feeds_due["deletions"] = 0.0  # the feed's own 30 s clock, made due now
                 await sync.poll()
                 await sync.poll(sweep=True)
             finally:
@@ -111,6 +114,7 @@ def test_orders_placed_before_the_first_run_alert_what_happens_after_it(
             f"shop:{cancelled}:order.cancelled",
             f"shop:{refunded}:order.refunded",
             f"shop:{shipped}:order.fulfilled",
+            f"shop:{gone}:order.deleted",
         ]
     )
 
