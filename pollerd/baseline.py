@@ -62,7 +62,7 @@ def schedule(store: Store, name: str, start_at: datetime, horizon: timedelta) ->
         "before it, in the background",
         name,
         utc_iso(start_at),
-        horizon,
+        f"{horizon.days} days" if horizon == timedelta(days=horizon.days) else horizon,
     )
 
 
