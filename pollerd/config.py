@@ -292,6 +292,9 @@ class WooCommerceStore(_Strict):
     user_agent: str = "pollerd/0.1 (+order alerts; polling wc/v3)"
     sweep_hourly: Duration = timedelta(hours=24)
     sweep_daily: Duration = timedelta(hours=72)
+    # First run: orders modified this long before the start point are recorded (silently) so a
+    # later change without a date of its own (a cancellation) is diffed against a known state.
+    baseline_horizon: Duration = timedelta(days=90)
     enabled: bool = True
 
 

@@ -10,15 +10,22 @@ not yet in the snapshot's `fired` set, in canonical order. That one rule gives:
 - `updated_at` moving with nothing changed produces nothing (HPOS bumps it when an admin merely
   opens an order, woocommerce#41226).
 
-An order first seen that was created before the store's start point is a *baseline*: its
-implied events are recorded as fired but not emitted, so starting pollerd on a busy store does
-not replay history, while its later transitions still alert.
+The store's start point splits history: what happened after it alerts, what happened before it
+does not, however old the order (DESIGN §6). An order first seen that was created after the start
+point announces everything its state implies (a trashed paid order: created, paid, deleted). One
+created before it never announces its creation; each other implied event is dated by the order's
+own evidence (`date_paid`, `date_completed`, `cancelledAt`, refund and fulfillment times) and
+alerts only when that date is at or after the start point. An event with no date of its own (a
+WooCommerce cancellation or trashing) cannot be dated: pollerd's first-run baseline
+(`sync.Baseline`) snapshots the orders that can still change so such a change is diffed against
+a known state; for an order outside it the order's `updated_at` decides, since a false alert is
+cheaper than a lost one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,8 +50,11 @@ def woo_implied(order: Order, rules: WooRules, known: bool) -> set[str]:
     if status in WC_DRAFT:
         return set()  # a cart in progress (Blocks checkout), never an order yet (woo#37958)
     if status == "trash":
-        # Only an order we announced can be "deleted"; an unknown trashed order is noise.
-        return {"order.deleted"} if known else set()
+        # A trashed order keeps its dates and says what it was (`_wp_trash_meta_status`), so its
+        # first sight can fill in what happened before the trash (created, paid, ...). A draft
+        # trashed before anyone saw it, or one pollerd never knew, is noise.
+        before = woo_implied(replace(order, status=_before_trash(order)), rules, known)
+        return before | {"order.deleted"} if before or known else set()
     implied = {"order.created"}
     on_delivery = order.payment_method in rules.pay_on_delivery_methods
     completed = status == "completed" or (status == "refunded" and order.completed_at is not None)
@@ -72,6 +82,16 @@ def woo_implied(order: Order, rules: WooRules, known: bool) -> set[str]:
     return implied
 
 
+def _before_trash(order: Order) -> str:
+    """The status a trashed order had; guessed from its dates when the trash meta is missing
+    (with no dates either it may have been a draft, which is never announced)."""
+    if order.trashed_from and order.trashed_from != "trash":
+        return order.trashed_from
+    if order.completed_at is not None:
+        return "completed"
+    return "processing" if order.paid_at is not None else "auto-draft"
+
+
 SHOPIFY_PAID = frozenset({"paid", "partially_refunded", "refunded"})
 """Financial statuses that prove money was captured. AUTHORIZED is a hold on the card, not a
 payment; PENDING, PARTIALLY_PAID, EXPIRED and VOIDED are not paid either (DESIGN §4). A refund
@@ -95,15 +115,42 @@ def shopify_implied(order: Order) -> set[str]:
     return implied
 
 
-def _occurred(order: Order, kind: str) -> datetime:
-    """When the change happened, from the order's own fields where it has one."""
+def evidence(order: Order, kind: str, rules: WooRules | None = None) -> datetime | None:
+    """When the change happened by the order's own record; None when it keeps no date for it
+    (a WooCommerce cancellation, trashing, or refund: its `refunds` carry no dates)."""
     if kind == "order.created":
         return order.created_at
-    if kind == "order.paid" and order.paid_at is not None:
-        return order.paid_at
-    if kind == "order.fulfilled" and order.completed_at is not None:
+    if kind == "order.paid":
+        on_delivery = (
+            order.platform == "woocommerce"
+            and order.payment_method in (rules or WooRules()).pay_on_delivery_methods
+        )
+        # Cash on delivery counts as paid at `completed`, whatever `date_paid` says.
+        return order.completed_at if on_delivery else order.paid_at
+    if kind == "order.fulfilled":
         return order.completed_at
-    return order.updated_at
+    if kind == "order.cancelled":
+        return order.cancelled_at
+    if kind == "order.partially_refunded" and order.refunds_at:
+        return order.refunds_at[0]
+    if kind == "order.refunded" and order.refunds_at:
+        return order.refunds_at[-1]
+    return None
+
+
+def _occurred(order: Order, kind: str, rules: WooRules | None) -> datetime:
+    """When the change happened, from the order's own fields where it has one."""
+    return evidence(order, kind, rules) or order.updated_at
+
+
+def _after_start(order: Order, kind: str, start_at: datetime, rules: WooRules | None) -> bool:
+    """Did this event of an order pollerd has never seen, created before the start point,
+    happen after the start point? Its creation never did. Without a date of its own the event
+    is undecidable from this one observation; `updated_at` decides (the order did change after
+    the start point), because a false alert is cheaper than a lost one."""
+    if kind == "order.created":
+        return False
+    return _occurred(order, kind, rules) >= start_at
 
 
 def diff(
@@ -122,8 +169,9 @@ def diff(
     else:
         raise ValueError(f"no diff rules for platform {order.platform!r}")
     fired = snapshot.fired if snapshot is not None else frozenset()
-    baseline = snapshot is None and order.created_at < start_at
-    new = [] if baseline else [t for t in EVENT_TYPES if t in implied and t not in fired]
+    new = [t for t in EVENT_TYPES if t in implied and t not in fired]
+    if snapshot is None and order.created_at < start_at:
+        new = [t for t in new if _after_start(order, t, start_at, rules)]
     snap = Snapshot(
         store=order.store,
         order_id=order.id,
@@ -139,7 +187,7 @@ def diff(
             store=order.store,
             platform=order.platform,
             order_id=order.id,
-            occurred_at=_occurred(order, kind),
+            occurred_at=_occurred(order, kind, rules),
             detected_at=detected_at,
             test=order.test,
             order=order_json,
@@ -167,11 +215,24 @@ def deleted(
     platform: str,
     detected_at: datetime,
     last_order: dict[str, Any] | None,
+    start_at: datetime | None = None,
 ) -> tuple[Snapshot | None, list[Event]]:
-    """A destroyed order (Shopify's events feed): announced once, and only if pollerd knew the
-    order (an order it never saw is noise). The order as last announced is carried along,
-    since the platform no longer has it."""
-    if snapshot is None or not snapshot.fired or "order.deleted" in snapshot.fired:
+    """A destroyed order (Shopify's events feed, a WooCommerce order gone for good): announced
+    once. An order pollerd knew, or (given `start_at`) one it never saw that was destroyed at
+    or after the start point, however old (the deletion is dated); a draft it saw, or an
+    unknown order destroyed before the start point, is noise. The order as last announced is
+    carried along, since the platform no longer has it."""
+    if snapshot is None:
+        if start_at is None or deletion.deleted_at < start_at:
+            return None, []
+        snapshot = Snapshot(
+            store=store,
+            order_id=deletion.order_id,
+            status="unknown",
+            updated_at=deletion.deleted_at,
+            fired=frozenset({"order.created"}),
+        )
+    if not snapshot.fired or "order.deleted" in snapshot.fired:
         return snapshot, []
     snap = Snapshot(
         store=store,

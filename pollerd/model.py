@@ -135,9 +135,14 @@ class Order:
     updated_at: datetime
     total: str
     currency: str
+    # Evidence: when each change happened by the order's own record, where it keeps one. The
+    # diff uses these to tell a change after the store's start point from one before it on an
+    # order it has never seen (DESIGN §6: however old the order). `completed_at` is WooCommerce
+    # `date_completed` and Shopify's newest fulfillment `createdAt`.
     paid_at: datetime | None = None
     completed_at: datetime | None = None
     cancelled_at: datetime | None = None
+    refunds_at: tuple[datetime, ...] = ()  # each refund's creation, oldest first
     payment_method: str = ""
     payment_method_title: str = ""
     refunded_total: Decimal = Decimal("0")  # positive sum of refunds
@@ -150,6 +155,7 @@ class Order:
     admin_url: str = ""
     line_items: tuple[LineItem, ...] = ()
     cancel_reason: str | None = None
+    trashed_from: str | None = None  # WooCommerce trash: the status the order had before
     # The full contact, for the sealed store only (never in events, repr or comparisons).
     contact: Contact | None = field(default=None, repr=False, compare=False)
 

@@ -15,7 +15,12 @@ The rules (DESIGN §5, each one a measured way other tools lost orders):
   shifted by one), the walk starts again: offset paging is not a snapshot.
 - Deletions are read through `status=trash` (WooCommerce's `any` excludes trash); hourly and
   daily sweeps re-read recent orders by *created* date, a second access path, and count what they
-  find that the fast path missed.
+  find that the fast path missed (only changes from before the fast path's last read: one made
+  during a long sweep was not missed). The daily sweep also asks the store whether the open
+  orders pollerd knows still exist: a permanently deleted WooCommerce order appears in no
+  listing, not even the trash.
+- A new cursor plans the first-run baseline (`pollerd.baseline`), which then runs a few pages per
+  pass after the fast path.
 """
 
 from __future__ import annotations
@@ -30,24 +35,27 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 from sqlalchemy import select
 
-from pollerd import metrics
+from pollerd import baseline, metrics
 from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
 from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
-from pollerd.model import Contact, Dispute, Event, Order, Snapshot
+from pollerd.model import Contact, Deletion, Dispute, Event, Order, Snapshot
 from pollerd.quarantine import Quarantine
 from pollerd.rules import channels_for
 from pollerd.sources.base import (
     Bulk,
+    Dating,
     Feeds,
     FeedUnavailable,
     ListPage,
     PageToken,
+    Presence,
     Source,
+    Undated,
 )
 from pollerd.startpoint import warn_mismatch
 from pollerd.store import Store
-from pollerd.store.db import EVENT, Cursor
+from pollerd.store.db import EVENT, SNAPSHOT, Cursor
 
 MAX_REWALKS = 3
 # Test-only switch that re-creates a classic bug, so the fault tests can prove they would catch
@@ -64,6 +72,11 @@ DELETIONS_EVERY = 30.0  # the events feed lags "seconds, rarely a few minutes" (
 DISPUTES_EVERY = 300.0  # chargebacks move in days; evidence is due in a week or more
 DELETIONS_WINDOW = DAY  # re-read a day of destroy events: cheap, and snapshots dedupe
 DISPUTES_WINDOW = timedelta(days=7)
+OPEN_CHECK_BATCH = 100  # ids per existence check (`include=` takes at most per_page = 100)
+TERMINAL = ("completed", "cancelled", "refunded", "trash", "deleted", "checkout-draft")
+"""Statuses whose orders the daily existence check skips: it is bounded to orders that can
+still change (a finished order deleted permanently goes unannounced; see the README)."""
+PERMANENT = "deleted permanently: the store no longer has this order, not even in the trash"
 BULK_FROM = timedelta(days=7)
 """Backfills reaching further back than this use one bulk export instead of pages (Shopify)."""
 
@@ -110,6 +123,10 @@ class StoreSync:
         self.rules = pay_rules(getattr(cfg, "pay_on_delivery_methods", ()))
         self._last_walk = float("-inf")
         self._walk_started = datetime.min.replace(tzinfo=UTC)
+        self._fast_read: datetime | None = None
+        """When the fast path last read the store (pollerd's clock, floored): a sweep counts as
+        late only changes from before it (a metric; it never moves the cursor)."""
+        self._baseline_done = False
         self._feeds_due = {"deletions": 0.0, "disputes": 0.0}
         self._feeds_off: set[str] = set()
         self._start_checked = False
@@ -130,9 +147,12 @@ class StoreSync:
         says READY, so "now" means the moment it was ready, not its first poll). The metrics
         learn the bookmark and the recorded last success here, so a restarted daemon does not
         look like one that never polled."""
-        cursor = self.store.cursor(self.name) or self.store.init_cursor(
-            self.name, self.start_point()
-        )
+        cursor = self.store.cursor(self.name)
+        if cursor is None:
+            start = self.start_point()
+            if isinstance(self.source, Undated):  # planned first: a crash before init re-plans
+                baseline.schedule(self.store, self.name, start, self._horizon())
+            cursor = self.store.init_cursor(self.name, start)
         if not self._start_checked:  # once per sync: at start and at a reload that changed it
             self._start_checked = True
             warn_mismatch(self.cfg, cursor)
@@ -140,6 +160,9 @@ class StoreSync:
         metrics.seen_success(self.name, cursor.last_success)
         metrics.interval(self.name, self.cfg.interval.total_seconds())
         return cursor
+
+    def _horizon(self) -> timedelta:
+        return getattr(self.cfg, "baseline_horizon", timedelta(0))
 
     async def poll(self, *, sweep: bool = False) -> PassReport:
         """The fast path, deletions (trash or feed) and any sweep that is due (`sweep=True`:
@@ -170,9 +193,10 @@ class StoreSync:
         cursor = self.ensure_cursor()
         overlap = timedelta(0) if MUTANT == "no_overlap" else self.cfg.overlap
         after = _floor(cursor.updated_at - overlap)
-        if await self._moved(cursor.updated_at):
+        read_at = _floor(self.clock())
+        if await self._moved(cursor):
             self._last_walk = time.monotonic()
-            self._walk_started = _floor(self.clock())
+            self._walk_started = read_at
             newest = await self._walk(
                 lambda page: self.source.list_modified(after, page),
                 report,
@@ -197,6 +221,16 @@ class StoreSync:
                 start_at=cursor.start_at,
                 status="trash",
             )
+        self._fast_read = read_at
+        if isinstance(self.source, Undated) and not self._baseline_done and not report.stopped:
+            self._baseline_done = await baseline.step(
+                self.store,
+                self.name,
+                self.source,
+                rules=self.rules,
+                clock=self.clock,
+                stopping=self.stopping,
+            )
         now = self.clock()
         for kind, every, window, last in (
             ("daily", DAY, self.cfg.sweep_daily, cursor.last_daily_sweep),
@@ -210,6 +244,8 @@ class StoreSync:
                 self.store.set_sweep(self.name, kind, now)  # first sweep one period from now
             elif now - last >= every:
                 await self.sweep(window, report, start_at=cursor.start_at, anchor=cursor.updated_at)
+                if kind == "daily" and isinstance(self.source, Presence) and not report.stopped:
+                    await self._vanished(self.source, report, start_at=cursor.start_at)
                 self.store.set_sweep(self.name, kind, now)
                 if kind == "daily":  # the daily window contains the hourly one
                     self.store.set_sweep(self.name, "hourly", now)
@@ -219,13 +255,19 @@ class StoreSync:
         )
         return report
 
-    async def _moved(self, bookmark: datetime) -> bool:
+    async def _moved(self, cursor: Cursor) -> bool:
         """The fast path: walk the window only when the probe saw something newer than the
-        bookmark (or the periodic walk is due). Sources without a probe always walk."""
+        bookmark (or the periodic walk is due). Sources without a probe always walk.
+
+        "Newer" compares keys, `(updated_at, id)` with ids as numbers, not seconds: an order
+        sharing the bookmark's second with a higher id (one the search index showed late) is
+        news, and must not wait for the periodic walk."""
         if time.monotonic() - self._last_walk >= WALK_EVERY:
             return True
         newest = await self.source.probe()
-        if newest is None or newest.updated_at > bookmark:
+        if newest is None or _key(newest.updated_at, newest.id) > _key(
+            cursor.updated_at, cursor.order_id
+        ):
             return True
         # An order changed in the same second as the last walk, after it, can sort below the
         # bookmark's id and hide behind it in the probe. pollerd's clock only decides *whether*
@@ -233,6 +275,31 @@ class StoreSync:
         # order to the next periodic walk, it cannot lose it.
         seam = self._walk_started - PROBE_SEAM
         return newest.updated_at >= seam
+
+    async def _vanished(self, source: Presence, report: PassReport, *, start_at: datetime) -> None:
+        """Known open orders the store no longer has at all: deleted permanently (WooCommerce
+        `force=true`, cleanup plugins), which no listing shows. One cheap `include=` per 100
+        known open orders a day; one found in the trash is diffed like any trashed order."""
+        ids = _open_orders(self.store, self.name)
+        for start in range(0, len(ids), OPEN_CHECK_BATCH):
+            chunk = ids[start : start + OPEN_CHECK_BATCH]
+            present = await source.present(chunk)
+            trashed = [i for i, status in present.items() if status == "trash"]
+            if trashed:
+                orders = self.quarantine.sort(
+                    await self.source.fetch(trashed, status="trash"), status="trash"
+                )
+                await self._apply_orders(orders, report, start_at=start_at, notify=True)
+            detected = self.clock()
+            gone = [Deletion(i, detected, PERMANENT) for i in chunk if i not in present]
+            if gone:
+                logger.warning(
+                    "store {}: {} known open order(s) deleted permanently", self.name, len(gone)
+                )
+                self._apply_deletions(gone, detected, report)
+            if self.stopping():
+                report.stopped = True
+                return
 
     async def _feeds(self, source: Feeds, start_at: datetime, report: PassReport) -> None:
         """Deletions and disputes, each on its own slower clock; a feed the credentials cannot
@@ -247,7 +314,7 @@ class StoreSync:
             try:
                 if feed == "deletions":
                     gone = await source.deletions(_floor(self.clock() - DELETIONS_WINDOW))
-                    self._apply_deletions(gone, detected, report)
+                    self._apply_deletions(gone, detected, report, start_at=start_at)
                 else:
                     found = await source.disputes(_floor(self.clock() - DISPUTES_WINDOW))
                     self._apply_disputes(found, detected, start_at, report)
@@ -259,7 +326,12 @@ class StoreSync:
             self._feeds_due[feed] = now + every
 
     def _apply_deletions(
-        self, gone: Sequence[object], detected: datetime, report: PassReport
+        self,
+        gone: Sequence[object],
+        detected: datetime,
+        report: PassReport,
+        *,
+        start_at: datetime | None = None,
     ) -> None:
         snaps = self.store.snapshots(self.name, [g.order_id for g in gone])
         new_snaps: list[Snapshot] = []
@@ -272,6 +344,7 @@ class StoreSync:
                 platform=self.source.platform,
                 detected_at=detected,
                 last_order=self.store.last_order(self.name, deletion.order_id),
+                start_at=start_at,
             )
             if found and snap is not None:
                 new_snaps.append(snap)
@@ -537,6 +610,7 @@ class StoreSync:
     ) -> None:
         if snaps is None:
             snaps = self.store.snapshots(self.name, [o.id for o in orders])
+        orders = await self._dated(orders, snaps, start_at)
         detected = self.clock()
         new_snaps: list[Snapshot] = []
         events: list[tuple[Event, list[str]]] = []
@@ -552,7 +626,32 @@ class StoreSync:
             for ev in found:
                 events.append((ev, channels_for(ev, self.routes) if notify else []))
         contacts = {o.id: o.contact for o in orders}  # sealed by the store, or dropped (no key)
+        if late:
+            # A sweep's finds are late only if they changed before the fast path last read the
+            # store; a change made while a long sweep ran was not missed by anyone. Those go in
+            # first, without the snapshots: a crash between the two commits replays the page,
+            # and event ids make the replay a no-op for what was already recorded.
+            read = self._fast_read
+            missed = {o.id for o in orders if read is not None and o.updated_at < read}
+            on_time = [(ev, ch) for ev, ch in events if ev.order_id not in missed]
+            self._commit([], on_time, report, backfill=backfill)
+            events = [(ev, ch) for ev, ch in events if ev.order_id in missed]
         self._commit(new_snaps, events, report, late=late, backfill=backfill, contacts=contacts)
+
+    async def _dated(
+        self, orders: Sequence[Order], snaps: dict[str, Snapshot], start_at: datetime
+    ) -> Sequence[Order]:
+        """Orders pollerd never saw, placed before the start point, get the dates their payload
+        lacks from the source (WooCommerce refunds, Shopify REST captures), so a change made
+        long before the start point is not announced when the order is merely touched. Few
+        orders need it (the baseline knows the recent ones) and a source asks only when a date
+        is missing."""
+        if not isinstance(self.source, Dating):
+            return orders
+        return [
+            await self.source.dated(o) if o.id not in snaps and o.created_at < start_at else o
+            for o in orders
+        ]
 
 
 def _existing(store: Store, ids: Sequence[str]) -> set[str]:
@@ -570,6 +669,26 @@ def _existing(store: Store, ids: Sequence[str]) -> set[str]:
             chunk = unique[start : start + 500]
             found.update(conn.execute(select(EVENT.c.id).where(EVENT.c.id.in_(chunk))).scalars())
     return found
+
+
+def _open_orders(store: Store, name: str) -> list[str]:
+    """Ids of the orders pollerd knows as still open (announced, not finished), ascending."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(SNAPSHOT.c.order_id).where(
+                SNAPSHOT.c.store == name,
+                SNAPSHOT.c.status.not_in(TERMINAL),
+                SNAPSHOT.c.fired != "",
+                SNAPSHOT.c.order_id.not_like("dispute:%"),
+            )
+        ).scalars()
+        return sorted(rows, key=lambda i: (len(i), i))
+
+
+def _key(updated_at: datetime, order_id: str) -> tuple[datetime, int]:
+    """A bookmark as a comparable key: ids compare as numbers ("10" after "9"); the empty id of
+    a new cursor sorts first."""
+    return updated_at, int(order_id) if order_id.isdigit() else -1
 
 
 def _floor(value: datetime) -> datetime:

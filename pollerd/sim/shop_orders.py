@@ -92,6 +92,17 @@ class RefundRec:
 
 
 @dataclass(slots=True)
+class TxnRec:
+    """An order transaction: its kind (SALE, AUTHORIZATION, CAPTURE, REFUND, VOID) and when the
+    gateway processed it; pollerd dates a payment by it."""
+
+    id: int
+    kind: str
+    processed_at: datetime
+    status: str = "SUCCESS"
+
+
+@dataclass(slots=True)
 class OrderRec:
     id: int
     number: int
@@ -114,6 +125,8 @@ class OrderRec:
     cancel_reason: str | None = None
     closed_at: datetime | None = None
     refunds: list[RefundRec] = field(default_factory=list)
+    transactions: list[TxnRec] = field(default_factory=list)
+    fulfilled: list[datetime] = field(default_factory=list)  # each fulfillment's createdAt
     index: list[tuple[Stamp, Facets]] = field(default_factory=list)
 
     @property
@@ -211,6 +224,7 @@ class ShopBook:
         self._next_number = 1001
         self._next_line = 13590000000001
         self._next_refund = 915000000001
+        self._next_txn = 7350000000001
         self._next_customer = 7110000000001
         self._next_dispute = 10500000001
         self._next_event = 98800000000001
@@ -305,8 +319,14 @@ class ShopBook:
             self._next_number += 1
             self._next_customer += 1
             self.orders[rec.id] = rec
+            if financial in ("AUTHORIZED", "PAID", "PARTIALLY_PAID"):
+                self._transact(rec, "AUTHORIZATION" if financial == "AUTHORIZED" else "SALE", when)
             self._changed(rec, "create", when)
             return rec.id
+
+    def _transact(self, rec: OrderRec, kind: str, when: datetime) -> None:
+        rec.transactions.append(TxnRec(self._next_txn, kind, when))
+        self._next_txn += 1
 
     def _lines(self, items: Iterable[dict[str, Any]] | None, total: Decimal) -> list[LineRec]:
         specs = list(items) if items is not None else [{"name": "Test Mug", "price": total}]
@@ -332,6 +352,12 @@ class ShopBook:
                     f"order {rec.name} is {rec.financial}; only {requires} orders can become "
                     f"{financial}"
                 )
+            kind = {"AUTHORIZED": "AUTHORIZATION", "VOIDED": "VOID", "PARTIALLY_PAID": "SALE"}
+            if financial == "PAID":
+                held = any(t.kind == "AUTHORIZATION" for t in rec.transactions)
+                kind["PAID"] = "CAPTURE" if held else "SALE"
+            if financial in kind:
+                self._transact(rec, kind[financial], self.now())
             rec.financial = financial
             self._changed(rec, financial.lower())
 
@@ -364,6 +390,7 @@ class ShopBook:
             refund = RefundRec(self._next_refund, self.now(), value)
             self._next_refund += 1
             rec.refunds.append(refund)
+            self._transact(rec, "REFUND", refund.created_at)
             rec.financial = "REFUNDED" if rec.refunded >= rec.total else "PARTIALLY_REFUNDED"
             self._changed(rec, "refund")
             return refund.id
@@ -372,6 +399,7 @@ class ShopBook:
         with self.lock:
             rec = self.get(order_id)
             rec.fulfillment = "FULFILLED"
+            rec.fulfilled.append(self.now())
             self._changed(rec, "fulfill")
 
     def touch(self, order_id: int) -> None:
@@ -459,4 +487,11 @@ class ShopBook:
 
     def snapshot(self, rec: OrderRec) -> OrderRec:
         """A copy safe to read outside the lock (lists copied)."""
-        return replace(rec, items=list(rec.items), refunds=list(rec.refunds), index=[])
+        return replace(
+            rec,
+            items=list(rec.items),
+            refunds=list(rec.refunds),
+            transactions=list(rec.transactions),
+            fulfilled=list(rec.fulfilled),
+            index=[],
+        )

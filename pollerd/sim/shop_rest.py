@@ -32,6 +32,7 @@ from pollerd.sim.shop_orders import OrderRec, ShopBook
 from pollerd.sim.shop_schema import SHOP_ID
 
 _ORDER = re.compile(r"^orders/(\d+)\.json$")
+_TRANSACTIONS = re.compile(r"^orders/(\d+)/transactions\.json$")
 REST_MAX = 250
 THROTTLED_BODY = {
     "errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume "
@@ -123,6 +124,15 @@ def render_rest_order(rec: OrderRec, shop: str) -> dict[str, Any]:
             }
             for li in rec.items
         ],
+        "fulfillments": [
+            {
+                "id": rec.id * 100 + i,
+                "order_id": rec.id,
+                "status": "success",
+                "created_at": utc_iso(when),
+            }
+            for i, when in enumerate(rec.fulfilled)
+        ],
         "refunds": [
             {
                 "id": r.id,
@@ -142,6 +152,23 @@ def render_rest_order(rec: OrderRec, shop: str) -> dict[str, Any]:
             for r in rec.refunds
         ],
     }
+
+
+def render_transactions(rec: OrderRec) -> list[dict[str, Any]]:
+    """`GET orders/<id>/transactions.json`: kinds and statuses lower-case, as REST writes them."""
+    return [
+        {
+            "id": t.id,
+            "order_id": rec.id,
+            "kind": t.kind.lower(),
+            "status": t.status.lower(),
+            "created_at": utc_iso(t.processed_at),
+            "processed_at": utc_iso(t.processed_at),
+            "gateway": rec.gateway,
+            "currency": rec.currency,
+        }
+        for t in rec.transactions
+    ]
 
 
 class RestApi:
@@ -174,6 +201,12 @@ class RestApi:
             reply = self._orders(params, version)
         elif resource == "events.json":
             reply = self._events(params)
+        elif (match := _TRANSACTIONS.match(resource)) is not None:
+            rec = self.book.orders.get(int(match.group(1)))
+            if rec is None or not self.book.visible(rec):
+                reply = json_reply(404, {"errors": "Not Found"})
+            else:
+                reply = json_reply(200, {"transactions": render_transactions(rec)})
         elif (match := _ORDER.match(resource)) is not None:
             rec = self.book.orders.get(int(match.group(1)))
             if rec is None or not self.book.visible(rec):

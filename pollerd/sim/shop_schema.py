@@ -68,6 +68,13 @@ type LineItem implements Node { id: ID! name: String! quantity: Int! sku: String
 type LineItemEdge { cursor: String! node: LineItem! }
 type LineItemConnection { nodes: [LineItem!]! edges: [LineItemEdge!]! pageInfo: PageInfo! }
 type Refund implements Node { id: ID! createdAt: DateTime totalRefundedSet: MoneyBag! }
+enum OrderTransactionKind { AUTHORIZATION CAPTURE CHANGE EMV_AUTHORIZATION REFUND SALE
+  SUGGESTED_REFUND VOID }
+enum OrderTransactionStatus { AWAITING_RESPONSE ERROR FAILURE PENDING SUCCESS UNKNOWN }
+type OrderTransaction implements Node { id: ID! kind: OrderTransactionKind!
+  status: OrderTransactionStatus! processedAt: DateTime createdAt: DateTime! }
+enum FulfillmentStatus { CANCELLED ERROR FAILURE OPEN PENDING SUCCESS }
+type Fulfillment implements Node { id: ID! createdAt: DateTime! status: FulfillmentStatus! }
 
 type Order implements Node {
   id: ID! legacyResourceId: UnsignedInt64! name: String!
@@ -83,6 +90,8 @@ type Order implements Node {
     LineItemConnection!
   paymentGatewayNames: [String!]!
   refunds(first: Int): [Refund!]!
+  transactions(first: Int): [OrderTransaction!]!
+  fulfillments(first: Int): [Fulfillment!]!
   statusPageUrl: URL!
 }
 type OrderEdge { cursor: String! node: Order! }
@@ -218,6 +227,26 @@ def render_order(rec: OrderRec, shop: str) -> dict[str, Any]:
             "phone": rec.phone,
         },
         "paymentGatewayNames": [rec.gateway],
+        "transactions": [
+            {
+                "__typename": "OrderTransaction",
+                "id": gid("OrderTransaction", t.id),
+                "kind": t.kind,
+                "status": t.status,
+                "processedAt": utc_iso(t.processed_at),
+                "createdAt": utc_iso(t.processed_at),
+            }
+            for t in rec.transactions
+        ],
+        "fulfillments": [
+            {
+                "__typename": "Fulfillment",
+                "id": gid("Fulfillment", rec.id * 100 + i),
+                "createdAt": utc_iso(when),
+                "status": "SUCCESS",
+            }
+            for i, when in enumerate(rec.fulfilled)
+        ],
         "statusPageUrl": (
             f"https://{shop}/{SHOP_ID}/orders/{rec.token}/authenticate?key={rec.token[::-1]}"
         ),

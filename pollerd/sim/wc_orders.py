@@ -209,11 +209,14 @@ class OrderBook:
         set_paid: bool = False,
         created_via: str = "checkout",
         transaction_id: str = "",
+        created_at: datetime | None = None,
     ) -> int:
+        """`created_at` backdates the order (and its paid/completed dates when its status sets
+        them): a shop's history from before pollerd's first run, untouched since."""
         if status not in ORDER_STATUSES:
             raise ValueError(f"unknown order status {status!r}; known: {', '.join(ORDER_STATUSES)}")
         with self.lock:
-            now = self.now()
+            now = second(created_at) if created_at is not None else self.now()
             lines = self._lines(items, None if total is None else money(total))
             order_total = (
                 money(total)
@@ -244,7 +247,7 @@ class OrderBook:
             self._record(rec, now)
             if set_paid:
                 # REST `set_paid` calls payment_complete() right after the insert.
-                self._payment_complete(rec, transaction_id)
+                self._payment_complete(rec, transaction_id, now)
             return rec.id
 
     def _lines(
@@ -317,11 +320,13 @@ class OrderBook:
         self._record(rec, now)
         return True
 
-    def _payment_complete(self, rec: OrderRecord, transaction_id: str = "") -> None:
+    def _payment_complete(
+        self, rec: OrderRecord, transaction_id: str = "", when: datetime | None = None
+    ) -> None:
         """`WC_Order::payment_complete`: from an unpaid status to `processing` with date_paid."""
         if rec.status not in PAYMENT_COMPLETE_FROM:
             return
-        now = self.now()
+        now = when or self.now()
         if transaction_id:
             rec.transaction_id = transaction_id
         if rec.paid is None:

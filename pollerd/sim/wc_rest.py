@@ -36,6 +36,7 @@ from pollerd.sim.wc_select import SelectionCache, select
 
 ORDERS_PREFIX = "/wp-json/wc/v3/orders"
 _ORDER_PATH = re.compile(r"^/wp-json/wc/v3/orders/(\d+)$")
+_REFUNDS_PATH = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/refunds$")
 CANNOT_LIST = auth_error("Sorry, you cannot list resources.", "woocommerce_rest_cannot_view")
 CANNOT_VIEW = auth_error("Sorry, you cannot view this resource.", "woocommerce_rest_cannot_view")
 INVALID_ID = {
@@ -167,6 +168,15 @@ class RestApi:
             if not authenticated:
                 return self._unauthorized(CANNOT_VIEW)
             return self._single(int(match.group(1)), query)
+        if match and method == "DELETE":
+            if not authenticated:
+                return self._unauthorized(CANNOT_VIEW)
+            return self._delete(int(match.group(1)), query)
+        match = _REFUNDS_PATH.match(path)
+        if match and method in ("GET", "HEAD"):
+            if not authenticated:
+                return self._unauthorized(CANNOT_LIST)
+            return self._refunds(int(match.group(1)), query)
         if path == "/wp-json/wc/v3/system_status" and method in ("GET", "HEAD"):
             if not authenticated:
                 return self._unauthorized(CANNOT_LIST)
@@ -220,6 +230,50 @@ class RestApi:
                 data = FieldsFilter(wp_parse_list(query["_fields"])).apply(data)
             body = wp_json(data)
         return self._json(200, body, allow)
+
+    def _delete(self, order_id: int, query: Query) -> Reply:
+        """`DELETE orders/<id>`: to the trash, or gone for good with `force=true` ("Delete
+        permanently", cleanup plugins); answers the order as it was (fixture
+        rest-api-docs/delete_order_727_response)."""
+        allow = [("Allow", "GET, POST, PUT, PATCH, DELETE"), *_NO_CACHE]
+        with self.book.lock:
+            rec = self.book.orders.get(order_id)
+            if rec is None:
+                return self._json(404, INVALID_ID, allow)
+            body = wp_json(self.renderer.render(rec, self.site_base()))
+            if str(query.get("force", "")).lower() in ("true", "1"):
+                self.book.delete(order_id)
+            else:
+                self.book.trash(order_id)
+        return self._json(200, body, allow)
+
+    def _refunds(self, order_id: int, query: Query) -> Reply:
+        """`GET orders/<id>/refunds`: the order's refunds, newest first, each with its own date
+        (the order's `refunds[]` has none; fixture rest-api-docs/list_order_refunds_723)."""
+        allow = [("Allow", "GET, POST"), *_NO_CACHE]
+        with self.book.lock:
+            rec = self.book.orders.get(order_id)
+            if rec is None:
+                return self._json(404, INVALID_ID, allow)
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": r.id,
+                    "date_created": r.created.astimezone(self.tz).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "date_created_gmt": r.created.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "amount": f"{r.amount:.2f}",
+                    "reason": r.reason,
+                    "refunded_by": 1,
+                    "refunded_payment": False,
+                    "meta_data": [],
+                    "line_items": [],
+                }
+                for r in rec.refunds
+            ]
+        if "_fields" in query:
+            fields = FieldsFilter(wp_parse_list(query["_fields"]))
+            rows = [fields.apply(row) for row in rows]
+        total = [("X-WP-Total", str(len(rows))), ("X-WP-TotalPages", "1")]
+        return self._json(200, wp_json(rows), [*total, *allow])
 
     def _schema(self) -> dict[str, Any]:
         """The live OPTIONS schema, minus the arguments this WooCommerce version did not have."""

@@ -140,11 +140,14 @@ class WooSim(LoopbackService):
         set_paid: bool = False,
         created_via: str = "checkout",
         transaction_id: str = "",
+        created_at: datetime | None = None,
     ) -> int:
         """A new order; `total` defaults to 25.00 (one "Test Mug"), or the items' sum.
         `items`: dicts of name, quantity, price or total, sku, product_id.
         `set_paid=True` is REST `set_paid`: payment_complete → processing with date_paid.
-        `status="checkout-draft"` is a Blocks checkout draft (listed by `status=any`)."""
+        `status="checkout-draft"` is a Blocks checkout draft (listed by `status=any`).
+        `created_at` backdates it: placed (and paid/completed, as its status says) then and
+        untouched since, the history a shop has before pollerd's first run."""
         return self.book.create(
             status=status,
             payment_method=payment_method,
@@ -158,6 +161,7 @@ class WooSim(LoopbackService):
             set_paid=set_paid,
             created_via=created_via,
             transaction_id=transaction_id,
+            created_at=created_at,
         )
 
     def set_status(self, order_id: int, status: str) -> None:

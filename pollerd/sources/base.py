@@ -28,6 +28,7 @@ from pollerd.sources.payload import OrderPayloadError
 
 __all__ = [
     "Bulk",
+    "Dating",
     "Deletion",
     "Dispute",
     "FeedUnavailable",
@@ -36,7 +37,9 @@ __all__ = [
     "Listed",
     "Malformed",
     "PageToken",
+    "Presence",
     "Source",
+    "Undated",
 ]
 
 PageToken = int | str | None
@@ -157,4 +160,41 @@ class Bulk(Protocol):
         """Every order updated in [since, until] through one bulk export, in batches.
         `on_started(operation_id)` is called once the platform accepted the job so the caller
         can save it; `resume` is a saved id to pick up instead of starting a new job."""
+        ...
+
+
+@runtime_checkable
+class Undated(Protocol):
+    """A platform whose orders do not date every change (WooCommerce keeps no date for a
+    cancellation, a trashing or a refund), so the sync records a first-run baseline of the
+    orders that can still change: such a change is then diffed against a known state. Shopify
+    dates them all (transactions, refunds, fulfillments, `cancelledAt`) and needs none."""
+
+    async def list_between(self, after: datetime, before: datetime, page: PageToken) -> ListPage:
+        """Orders modified strictly after `after` and strictly before `before` (any status but
+        trash), paged like `list_modified`."""
+        ...
+
+
+@runtime_checkable
+class Presence(Protocol):
+    """A platform with no deletions feed, whose permanently deleted orders vanish from every
+    listing (WooCommerce `DELETE orders/<id>?force=true`): the daily sweep asks for the orders
+    pollerd knows as open, by id, to notice the ones that are gone."""
+
+    async def present(self, ids: list[str]) -> dict[str, str]:
+        """Which of these (≤ 100) orders the store still has, trash included: id → status."""
+        ...
+
+
+@runtime_checkable
+class Dating(Protocol):
+    """A platform whose order payload leaves some changes undated although another route dates
+    them (WooCommerce refunds: `orders/<id>/refunds`; Shopify REST captures:
+    `orders/<id>/transactions.json`)."""
+
+    async def dated(self, order: Order) -> Order:
+        """The order with the dates its payload lacks filled in; asked only for an order pollerd
+        never saw that was placed before the start point, and free (no request) when nothing
+        is missing."""
         ...

@@ -16,6 +16,7 @@ Why the rules below (contract: brief shopify-source.md; facts: research/shopify.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "ORDER_FIELDS",
     "OrderPayloadError",
     "admin_url",
+    "captured_at",
     "legacy_id",
     "listed",
     "money",
@@ -50,6 +52,9 @@ __all__ = [
 LINE_ITEMS = 10
 """Line items kept per order: enough for an alert; each one costs 3 points per fetched order."""
 
+EVIDENCE = 20
+"""Transactions, refunds and fulfillments read per order to date its changes (oldest first)."""
+
 LIST_FIELDS = "legacyResourceId updatedAt cancelledAt displayFinancialStatus"
 """Scalars only: a connection of N rows costs 2 + N points (one per Order object)."""
 
@@ -61,12 +66,17 @@ ORDER_FIELDS = (
     f"totalPriceSet {{ {_MONEY} }} totalRefundedSet {{ {_MONEY} }} "
     "customer { firstName lastName email phone } "
     f"lineItems(first: {LINE_ITEMS}) "
-    f"{{ nodes {{ name quantity originalTotalSet {{ {_MONEY} }} }} }}"
+    f"{{ nodes {{ name quantity originalTotalSet {{ {_MONEY} }} }} }} "
+    f"transactions(first: {EVIDENCE}) {{ kind status processedAt }} "
+    f"refunds(first: {EVIDENCE}) {{ createdAt }} "
+    f"fulfillments(first: {EVIDENCE}) {{ createdAt status }}"
 )
 """Full order selection. Requested cost per order: 1 (Order) + 2 + 2 (money bags) + 1 (customer)
-+ 2 + 10 × 3 (line items) = 38 points, refunded down to what really came back."""
++ 2 + 10 × 3 (line items) + 3 (three lists of objects, one point each) = 41 points, refunded
+down to what really came back. The lists date each change (capture, refund, fulfillment), so an
+order placed before pollerd's first run alerts only what happened after the start point."""
 
-ORDER_COST = 1 + 2 + 2 + 1 + 2 + LINE_ITEMS * 3
+ORDER_COST = 1 + 2 + 2 + 1 + 2 + LINE_ITEMS * 3 + 3
 """What one `... on Order { ORDER_FIELDS }` is charged up front (for sizing `nodes(ids:)`)."""
 
 _CENT = Decimal("0.01")
@@ -197,7 +207,39 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
         contact=Contact.of(full_name(first, last), email, phone),
         admin_url=admin_url(shop, oid),
         line_items=tuple(_line_items(node.get("lineItems"), store, oid)),
+        paid_at=captured_at(node.get("transactions"), store, oid),
+        completed_at=max(_dates(node.get("fulfillments"), "createdAt", store, oid), default=None),
+        refunds_at=tuple(sorted(_dates(node.get("refunds"), "createdAt", store, oid))),
     )
+
+
+_CAPTURES = frozenset({"SALE", "CAPTURE"})
+
+
+def captured_at(transactions: Any, store: str, oid: str) -> datetime | None:
+    """When money first came in: the oldest successful sale or capture. An authorization is a
+    hold, not a payment (DESIGN §4)."""
+    if not isinstance(transactions, list):
+        return None
+    paid = [
+        t
+        for t in transactions
+        if isinstance(t, dict) and t.get("kind") in _CAPTURES and t.get("status") == "SUCCESS"
+    ]
+    return min(_dates(paid, "processedAt", store, oid), default=None)
+
+
+def _dates(items: Any, key: str, store: str, oid: str) -> list[datetime]:
+    """The `key` dates of a list of objects (absent list: none; a bad date: the order's error)."""
+    if not isinstance(items, list):
+        return []
+    found = []
+    for item in items:
+        if isinstance(item, dict):
+            when = payload_date(item, key, store, oid)
+            if when is not None:
+                found.append(when)
+    return found
 
 
 # --- fields -------------------------------------------------------------------------------------

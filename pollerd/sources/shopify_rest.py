@@ -30,6 +30,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from loguru import logger
 
 from pollerd import metrics
 from pollerd.config import ShopifyStore
+from pollerd.diff import SHOPIFY_PAID
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order
 from pollerd.sources.base import (
@@ -59,6 +61,7 @@ from pollerd.sources.shopify_rest_normalize import (
     deletion,
     listed_row,
     normalize,
+    rest_captured_at,
 )
 
 PAGE_LIMIT = 250  # Shopify's maximum (251 → 400)
@@ -219,6 +222,16 @@ class ShopifyRestSource:
                             url = admin_url(self.shop, str(payload.get("id")))
                             orders.append(Malformed.of(exc, payload, url))
         return orders
+
+    async def dated(self, order: Order) -> Order:
+        """The capture date REST orders lack (GraphQL reads it with the order): one
+        `orders/<id>/transactions.json`, only for an order whose state says it was paid."""
+        if order.paid_at is not None or order.financial_status not in SHOPIFY_PAID:
+            return order
+        data, _ = await self._get_json(f"orders/{int(order.id)}/transactions.json", {})
+        found = data.get("transactions") if isinstance(data, dict) else None
+        paid = rest_captured_at(found, store=self.name, oid=order.id)
+        return replace(order, paid_at=paid) if paid is not None else order
 
     async def aclose(self) -> None:
         if self._owns_http:

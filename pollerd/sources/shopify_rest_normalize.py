@@ -33,6 +33,7 @@ from pollerd.sources.base import Deletion, Listed
 from pollerd.sources.shopify_normalize import (
     LINE_ITEMS,
     OrderPayloadError,
+    captured_at,
     listed,
     normalize_order,
 )
@@ -52,10 +53,11 @@ LIST_FIELDS = "id,updated_at,cancelled_at,financial_status"
 ORDER_FIELDS = (
     "id,name,created_at,updated_at,cancelled_at,cancel_reason,financial_status,"
     "fulfillment_status,test,email,phone,currency,total_price,total_price_set,"
-    "payment_gateway_names,customer,line_items,refunds"
+    "payment_gateway_names,customer,line_items,refunds,fulfillments"
 )
 """Everything `normalize` reads and nothing more: full REST orders are large (addresses,
-tax lines, fulfillments, client details), most of it never used here."""
+tax lines, client details), most of it never used here. Refunds and fulfillments carry their
+dates; captures are dated by `orders/<id>/transactions.json`, read only when needed."""
 
 FULFILLMENT = {None: "UNFULFILLED", "partial": "PARTIALLY_FULFILLED"}
 """REST `fulfillment_status` words that differ from GraphQL's `displayFulfillmentStatus`;
@@ -127,6 +129,16 @@ def as_node(payload: dict[str, Any], *, store: str) -> dict[str, Any]:
         if isinstance(customer, dict)
         else None,
         "lineItems": {"nodes": _line_items(payload, store, oid)},
+        "fulfillments": [
+            {"createdAt": f.get("created_at"), "status": _upper(f.get("status"))}
+            for f in payload.get("fulfillments") or []
+            if isinstance(f, dict)
+        ],
+        "refunds": [
+            {"createdAt": r.get("created_at")}
+            for r in payload.get("refunds") or []
+            if isinstance(r, dict)
+        ],
     }
 
 
@@ -249,3 +261,20 @@ def _rest_names(store: str) -> Iterator[None]:
             raise
         problem = str(exc).split(f"field {exc.field}: ", 1)[-1]
         raise OrderPayloadError(store, exc.order_id, REST_FIELD[head], problem) from None
+
+
+def rest_captured_at(transactions: Any, *, store: str, oid: str) -> datetime | None:
+    """When money first came in, from `orders/<id>/transactions.json` (GraphQL's rule)."""
+    if not isinstance(transactions, list):
+        return None
+    nodes = [
+        {
+            "kind": _upper(t.get("kind")),
+            "status": _upper(t.get("status")),
+            "processedAt": t.get("processed_at"),
+        }
+        for t in transactions
+        if isinstance(t, dict)
+    ]
+    with _rest_names(store):
+        return captured_at(nodes, store, oid)

@@ -36,6 +36,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -140,6 +141,13 @@ class WooCommerceSource:
         await self._version_gate()
         return await self._list({"modified_after": naive_utc(after)}, page, status)
 
+    async def list_between(self, after: datetime, before: datetime, page: PageToken) -> ListPage:
+        """Orders modified in the open interval (after, before): the first-run baseline, which
+        must not read past the start point (what changed after it is the fast path's)."""
+        await self._version_gate()
+        window = {"modified_after": naive_utc(after), "modified_before": naive_utc(before)}
+        return await self._list(window, page, "any")
+
     async def list_created(self, after: datetime, page: PageToken) -> ListPage:
         """Orders created strictly after `after`: the sweeps' second access path."""
         await self._version_gate()
@@ -173,6 +181,52 @@ class WooCommerceSource:
             return normalize(payload, store=self.name, site_url=self.site)
         except OrderPayloadError as exc:
             return Malformed.of(exc, payload, admin_url=admin_url(self.site, payload.get("id")))
+
+    async def dated(self, order: Order) -> Order:
+        """Refund dates: the order's `refunds[]` has none, `GET orders/<id>/refunds` does
+        (`_fields` keeps it to a few bytes). One request, only for an order with refunds."""
+        if order.refunded_total <= 0 or order.refunds_at:
+            return order
+        return replace(order, refunds_at=await self._refund_dates(order.id))
+
+    async def _refund_dates(self, order_id: str) -> tuple[datetime, ...]:
+        """When each refund of an order was made, oldest first (an order deleted in between
+        has none to give)."""
+        path = f"{ORDERS_PATH}/{int(order_id)}/refunds"
+        params = {"per_page": str(PER_PAGE), "page": "1", "_fields": "id,date_created_gmt"}
+        response = await self._exchange("GET", path, params)
+        if response.status_code == 404 and _wp_error(response)[0]:
+            return ()
+        self._settle(response)
+        dates = [
+            payload_date(row, "date_created_gmt", self.name, order_id, required=True)
+            for row in self._rows(self._decode(response))
+        ]
+        return tuple(sorted(d for d in dates if d is not None))
+
+    async def present(self, ids: list[str]) -> dict[str, str]:
+        """Which of these orders still exist: `include=` with only `id,status`, once under
+        `any` and once under `trash` for the rest (`any` excludes trash, and `any,trash` means
+        `any`, research §1.2). Absent from both: deleted permanently."""
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(str(i) for i in ids))[:PER_PAGE]
+        for status in ("any", "trash"):
+            left = [i for i in wanted if i not in found]
+            if not left:
+                break
+            params = {
+                "include": ",".join(left),
+                "per_page": str(PER_PAGE),
+                "page": "1",
+                "status": status,
+                "_fields": "id,status",
+            }
+            data, _ = await self._get_json(ORDERS_PATH, params)
+            for row in self._rows(data):
+                oid = str(row.get("id"))
+                if oid in left and isinstance(row.get("status"), str):
+                    found[oid] = row["status"]
+        return found
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -710,11 +764,24 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         contact=Contact.of(_full_name(billing) or _full_name(shipping), email, phone),
         admin_url=admin_url(site_url, oid),
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
+        trashed_from=_trashed_from(payload) if status == "trash" else None,
     )
 
 
 def admin_url(site_url: str, oid: object) -> str:
     return f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}"
+
+
+def _trashed_from(payload: dict[str, Any]) -> str | None:
+    """The status a trashed order had: WordPress keeps it in `_wp_trash_meta_status`
+    (`wc-processing`), which the REST API shows in `meta_data` (fixture order_trash_19)."""
+    meta = payload.get("meta_data")
+    for entry in meta if isinstance(meta, list) else ():
+        if isinstance(entry, dict) and entry.get("key") == "_wp_trash_meta_status":
+            value = entry.get("value")
+            if isinstance(value, str) and value:
+                return value.removeprefix("wc-")
+    return None
 
 
 def _order_id(payload: dict[str, Any], store: str) -> str:

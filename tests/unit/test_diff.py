@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -176,13 +177,78 @@ def test_pay_on_delivery_methods_are_configurable() -> None:
     ]
 
 
-def test_orders_created_before_start_are_a_silent_baseline() -> None:
-    old = START - timedelta(days=3)
+OLD = START - timedelta(days=5)
+EARLY = START - timedelta(days=4)  # a change before the start point
+
+
+def old_order(status: str, *, updated: datetime = T, **dates: object) -> Order:
+    """An order placed five days before the start point, first seen now."""
+    base = order(status, created=OLD)
+    return replace(base, updated_at=updated, **dates)  # type: ignore[arg-type]
+
+
+PRE_START_CASES = {
+    # (first observation, events): the change after the start alerts, what came before does not.
+    "bacs paid after the start: paid, never created": (old_order("processing", paid_at=PAID), [P]),
+    "paid before the start, touched after: nothing": (old_order("processing", paid_at=EARLY), []),
+    "completed after the start": (
+        old_order("completed", paid_at=EARLY, completed_at=PAID),
+        [F],
+    ),
+    "completed before the start, touched after: nothing": (
+        old_order("completed", paid_at=EARLY, completed_at=EARLY),
+        [],
+    ),
+    "cash on delivery completed after the start: paid then": (
+        old_order("completed", paid_at=EARLY, completed_at=PAID, payment_method="cod"),
+        [P, F],
+    ),
+    "refund dated after the start": (
+        old_order("refunded", paid_at=EARLY, refunded_total=Decimal(25), refunds_at=(PAID,)),
+        [R],
+    ),
+    "cancelled, no date of its own, changed after the start: alerts": (
+        old_order("cancelled"),
+        [X],
+    ),
+    "cancelled, last changed before the start: nothing": (
+        old_order("cancelled", updated=START - timedelta(minutes=3)),
+        [],
+    ),
+    "trashed after the start": (old_order("trash", paid_at=EARLY, trashed_from="processing"), [D]),
+}
+
+
+@pytest.mark.parametrize("name", list(PRE_START_CASES))
+def test_orders_created_before_start_alert_only_what_happened_after(name: str) -> None:
+    observation, expected = PRE_START_CASES[name]
+    assert run(observation) == [expected]
+
+
+def test_an_old_order_known_from_the_baseline_diffs_against_it() -> None:
     assert run(
-        order("processing", paid=True, created=old),
-        order("completed", paid=True, completed=True, created=old, step=1),
-        order("trash", paid=True, completed=True, created=old, step=2),
-    ) == [[], [F], [D]]
+        old_order("on-hold", updated=EARLY),  # the baseline: before the start, silent
+        old_order("cancelled"),
+        old_order("trash", trashed_from="cancelled", updated=T + timedelta(minutes=1)),
+    ) == [[], [X], [D]]
+
+
+TRASH_FIRST_SIGHT = {
+    # Created after the start point, first seen in the trash (issue 11 item 2).
+    "paid then trashed": (order("trash", paid=True), [C, P, D]),
+    "on-hold then trashed (trash meta)": (
+        replace(order("trash", paid=True), trashed_from="on-hold"),
+        [C, D],
+    ),
+    "completed then trashed": (order("trash", paid=True, completed=True), [C, P, F, D]),
+    "a draft trashed: nothing": (replace(order("trash"), trashed_from="checkout-draft"), []),
+}
+
+
+@pytest.mark.parametrize("name", list(TRASH_FIRST_SIGHT))
+def test_first_sight_in_the_trash_fills_in_what_happened(name: str) -> None:
+    observation, expected = TRASH_FIRST_SIGHT[name]
+    assert run(observation) == [expected]
 
 
 def test_events_carry_ids_times_and_the_order() -> None:
@@ -299,12 +365,16 @@ def test_shopify_events_carry_test_flag_and_cancel_reason() -> None:
     assert events[0].id == "s:5273485869312:order.created"
 
 
-def test_shopify_baseline_before_start() -> None:
-    old = START - timedelta(days=1)
-    assert run(shop("paid", created=old), shop("refunded", refunded="25", step=1, created=old)) == [
-        [],
-        [R],
-    ]
+def test_shopify_order_placed_before_start_alerts_what_its_dates_put_after() -> None:
+    old = START - timedelta(days=20)
+    early = START - timedelta(days=19)
+    paid = replace(shop("paid", created=old), paid_at=early)
+    assert run(paid, replace(paid, financial_status="refunded", refunds_at=(PAID,))) == [[], [R]]
+    assert run(replace(paid, cancelled_at=PAID, status="cancelled")) == [[X]]
+    assert run(replace(paid, fulfillment_status="fulfilled", completed_at=PAID)) == [[F]]
+    assert run(replace(paid, fulfillment_status="fulfilled", completed_at=early)) == [[]]
+    captured = replace(shop("paid", created=old), paid_at=PAID)
+    assert run(captured) == [[P]]
 
 
 def test_deletion_announced_once_and_only_for_known_orders() -> None:
@@ -314,6 +384,11 @@ def test_deletion_announced_once_and_only_for_known_orders() -> None:
     gone = Deletion("5273485869312", T + timedelta(minutes=1), "Order #1001 was deleted.")
     args = {"store": "s", "platform": "shopify", "detected_at": T, "last_order": None}
     assert deleted(None, gone, **args) == (None, [])  # never seen: noise
+    # Never seen, but destroyed after the start point: a dated change of an old order.
+    assert deleted(None, gone, **args, start_at=T + timedelta(minutes=2))[1] == []
+    snap0, events0 = deleted(None, gone, **args, start_at=START)
+    assert [e.type for e in events0] == ["order.deleted"] and snap0 is not None
+    assert deleted(snap0, gone, **args, start_at=START)[1] == []  # once
     snap, _ = diff(None, shop("paid"), detected_at=T, start_at=START)
     snap2, events = deleted(snap, gone, **args)
     assert [e.id for e in events] == ["s:5273485869312:order.deleted"]

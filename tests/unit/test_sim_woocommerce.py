@@ -663,3 +663,21 @@ def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_delete_trashes_or_with_force_deletes_for_good(store: WooSim, http: httpx.Client) -> None:
+    trashed, gone = store.create_order(), store.create_order()
+    assert http.delete(f"{ORDERS}/{trashed}").json()["id"] == trashed
+    assert http.get(f"{ORDERS}/{trashed}").json()["status"] == "trash"
+    assert http.delete(f"{ORDERS}/{gone}", params={"force": "true"}).status_code == 200
+    assert http.get(f"{ORDERS}/{gone}").status_code == 404
+    listed = http.get(ORDERS, params={"include": f"{gone}", "status": "trash"}).json()
+    assert listed == [] and store.history()[-1].status == "deleted"
+
+
+def test_refunds_route_dates_each_refund(store: WooSim, http: httpx.Client) -> None:
+    oid = store.create_order(status="processing", payment_method="stripe", total="30.00")
+    store.refund(oid, "10.00", "damaged")
+    rows = http.get(f"{ORDERS}/{oid}/refunds", params={"_fields": "id,date_created_gmt"}).json()
+    assert [set(r) for r in rows] == [{"id", "date_created_gmt"}]
+    assert http.get(f"{ORDERS}/{oid}").json()["refunds"][0]["id"] == rows[0]["id"]

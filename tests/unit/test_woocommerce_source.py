@@ -952,3 +952,14 @@ def test_a_malformed_listing_row_names_the_order(sim: WooSim) -> None:
     with pytest.raises(OrderPayloadError, match="order 7: field date_modified_gmt: missing"):
         source._listed({"id": 7, "status": "pending", "date_modified_gmt": None})
     asyncio.run(source.aclose())
+
+
+def test_a_trashed_order_says_what_it_was_before_the_trash() -> None:
+    """`_wp_trash_meta_status` (real WooCommerce 10.0.2, order 19) lets the diff fill in what a
+    first sight in the trash implies (issue 11 item 2)."""
+    payload = json.loads((LIVE_DIRS[0] / "order_trash_19.json").read_text())
+    payload = payload[0] if isinstance(payload, list) else payload
+    order = normalize(payload, store="shop", site_url="https://shop.example")
+    meta = {m["key"]: m["value"] for m in payload["meta_data"]}
+    assert order.status == "trash"
+    assert order.trashed_from == meta["_wp_trash_meta_status"].removeprefix("wc-")
