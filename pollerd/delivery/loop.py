@@ -485,15 +485,19 @@ class Deliverer:
         millisecond: an episode's "failing" and "dead letters" alerts are two events); routed
         like any event (`events = ["alert.*"]`), never to the failing channel itself."""
         now = datetime.now(UTC)
+        # `order.id` repeats the event's order id: the sender rebuilds the event from its JSON,
+        # and a webhook's `webhook-id` must stay the stored id, distinct per episode (a receiver
+        # deduping on it would otherwise drop every episode after the first).
+        key = f"{channel}@{int(now.timestamp() * 1000)}"
         event = Event(
             type="alert.channel_failing",
             store="pollerd",
             platform="pollerd",
-            order_id=f"{channel}@{int(now.timestamp() * 1000)}",
+            order_id=key,
             occurred_at=now,
             detected_at=now,
             test=False,
-            order={"id": channel, "number": channel},
+            order={"id": key, "number": channel},
             reason=reason,
         )
         targets = [c for c in channels_for(event, self.routes) if c != channel]

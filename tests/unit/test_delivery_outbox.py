@@ -343,6 +343,10 @@ def test_dead_letters_are_announced_on_another_channel(store: Store) -> None:
         alerts, reports = failing_pair(store, sink.url, clock, [0.0, 1.0], max_attempts=1)
     assert [a.type for a in alerts] == ["alert.channel_failing"]
     assert "dead letters" in alerts[0].reason and "deliveries retry" in alerts[0].reason
+    # The event as sent (rebuilt from its JSON) keeps the stored, per-episode id: a receiver
+    # deduping on webhook-id must not drop the next episode's alert.
+    stored = [e["id"] for e in store.events() if e["type"] == "alert.channel_failing"]
+    assert [alerts[0].id] == stored and "@" in stored[0]
     assert reports[-1]["hook"]["dead_letters"] is True
 
 
