@@ -22,7 +22,7 @@ from loguru import logger
 from pollerd.config import Settings, load, minimal
 from pollerd.log import setup
 from pollerd.model import Order
-from pollerd.sources.base import Source
+from pollerd.sources.base import Malformed, Source
 from pollerd.store import open_store
 
 if TYPE_CHECKING:
@@ -85,8 +85,11 @@ def mark_tests(source: Source) -> None:
     channel they reach (a person on the team chat must not take a demo order for a sale)."""
     fetch = source.fetch
 
-    async def fetch_tests(ids: list[str], *, status: str = "any") -> list[Order]:
-        return [replace(order, test=True) for order in await fetch(ids, status=status)]
+    async def fetch_tests(ids: list[str], *, status: str = "any") -> list[Order | Malformed]:
+        return [
+            replace(item, test=True) if isinstance(item, Order) else item
+            for item in await fetch(ids, status=status)
+        ]
 
     source.fetch = fetch_tests  # type: ignore[method-assign]
 
@@ -129,6 +132,9 @@ def run_demo(
             OrderStream(sim, seed=seed, orders_per_minute=rate),
             ShopStream(shop, seed=seed, orders_per_minute=rate),
         ]
+        # A shop has a past: orders placed days ago that change while the demo runs (a bank
+        # transfer settling, a cancellation). Their changes alert; their creation does not.
+        streams[0].history()
 
         def on_ready(runtime: Runtime) -> None:
             # Before any pass has run (run() calls this before it first awaits).

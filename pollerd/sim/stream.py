@@ -18,6 +18,7 @@ import contextlib
 import heapq
 import random
 import threading
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -112,6 +113,33 @@ class OrderStream:
             wait = min(self._timing.expovariate(1.0 / self.interval), 4 * self.interval)
             if stop.wait(wait):
                 return
+
+    def history(self, days: tuple[int, ...] = (6, 3, 2)) -> list[int]:
+        """Orders placed `days` ago and untouched since (BACS awaiting the transfer, a card
+        order), each with a follow-up due within the first steps: what a real shop has when
+        pollerd first starts. Call before the daemon starts."""
+        now = self.sim.book.now()  # the simulated store's clock, which tests may skew
+        plans = (("bacs", "on-hold", ("processing",)), ("bacs", "on-hold", ("cancelled",)))
+        plans += (("stripe", "processing", ("completed",)),)
+        made = []
+        for age, (method, status, follow) in zip(days, plans, strict=False):
+            first, last, email, phone, currency = self._rng.choice(PEOPLE)
+            name, sku, pid, price = self._rng.choice(PRODUCTS)
+            order_id = self.sim.create_order(
+                status=status,
+                payment_method=method,
+                currency=currency,
+                email=email,
+                phone=phone,
+                first_name=first,
+                last_name=last,
+                items=[{"name": name, "sku": sku, "product_id": pid, "price": price}],
+                set_paid=status == "processing",
+                created_at=now - timedelta(days=age),
+            )
+            self._schedule(order_id, follow)
+            made.append(order_id)
+        return made
 
     # --- internals -----------------------------------------------------------------------------
 

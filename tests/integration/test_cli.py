@@ -161,3 +161,8 @@ def test_demo_prints_alerts_and_stops(tmp_path: Path) -> None:
     assert "[demo-store]" in result.stdout and "[demo-shopify]" in result.stdout
     assert "New order" in result.stdout or "Order" in result.stdout
     assert "Traceback" not in result.stderr
+    # The shop's history (#100-#102, placed days before the demo started) alerts what happens
+    # to it now, never its creation.
+    for line in ("Order #100 paid", "Order #101 cancelled", "Order #102 fulfilled"):
+        assert f"[demo-store] {line}" in result.stdout
+    assert not any(f"[demo-store] New order #{n} " in result.stdout for n in (100, 101, 102))
