@@ -28,7 +28,6 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    inspect,
     select,
     text,
     update,
@@ -146,13 +145,16 @@ class Store:
                 event.listen(self.engine, "begin", _sqlite_begin)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
-            new = not inspect(self.engine).has_table("cursor")
             migrate(self.engine.connect, self._where())
+            with self.engine.connect() as conn:
+                new = conn.execute(select(func.count()).select_from(CURSOR)).scalar() == 0
         except OperationalError as exc:
             raise StoreError(f"{self._where()}: cannot open database: {exc.orig}") from None
         if new:
             # Said loudly: a new database means a new baseline, and the changes made since the
-            # old one (if there was one, at another path) will never alert.
+            # old one (if there was one, at another path) will never alert. "New" is "no store
+            # has a cursor yet", not "the file was just created": a `pollerd status` run first
+            # creates the file, and the daemon after it must still say so.
             logger.warning(
                 'new database {}: every store starts at its start point (start_from, "now" '
                 "by default) and nothing that happened before it will alert; if you expected an "

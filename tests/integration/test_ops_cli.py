@@ -81,6 +81,8 @@ def test_a_misspelt_database_folder_is_refused_not_created(
 
 def test_a_new_database_is_announced_once(tmp_path: Path, sim: WooSim, sink: WebhookSink) -> None:
     config = write_config(tmp_path, sim.url, sink.url)
+    looked = pollerd("status", "--config", str(config))  # a newcomer looks first
+    assert "new database" in looked.stderr, looked.stderr
     first = pollerd("once", "--config", str(config))
     assert first.returncode == 0, first.stderr
     assert "WARNING" in first.stderr and "new database" in first.stderr, first.stderr
