@@ -154,8 +154,8 @@ class Metrics:
         self.deliveries = Counter(
             "pollerd_deliveries_total",
             "Delivery attempts by outcome: sent; retry (backing off); permanent (refused for "
-            "good: the row is dead or its channel held); dead (gave up after max_attempts or "
-            "dead_after); suppressed (the recipients opted out or blocked pollerd).",
+            "good: the row is dead or its channel held); dead (not sent within dead_after, or "
+            "max_attempts when set); suppressed (the recipients opted out or blocked pollerd).",
             ["channel", "result"],
             registry=registry,
         )
