@@ -15,11 +15,11 @@ does not, however old the order (DESIGN §6). An order first seen that was creat
 point announces everything its state implies (a trashed paid order: created, paid, deleted). One
 created before it never announces its creation; each other implied event is dated by the order's
 own evidence (`date_paid`, `date_completed`, `cancelledAt`, refund and fulfillment times) and
-alerts only when that date is at or after the start point. An event with no date of its own (a
-WooCommerce cancellation or trashing) cannot be dated: pollerd's first-run baseline
-(`sync.Baseline`) snapshots the orders that can still change so such a change is diffed against
-a known state; for an order outside it the order's `updated_at` decides, since a false alert is
-cheaper than a lost one.
+alerts only when that date is at or after the start point (the trash is dated too, by
+`_wp_trash_meta_time`). An event with no date of its own (a WooCommerce cancellation) cannot be
+dated: pollerd's first-run baseline (`pollerd.baseline`) snapshots the orders that can still
+change so such a change is diffed against a known state; for an order outside it the order's
+`updated_at` decides, since a false alert is cheaper than a lost one.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def shopify_implied(order: Order) -> set[str]:
 
 def evidence(order: Order, kind: str, rules: WooRules | None = None) -> datetime | None:
     """When the change happened by the order's own record; None when it keeps no date for it
-    (a WooCommerce cancellation, trashing, or refund: its `refunds` carry no dates)."""
+    (a WooCommerce cancellation, or a refund: its `refunds` carry no dates; the trash is dated
+    by `_wp_trash_meta_time`)."""
     if kind == "order.created":
         return order.created_at
     if kind == "order.paid":
@@ -131,6 +132,8 @@ def evidence(order: Order, kind: str, rules: WooRules | None = None) -> datetime
         return order.completed_at
     if kind == "order.cancelled":
         return order.cancelled_at
+    if kind == "order.deleted":
+        return order.trashed_at
     if kind == "order.partially_refunded" and order.refunds_at:
         return order.refunds_at[0]
     if kind == "order.refunded" and order.refunds_at:

@@ -156,6 +156,7 @@ class Order:
     line_items: tuple[LineItem, ...] = ()
     cancel_reason: str | None = None
     trashed_from: str | None = None  # WooCommerce trash: the status the order had before
+    trashed_at: datetime | None = None  # WooCommerce trash: when (`_wp_trash_meta_time`)
     # The full contact, for the sealed store only (never in events, repr or comparisons).
     contact: Contact | None = field(default=None, repr=False, compare=False)
 
@@ -186,6 +187,13 @@ class Order:
             ],
             "admin_url": self.admin_url,
         }
+
+
+PERMANENT_DELETION = (
+    "deleted permanently: the store no longer has this order, not even in the trash"
+)
+"""The `reason` of an `order.deleted` pollerd inferred from a known order's absence (WooCommerce
+`force=true` deletes leave no trace in any listing); templates say it in the reader's words."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,15 @@ from pollerd import baseline, metrics
 from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
 from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
-from pollerd.model import Contact, Deletion, Dispute, Event, Order, Snapshot
+from pollerd.model import (
+    PERMANENT_DELETION,
+    Contact,
+    Deletion,
+    Dispute,
+    Event,
+    Order,
+    Snapshot,
+)
 from pollerd.quarantine import Quarantine
 from pollerd.rules import channels_for
 from pollerd.sources.base import (
@@ -76,7 +84,6 @@ OPEN_CHECK_BATCH = 100  # ids per existence check (`include=` takes at most per_
 TERMINAL = ("completed", "cancelled", "refunded", "trash", "deleted", "checkout-draft")
 """Statuses whose orders the daily existence check skips: it is bounded to orders that can
 still change (a finished order deleted permanently goes unannounced; see the README)."""
-PERMANENT = "deleted permanently: the store no longer has this order, not even in the trash"
 BULK_FROM = timedelta(days=7)
 """Backfills reaching further back than this use one bulk export instead of pages (Shopify)."""
 
@@ -291,7 +298,7 @@ class StoreSync:
                 )
                 await self._apply_orders(orders, report, start_at=start_at, notify=True)
             detected = self.clock()
-            gone = [Deletion(i, detected, PERMANENT) for i in chunk if i not in present]
+            gone = [Deletion(i, detected, PERMANENT_DELETION) for i in chunk if i not in present]
             if gone:
                 logger.warning(
                     "store {}: {} known open order(s) deleted permanently", self.name, len(gone)

@@ -383,12 +383,12 @@ class OrderBook:
                 self._record(rec, now)
             return refund.id
 
-    def trash(self, order_id: int) -> None:
+    def trash(self, order_id: int, when: datetime | None = None) -> None:
         with self.lock:
             rec = self.get(order_id)
             if rec.status == "trash":
                 return
-            now = self.now()
+            now = self.now() if when is None else second(when)
             local = now.astimezone(self.tz)
             rec.meta = [m for m in rec.meta if not str(m.get("key", "")).startswith("_wp_")]
             rec.meta += [

@@ -179,9 +179,10 @@ class WooSim(LoopbackService):
         Refunds reaching the order total make it `refunded`."""
         return self.book.refund(order_id, amount, reason)
 
-    def trash(self, order_id: int) -> None:
-        """Status `trash` (out of `status=any`, visible under `status=trash`), modified bumped."""
-        self.book.trash(order_id)
+    def trash(self, order_id: int, when: datetime | None = None) -> None:
+        """Status `trash` (out of `status=any`, visible under `status=trash`), modified bumped;
+        `when` backdates it (a shop's history: trashed before pollerd first started)."""
+        self.book.trash(order_id, when)
 
     def restore(self, order_id: int, status: str | None = None) -> None:
         """Out of the trash, to `status` or to the status it had."""

@@ -765,6 +765,7 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         admin_url=admin_url(site_url, oid),
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
         trashed_from=_trashed_from(payload) if status == "trash" else None,
+        trashed_at=_trashed_at(payload) if status == "trash" else None,
     )
 
 
@@ -772,16 +773,30 @@ def admin_url(site_url: str, oid: object) -> str:
     return f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}"
 
 
-def _trashed_from(payload: dict[str, Any]) -> str | None:
-    """The status a trashed order had: WordPress keeps it in `_wp_trash_meta_status`
-    (`wc-processing`), which the REST API shows in `meta_data` (fixture order_trash_19)."""
+def _trash_meta(payload: dict[str, Any], key: str) -> str | None:
+    """What WordPress noted when the order went to the trash: `_wp_trash_meta_status` (the
+    status it had, `wc-processing`) and `_wp_trash_meta_time` (Unix seconds), both shown in the
+    REST `meta_data` (fixture order_trash_19; a real 10.0.2 with HPOS, sync off, too)."""
     meta = payload.get("meta_data")
     for entry in meta if isinstance(meta, list) else ():
-        if isinstance(entry, dict) and entry.get("key") == "_wp_trash_meta_status":
+        if isinstance(entry, dict) and entry.get("key") == key:
             value = entry.get("value")
-            if isinstance(value, str) and value:
-                return value.removeprefix("wc-")
+            return str(value) if isinstance(value, str | int) and value != "" else None
     return None
+
+
+def _trashed_from(payload: dict[str, Any]) -> str | None:
+    value = _trash_meta(payload, "_wp_trash_meta_status")
+    return value.removeprefix("wc-") if value else None
+
+
+def _trashed_at(payload: dict[str, Any]) -> datetime | None:
+    """When the order was trashed: the trash's own date, so an old order trashed before the
+    start point and merely edited after it is history, not news (seen on a real store)."""
+    value = _trash_meta(payload, "_wp_trash_meta_time")
+    if value is None or not value.isdigit():
+        return None  # unreadable: undated, like a cancellation (never a reason to refuse it)
+    return datetime.fromtimestamp(int(value), UTC)
 
 
 def _order_id(payload: dict[str, Any], store: str) -> str:

@@ -57,7 +57,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from loguru import logger
 from markupsafe import Markup
 
-from pollerd.model import CJK, EVENT_TYPES, mask_email, mask_phone, parse_utc
+from pollerd.model import CJK, EVENT_TYPES, PERMANENT_DELETION, mask_email, mask_phone, parse_utc
 from pollerd.templates.escape import ESCAPERS, bold, link
 
 FLAVOURS = tuple(ESCAPERS)
@@ -137,6 +137,7 @@ WORDS: dict[str, dict[str, str]] = {
         "more": "… (+{count} items)",
         "more_one": "… (+1 item)",
         "reason": "Reason: ",
+        "permanent": "deleted permanently (not in the trash)",
         "link": "Open: ",
         "disputed": "Disputed: ",
         "evidence": "Evidence due by: ",
@@ -156,6 +157,7 @@ WORDS: dict[str, dict[str, str]] = {
         "customer": "顾客：",
         "more": "…（另有 {count} 项）",
         "reason": "原因：",
+        "permanent": "已永久删除（不在回收站）",
         "link": "后台：",
         "disputed": "争议金额：",
         "evidence": "举证截止：",
@@ -481,9 +483,12 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
         if facts["evidence_due_by"]:
             after.append((words["evidence"], facts["evidence_due_by"]))
     # An alert's reason is already its summary; a deletion's is the platform's "Order #1001
-    # was deleted.", which only repeats the headline (in English, even in a Chinese alert).
+    # was deleted.", which only repeats the headline (in English, even in a Chinese alert),
+    # unless pollerd found the order deleted for good: that the reader must know, in words.
     if reason and not is_alert and kind != "order.deleted":
         after.append((words["reason"], reason))
+    elif kind == "order.deleted" and data.get("reason") == PERMANENT_DELETION:
+        after.append((words["reason"], words["permanent"]))
     return {
         "id": clean(data.get("id")),
         "type": kind,

@@ -216,6 +216,16 @@ PRE_START_CASES = {
         [],
     ),
     "trashed after the start": (old_order("trash", paid_at=EARLY, trashed_from="processing"), [D]),
+    "trashed after the start, by its trash time": (
+        old_order("trash", paid_at=EARLY, trashed_from="processing", trashed_at=PAID),
+        [D],
+    ),
+    # Seen on a real WooCommerce 10.0.2: trashed two days before the start, then edited by the
+    # REST API after it (date_modified moves): the trash's own time says it is history.
+    "trashed before the start, edited after: nothing": (
+        old_order("trash", paid_at=EARLY, trashed_from="processing", trashed_at=EARLY),
+        [],
+    ),
 }
 
 

@@ -69,8 +69,12 @@ def events(store: Store) -> list[str]:
 
 
 def history(sim: WooSim, now: datetime) -> dict[str, int]:
-    """A shop's last weeks before pollerd: placed days ago and untouched since."""
+    """A shop's last weeks before pollerd: placed days ago and untouched since (one of them
+    trashed two days ago)."""
+    binned = sim.create_order(status="processing", created_at=now - 6 * DAY)
+    sim.trash(binned, when=now - 2 * DAY)
     return {
+        "binned": binned,
         "bacs_paid": sim.create_order(status="on-hold", created_at=now - 5 * DAY),
         "bacs_cancelled": sim.create_order(status="on-hold", created_at=now - 4 * DAY),
         "card_refunded": sim.create_order(
@@ -87,6 +91,7 @@ def history(sim: WooSim, now: datetime) -> dict[str, int]:
 
 
 def change_after_start(sim: WooSim, ids: dict[str, int]) -> None:
+    sim.touch(ids["binned"])  # edited in the trash (a plugin, the REST API): still history
     sim.set_status(ids["bacs_paid"], "processing")
     sim.set_status(ids["bacs_cancelled"], "cancelled")
     sim.set_status(ids["card_refunded"], "refunded")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import PERMANENT_DELETION, Event, LineItem, Order
 from pollerd.status import template_samples
 from pollerd.templates import FLAVOURS, LOCALES, MAX_ITEMS, Footer, Message, Templates, money
 from pollerd.templates.engine import context, local_time, locale_chain
@@ -110,6 +110,17 @@ def test_lookup_order_is_flavour_then_event_family_then_locale() -> None:
 def test_builtin_templates_are_flavour_neutral() -> None:
     assert BUILTIN.find("order.paid", "zh-CN", "wecom").name == "zh-CN/order.paid.j2"
     assert BUILTIN.find("order.paid", "en", "email_html").name == "en/order.paid.j2"
+
+
+def test_a_permanent_deletion_says_so_in_the_readers_words() -> None:
+    """The reason pollerd gives a deletion it inferred (the order is in no listing, not even
+    the trash) reaches people, in their language; a platform's own deletion note does not."""
+    gone = order_event("order.deleted", platform="woocommerce", reason=PERMANENT_DELETION)
+    assert "deleted permanently (not in the trash)" in BUILTIN.render(gone, flavour="text").body
+    zh = BUILTIN.render(gone, flavour="wecom", locale="zh-CN").body
+    assert "已永久删除（不在回收站）" in zh and "not even" not in zh
+    noted = order_event("order.deleted", reason="Order #1001 was deleted.")
+    assert "was deleted." not in BUILTIN.render(noted, flavour="text").body
 
 
 def test_zh_variants_fall_back_to_zh_then_built_in_zh_cn(tmp_path: Path) -> None:
