@@ -472,7 +472,7 @@ def _daemon_sealing(settings: Any, store: Any, current: int) -> str | None:
     keeps the old ring) would put new contacts under the key about to be dropped."""
     from pollerd.store import StateLock
 
-    pid = StateLock(settings.state_dir).holder()
+    pid = StateLock.of(settings).holder()
     if pid is None:
         return None
     sealing = store.sealing_key()

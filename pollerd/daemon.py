@@ -380,7 +380,7 @@ class Service:
             loop.add_signal_handler(sig, self._request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         settings = self.settings
-        lock = StateLock(settings.state_dir)
+        lock = StateLock.of(settings)
         lock.acquire()
         try:
             self.runtime = runtime = Runtime.build(settings)
@@ -893,7 +893,7 @@ async def start_web(settings: Settings, store: Store) -> UnsubscribeServer | Non
 
 async def once(settings: Settings, *, only_store: str | None = None, sweep: bool = False) -> int:
     """One pass of every store, then deliver what is due; exit 1 if anything failed."""
-    with StateLock(settings.state_dir):
+    with StateLock.of(settings):
         runtime = Runtime.build(settings, only_store=only_store)
         try:
             runtime.store.set_sealing(True)
@@ -940,7 +940,7 @@ async def backfill(
         )
         sent: Round | None = None
         if notify_channels and report.deliveries:
-            lock = StateLock(settings.state_dir)
+            lock = StateLock.of(settings)
             try:
                 lock.acquire()
             except LockHeld:

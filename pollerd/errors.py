@@ -7,6 +7,7 @@ the code only asks "retry or give up, and how long to wait":
     ├── ConfigError(field, problem, fix)        exit 78 (EX_CONFIG): systemd must not restart-loop
     │   └── SecretError                         missing env var / file / systemd credential
     ├── StoreError                              database unusable, migration failed   → exit 1
+    │   └── DamagedDatabase                     quick_check failed: restore a backup  → exit 65
     ├── LockHeld                                another pollerd owns the state dir    → exit 75
     ├── SourceError(store)
     │   ├── RetryableSourceError(retry_after)   429, 5xx, WAF 403 pages, timeouts, bad JSON
@@ -21,6 +22,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_DAMAGED = 65  # EX_DATAERR: in RestartPreventExitStatus, a restart cannot repair a file
 EXIT_LOCKED = 75  # EX_TEMPFAIL
 EXIT_CONFIG = 78  # EX_CONFIG
 
@@ -50,6 +52,13 @@ class SecretError(ConfigError):
 
 class StoreError(PollerdError):
     pass
+
+
+class DamagedDatabase(StoreError):
+    """The SQLite file fails `PRAGMA quick_check` (or is no database at all). Nothing pollerd
+    does can repair it, and working on would lose or repeat alerts: stop, say how to restore."""
+
+    exit_code = EXIT_DAMAGED
 
 
 class LockHeld(PollerdError):

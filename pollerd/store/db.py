@@ -10,12 +10,14 @@ messages go out in the order things happened.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from loguru import logger
@@ -134,6 +136,7 @@ class Store:
         file = sqlite_file(url)
         if file is not None:  # SQLite would create the file, but never a missing folder
             require_folder(file.parent)
+            _create_private(file)
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(
@@ -884,6 +887,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # the file's free space (Debian builds SQLite with this on already; python.org ones do not).
     cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+def _create_private(file: Path) -> None:
+    """Create a missing database file 0600 before SQLite does (it would make it 0644 under the
+    usual umask): it holds masked customer data and rendered bodies. SQLite gives `-wal` and
+    `-shm` the database file's mode, so they follow. An existing file keeps its mode: its
+    owner may have widened it on purpose (a backup group, say). An empty file is an empty
+    database to SQLite."""
+    with suppress(OSError):  # e.g. a read-only folder: SQLite's own open says so, in its words
+        os.close(os.open(file, os.O_RDWR | os.O_CREAT, 0o600))
 
 
 def _sqlite_begin(conn: Connection) -> None:

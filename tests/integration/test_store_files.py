@@ -1,0 +1,78 @@
+"""The database files as an operator meets them (issue 12 items 3, 7, 8): a damaged database
+stops every command with one line and exit 65, `pollerd backup` makes a copy that restores,
+the files are private (0600), and the lock is per database, not per folder."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pollerd.errors import EXIT_DAMAGED
+from pollerd.sim import WebhookSink, WooSim
+from pollerd.sim.harness import pollerd, write_config
+
+ORDERS = 5
+
+
+def _with_database(config: Path, name: str) -> Path:
+    """The same config, writing to `name` (beside the config); returns the new config."""
+    other = config.with_name(f"{Path(name).stem}.toml")
+    text = config.read_text(encoding="utf-8")
+    other.write_text(text.replace("sqlite:///pollerd.db", f"sqlite:///{name}"), encoding="utf-8")
+    return other
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_two_databases_in_one_folder_do_not_block_each_other(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, daemon_factory: Any
+) -> None:
+    config = write_config(tmp_path, sim.url, sink.url)
+    other = _with_database(config, "other.db")
+    daemon = daemon_factory(config)
+    daemon.start()
+    try:
+        beside = pollerd("once", "--config", str(other))
+        assert beside.returncode == 0, beside.stderr  # a different database: its own lock
+        same = pollerd("once", "--config", str(config))
+        assert same.returncode == 75 and "pollerd.db.lock" in same.stderr, same.stderr
+    finally:
+        assert daemon.stop() == 0
+
+
+@pytest.fixture
+def filled(tmp_path: Path, sim: WooSim, sink: WebhookSink) -> Path:
+    """A real pollerd.db holding 5 sent deliveries, its WAL checkpointed into the file."""
+    config = write_config(tmp_path, sim.url, sink.url)
+    for _ in range(ORDERS):
+        sim.create_order(payment_method="cod")
+    result = pollerd("once", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert sink.wait_for(ORDERS, timeout=10)
+    listed = pollerd("deliveries", "list", "--config", str(config))
+    assert listed.stdout.count(" sent ") == ORDERS, listed.stdout
+    assert not (tmp_path / "pollerd.db-wal").exists()  # the last close checkpointed it
+    return config
+
+
+def test_the_database_files_are_private(filled: Path) -> None:
+    folder = filled.parent
+    assert _mode(folder / "pollerd.db") == 0o600
+    assert _mode(folder / "pollerd.db.lock") == 0o600
+    # -wal and -shm take the database file's mode (SQLite copies it): seen while one is open.
+    con = sqlite3.connect(folder / "pollerd.db")
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("INSERT INTO meta (key, value) VALUES ('probe', '1')")
+        con.commit()
+        assert _mode(folder / "pollerd.db-wal") == 0o600
+        assert _mode(folder / "pollerd.db-shm") == 0o600
+    finally:
+        con.close()
