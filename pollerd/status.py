@@ -17,7 +17,7 @@ import httpx
 from pollerd import __version__
 from pollerd.alerts.store import episode
 from pollerd.config import Settings, sqlite_file
-from pollerd.errors import PollerdError
+from pollerd.errors import DamagedDatabase, PollerdError
 from pollerd.model import Event, LineItem, Order
 from pollerd.quarantine import held
 from pollerd.startpoint import in_future, mismatch
@@ -204,7 +204,11 @@ def check_start_points(settings: Settings, echo: Callable[[str], None]) -> bool:
         return True
     ok = True
     now = datetime.now(UTC)
-    store = open_store(settings.pollerd.database)
+    try:
+        store = open_store(settings.pollerd.database)  # runs PRAGMA quick_check first
+    except DamagedDatabase as exc:
+        echo(f"✗ {exc}")
+        return False
     try:
         for cfg in settings.stores:
             cursor = store.cursor(cfg.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -43,6 +44,7 @@ from pollerd.crypto import CryptoError, KeyRing
 from pollerd.errors import ConfigError, StoreError
 from pollerd.model import Contact, Event, Snapshot
 from pollerd.secrets import Secret
+from pollerd.store.damage import quick_check, translate
 from pollerd.store.lock import require_folder
 from pollerd.store.migrate import migrate
 from pollerd.store.tables import (
@@ -137,12 +139,14 @@ class Store:
         if file is not None:  # SQLite would create the file, but never a missing folder
             require_folder(file.parent)
             _create_private(file)
+            check_file(file)
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(
                     url, connect_args={"timeout": 30, "check_same_thread": False}
                 )
                 event.listen(self.engine, "connect", _sqlite_pragmas)
+                event.listen(self.engine, "handle_error", translate(self._where()))
                 # Our own BEGIN IMMEDIATE: pysqlite's implicit BEGIN is deferred, which turns a
                 # read-then-write page into a "database is locked" race between processes.
                 event.listen(self.engine, "begin", _sqlite_begin)
@@ -887,6 +891,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # the file's free space (Debian builds SQLite with this on already; python.org ones do not).
     cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+def check_file(file: Path) -> None:
+    """`PRAGMA quick_check` before anything else reads or writes the file (damage.py says
+    why). Its own plain connection: the engine's connect hook already writes (journal_mode)."""
+    try:
+        conn = sqlite3.connect(file, timeout=30)
+    except sqlite3.Error:
+        return  # cannot open at all (permissions, say): the engine's open says why
+    try:
+        quick_check(conn, file)
+    except sqlite3.OperationalError:
+        pass  # locked or unreadable rather than damaged: the engine's open says why
+    finally:
+        conn.close()
 
 
 def _create_private(file: Path) -> None:

@@ -4,7 +4,7 @@ the files are private (0600), and the lock is per database, not per folder."""
 
 from __future__ import annotations
 
-import os
+import random
 import sqlite3
 import stat
 from pathlib import Path
@@ -76,3 +76,54 @@ def test_the_database_files_are_private(filled: Path) -> None:
         assert _mode(folder / "pollerd.db-shm") == 0o600
     finally:
         con.close()
+
+
+def _delivery_leaf(db: Path) -> int:
+    """The number of a leaf page of the `delivery` table, read from the file format itself
+    (the root page's header; its first cell's left child when the root is interior)."""
+    con = sqlite3.connect(db)
+    try:
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'delivery'").fetchone()
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        con.close()
+    data = db.read_bytes()
+    page = root[0]
+    while True:
+        start = (page - 1) * page_size
+        kind = data[start]
+        if kind == 0x0D:  # table leaf
+            return page
+        assert kind == 0x05, kind  # table interior: 12-byte header, then cell pointers
+        cell = int.from_bytes(data[start + 12 : start + 14], "big")
+        page = int.from_bytes(data[start + cell : start + cell + 4], "big")
+
+
+def _expect_damaged(config: Path, *command: str) -> None:
+    result = pollerd(*command, "--config", str(config))
+    assert result.returncode == EXIT_DAMAGED, (command, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, (command, result.stderr)
+    assert "pollerd.db is damaged" in lines[0] and "Restore a backup" in lines[0], lines[0]
+
+
+def test_garbage_over_the_header_stops_every_command_with_one_line(filled: Path) -> None:
+    db = filled.parent / "pollerd.db"
+    with db.open("r+b") as f:
+        f.write(random.Random(12).randbytes(100))
+    for command in (("once",), ("run",), ("status",), ("deliveries", "list")):
+        _expect_damaged(filled, *command)
+    checked = pollerd("check", "--config", str(filled))
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr
+    assert "pollerd.db is damaged" in checked.stdout and "Restore a backup" in checked.stdout
+
+
+def test_damage_in_the_middle_is_found_before_any_work(filled: Path, sink: WebhookSink) -> None:
+    db = filled.parent / "pollerd.db"
+    page = _delivery_leaf(db)
+    with db.open("r+b") as f:  # the second half of the page: where the row cells sit
+        f.seek((page - 1) * 4096 + 2048)
+        f.write(random.Random(12).randbytes(2048))
+    for command in (("once",), ("status",), ("deliveries", "list"), ("cursor", "show")):
+        _expect_damaged(filled, *command)
+    assert len(sink.receipts) == ORDERS  # nothing was sent again
