@@ -466,6 +466,25 @@ def prune(config: ConfigOpt = None) -> None:
     raise typer.Exit(_guard(run))
 
 
+@app.command()
+def backup(
+    path: Annotated[
+        Path, typer.Argument(help="The new file to write, or a folder to put a dated copy in.")
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Copy the SQLite database consistently (SQLite's online backup), safe while pollerd
+    runs; for PostgreSQL use pg_dump. The README's "Backups" says how to restore."""
+    from pollerd.store.backup import backup as copy
+
+    done = _guard(lambda: copy(_settings(config).pollerd.database, path))
+    typer.echo(
+        f"backed up {done.source} to {done.target} ({done.size / 1e6:.1f} MB, checked); "
+        f"restore: stop pollerd, copy it over {done.source.name}, delete "
+        f"{done.source.name}-wal and -shm, start pollerd"
+    )
+
+
 def _daemon_sealing(settings: Any, store: Any, current: int) -> str | None:
     """Why no old key may be dropped yet, or None: a running `pollerd run` that still seals
     with another key than the first of pii_key (it reads pii_key only at start; a reload

@@ -127,3 +127,38 @@ def test_damage_in_the_middle_is_found_before_any_work(filled: Path, sink: Webho
     for command in (("once",), ("status",), ("deliveries", "list"), ("cursor", "show")):
         _expect_damaged(filled, *command)
     assert len(sink.receipts) == ORDERS  # nothing was sent again
+
+
+def test_a_backup_restores_a_damaged_database(filled: Path, tmp_path: Path) -> None:
+    folder = filled.parent
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    made = pollerd("backup", str(backups), "--config", str(filled))
+    assert made.returncode == 0, made.stderr
+    (copy,) = backups.iterdir()  # a dated name in the folder; no partial file left behind
+    assert copy.name.startswith("pollerd-") and copy.suffix == ".db", copy.name
+    assert _mode(copy) == 0o600 and not list(backups.glob(f"{copy.name}-*"))
+    again = pollerd("backup", str(copy), "--config", str(filled))
+    assert again.returncode == 1 and "never overwrites" in again.stderr, again.stderr
+    db = folder / "pollerd.db"
+    with db.open("r+b") as f:
+        f.write(random.Random(12).randbytes(100))
+    refused = pollerd("backup", str(backups / "of-damaged.db"), "--config", str(filled))
+    assert refused.returncode == EXIT_DAMAGED and not (backups / "of-damaged.db").exists()
+    # The restore the README describes.
+    db.write_bytes(copy.read_bytes())
+    for leftover in ("pollerd.db-wal", "pollerd.db-shm"):
+        (folder / leftover).unlink(missing_ok=True)
+    listed = pollerd("deliveries", "list", "--config", str(filled))
+    assert listed.returncode == 0 and listed.stdout.count(" sent ") == ORDERS, listed.stdout
+
+
+def test_backup_points_postgresql_to_pg_dump(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink
+) -> None:
+    config = write_config(tmp_path, sim.url, sink.url)
+    text = config.read_text(encoding="utf-8")
+    url = "postgresql+psycopg://pollerd@127.0.0.1:1/pollerd"
+    config.write_text(text.replace("sqlite:///pollerd.db", url), encoding="utf-8")
+    result = pollerd("backup", str(tmp_path / "x.db"), "--config", str(config))
+    assert result.returncode == 2 and "pg_dump" in result.stderr, result.stderr
