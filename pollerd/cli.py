@@ -17,21 +17,29 @@ import typer
 from pollerd import __version__
 from pollerd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PollerdError
 
-app = typer.Typer(
-    help="Order alerts for Shopify and WooCommerce stores that cannot receive webhooks.",
-    no_args_is_help=True,
-    add_completion=False,
+
+def _typer(help_text: str, **options: Any) -> typer.Typer:
+    """Plain click help, not rich panels: rich markup ate "[pollerd]" from help texts (leaving
+    two spaces), every flag showed a `<bool>` type, and boxes do not survive a pipe or a
+    journal. `-h` is `--help` everywhere (click hands the names down to sub-commands)."""
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **options,
+    )
+
+
+app = _typer(
+    "Order alerts for Shopify and WooCommerce stores that cannot receive webhooks.",
     pretty_exceptions_enable=False,
 )
-deliveries_app = typer.Typer(help="Inspect and retry the delivery outbox.", no_args_is_help=True)
+deliveries_app = _typer("Inspect and retry the delivery outbox.")
 app.add_typer(deliveries_app, name="deliveries")
-unsubscribes_app = typer.Typer(
-    help="The email recipients who unsubscribed (one-click links).", no_args_is_help=True
-)
+unsubscribes_app = _typer("The email recipients who unsubscribed (one-click links).")
 app.add_typer(unsubscribes_app, name="unsubscribes")
-cursor_app = typer.Typer(
-    help="Each store's start point and bookmark; move a start point.", no_args_is_help=True
-)
+cursor_app = _typer("Each store's start point and bookmark; move a start point.")
 app.add_typer(cursor_app, name="cursor")
 
 T = TypeVar("T")
@@ -244,8 +252,8 @@ def deliveries_list(
     config: ConfigOpt = None,
     dead: Annotated[bool, typer.Option(help="Only dead letters.")] = False,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List recent deliveries (newest first)."""
     from pollerd.status import list_deliveries
@@ -283,12 +291,19 @@ def deliveries_retry(
     config: ConfigOpt = None,
 ) -> None:
     """Make dead letters (or a held channel's rows) due again with fresh attempts."""
+    from pollerd.status import retry_target_problem
     from pollerd.store import open_store
 
     settings = _guard(lambda: _settings(config))
     store = _guard(lambda: open_store(settings.pollerd.database))
-    count = store.retry(ids=ids or None, channel=channel)
-    store.close()
+    try:
+        # "0 deliveries queued" and exit 0 for a mistyped id or channel read as success.
+        problem = retry_target_problem(settings, store, ids or [], channel)
+        count = 0 if problem else store.retry(ids=ids or None, channel=channel)
+    finally:
+        store.close()
+    if problem:
+        _fail(problem, EXIT_USAGE)
     typer.echo(
         f"{count} deliveries queued again; a running daemon sends them within a second, "
         "or run `pollerd once`"
@@ -299,7 +314,7 @@ def deliveries_retry(
 def cursor_show(
     store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Each store's start point (nothing before it alerts), bookmark and start_from."""
     from pollerd.localtime import describe
@@ -564,7 +579,7 @@ def main() -> None:
 def unsubscribes_list(
     config: ConfigOpt = None,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Who unsubscribed from which channel, and when (oldest first)."""
     from pollerd.store import open_store
@@ -610,10 +625,7 @@ def unsubscribes_remove(
     typer.echo(f"{address} gets {channel}'s alerts again")
 
 
-quarantine_app = typer.Typer(
-    help="Orders set aside because they do not read (a broken plugin, a bad field).",
-    no_args_is_help=True,
-)
+quarantine_app = _typer("Orders set aside because they do not read (a broken plugin, a bad field).")
 app.add_typer(quarantine_app, name="quarantine")
 
 
@@ -621,7 +633,7 @@ app.add_typer(quarantine_app, name="quarantine")
 def quarantine_list(
     config: ConfigOpt = None,
     store_name: Annotated[str | None, typer.Option("--store", help="Only this store.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The set-aside orders, oldest first: why, and when first and last seen. Each pass retries
     them; one that reads again is released and announced as usual."""

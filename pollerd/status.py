@@ -348,6 +348,32 @@ async def send_sample(settings: Settings, channel: str, echo: Callable[[str], No
     return False
 
 
+def retry_target_problem(
+    settings: Settings, store: Store, ids: list[int], channel: str | None
+) -> str | None:
+    """Why `deliveries retry` cannot mean what it was given (an id that is no delivery, a
+    channel neither configured nor in the outbox), or None."""
+    if channel is not None:
+        known = sorted({c.name for c in settings.channels} | set(store.counts()))
+        if channel not in known:
+            return f"--channel: no channel named {channel!r} (known: {', '.join(known) or 'none'})"
+    if ids:
+        from sqlalchemy import select
+
+        from pollerd.store.db import DELIVERY
+
+        with store.engine.connect() as conn:
+            query = select(DELIVERY.c.id).where(DELIVERY.c.id.in_(ids))
+            found = {int(i) for i in conn.execute(query).scalars()}
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            return (
+                f"no delivery with id {', '.join(missing)} (see `pollerd deliveries list`; "
+                "ids are the first column)"
+            )
+    return None
+
+
 def list_deliveries(
     settings: Settings, *, dead: bool, channel: str | None, limit: int
 ) -> list[dict[str, Any]]:
