@@ -256,21 +256,27 @@ def deliveries_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List recent deliveries (newest first)."""
+    from zoneinfo import ZoneInfo
+
     from pollerd.status import list_deliveries
 
-    rows = _guard(
-        lambda: list_deliveries(_settings(config), dead=dead, channel=channel, limit=limit)
-    )
+    settings = _guard(lambda: _settings(config))
+    rows = _guard(lambda: list_deliveries(settings, dead=dead, channel=channel, limit=limit))
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
         typer.echo("no deliveries" + (" in the dead-letter list" if dead else ""))
+        return
+    zone = settings.pollerd.timezone
+    typer.echo(f"{'id':>6}  {'queued (' + zone + ')':<19} {'state':<7} {'channel':<14} event")
     for r in rows:
         # A later event of an order whose earlier one is a dead letter waits behind it.
         state = "held" if r.get("held_behind") else r["state"]
+        queued = datetime.fromisoformat(r["created_at"]).astimezone(ZoneInfo(zone))
         typer.echo(
-            f"{r['id']:>6}  {state:<7} {r['channel']:<14} {r['event_id']:<48} "
+            f"{r['id']:>6}  {queued:%Y-%m-%d %H:%M:%S} {state:<7} {r['channel']:<14} "
+            f"{r['event_id']:<48} "
             f"attempts={r['attempts']}"
             + (
                 f"  held behind dead letter {r['held_behind']} (retry it to release)"

@@ -341,7 +341,8 @@ async def send_sample(settings: Settings, channel: str, echo: Callable[[str], No
         for ch in channels.values():
             await ch.close()
     if result.kind == "ok":
-        echo(f"✓ {channel}: sample alert accepted {result.detail}".rstrip())
+        # The channel's own word follows ("accepted for 2 recipients", "HTTP 200").
+        echo(f"✓ {channel}: sample alert sent" + (f": {result.detail}" if result.detail else ""))
         return True
     extra = f", retry after {result.retry_after:.0f}s" if result.retry_after else ""
     echo(f"✗ {channel}: {result.kind} ({result.scope}{extra}): {result.detail}")
@@ -377,8 +378,15 @@ def retry_target_problem(
 def list_deliveries(
     settings: Settings, *, dead: bool, channel: str | None, limit: int
 ) -> list[dict[str, Any]]:
+    """The outbox rows, times as ISO 8601 in UTC like `status --json` (the store keeps epoch
+    seconds, which a reader of the JSON had to convert by hand)."""
     store = open_store(settings.pollerd.database)
     try:
-        return store.deliveries(state="dead" if dead else None, channel=channel, limit=limit)
+        rows = store.deliveries(state="dead" if dead else None, channel=channel, limit=limit)
     finally:
         store.close()
+    for row in rows:
+        for key in ("created_at", "sent_at", "next_at"):
+            if row.get(key) is not None:
+                row[key] = _iso(float(row[key]))
+    return rows
