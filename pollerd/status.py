@@ -122,27 +122,54 @@ def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str,
     }
 
 
+def _span(seconds: float | None) -> str:
+    """`2.8s`, `3m`, `25d7h`: a lag of weeks in seconds ("218672…") did not fit a column."""
+    from pollerd.delivery.watch import for_humans
+
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    days, rest = divmod(int(seconds), 86400)
+    if not days:
+        return for_humans(rest)
+    return f"{days}d{rest // 3600}h" if rest >= 3600 else f"{days}d"
+
+
 def render(report: dict[str, Any]) -> None:
+    """Tables of short cells, then one paragraph per problem. In 80 columns (or a pipe, which
+    rich reads as 80) an error inside a table cell wrapped into ~40 lines of ten characters and
+    cut the platform to "woocom…"; a paragraph below the table wraps at the full width."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
+    problems: list[str] = []
     table = Table(title="stores")
-    columns = ("store", "platform", "state", "last success", "cursor lag", "budget used")
-    for column in (*columns, "late events", "last error"):
-        table.add_column(column)
+    for column in ("store", "platform", "state", "last success", "cursor lag", "budget", "late"):
+        table.add_column(column, no_wrap=column in ("platform", "budget", "late"))
     for s in report["stores"]:
         budget = s["budget_used"]
+        since = s["seconds_since_success"]
         table.add_row(
             s["name"],
             s["platform"],
-            f"failing since {s['failing_since'][:19]}Z" if s.get("failing_since") else s["state"],
-            "-" if s["seconds_since_success"] is None else f"{s['seconds_since_success']}s ago",
-            "-" if s["cursor_lag_seconds"] is None else f"{s['cursor_lag_seconds']}s",
+            s["state"],
+            "-" if since is None else f"{_span(since)} ago",
+            _span(s["cursor_lag_seconds"]),
             "-" if budget is None else f"{budget:.0%}",
             str(s["late_events"]),
-            s["last_error"] or "",
         )
+        if s.get("failing_since"):
+            passes = s.get("failed_passes") or 0
+            passed = f"{passes} failed pass{'' if passes == 1 else 'es'}"
+            problems.append(
+                f"{s['name']}: failing since {s['failing_since'][:19]}Z ({passed}): "
+                f"{s['last_error'] or 'no error recorded'}"
+            )
+        elif s["last_error"]:
+            problems.append(f"{s['name']}: last error: {s['last_error']}")
     console.print(table)
     aside = [q for s in report["stores"] for q in s.get("quarantined", [])]
     if aside:
@@ -155,8 +182,8 @@ def render(report: dict[str, Any]) -> None:
             )
         console.print(table)
     table = Table(title="channels")
-    for column in ("channel", "type", "pending", "retrying", "sent", "dead", "held"):
-        table.add_column(column)
+    for column in ("channel", "type", "pending", "retrying", "sent", "dead"):
+        table.add_column(column, no_wrap=column != "channel")
     for c in report["channels"]:
         table.add_row(
             c["name"],
@@ -165,9 +192,14 @@ def render(report: dict[str, Any]) -> None:
             str(c["retrying"]),
             str(c["sent"]),
             str(c["dead"]),
-            c["broken"] or c.get("failing") or "",
         )
+        held = c["broken"] or c.get("failing")
+        if held:
+            problems.append(f"{c['name']}: held: {held}")
     console.print(table)
+    for problem in problems:
+        # Text, not markup: an error quoting "[pollerd]" or "[/]" must print as it is.
+        console.print(Text(f"! {problem}"))
     console.print("healthy" if report["healthy"] else "[bold red]unhealthy[/]")
 
 
