@@ -247,6 +247,23 @@ def notify_test(
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+@app.command()
+def render(
+    channel: Annotated[str, typer.Option(help="The channel whose message to show.")],
+    event: Annotated[
+        str, typer.Option(help="The event type: order.paid, order.created, ..., digest.")
+    ] = "order.paid",
+    config: ConfigOpt = None,
+) -> None:
+    """Print the message a channel would send for a sample event (its format, locale and
+    templates); nothing is sent or queued."""
+    from pollerd.status import preview
+
+    settings = _guard(lambda: _settings(config))
+    typer.echo(_guard(lambda: asyncio.run(preview(settings, channel, event))))
+    typer.echo(f"(a sample {event} as {channel} would send it; nothing was sent)", err=True)
+
+
 @deliveries_app.command("list")
 def deliveries_list(
     config: ConfigOpt = None,

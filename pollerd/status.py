@@ -17,11 +17,17 @@ import httpx
 from pollerd import __version__
 from pollerd.alerts.store import episode
 from pollerd.config import Settings, sqlite_file
-from pollerd.errors import PollerdError
+from pollerd.errors import EXIT_USAGE, PollerdError
 from pollerd.model import Event, LineItem, Order
 from pollerd.quarantine import held
 from pollerd.startpoint import in_future, mismatch
 from pollerd.store import Store, open_store
+
+
+class UnknownName(PollerdError):
+    """A channel or event type on the command line that does not exist: a usage error."""
+
+    exit_code = EXIT_USAGE
 
 
 def _iso(epoch: float) -> str:
@@ -357,6 +363,33 @@ def sample_event(store: str = "demo-store") -> Event:
     test_id = f"notify-test-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     order = replace(sample_order(store, now, test=True), id=test_id, number="TEST", admin_url="")
     return Event("order.paid", store, "woocommerce", order.id, now, now, True, order.to_json())
+
+
+async def preview(settings: Settings, channel: str, kind: str) -> str:
+    """What `channel` would send for a sample `kind` event, in its flavour, locale and time
+    zone, with the user's templates: rendered exactly as the outbox stores it, sent nowhere.
+    Unknown names are usage errors that list the known ones."""
+    from pollerd.daemon import build_channels
+    from pollerd.templates import EVENTS
+
+    names = [c.name for c in settings.channels]
+    if channel not in names:
+        known = ", ".join(names) or "none"
+        raise UnknownName(f"--channel: no channel named {channel!r} (defined: {known})")
+    if kind not in EVENTS:
+        raise UnknownName(f"--event: {kind!r} is not an event type (one of: {', '.join(EVENTS)})")
+    store = settings.stores[0].name if settings.stores else "demo-store"
+    samples = [Event.from_json(sample) for sample in template_samples(store)]
+    async with httpx.AsyncClient() as http:  # never used: rendering sends nothing
+        channels = build_channels(settings, http)
+        try:
+            target = channels[channel]
+            if kind == "digest":
+                return target.render_digest([e for e in samples if e.type.startswith("order.")])
+            return target.render(next(e for e in samples if e.type == kind))
+        finally:
+            for built in channels.values():
+                await built.close()
 
 
 async def send_sample(settings: Settings, channel: str, echo: Callable[[str], None]) -> bool:

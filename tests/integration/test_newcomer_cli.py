@@ -105,7 +105,7 @@ def test_render_prints_what_a_channel_would_send_without_sending(
     result = pollerd("render", "--event", "order.paid", "--channel", "hook", "-c", str(config))
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    assert body["type"] == "order.paid" and body["test"] is True
+    assert body["type"] == "order.paid" and body["order"]["id"] == "1001"
     assert sink.receipts == []
     assert not (tmp_path / "pollerd.db").exists()  # nothing queued either
     bad = pollerd("render", "--event", "order.payed", "--channel", "hook", "-c", str(config))
