@@ -406,6 +406,23 @@ be dropped; then restart again."""
 
 
 @app.command()
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="Where to write it (e.g. /etc/pollerd/pollerd.toml).")
+    ] = Path("pollerd.toml"),
+) -> None:
+    """Write the commented example config (every key, its default and why) to start from;
+    never overwrites a file."""
+    from pollerd.example import write_example
+
+    written = _guard(lambda: write_example(path))
+    typer.echo(
+        f"wrote {written}: fill in [[stores]], [[channels]] and [[routes]] (secrets as env:, "
+        f"file: or credential: references), then run `pollerd check --config {written}`"
+    )
+
+
+@app.command()
 def keygen(
     key_id: Annotated[
         int, typer.Option("--id", min=1, max=255, help="Key id (1-255); a new id per rotation.")

@@ -439,7 +439,7 @@ def find_config(explicit: Path | None, *, env: Mapping[str, str] | None = None) 
     for path, source in named[:1]:
         if not path.is_file():
             what = "is not a file" if path.exists() else "does not exist"
-            fix = "check the path, or copy config.example.toml there and edit it"
+            fix = "check the path, or write the example there with `pollerd init PATH`"
             raise ConfigError(str(path), f"{what} (named by {source})", fix)
         return path
     for path in (LOCAL_CONFIG, SYSTEM_CONFIG):
@@ -449,7 +449,8 @@ def find_config(explicit: Path | None, *, env: Mapping[str, str] | None = None) 
         "",
         f"no config file found (searched --config, $POLLERD_CONFIG, ./{LOCAL_CONFIG}, "
         f"{SYSTEM_CONFIG})",
-        f"copy config.example.toml to {SYSTEM_CONFIG} or ./{LOCAL_CONFIG} and edit it",
+        f"write the commented example with `pollerd init` (./{LOCAL_CONFIG}) or "
+        f"`pollerd init {SYSTEM_CONFIG}` and edit it",
     )
 
 

@@ -116,12 +116,14 @@ def test_render_prints_what_a_channel_would_send_without_sending(
 
 def test_init_writes_the_commented_example_config(tmp_path: Path) -> None:
     target = tmp_path / "etc" / "pollerd.toml"
+    missing = pollerd("status", "--config", str(target))
+    assert missing.returncode == 78 and "pollerd init PATH" in missing.stderr, missing.stderr
     result = pollerd("init", str(target))
     assert result.returncode == 0, result.stderr
     text = target.read_text(encoding="utf-8")
     assert text == (ROOT / "config.example.toml").read_text(encoding="utf-8")
     tomllib.loads(text)
-    assert target.stat().st_mode & 0o077 == 0  # it will hold secrets
+    assert "pollerd check --config" in result.stdout
     again = pollerd("init", str(target))
     assert again.returncode == 1 and "exists" in again.stderr
     assert target.read_text(encoding="utf-8") == text
