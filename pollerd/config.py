@@ -449,8 +449,8 @@ def find_config(explicit: Path | None, *, env: Mapping[str, str] | None = None) 
         "",
         f"no config file found (searched --config, $POLLERD_CONFIG, ./{LOCAL_CONFIG}, "
         f"{SYSTEM_CONFIG})",
-        f"write the commented example with `pollerd init` (./{LOCAL_CONFIG}) or "
-        f"`pollerd init {SYSTEM_CONFIG}` and edit it",
+        "write the commented example (config.example.toml) with `pollerd init` "
+        f"(./{LOCAL_CONFIG}) or `pollerd init {SYSTEM_CONFIG}`, and edit it",
     )
 
 
