@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -181,3 +182,37 @@ def test_notify_test_by_email_says_accepted_once(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "accepted accepted" not in result.stdout, result.stdout
     assert "accepted for 2 recipients" in result.stdout, result.stdout
+
+
+def test_a_reload_of_a_found_config_does_not_blame_config_option(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink
+) -> None:
+    """`pollerd run` in a folder with ./pollerd.toml (no --config), the file moved away, then
+    SIGHUP: the refusal said "(named by --config)", an option nobody gave."""
+    config = write_config(tmp_path, sim.url, sink.url)
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(30)
+        with (tmp_path / "run.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pollerd", "run"],
+                cwd=tmp_path,
+                env=pollerd_env(NOTIFY_SOCKET=str(sock_path)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            while "READY=1" not in sock.recv(65536).decode().split("\n"):
+                pass
+            config.rename(tmp_path / "moved-away.toml")
+            proc.send_signal(signal.SIGHUP)
+            seen = ""
+            while "reload" not in seen.lower() or "READY=1" not in seen.split("\n"):
+                seen = sock.recv(65536).decode()  # RELOADING=1, then STATUS=... READY=1
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+    out = (tmp_path / "run.log").read_text(errors="replace")
+    assert "reload refused" in out, out
+    assert "named by --config" not in out and "the file this pollerd started with" in out, out
