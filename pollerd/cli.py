@@ -308,7 +308,7 @@ def deliveries_list(
 @deliveries_app.command("retry")
 def deliveries_retry(
     ids: Annotated[
-        list[int] | None, typer.Argument(help="Delivery ids (default: all dead).")
+        list[int] | None, typer.Argument(metavar="ID", help="Delivery ids (default: all dead).")
     ] = None,
     channel: Annotated[str | None, typer.Option(help="All held/dead rows of this channel.")] = None,
     config: ConfigOpt = None,
@@ -408,7 +408,8 @@ be dropped; then restart again."""
 @app.command()
 def init(
     path: Annotated[
-        Path, typer.Argument(help="Where to write it (e.g. /etc/pollerd/pollerd.toml).")
+        Path,
+        typer.Argument(metavar="PATH", help="Where to write it (e.g. /etc/pollerd/pollerd.toml)."),
     ] = Path("pollerd.toml"),
 ) -> None:
     """Write the commented example config (every key, its default and why) to start from;
