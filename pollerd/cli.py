@@ -253,14 +253,18 @@ def render(
     event: Annotated[
         str, typer.Option(help="The event type: order.paid, order.created, ..., digest.")
     ] = "order.paid",
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Email: the MIME wire form, not the decoded text.")
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print the message a channel would send for a sample event (its format, locale and
     templates); nothing is sent or queued."""
-    from pollerd.status import preview
+    from pollerd.status import preview, readable
 
     settings = _guard(lambda: _settings(config))
-    typer.echo(_guard(lambda: asyncio.run(preview(settings, channel, event))))
+    message = _guard(lambda: asyncio.run(preview(settings, channel, event)))
+    typer.echo(message if raw else readable(message))
     typer.echo(f"(a sample {event} as {channel} would send it; nothing was sent)", err=True)
 
 

@@ -365,6 +365,24 @@ def sample_event(store: str = "demo-store") -> Event:
     return Event("order.paid", store, "woocommerce", order.id, now, now, True, order.to_json())
 
 
+def readable(rendered: str) -> str:
+    """An email as a person reads it (decoded headers and the plain-text part) rather than
+    its quoted-printable wire form; any other message as it is."""
+    import email
+    from email.message import EmailMessage
+    from email.policy import default
+
+    if not rendered.startswith(("Subject:", "From:", "To:", "Content-Type:", "MIME-Version:")):
+        return rendered
+    message = email.message_from_string(rendered, policy=default)
+    if not isinstance(message, EmailMessage) or message["Subject"] is None:
+        return rendered
+    head = [f"{name}: {message[name]}" for name in ("Subject", "From", "To") if message[name]]
+    part = message.get_body(preferencelist=("plain", "html"))
+    body = part.get_content() if isinstance(part, EmailMessage) else ""
+    return "\n".join([*head, "", str(body).rstrip()])
+
+
 async def preview(settings: Settings, channel: str, kind: str) -> str:
     """What `channel` would send for a sample `kind` event, in its flavour, locale and time
     zone, with the user's templates: rendered exactly as the outbox stores it, sent nowhere.

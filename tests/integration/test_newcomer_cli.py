@@ -182,6 +182,12 @@ def test_notify_test_by_email_says_accepted_once(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "accepted accepted" not in result.stdout, result.stdout
     assert "accepted for 2 recipients" in result.stdout, result.stdout
+    shown = pollerd("render", "--channel", "mail", "--event", "order.refunded", "-c", str(config))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Subject: [shop] ") and "=?utf-8?" not in shown.stdout
+    assert "To: ops@example.com, owner@example.com" in shown.stdout and "$59.90" in shown.stdout
+    raw = pollerd("render", "--channel", "mail", "--raw", "-c", str(config)).stdout
+    assert "MIME-Version: 1.0" in raw and "Content-Transfer-Encoding" in raw
 
 
 def test_a_reload_of_a_found_config_does_not_blame_config_option(
