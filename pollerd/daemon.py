@@ -744,7 +744,7 @@ class Service:
         old = self.runtime.settings
         if old.path is None:
             raise ConfigError("", "this run has no config file to re-read", "restart pollerd")
-        new = load(old.path)
+        new = load(old.path, named_by="the file this pollerd started with")
         kept = [
             key for key in RESTART_KEYS if getattr(new.pollerd, key) != getattr(old.pollerd, key)
         ]
