@@ -181,10 +181,12 @@ def backfill(
         TimeElapsedColumn(),
     )
     with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(f"backfill {store}", total=None)
+        # Hidden until the first page says how many orders the window holds: a bar at `0/?`
+        # reads as "stuck" while the version gate and the first page are still on the way.
+        task = bar.add_task(f"backfill {store}", total=None, visible=False)
 
         def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total or None)
+            bar.update(task, completed=done, total=total, visible=True)
 
         started = time.monotonic()
         report, sent = _guard(
