@@ -5,6 +5,7 @@ credential. Real servers on loopback; a closed port is a port just released."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import transport_error
 from pollerd.model import Event, Order
-from pollerd.sim import WooSim
+from pollerd.sim import ShopSim, WooSim
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_rest import ShopifyRestSource
 from pollerd.sources.woocommerce import WooCommerceSource
@@ -196,3 +197,31 @@ def test_debug_logs_each_store_request_without_credentials() -> None:
     assert any("-> 200 in" in line and "bytes" in line and "page=1" in line for line in requests)
     text = "\n".join(lines)
     assert KEY not in text and SECRET not in text and "oauth_signature" not in text
+
+
+def test_debug_logs_shopify_requests_without_the_token() -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="DEBUG", format="{message}")
+    try:
+        with ShopSim(access_token=TOKEN) as sim:
+            sim.create_order()
+
+            async def main() -> None:
+                clock = FakeTime()
+                for api in ("graphql", "rest"):
+                    kind = ShopifyClient if api == "graphql" else ShopifyRestSource
+                    client = kind(shopify(sim.url, api), clock=clock.clock, sleep=clock.sleep)
+                    try:
+                        if isinstance(client, ShopifyClient):
+                            await client.query("{ shop { name } }")
+                        else:
+                            await client.list_modified(AFTER, None)
+                    finally:
+                        await client.aclose()
+
+            asyncio.run(main())
+    finally:
+        logger.remove(sink)
+    assert any(re.search(r"POST /admin/api/[\d-]+/graphql\.json -> 200 in", x) for x in lines)
+    assert any(re.search(r"GET /admin/api/[\d-]+/orders\.json\?.*-> 200 in", x) for x in lines)
+    assert TOKEN not in "\n".join(lines)
