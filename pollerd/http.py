@@ -103,7 +103,7 @@ def _reason(exc: BaseException) -> str:
         if isinstance(cause, socket.gaierror):
             return f"host name not found (DNS: {cause.strerror})"
         if isinstance(cause, ConnectionRefusedError):
-            return "connection refused (is the service running, and on this port?)"
+            return "connection refused, nothing listens there or a firewall rejects it"
         if isinstance(cause, ConnectionResetError):
             return "connection reset by the other side"
         if isinstance(cause, ConnectionAbortedError | BrokenPipeError):

@@ -18,7 +18,7 @@ from pollerd.channels.base import ChannelContext
 from pollerd.channels.webhook import WebhookChannel
 from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.errors import RetryableSourceError, SourceError
-from pollerd.http import transport_error
+from pollerd.http import log_exchange, transport_error
 from pollerd.model import Event, Order
 from pollerd.sim import ShopSim, WooSim
 from pollerd.sources.shopify_client import ShopifyClient
@@ -225,3 +225,19 @@ def test_debug_logs_shopify_requests_without_the_token() -> None:
     assert any(re.search(r"POST /admin/api/[\d-]+/graphql\.json -> 200 in", x) for x in lines)
     assert any(re.search(r"GET /admin/api/[\d-]+/orders\.json\?.*-> 200 in", x) for x in lines)
     assert TOKEN not in "\n".join(lines)
+
+
+def test_the_request_line_drops_every_credential_parameter() -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="DEBUG", format="{message}")
+    try:
+        url = (
+            f"https://shop.example/wp-json/wc/v3/orders?page=2&consumer_key={KEY}"
+            f"&consumer_secret={SECRET}&oauth_signature=abc%3D&access_token={TOKEN}&status=any"
+        )
+        log_exchange("store shop", "GET", url, 200, 0.0, 10)
+    finally:
+        logger.remove(sink)
+    assert len(lines) == 1 and "GET /wp-json/wc/v3/orders?page=2&status=any -> 200" in lines[0]
+    assert KEY not in lines[0] and SECRET not in lines[0] and TOKEN not in lines[0]
+    assert "abc" not in lines[0]
