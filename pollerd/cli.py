@@ -610,14 +610,16 @@ def sim(
     token: Annotated[
         str | None,
         typer.Option(
-            help="Shopify: the access token the simulator accepts (default shpat_sim_token)."
+            help="Shopify: the access token the simulator accepts (default: its built-in one)."
         ),
     ] = None,
     key: Annotated[
-        str | None, typer.Option(help="WooCommerce: the consumer key it accepts (default ck_sim).")
+        str | None,
+        typer.Option(help="WooCommerce: the consumer key it accepts (default: its built-in one)."),
     ] = None,
     secret: Annotated[
-        str | None, typer.Option(help="WooCommerce: the consumer secret (default cs_sim).")
+        str | None,
+        typer.Option(help="WooCommerce: the consumer secret it accepts (default: its own)."),
     ] = None,
     site_timezone: Annotated[
         str | None, typer.Option(help="WooCommerce: the simulated site's time zone (default UTC).")

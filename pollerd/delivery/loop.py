@@ -164,7 +164,9 @@ class Deliverer:
         like every Retry-After: a body's own `retry_after` must not strand a row either)."""
         ceiling = min(
             self.cfg.backoff_max.total_seconds(),
-            self.cfg.backoff_base.total_seconds() * 2 ** max(0, attempts - 1),
+            # The exponent is capped: past ~1,000 attempts (dead_after may be a year) the
+            # float would overflow, and 2**40 seconds is past any backoff_max already.
+            self.cfg.backoff_base.total_seconds() * 2 ** min(40, max(0, attempts - 1)),
         )
         delay = self.rng.uniform(0, ceiling)
         return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
