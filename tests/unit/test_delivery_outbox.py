@@ -360,3 +360,11 @@ def test_healthz_names_a_failing_channel() -> None:
     ok, report = health.check()
     assert not ok and report["status"] == "unhealthy"
     assert report["problems"] == ["channel hook: failing for 1200s: HTTP 500"]
+
+
+def test_the_backoff_stays_bounded_however_many_attempts(store: Store) -> None:
+    """`dead_after` may be a year, so a row can be tried thousands of times; the exponential
+    back-off must stay at `backoff_max` (it raised OverflowError past ~1,000 attempts)."""
+    deliverer = Deliverer(store, {}, DeliveryConfig(dead_after="365d"), rng=random.Random(1))
+    waits = [deliverer.backoff(n, None) for n in (1, 30, 1025, 5000)]
+    assert all(0 <= w <= 1800 for w in waits)
