@@ -33,7 +33,8 @@ def _tg_error(code: int, description: str, parameters: dict[str, Any] | None = N
 
 
 class Telegram:
-    """`POST /bot{token}/sendMessage` (§4.5): JSON, form or query parameters, like the Bot API."""
+    """`POST /bot{token}/sendMessage` (§4.5): JSON, form or query parameters, like the Bot API;
+    `getMe` answers the bot (read-only)."""
 
     name = "telegram"
     faults = ("400_parse", "400_chat", "400_migrate", "401", "403_blocked", "429", "500")
@@ -61,6 +62,9 @@ class Telegram:
         token, _, method = req.path[len("/bot") :].partition("/")
         if token != self.token:
             return _tg_error(401, "Unauthorized"), False
+        if method.lower() == "getme":  # read-only: what `pollerd check` calls
+            me = {"id": self.bot_id, "is_bot": True, "first_name": "pollerd"}
+            return json_reply(200, {"ok": True, "result": {**me, "username": "pollerd_bot"}}), False
         if method.lower() != "sendmessage":
             return _tg_error(404, "Not Found"), False
         params = self._params(req)
