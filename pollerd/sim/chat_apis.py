@@ -174,7 +174,8 @@ def _twilio_error(status: int, code: int, message: str) -> Reply:
 
 
 class Twilio:
-    """`POST /2010-04-01/Accounts/{sid}/Messages.json`, Basic auth, form body (§4.7)."""
+    """`POST /2010-04-01/Accounts/{sid}/Messages.json`, Basic auth, form body (§4.7); `GET
+    /2010-04-01/Accounts/{sid}.json` reads the account (what `pollerd check` calls)."""
 
     name = "twilio"
     faults = ("21211", "21610", "21606", "21408", "20003", "20429", "500")
@@ -202,6 +203,8 @@ class Twilio:
     def answer(self, req: ChatRequest, now: float, wall: float) -> Outcome:
         if not self._authorised(req.headers.get("authorization", "")):
             return _twilio_error(401, 20003, "Authenticate"), False
+        if req.path == f"{self.prefix}{self.sid}.json" and req.method == "GET":  # read-only
+            return json_reply(200, {"sid": self.sid, "status": "active"}), False
         if req.path != f"{self.prefix}{self.sid}/Messages.json" or req.method != "POST":
             message = f"The requested resource {req.path} was not found"
             return _twilio_error(404, 20404, message), False
