@@ -213,7 +213,7 @@ async def check_channels(settings: Settings, echo: Callable[[str], None]) -> boo
                 kind = f"{name} ({channel.kind})"
                 try:
                     said = await channel.probe()
-                except ProbeFailed as exc:
+                except (ProbeFailed, ValueError) as exc:  # ValueError: e.g. a host IDNA refuses
                     echo(f"✗ channel {kind}: {exc}")
                     ok = False
                     continue
