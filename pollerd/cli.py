@@ -228,9 +228,19 @@ def status(
     raise typer.Exit(EXIT_OK if report["healthy"] else EXIT_FAILED)
 
 
-@app.command()
+_CHECK_HELP = (
+    "Validate the config, render user templates, probe stores and channels; send nothing.\n\n"
+    "Renders every user template against a sample of every event. Probes each enabled store "
+    "read-only (auth, API version); a disabled store is listed, not probed. Probes each "
+    "channel without sending: a TCP/TLS connection for webhooks and chat robots, Telegram "
+    "getMe, the Twilio account, SMTP EHLO+STARTTLS+AUTH without MAIL FROM; console and "
+    "Apprise channels are not probed (notify-test sends a real sample).\n\n"
+    "Exit 0 if all pass, 1 if any fails, 78 if the config is invalid."
+)
+
+
+@app.command(help=_CHECK_HELP)
 def check(config: ConfigOpt = None) -> None:
-    """Validate the config and probe every store read-only (auth, API version)."""
     from pollerd.status import check_all
 
     ok = _guard(lambda: asyncio.run(check_all(_settings(config), typer.echo)))

@@ -42,19 +42,36 @@ USER_KEYS = ("pollerd", "stores", "channels", "routes")  # the Settings fields a
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Every duration is bounded here, so none can overflow timedelta, datetime arithmetic or a
+# sleep later ("100000000d" passed the loader and crashed `run`); keys whose sane range is
+# far shorter say so with `_at_most`.
+LONGEST = timedelta(days=3650)
+_LONGEST_WHY = "10 years is the longest duration pollerd accepts"
 
 
 def parse_duration(value: Any) -> timedelta:
-    """`"2s"`, `"5m"`, `"72h"`, `"1d"`, `"500ms"` → timedelta; ValueError explains the format."""
+    """`"2s"`, `"5m"`, `"72h"`, `"1d"`, `"500ms"` → timedelta; ValueError explains the format
+    or the bound (`LONGEST`)."""
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError(
-        f'{value!r} is not a duration (write a string such as "2s", "5m", "72h" or "1d")'
-    )
+        seconds = value.total_seconds()
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]  # "9"*400 is inf, not an error
+    else:
+        raise ValueError(
+            f'{value!r} is not a duration (write a string such as "2s", "5m", "72h" or "1d")'
+        )
+    if not seconds <= LONGEST.total_seconds():
+        raise ValueError(f"must be at most {_short(LONGEST)} ({_LONGEST_WHY})")
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def _short(span: timedelta) -> str:
+    """A bound as the user would write it: "1d", "12h", "90s"."""
+    seconds = span.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{seconds / _UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -71,6 +88,15 @@ def _at_least(minimum: timedelta, why: str) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if value < minimum:
             raise invalid(f"must be at least {minimum.total_seconds():g}s", why)
+        return value
+
+    return AfterValidator(check)
+
+
+def _at_most(maximum: timedelta, why: str) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value > maximum:
+            raise invalid(f"must be at most {_short(maximum)}", why)
         return value
 
     return AfterValidator(check)
@@ -212,9 +238,23 @@ _TWO_SECONDS = (
     "modified_after is a strict > at one-second precision: less can miss an order "
     "changed in the cursor's second"
 )
+_DAY, _YEAR = timedelta(days=1), timedelta(days=365)
+_DAILY = "a store polled less than daily is not an alert; use the sweeps for old orders"
+_OVERLAP = "each pass re-reads every order changed in the overlap"
+_REQUEST = "a request hanging longer holds up every other one behind it"
+_SWEEP = (
+    "a sweep reads every order changed in its window: a longer one reads the whole history "
+    "each time"
+)
+_NOTICE = "a fault noticed later than that is noticed too late to act on"
 TimeZone = Annotated[str, AfterValidator(_time_zone)]
-Interval = Annotated[Duration, _at_least(timedelta(seconds=1), _ONE_SECOND)]
-Overlap = Annotated[Duration, _at_least(timedelta(seconds=2), _TWO_SECONDS)]
+Interval = Annotated[Duration, _at_least(timedelta(seconds=1), _ONE_SECOND), _at_most(_DAY, _DAILY)]
+Overlap = Annotated[
+    Duration, _at_least(timedelta(seconds=2), _TWO_SECONDS), _at_most(_DAY, _OVERLAP)
+]
+Timeout = Annotated[Duration, _at_most(timedelta(hours=1), _REQUEST)]
+Sweep = Annotated[Duration, _at_most(_YEAR, _SWEEP)]
+Noticed = Annotated[Duration, _at_most(timedelta(days=30), _NOTICE)]
 StoreName = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$")]
 StartFrom = Annotated[Literal["now"] | datetime, BeforeValidator(_start_from)]
 EventGlob = Annotated[str, AfterValidator(_event_glob)]
@@ -227,20 +267,27 @@ class _Strict(BaseModel):
     )
 
 
+_STALE_ALERT = "an alert delivered a year late is no alert"
+_WAIT = (
+    "waiting longer between two attempts only delays the alert; dead_after decides when to give up"
+)
+_BACKOFF = "a store that works again would wait that long before it is polled"
+
+
 class DeliveryConfig(_Strict):
     """The outbox's retry policy. `dead_after` (72 h, the README's horizon) decides when a
     delivery gives up; `max_attempts` 0 (the default) adds no cap of its own: 25 attempts at a
     30-minute back-off gave up after about 4 hours, not 72."""
 
     max_attempts: int = Field(0, ge=0)
-    dead_after: Duration = timedelta(hours=72)
-    backoff_base: Duration = timedelta(seconds=5)
-    backoff_max: Duration = timedelta(minutes=30)
+    dead_after: Annotated[Duration, _at_most(_YEAR, _STALE_ALERT)] = timedelta(hours=72)
+    backoff_base: Annotated[Duration, _at_most(timedelta(hours=1), _WAIT)] = timedelta(seconds=5)
+    backoff_max: Annotated[Duration, _at_most(_DAY, _WAIT)] = timedelta(minutes=30)
     concurrency: int = Field(8, ge=1, le=256)
-    send_timeout: Duration = timedelta(seconds=30)
+    send_timeout: Timeout = timedelta(seconds=30)
     # A channel whose every attempt failed for this long is "failing": alert.channel_failing on
     # the other channels, `status` and /healthz unhealthy (a broken one is held at once).
-    failing_after: Duration = timedelta(minutes=15)
+    failing_after: Noticed = timedelta(minutes=15)
 
 
 class GlobalConfig(_Strict):
@@ -258,10 +305,10 @@ class GlobalConfig(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     # A store failing this long without a successful pass sends alert.store_failing (once per
     # episode; alert.store_recovered when it heals). "0s": at the first failed pass.
-    store_failing_after: Duration = timedelta(minutes=10)
+    store_failing_after: Noticed = timedelta(minutes=10)
     # Errors only a person can fix (401/403, a WAF page, a wrong URL) are retried less and
     # less often, up to this; retryable ones (5xx, timeouts) keep the store's interval.
-    store_backoff_max: Interval = timedelta(minutes=15)
+    store_backoff_max: Annotated[Interval, _at_most(_DAY, _BACKOFF)] = timedelta(minutes=15)
 
     @_model_validator(mode="after")
     def _unsubscribe_needs_secret(self) -> GlobalConfig:
@@ -288,10 +335,10 @@ class WooCommerceStore(_Strict):
     start_from: StartFrom = "now"
     pay_on_delivery_methods: list[str] = ["cod"]
     max_requests_per_minute: int = Field(120, ge=1)
-    timeout: Duration = timedelta(seconds=30)
+    timeout: Timeout = timedelta(seconds=30)
     user_agent: str = "pollerd/0.1 (+order alerts; polling wc/v3)"
-    sweep_hourly: Duration = timedelta(hours=24)
-    sweep_daily: Duration = timedelta(hours=72)
+    sweep_hourly: Sweep = timedelta(hours=24)
+    sweep_daily: Sweep = timedelta(hours=72)
     # First run: orders modified this long before the start point are recorded (silently) so a
     # later change without a date of its own (a cancellation) is diffed against a known state.
     baseline_horizon: Duration = timedelta(days=90)
@@ -314,10 +361,10 @@ class ShopifyStore(_Strict):
     overlap: Overlap = timedelta(minutes=5)
     start_from: StartFrom = "now"
     max_budget: float = Field(0.5, gt=0, le=1)
-    timeout: Duration = timedelta(seconds=30)
+    timeout: Timeout = timedelta(seconds=30)
     user_agent: str = "pollerd/0.1 (+order alerts; polling Shopify Admin API)"
-    sweep_hourly: Duration = timedelta(hours=24)
-    sweep_daily: Duration = timedelta(hours=72)
+    sweep_hourly: Sweep = timedelta(hours=24)
+    sweep_daily: Sweep = timedelta(hours=72)
     deletions: bool = True  # read the events feed for destroyed orders (2024-10+)
     disputes: bool = True  # read Shopify Payments disputes (read_shopify_payments_disputes)
     enabled: bool = True

@@ -211,8 +211,10 @@ def render(report: dict[str, Any]) -> None:
 
 async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
     """Config is already valid (loading it validated it, user templates' syntax included);
-    render the user's templates against a sample of every event, then probe each store
-    read-only. Every problem is reported, not just the first."""
+    render the user's templates against a sample of every event, then probe each enabled
+    store read-only and each channel without sending (`Channel.probe`). Every problem is
+    reported, not just the first. A disabled store is named, not probed: it is not polled
+    either, so its failure is no reason to fail."""
     from pollerd.daemon import build_source
 
     echo(
@@ -222,6 +224,9 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
     ok = check_templates(settings, echo)
     ok &= check_start_points(settings, echo)
     for cfg in settings.stores:
+        if not cfg.enabled:
+            echo(f"- {cfg.name}: disabled (enabled = false): not probed")
+            continue
         source = build_source(cfg)
         try:
             echo(f"✓ {cfg.name}: {await source.check()}")
@@ -230,6 +235,34 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
             ok = False
         finally:
             await source.aclose()
+    return await check_channels(settings, echo) and ok
+
+
+async def check_channels(settings: Settings, echo: Callable[[str], None]) -> bool:
+    """Probe every channel without sending anything (see each channel's `probe`)."""
+    from pollerd.channels.base import ProbeFailed
+    from pollerd.daemon import build_channels
+
+    ok = True
+    async with httpx.AsyncClient(headers={"User-Agent": f"pollerd/{__version__}"}) as http:
+        channels = build_channels(settings, http)
+        try:
+            for name, channel in channels.items():
+                kind = f"{name} ({channel.kind})"
+                try:
+                    said = await channel.probe()
+                except (ProbeFailed, ValueError) as exc:  # ValueError: e.g. a host IDNA refuses
+                    echo(f"✗ channel {kind}: {exc}")
+                    ok = False
+                    continue
+                if said is None:
+                    echo(f"- channel {kind}: not probed (no way to test it without sending; "
+                         f"pollerd notify-test --channel {name} sends a sample)")  # fmt: skip
+                else:
+                    echo(f"✓ channel {kind}: {said}")
+        finally:
+            for channel in channels.values():
+                await channel.close()
     return ok
 
 

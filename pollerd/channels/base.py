@@ -6,13 +6,18 @@ loop never guesses. A channel never imports a source, and never sees a secret it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
+from pollerd.errors import PollerdError
 from pollerd.http import parse_retry_after, transport_error
 from pollerd.model import Event
 from pollerd.templates import Footer, Message, Templates, templates_for
@@ -158,6 +163,50 @@ class Channel:
 
     async def close(self) -> None:
         return None
+
+    # `pollerd check` ----------------------------------------------------------------------
+    def probe_url(self) -> str | None:
+        """Where a send would go, for the default `probe`; None when there is no such address."""
+        return None
+
+    async def probe(self, timeout: float = 10.0) -> str | None:
+        """What `pollerd check` can learn about the destination WITHOUT sending anything:
+        nobody is notified, nothing is posted. This default resolves `probe_url()`'s host and
+        opens a TCP (and, for https, a verified TLS) connection, then closes it: no HTTP
+        request, since a webhook has no read-only endpoint. Channels with an endpoint that
+        is read-only by design (Telegram getMe, Twilio's account) or a protocol that can
+        authenticate without sending (SMTP) override it. None: no such probe exists (e.g.
+        console, Apprise); `ProbeFailed` says what failed."""
+        url = self.probe_url()
+        return None if url is None else await reach(url, timeout)
+
+
+class ProbeFailed(PollerdError):
+    """A channel probe failed; the message names host and port, never a URL's secret parts."""
+
+
+async def reach(url: str, timeout: float) -> str:
+    """DNS + TCP (+ TLS for https) to `url`'s host, then hang up: "host:port reachable"."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    where = f"{host}:{port}"
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(
+                host, port, ssl=ssl.create_default_context() if tls else None
+            )
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+    except TimeoutError:
+        raise ProbeFailed(f"{where}: no answer within {timeout:g}s") from None
+    except ssl.SSLError as exc:
+        raise ProbeFailed(f"{where}: TLS failed ({exc.reason or exc})") from None
+    except OSError as exc:  # DNS (socket.gaierror) and refused connections
+        raise ProbeFailed(f"{where}: {exc.strerror or exc}") from None
+    return f"{where} reachable" + (" (TLS verified)" if tls else "") + ", nothing sent"
 
 
 # The channels' name for the one parser (pollerd.http): capped, so a receiver's `Retry-After:

@@ -109,6 +109,9 @@ class DiscordChannel(Channel):
         )
         self._url = self.options.url.get().strip().rstrip("/")
 
+    def probe_url(self) -> str:
+        return self._url
+
     def render(self, event: Event) -> str:
         """The `content` markdown (the rest of the payload is added per send)."""
         return self.message(event, fits=_fits).body

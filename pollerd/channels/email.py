@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult
+from pollerd.channels.base import Channel, ChannelContext, ProbeFailed, SendResult
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -348,6 +348,42 @@ class EmailChannel(Channel):
             return SendResult.retry(f"{self._where()}: recipients refused for now: {names}")
         detail_ = f"{self._where()}: every recipient was refused: {names}; check to"
         return SendResult.permanent(self._scrub(detail_), scope="recipient")
+
+    async def probe(self, timeout: float = 10.0) -> str:
+        """EHLO, STARTTLS (or implicit TLS), AUTH, QUIT: no MAIL FROM, so nothing is sent."""
+        return await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> str:
+        options = self.options
+        smtp: smtplib.SMTP | None = None
+        try:
+            context = self._tls_context() if options.security != "none" else None
+            if options.security == "tls":
+                smtp = smtplib.SMTP_SSL(
+                    options.host, options.port, timeout=self._timeout(), context=context
+                )
+            else:
+                smtp = smtplib.SMTP(options.host, options.port, timeout=self._timeout())
+            smtp.ehlo()
+            done = ["EHLO"]
+            if options.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise ProbeFailed(f"{self._where()}: the server does not offer STARTTLS")
+                smtp.starttls(context=context)
+                smtp.ehlo()
+                done.append("STARTTLS")
+            if options.username and options.password is not None:
+                smtp.login(options.username, options.password.get())
+                done.append("AUTH")
+        except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            raise ProbeFailed(
+                self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}")
+            ) from None
+        finally:
+            if smtp is not None:
+                with contextlib.suppress(smtplib.SMTPException, OSError):
+                    smtp.quit()
+        return " + ".join(done) + " ok, no MAIL FROM: nothing sent"
 
     def _tls_context(self) -> ssl.SSLContext:
         """Built per send, so a renewed CA file is picked up without a restart."""

@@ -219,6 +219,9 @@ class Robot(Channel):
             lambda flavour, fits: self.digest_message(events, flavour=flavour, fits=fits)
         )
 
+    def probe_url(self) -> str:
+        return self.endpoint()
+
     def render(self, event: Event) -> str:
         return _stored(self.payloads(event))
 

@@ -125,6 +125,9 @@ class SlackChannel(Channel):
         )
         self._url = self.options.url.get().strip()
 
+    def probe_url(self) -> str:
+        return self.options.url.get().strip()
+
     def render(self, event: Event) -> str:
         """The webhook payload, JSON: the `slack` rendering as sections, the plain summary
         as the notification `text`."""

@@ -45,6 +45,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pollerd.channels.base import (
     Channel,
     ChannelContext,
+    ProbeFailed,
     SendResult,
     describe_transport,
     json_object,
@@ -240,6 +241,26 @@ class SmsChannel(Channel):
         if 400 <= status < 500:
             return SendResult.permanent(f"{what}; Twilio refused this message")
         return SendResult.retry(what)
+
+    async def probe(self, timeout: float = 10.0) -> str:
+        """GET the account resource: read-only, and proves account_sid + auth_token."""
+        options = self.options
+        url = f"{options.api_base}/2010-04-01/Accounts/{quote(options.account_sid)}.json"
+        try:
+            response = await self.ctx.http.get(
+                url,
+                auth=(options.account_sid, options.auth_token.get()),
+                timeout=timeout,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            raise ProbeFailed(
+                self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}")
+            ) from None
+        if response.status_code != 200:
+            fix = "check account_sid, auth_token and api_base"
+            raise ProbeFailed(f"{self._where()}: account: HTTP {response.status_code} ({fix})")
+        return "account readable (credentials accepted), nothing sent"
 
     def _where(self) -> str:
         parts = urlsplit(self.options.api_base)

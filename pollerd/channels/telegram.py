@@ -49,6 +49,7 @@ from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
+    ProbeFailed,
     SendResult,
     describe_transport,
     destination,
@@ -235,6 +236,25 @@ class TelegramChannel(Channel):
             fix = "check message_thread_id (the forum topic may have been deleted)"
             return SendResult.permanent(f"{what}; {fix}", scope="channel")
         return SendResult.permanent(f"{what}; Telegram refused this message")
+
+    async def probe(self, timeout: float = 10.0) -> str:
+        """getMe: read-only by design, and proves the token (it posts nothing to the chat)."""
+        try:
+            response = await self.ctx.http.get(
+                f"{self.options.api_base}/bot{self._token}/getMe",
+                timeout=timeout,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            raise ProbeFailed(
+                self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}")
+            ) from None
+        body = json_object(response) or {}
+        if response.status_code != 200 or body.get("ok") is not True:
+            said = self._scrub(str(body.get("description") or f"HTTP {response.status_code}"))
+            raise ProbeFailed(f"{self._where()}: getMe: {said} (check token and api_base)")
+        bot = (body.get("result") or {}).get("username", "?")
+        return f"getMe: bot @{bot} (token accepted), nothing sent"
 
     def _where(self) -> str:
         parts = urlsplit(self.options.api_base)

@@ -150,6 +150,9 @@ class WebhookChannel(Channel):
         self._key = signing_key(self.options.secret.get())
         self.clock: Callable[[], float] = time.time  # injectable: tests pin the timestamp
 
+    def probe_url(self) -> str:
+        return self.options.url
+
     def render(self, event: Event) -> str:
         return event.body()
 

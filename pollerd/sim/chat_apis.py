@@ -33,7 +33,8 @@ def _tg_error(code: int, description: str, parameters: dict[str, Any] | None = N
 
 
 class Telegram:
-    """`POST /bot{token}/sendMessage` (§4.5): JSON, form or query parameters, like the Bot API."""
+    """`POST /bot{token}/sendMessage` (§4.5): JSON, form or query parameters, like the Bot API;
+    `getMe` answers the bot (read-only)."""
 
     name = "telegram"
     faults = ("400_parse", "400_chat", "400_migrate", "401", "403_blocked", "429", "500")
@@ -61,6 +62,9 @@ class Telegram:
         token, _, method = req.path[len("/bot") :].partition("/")
         if token != self.token:
             return _tg_error(401, "Unauthorized"), False
+        if method.lower() == "getme":  # read-only: what `pollerd check` calls
+            me = {"id": self.bot_id, "is_bot": True, "first_name": "pollerd"}
+            return json_reply(200, {"ok": True, "result": {**me, "username": "pollerd_bot"}}), False
         if method.lower() != "sendmessage":
             return _tg_error(404, "Not Found"), False
         params = self._params(req)
@@ -170,7 +174,8 @@ def _twilio_error(status: int, code: int, message: str) -> Reply:
 
 
 class Twilio:
-    """`POST /2010-04-01/Accounts/{sid}/Messages.json`, Basic auth, form body (§4.7)."""
+    """`POST /2010-04-01/Accounts/{sid}/Messages.json`, Basic auth, form body (§4.7); `GET
+    /2010-04-01/Accounts/{sid}.json` reads the account (what `pollerd check` calls)."""
 
     name = "twilio"
     faults = ("21211", "21610", "21606", "21408", "20003", "20429", "500")
@@ -198,6 +203,8 @@ class Twilio:
     def answer(self, req: ChatRequest, now: float, wall: float) -> Outcome:
         if not self._authorised(req.headers.get("authorization", "")):
             return _twilio_error(401, 20003, "Authenticate"), False
+        if req.path == f"{self.prefix}{self.sid}.json" and req.method == "GET":  # read-only
+            return json_reply(200, {"sid": self.sid, "status": "active"}), False
         if req.path != f"{self.prefix}{self.sid}/Messages.json" or req.method != "POST":
             message = f"The requested resource {req.path} was not found"
             return _twilio_error(404, 20404, message), False

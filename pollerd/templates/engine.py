@@ -59,6 +59,7 @@ from markupsafe import Markup
 
 from pollerd.model import CJK, EVENT_TYPES, PERMANENT_DELETION, mask_email, mask_phone, parse_utc
 from pollerd.templates.escape import ESCAPERS, bold, link
+from pollerd.templates.sandbox import BoundedSandbox, bounded, join_bounded, wrote
 
 FLAVOURS = tuple(ESCAPERS)
 LOCALES = ("en", "zh-CN")
@@ -522,10 +523,11 @@ def _finalize(flavour: str) -> Callable[[Any], Markup]:
 
     def finalize(value: Any) -> Markup:
         if isinstance(value, Markup):
+            wrote(value)
             return value
         if value is None:
             return trusted("")
-        return trusted(escape(_UNSAFE.sub(" ", str(value))))
+        return trusted(wrote(escape(_UNSAFE.sub(" ", str(value)))))
 
     return finalize
 
@@ -535,7 +537,7 @@ def _environment(folder: Path | None, flavour: str) -> ImmutableSandboxedEnviron
     if folder is not None:
         loaders.append(FileSystemLoader(str(folder)))
     loaders.append(PackageLoader("pollerd", "templates"))
-    env = ImmutableSandboxedEnvironment(
+    env = BoundedSandbox(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         autoescape=True,  # so macros and blocks are Markup; `finalize` does the real escaping
@@ -775,10 +777,11 @@ def _render(template: Template, values: dict[str, Any], flavour: str, locale: st
         "layout": f"layout/{flavour}.j2",
         "more": more.format(count=hidden) if hidden else "",
     }
-    ctx = template.new_context(variables)
-    body = "".join(template.root_render_func(ctx)).strip("\n")
-    blocks = ctx.blocks.get("title")
-    title = "".join(blocks[0](ctx)).strip() if blocks else body.split("\n", 1)[0]
+    with bounded():  # one template cannot take the daemon's memory or time (sandbox.py)
+        ctx = template.new_context(variables)
+        body = join_bounded(template.root_render_func(ctx)).strip("\n")
+        blocks = ctx.blocks.get("title")
+        title = join_bounded(blocks[0](ctx)).strip() if blocks else body.split("\n", 1)[0]
     return Message(title=" ".join(title.split()), body=body)
 
 

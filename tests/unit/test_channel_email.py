@@ -501,3 +501,26 @@ def test_options_are_validated(options: dict[str, Any], problem: str) -> None:
 def test_login_without_tls_is_allowed_on_loopback() -> None:
     options = {**BASE, "host": "127.0.0.1", "security": "none", "username": "u", "password": "p"}
     assert EmailChannel.Options.model_validate(options).security == "none"
+
+
+def probe(port: int, **options: Any) -> str | None:
+    base = {"host": "127.0.0.1", "port": port, "sender": "alerts@example.com",
+            "to": ["ops@example.com"], "timeout": "5s"}  # fmt: skip
+    channel = EmailChannel(ChannelContext("mail", {**base, **options}, None))  # type: ignore[arg-type]
+    return asyncio.run(channel.probe())
+
+
+def test_check_probe_authenticates_without_sending(certs: Certs) -> None:
+    """Issue 12 item 9: EHLO + STARTTLS + AUTH, then QUIT: no MAIL FROM, nothing delivered;
+    a wrong password fails the probe without echoing it."""
+    from pollerd.channels.base import ProbeFailed
+
+    inbox = Inbox()
+    server = {"tls_context": certs.server_context(), "authenticator": _authenticate}
+    with smtp_server(inbox, auth_required=True, **server) as port:
+        said = probe(port, ca_file=str(certs.ca), username="alerts", password=PASSWORD)
+        with pytest.raises(ProbeFailed, match="535") as info:
+            probe(port, ca_file=str(certs.ca), username="alerts", password="wrong-pass")
+    assert said == "EHLO + STARTTLS + AUTH ok, no MAIL FROM: nothing sent"
+    assert "wrong-pass" not in str(info.value) and PASSWORD not in str(info.value)
+    assert inbox.messages == [] and inbox.envelopes == []

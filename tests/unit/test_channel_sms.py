@@ -323,3 +323,22 @@ def test_bad_options(more: dict[str, Any], problem: str) -> None:
         SmsChannel.Options.model_validate(options(None, **more))
     assert problem in str(caught.value)
     assert TOKEN not in str(caught.value)
+
+
+def probe(opts: dict[str, Any]) -> str | None:
+    async def go() -> str | None:
+        async with httpx.AsyncClient() as http:
+            return await SmsChannel(ChannelContext("sms", opts, http)).probe()
+
+    return asyncio.run(go())
+
+
+def test_check_probe_reads_the_account_and_sends_nothing(sim: ChatSim) -> None:
+    """Issue 12 item 9: the account resource proves account_sid + auth_token, read-only."""
+    from pollerd.channels.base import ProbeFailed
+
+    assert probe(options(sim)) == "account readable (credentials accepted), nothing sent"
+    assert all(not got.path.endswith("/Messages.json") for got in sim.received("twilio"))
+    with pytest.raises(ProbeFailed, match=r"account: HTTP 401 \(check account_sid") as info:
+        probe(options(sim, auth_token="wrong-token-0002"))
+    assert "wrong-token-0002" not in str(info.value)

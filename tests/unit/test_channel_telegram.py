@@ -381,3 +381,22 @@ def test_bad_options(more: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValidationError) as caught:
         TelegramChannel.Options.model_validate(options(None, **more))
     assert problem in str(caught.value) and "SECRETVALUE" not in str(caught.value)
+
+
+def probe(opts: dict[str, Any]) -> str | None:
+    async def go() -> str | None:
+        async with httpx.AsyncClient() as http:
+            return await TelegramChannel(ChannelContext("tg", opts, http)).probe()
+
+    return asyncio.run(go())
+
+
+def test_check_probes_with_get_me_and_sends_nothing(sim: ChatSim) -> None:
+    """Issue 12 item 9: `pollerd check` probes channels where that has no side effect."""
+    assert probe(options(sim)) == "getMe: bot @pollerd_bot (token accepted), nothing sent"
+    assert all(not got.path.endswith("/sendMessage") for got in sim.received("telegram"))
+    from pollerd.channels.base import ProbeFailed
+
+    with pytest.raises(ProbeFailed, match=r"getMe: Unauthorized \(check token") as info:
+        probe(options(sim, token="999:wrong-token"))
+    assert "wrong-token" not in str(info.value)

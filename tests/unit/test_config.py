@@ -513,3 +513,36 @@ def test_example_chat_channels_validate(tmp_path: Path, monkeypatch: pytest.Monk
         *("wecom", "dingtalk", "feishu", "slack", "telegram", "discord", "sms", "apprise")
     }
     assert set(settings.channel_options) == {c.name for c in settings.channels}
+
+
+def test_every_duration_is_bounded_at_load(tmp_path: Path) -> None:
+    """Issue 12 item 5: `interval = "100000000d"` passed `check` and crashed `run` with an
+    OverflowError; `"99999999999d"` crashed the loader itself. Both are config errors now,
+    each naming its key and the bound, and so is a channel's timeout beyond reason."""
+    text = GOOD.replace('consumer_secret = "env:WC_SECRET"\n',
+                        'consumer_secret = "env:WC_SECRET"\ninterval = "100000000d"\n'
+                        'overlap = "2d"\nsweep_daily = "2000d"\n')  # fmt: skip
+    text = text.replace('secret = "env:HOOK_SECRET"\n', 'secret = "env:HOOK_SECRET"\n'
+                        'timeout = "99999999999d"\n')  # fmt: skip
+    text = '[pollerd]\nretention = "99999999999d"\n[pollerd.delivery]\nbackoff_max = "30d"\n' + text
+    lines = error_text(tmp_path, text).splitlines()
+    assert lines == [
+        "config: pollerd.retention: must be at most 3650d (10 years is the longest duration "
+        "pollerd accepts)",
+        "config: pollerd.delivery.backoff_max: must be at most 1d (waiting longer between "
+        "two attempts only delays the alert; dead_after decides when to give up)",
+        "config: stores[0].interval: must be at most 3650d (10 years is the longest duration "
+        "pollerd accepts)",
+        "config: stores[0].overlap: must be at most 1d (each pass re-reads every order changed "
+        "in the overlap)",
+        "config: stores[0].sweep_daily: must be at most 365d (a sweep reads every order "
+        "changed in its window: a longer one reads the whole history each time)",
+        "config: channels[1].timeout: must be at most 3650d (10 years is the longest duration "
+        "pollerd accepts)",
+    ]
+
+
+@pytest.mark.parametrize("text", ["3651d", "99999999999d", "9" * 400 + "ms"])
+def test_parse_duration_refuses_what_would_overflow(text: str) -> None:
+    with pytest.raises(ValueError, match=r"must be at most 3650d"):
+        parse_duration(text)

@@ -487,8 +487,10 @@ def test_telegram_other_refusals(sim: ChatSim, client: httpx.Client) -> None:
     assert (r.status_code, r.json()["description"]) == (400, "Bad Request: unsupported parse_mode")
     r = send(sim, client, "telegram", json={"chat_id": "-42", "text": "x"})
     assert r.json()["description"] == "Bad Request: chat not found"
-    r = client.post(f"{sim.url}/bot123456:ABC-telegram/getMe")
+    r = client.post(f"{sim.url}/bot123456:ABC-telegram/getUpdates")
     assert r.status_code == 404
+    r = client.get(f"{sim.url}/bot123456:ABC-telegram/getMe")  # read-only, what check calls
+    assert r.status_code == 200 and r.json()["result"]["username"] == "pollerd_bot"
     # Form bodies are accepted, like the Bot API.
     r = send(sim, client, "telegram", json=DROP, data={"chat_id": CHAT, "text": "form"})
     assert r.status_code == 200 and r.json()["result"]["text"] == "form"

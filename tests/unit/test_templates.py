@@ -750,3 +750,59 @@ def test_digest_lines_are_escaped_for_the_flavour_not_twice() -> None:
     assert "\n[acme] Order \\#1001 paid" in discord and "\\\\" not in discord
     sms = BUILTIN.render_digest(events, flavour="sms").body
     assert sms == "Digest: 2 order alerts\nTotal of 1 order: $25.00"  # no "·": GSM-7
+
+
+BOMBS = [
+    "{{ 'x' * 10**9 }}",
+    "{{ 'x' * 10**10 }}",
+    "{{ 10**10 * 'x' }}",
+    "{{ ['x'] * 10**9 }}",
+    "{{ 9**(9**9) }}",
+    "{{ 'x'|center(10**9) }}",
+    "{{ 'x'.ljust(10**9) }}",
+    "{{ '%1000000000s' % 'x' }}",
+    "{{ '%*s' % (10**9, 'x') }}",
+    "{{ '{:>1000000000}'.format('x') }}",
+    "{{ ('x' * 1000)|replace('x', 'x' * 100000) }}",
+    "{{ ('x' * 1000)|indent(10**6, true) }}",
+    "{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}"
+    "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    "{% for i in range(100000) %}{{ 'y' * 100 }}{% endfor %}",
+    "{% set big %}{% for i in range(100000) %}{{ 'y' * 100 }}{% endfor %}{% endset %}ok",
+]
+
+
+@pytest.mark.parametrize("code", BOMBS)
+def test_a_template_bomb_is_a_bounded_template_error(
+    tmp_path: Path, code: str, errors: list[str]
+) -> None:
+    """Issue 12 item 6: `{{ 'x' * 10**9 }}` passed `check` after 121 s and 4.9 GB (folded at
+    compile time, so at every load too) and `10**10` got pollerd killed by the kernel. Now it
+    is refused before anything large is built: `file:line` in check, the built-in template at
+    send time."""
+    templates = user_templates(tmp_path, {"en/order.paid.text.j2": f"ok\n{code}\n"})
+    assert templates.syntax_problems() == []  # loading never evaluates a template
+    problems = templates.problems(template_samples())
+    assert problems, code
+    where = f"{tmp_path / 'en/order.paid.text.j2'}:2: TooLarge: "
+    assert all(problem.startswith(where) for problem in problems), problems
+    message = templates.render(order_event(), flavour="text")
+    assert message.title.startswith("[acme] Order #1001 paid")  # the built-in words
+    assert errors and "en/order.paid.text.j2:2 failed (TooLarge" in errors[0]
+
+
+def test_the_bounds_leave_room_for_real_templates(tmp_path: Path) -> None:
+    """Large but sane work still renders: loops, repetition and formatting well below the
+    bounds, and a digest of many events through the built-in templates."""
+    code = (
+        "{% set headline %}{{ '=' * 40 }} {{ '%-10s|' % number }} {{ '{:>8}'.format(total) }}"
+        "{% for i in range(20000) %}{% if i == 19999 %} {{ i }}{% endif %}{% endfor %}"
+        "{% endset %}{% extends layout %}"
+    )
+    templates = user_templates(tmp_path, {"en/order.paid.text.j2": code})
+    assert templates.problems(template_samples()) == []
+    title = templates.render(order_event(), flavour="text").title
+    assert "=" * 40 in title and "19999" in title
+    events = [order_event(number=str(1000 + i)) for i in range(500)]
+    assert Templates(None).render_digest(events, flavour="text").body
