@@ -405,6 +405,7 @@ class Service:
             delivery_limit=self._delivery_limit(settings),
             tick_every=self.tick_every,
             channels=lambda: self.deliverer.failing(),
+            database=lambda: fault.trouble(self.runtime.store).problem(),
         )
         web = metrics_server = None
         try:

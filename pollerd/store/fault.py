@@ -212,6 +212,13 @@ class Trouble:
     def active(self) -> bool:
         return self.since is not None
 
+    def problem(self) -> str | None:
+        """What `/healthz` shows while an episode lasts (plain reads: any thread may ask)."""
+        error, since = self.error, self.since
+        if error is None or since is None:
+            return None
+        return f"{error} (for {self.clock() - since:.0f}s)"
+
     def waiting(self) -> float:
         """Seconds writers should still pause (0: try again)."""
         return max(0.0, self.until - self.clock()) if self.active else 0.0
