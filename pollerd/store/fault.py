@@ -235,9 +235,13 @@ class Trouble:
         self.until = max(self.until, now + self.delay)
         if changed or self._warned is None or now - self._warned >= WARN_EVERY:
             self._warned = now
-            logger.warning(
+            # A full disk passes by itself (WARNING); a file pollerd may not write needs a
+            # person (ERROR). Either way one line a minute, never a traceback.
+            level = "ERROR" if isinstance(error, StoreReadOnly) else "WARNING"
+            logger.log(
+                level,
                 "{}; polls and sends wait (retried every {:g}s at most; failing for {:.0f}s, "
-                "{} failed writes) and carry on by themselves once it can be written",
+                "{} write(s) failed) and carry on by themselves once it can be written",
                 error,
                 RETRY_MAX,
                 now - self.since,
@@ -249,7 +253,7 @@ class Trouble:
         if self.since is None:
             return
         logger.warning(
-            "database {}: writable again after {:.0f}s ({} failed writes); polls and sends "
+            "database {}: writable again after {:.0f}s ({} write(s) failed); polls and sends "
             "carry on, nothing was lost",
             self.path,
             self.clock() - self.since,
