@@ -17,21 +17,29 @@ import typer
 from pollerd import __version__
 from pollerd.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PollerdError
 
-app = typer.Typer(
-    help="Order alerts for Shopify and WooCommerce stores that cannot receive webhooks.",
-    no_args_is_help=True,
-    add_completion=False,
+
+def _typer(help_text: str, **options: Any) -> typer.Typer:
+    """Plain click help, not rich panels: rich markup ate "[pollerd]" from help texts (leaving
+    two spaces), every flag showed a `<bool>` type, and boxes do not survive a pipe or a
+    journal. `-h` is `--help` everywhere (click hands the names down to sub-commands)."""
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **options,
+    )
+
+
+app = _typer(
+    "Order alerts for Shopify and WooCommerce stores that cannot receive webhooks.",
     pretty_exceptions_enable=False,
 )
-deliveries_app = typer.Typer(help="Inspect and retry the delivery outbox.", no_args_is_help=True)
+deliveries_app = _typer("Inspect and retry the delivery outbox.")
 app.add_typer(deliveries_app, name="deliveries")
-unsubscribes_app = typer.Typer(
-    help="The email recipients who unsubscribed (one-click links).", no_args_is_help=True
-)
+unsubscribes_app = _typer("The email recipients who unsubscribed (one-click links).")
 app.add_typer(unsubscribes_app, name="unsubscribes")
-cursor_app = typer.Typer(
-    help="Each store's start point and bookmark; move a start point.", no_args_is_help=True
-)
+cursor_app = _typer("Each store's start point and bookmark; move a start point.")
 app.add_typer(cursor_app, name="cursor")
 
 T = TypeVar("T")
@@ -244,30 +252,57 @@ def notify_test(
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+@app.command()
+def render(
+    channel: Annotated[str, typer.Option(help="The channel whose message to show.")],
+    event: Annotated[
+        str, typer.Option(help="The event type: order.paid, order.created, ..., digest.")
+    ] = "order.paid",
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Email: the MIME wire form, not the decoded text.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the message a channel would send for a sample event (its format, locale and
+    templates); nothing is sent or queued."""
+    from pollerd.status import preview, readable
+
+    settings = _guard(lambda: _settings(config))
+    message = _guard(lambda: asyncio.run(preview(settings, channel, event)))
+    typer.echo(message if raw else readable(message))
+    typer.echo(f"(a sample {event} as {channel} would send it; nothing was sent)", err=True)
+
+
 @deliveries_app.command("list")
 def deliveries_list(
     config: ConfigOpt = None,
     dead: Annotated[bool, typer.Option(help="Only dead letters.")] = False,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List recent deliveries (newest first)."""
+    from zoneinfo import ZoneInfo
+
     from pollerd.status import list_deliveries
 
-    rows = _guard(
-        lambda: list_deliveries(_settings(config), dead=dead, channel=channel, limit=limit)
-    )
+    settings = _guard(lambda: _settings(config))
+    rows = _guard(lambda: list_deliveries(settings, dead=dead, channel=channel, limit=limit))
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
         typer.echo("no deliveries" + (" in the dead-letter list" if dead else ""))
+        return
+    zone = settings.pollerd.timezone
+    typer.echo(f"{'id':>6}  {'queued (' + zone + ')':<19} {'state':<7} {'channel':<14} event")
     for r in rows:
         # A later event of an order whose earlier one is a dead letter waits behind it.
         state = "held" if r.get("held_behind") else r["state"]
+        queued = datetime.fromisoformat(r["created_at"]).astimezone(ZoneInfo(zone))
         typer.echo(
-            f"{r['id']:>6}  {state:<7} {r['channel']:<14} {r['event_id']:<48} "
+            f"{r['id']:>6}  {queued:%Y-%m-%d %H:%M:%S} {state:<7} {r['channel']:<14} "
+            f"{r['event_id']:<48} "
             f"attempts={r['attempts']}"
             + (
                 f"  held behind dead letter {r['held_behind']} (retry it to release)"
@@ -282,18 +317,25 @@ def deliveries_list(
 @deliveries_app.command("retry")
 def deliveries_retry(
     ids: Annotated[
-        list[int] | None, typer.Argument(help="Delivery ids (default: all dead).")
+        list[int] | None, typer.Argument(metavar="ID", help="Delivery ids (default: all dead).")
     ] = None,
     channel: Annotated[str | None, typer.Option(help="All held/dead rows of this channel.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Make dead letters (or a held channel's rows) due again with fresh attempts."""
+    from pollerd.status import retry_target_problem
     from pollerd.store import open_store
 
     settings = _guard(lambda: _settings(config))
     store = _guard(lambda: open_store(settings.pollerd.database))
-    count = store.retry(ids=ids or None, channel=channel)
-    store.close()
+    try:
+        # "0 deliveries queued" and exit 0 for a mistyped id or channel read as success.
+        problem = retry_target_problem(settings, store, ids or [], channel)
+        count = 0 if problem else store.retry(ids=ids or None, channel=channel)
+    finally:
+        store.close()
+    if problem:
+        _fail(problem, EXIT_USAGE)
     typer.echo(
         f"{count} deliveries queued again; a running daemon sends them within a second, "
         "or run `pollerd once`"
@@ -304,7 +346,7 @@ def deliveries_retry(
 def cursor_show(
     store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Each store's start point (nothing before it alerts), bookmark and start_from."""
     from pollerd.localtime import describe
@@ -370,6 +412,24 @@ To rotate: create a key with a new id (pollerd keygen --id {next}), put it FIRST
 one after it (e.g. "{next}:NEW {id}:OLD"), RESTART pollerd (systemctl restart pollerd: a reload
 keeps the running key), run `pollerd rekey`, and drop the old key only when rekey says it can
 be dropped; then restart again."""
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path,
+        typer.Argument(metavar="PATH", help="Where to write it (e.g. /etc/pollerd/pollerd.toml)."),
+    ] = Path("pollerd.toml"),
+) -> None:
+    """Write the commented example config (every key, its default and why) to start from;
+    never overwrites a file."""
+    from pollerd.example import write_example
+
+    written = _guard(lambda: write_example(path))
+    typer.echo(
+        f"wrote {written}: fill in [[stores]], [[channels]] and [[routes]] (secrets as env:, "
+        f"file: or credential: references), then run `pollerd check --config {written}`"
+    )
 
 
 @app.command()
@@ -471,13 +531,32 @@ def prune(config: ConfigOpt = None) -> None:
     raise typer.Exit(_guard(run))
 
 
+@app.command()
+def backup(
+    path: Annotated[
+        Path, typer.Argument(help="The new file to write, or a folder to put a dated copy in.")
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Copy the SQLite database consistently (SQLite's online backup), safe while pollerd
+    runs; for PostgreSQL use pg_dump. The README's "Backups" says how to restore."""
+    from pollerd.store.backup import backup as copy
+
+    done = _guard(lambda: copy(_settings(config).pollerd.database, path))
+    typer.echo(
+        f"backed up {done.source} to {done.target} ({done.size / 1e6:.1f} MB, checked); "
+        f"restore: stop pollerd, copy it over {done.source.name}, delete "
+        f"{done.source.name}-wal and -shm, start pollerd"
+    )
+
+
 def _daemon_sealing(settings: Any, store: Any, current: int) -> str | None:
     """Why no old key may be dropped yet, or None: a running `pollerd run` that still seals
     with another key than the first of pii_key (it reads pii_key only at start; a reload
     keeps the old ring) would put new contacts under the key about to be dropped."""
     from pollerd.store import StateLock
 
-    pid = StateLock(settings.state_dir).holder()
+    pid = StateLock.of(settings).holder()
     if pid is None:
         return None
     sealing = store.sealing_key()
@@ -569,7 +648,7 @@ def main() -> None:
 def unsubscribes_list(
     config: ConfigOpt = None,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Who unsubscribed from which channel, and when (oldest first)."""
     from pollerd.store import open_store
@@ -615,10 +694,7 @@ def unsubscribes_remove(
     typer.echo(f"{address} gets {channel}'s alerts again")
 
 
-quarantine_app = typer.Typer(
-    help="Orders set aside because they do not read (a broken plugin, a bad field).",
-    no_args_is_help=True,
-)
+quarantine_app = _typer("Orders set aside because they do not read (a broken plugin, a bad field).")
 app.add_typer(quarantine_app, name="quarantine")
 
 
@@ -626,7 +702,7 @@ app.add_typer(quarantine_app, name="quarantine")
 def quarantine_list(
     config: ConfigOpt = None,
     store_name: Annotated[str | None, typer.Option("--store", help="Only this store.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The set-aside orders, oldest first: why, and when first and last seen. Each pass retries
     them; one that reads again is released and announced as usual."""

@@ -429,18 +429,25 @@ class ConfigErrors(ConfigError):
         self.args = ("\n".join(str(problem) for problem in problems),)
 
 
-def find_config(explicit: Path | None, *, env: Mapping[str, str] | None = None) -> Path:
+def find_config(
+    explicit: Path | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    named_by: str = "named by --config",
+) -> Path:
     """`--config PATH`, else `$POLLERD_CONFIG`, else `./pollerd.toml`, else the system file.
-    A path the user named must exist: falling through to another file would be a surprise."""
+    A path the user named must exist: falling through to another file would be a surprise.
+    `named_by` says where `explicit` came from when it was not `--config` (a reload re-reads
+    the file it found at start, perhaps ./pollerd.toml)."""
     env = os.environ if env is None else env
-    named = [(explicit, "--config")] if explicit is not None else []
+    named = [(explicit, named_by)] if explicit is not None else []
     if env.get("POLLERD_CONFIG"):
-        named.append((Path(env["POLLERD_CONFIG"]), "$POLLERD_CONFIG"))
+        named.append((Path(env["POLLERD_CONFIG"]), "named by $POLLERD_CONFIG"))
     for path, source in named[:1]:
         if not path.is_file():
             what = "is not a file" if path.exists() else "does not exist"
-            fix = "check the path, or copy config.example.toml there and edit it"
-            raise ConfigError(str(path), f"{what} (named by {source})", fix)
+            fix = "check the path, or write the example there with `pollerd init PATH`"
+            raise ConfigError(str(path), f"{what} ({source})", fix)
         return path
     for path in (LOCAL_CONFIG, SYSTEM_CONFIG):
         if path.is_file():
@@ -449,15 +456,21 @@ def find_config(explicit: Path | None, *, env: Mapping[str, str] | None = None) 
         "",
         f"no config file found (searched --config, $POLLERD_CONFIG, ./{LOCAL_CONFIG}, "
         f"{SYSTEM_CONFIG})",
-        f"copy config.example.toml to {SYSTEM_CONFIG} or ./{LOCAL_CONFIG} and edit it",
+        "write the commented example (config.example.toml) with `pollerd init` "
+        f"(./{LOCAL_CONFIG}) or `pollerd init {SYSTEM_CONFIG}`, and edit it",
     )
 
 
-def load(path: Path | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
+def load(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    named_by: str = "named by --config",
+) -> Settings:
     """Find, parse and validate the config; every problem raises `ConfigError` (exit 78).
     `env` only steers discovery (`$POLLERD_CONFIG`); secrets resolve from the real environment.
     """
-    path = find_config(path, env=env).absolute()
+    path = find_config(path, env=env, named_by=named_by).absolute()
     try:
         data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:

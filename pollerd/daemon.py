@@ -388,7 +388,7 @@ class Service:
             loop.add_signal_handler(sig, self._request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         settings = self.settings
-        lock = StateLock(settings.state_dir)
+        lock = StateLock.of(settings)
         lock.acquire()
         try:
             self.runtime = runtime = Runtime.build(settings)
@@ -756,7 +756,7 @@ class Service:
         old = self.runtime.settings
         if old.path is None:
             raise ConfigError("", "this run has no config file to re-read", "restart pollerd")
-        new = load(old.path)
+        new = load(old.path, named_by="the file this pollerd started with")
         kept = [
             key for key in RESTART_KEYS if getattr(new.pollerd, key) != getattr(old.pollerd, key)
         ]
@@ -911,7 +911,7 @@ async def once(settings: Settings, *, only_store: str | None = None, sweep: bool
 
 
 async def _once(settings: Settings, *, only_store: str | None, sweep: bool) -> int:
-    with StateLock(settings.state_dir):
+    with StateLock.of(settings):
         runtime = Runtime.build(settings, only_store=only_store)
         try:
             runtime.store.set_sealing(True)
@@ -973,7 +973,7 @@ async def _backfill(
         )
         sent: Round | None = None
         if notify_channels and report.deliveries:
-            lock = StateLock(settings.state_dir)
+            lock = StateLock.of(settings)
             try:
                 lock.acquire()
             except LockHeld:

@@ -8,7 +8,8 @@ the code only asks "retry or give up, and how long to wait":
     │   └── SecretError                         missing env var / file / systemd credential
     ├── StoreError                              database unusable, migration failed   → exit 1
     │   ├── StoreFull                           disk full: passes by itself           → exit 1
-    │   └── StoreReadOnly                       owner/mode/read-only mount: setup     → exit 78
+    │   ├── StoreReadOnly                       owner/mode/read-only mount: setup     → exit 78
+    │   └── DamagedDatabase                     quick_check failed: restore a backup  → exit 65
     ├── LockHeld                                another pollerd owns the state dir    → exit 75
     ├── SourceError(store)
     │   ├── RetryableSourceError(retry_after)   429, 5xx, WAF 403 pages, timeouts, bad JSON
@@ -23,6 +24,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_DAMAGED = 65  # EX_DATAERR: in RestartPreventExitStatus, a restart cannot repair a file
 EXIT_LOCKED = 75  # EX_TEMPFAIL
 EXIT_CONFIG = 78  # EX_CONFIG
 
@@ -73,6 +75,13 @@ class StoreReadOnly(StoreError):
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(message)
+
+
+class DamagedDatabase(StoreError):
+    """The SQLite file fails `PRAGMA quick_check` (or is no database at all). Nothing pollerd
+    does can repair it, and working on would lose or repeat alerts: stop, say how to restore."""
+
+    exit_code = EXIT_DAMAGED
 
 
 class LockHeld(PollerdError):

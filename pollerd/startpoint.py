@@ -97,7 +97,7 @@ def move(settings: Settings, name: str, when: datetime) -> Moved:
             f"--start-from: {_utc(when)} is in the future: no change before it would ever alert "
             '(use a past time, or "now")'
         )
-    lock = StateLock(settings.state_dir)
+    lock = StateLock.of(settings)
     try:
         lock.acquire()
     except LockHeld:

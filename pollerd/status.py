@@ -18,11 +18,17 @@ import httpx
 from pollerd import __version__
 from pollerd.alerts.store import episode
 from pollerd.config import Settings, sqlite_file
-from pollerd.errors import PollerdError
+from pollerd.errors import EXIT_USAGE, DamagedDatabase, PollerdError
 from pollerd.model import Event, LineItem, Order
 from pollerd.quarantine import held
 from pollerd.startpoint import in_future, mismatch
 from pollerd.store import Store, fault, open_store
+
+
+class UnknownName(PollerdError):
+    """A channel or event type on the command line that does not exist: a usage error."""
+
+    exit_code = EXIT_USAGE
 
 
 def _iso(epoch: float) -> str:
@@ -153,28 +159,54 @@ def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str,
     }
 
 
+def _span(seconds: float | None) -> str:
+    """`2.8s`, `3m`, `25d7h`: a lag of weeks in seconds ("218672…") did not fit a column."""
+    from pollerd.delivery.watch import for_humans
+
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    days, rest = divmod(int(seconds), 86400)
+    if not days:
+        return for_humans(rest)
+    return f"{days}d{rest // 3600}h" if rest >= 3600 else f"{days}d"
+
+
 def render(report: dict[str, Any]) -> None:
+    """Tables of short cells, then one paragraph per problem. In 80 columns (or a pipe, which
+    rich reads as 80) an error inside a table cell wrapped into ~40 lines of ten characters and
+    cut the platform to "woocom…"; a paragraph below the table wraps at the full width."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
+    problems: list[str] = []
     table = Table(title="stores")
-    columns = ("store", "platform", "state", "last success", "cursor lag", "budget used")
-    for column in (*columns, "late events", "last error"):
-        table.add_column(column)
+    for column in ("store", "platform", "state", "last success", "cursor lag", "budget", "late"):
+        table.add_column(column, no_wrap=column in ("platform", "budget", "late"))
     for s in report["stores"]:
         budget = s["budget_used"]
+        since = s["seconds_since_success"]
         table.add_row(
             s["name"],
             s["platform"],
-            f"failing since {s['failing_since'][:19]}Z" if s.get("failing_since") else s["state"],
-            "-" if s["seconds_since_success"] is None else f"{s['seconds_since_success']}s ago",
-            "-" if s["cursor_lag_seconds"] is None else f"{s['cursor_lag_seconds']}s",
+            s["state"],
+            "-" if since is None else f"{_span(since)} ago",
+            _span(s["cursor_lag_seconds"]),
             "-" if budget is None else f"{budget:.0%}",
             str(s["late_events"]),
-            s["last_error"] or "",
         )
+        if s.get("failing_since"):
+            passes = s.get("failed_passes") or 0
+            passed = f"{passes} failed pass{'' if passes == 1 else 'es'}"
+            problems.append(
+                f"{s['name']}: failing since {s['failing_since'][:19]}Z ({passed}): "
+                f"{s['last_error'] or 'no error recorded'}"
+            )
+        elif s["last_error"]:
+            problems.append(f"{s['name']}: last error: {s['last_error']}")
     console.print(table)
     aside = [q for s in report["stores"] for q in s.get("quarantined", [])]
     if aside:
@@ -187,8 +219,8 @@ def render(report: dict[str, Any]) -> None:
             )
         console.print(table)
     table = Table(title="channels")
-    for column in ("channel", "type", "pending", "retrying", "sent", "dead", "held"):
-        table.add_column(column)
+    for column in ("channel", "type", "pending", "retrying", "sent", "dead"):
+        table.add_column(column, no_wrap=column != "channel")
     for c in report["channels"]:
         table.add_row(
             c["name"],
@@ -197,15 +229,20 @@ def render(report: dict[str, Any]) -> None:
             str(c["retrying"]),
             str(c["sent"]),
             str(c["dead"]),
-            c["broken"] or c.get("failing") or "",
         )
+        held = c["broken"] or c.get("failing")
+        if held:
+            problems.append(f"{c['name']}: held: {held}")
     console.print(table)
     database = report["database"]
     if database["problem"]:
-        console.print(f"[bold red]{escape(database['problem'])}[/]")
+        problems.append(database["problem"])
     else:
         free = fault.for_humans(database["free_bytes"])
-        console.print(f"database {escape(database['name'])}: writable, {free} free")
+        console.print(Text(f"database {database['name']}: writable, {free} free"))
+    for problem in problems:
+        # Text, not markup: an error quoting "[pollerd]" or "[/]" must print as it is.
+        console.print(Text(f"! {problem}"))
     console.print("healthy" if report["healthy"] else "[bold red]unhealthy[/]")
 
 
@@ -242,7 +279,11 @@ def check_start_points(settings: Settings, echo: Callable[[str], None]) -> bool:
         return True
     ok = True
     now = datetime.now(UTC)
-    store = open_store(settings.pollerd.database)
+    try:
+        store = open_store(settings.pollerd.database)  # runs PRAGMA quick_check first
+    except DamagedDatabase as exc:
+        echo(f"✗ {exc}")
+        return False
     try:
         for cfg in settings.stores:
             cursor = store.cursor(cfg.name)
@@ -365,6 +406,51 @@ def sample_event(store: str = "demo-store") -> Event:
     return Event("order.paid", store, "woocommerce", order.id, now, now, True, order.to_json())
 
 
+def readable(rendered: str) -> str:
+    """An email as a person reads it (decoded headers and the plain-text part) rather than
+    its quoted-printable wire form; any other message as it is."""
+    import email
+    from email.message import EmailMessage
+    from email.policy import default
+
+    if not rendered.startswith(("Subject:", "From:", "To:", "Content-Type:", "MIME-Version:")):
+        return rendered
+    message = email.message_from_string(rendered, policy=default)
+    if not isinstance(message, EmailMessage) or message["Subject"] is None:
+        return rendered
+    head = [f"{name}: {message[name]}" for name in ("Subject", "From", "To") if message[name]]
+    part = message.get_body(preferencelist=("plain", "html"))
+    body = part.get_content() if isinstance(part, EmailMessage) else ""
+    return "\n".join([*head, "", str(body).rstrip()])
+
+
+async def preview(settings: Settings, channel: str, kind: str) -> str:
+    """What `channel` would send for a sample `kind` event, in its flavour, locale and time
+    zone, with the user's templates: rendered exactly as the outbox stores it, sent nowhere.
+    Unknown names are usage errors that list the known ones."""
+    from pollerd.daemon import build_channels
+    from pollerd.templates import EVENTS
+
+    names = [c.name for c in settings.channels]
+    if channel not in names:
+        known = ", ".join(names) or "none"
+        raise UnknownName(f"--channel: no channel named {channel!r} (defined: {known})")
+    if kind not in EVENTS:
+        raise UnknownName(f"--event: {kind!r} is not an event type (one of: {', '.join(EVENTS)})")
+    store = settings.stores[0].name if settings.stores else "demo-store"
+    samples = [Event.from_json(sample) for sample in template_samples(store)]
+    async with httpx.AsyncClient() as http:  # never used: rendering sends nothing
+        channels = build_channels(settings, http)
+        try:
+            target = channels[channel]
+            if kind == "digest":
+                return target.render_digest([e for e in samples if e.type.startswith("order.")])
+            return target.render(next(e for e in samples if e.type == kind))
+        finally:
+            for built in channels.values():
+                await built.close()
+
+
 async def send_sample(settings: Settings, channel: str, echo: Callable[[str], None]) -> bool:
     from pollerd.daemon import build_channels
 
@@ -379,18 +465,52 @@ async def send_sample(settings: Settings, channel: str, echo: Callable[[str], No
         for ch in channels.values():
             await ch.close()
     if result.kind == "ok":
-        echo(f"✓ {channel}: sample alert accepted {result.detail}".rstrip())
+        # The channel's own word follows ("accepted for 2 recipients", "HTTP 200").
+        echo(f"✓ {channel}: sample alert sent" + (f": {result.detail}" if result.detail else ""))
         return True
     extra = f", retry after {result.retry_after:.0f}s" if result.retry_after else ""
     echo(f"✗ {channel}: {result.kind} ({result.scope}{extra}): {result.detail}")
     return False
 
 
+def retry_target_problem(
+    settings: Settings, store: Store, ids: list[int], channel: str | None
+) -> str | None:
+    """Why `deliveries retry` cannot mean what it was given (an id that is no delivery, a
+    channel neither configured nor in the outbox), or None."""
+    if channel is not None:
+        known = sorted({c.name for c in settings.channels} | set(store.counts()))
+        if channel not in known:
+            return f"--channel: no channel named {channel!r} (known: {', '.join(known) or 'none'})"
+    if ids:
+        from sqlalchemy import select
+
+        from pollerd.store.db import DELIVERY
+
+        with store.engine.connect() as conn:
+            query = select(DELIVERY.c.id).where(DELIVERY.c.id.in_(ids))
+            found = {int(i) for i in conn.execute(query).scalars()}
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            return (
+                f"no delivery with id {', '.join(missing)} (see `pollerd deliveries list`; "
+                "ids are the first column)"
+            )
+    return None
+
+
 def list_deliveries(
     settings: Settings, *, dead: bool, channel: str | None, limit: int
 ) -> list[dict[str, Any]]:
+    """The outbox rows, times as ISO 8601 in UTC like `status --json` (the store keeps epoch
+    seconds, which a reader of the JSON had to convert by hand)."""
     store = open_store(settings.pollerd.database)
     try:
-        return store.deliveries(state="dead" if dead else None, channel=channel, limit=limit)
+        rows = store.deliveries(state="dead" if dead else None, channel=channel, limit=limit)
     finally:
         store.close()
+    for row in rows:
+        for key in ("created_at", "sent_at", "next_at"):
+            if row.get(key) is not None:
+                row[key] = _iso(float(row[key]))
+    return rows

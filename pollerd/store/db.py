@@ -10,12 +10,15 @@ messages go out in the order things happened.
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from loguru import logger
@@ -41,6 +44,7 @@ from pollerd.crypto import CryptoError, KeyRing
 from pollerd.errors import ConfigError, StoreError
 from pollerd.model import Contact, Event, Snapshot
 from pollerd.secrets import Secret
+from pollerd.store.damage import quick_check, translate
 from pollerd.store.fault import classify
 from pollerd.store.lock import require_folder
 from pollerd.store.migrate import migrate
@@ -135,12 +139,15 @@ class Store:
         file = sqlite_file(url)
         if file is not None:  # SQLite would create the file, but never a missing folder
             require_folder(file.parent)
+            _create_private(file)
+            check_file(file)
         try:
             if self.is_sqlite:
                 self.engine: Engine = create_engine(
                     url, connect_args={"timeout": 30, "check_same_thread": False}
                 )
                 event.listen(self.engine, "connect", _sqlite_pragmas)
+                event.listen(self.engine, "handle_error", translate(self._where()))
                 # Our own BEGIN IMMEDIATE: pysqlite's implicit BEGIN is deferred, which turns a
                 # read-then-write page into a "database is locked" race between processes.
                 event.listen(self.engine, "begin", _sqlite_begin)
@@ -887,6 +894,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # the file's free space (Debian builds SQLite with this on already; python.org ones do not).
     cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+def check_file(file: Path) -> None:
+    """`PRAGMA quick_check` before anything else reads or writes the file (damage.py says
+    why). Its own plain connection: the engine's connect hook already writes (journal_mode)."""
+    try:
+        conn = sqlite3.connect(file, timeout=30)
+    except sqlite3.Error:
+        return  # cannot open at all (permissions, say): the engine's open says why
+    try:
+        quick_check(conn, file)
+    except sqlite3.OperationalError:
+        pass  # locked or unreadable rather than damaged: the engine's open says why
+    finally:
+        conn.close()
+
+
+def _create_private(file: Path) -> None:
+    """Create a missing database file 0600 before SQLite does (it would make it 0644 under the
+    usual umask): it holds masked customer data and rendered bodies. SQLite gives `-wal` and
+    `-shm` the database file's mode, so they follow. An existing file keeps its mode: its
+    owner may have widened it on purpose (a backup group, say). An empty file is an empty
+    database to SQLite."""
+    with suppress(OSError):  # e.g. a read-only folder: SQLite's own open says so, in its words
+        os.close(os.open(file, os.O_RDWR | os.O_CREAT, 0o600))
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -1,8 +1,11 @@
-"""One writer per state directory.
+"""One writer per database.
 
-`run` and `once` both take an exclusive `flock` on `<state dir>/pollerd.lock`; the loser exits 75
-(EX_TEMPFAIL) without touching anything, so a systemd timer firing while the service runs is
-harmless. The kernel drops the lock when the process dies, even on SIGKILL.
+`run` and `once` both take an exclusive `flock` on `<database file>.lock` (beside the SQLite
+file); the loser exits 75 (EX_TEMPFAIL) without touching anything, so a systemd timer firing
+while the service runs is harmless. The kernel drops the lock when the process dies, even on
+SIGKILL. The lock is per database, not per folder: two configs whose databases share a folder
+are two independent pollerds (issue 12). A non-SQLite database has no file to sit beside, so
+its lock is `pollerd.lock` beside the config file.
 
 The state directory is never created here: it exists already where pollerd is installed
 (systemd's `StateDirectory=`), so a missing one is a misspelt `[pollerd] database`, and creating
@@ -14,8 +17,13 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pollerd.config import sqlite_file
 from pollerd.errors import ConfigError, LockHeld, StoreError
+
+if TYPE_CHECKING:
+    from pollerd.config import Settings
 
 
 def require_folder(folder: Path) -> None:
@@ -33,9 +41,18 @@ def require_folder(folder: Path) -> None:
 
 
 class StateLock:
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "pollerd.lock"
+    def __init__(self, state_dir: Path, name: str = "pollerd.lock") -> None:
+        self.path = state_dir / name
         self._fd: int | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> StateLock:
+        """The lock of the database `settings` writes to: `pollerd.db.lock` for `pollerd.db`."""
+        file = sqlite_file(settings.pollerd.database)
+        if file is None:
+            return cls(settings.state_dir)
+        path = settings.base_dir / file
+        return cls(path.parent, f"{path.name}.lock")
 
     def acquire(self) -> None:
         require_folder(self.path.parent)
@@ -52,14 +69,14 @@ class StateLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise LockHeld(
-                f"another pollerd (pid {holder}) owns {self.path.parent}; nothing to do"
+                f"another pollerd (pid {holder}) holds {self.path}; nothing to do"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
 
     def holder(self) -> int | None:
-        """The pid of the pollerd that holds this state directory now, else None (for commands
+        """The pid of the pollerd that holds this lock now, else None (for commands
         that only read, e.g. `rekey` asking whether a daemon still seals with an old key). The
         probe takes the lock for an instant when it is free: a `run`/`once` starting in that
         very instant exits 75 as if another pollerd ran, which systemd's timer retries."""

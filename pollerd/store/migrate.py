@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
-from pollerd.errors import StoreError
+from pollerd.errors import DamagedDatabase, StoreError
 
 
 def _m1_initial(conn: Connection) -> None:
@@ -120,6 +120,8 @@ def migrate(engine_connect: Callable[[], Connection], where: str) -> int:
                     ),
                     {"v": str(number)},
                 )
+        except DamagedDatabase:
+            raise  # its own line says how to restore; "migration failed" would mislead
         except Exception as exc:
             raise StoreError(f"{where}: migration {number} ({title}) failed: {exc}") from exc
         version = number

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pollerd.errors import EXIT_CONFIG, EXIT_DAMAGED
+
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 SERVICES = ("pollerd.service", "pollerd-once.service")
 ANALYZE = shutil.which("systemd-analyze")
@@ -69,7 +71,7 @@ def test_the_service_contract() -> None:
         "Type=notify",
         "WatchdogSec=60s",
         "Restart=on-failure",
-        "RestartPreventExitStatus=78",
+        f"RestartPreventExitStatus={EXIT_CONFIG} {EXIT_DAMAGED}",  # a restart repairs neither
         "DynamicUser=yes",
         "StateDirectory=pollerd",
         "ConfigurationDirectory=pollerd",
