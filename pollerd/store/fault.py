@@ -116,11 +116,7 @@ def read_only(path: str) -> StoreReadOnly:
             return StoreReadOnly(path, text)
     except OSError:
         pass
-    suspects = [file, Path(f"{path}-wal"), Path(f"{path}-shm"), folder]
-    culprit = next(
-        (p for p in suspects if p.exists() and not os.access(p, os.W_OK)),
-        file if file.exists() else folder,
-    )
+    culprit = _unwritable(path) or (file if file.exists() else folder)
     try:
         info = culprit.stat()
         found = f"{_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}"
@@ -133,6 +129,16 @@ def read_only(path: str) -> StoreReadOnly:
         "StateDirectory=pollerd sets this up)"
     )
     return StoreReadOnly(path, text)
+
+
+def _unwritable(path: str) -> Path | None:
+    """The first of the database, its `-wal`/`-shm` and its folder that pollerd (this uid)
+    may not read and write, if any."""
+    file = Path(path)
+    suspects = [(file, os.R_OK | os.W_OK)]
+    suspects += [(Path(f"{path}-{end}"), os.R_OK | os.W_OK) for end in ("wal", "shm")]
+    suspects += [(file.parent, os.W_OK | os.X_OK)]
+    return next((p for p, mode in suspects if p.exists() and not os.access(p, mode)), None)
 
 
 def classify(exc: BaseException, path: str) -> StoreError | None:
@@ -151,6 +157,10 @@ def classify(exc: BaseException, path: str) -> StoreError | None:
         if primary == sqlite3.SQLITE_FULL or any(t in text for t in _FULL_TEXT):
             return full(path)
         if primary == sqlite3.SQLITE_READONLY or any(t in text for t in _READONLY_TEXT):
+            return read_only(path)
+        # "unable to open database file": often a file of another user (mode 0600).
+        cannot_open = primary == sqlite3.SQLITE_CANTOPEN or "unable to open database" in text
+        if cannot_open and _is_file(path) and _unwritable(path) is not None:
             return read_only(path)
         # SQLite reports a WAL or -shm file it cannot grow as an I/O error.
         if primary == sqlite3.SQLITE_IOERR and _is_file(path) and free_bytes(path) == 0:

@@ -141,7 +141,8 @@ def root_owned_database(sim: WooSim, sink: WebhookSink) -> Iterator[Path]:
         config.chmod(0o644)
         sim.create_order(payment_method="stripe", set_paid=True)
         assert pollerd("once", "--config", str(config)).returncode == 0
-        os.chown(base / "pollerd.lock", NOBODY, NOBODY)
+        for lock in base.glob("*.lock"):  # the lock stays usable: only the database is not
+            os.chown(lock, NOBODY, NOBODY)
         (base / "pollerd.db").chmod(0o644)
         yield config
     finally:
@@ -159,6 +160,16 @@ def test_a_read_only_database_is_one_line_naming_owner_mode_and_fix(
     line = lines[0]
     assert f"uid {NOBODY}" in line and "uid 0 (root)" in line and "mode 0644" in line, line
     assert "chown" in line and str(root_owned_database.parent / "pollerd.db") in line, line
+
+
+def test_a_database_pollerd_may_not_even_read_is_named_the_same_way(
+    root_owned_database: Path,
+) -> None:
+    (root_owned_database.parent / "pollerd.db").chmod(0o600)  # pollerd's own default mode
+    result = as_nobody("once", "--config", str(root_owned_database))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and result.returncode == 78, result.stderr
+    assert f"uid {NOBODY}" in lines[0] and "mode 0600" in lines[0] and "chown" in lines[0]
 
 
 def test_a_read_only_database_in_json_is_json(root_owned_database: Path) -> None:
