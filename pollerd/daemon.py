@@ -913,6 +913,7 @@ async def once(settings: Settings, *, only_store: str | None = None, sweep: bool
 async def _once(settings: Settings, *, only_store: str | None, sweep: bool) -> int:
     with StateLock.of(settings):
         runtime = Runtime.build(settings, only_store=only_store)
+        fault.trouble(runtime.store).one_shot = True
         try:
             runtime.store.set_sealing(True)
             failed = False

@@ -217,6 +217,7 @@ class Trouble:
         self.until = 0.0
         self.error: StoreError | None = None
         self._warned: float | None = None
+        self.one_shot = False  # `once`/`backfill`: the run ends with the error instead
 
     @property
     def active(self) -> bool:
@@ -248,6 +249,9 @@ class Trouble:
             # A full disk passes by itself (WARNING); a file pollerd may not write needs a
             # person (ERROR). Either way one line a minute, never a traceback.
             level = "ERROR" if isinstance(error, StoreReadOnly) else "WARNING"
+            if self.one_shot:
+                logger.log(level, "{}; this run stops (the next run retries)", error)
+                return self.until - now
             logger.log(
                 level,
                 "{}; polls and sends wait (retried every {:g}s at most; failing for {:.0f}s, "
