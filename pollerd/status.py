@@ -133,7 +133,7 @@ def database_state(store: Store) -> dict[str, Any]:
     problem: str | None = None
     writable = True
     try:
-        store.set_meta("store.write_probe", f"{datetime.now(UTC).timestamp():.3f}")
+        store.set_meta(fault.PROBE_KEY, f"{datetime.now(UTC).timestamp():.3f}")
     except Exception as exc:  # noqa: BLE001 - typed when it is a machine fault, else named
         error = fault.classify(exc, name)
         problem = str(error) if error else f"database {name}: cannot write: {exc}"

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 WARN_EVERY = 60.0  # seconds between two WARNINGs of one episode
 RETRY_FIRST = 1.0  # first pause after a failed write, doubled per failure up to RETRY_MAX
 RETRY_MAX = 15.0  # recovery is noticed within this long after space returns
+PROBE_KEY = "database.write_probe"  # meta: the time of the last probing write
 MIN_FREE = 8 * 1024 * 1024  # `status`: less free space than this is "disk almost full"
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -282,7 +283,7 @@ class Trouble:
         if not self.active:
             return True
         try:
-            store.set_meta("store.write_probe", f"{time.time():.3f}")
+            store.set_meta(PROBE_KEY, f"{time.time():.3f}")
         except Exception as exc:
             error = classify(exc, self.path)
             if error is None:

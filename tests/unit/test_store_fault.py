@@ -17,6 +17,7 @@ from pollerd.errors import EXIT_CONFIG, EXIT_FAILED, StoreFull, StoreReadOnly
 from pollerd.health import Health
 from pollerd.store import Store
 from pollerd.store.fault import (
+    PROBE_KEY,
     RETRY_MAX,
     WARN_EVERY,
     Trouble,
@@ -122,7 +123,7 @@ def test_the_probe_ends_the_episode_only_when_a_write_commits(
         assert episode.probe(store)  # no episode: nothing written, nothing said
         episode.failed(StoreFull(str(tmp_path / "p.db"), 0, "full"))
         assert episode.probe(store) and not episode.active
-        assert store.meta("store.write_probe") is not None
+        assert store.meta(PROBE_KEY) is not None
         assert any("writable again" in line for line in lines)
     finally:
         store.close()
