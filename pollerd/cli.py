@@ -186,10 +186,12 @@ def backfill(
         TimeElapsedColumn(),
     )
     with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(f"backfill {store}", total=None)
+        # Hidden until the first page says how many orders the window holds: a bar at `0/?`
+        # reads as "stuck" while the version gate and the first page are still on the way.
+        task = bar.add_task(f"backfill {store}", total=None, visible=False)
 
         def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total or None)
+            bar.update(task, completed=done, total=total, visible=True)
 
         started = time.monotonic()
         report, sent = _guard(
@@ -582,15 +584,19 @@ def _keys(left: dict[int, int]) -> str:
     return ", ".join(f"key {k}: {n} rows" for k, n in sorted(left.items())) or "none"
 
 
+RATE_HELP = "Store actions per minute: new orders and changes to earlier ones (paid, refunded...)"
+
+
 @app.command()
 def demo(
     config: ConfigOpt = None,
-    rate: Annotated[float, typer.Option(help="Simulated orders per minute.")] = 40.0,
+    rate: Annotated[float, typer.Option(help=f"{RATE_HELP}, per store.")] = 40.0,
     seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
     locale: Annotated[str, typer.Option(help="en or zh-CN")] = "en",
     timezone: Annotated[str, typer.Option(help="Time zone for the alerts.")] = "UTC",
 ) -> None:
-    """Run pollerd against an embedded simulated WooCommerce store; alerts print here."""
+    """Run pollerd against two embedded simulated stores, WooCommerce and Shopify; alerts
+    print here (and go to the channels of --config, if given)."""
     from pollerd.demo import run_demo
 
     raise typer.Exit(
@@ -607,26 +613,51 @@ def sim(
     ] = "woocommerce",
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (8088 / 8089).")] = None,
     token: Annotated[
-        str, typer.Option(help="Shopify: the access token the simulator accepts.")
-    ] = "shpat_sim_token",  # noqa: S107 - a simulator
-    key: Annotated[str, typer.Option(help="Consumer key the simulator accepts.")] = "ck_sim",
-    secret: Annotated[str, typer.Option(help="Consumer secret.")] = "cs_sim",  # noqa: S107 - a simulator
-    site_timezone: Annotated[str, typer.Option(help="The simulated site's time zone.")] = "UTC",
-    rate: Annotated[float, typer.Option(help="Orders per minute to generate (0 = none).")] = 0.0,
+        str | None,
+        typer.Option(
+            help="Shopify: the access token the simulator accepts (default shpat_sim_token)."
+        ),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(help="WooCommerce: the consumer key it accepts (default ck_sim).")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="WooCommerce: the consumer secret (default cs_sim).")
+    ] = None,
+    site_timezone: Annotated[
+        str | None, typer.Option(help="WooCommerce: the simulated site's time zone (default UTC).")
+    ] = None,
+    rate: Annotated[float, typer.Option(help=f"{RATE_HELP} (0 = none).")] = 0.0,
 ) -> None:
     """Serve a simulated store on loopback (admin API under /__sim/)."""
     from pollerd.sim import serve, serve_shopify
 
-    if platform == "shopify":
-        serve_shopify(port=port or 8089, access_token=token, orders_per_minute=rate)
-        return
-    if platform != "woocommerce":
+    if platform not in ("woocommerce", "shopify"):
         _fail(f"--platform: {platform!r} is not a platform (woocommerce or shopify)", EXIT_USAGE)
+    # An option the chosen simulator does not take is refused, not ignored: a newcomer who
+    # passes --key to the Shopify simulator would otherwise debug an auth setup that is unused.
+    theirs = {"--key": key, "--secret": secret, "--site-timezone": site_timezone}
+    if platform == "woocommerce":
+        theirs = {"--token": token}
+    given = [name for name, value in theirs.items() if value is not None]
+    if given:
+        other = "WooCommerce" if platform == "shopify" else "Shopify"
+        _fail(
+            f"{', '.join(given)}: only the {other} simulator takes "
+            f"{'this option' if len(given) == 1 else 'these options'}; drop "
+            f"{'it' if len(given) == 1 else 'them'} or use --platform {other.lower()}",
+            EXIT_USAGE,
+        )
+    if platform == "shopify":
+        serve_shopify(
+            port=port or 8089, access_token=token or "shpat_sim_token", orders_per_minute=rate
+        )
+        return
     serve(
         port=port or 8088,
-        consumer_key=key,
-        consumer_secret=secret,
-        site_timezone=site_timezone,
+        consumer_key=key or "ck_sim",
+        consumer_secret=secret or "cs_sim",
+        site_timezone=site_timezone or "UTC",
         orders_per_minute=rate,
     )
 

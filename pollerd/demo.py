@@ -122,8 +122,8 @@ def run_demo(
         )
         print(
             f"pollerd demo: simulated WooCommerce at {sim.url} (OAuth 1.0a over http) and "
-            f"Shopify at {shop.url} (GraphQL Admin API), {rate:g} orders/min each; alerts "
-            "appear below. Ctrl-C to stop.",
+            f"Shopify at {shop.url} (GraphQL Admin API), {rate:g} actions per minute each (new "
+            "orders and changes to them); alerts appear below. Ctrl-C to stop.",
             flush=True,
         )
         stop = threading.Event()

@@ -49,6 +49,7 @@ from pollerd.model import (
     Snapshot,
 )
 from pollerd.quarantine import Quarantine
+from pollerd.resume import ResumePoint, dump, parse, resume_key
 from pollerd.rules import channels_for
 from pollerd.sources.base import (
     Bulk,
@@ -446,6 +447,9 @@ class StoreSync:
             )
             return report
         after = _floor(since) - timedelta(seconds=1)  # modified_after is a strict >
+        # Offset pages (WooCommerce) resume where an interrupted run of this window stopped;
+        # cursor pages (Shopify) have their bulk export for long windows instead.
+        key = resume_key(self.name, since, until) if self.source.keyset == "id" else None
         await self._walk(
             lambda page: self.source.list_modified(after, page),
             report,
@@ -455,7 +459,10 @@ class StoreSync:
             until=until,
             progress=progress,
             backfill=True,
+            resume_at=key,
         )
+        if key is not None and not report.stopped:
+            self.store.set_meta(key, None)
         return report
 
     async def _bulk(
@@ -502,6 +509,7 @@ class StoreSync:
         until: datetime | None = None,
         progress: Callable[[int, int | None], None] | None = None,
         backfill: bool = False,
+        resume_at: str | None = None,
     ) -> tuple[datetime, str] | None:
         """Walk one window page by page; returns the newest `(updated_at, id)` seen.
 
@@ -510,12 +518,22 @@ class StoreSync:
         checked: their sort uses the search index's values while the rows carry the order's
         current ones, so a lagging index legitimately shows them out of order."""
         ordered = self.source.keyset == "id"
+        point = parse(self.store.meta(resume_at)) if resume_at else None
+        if point is not None:
+            logger.info(
+                "store {}: resuming an interrupted backfill of this window after {} orders "
+                "(page {})",
+                self.name,
+                point.listed,
+                point.page,
+            )
         for _attempt in range(MAX_REWALKS + 1):
             newest: tuple[datetime, str] | None = None
             first_total: int | None = None
-            last: int | None = None
-            page: PageToken = None
-            number = 0
+            last: int | None = point.last_id if point else None
+            page: PageToken = point.page if point else None
+            number = point.page - 1 if point else 0
+            before = point.listed if point else 0  # listed by the interrupted run(s)
             rewalk = False
             while True:
                 number += 1
@@ -526,6 +544,21 @@ class StoreSync:
                     self.quarantine.sort(listing.set_aside, status=status, notify=notify)
                 if not rows:
                     break
+                if point is not None and number == point.page:  # the re-read page
+                    if int(rows[0].id) > point.last_id:  # orders left: offsets moved back
+                        logger.info(
+                            "store {}: orders left the window since the backfill stopped; "
+                            "starting it again from page 1",
+                            self.name,
+                        )
+                        point, rewalk = None, True
+                        break
+                    rows = [r for r in rows if int(r.id) > point.last_id]  # done already
+                    if not rows:
+                        if listing.next is None:
+                            break
+                        page = listing.next
+                        continue
                 if first_total is None:
                     first_total = listing.total
                 elif listing.total is not None and first_total and listing.total < first_total:
@@ -559,8 +592,12 @@ class StoreSync:
                     notify=notify,
                     backfill=backfill,
                 )
+                done = before + report.listed
+                if resume_at is not None and ordered:
+                    self.store.set_meta(resume_at, dump(ResumePoint(number, last, done)))
                 if progress is not None:
-                    progress(report.listed, first_total)
+                    # The latest total: orders placed while paging join the window's end.
+                    progress(done, max(done, listing.total or first_total or 0) or None)
                 if self.stopping():
                     report.stopped = True
                     return None
@@ -568,6 +605,9 @@ class StoreSync:
                     break
                 page = listing.next
             if not rewalk:
+                if progress is not None and report.pages:
+                    done = before + report.listed
+                    progress(done, done)  # finished: everything in the window was listed
                 return newest
         raise RetryableSourceError(self.name, "orders kept leaving the window while paging")
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
-from pollerd.http import parse_retry_after
+from pollerd.http import parse_retry_after, transport_error
 from pollerd.model import Event
 from pollerd.templates import Footer, Message, Templates, templates_for
 
@@ -163,6 +163,9 @@ class Channel:
 # The channels' name for the one parser (pollerd.http): capped, so a receiver's `Retry-After:
 # 99999999` cannot strand a delivery for years.
 retry_after_seconds = parse_retry_after
+# One description of a failed exchange for every channel: host:port and what failed (refused,
+# reset, DNS, TLS), where httpx alone says `ConnectError: All connection attempts failed`.
+describe_transport = transport_error
 
 
 def json_object(response: httpx.Response) -> dict[str, Any] | None:

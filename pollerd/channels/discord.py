@@ -43,6 +43,7 @@ from pollerd.channels.base import (
     Channel,
     ChannelContext,
     SendResult,
+    describe_transport,
     destination,
     json_object,
     retry_after_seconds,
@@ -141,7 +142,7 @@ class DiscordChannel(Channel):
             what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
             return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
         except httpx.TransportError as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}"))
+            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
         return self._classify(response)
 
     def _classify(self, response: httpx.Response) -> SendResult:

@@ -28,6 +28,7 @@ from pollerd.channels.base import (
     Channel,
     ChannelContext,
     SendResult,
+    describe_transport,
     retry_after_seconds,
 )
 from pollerd.config import invalid
@@ -257,7 +258,7 @@ class Robot(Channel):
             what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
             return SendResult.retry(f"{self.where()}: {what} after {timeout:g}s")
         except httpx.TransportError as exc:
-            return SendResult.retry(self.scrub(f"{self.where()}: {type(exc).__name__}: {exc}"))
+            return SendResult.retry(self.scrub(f"{self.where()}: {describe_transport(exc)}"))
         return self.classify(Answer.of(response), response)
 
     def classify(self, answer: Answer, response: httpx.Response) -> SendResult:

@@ -42,6 +42,7 @@ from pollerd.channels.base import (
     Channel,
     ChannelContext,
     SendResult,
+    describe_transport,
     destination,
     retry_after_seconds,
 )
@@ -155,7 +156,7 @@ class SlackChannel(Channel):
             what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
             return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
         except httpx.TransportError as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}"))
+            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
         return self._classify(response)
 
     def _classify(self, response: httpx.Response) -> SendResult:

@@ -46,6 +46,7 @@ from pollerd.channels.base import (
     Channel,
     ChannelContext,
     SendResult,
+    describe_transport,
     json_object,
     retry_after_seconds,
 )
@@ -203,9 +204,9 @@ class SmsChannel(Channel):
                 "retrying risks a duplicate rather than a missed alert)"
             )
         except (httpx.ConnectError, httpx.ProxyError) as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}"))
+            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
         except httpx.TransportError as exc:
-            what = f"{self._where()}: {type(exc).__name__}: {exc} (the SMS may have been sent)"
+            what = f"{self._where()}: {describe_transport(exc)} (the SMS may have been sent)"
             return SendResult.retry(self._scrub(what))
         return self._classify(response, segments(rendered))
 

@@ -50,6 +50,7 @@ from pollerd.channels.base import (
     Channel,
     ChannelContext,
     SendResult,
+    describe_transport,
     destination,
     json_object,
     retry_after_seconds,
@@ -197,7 +198,7 @@ class TelegramChannel(Channel):
             what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
             return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
         except httpx.TransportError as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}"))
+            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code

@@ -37,7 +37,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult, retry_after_seconds
+from pollerd.channels.base import (
+    Channel,
+    ChannelContext,
+    SendResult,
+    describe_transport,
+    retry_after_seconds,
+)
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -169,7 +175,7 @@ class WebhookChannel(Channel):
         except httpx.TimeoutException as exc:
             return SendResult.retry(f"{self._where()}: {_timeout_kind(exc)} after {timeout:g}s")
         except httpx.TransportError as exc:
-            return SendResult.retry(f"{self._where()}: {type(exc).__name__}: {exc}")
+            return SendResult.retry(f"{self._where()}: {describe_transport(exc)}")
         return self._classify(response, signature)
 
     def _classify(self, response: httpx.Response, signature: str) -> SendResult:

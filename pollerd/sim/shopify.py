@@ -523,7 +523,9 @@ def serve_shopify(
         f"Shopify simulator for {sim.shop} at {sim.url}  (versions {', '.join(sim.versions)})\n"
         f"  GraphQL: POST {sim.url}/admin/api/{sim.versions[-1]}/graphql.json  "
         f"X-Shopify-Access-Token: {sim.access_token or '(client credentials only)'}\n"
-        f"  admin: POST {sim.url}/__sim/orders, GET {sim.url}/__sim/stats; Ctrl-C to stop",
+        f"  admin: POST {sim.url}/__sim/orders, GET {sim.url}/__sim/stats\n"
+        f"  generating {orders_per_minute:g} actions per minute (new orders and changes to "
+        "them); Ctrl-C to stop",
         flush=True,
     )
     try:

@@ -339,7 +339,8 @@ def serve(
         f"  consumer_key={sim.consumer_key}  consumer_secret={sim.consumer_secret}  ({scheme})\n"
         f"  orders: {sim.url}{ORDERS_PREFIX}   admin: POST {sim.url}/__sim/orders, "
         f"GET {sim.url}/__sim/history, GET {sim.url}/__sim/stats\n"
-        f"  generating {orders_per_minute:g} actions/minute; Ctrl-C to stop",
+        f"  generating {orders_per_minute:g} actions per minute (new orders and changes to "
+        "them); Ctrl-C to stop",
         flush=True,
     )
     try:

@@ -24,6 +24,7 @@ import httpx
 
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
+from pollerd.http import transport_error
 from pollerd.secrets import Secret
 
 TOKEN_PATH = "/admin/oauth/access_token"  # noqa: S105 (a URL path, not a secret)
@@ -114,7 +115,7 @@ class ClientCredentials:
         except httpx.TimeoutException:
             raise self._retryable("no answer from the token endpoint (timeout)") from None
         except httpx.HTTPError as exc:
-            raise self._retryable(f"token endpoint unreachable ({type(exc).__name__})") from None
+            raise self._retryable(f"token endpoint unreachable: {transport_error(exc)}") from None
         status = response.status_code
         payload = _json(response)
         if status == 429 or status >= 500:

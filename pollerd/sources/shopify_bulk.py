@@ -50,6 +50,7 @@ from loguru import logger
 
 from pollerd.crypto import SealedSpool
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.http import transport_error
 from pollerd.model import Order
 from pollerd.sources.shopify_normalize import ORDER_FIELDS, normalize_order
 
@@ -541,6 +542,6 @@ class _Job:
     def _download_error(self, exc: httpx.HTTPError) -> RetryableSourceError:
         return RetryableSourceError(
             self.store,
-            f"bulk result download failed ({type(exc).__name__}); retrying later",
+            f"bulk result download failed: {transport_error(exc)}; retrying later",
             retry_after=30.0,
         )

@@ -41,6 +41,7 @@ from loguru import logger
 from pollerd import metrics
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.http import log_exchange, transport_error
 from pollerd.sources.ratelimit import CostBudget, parse_retry_after
 from pollerd.sources.shopify_auth import TokenProvider, token_provider
 
@@ -207,21 +208,30 @@ class ShopifyClient:
         }
         payload = {"query": query, "variables": variables or {}}
         self.requests += 1
+        started = time.monotonic()
         try:
             response = await self.http.post(
                 self.endpoint, json=payload, headers=headers, timeout=self.timeout
             )
         except httpx.TimeoutException:
+            log_exchange(f"store {self.name}", "POST", self.endpoint, "timeout", started, 0)
             metrics.api_request(self.name, "timeout")
             seconds = self.cfg.timeout.total_seconds()
             raise ShopifyServerError(
                 self.name, f"no answer from Shopify within {seconds:g} s (timeout)", None
             ) from None
         except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
+            log_exchange(f"store {self.name}", "POST", self.endpoint, "error", started, 0)
             metrics.api_request(self.name, "error")
-            raise ShopifyServerError(
-                self.name, f"connection to Shopify failed ({type(exc).__name__})", None
-            ) from None
+            raise ShopifyServerError(self.name, transport_error(exc), None) from None
+        log_exchange(
+            f"store {self.name}",
+            "POST",
+            self.endpoint,
+            response.status_code,
+            started,
+            len(response.content),
+        )
         metrics.api_request(self.name, response.status_code)
         return response
 

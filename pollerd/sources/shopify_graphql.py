@@ -270,6 +270,8 @@ class ShopifyGraphQLSource:
                     shrinkable=first > self.page.floor,
                 )
             except ShopifyServerError:
+                if first <= self.page.floor:
+                    raise  # the client already retried the smallest page: give the pass up
                 self.page.shrink()
                 continue
             except CostTooHigh as exc:

@@ -41,6 +41,7 @@ from pollerd import metrics
 from pollerd.config import ShopifyStore
 from pollerd.diff import SHOPIFY_PAID
 from pollerd.errors import FatalSourceError, RetryableSourceError
+from pollerd.http import log_exchange, transport_error
 from pollerd.model import Order
 from pollerd.sources.base import (
     Deletion,
@@ -345,21 +346,30 @@ class ShopifyRestSource:
                 pause = self._bucket.delay()
                 if pause > 0:
                     await self._sleep(pause)
+                started = time.monotonic()
                 try:
                     response = await self._http.get(
                         url, params=params, headers=headers, timeout=self._timeout
                     )
                 except httpx.TimeoutException:
+                    log_exchange(f"store {self.name}", "GET", url, "timeout", started, 0)
                     self._pacer.failure()
                     metrics.api_request(self.name, "timeout")
                     seconds = self.cfg.timeout.total_seconds()
                     raise self._retryable(f"GET {path}: no answer within {seconds:g} s") from None
                 except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
+                    log_exchange(f"store {self.name}", "GET", url, "error", started, 0)
                     self._pacer.failure()
                     metrics.api_request(self.name, "error")
-                    raise self._retryable(
-                        f"GET {path}: connection failed ({type(exc).__name__}: {exc})"
-                    ) from None
+                    raise self._retryable(f"GET {path}: {transport_error(exc)}") from None
+                log_exchange(
+                    f"store {self.name}",
+                    "GET",
+                    response.url,
+                    response.status_code,
+                    started,
+                    len(response.content),
+                )
                 metrics.api_request(self.name, response.status_code)
                 self._bucket.observe(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
                 return response

@@ -52,6 +52,7 @@ from pollerd.errors import (
     RetryableSourceError,
     SourceError,
 )
+from pollerd.http import log_exchange, transport_error
 from pollerd.model import (
     Contact,
     LineItem,
@@ -377,11 +378,13 @@ class WooCommerceSource:
         url, headers = self._prepare(method, path, params)
         try:
             async with self._pacer.slot():
+                started = time.monotonic()
                 try:
                     response = await self._http.request(
                         method, url, headers=headers, timeout=self._timeout, follow_redirects=False
                     )
                 except httpx.TimeoutException:
+                    log_exchange(f"store {self.name}", method, url, "timeout", started, 0)
                     metrics.api_request(self.name, "timeout")
                     self._pacer.failure()
                     seconds = self.cfg.timeout.total_seconds()
@@ -389,11 +392,18 @@ class WooCommerceSource:
                         f"{method} {path}: no answer within {seconds:g} s (timeout)"
                     ) from None
                 except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
+                    log_exchange(f"store {self.name}", method, url, "error", started, 0)
                     metrics.api_request(self.name, "error")
                     self._pacer.failure()
-                    raise self._retryable(
-                        f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
-                    ) from None
+                    raise self._retryable(f"{method} {path}: {transport_error(exc)}") from None
+                log_exchange(
+                    f"store {self.name}",
+                    method,
+                    url,
+                    response.status_code,
+                    started,
+                    len(response.content),
+                )
                 metrics.api_request(self.name, response.status_code)
                 return response
         except TooSoon as exc:

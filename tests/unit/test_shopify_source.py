@@ -507,6 +507,22 @@ def test_http_500_on_big_pages_shrinks_the_page_and_succeeds() -> None:
     assert statuses[:3] == [500, 500, 500] and set(statuses[3:]) == {200}
 
 
+def test_a_shop_failing_every_page_gives_the_pass_up_instead_of_looping() -> None:
+    """At the smallest page there is nothing left to shrink: after the client's own retries the
+    listing fails the pass (retryable), it does not ask again forever (an unreachable or broken
+    shop kept a pass running until its timeout)."""
+    with ShopSim(max_ok_page=0) as sim:
+        sim.create_order()
+
+        async def body(source: ShopifyGraphQLSource) -> list:
+            return await walk(source, EPOCH)
+
+        with pytest.raises(RetryableSourceError):
+            run(cfg(sim), body)
+        asked = [e for e in sim.request_log if e["query_kind"] == "orders"]
+    assert 3 <= len(asked) <= 12, len(asked)  # 250 → … → 10, then the client's retries
+
+
 def test_page_size_recovers_slowly() -> None:
     size = PageSize(250, 10)
     for _ in range(6):

@@ -610,7 +610,7 @@ def test_waf_html_403_is_retryable_and_backs_off(sim: WooSim) -> None:
         ("502", "HTTP 502 server error (text/html)"),
         ("503", "HTTP 503 server error (text/html)"),
         ("malformed", "with a body that is not JSON"),
-        ("reset", "connection failed"),
+        ("reset", "connection reset by the other side"),
     ],
 )
 def test_server_trouble_is_retryable_never_an_empty_page(sim: WooSim, kind: str, says: str) -> None:

@@ -1,0 +1,170 @@
+"""A WooCommerce backfill that stops half-way (a failed page, Ctrl-C) resumes where it stopped
+instead of from page 1, and its progress never shows more done than the total. Real WooSim,
+real SQLite, the real `daemon.backfill`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pollerd import daemon
+from pollerd.config import load
+from pollerd.errors import PollerdError
+from pollerd.sim import WebhookSink, WooSim
+from pollerd.sim.harness import pollerd, pollerd_env, write_config
+from pollerd.store import open_store
+
+SINCE = datetime(2020, 1, 1, tzinfo=UTC)
+ORDERS = "/wp-json/wc/v3/orders"
+
+
+def listed_pages(sim: WooSim) -> list[int]:
+    """The page numbers of every listing request (the ones with modified_after)."""
+    return [
+        int(entry["params"]["page"][0])
+        for entry in sim.request_log
+        if entry["path"] == ORDERS and "modified_after" in entry["params"]
+    ]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in pollerd_env().items():
+        if name.startswith("TEST_"):
+            monkeypatch.setenv(name, value)
+
+
+def test_an_interrupted_backfill_resumes_where_it_stopped(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, env: None
+) -> None:
+    for _ in range(350):
+        sim.create_order(payment_method="stripe", set_paid=True)
+    settings = load(write_config(tmp_path, sim.url, sink.url, store={"start_from": "now"}))
+    seen: list[tuple[int, int | None]] = []
+
+    def interrupt(done: int, total: int | None) -> None:
+        seen.append((done, total))
+        if done >= 200 and not sim.fault_counts:
+            sim.add_fault("500")  # the next page fails: the backfill ends with an error
+
+    with pytest.raises(PollerdError):
+        asyncio.run(
+            daemon.backfill(
+                settings,
+                store="shop",
+                since=SINCE,
+                until=None,
+                notify_channels=False,
+                progress=interrupt,
+            )
+        )
+    assert seen[-1][0] == 200
+    sim.request_log.clear()
+    resumed: list[tuple[int, int | None]] = []
+    report, _ = asyncio.run(
+        daemon.backfill(
+            settings,
+            store="shop",
+            since=SINCE,
+            until=None,
+            notify_channels=False,
+            progress=lambda done, total: resumed.append((done, total)),
+        )
+    )
+    pages = listed_pages(sim)
+    assert 1 not in pages, pages  # before the fix: [1, 2, 3, 4]
+    assert pages == [2, 3, 4], pages  # the last page done is re-read to check nothing moved
+    assert resumed[0][0] > 200 and resumed[-1] == (350, 350), resumed
+    assert report.listed == 150
+    store = open_store(settings.pollerd.database)
+    try:
+        assert not store.metas("backfill:"), "a finished backfill leaves no resume point"
+    finally:
+        store.close()
+    # A third run of the same window starts from page 1 again: the last one finished.
+    sim.request_log.clear()
+    asyncio.run(
+        daemon.backfill(settings, store="shop", since=SINCE, until=None, notify_channels=False)
+    )
+    assert listed_pages(sim)[0] == 1
+
+
+def test_progress_never_shows_more_done_than_the_total(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, env: None
+) -> None:
+    for _ in range(150):
+        sim.create_order()
+    settings = load(write_config(tmp_path, sim.url, sink.url, store={"start_from": "now"}))
+    seen: list[tuple[int, int | None]] = []
+
+    def busy_shop(done: int, total: int | None) -> None:
+        if not seen:  # orders placed while the backfill pages: the window grows
+            for _ in range(5):
+                sim.create_order()
+        seen.append((done, total))
+
+    asyncio.run(
+        daemon.backfill(
+            settings,
+            store="shop",
+            since=SINCE,
+            until=None,
+            notify_channels=False,
+            progress=busy_shop,
+        )
+    )
+    assert all(total is not None and done <= total for done, total in seen), seen
+    assert seen[-1] == (155, 155), seen
+
+
+def test_backfill_cli_bar_ends_at_the_total(tmp_path: Path, sim: WooSim, sink: WebhookSink) -> None:
+    for _ in range(120):
+        sim.create_order()
+    config = write_config(tmp_path, sim.url, sink.url, store={"start_from": "now"})
+    done = pollerd(
+        "backfill",
+        "--store",
+        "shop",
+        "--since",
+        "2020-01-01",
+        "--config",
+        str(config),
+        env=pollerd_env(FORCE_COLOR="0", TERM="xterm", COLUMNS="100"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "120/120" in done.stdout and "/?" not in done.stdout, done.stdout
+
+
+def test_a_resume_point_that_moved_starts_again_from_page_one(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, env: None
+) -> None:
+    """Orders left the window between the runs (trashed): the offsets moved back, so pages
+    after the saved point may hold orders never read; the walk starts again from page 1."""
+    ids = [sim.create_order() for _ in range(350)]
+    settings = load(write_config(tmp_path, sim.url, sink.url, store={"start_from": "now"}))
+
+    def interrupt(done: int, total: int | None) -> None:
+        if done >= 200 and not sim.fault_counts:
+            sim.add_fault("500")
+
+    with pytest.raises(PollerdError):
+        asyncio.run(
+            daemon.backfill(
+                settings,
+                store="shop",
+                since=SINCE,
+                until=None,
+                notify_channels=False,
+                progress=interrupt,
+            )
+        )
+    for order in ids[:150]:
+        sim.trash(order)
+    sim.request_log.clear()
+    asyncio.run(
+        daemon.backfill(settings, store="shop", since=SINCE, until=None, notify_channels=False)
+    )
+    assert listed_pages(sim)[:2] == [2, 1], listed_pages(sim)
