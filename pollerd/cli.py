@@ -84,7 +84,12 @@ def _root(
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"pollerd: {message}", err=True)
+    if _state.get("log_format") == "json":  # every line JSON when JSON was asked for
+        from pollerd.log import error_line
+
+        typer.echo(error_line(message, code), err=True)
+    else:
+        typer.echo(f"pollerd: {message}", err=True)
     raise typer.Exit(code)
 
 

@@ -63,7 +63,7 @@ from pollerd.errors import (
 )
 from pollerd.health import DELIVERY_SLACK, Health, StoreBeat, status_line, status_text
 from pollerd.sources.base import Source
-from pollerd.store import StateLock, Store, open_store
+from pollerd.store import StateLock, Store, fault, open_store
 from pollerd.sync import PassReport, StoreSync
 from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interval
 from pollerd.templates import templates_for
@@ -259,6 +259,11 @@ class Runtime:
             error = str(exc)
             self._failed(sync, exc, fatal=False)
         except Exception as exc:  # noqa: BLE001 - one store's bug must not stop the others
+            if fault.handled(self.store, exc) is not None:
+                # A full disk / read-only database: `Trouble` says so once a minute; recording
+                # the failed pass would fail the same way, and nothing could be lost meanwhile
+                # (the cursor did not move).
+                return None, str(fault.trouble(self.store).error)
             logger.exception("store {}: unexpected error in a poll pass", name)
             error = f"{type(exc).__name__}: {exc}"
             self._failed(sync, exc, fatal=False)
@@ -277,8 +282,9 @@ class Runtime:
         try:
             budget = metrics.budget_used(name)
             self.store.record_poll(name, error=error, when=datetime.now(UTC), budget=budget)
-        except Exception:  # noqa: BLE001 - the database itself failing is logged, not raised
-            logger.exception("store {}: cannot record the failed pass", name)
+        except Exception as exc:  # noqa: BLE001 - the database itself failing is logged, not raised
+            if fault.handled(self.store, exc) is None:
+                logger.exception("store {}: cannot record the failed pass", name)
         return None, error
 
     def _failed(self, sync: StoreSync, exc: Exception, *, fatal: bool) -> None:
@@ -294,8 +300,9 @@ class Runtime:
                 fatal=fatal,
                 interval=sync.cfg.interval.total_seconds(),
             )
-        except Exception:  # noqa: BLE001 - the database failing too: log the store's error
-            logger.exception("store {}: cannot record the failed pass", sync.name)
+        except Exception as db_exc:  # noqa: BLE001 - the database failing too: log the store's error
+            if fault.handled(self.store, db_exc) is None:
+                logger.exception("store {}: cannot record the failed pass", sync.name)
             if fatal:
                 logger.error("{}", exc)
             return
@@ -319,8 +326,9 @@ class Runtime:
     def _succeeded(self, sync: StoreSync) -> None:
         try:
             self.watch.succeeded(sync.name, sync.source.platform)
-        except Exception:  # noqa: BLE001 - retried at the next successful pass
-            logger.exception("store {}: cannot record the recovery", sync.name)
+        except Exception as exc:  # noqa: BLE001 - retried at the next successful pass
+            if fault.handled(self.store, exc) is None:
+                logger.exception("store {}: cannot record the recovery", sync.name)
 
     async def aclose(self) -> None:
         for sync in self.syncs.values():
@@ -397,6 +405,7 @@ class Service:
             delivery_limit=self._delivery_limit(settings),
             tick_every=self.tick_every,
             channels=lambda: self.deliverer.failing(),
+            database=lambda: fault.trouble(self.runtime.store).problem(),
         )
         web = metrics_server = None
         try:
@@ -531,6 +540,8 @@ class Service:
             return
         if runtime.watch.waiting(sync.name) > 0:  # backing off an error a person must fix
             return
+        if fault.trouble(runtime.store).waiting() > 0:  # the database cannot be written now
+            return
         task = asyncio.current_task()
         assert task is not None
         self.passes[sync] = task
@@ -575,8 +586,9 @@ class Service:
         retention = self.runtime.settings.pollerd.retention
         try:
             pruned = self.runtime.store.prune(time.time(), retention)
-        except Exception:  # noqa: BLE001 - retried at the next prune; polling goes on
-            logger.exception("retention prune failed; retrying in {:g}s", PRUNE_EVERY)
+        except Exception as exc:  # noqa: BLE001 - retried at the next prune; polling goes on
+            if fault.handled(self.runtime.store, exc) is None:
+                logger.exception("retention prune failed; retrying in {:g}s", PRUNE_EVERY)
             return
         if pruned.bodies or pruned.contacts:
             logger.info(
@@ -892,14 +904,24 @@ async def start_web(settings: Settings, store: Store) -> UnsubscribeServer | Non
 
 
 async def once(settings: Settings, *, only_store: str | None = None, sweep: bool = False) -> int:
-    """One pass of every store, then deliver what is due; exit 1 if anything failed."""
+    """One pass of every store, then deliver what is due; exit 1 if anything failed. A full
+    disk or a read-only database ends it with one line (`StoreFull`, `StoreReadOnly`)."""
+    with fault.typed(settings.pollerd.database):
+        return await _once(settings, only_store=only_store, sweep=sweep)
+
+
+async def _once(settings: Settings, *, only_store: str | None, sweep: bool) -> int:
     with StateLock.of(settings):
         runtime = Runtime.build(settings, only_store=only_store)
+        fault.trouble(runtime.store).one_shot = True
         try:
             runtime.store.set_sealing(True)
             failed = False
             for name in runtime.syncs:
                 failed |= await runtime.poll(name, sweep=sweep) is None
+            trouble = fault.trouble(runtime.store)
+            if trouble.error is not None:  # sends now could not be recorded: sent again later
+                raise trouble.error
             result: Round = await runtime.deliverer.drain(deadline=time.monotonic() + 120)
             logger.info(
                 "once: {} sent, {} to retry, {} dead, {} held, {} waiting for a rate window",
@@ -933,6 +955,18 @@ async def backfill(
     no daemon owns the state directory; otherwise the running daemon's outbox loop sends them
     (two senders would race for the same rows).
     """
+    with fault.typed(settings.pollerd.database):
+        return await _backfill(settings, store, since, until, notify_channels, progress)
+
+
+async def _backfill(
+    settings: Settings,
+    store: str,
+    since: datetime,
+    until: datetime | None,
+    notify_channels: bool,
+    progress: Callable[[int, int | None], None] | None,
+) -> tuple[PassReport, Round | None]:
     runtime = Runtime.build(settings, only_store=store)
     try:
         report = await runtime.syncs[store].backfill(

@@ -7,6 +7,8 @@ the code only asks "retry or give up, and how long to wait":
     ├── ConfigError(field, problem, fix)        exit 78 (EX_CONFIG): systemd must not restart-loop
     │   └── SecretError                         missing env var / file / systemd credential
     ├── StoreError                              database unusable, migration failed   → exit 1
+    │   ├── StoreFull                           disk full: passes by itself           → exit 1
+    │   ├── StoreReadOnly                       owner/mode/read-only mount: setup     → exit 78
     │   └── DamagedDatabase                     quick_check failed: restore a backup  → exit 65
     ├── LockHeld                                another pollerd owns the state dir    → exit 75
     ├── SourceError(store)
@@ -52,6 +54,27 @@ class SecretError(ConfigError):
 
 class StoreError(PollerdError):
     pass
+
+
+class StoreFull(StoreError):
+    """The database cannot grow: its disk (or quota) is full. Temporary: the daemon waits it
+    out; a one-shot command fails (exit 1) and the next timer run retries."""
+
+    def __init__(self, path: str, free: int | None, message: str) -> None:
+        self.path = path
+        self.free = free
+        super().__init__(message)
+
+
+class StoreReadOnly(StoreError):
+    """pollerd may not write its database (owner, mode, read-only mount): a setup error a
+    person must fix, so exit 78 and systemd does not restart-loop on it."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class DamagedDatabase(StoreError):

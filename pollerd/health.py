@@ -94,6 +94,9 @@ class Health:
     delivery_ended: str | None = None  # why the delivery loop is gone (it should never end)
     # Failing channels (name → failing_seconds, detail), `Deliverer.failing` in the daemon.
     channels: Callable[[], dict[str, dict[str, Any]]] = field(default=lambda: {})
+    # A full disk or a read-only database right now (`pollerd.store.fault.Trouble.problem`):
+    # polls and sends wait on it, so the daemon is not healthy, but a restart would not help.
+    database: Callable[[], str | None] = field(default=lambda: None)
 
     def delivery(self, now: float) -> tuple[bool, dict[str, Any]]:
         age = now - self.delivery_last()
@@ -142,12 +145,16 @@ class Health:
                 f"channel {name}: failing for {info['failing_seconds']:.0f}s: {info['detail']}"
                 + ("; it has dead letters" if info.get("dead_letters") else "")
             )
+        database = self.database()
+        if database is not None:
+            problems.append(database)
         report = {
             "status": "unhealthy" if problems else "ok",
             **({"reason": "; ".join(problems)} if problems else {}),
             "problems": problems,
             "stores": stores,
             "failing_channels": failing,
+            "database": {"healthy": database is None, **({"reason": database} if database else {})},
             **{part: info for part, (_, info) in parts.items()},
         }
         return not problems, report

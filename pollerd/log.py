@@ -225,6 +225,34 @@ def json_line(record: Any) -> str:
     return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def _now_iso() -> str:
+    from datetime import datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_line(message: str, exit_code: int) -> str:
+    """A command's last words (`pollerd: ...`, then exit) as one `json` record, so a log
+    shipper that asked for JSON gets no line it cannot parse (issue 12)."""
+    entry = {"ts": _now_iso(), "level": "ERROR", "msg": redact(message), "exit_code": exit_code}
+    return json.dumps(entry, ensure_ascii=False)
+
+
+def _json_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """An error nothing caught, as one JSON record (the traceback in `exc`, redacted)."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    entry = {
+        "ts": _now_iso(),
+        "level": "CRITICAL",
+        "msg": redact(f"uncaught error: {kind.__name__}: {exc}"),
+        "exc": redact("".join(traceback.format_exception(kind, exc, tb))),
+    }
+    sys.stderr.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    sys.stderr.flush()
+
+
 _PRIORITY = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "SUCCESS": 5, "WARNING": 4, "ERROR": 3}
 
 
@@ -417,6 +445,7 @@ def setup(
         _INSTALLED.append(logger.add(target, format=_human, colorize=None, **options))
     elif chosen == "json":
         _INSTALLED.append(logger.add(_LineSink(json_line, stream), format="{message}", **options))
+        sys.excepthook = _json_excepthook
     else:
         path = journal_socket or JOURNAL_SOCKET
         sink: Any

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from pollerd.errors import EXIT_USAGE, DamagedDatabase, PollerdError
 from pollerd.model import Event, LineItem, Order
 from pollerd.quarantine import held
 from pollerd.startpoint import in_future, mismatch
-from pollerd.store import Store, open_store
+from pollerd.store import Store, fault, open_store
 
 
 class UnknownName(PollerdError):
@@ -110,9 +111,39 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "failing": failing.get(ch.name),
                 }
             )
+        database = database_state(store)
+        healthy &= database["problem"] is None
     finally:
         store.close()
-    return {"healthy": healthy, "time": now.isoformat(), "stores": stores, "channels": channels}
+    return {
+        "healthy": healthy,
+        "time": now.isoformat(),
+        "database": database,
+        "stores": stores,
+        "channels": channels,
+    }
+
+
+def database_state(store: Store) -> dict[str, Any]:
+    """Can pollerd write its database, with room to grow? Reading it says nothing about
+    either (a full disk or a read-only file showed "healthy", issue 12): one small committed
+    write (the daemon's own probe) and the file system's free space."""
+    name = fault.where(store)
+    free = fault.free_bytes(name) if sqlite_file(store.url) is not None else None
+    problem: str | None = None
+    writable = True
+    try:
+        store.set_meta(fault.PROBE_KEY, f"{datetime.now(UTC).timestamp():.3f}")
+    except Exception as exc:  # noqa: BLE001 - typed when it is a machine fault, else named
+        error = fault.classify(exc, name)
+        problem = str(error) if error else f"database {name}: cannot write: {exc}"
+        writable = False
+    if writable and free is not None and free < fault.MIN_FREE:
+        problem = (
+            f"database {name}: the disk is almost full ({fault.for_humans(free)} free in "
+            f"{Path(name).parent}); pollerd pauses when it is full: free some space"
+        )
+    return {"name": name, "writable": writable, "free_bytes": free, "problem": problem}
 
 
 def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str, str]:
@@ -203,6 +234,12 @@ def render(report: dict[str, Any]) -> None:
         if held:
             problems.append(f"{c['name']}: held: {held}")
     console.print(table)
+    database = report["database"]
+    if database["problem"]:
+        problems.append(database["problem"])
+    else:
+        free = fault.for_humans(database["free_bytes"])
+        console.print(Text(f"database {database['name']}: writable, {free} free"))
     for problem in problems:
         # Text, not markup: an error quoting "[pollerd]" or "[/]" must print as it is.
         console.print(Text(f"! {problem}"))

@@ -53,7 +53,7 @@ from pollerd.delivery.watch import ChannelWatch
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
 from pollerd.rules import channels_for
-from pollerd.store import Due, Store
+from pollerd.store import Due, Store, fault
 from pollerd.store.db import DELIVERY
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
@@ -338,8 +338,9 @@ class Deliverer:
             while not stop.is_set():
                 try:
                     self.housekeeping()
-                except Exception:  # noqa: BLE001 - logged; the channels keep sending
-                    logger.exception("delivery housekeeping: unexpected error; continuing")
+                except Exception as exc:  # noqa: BLE001 - logged; the channels keep sending
+                    if fault.handled(self.store, exc) is None:
+                        logger.exception("delivery housekeeping: unexpected error; continuing")
                 if await _first(stop, wake, HOUSEKEEPING) is wake:
                     wake.clear()
                     for event in wakes.values():
@@ -354,16 +355,30 @@ class Deliverer:
         self, name: str, gates: Gates, stop: asyncio.Event, wake: asyncio.Event
     ) -> None:
         """One channel's rounds, until `stop`: sleep until its next row is due (at most 1 s,
-        so a row made due by another process is not missed), or its budget has a slot."""
+        so a row made due by another process is not missed), or its budget has a slot.
+
+        While the database cannot be written (full disk, read-only: `fault.Trouble`) nothing
+        is sent: an outcome that cannot be recorded leaves its row due, and it went out again
+        at once, in a loop. The channel pauses instead, and a small write (`probe`) tells when
+        the database takes writes again."""
+        trouble = fault.trouble(self.store)
         while not stop.is_set():
             wake.clear()  # before the look: a commit during the round wakes the next one
-            try:
-                await self._round(name, gates, self.clock(), Round())
-            except Exception:  # noqa: BLE001 - a bad row must not kill the loop; it is logged
-                logger.exception("delivery to {}: unexpected error; continuing", name)
+            pause = trouble.waiting()
+            if not pause and not trouble.probe(self.store):
+                pause = trouble.waiting()
+            if not pause:
+                try:
+                    await self._round(name, gates, self.clock(), Round())
+                except Exception as exc:  # noqa: BLE001 - a bad row must not kill the loop
+                    pause = fault.handled(self.store, exc)
+                    if pause is None:
+                        logger.exception("delivery to {}: unexpected error; continuing", name)
             if stop.is_set():
                 break
-            if name in self._waiting:  # out of budget: woken by its limiter, not its rows
+            if pause:
+                wait = pause
+            elif name in self._waiting:  # out of budget: woken by its limiter, not its rows
                 wait = max(0.01, min(1.0, self._waiting[name]))
             else:
                 next_at = self.store.next_due_at([name])

@@ -45,6 +45,7 @@ from pollerd.errors import ConfigError, StoreError
 from pollerd.model import Contact, Event, Snapshot
 from pollerd.secrets import Secret
 from pollerd.store.damage import quick_check, translate
+from pollerd.store.fault import classify
 from pollerd.store.lock import require_folder
 from pollerd.store.migrate import migrate
 from pollerd.store.tables import (
@@ -156,7 +157,9 @@ class Store:
             with self.engine.connect() as conn:
                 new = conn.execute(select(func.count()).select_from(CURSOR)).scalar() == 0
         except OperationalError as exc:
-            raise StoreError(f"{self._where()}: cannot open database: {exc.orig}") from None
+            raise classify(exc, self._where()) or StoreError(
+                f"{self._where()}: cannot open database: {exc.orig}"
+            ) from None
         if new:
             # Said loudly: a new database means a new baseline, and the changes made since the
             # old one (if there was one, at another path) will never alert. "New" is "no store

@@ -537,3 +537,27 @@ def test_the_scan_fails_a_run_that_logged_a_secret(
     assert "2 passed" in result.stdout.str()
     assert SECRET not in result.stdout.str()  # the report names the source, not the value
     assert "zhang.wei@example.test" not in result.stdout.str()
+
+
+def test_an_uncaught_error_is_one_json_record_when_json_was_asked_for() -> None:
+    """Issue 12 item 2: with `--log-format json`, even an error nothing caught is JSON."""
+    code = (
+        "from pollerd.log import setup\n"
+        "setup(fmt='json')\n"
+        "raise RuntimeError('boom at https://x.example/?consumer_secret=cs_live_123456')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    record = json.loads(lines[0])
+    assert record["level"] == "CRITICAL" and "RuntimeError: boom" in record["msg"]
+    assert "Traceback" in record["exc"] and "cs_live_123456" not in result.stderr
+
+
+def test_a_failing_command_says_its_one_line_as_json() -> None:
+    from pollerd.log import error_line
+
+    record = json.loads(error_line("database /x.db: the disk is full", 1))
+    assert record["level"] == "ERROR" and record["exit_code"] == 1
+    assert record["msg"] == "database /x.db: the disk is full"
