@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -136,3 +137,24 @@ def test_a_postgresql_url_without_its_driver_is_a_config_error(
     assert caught.value.exit_code == 78
     assert "pollerd.database" in message and "psycopg" in message
     assert "pollerd[postgres]" in message and "pw" not in message
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(db_url: str) -> None:
+    """`pollerd run` starting while `status` runs, or two hosts on one PostgreSQL: each opens a
+    database nobody created yet. Every one must open it (each migration applied once), none may
+    fail with "relation already exists"."""
+    count = 3
+    code = f"from pollerd.store import open_store; open_store({db_url!r}).close()"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(count)
+    ]
+    outputs = [p.communicate(timeout=60)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0] * count, "\n".join(outputs)
+    store = open_store(db_url)
+    try:
+        assert store.meta("schema_version") == str(LATEST)
+    finally:
+        store.close()
