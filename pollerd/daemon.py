@@ -14,7 +14,10 @@ loop runs once, not a burst). Under systemd (`Type=notify`, research §C.3) it s
 - `STATUS=` one line (`3 stores ok, 0 due, last poll 1.2s ago`; Chinese with `locale = "zh-CN"`);
 - `STOPPING=1` on SIGTERM/SIGINT, then a drain: no new passes and no new sends; the running
   page transaction and the sends in flight finish and are recorded (bounded by `STOP_GRACE`),
-  exit 0. A clean stop therefore never sends a message twice;
+  exit 0. A clean stop therefore never sends a message twice. A pass asleep in a pacing or
+  budget wait has nothing in flight and ends at once (`Waits`). A second SIGTERM/SIGINT forces
+  the exit (`StopSignals`; a send cut there is resent with the same idempotency key). `once`
+  stops the same way;
 - `RELOADING=1` + `MONOTONIC_USEC=` on SIGHUP, then `READY=1`. The config file is re-read and
   applied without a restart (see `Service.reload`); a bad file is refused, logged with the key,
   shown as `STATUS=reload failed: …`, and the running config stays.
@@ -37,7 +40,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -63,6 +66,7 @@ from pollerd.errors import (
 )
 from pollerd.health import DELIVERY_SLACK, Health, StoreBeat, status_line, status_text
 from pollerd.sources.base import Source
+from pollerd.sources.ratelimit import Waits
 from pollerd.store import StateLock, Store, fault, open_store
 from pollerd.sync import PassReport, StoreSync
 from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interval
@@ -93,19 +97,24 @@ RESTART_KEYS = (
 sink): a change is logged and the running value kept until the next restart."""
 
 
-def build_source(cfg: WooCommerceStore | ShopifyStore) -> Source:
-    """Sources are imported lazily: a WooCommerce-only fleet never loads the Shopify code."""
+def build_source(
+    cfg: WooCommerceStore | ShopifyStore,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Source:
+    """Sources are imported lazily: a WooCommerce-only fleet never loads the Shopify code.
+    `sleep` is every pacing/budget wait of the source (the daemon's: `Waits.sleep`)."""
     if isinstance(cfg, ShopifyStore):
         if cfg.api == "rest":
             from pollerd.sources.shopify_rest import ShopifyRestSource
 
-            return ShopifyRestSource(cfg)
+            return ShopifyRestSource(cfg, sleep=sleep)
         from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
 
-        return ShopifyGraphQLSource(cfg)
+        return ShopifyGraphQLSource(cfg, sleep=sleep)
     from pollerd.sources.woocommerce import WooCommerceSource
 
-    return WooCommerceSource(cfg)
+    return WooCommerceSource(cfg, sleep=sleep)
 
 
 def build_channels(
@@ -159,6 +168,48 @@ async def _failpoint() -> None:
         time.sleep(3600)  # the whole event loop stops: nothing else may run
 
 
+class StopSignals:
+    """SIGTERM and SIGINT for `run` and `once`: the first asks for a clean stop (`on_stop`); a
+    second forces the exit at once, as most daemons do, because a person pressing Ctrl-C twice
+    will not wait out a hung receiver's send timeout. What a forced exit cuts is safe, as after
+    `kill -9`: every committed page stays, and a send not yet recorded is resent with the same
+    idempotency key."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, on_stop: Callable[[], None]) -> None:
+        self.on_stop = on_stop
+        self.requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._received, sig)
+        self._loop = loop
+
+    def remove(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            for sig in self.SIGNALS:
+                self._loop.remove_signal_handler(sig)
+        self._loop = None
+
+    def _received(self, sig: signal.Signals) -> None:
+        if not self.requested:
+            self.requested = True
+            self.on_stop()
+            return
+        logger.warning(
+            "second {}: forced exit now; a send not yet recorded is resent with the same "
+            "idempotency key at the next start",
+            sig.name,
+        )
+        # Die of the signal itself (not exit 0/1): the shell and systemd see what happened.
+        signal.signal(sig, signal.SIG_DFL)
+        signal.raise_signal(sig)
+        os._exit(128 + sig)  # only reached if the signal did not end the process
+
+
 @dataclass
 class Runtime:
     """Everything one process builds from a config."""
@@ -171,6 +222,7 @@ class Runtime:
     deliverer: Deliverer
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
+    waits: Waits = field(default_factory=Waits)  # the sources' sleeps, which a stop cuts short
     watch: StoreWatch = field(init=False)  # failure episodes, store alerts and back-off
     backs_off: bool = False  # `run` skips passes while a store backs off; `once` cannot
 
@@ -219,12 +271,19 @@ class Runtime:
         """A store's sync with a fresh source (start-up, and a reload adding or changing it)."""
         return StoreSync(
             cfg,
-            build_source(cfg),
+            build_source(cfg, sleep=self.waits.sleep),
             self.store,
             settings.routes,
             on_commit=lambda n: self.wake.set(),
             stopping=lambda: self.stopping,
         )
+
+    def stop(self) -> None:
+        """SIGTERM/SIGINT: passes stop after the page in flight (or at once when asleep in a
+        wait), no new send starts; the sends in flight finish and are recorded."""
+        self.stopping = True
+        self.deliverer.draining = True
+        self.waits.interrupt()
 
     async def poll(self, name: str, *, sweep: bool = False) -> PassReport | None:
         """One pass, with every failure logged and recorded; never raises."""
@@ -384,8 +443,7 @@ class Service:
 
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._request_stop)
+        StopSignals(self._request_stop).install()
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         settings = self.settings
         lock = StateLock.of(settings)
@@ -498,10 +556,12 @@ class Service:
         """No new passes or sends; the running pages and sends finish within STOP_GRACE (then
         they are cancelled: a committed page is safe, a cut send is resent with the same id)."""
         runtime = self.runtime
-        logger.info("stopping: finishing the current page and in-flight sends")
+        logger.info(
+            "stopping: finishing the current page and in-flight sends (a second SIGTERM or "
+            "Ctrl-C forces the exit)"
+        )
         self._notify("STOPPING=1", f"STATUS={self._text('stopping')}")
-        runtime.stopping = True
-        self.deliverer.draining = True
+        runtime.stop()
         self.delivery_stop.set()
         self.scheduler.pause()  # no new passes; a running one stops after its current page
         running: set[asyncio.Task[Any]] = set(self.passes.values())
@@ -905,7 +965,11 @@ async def start_web(settings: Settings, store: Store) -> UnsubscribeServer | Non
 
 async def once(settings: Settings, *, only_store: str | None = None, sweep: bool = False) -> int:
     """One pass of every store, then deliver what is due; exit 1 if anything failed. A full
-    disk or a read-only database ends it with one line (`StoreFull`, `StoreReadOnly`)."""
+    disk or a read-only database ends it with one line (`StoreFull`, `StoreReadOnly`).
+
+    SIGTERM/SIGINT stop it as they stop `run` (`pollerd-once.service` is stopped with SIGTERM):
+    the page and the sends in flight finish and are recorded, nothing new starts, and the exit
+    code says only how what did run went."""
     with fault.typed(settings.pollerd.database):
         return await _once(settings, only_store=only_store, sweep=sweep)
 
@@ -914,11 +978,23 @@ async def _once(settings: Settings, *, only_store: str | None, sweep: bool) -> i
     with StateLock.of(settings):
         runtime = Runtime.build(settings, only_store=only_store)
         fault.trouble(runtime.store).one_shot = True
+
+        def stop() -> None:
+            logger.info(
+                "stopping: finishing the current page and in-flight sends (a second SIGTERM or "
+                "Ctrl-C forces the exit)"
+            )
+            runtime.stop()
+
+        signals = StopSignals(stop)
+        signals.install()
         try:
             runtime.store.set_sealing(True)
             failed = False
             for name in runtime.syncs:
-                failed |= await runtime.poll(name, sweep=sweep) is None
+                if runtime.stopping:
+                    break
+                failed |= await _once_pass(runtime, name, sweep=sweep)
             trouble = fault.trouble(runtime.store)
             if trouble.error is not None:  # sends now could not be recorded: sent again later
                 raise trouble.error
@@ -935,8 +1011,23 @@ async def _once(settings: Settings, *, only_store: str | None, sweep: bool) -> i
             runtime.store.prune(time.time(), settings.pollerd.retention)  # bodies + PII
             runtime.store.set_sealing(False)
         finally:
+            signals.remove()
             await runtime.aclose()
+    if runtime.stopping:
+        logger.info("stopped cleanly")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _once_pass(runtime: Runtime, name: str, *, sweep: bool) -> bool:
+    """One store's pass in its own task, so that a stop can cancel it where it sleeps (and
+    not `once` itself); True if it failed. A pass cut by a stop is no failure: every committed
+    page is safe and the next run resumes from the cursor."""
+    task = asyncio.create_task(runtime.poll(name, sweep=sweep))
+    await asyncio.wait({task})
+    if task.cancelled():
+        logger.info("store {}: pass stopped; the next run resumes", name)
+        return False
+    return task.result() is None
 
 
 async def backfill(

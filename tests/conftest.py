@@ -21,8 +21,10 @@ import contextlib
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -81,6 +83,83 @@ def daemon_factory(tmp_path: Path) -> Iterator[Any]:
         d.close()
         if _CAPTURE is not None:
             _CAPTURE.add_output(f"daemon {d.config}", d.output())
+
+
+# PostgreSQL ---------------------------------------------------------------------------------
+
+POSTGRES = os.environ.get("POLLERD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+"""Where the PostgreSQL tests connect to create their database (libpq URL; trust auth). CI
+(`.ci/run`) starts the distribution's server there when none answers."""
+
+
+def _no_postgres(why: str) -> None:
+    """Skip on a developer machine without a server; in CI the tests must run, so fail."""
+    reason = f"PostgreSQL tests: {why}; `.ci/run` starts one, or set POLLERD_TEST_POSTGRES"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[dict[str, Any]]:
+    """A fresh database `pollerd_test_<random>` for this test run (one per xdist worker),
+    dropped at the end; yields its libpq connection parameters."""
+    try:
+        import psycopg
+        from psycopg import sql
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        _no_postgres("psycopg is not installed (pip install -e '.[test]')")
+        raise
+    params = conninfo_to_dict(POSTGRES)
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _no_postgres(f"no server answers at {params.get('host')}:{params.get('port')} ({first})")
+        raise
+    name = f"pollerd_test_{secrets.token_hex(4)}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield {**params, "dbname": name}
+        finally:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def postgres(postgres_database: dict[str, Any]) -> str:
+    """A `postgresql+psycopg://` URL (pollerd's `database`) of an empty schema of this test's
+    own in the run's database: each test starts from no tables, as with a new SQLite file."""
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import URL
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(**postgres_database, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    port = postgres_database.get("port")
+    url = URL.create(
+        "postgresql+psycopg",
+        username=postgres_database.get("user"),
+        password=postgres_database.get("password"),
+        host=postgres_database.get("host"),
+        port=int(port) if port else None,
+        database=postgres_database["dbname"],
+        query={"options": f"-csearch_path={schema}"},
+    )
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store's URL on each backend pollerd accepts: a new SQLite file, a new PostgreSQL
+    schema (`postgres`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'p.db'}"
+    return str(request.getfixturevalue("postgres"))
 
 
 # the suite-wide log capture ----------------------------------------------------------------

@@ -15,7 +15,8 @@ first sign of trouble instead of retrying into it.
   hang for an hour and the caller can report "retry in N s".
 
 Nothing here knows about HTTP libraries or platforms; clocks and sleeps are injected so tests run
-on fake time. `CostBudget` models Shopify GraphQL's cost bucket for the same purpose.
+on fake time. `CostBudget` models Shopify GraphQL's cost bucket for the same purpose. The daemon
+injects `Waits.sleep`, so a stop cuts a pacing or budget wait short (nothing is in flight then).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 # The sources' one Retry-After parser is pollerd.http's (the channels use it too); re-exported
 # here for the sources that import it from their pacing module.
@@ -39,6 +41,39 @@ class TooSoon(Exception):
     def __init__(self, wait: float) -> None:
         self.wait = wait
         super().__init__(f"the server asked to wait {wait:.0f} s before the next request")
+
+
+class Waits:
+    """The sleeps of a process's sources (pacing, Retry-After, Shopify's cost budget), which a
+    stop interrupts: a pass asleep there has nothing in flight, so waiting out a back-off of up
+    to two minutes would only delay the exit (and run into systemd's stop timeout).
+
+    `interrupt()` cancels every task asleep here, and any task that reaches `sleep` afterwards.
+    Cancelling is what the daemon does anyway to a pass that outlives the stop grace: every
+    committed page is safe and the next pass resumes from the cursor."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._sleeping: set[asyncio.Task[Any]] = set()
+
+    async def sleep(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        if task is None:  # not in a task (never in pollerd): nothing to interrupt
+            await asyncio.sleep(seconds)
+            return
+        if self.interrupted:
+            task.cancel()
+            await asyncio.sleep(0)  # raises CancelledError here, as an interrupted sleep does
+        self._sleeping.add(task)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._sleeping.discard(task)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        for task in list(self._sleeping):
+            task.cancel()
 
 
 @dataclass

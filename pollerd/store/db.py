@@ -152,7 +152,7 @@ class Store:
                 # read-then-write page into a "database is locked" race between processes.
                 event.listen(self.engine, "begin", _sqlite_begin)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
+                self.engine = _server_engine(url)
             migrate(self.engine.connect, self._where())
             with self.engine.connect() as conn:
                 new = conn.execute(select(func.count()).select_from(CURSOR)).scalar() == 0
@@ -879,6 +879,21 @@ class Store:
 
 def _due(row: Any) -> Due:
     return Due(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), row[7], row[8])
+
+
+def _server_engine(url: str) -> Engine:
+    """PostgreSQL's engine. Its driver is an extra (`pollerd[postgres]`): without it SQLAlchemy
+    fails on first use with an ImportError deep in its dialect, which would read as a crash."""
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:
+        driver = exc.name or "psycopg"
+        raise ConfigError(
+            "pollerd.database",
+            f"this URL needs the {driver} driver, which is not installed",
+            "pip install 'pollerd[postgres]' (psycopg 3) and write the URL as "
+            "postgresql+psycopg://USER@HOST/DATABASE",
+        ) from None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -2,11 +2,18 @@
 
 `meta.schema_version` records the last applied number. A database newer than this code is
 refused (downgrades would silently drop columns the newer version relies on).
+
+Several processes may open a new database at once (`pollerd run` starting while `status`
+runs; two hosts on one PostgreSQL). Every migration transaction first takes the database's
+lock and re-reads the version, so each migration is applied once and the others find it done.
+Without it they failed with `relation "cursor" already exists` (PostgreSQL: 6 of 12 processes,
+3 opening each new database at once) or `table cursor already exists` (SQLite: 4 of 30).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
 
@@ -98,9 +105,32 @@ def current_version(conn: Connection) -> int:
     return int(row[0]) if row else 0
 
 
+MIGRATE_LOCK = 0x706F6C6C657264  # "pollerd": PostgreSQL's advisory lock key for migrations
+
+
+@contextmanager
+def _transaction(
+    engine_connect: Callable[[], Connection], *, write: bool = True
+) -> Iterator[Connection]:
+    """One migration transaction, holding the database's migration lock until it ends:
+    PostgreSQL's advisory lock; on SQLite the write lock (BEGIN IMMEDIATE, which waits out
+    another writer; a deferred one that read first fails at once with "database is locked").
+    `write=False` (reading the version) takes no SQLite lock: a read-only file still opens."""
+    with engine_connect() as conn:
+        if write and conn.dialect.name == "sqlite":
+            conn.info["immediate"] = True  # read by the store's "begin" listener
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
+                yield conn
+        finally:
+            conn.info.pop("immediate", None)
+
+
 def migrate(engine_connect: Callable[[], Connection], where: str) -> int:
     """Apply every missing migration; returns the resulting version."""
-    with engine_connect() as conn, conn.begin():
+    with _transaction(engine_connect, write=False) as conn:
         version = current_version(conn)
     if version > LATEST:
         raise StoreError(
@@ -111,7 +141,10 @@ def migrate(engine_connect: Callable[[], Connection], where: str) -> int:
         if number <= version:
             continue
         try:
-            with engine_connect() as conn, conn.begin():
+            with _transaction(engine_connect) as conn:
+                version = current_version(conn)  # another process may have applied it since
+                if number <= version:
+                    continue
                 apply(conn)
                 conn.execute(
                     text(

@@ -14,6 +14,7 @@ from pollerd.sources.ratelimit import (
     CostBudget,
     RequestPacer,
     TooSoon,
+    Waits,
     parse_retry_after,
 )
 
@@ -357,3 +358,23 @@ def test_budget_share_must_be_a_fraction() -> None:
     for share in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="share"):
             CostBudget(share)
+
+
+def test_waits_interrupt_cuts_a_sleep_short_and_every_later_one() -> None:
+    """A stop cancels a pass asleep in its pacing at once (nothing is in flight there), and a
+    pass that reaches a wait after the stop does not start sleeping."""
+    waits = Waits()
+
+    async def main() -> tuple[bool, bool, float]:
+        asleep = asyncio.create_task(waits.sleep(3600))
+        await asyncio.sleep(0)  # it is asleep now
+        started = asyncio.get_running_loop().time()
+        waits.interrupt()
+        await asyncio.wait({asleep})
+        late = asyncio.create_task(waits.sleep(3600))
+        await asyncio.wait({late})
+        return asleep.cancelled(), late.cancelled(), asyncio.get_running_loop().time() - started
+
+    first, later, took = asyncio.run(main())
+    assert first and later
+    assert took < 1.0

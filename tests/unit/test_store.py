@@ -1,16 +1,19 @@
-"""The store's transaction boundaries and outbox queries, on real SQLite files."""
+"""The store's transaction boundaries and outbox queries, on real SQLite files and on a real
+PostgreSQL (`db_url`: the server on 127.0.0.1:5432, a fresh schema per test)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from pollerd.errors import LockHeld
+from pollerd.errors import ConfigError, LockHeld
 from pollerd.model import Event, Snapshot
 from pollerd.store import StateLock, open_store
 from pollerd.store.migrate import LATEST
@@ -39,8 +42,8 @@ def test_schema_and_pragmas(tmp_path: Path) -> None:
     open_store(f"sqlite:///{tmp_path / 'p.db'}").close()
 
 
-def test_replayed_page_creates_nothing_twice(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def test_replayed_page_creates_nothing_twice(db_url: str) -> None:
+    store = open_store(db_url)
     store.init_cursor("s", T)
     page = [(ev("1", "order.created"), ["a", "b"]), (ev("1", "order.paid"), ["a"])]
     first = store.commit_page(
@@ -54,8 +57,8 @@ def test_replayed_page_creates_nothing_twice(tmp_path: Path) -> None:
     assert store.snapshots("s", ["1", "2"])["1"].fired == {"order.created", "order.paid"}
 
 
-def test_cursor_never_moves_backwards(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def test_cursor_never_moves_backwards(db_url: str) -> None:
+    store = open_store(db_url)
     store.init_cursor("s", T)
     store.commit_page("s", [], [], cursor=(T + timedelta(seconds=10), "5"))
     store.commit_page("s", [], [], cursor=(T + timedelta(seconds=3), "9"))
@@ -63,8 +66,8 @@ def test_cursor_never_moves_backwards(tmp_path: Path) -> None:
     assert cursor is not None and cursor.updated_at == T + timedelta(seconds=10)
 
 
-def test_due_keeps_per_order_order_without_blocking_other_orders(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def test_due_keeps_per_order_order_without_blocking_other_orders(db_url: str) -> None:
+    store = open_store(db_url)
     store.init_cursor("s", T)
     store.commit_page(
         "s",
@@ -86,8 +89,8 @@ def test_due_keeps_per_order_order_without_blocking_other_orders(tmp_path: Path)
     assert store.due(2e9, 10, ["other"]) == []
 
 
-def test_broken_channel_is_held_and_retry_releases_it(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def test_broken_channel_is_held_and_retry_releases_it(db_url: str) -> None:
+    store = open_store(db_url)
     store.init_cursor("s", T)
     store.commit_page("s", [], [(ev("1", "order.created"), ["a", "b"])])
     store.set_channel_broken("a", "410 Gone")
@@ -120,3 +123,38 @@ def test_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
         holder.join(10)
     with StateLock(tmp_path):  # released when the holder exits
         pass
+
+
+def test_a_postgresql_url_without_its_driver_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`pip install pollerd` without the `postgres` extra: one line naming the key and the
+    install command, exit 78 (a setup error: restarting cannot fix it), no traceback."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as caught:
+        open_store("postgresql+psycopg://pollerd:pw@127.0.0.1:1/pollerd")
+    message = str(caught.value)
+    assert caught.value.exit_code == 78
+    assert "pollerd.database" in message and "psycopg" in message
+    assert "pollerd[postgres]" in message and "pw" not in message
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(db_url: str) -> None:
+    """`pollerd run` starting while `status` runs, or two hosts on one PostgreSQL: each opens a
+    database nobody created yet. Every one must open it (each migration applied once), none may
+    fail with "relation already exists"."""
+    count = 3
+    code = f"from pollerd.store import open_store; open_store({db_url!r}).close()"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(count)
+    ]
+    outputs = [p.communicate(timeout=60)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0] * count, "\n".join(outputs)
+    store = open_store(db_url)
+    try:
+        assert store.meta("schema_version") == str(LATEST)
+    finally:
+        store.close()
