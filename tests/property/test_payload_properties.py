@@ -1,0 +1,185 @@
+"""Property: any order payload, however broken, normalises to a correct `Order` or raises
+`OrderPayloadError` naming the field (issue 12, item 12). Never another exception (the pass
+would fail on every poll and the order would block its store), never a silently wrong value
+(a quantity of 1.5 shown as 1, a currency of `['EUR']`, a date off by an offset).
+
+Inputs: the real fixtures (tests/fixtures) with fields broken by `mutate.mutated`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pollerd.model import Order, parse_utc
+from pollerd.sources import shopify_normalize as gql
+from pollerd.sources import shopify_rest_normalize as rest
+from pollerd.sources import woocommerce
+from pollerd.sources.payload import OrderPayloadError
+from pollerd.errors import SourceError
+
+from .mutate import load, mutated
+
+STORE = "shop-a"
+WOO_DIR = "woocommerce/live-wc10.0.2/"
+WOO_SEEDS = [
+    load(WOO_DIR + name)
+    for name in (
+        "create_order_set_paid.json",
+        "order_cancelled_15.json",
+        "order_checkout_draft_20.json",
+        "order_completed_14.json",
+        "order_on_hold_12.json",
+        "order_pending_11.json",
+        "order_processing_paid_13.json",
+        "order_refunded_17.json",
+        "order_trash_19.json",
+    )
+]
+REST_SEEDS = [
+    load("shopify/rest_order_single.json")["order"],
+    *load("shopify/rest_orders_list.json")["orders"],
+]
+# The documentation examples lack updatedAt; the REST orders' GraphQL twins are full nodes.
+GQL_SEEDS = [
+    {**edge["node"], "updatedAt": edge["node"].get("createdAt")}
+    for edge in load("shopify/graphql_orders_details_docs.json")["orders"]["edges"]
+] + [rest.as_node(order, store=STORE) for order in REST_SEEDS]
+EVENT_SEEDS = load("shopify/rest_events_order.json")["events"]
+
+
+def _field_named(exc: OrderPayloadError) -> None:
+    assert exc.field and exc.problem, exc
+    assert f"field {exc.field}" in str(exc)
+
+
+def _same_date(value: datetime | None, raw: Any) -> None:
+    assert value is None or value.utcoffset() is not None
+    if isinstance(raw, str) and raw:
+        assert value == parse_utc(raw)
+
+
+def _sane(order: Order) -> None:
+    """What every normalised order must be, whatever the platform."""
+    assert isinstance(order.id, str) and order.id.isascii() and order.id.isdigit()
+    assert int(order.id) > 0
+    assert Decimal(order.total).is_finite()
+    assert order.refunded_total.is_finite() and order.refunded_total >= 0
+    for text in (order.number, order.status, order.currency, order.payment_method):
+        assert isinstance(text, str)
+    for item in order.line_items:
+        assert isinstance(item.quantity, int) and isinstance(item.name, str)
+        assert Decimal(item.total).is_finite()
+    for when in (order.created_at, order.updated_at, order.paid_at, order.completed_at):
+        assert when is None or when.utcoffset() is not None
+    assert order.trashed_at is None or order.trashed_at.utcoffset() is not None
+    json.dumps(order.to_json(), allow_nan=False)
+
+
+def _text_or_error(value: Any, shown: str) -> None:
+    """A text field: the payload's string, or "" when absent; anything else is an error."""
+    if not value and not isinstance(value, float):  # None, "", False, 0, [] and {} read as absent
+        return
+    assert isinstance(value, str), f"{value!r} was shown as {shown!r}"
+    assert shown == value.strip() or shown == value
+
+
+@given(mutated(WOO_SEEDS))
+def test_woocommerce_order(payload: dict[str, Any]) -> None:
+    try:
+        order = woocommerce.normalize(payload, store=STORE, site_url="https://shop.example")
+    except OrderPayloadError as exc:
+        _field_named(exc)
+        return
+    _sane(order)
+    assert order.id == str(payload["id"])
+    assert Decimal(order.total) == Decimal(str(payload["total"]).strip())
+    _same_date(order.created_at, payload.get("date_created_gmt"))
+    _same_date(order.updated_at, payload.get("date_modified_gmt"))
+    _same_date(order.paid_at, payload.get("date_paid_gmt"))
+    _text_or_error(payload.get("currency"), order.currency)
+    _text_or_error(payload.get("payment_method"), order.payment_method)
+    _text_or_error(payload.get("payment_method_title"), order.payment_method_title)
+    number = payload.get("number")
+    if number not in (None, "", 0):
+        assert isinstance(number, str | int) and not isinstance(number, bool), number
+        assert order.number == str(number)
+    items = payload.get("line_items") or []
+    for item, line in zip(items, order.line_items, strict=True):
+        assert Decimal(str(item["quantity"])) == line.quantity, (item["quantity"], line)
+        _text_or_error(item.get("name"), line.name)
+
+
+@given(mutated(GQL_SEEDS))
+def test_shopify_graphql_order(node: dict[str, Any]) -> None:
+    try:
+        order = gql.normalize_order(node, store=STORE, shop="acme.myshopify.com")
+    except OrderPayloadError as exc:
+        _field_named(exc)
+        return
+    _sane(order)
+    assert order.status == gql.listed(node, store=STORE).status
+    _same_date(order.updated_at, node.get("updatedAt"))
+    amount = node["totalPriceSet"]["shopMoney"]["amount"]
+    assert Decimal(order.total) == Decimal(str(amount)).quantize(Decimal("0.01"))
+    items = node.get("lineItems") or {}
+    raw = items.get("nodes")
+    if raw is None:
+        raw = [edge.get("node") for edge in items.get("edges") or [] if isinstance(edge, dict)]
+    for item, line in zip(raw, order.line_items, strict=False):
+        assert item["quantity"] == line.quantity
+
+
+@given(mutated(GQL_SEEDS))
+def test_shopify_graphql_listing_row(node: dict[str, Any]) -> None:
+    try:
+        row = gql.listed(node, store=STORE)
+    except OrderPayloadError as exc:
+        _field_named(exc)
+        return
+    assert row.id.isascii() and row.id.isdigit() and int(row.id) > 0
+    _same_date(row.updated_at, node.get("updatedAt"))
+
+
+@given(mutated(REST_SEEDS))
+def test_shopify_rest_order(payload: dict[str, Any]) -> None:
+    try:
+        order = rest.normalize(payload, store=STORE, shop="acme.myshopify.com")
+    except OrderPayloadError as exc:
+        _field_named(exc)
+        return
+    _sane(order)
+    assert order.id == str(payload["id"])
+    assert order.status == rest.listed_row(payload, store=STORE).status
+    _same_date(order.updated_at, payload.get("updated_at"))
+    for item, line in zip(payload.get("line_items") or [], order.line_items, strict=False):
+        assert item["quantity"] == line.quantity
+
+
+@given(st.one_of(mutated(REST_SEEDS), mutated([{"orders": REST_SEEDS}])))
+def test_shopify_rest_listing_row(payload: Any) -> None:
+    try:
+        row = rest.listed_row(payload, store=STORE)
+    except OrderPayloadError as exc:
+        _field_named(exc)
+        return
+    assert row.id == str(payload["id"])
+
+
+@given(mutated(EVENT_SEEDS, rounds=2))
+def test_shopify_rest_deletion_event(event: Any) -> None:
+    destroyed = {**event, "verb": "destroy", "subject_type": "Order"}
+    for candidate in (event, destroyed):
+        try:
+            found = rest.deletion(candidate, store=STORE)
+        except SourceError as exc:
+            assert "events.json" in str(exc)
+            continue
+        if found is not None:
+            when, _, deletion = found
+            assert when.utcoffset() is not None and int(deletion.order_id) == candidate["subject_id"]
