@@ -83,7 +83,11 @@ def load(relative: str) -> Any:
 def paths(tree: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Every key path of a JSON tree (the root excluded), parents before children."""
     found: list[tuple[Any, ...]] = []
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    items: Any = ()
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, list):
+        items = enumerate(tree)
     for key, value in items:
         found.append((*prefix, key))
         found.extend(paths(value, (*prefix, key)))

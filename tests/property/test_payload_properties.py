@@ -9,19 +9,20 @@ Inputs: the real fixtures (tests/fixtures) with fields broken by `mutate.mutated
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
+from pollerd.errors import SourceError
 from pollerd.model import Order, parse_utc
 from pollerd.sources import shopify_normalize as gql
 from pollerd.sources import shopify_rest_normalize as rest
 from pollerd.sources import woocommerce
 from pollerd.sources.payload import OrderPayloadError
-from pollerd.errors import SourceError
+from pollerd.templates.engine import money
 
 from .mutate import load, mutated
 
@@ -51,6 +52,26 @@ GQL_SEEDS = [
     for edge in load("shopify/graphql_orders_details_docs.json")["orders"]["edges"]
 ] + [rest.as_node(order, store=STORE) for order in REST_SEEDS]
 EVENT_SEEDS = load("shopify/rest_events_order.json")["events"]
+SPAN = timedelta(days=3660)
+"""The cursor arithmetic a date meets: overlaps, sweeps and retention, ten years at most."""
+
+
+def _with(seed: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """`seed` with `path` ("line_items.0.quantity") set: the bugs the properties found, kept
+    as fixed examples so they are tried on every run."""
+    tree = json.loads(json.dumps(seed))
+    *parents, last = [int(k) if k.isdigit() else k for k in path.split(".")]
+    node = tree
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return tree
+
+
+WOO = WOO_SEEDS[0]
+TRASH = WOO_SEEDS[-1]
+GQL = GQL_SEEDS[-1]
+REST = REST_SEEDS[0]
 
 
 def _field_named(exc: OrderPayloadError) -> None:
@@ -75,10 +96,16 @@ def _sane(order: Order) -> None:
     for item in order.line_items:
         assert isinstance(item.quantity, int) and isinstance(item.name, str)
         assert Decimal(item.total).is_finite()
-    for when in (order.created_at, order.updated_at, order.paid_at, order.completed_at):
+    dates = (order.created_at, order.updated_at, order.paid_at, order.completed_at)
+    for when in (*dates, order.trashed_at, *order.refunds_at):
         assert when is None or when.utcoffset() is not None
-    assert order.trashed_at is None or order.trashed_at.utcoffset() is not None
+        assert when is None or when - SPAN < when + SPAN  # no OverflowError in the sync's sums
     json.dumps(order.to_json(), allow_nan=False)
+    # What the alert shows must format (a total of "1e50" passed here and crashed rendering).
+    money(order.total, order.currency)
+    money(str(order.refunded_total), order.currency)
+    for item in order.line_items:
+        money(item.total, order.currency)
 
 
 def _text_or_error(value: Any, shown: str) -> None:
@@ -90,6 +117,16 @@ def _text_or_error(value: Any, shown: str) -> None:
 
 
 @given(mutated(WOO_SEEDS))
+@example(_with(WOO, "line_items.0.quantity", 0.5))  # was shown as 0
+@example(_with(WOO, "line_items.0.quantity", "Infinity"))  # OverflowError
+@example(_with(WOO, "line_items.0.quantity", "1e999999999"))  # a 10**999999999 int
+@example(_with(WOO, "payment_method", True))  # was shown as "True"
+@example(_with(WOO, "currency", ["EUR"]))  # was shown as "['EUR']"
+@example(_with(WOO, "total", "1e50"))  # InvalidOperation when rendered
+@example(_with(WOO, "date_modified_gmt", "0001-01-01T00:00:00+01:00"))  # OverflowError
+@example(_with(WOO, "date_modified_gmt", "0001-01-01T00:00:00"))  # OverflowError in the sync
+@example(_with(TRASH, "meta_data.2.value", "²"))  # ValueError (isdigit, then int)
+@example(_with(TRASH, "meta_data.2.value", "99999999999999"))  # ValueError: year out of range
 def test_woocommerce_order(payload: dict[str, Any]) -> None:
     try:
         order = woocommerce.normalize(payload, store=STORE, site_url="https://shop.example")
@@ -116,6 +153,11 @@ def test_woocommerce_order(payload: dict[str, Any]) -> None:
 
 
 @given(mutated(GQL_SEEDS))
+@example(_with(GQL, "totalPriceSet.shopMoney.amount", "1e50"))  # InvalidOperation
+@example(_with(GQL, "totalRefundedSet.shopMoney.amount", "-1.00"))  # money in, not out
+@example(_with(GQL, "lineItems", {"edges": True}))  # TypeError
+@example(_with(GQL, "legacyResourceId", "²"))  # ValueError
+@example(_with(GQL, "updatedAt", "9999-12-31T23:59:59-05:00"))  # OverflowError
 def test_shopify_graphql_order(node: dict[str, Any]) -> None:
     try:
         order = gql.normalize_order(node, store=STORE, shop="acme.myshopify.com")
@@ -147,6 +189,9 @@ def test_shopify_graphql_listing_row(node: dict[str, Any]) -> None:
 
 
 @given(mutated(REST_SEEDS))
+@example(_with(REST, "fulfillment_status", ["fulfilled"]))  # TypeError: unhashable
+@example(_with(REST, "fulfillments", 5))  # TypeError
+@example(_with(_with(REST, "line_items.0.price", "1e999999"), "line_items.0.price_set", None))
 def test_shopify_rest_order(payload: dict[str, Any]) -> None:
     try:
         order = rest.normalize(payload, store=STORE, shop="acme.myshopify.com")
@@ -172,6 +217,7 @@ def test_shopify_rest_listing_row(payload: Any) -> None:
 
 
 @given(mutated(EVENT_SEEDS, rounds=2))
+@example(_with(EVENT_SEEDS[0], "created_at", "0001-01-01T00:00:00+01:00"))  # OverflowError
 def test_shopify_rest_deletion_event(event: Any) -> None:
     destroyed = {**event, "verb": "destroy", "subject_type": "Order"}
     for candidate in (event, destroyed):
@@ -182,4 +228,5 @@ def test_shopify_rest_deletion_event(event: Any) -> None:
             continue
         if found is not None:
             when, _, deletion = found
-            assert when.utcoffset() is not None and int(deletion.order_id) == candidate["subject_id"]
+            assert when.utcoffset() is not None
+            assert int(deletion.order_id) == candidate["subject_id"]
