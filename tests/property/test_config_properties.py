@@ -14,7 +14,8 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pollerd.config import (
@@ -28,6 +29,8 @@ from pollerd.config import (
 from pollerd.errors import ConfigError
 
 SECRET = "s" * 32
+SPAN = timedelta(days=3660)
+"""The cursor arithmetic a start point meets (overlap, baseline horizon), ten years at most."""
 BASE: dict[str, Any] = {
     "pollerd": {"database": "sqlite:///pollerd.db", "delivery": {}},
     "stores": [
@@ -133,6 +136,16 @@ VALUES = st.one_of(
 )
 
 
+def _with(where: tuple[Any, ...], key: str, value: Any) -> dict[str, Any]:
+    """BASE with one key set: the bugs the property found, tried on every run."""
+    data = json.loads(json.dumps(BASE))
+    node = data
+    for part in where:
+        node = node[part]
+    node[key] = value
+    return data
+
+
 def toml(value: Any) -> str:
     """A TOML value (inline form) for a Python one."""
     if isinstance(value, bool):
@@ -202,6 +215,7 @@ def test_base_config_loads() -> None:
 
 
 @given(configs())
+@example((document(_with(("stores", 0), "start_from", "0001-01-01T00:00:00Z")), ["start_from"]))
 def test_config_values(case: tuple[str, list[str]]) -> None:
     text, changed = case
     try:
@@ -211,9 +225,27 @@ def test_config_values(case: tuple[str, list[str]]) -> None:
         assert any(key in message for key in changed) or "invalid TOML" in message, message
         assert "Traceback" not in message
         return
-    # What loaded must be usable: every duration a real, non-negative span the daemon can add.
+    # What loaded must be usable: every duration a real, non-negative span, and a start point
+    # the cursor arithmetic (start - overlap, start - baseline horizon) can move back from.
     for model in (settings.pollerd, settings.pollerd.delivery, *settings.stores):
         for name in type(model).model_fields:
             value = getattr(model, name)
             if isinstance(value, timedelta):
                 assert value >= timedelta(0), (name, value)
+    for store in settings.stores:
+        if isinstance(store.start_from, datetime):
+            assert store.start_from - SPAN < store.start_from, store.start_from
+
+
+@pytest.mark.xfail(
+    raises=OverflowError,
+    strict=False,
+    reason="issue 12 item 5 (durations bounded at config time) is fixed on another branch",
+)
+@pytest.mark.parametrize(
+    ("where", "key", "value"),
+    [(("stores", 0), "interval", "99999999999d"), (("pollerd",), "retention", "99999999999d")],
+)
+def test_huge_durations_are_config_errors(where: tuple[Any, ...], key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        _load(document(_with(where, key, value)))
