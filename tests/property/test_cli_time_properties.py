@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from pollerd.cli import _parse_time
 from pollerd.localtime import describe
 
+pytestmark = pytest.mark.fault  # `-m fault` with POLLERD_FAULT_SCALE=nightly: 20x
+
 ZONES = [
     "UTC",
     "Asia/Shanghai",

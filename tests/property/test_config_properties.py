@@ -28,6 +28,8 @@ from pollerd.config import (
 )
 from pollerd.errors import ConfigError
 
+pytestmark = pytest.mark.fault  # `-m fault` with POLLERD_FAULT_SCALE=nightly: 20x
+
 SECRET = "s" * 32
 SPAN = timedelta(days=3660)
 """The cursor arithmetic a start point meets (overlap, baseline horizon), ten years at most."""

@@ -9,10 +9,11 @@ Inputs: the real fixtures (tests/fixtures) with fields broken by `mutate.mutated
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -22,9 +23,12 @@ from pollerd.sources import shopify_normalize as gql
 from pollerd.sources import shopify_rest_normalize as rest
 from pollerd.sources import woocommerce
 from pollerd.sources.payload import OrderPayloadError
+from pollerd.sources.shopify_feeds import ShopifyFeeds
 from pollerd.templates.engine import money
 
 from .mutate import load, mutated
+
+pytestmark = pytest.mark.fault  # `-m fault` with POLLERD_FAULT_SCALE=nightly: 20x
 
 STORE = "shop-a"
 WOO_DIR = "woocommerce/live-wc10.0.2/"
@@ -230,3 +234,59 @@ def test_shopify_rest_deletion_event(event: Any) -> None:
             when, _, deletion = found
             assert when.utcoffset() is not None
             assert int(deletion.order_id) == candidate["subject_id"]
+
+
+# --- Shopify GraphQL feeds: deletion events and disputes ----------------------------------------
+
+FEEDS = ShopifyFeeds(client=None, store=STORE)  # type: ignore[arg-type]  # rows only, no calls
+FLOOR = datetime(2026, 1, 1, tzinfo=UTC)
+DELETION = {
+    "id": "gid://shopify/BasicEvent/1001",
+    "action": "destroy",
+    "createdAt": "2026-11-22T09:32:37Z",
+    "message": "Order #1001 was deleted.",
+    "subjectId": "gid://shopify/Order/450789469",
+    "subjectType": "ORDER",
+}
+DISPUTE = {  # the fields of DISPUTES_QUERY, values as Shopify's documentation shows them
+    "id": "gid://shopify/ShopifyPaymentsDispute/598735659",
+    "legacyResourceId": "598735659",
+    "status": "NEEDS_RESPONSE",
+    "type": "CHARGEBACK",
+    "initiatedAt": "2026-11-20T10:00:00Z",
+    "evidenceDueBy": "2026-11-30",
+    "finalizedOn": None,
+    "amount": {"amount": "100.0", "currencyCode": "USD"},
+    "reasonDetails": {"reason": "FRAUDULENT"},
+    "order": {
+        "id": "gid://shopify/Order/450789469",
+        "legacyResourceId": "450789469",
+        "name": "#1001",
+    },
+}
+
+
+@given(mutated([DELETION], rounds=2))
+@example({**DELETION, "createdAt": "0001-01-01T00:00:00+01:00"})  # OverflowError
+def test_shopify_deletion_event(event: dict[str, Any]) -> None:
+    found = FEEDS._deletion(event, FLOOR)
+    if found is not None:
+        assert found.order_id.isascii() and found.order_id.isdigit()
+        assert found.deleted_at >= FLOOR and found.deleted_at - SPAN < found.deleted_at
+
+
+@given(mutated([DISPUTE]))
+@example({**DISPUTE, "initiatedAt": "9999-12-31T23:59:59-05:00"})  # OverflowError
+@example({**DISPUTE, "amount": {"amount": "1e999999999"}})  # formats a billion digits
+@example({**DISPUTE, "amount": {"amount": "NaN"}})  # "NaN" shown as the amount
+@example({**DISPUTE, "amount": {"amount": ["100.0"]}})  # "['100.0']" shown as the amount
+def test_shopify_dispute(node: dict[str, Any]) -> None:
+    try:
+        dispute = FEEDS._dispute(node)
+    except SourceError as exc:
+        assert "dispute" in str(exc)
+        return
+    assert dispute.initiated_at.utcoffset() is not None
+    assert dispute.initiated_at - SPAN < dispute.initiated_at
+    assert dispute.amount == "" or Decimal(dispute.amount).is_finite(), dispute.amount
+    money(dispute.amount, dispute.currency)
