@@ -23,10 +23,11 @@ from pollerd.sources import shopify_normalize as gql
 from pollerd.sources import shopify_rest_normalize as rest
 from pollerd.sources import woocommerce
 from pollerd.sources.payload import OrderPayloadError
+from pollerd.sources.shopify_bulk import BulkFileError, regroup_lines
 from pollerd.sources.shopify_feeds import ShopifyFeeds
 from pollerd.templates.engine import money
 
-from .mutate import load, mutated
+from .mutate import FIXTURES, load, mutated
 
 pytestmark = pytest.mark.fault  # `-m fault` with POLLERD_FAULT_SCALE=nightly: 20x
 
@@ -290,3 +291,44 @@ def test_shopify_dispute(node: dict[str, Any]) -> None:
     assert dispute.initiated_at - SPAN < dispute.initiated_at
     assert dispute.amount == "" or Decimal(dispute.amount).is_finite(), dispute.amount
     money(dispute.amount, dispute.currency)
+
+
+# --- Shopify bulk export: JSONL lines regrouped into orders -------------------------------------
+
+
+LINE_GID = "gid://shopify/LineItem/"
+
+
+def _bulk_rows(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """An order as a bulk export writes it: the order line, then one line per line item."""
+    order = {k: v for k, v in node.items() if k != "lineItems"}
+    order["id"] = f"gid://shopify/Order/{node.get('legacyResourceId') or 1}"
+    items = (node.get("lineItems") or {}).get("nodes") or []
+    return [order] + [
+        {
+            **item,
+            "__typename": "LineItem",
+            "id": f"gid://shopify/LineItem/{i + 1}",
+            "__parentId": order["id"],
+        }
+        for i, item in enumerate(items)
+    ]
+
+
+BULK_SEEDS = [
+    [row for node in GQL_SEEDS[-2:] for row in _bulk_rows(node)],
+    [json.loads(line) for line in (FIXTURES / "shopify/bulk_orders_transactions.jsonl").open()],
+]
+
+
+@given(mutated(BULK_SEEDS))
+def test_shopify_bulk_lines(rows: list[Any]) -> None:
+    lines = [json.dumps(row) for row in rows]
+    try:
+        for root in regroup_lines(STORE, iter(lines)):
+            try:
+                _sane(gql.normalize_order(root, store=STORE, shop="acme.myshopify.com"))
+            except OrderPayloadError as exc:
+                _field_named(exc)
+    except BulkFileError as exc:
+        assert "line" in str(exc)
