@@ -838,7 +838,7 @@ def _string(
     "True" or "['EUR']" (issue 12). `numbers`: a plain integer is its text (order numbers)."""
     raw = payload.get(key)
     if raw is None or isinstance(raw, str):
-        return (raw or "").strip()
+        return raw or ""
     if numbers and isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)
     raise OrderPayloadError(store, oid, field or key, f"not a string: {str(raw)[:40]!r}")
@@ -869,7 +869,7 @@ def _line_items(items: Any, store: str, oid: str) -> Iterable[LineItem]:
         total = item.get("total") or "0"
         _amount(total, f"line_items[{i}].total", store, oid)
         name = _string(item, "name", store, oid, field=f"line_items[{i}].name")
-        yield LineItem(name=name, quantity=count, total=str(total).strip())
+        yield LineItem(name=name, quantity=count, total=str(total))
 
 
 def _section(payload: dict[str, Any], name: str) -> dict[str, Any]:
