@@ -126,6 +126,8 @@ def _start_from(value: Any) -> Any:
         with contextlib.suppress(ValueError):
             value = datetime.fromisoformat(value.strip())
     if isinstance(value, datetime) and value.utcoffset() is not None:
+        if value.year < 1970:  # year 1 passed, then `start - overlap` crashed the first pass
+            raise invalid(f"{value.isoformat()} is before 1970", 'use "now" or a later time')
         if value > datetime.now(UTC):
             # The cursor would start there and be stored: nothing before it ever alerts, while
             # `check` and `status` say ok, and a later correction of this key changes nothing.

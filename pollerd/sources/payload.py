@@ -4,6 +4,7 @@ store, the order and the field, never a silently wrong snapshot. Shared by every
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pollerd.errors import SourceError
@@ -24,6 +25,19 @@ class OrderPayloadError(SourceError):
         super().__init__(store, f"order {order_id}: field {field}: {problem}")
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2999
+"""Order dates outside these years are damage, not history: year 1 or 9999 overflows the first
+cursor arithmetic (`updated_at - overlap`) and raised OverflowError mid-pass (issue 12)."""
+
+MAX_DIGITS = 15
+"""Amounts stay below 10**MAX_DIGITS: no order totals a quadrillion, and past ~10**26 Decimal's
+28 digits cannot quantize to cents, so `"1e50"` passed normalisation and then crashed money
+formatting at render time (issue 12)."""
+
+MAX_QUANTITY = 10**9
+"""A line's quantity beyond this is damage; unbounded, `price * 10**999999` overflowed Decimal."""
+
+
 def payload_date(
     payload: dict[str, Any], field: str, store: str, oid: str, *, required: bool = False
 ) -> datetime | None:
@@ -36,6 +50,49 @@ def payload_date(
     if not isinstance(raw, str):
         raise OrderPayloadError(store, oid, field, f"not a date string: {raw!r}")
     try:
-        return parse_utc(raw)
-    except ValueError:
+        when = parse_utc(raw)
+    except (ValueError, OverflowError):  # OverflowError: year 1 with an offset east of UTC
         raise OrderPayloadError(store, oid, field, f"not an ISO 8601 date: {raw[:40]!r}") from None
+    if when is None or not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+        problem = f"out of range ({EARLIEST_YEAR}-{LATEST_YEAR}): {raw[:40]!r}"
+        raise OrderPayloadError(store, oid, field, problem)
+    return when
+
+
+def payload_amount(raw: Any, field: str, store: str, oid: object) -> Decimal:
+    """A money amount as sent (a JSON number or a decimal string, ASCII digits only), finite
+    and below 10**`MAX_DIGITS`; anything else names the field."""
+    shown = str(raw)[:40]
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
+        raise OrderPayloadError(store, oid, field, f"not an amount: {shown!r}")
+    text = str(raw).strip()
+    try:
+        value = Decimal(text) if text.isascii() else Decimal("NaN")
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite():
+        raise OrderPayloadError(store, oid, field, f"not an amount: {shown!r}")
+    if value and value.adjusted() >= MAX_DIGITS:  # not abs(): 1e999999999 overflows it
+        raise OrderPayloadError(store, oid, field, f"out of range: {shown!r}")
+    return value
+
+
+def payload_quantity(raw: Any, field: str, store: str, oid: object) -> int:
+    """A whole number of items (a JSON integer, or a float/string that is one): `1.5` read as 1
+    was a silently wrong alert (issue 12)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value: Decimal = Decimal(raw)
+    elif isinstance(raw, str | float) and str(raw).strip().isascii():
+        try:
+            value = Decimal(str(raw).strip())
+        except InvalidOperation:
+            value = Decimal("NaN")
+    else:
+        value = Decimal("NaN")
+    if value.is_finite() and value and value.adjusted() > 9:  # before any arithmetic on it
+        raise OrderPayloadError(store, oid, field, f"out of range: {str(raw)[:40]!r}")
+    if not value.is_finite() or value != value.to_integral_value():
+        raise OrderPayloadError(store, oid, field, f"not a whole number: {str(raw)[:40]!r}")
+    if abs(int(value)) > MAX_QUANTITY:
+        raise OrderPayloadError(store, oid, field, f"out of range: {str(raw)[:40]!r}")
+    return int(value)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -28,7 +27,9 @@ from loguru import logger
 from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.model import parse_utc
 from pollerd.sources.base import Deletion, Dispute, FeedUnavailable
+from pollerd.sources.payload import EARLIEST_YEAR, LATEST_YEAR
 from pollerd.sources.shopify_client import ShopifyAccessDenied
+from pollerd.sources.shopify_normalize import money
 
 if TYPE_CHECKING:
     from pollerd.sources.shopify_client import ShopifyClient
@@ -41,8 +42,8 @@ MAX_PAGES = 1000
 """A runaway guard: 250 000 deletions or 100 000 disputes in one read is a bug, not a shop."""
 OPEN_DISPUTES = ("NEEDS_RESPONSE", "UNDER_REVIEW")
 DISPUTES_SCOPE = "read_shopify_payments_disputes"
-_ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$")
-_ANY_GID = re.compile(r"^gid://shopify/[A-Za-z]+/(\d+)$")
+_ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$", re.ASCII)  # not "١٢" as an id
+_ANY_GID = re.compile(r"^gid://shopify/[A-Za-z]+/(\d+)$", re.ASCII)
 
 EVENTS_QUERY = """
 query Deletions($first: Int!, $after: String, $query: String!) {
@@ -231,9 +232,10 @@ def _iso(value: datetime) -> str:
 
 def _date_time(text: object) -> datetime | None:
     try:
-        return parse_utc(text) if isinstance(text, str) else None
-    except ValueError:
+        when = parse_utc(text) if isinstance(text, str) else None
+    except (ValueError, OverflowError):  # OverflowError: year 1 with an offset east of UTC
         return None
+    return when if when is None or EARLIEST_YEAR <= when.year <= LATEST_YEAR else None
 
 
 def _date_or_time(text: object) -> date | datetime | None:
@@ -255,8 +257,9 @@ def _gid_number(gid: object) -> str | None:
 
 
 def _money(amount: object) -> str:
-    """Two decimals like `Order.total` ("100.0" → "100.00")."""
+    """Two decimals like `Order.total` ("100.0" → "100.00"); "" when it is not an amount
+    ("NaN" or a list were shown as written, and "1e999999999" formatted a billion digits)."""
     try:
-        return f"{Decimal(str(amount)):.2f}"
-    except InvalidOperation:
-        return str(amount or "")
+        return money(amount)
+    except ValueError:
+        return ""

@@ -30,7 +30,12 @@ from pollerd.model import (
     short_name,
 )
 from pollerd.sources.base import Listed
-from pollerd.sources.payload import OrderPayloadError, payload_date
+from pollerd.sources.payload import (
+    MAX_DIGITS,
+    OrderPayloadError,
+    payload_date,
+    payload_quantity,
+)
 
 __all__ = [
     "LINE_ITEMS",
@@ -86,13 +91,15 @@ _GID_PREFIX = "gid://shopify/Order/"
 def money(amount: Any) -> str:
     """`"25.0"` → `"25.00"`. Raises ValueError on anything that is not an amount."""
     if isinstance(amount, bool) or not isinstance(amount, str | int | float | Decimal):
-        raise ValueError(f"not an amount: {amount!r}")
+        raise ValueError(f"not an amount: {str(amount)[:40]!r}")
     try:
-        value = Decimal(str(amount))
+        value = Decimal(str(amount)) if str(amount).isascii() else Decimal("NaN")
     except InvalidOperation:
         raise ValueError(f"not an amount: {str(amount)[:40]!r}") from None
     if not value.is_finite():
-        raise ValueError(f"not an amount: {amount!r}")
+        raise ValueError(f"not an amount: {str(amount)[:40]!r}")
+    if value and value.adjusted() >= MAX_DIGITS:  # quantize() raised InvalidOperation past 1e26
+        raise ValueError(f"out of range: {str(amount)[:40]!r}")
     return str(value.quantize(_CENT, rounding=ROUND_HALF_EVEN))
 
 
@@ -115,12 +122,13 @@ def legacy_id(node: dict[str, Any], *, store: str) -> str:
     raw = node.get("legacyResourceId")
     if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
         return str(raw)
-    if isinstance(raw, str) and raw.isdigit() and int(raw) > 0:
+    # isascii(): "²".isdigit() is true and int("²") raised ValueError; "١٢" made an id of it
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and int(raw) > 0:
         return raw
     gid = node.get("id")
     if isinstance(gid, str) and gid.startswith(_GID_PREFIX):
         tail = gid[len(_GID_PREFIX) :].split("?", 1)[0]
-        if tail.isdigit() and int(tail) > 0:
+        if tail.isascii() and tail.isdigit() and int(tail) > 0:
             return tail
     shown = raw if raw is not None else gid
     raise OrderPayloadError(store, "?", "legacyResourceId", f"missing or not an id: {shown!r}")
@@ -173,6 +181,9 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
     assert updated is not None and created is not None
     total, currency = _money_bag(node, "totalPriceSet", store, oid, required=True)
     refunded, _ = _money_bag(node, "totalRefundedSet", store, oid)
+    if Decimal(refunded) < 0:  # a refund of -1.00 would read as money coming back in
+        field = "totalRefundedSet.shopMoney.amount"
+        raise OrderPayloadError(store, oid, field, f"negative: {refunded}")
     customer = node.get("customer") if isinstance(node.get("customer"), dict) else {}
     gateways = node.get("paymentGatewayNames")
     gateway = gateways[0] if isinstance(gateways, list) and gateways else ""
@@ -282,6 +293,8 @@ def _line_items(connection: Any, store: str, oid: str) -> list[LineItem]:
     nodes = connection.get("nodes")
     if nodes is None:
         edges = connection.get("edges") or []
+        if not isinstance(edges, list):  # `true` here raised TypeError
+            raise OrderPayloadError(store, oid, "lineItems.edges", "not a list")
         nodes = [e.get("node") for e in edges if isinstance(e, dict)]
     if not isinstance(nodes, list):
         raise OrderPayloadError(store, oid, "lineItems.nodes", "not a list")
@@ -294,6 +307,7 @@ def _line_items(connection: Any, store: str, oid: str) -> list[LineItem]:
             raise OrderPayloadError(
                 store, oid, f"lineItems[{i}].quantity", f"not an integer: {quantity!r}"
             )
+        payload_quantity(quantity, f"lineItems[{i}].quantity", store, oid)  # bounded
         total, _ = _money_bag(item, "originalTotalSet", store, oid)
         items.append(LineItem(name=str(item.get("name") or ""), quantity=quantity, total=total))
     return items

@@ -24,12 +24,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pollerd.errors import SourceError
 from pollerd.model import Order, parse_utc
 from pollerd.sources.base import Deletion, Listed
+from pollerd.sources.payload import (
+    EARLIEST_YEAR,
+    LATEST_YEAR,
+    payload_amount,
+    payload_quantity,
+)
 from pollerd.sources.shopify_normalize import (
     LINE_ITEMS,
     OrderPayloadError,
@@ -112,7 +118,7 @@ def as_node(payload: dict[str, Any], *, store: str) -> dict[str, Any]:
         "cancelledAt": payload.get("cancelled_at"),
         "cancelReason": _upper(payload.get("cancel_reason")),
         "displayFinancialStatus": _upper(payload.get("financial_status")),
-        "displayFulfillmentStatus": FULFILLMENT.get(fulfillment, _upper(fulfillment)),
+        "displayFulfillmentStatus": _fulfillment(fulfillment),
         "test": payload.get("test"),
         "email": payload.get("email"),
         "phone": payload.get("phone"),
@@ -131,12 +137,12 @@ def as_node(payload: dict[str, Any], *, store: str) -> dict[str, Any]:
         "lineItems": {"nodes": _line_items(payload, store, oid)},
         "fulfillments": [
             {"createdAt": f.get("created_at"), "status": _upper(f.get("status"))}
-            for f in payload.get("fulfillments") or []
+            for f in _list(payload.get("fulfillments"))
             if isinstance(f, dict)
         ],
         "refunds": [
             {"createdAt": r.get("created_at")}
-            for r in payload.get("refunds") or []
+            for r in _list(payload.get("refunds"))
             if isinstance(r, dict)
         ],
     }
@@ -153,8 +159,10 @@ def deletion(event: Any, *, store: str) -> tuple[datetime, int, Deletion] | None
     event_id, subject, raw = event.get("id"), event.get("subject_id"), event.get("created_at")
     try:
         when = parse_utc(raw) if isinstance(raw, str) else None
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: year 1 with an offset east of UTC
         when = None
+    if when is not None and not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+        when = None  # year 9999 would move the deletions feed's cursor past every real event
     if isinstance(subject, bool) or not isinstance(subject, int) or when is None:
         raise SourceError(
             store,
@@ -175,6 +183,19 @@ def _order_id(payload: dict[str, Any], store: str) -> int:
     return oid
 
 
+def _list(value: Any) -> list[Any]:
+    """Evidence lists: anything but a list dates nothing (`5` here raised TypeError)."""
+    return value if isinstance(value, list) else []
+
+
+def _fulfillment(value: Any) -> Any:
+    """A list or object here raised TypeError (unhashable); it passes on to be ignored like
+    any other fulfillment status that is not a word."""
+    if value is None or isinstance(value, str):
+        return FULFILLMENT.get(value, _upper(value))
+    return None
+
+
 def _upper(value: Any) -> Any:
     """REST's lowercase enum words → GraphQL's; anything else passes through to be judged."""
     return value.upper() if isinstance(value, str) else value
@@ -189,15 +210,7 @@ def _shop_money(payload: dict[str, Any], bag: str) -> dict[str, Any] | None:
 
 
 def _amount(raw: Any, store: str, oid: int, field: str) -> Decimal:
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise OrderPayloadError(store, oid, field, f"not an amount: {raw!r}")
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        raise OrderPayloadError(store, oid, field, f"not an amount: {str(raw)[:40]!r}") from None
-    if not value.is_finite():
-        raise OrderPayloadError(store, oid, field, f"not an amount: {raw!r}")
-    return value
+    return payload_amount(raw, field, store, oid)
 
 
 def _refunded(payload: dict[str, Any], store: str, oid: int) -> str:
@@ -233,9 +246,10 @@ def _line_items(payload: dict[str, Any], store: str, oid: int) -> list[dict[str,
         if not isinstance(item, dict):
             raise OrderPayloadError(store, oid, f"line_items[{i}]", "not an object")
         quantity = item.get("quantity")
+        field = f"line_items[{i}].quantity"
         if isinstance(quantity, bool) or not isinstance(quantity, int):
-            field = f"line_items[{i}].quantity"
             raise OrderPayloadError(store, oid, field, f"not an integer: {quantity!r}")
+        payload_quantity(quantity, field, store, oid)  # bounded: price × 10**999 overflowed
         bag = _shop_money(item, "price_set")
         price = _amount(
             bag["amount"] if bag else item.get("price"), store, oid, f"line_items[{i}].price"

@@ -38,7 +38,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -63,7 +63,12 @@ from pollerd.model import (
     short_name,
 )
 from pollerd.sources.base import Listed, ListPage, Malformed, PageToken
-from pollerd.sources.payload import OrderPayloadError, payload_date
+from pollerd.sources.payload import (
+    OrderPayloadError,
+    payload_amount,
+    payload_date,
+    payload_quantity,
+)
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 
 ORDERS_PATH = "/wp-json/wc/v3/orders"
@@ -756,17 +761,17 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         store=store,
         platform="woocommerce",
         id=oid,
-        number=str(payload.get("number") or oid),
+        number=_string(payload, "number", store, oid, numbers=True) or oid,
         status=status,
         created_at=created,
         updated_at=updated,
         total=_money(payload, "total", store, oid),
-        currency=str(payload.get("currency") or ""),
+        currency=_string(payload, "currency", store, oid),
         paid_at=payload_date(payload, "date_paid_gmt", store, oid),
         completed_at=payload_date(payload, "date_completed_gmt", store, oid),
         cancelled_at=None,  # WooCommerce keeps no cancellation date; the diff uses updated_at
-        payment_method=str(payload.get("payment_method") or ""),
-        payment_method_title=str(payload.get("payment_method_title") or ""),
+        payment_method=_string(payload, "payment_method", store, oid),
+        payment_method_title=_string(payload, "payment_method_title", store, oid),
         refunded_total=_refunded(payload.get("refunds"), store, oid),
         customer_email=mask_email(email),
         customer_phone=mask_phone(phone),
@@ -804,9 +809,9 @@ def _trashed_at(payload: dict[str, Any]) -> datetime | None:
     """When the order was trashed: the trash's own date, so an old order trashed before the
     start point and merely edited after it is history, not news (seen on a real store)."""
     value = _trash_meta(payload, "_wp_trash_meta_time")
-    if value is None or not value.isdigit():
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 11:
         return None  # unreadable: undated, like a cancellation (never a reason to refuse it)
-    return datetime.fromtimestamp(int(value), UTC)
+    return datetime.fromtimestamp(int(value), UTC)  # 11 digits: year 5138 at most
 
 
 def _order_id(payload: dict[str, Any], store: str) -> str:
@@ -827,13 +832,26 @@ def _money(payload: dict[str, Any], field: str, store: str, oid: str) -> str:
 
 
 def _amount(raw: Any, field: str, store: str, oid: str) -> Decimal:
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if isinstance(raw, bool) or not value.is_finite():
-        raise OrderPayloadError(store, oid, field, f"not an amount: {str(raw)[:40]!r}")
-    return value
+    return payload_amount(raw, field, store, oid)
+
+
+def _string(
+    payload: dict[str, Any],
+    key: str,
+    store: str,
+    oid: str,
+    *,
+    numbers: bool = False,
+    field: str = "",
+) -> str:
+    """A text field as sent ("" when absent); `True` or a list must not reach an alert as
+    "True" or "['EUR']" (issue 12). `numbers`: a plain integer is its text (order numbers)."""
+    raw = payload.get(key)
+    if raw is None or isinstance(raw, str):
+        return raw or ""
+    if numbers and isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    raise OrderPayloadError(store, oid, field or key, f"not a string: {str(raw)[:40]!r}")
 
 
 def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
@@ -857,16 +875,11 @@ def _line_items(items: Any, store: str, oid: str) -> Iterable[LineItem]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise OrderPayloadError(store, oid, f"line_items[{i}]", "not an object")
-        quantity = item.get("quantity")
-        try:
-            count = int(Decimal(str(quantity)))
-        except (InvalidOperation, ValueError):
-            raise OrderPayloadError(
-                store, oid, f"line_items[{i}].quantity", f"not a number: {quantity!r}"
-            ) from None
+        count = payload_quantity(item.get("quantity"), f"line_items[{i}].quantity", store, oid)
         total = item.get("total") or "0"
         _amount(total, f"line_items[{i}].total", store, oid)
-        yield LineItem(name=str(item.get("name") or ""), quantity=count, total=str(total))
+        name = _string(item, "name", store, oid, field=f"line_items[{i}].name")
+        yield LineItem(name=name, quantity=count, total=str(total))
 
 
 def _section(payload: dict[str, Any], name: str) -> dict[str, Any]:
