@@ -254,9 +254,7 @@ class SmsChannel(Channel):
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            raise ProbeFailed(
-                self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}")
-            ) from None
+            raise ProbeFailed(self._scrub(f"{self._where()}: {describe_transport(exc)}")) from None
         if response.status_code != 200:
             fix = "check account_sid, auth_token and api_base"
             raise ProbeFailed(f"{self._where()}: account: HTTP {response.status_code} ({fix})")

@@ -246,9 +246,7 @@ class TelegramChannel(Channel):
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            raise ProbeFailed(
-                self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}")
-            ) from None
+            raise ProbeFailed(self._scrub(f"{self._where()}: {describe_transport(exc)}")) from None
         body = json_object(response) or {}
         if response.status_code != 200 or body.get("ok") is not True:
             said = self._scrub(str(body.get("description") or f"HTTP {response.status_code}"))
