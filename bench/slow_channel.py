@@ -21,38 +21,21 @@ import statistics
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+# The same numbered sample orders and webhook secret as the channel benchmark beside it.
+from channels import AT, HOOK_SECRET, order_event  # bench/ is on sys.path
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.console import ConsoleChannel
 from pollerd.channels.webhook import WebhookChannel
 from pollerd.config import DeliveryConfig
 from pollerd.delivery import Deliverer
-from pollerd.model import Event, Order
+from pollerd.model import Event
 from pollerd.store import open_store
-
-AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
-HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-def order_event(n: int) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id=str(10_000 + n),
-        number=str(10_000 + n),
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="59.70",
-        currency="EUR",
-    )
-    when = AT + timedelta(seconds=n)
-    return Event("order.paid", "acme", "woocommerce", order.id, when, when, False, order.to_json())
 
 
 class Hang:
