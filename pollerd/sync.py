@@ -85,6 +85,11 @@ OPEN_CHECK_BATCH = 100  # ids per existence check (`include=` takes at most per_
 TERMINAL = ("completed", "cancelled", "refunded", "trash", "deleted", "checkout-draft")
 """Statuses whose orders the daily existence check skips: it is bounded to orders that can
 still change (a finished order deleted permanently goes unannounced; see the README)."""
+FUTURE_SLACK = DAY
+"""An order modified more than this ahead of pollerd's clock (a store clock set a year ahead for
+a moment, a plugin writing a bad date) is diffed like any order but does not move the bookmark:
+the bookmark would jump past every later change, which no listing would then show. The clock
+only bounds the bookmark here; it never sets it."""
 BULK_FROM = timedelta(days=7)
 """Backfills reaching further back than this use one bulk export instead of pages (Shopify)."""
 
@@ -135,6 +140,7 @@ class StoreSync:
         """When the fast path last read the store (pollerd's clock, floored): a sweep counts as
         late only changes from before it (a metric; it never moves the cursor)."""
         self._baseline_done = False
+        self._warned_ahead: set[str] = set()  # orders dated past FUTURE_SLACK, warned once
         self._feeds_due = {"deletions": 0.0, "disputes": 0.0}
         self._feeds_off: set[str] = set()
         self._start_checked = False
@@ -308,6 +314,20 @@ class StoreSync:
             if self.stopping():
                 report.stopped = True
                 return
+
+    def _far_ahead(self, order_id: str, updated_at: datetime) -> None:
+        if order_id in self._warned_ahead:
+            return
+        self._warned_ahead.add(order_id)
+        logger.warning(
+            "store {}: order {} says it was modified at {}, more than {} ahead of this machine's "
+            "clock; it is diffed, but the bookmark does not follow it (check the store's clock "
+            "and this one's)",
+            self.name,
+            order_id,
+            updated_at.isoformat(),
+            FUTURE_SLACK,
+        )
 
     async def _feeds(self, source: Feeds, start_at: datetime, report: PassReport) -> None:
         """Deletions and disputes, each on its own slower clock; a feed the credentials cannot
@@ -577,9 +597,12 @@ class StoreSync:
                     )
                 last = keys[-1]
                 report.listed += len(rows)
+                ceiling = self.clock() + FUTURE_SLACK
                 for row in rows:
                     key = (row.updated_at, row.id)
-                    if newest is None or key > newest:
+                    if row.updated_at > ceiling:
+                        self._far_ahead(row.id, row.updated_at)
+                    elif newest is None or key > newest:
                         newest = key
                 if until is not None:
                     rows = [r for r in rows if r.updated_at <= until]

@@ -300,3 +300,25 @@ def test_a_malformed_old_order_does_not_stop_the_baseline(shop: WooSim, store: S
     assert sorted(store.snapshots("shop", [str(i) for i in ids])) == sorted(
         str(i) for i in ids if i != ids[2]
     )
+
+
+def test_an_order_dated_a_year_ahead_does_not_drag_the_bookmark_past_later_orders(
+    shop: WooSim, store: Store
+) -> None:
+    """A store clock set a year ahead for a moment (or a plugin writing a bad date): that order
+    is diffed, but the bookmark must not jump a year ahead, or no later change would be listed
+    again (the sweeps read from the bookmark too)."""
+
+    async def body(sync: StoreSync) -> None:
+        sync.ensure_cursor()
+        ahead = shop.create_order(status="processing", payment_method="stripe")
+        shop.set_modified([ahead], datetime.now(UTC) + 365 * DAY)
+        await sync.poll()
+        cursor = store.cursor("shop")
+        assert cursor is not None and cursor.updated_at < datetime.now(UTC) + 2 * DAY
+        later = shop.create_order(status="processing", payment_method="stripe")
+        await sync.poll()
+        assert f"shop:{later}:order.created" in events(store)
+        assert f"shop:{ahead}:order.created" in events(store)
+
+    drive(shop, store, body)
