@@ -104,6 +104,19 @@ def _guard(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+def _on_store(config: Path | None, use: Callable[[Any, Any], T]) -> T:
+    """`use(settings, store)` on the configured database, closed after; a config or database
+    error is one line and its exit code (the short commands that only read or edit rows)."""
+    from pollerd.store import open_store
+
+    settings = _guard(lambda: _settings(config))
+    store = _guard(lambda: open_store(settings.pollerd.database))
+    try:
+        return use(settings, store)
+    finally:
+        store.close()
+
+
 def _settings(config: Path | None = None) -> Any:
     from pollerd.config import load
     from pollerd.log import setup
@@ -336,16 +349,13 @@ def deliveries_retry(
 ) -> None:
     """Make dead letters (or a held channel's rows) due again with fresh attempts."""
     from pollerd.status import retry_target_problem
-    from pollerd.store import open_store
 
-    settings = _guard(lambda: _settings(config))
-    store = _guard(lambda: open_store(settings.pollerd.database))
-    try:
+    def retry(settings: Any, store: Any) -> tuple[str | None, int]:
         # "0 deliveries queued" and exit 0 for a mistyped id or channel read as success.
         problem = retry_target_problem(settings, store, ids or [], channel)
-        count = 0 if problem else store.retry(ids=ids or None, channel=channel)
-    finally:
-        store.close()
+        return problem, 0 if problem else store.retry(ids=ids or None, channel=channel)
+
+    problem, count = _on_store(config, retry)
     if problem:
         _fail(problem, EXIT_USAGE)
     typer.echo(
@@ -694,15 +704,9 @@ def unsubscribes_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Who unsubscribed from which channel, and when (oldest first)."""
-    from pollerd.store import open_store
     from pollerd.unsubscribe import suppressions
 
-    settings = _guard(lambda: _settings(config))
-    store = _guard(lambda: open_store(settings.pollerd.database))
-    try:
-        rows = suppressions(store, channel)
-    finally:
-        store.close()
+    rows = _on_store(config, lambda _settings, store: suppressions(store, channel))
     if as_json:
         found = [{"channel": c, "address": a, "since": w} for c, a, w in rows]
         typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
@@ -720,15 +724,9 @@ def unsubscribes_remove(
     config: ConfigOpt = None,
 ) -> None:
     """Subscribe an address again (it gets the alerts from now on; skipped ones stay skipped)."""
-    from pollerd.store import open_store
     from pollerd.unsubscribe import unsuppress
 
-    settings = _guard(lambda: _settings(config))
-    store = _guard(lambda: open_store(settings.pollerd.database))
-    try:
-        removed = unsuppress(store, channel, address)
-    finally:
-        store.close()
+    removed = _on_store(config, lambda _settings, store: unsuppress(store, channel, address))
     if not removed:
         _fail(
             f"{address} has not unsubscribed from {channel} (see `pollerd unsubscribes list`)",
@@ -750,14 +748,8 @@ def quarantine_list(
     """The set-aside orders, oldest first: why, and when first and last seen. Each pass retries
     them; one that reads again is released and announced as usual."""
     from pollerd.quarantine import held
-    from pollerd.store import open_store
 
-    settings = _guard(lambda: _settings(config))
-    store = _guard(lambda: open_store(settings.pollerd.database))
-    try:
-        rows = held(store, store_name)
-    finally:
-        store.close()
+    rows = _on_store(config, lambda _settings, store: held(store, store_name))
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -780,14 +772,8 @@ def quarantine_drop(
     """Stop retrying a set-aside order (e.g. it was deleted in the shop). If it changes later,
     the next pass reads it again like any order."""
     from pollerd.quarantine import drop
-    from pollerd.store import open_store
 
-    settings = _guard(lambda: _settings(config))
-    store = _guard(lambda: open_store(settings.pollerd.database))
-    try:
-        dropped = drop(store, store_name, order_id)
-    finally:
-        store.close()
+    dropped = _on_store(config, lambda _settings, store: drop(store, store_name, order_id))
     if not dropped:
         _fail(
             f"order {order_id} of store {store_name} is not set aside "
