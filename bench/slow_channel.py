@@ -16,10 +16,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,27 +33,8 @@ from pollerd.channels.webhook import WebhookChannel
 from pollerd.config import DeliveryConfig
 from pollerd.delivery import Deliverer
 from pollerd.model import Event
+from pollerd.sim import HangingReceiver
 from pollerd.store import open_store
-
-
-class Hang:
-    """Accepts every connection, answers none."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                self.held.append(self.sock.accept()[0])
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
 
 
 class TimedConsole(ConsoleChannel):
@@ -73,7 +52,7 @@ class TimedConsole(ConsoleChannel):
 async def measure(events: int, every: float, timeout: float, folder: Path) -> dict[str, Any]:
     store = open_store(f"sqlite:///{folder / 'bench.db'}")
     store.init_cursor("acme", AT)
-    hang = Hang()
+    hang = HangingReceiver()
     try:
         async with httpx.AsyncClient() as http:
             options = {"url": hang.url, "secret": HOOK_SECRET, "timeout": f"{timeout:g}s"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -204,3 +205,24 @@ class WebhookSink(LoopbackService):
         with self._cond:
             self.receipts.clear()
             self.attempts.clear()
+
+
+class HangingReceiver:
+    """A receiver on loopback that accepts every connection and never answers (a webhook whose
+    server hangs): each send to it ends at its timeout. Raw sockets, not HTTP: nothing is read."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()

@@ -6,10 +6,7 @@ seen and announced (item 15), one slow channel does not delay the others (item 9
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +25,7 @@ from pollerd.delivery import Deliverer
 from pollerd.health import Health
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event, Order
-from pollerd.sim import WebhookSink
+from pollerd.sim import HangingReceiver, WebhookSink
 from pollerd.sources.ratelimit import parse_retry_after
 from pollerd.store import Store, open_store
 from pollerd.store.db import DELIVERY
@@ -179,29 +176,6 @@ def test_the_defaults_give_up_at_the_72h_horizon_not_after_4h(store: Store) -> N
 # ---- item 9: one slow channel does not delay the others -----------------------------------
 
 
-class Hang:
-    """A receiver on loopback that accepts every connection and never answers (a webhook
-    whose server hangs): each send to it ends at its timeout."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
-        self.held: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = self.sock.accept()
-                self.held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-
-
 class TimedConsole(ConsoleChannel):
     """The console channel, noting when each alert was written."""
 
@@ -218,7 +192,7 @@ class TimedConsole(ConsoleChannel):
 def test_a_hanging_webhook_does_not_delay_the_console(store: Store) -> None:
     """20 orders to console and to a webhook that never answers (3 s timeout): every console
     alert is written within 1 s (before issue 11: up to 5 s with a 2 s timeout)."""
-    hang = Hang()
+    hang = HangingReceiver()
     burst = 20
 
     async def go() -> dict[str, float]:
