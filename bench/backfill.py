@@ -26,8 +26,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pollerd.sim import ShopSim, WebhookSink, WooSim
-from pollerd.sim.harness import KEY, ROOT, SECRET, SHOPIFY_TOKEN, pollerd_env, write_config
+from pollerd_sim import ShopSim, WebhookSink, WooSim
+from pollerd_sim.harness import KEY, ROOT, SECRET, SHOPIFY_TOKEN, pollerd_env, write_config
 
 STATUSES = ("pending", "processing", "completed", "on-hold", "cancelled", "refunded")
 FINANCIAL = ("PENDING", "PAID", "AUTHORIZED", "PAID", "PARTIALLY_REFUNDED", "REFUNDED")

@@ -39,15 +39,15 @@ from pollerd.channels.base import Channel, ChannelContext
 from pollerd.config import DeliveryConfig
 from pollerd.delivery import Deliverer
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim import WebhookSink
-from pollerd.sim.chat import (
+from pollerd.store import open_store
+from pollerd_sim import WebhookSink
+from pollerd_sim.chat import (
     SIM_DINGTALK_SECRET,
     SIM_FEISHU_SECRET,
     SIM_TELEGRAM_TOKEN,
     SIM_TWILIO_TOKEN,
     ChatSim,
 )
-from pollerd.store import open_store
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pollerd import __version__
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, Daemon, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, Daemon, write_config
 
 
 def store_table(name: str, url: str) -> str:

@@ -22,8 +22,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from pollerd.sim import ShopSim, WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, SHOPIFY_TOKEN, Daemon, write_config
+from pollerd_sim import ShopSim, WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, Daemon, write_config
 
 
 class Store:

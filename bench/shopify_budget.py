@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pollerd.sim import ShopSim, WebhookSink
-from pollerd.sim.harness import SHOPIFY_TOKEN, Daemon, write_config
+from pollerd_sim import ShopSim, WebhookSink
+from pollerd_sim.harness import SHOPIFY_TOKEN, Daemon, write_config
 
 
 def main() -> int:

@@ -33,8 +33,8 @@ from pollerd.channels.webhook import WebhookChannel
 from pollerd.config import DeliveryConfig
 from pollerd.delivery import Deliverer
 from pollerd.model import Event
-from pollerd.sim import HangingReceiver
 from pollerd.store import open_store
+from pollerd_sim import HangingReceiver
 
 
 class TimedConsole(ConsoleChannel):

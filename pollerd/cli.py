@@ -652,7 +652,7 @@ def sim(
     rate: Annotated[float, typer.Option(help=f"{RATE_HELP} (0 = none).")] = 0.0,
 ) -> None:
     """Serve a simulated store on loopback (admin API under /__sim/)."""
-    from pollerd.sim import serve, serve_shopify
+    from pollerd_sim import serve, serve_shopify
 
     if platform not in ("woocommerce", "shopify"):
         _fail(f"--platform: {platform!r} is not a platform (woocommerce or shopify)", EXIT_USAGE)

@@ -98,8 +98,8 @@ def run_demo(
     config: Path | None, *, rate: float, seconds: float | None, locale: str, timezone: str
 ) -> int:
     from pollerd import daemon
-    from pollerd.sim import OrderStream, ShopSim, WooSim
-    from pollerd.sim.shop_stream import ShopStream
+    from pollerd_sim import OrderStream, ShopSim, WooSim
+    from pollerd_sim.shop_stream import ShopStream
 
     user = load(config) if config is not None else None
     setup(level="WARNING")

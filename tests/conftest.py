@@ -9,9 +9,9 @@ that no configured secret and no fixture customer email/phone appears"): every t
 (each xdist worker, or the single process without xdist) installs pollerd's redaction patcher,
 as `pollerd.log.setup` does in production, and a loguru sink at DEBUG writing to
 `<session dir>/<worker>.log`, each test's lines under a `### <test id>` marker. The output of
-`pollerd` subprocesses run through `pollerd.sim.harness.pollerd` and of `daemon_factory`
+`pollerd` subprocesses run through `pollerd_sim.harness.pollerd` and of `daemon_factory`
 daemons is copied there too. At session end the controller scans every file for the sims'
-secrets and customer e-mails/phones (collected from `pollerd.sim` and the JSON fixtures, see
+secrets and customer e-mails/phones (collected from `pollerd_sim` and the JSON fixtures, see
 `fixture_needles`) and fails the run naming file, line and test.
 """
 
@@ -36,18 +36,18 @@ from typing import Any, TextIO
 import pytest
 from loguru import logger
 
-from pollerd import sim as sim_package
+import pollerd_sim as sim_package
 from pollerd.log import install_redaction
-from pollerd.sim import WebhookSink, WooSim, harness
-from pollerd.sim.harness import (
+from pollerd_sim import WebhookSink, WooSim, harness
+from pollerd_sim.harness import (
     HOOK_SECRET,
     KEY,
-    ROOT,
     SECRET,
     Daemon,
     pollerd_env,
     write_config,
 )
+from tests.support import ROOT
 
 pytest_plugins = ["pytester"]
 
@@ -248,7 +248,7 @@ _SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|(^|_)key$|hook$)")
 
 def fixture_needles() -> dict[str, str]:
     """Text that must never reach a log: value → where it was found. Collected, not listed:
-    upper-case constants of every `pollerd.sim` module named like a secret (harness KEY,
+    upper-case constants of every `pollerd_sim` module named like a secret (harness KEY,
     SECRET, SHOPIFY_TOKEN, HOOK_SECRET; chat SIM_*), default arguments named like a secret,
     e-mail or phone (`WooSim(consumer_secret=...)`, `create_order(email=..., phone=...)`), any
     e-mail/phone inside module constants (stream PEOPLE), and the `email`/`phone` values of
@@ -271,7 +271,7 @@ def fixture_needles() -> dict[str, str]:
                 walk(item, where, str(name).lower(), by_key)
 
     for info in pkgutil.iter_modules(sim_package.__path__):
-        module = importlib.import_module(f"pollerd.sim.{info.name}")
+        module = importlib.import_module(f"pollerd_sim.{info.name}")
         for name, value in vars(module).items():
             where = f"{module.__name__}.{name}"
             if name.isupper():

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pollerd.config import ShopifyStore, WooCommerceStore
-from pollerd.sim import ShopSim, WooSim
-from pollerd.sim.harness import KEY, SECRET, SHOPIFY_TOKEN
 from pollerd.sources.base import Listed, ListPage, Source
+from pollerd_sim import ShopSim, WooSim
+from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN
 
 
 @dataclass

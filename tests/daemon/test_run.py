@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, Daemon, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, Daemon, write_config
 
 WATCHDOG_USEC = "1000000"  # 1 s: pings every 0.5 s
 

@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from pollerd.sim import WooSim
-from pollerd.sim.harness import ROOT, pollerd_env, write_config
-from pollerd.sim.loopback import LoopbackHandler, LoopbackService
+from pollerd_sim import WooSim
+from pollerd_sim.harness import pollerd_env, write_config
+from pollerd_sim.loopback import LoopbackHandler, LoopbackService
+from tests.support import ROOT
 
 QUICK = 5.0  # seconds a stop may take when nothing is in flight (the interpreter's exit included)
 

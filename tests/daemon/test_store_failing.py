@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, write_config
 
 ALERTS_ROUTE = '[[routes]]\nevents = ["alert.*"]\nchannels = ["hook"]\n'
 WINDOW = 8.0  # seconds of a failing daemon measured (interval 1 s)

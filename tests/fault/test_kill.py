@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import write_config
 
 pytestmark = pytest.mark.fault
 NIGHTLY = os.environ.get("POLLERD_FAULT_SCALE") == "nightly"

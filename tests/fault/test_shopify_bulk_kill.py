@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pollerd.sim import ShopSim, WebhookSink
-from pollerd.sim.harness import ROOT, SHOPIFY_TOKEN, pollerd, pollerd_env, write_config
+from pollerd_sim import ShopSim, WebhookSink
+from pollerd_sim.harness import SHOPIFY_TOKEN, pollerd, pollerd_env, write_config
+from tests.support import ROOT
 
 pytestmark = pytest.mark.fault
 

@@ -13,9 +13,9 @@ import pytest
 from pollerd import daemon
 from pollerd.config import load
 from pollerd.errors import PollerdError
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import pollerd, pollerd_env, write_config
 from pollerd.store import open_store
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import pollerd, pollerd_env, write_config
 
 SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 ORDERS = "/wp-json/wc/v3/orders"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import pollerd, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import pollerd, write_config
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, ROOT, SECRET, pollerd, pollerd_env, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, pollerd, pollerd_env, write_config
+from tests.support import ROOT
 
 
 def test_run_announces_changes_and_stops_cleanly_on_sigterm(

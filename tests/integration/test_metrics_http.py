@@ -24,11 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pollerd import metrics
 from pollerd.config import RouteConfig, WooCommerceStore
 from pollerd.errors import ConfigError
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, write_config
 from pollerd.sources.woocommerce import WooCommerceSource
 from pollerd.store import open_store
 from pollerd.sync import StoreSync
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, write_config
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 HTTP = httpx.Client(timeout=5)  # one client: building one per request costs ~0.1 s (TLS setup)

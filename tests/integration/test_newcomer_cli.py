@@ -20,8 +20,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import ROOT, pollerd, pollerd_env, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import pollerd, pollerd_env, write_config
+from tests.support import ROOT
 
 
 def _free_port() -> int:

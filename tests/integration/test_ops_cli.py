@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pollerd.crypto import generate
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import HOOK_SECRET, ROOT, pollerd, pollerd_env, write_config
 from pollerd.store import Store
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import HOOK_SECRET, pollerd, pollerd_env, write_config
+from tests.support import ROOT
 
 
 def test_notify_test_ids_never_collide_with_a_real_order(

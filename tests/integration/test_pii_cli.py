@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from pollerd.cli import app
 from pollerd.crypto import CryptoError, KeyRing
 from pollerd.model import Contact
-from pollerd.sim import ShopSim, WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, SHOPIFY_TOKEN, pollerd, pollerd_env, write_config
 from pollerd.store import Store
+from pollerd_sim import ShopSim, WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, pollerd, pollerd_env, write_config
 
 # first, last, email, phone: each order a different customer, one of them Chinese.
 PEOPLE = [

@@ -14,9 +14,9 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from pollerd.crypto import generate
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import pollerd, pollerd_env, write_config
 from pollerd.store import open_store
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import pollerd, pollerd_env, write_config
 
 EMAIL = "grace.hopper@navy.example"
 

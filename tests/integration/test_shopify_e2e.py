@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pollerd.sim import ShopSim, WebhookSink
-from pollerd.sim.harness import SHOPIFY_TOKEN, pollerd, write_config
+from pollerd_sim import ShopSim, WebhookSink
+from pollerd_sim.harness import SHOPIFY_TOKEN, pollerd, write_config
 
 
 class Clock:

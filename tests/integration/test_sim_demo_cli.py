@@ -11,8 +11,9 @@ import subprocess
 import sys
 import tomllib
 
-from pollerd.sim import serve, serve_shopify
-from pollerd.sim.harness import ROOT, pollerd, pollerd_env
+from pollerd_sim import serve, serve_shopify
+from pollerd_sim.harness import pollerd, pollerd_env
+from tests.support import ROOT
 
 
 def test_demo_help_names_both_simulated_platforms() -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import ROOT, Daemon, pollerd, pollerd_env, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import Daemon, pollerd, pollerd_env, write_config
+from tests.support import ROOT
 
 NOBODY = 65534
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import KEY, SECRET, pollerd, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import KEY, SECRET, pollerd, write_config
 
 ALERTS_ROUTE = '[[routes]]\nevents = ["alert.*"]\nchannels = ["hook"]\n'
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pollerd.errors import EXIT_DAMAGED
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import pollerd, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import pollerd, write_config
 
 ORDERS = 5
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import pollerd, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import pollerd, write_config
 
 CONSOLE = """
 [[channels]]

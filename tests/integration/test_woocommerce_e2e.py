@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import HOOK_SECRET, KEY, SECRET, pollerd, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import HOOK_SECRET, KEY, SECRET, pollerd, write_config
 
 
 def received(sink: WebhookSink) -> Counter[str]:

@@ -29,7 +29,7 @@ from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.config import load
 from pollerd.errors import ConfigError
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim import WebhookSink
+from pollerd_sim import WebhookSink
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 USER, PASSWORD = "hookuser", "PW_TOPSECRET_1234"

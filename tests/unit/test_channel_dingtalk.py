@@ -20,7 +20,7 @@ from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.dingtalk import TEXT_BYTES, DingTalkChannel, sign
 from pollerd.channels.robot import utf8_len
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim.chat import ChatSim
+from pollerd_sim.chat import ChatSim
 
 TOKEN = "ding-token-0001"
 SECRET = "SECding0001"

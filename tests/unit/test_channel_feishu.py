@@ -20,7 +20,7 @@ from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.feishu import FeishuChannel, LarkChannel, sign
 from pollerd.channels.robot import utf8_len
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim.chat import ChatSim
+from pollerd_sim.chat import ChatSim
 
 HOOK = "feishu-hook-0001"
 SECRET = "feishu-secret-0001"

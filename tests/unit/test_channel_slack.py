@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.slack import SECTION_LIMIT, SlackChannel
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim.chat import ChatSim
 from pollerd.templates.escape import escape_slack
+from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)

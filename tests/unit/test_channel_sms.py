@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.sms import SmsChannel, segments
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim.chat import ChatSim
-from pollerd.sim.chat_apis import sms_segments
+from pollerd_sim.chat import ChatSim
+from pollerd_sim.chat_apis import sms_segments
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.telegram import TEXT_LIMIT, TelegramChannel
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim.chat import ChatSim
+from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)

@@ -20,9 +20,9 @@ from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.webhook import WebhookChannel, sign, signing_key
 from pollerd.model import Event, Order
 from pollerd.secrets import Secret
-from pollerd.sim import WebhookSink
-from pollerd.sim.loopback import LoopbackHandler, LoopbackService
-from pollerd.sim.sink import Receipt
+from pollerd_sim import WebhookSink
+from pollerd_sim.loopback import LoopbackHandler, LoopbackService
+from pollerd_sim.sink import Receipt
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)

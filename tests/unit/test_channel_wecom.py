@@ -21,8 +21,8 @@ from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.robot import utf8_len
 from pollerd.channels.wecom import MARKDOWN_BYTES, TEXT_BYTES, WeComChannel
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim.chat import ChatSim
 from pollerd.templates.escape import escape_markdown, escape_text
+from pollerd_sim.chat import ChatSim
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 KEY = "wecom-key-0001"

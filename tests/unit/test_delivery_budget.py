@@ -28,9 +28,9 @@ from pollerd.channels.wecom import MARKDOWN_BYTES, TEXT_BYTES, WeComChannel
 from pollerd.config import DeliveryConfig
 from pollerd.delivery import Deliverer, Limiter, Round
 from pollerd.model import Event, LineItem, Order
-from pollerd.sim.chat import SIM_DINGTALK_SECRET, ChatSim
 from pollerd.store import Store, open_store
 from pollerd.store import migrate as migrations
+from pollerd_sim.chat import SIM_DINGTALK_SECRET, ChatSim
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 HOSTILE = "**x** <@all> @everyone [x](http://evil) <b>"

@@ -25,10 +25,10 @@ from pollerd.delivery import Deliverer
 from pollerd.health import Health
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event, Order
-from pollerd.sim import HangingReceiver, WebhookSink
 from pollerd.sources.ratelimit import parse_retry_after
 from pollerd.store import Store, open_store
 from pollerd.store.db import DELIVERY
+from pollerd_sim import HangingReceiver, WebhookSink
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -12,10 +12,10 @@ from pollerd.alerts.store import REMIND_EVERY, StoreWatch, episode
 from pollerd.config import RouteConfig, ShopifyStore
 from pollerd.model import Order
 from pollerd.quarantine import Quarantine, held
-from pollerd.sim import ShopSim
 from pollerd.sources.base import Malformed
 from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
 from pollerd.store import Store, open_store
+from pollerd_sim import ShopSim
 
 T0 = 1_800_000_000.0
 WHEN = datetime.fromtimestamp(T0, UTC)

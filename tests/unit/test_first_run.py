@@ -14,11 +14,11 @@ import pytest
 
 from pollerd import baseline
 from pollerd.config import RouteConfig, WooCommerceStore
-from pollerd.sim import WooSim
-from pollerd.sim.harness import KEY, SECRET
 from pollerd.sources.woocommerce import WooCommerceSource
 from pollerd.store import Store, open_store
 from pollerd.sync import StoreSync
+from pollerd_sim import WooSim
+from pollerd_sim.harness import KEY, SECRET
 
 DAY = timedelta(days=1)
 

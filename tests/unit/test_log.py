@@ -22,9 +22,10 @@ from loguru import logger
 from pollerd import log, secrets
 from pollerd.config import load
 from pollerd.secrets import resolve
-from pollerd.sim.harness import HOOK_SECRET, KEY, ROOT, SECRET, pollerd, pollerd_env
-from pollerd.sim.stream import PEOPLE
+from pollerd_sim.harness import HOOK_SECRET, KEY, SECRET, pollerd, pollerd_env
+from pollerd_sim.stream import PEOPLE
 from tests import conftest
+from tests.support import ROOT
 
 SECRET_VALUE = "s3cr3t-resolved-VALUE-9f8e7d"
 
@@ -494,7 +495,7 @@ def test_scan_names_file_line_test_and_source_never_the_value(tmp_path: Path) ->
 
 def test_needles_are_collected_from_the_sims() -> None:
     needles = conftest.fixture_needles()
-    from pollerd.sim import chat
+    from pollerd_sim import chat
 
     sim_tokens = {v for k, v in vars(chat).items() if k.startswith("SIM_")}
     assert {KEY, SECRET, HOOK_SECRET} | sim_tokens <= set(needles)
@@ -506,8 +507,8 @@ def test_needles_are_collected_from_the_sims() -> None:
 
 _LEAKY = """
 from loguru import logger
-from pollerd.sim.harness import SECRET
-from pollerd.sim.stream import PEOPLE
+from pollerd_sim.harness import SECRET
+from pollerd_sim.stream import PEOPLE
 
 def test_fine():
     logger.info("customer {}", PEOPLE[3][2])  # masked by the redaction patcher
@@ -531,7 +532,7 @@ def test_the_scan_fails_a_run_that_logged_a_secret(
     result.stdout.fnmatch_lines(
         [
             "*log scan: secrets or customer data in the logs*",
-            "*.log:*: pollerd.sim.harness.SECRET appears (test test_leaky.py::test_leaks)",
+            "*.log:*: pollerd_sim.harness.SECRET appears (test test_leaky.py::test_leaks)",
         ]
     )
     assert "2 passed" in result.stdout.str()

@@ -28,13 +28,13 @@ from pollerd.config import DeliveryConfig, RouteConfig, ShopifyStore, WooCommerc
 from pollerd.delivery import Deliverer
 from pollerd.errors import RetryableSourceError
 from pollerd.model import EVENT_TYPES, Event, Order
-from pollerd.sim import ShopSim, WebhookSink, WooSim
-from pollerd.sim.chat import ChatSim
 from pollerd.sources.ratelimit import CostBudget, RequestPacer
 from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
 from pollerd.sources.woocommerce import WooCommerceSource
 from pollerd.store import Store, open_store
 from pollerd.sync import StoreSync
+from pollerd_sim import ShopSim, WebhookSink, WooSim
+from pollerd_sim.chat import ChatSim
 
 KEY, SECRET = "ck_metrics_0123456789", "cs_metrics_abcdefghij"
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

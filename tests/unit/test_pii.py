@@ -64,7 +64,7 @@ def file_bytes(db: Path) -> bytes:
 
 
 def test_woocommerce_keeps_the_full_contact_beside_the_masked_fields() -> None:
-    payload = json.loads((ROOT / "pollerd/sim/data/order_processing_paid_13.json").read_text())
+    payload = json.loads((ROOT / "pollerd_sim/data/order_processing_paid_13.json").read_text())
     got = woocommerce.normalize(payload, store="s", site_url="https://shop.example")
     assert got.contact == Contact("Ada Lovelace", "ada@example.test", "+15550100")
     assert (got.customer_email, got.customer_phone, got.customer_name) == (
@@ -77,7 +77,7 @@ def test_woocommerce_keeps_the_full_contact_beside_the_masked_fields() -> None:
 
 
 def test_woocommerce_falls_back_to_the_shipping_phone_and_name() -> None:
-    payload = json.loads((ROOT / "pollerd/sim/data/order_processing_paid_13.json").read_text())
+    payload = json.loads((ROOT / "pollerd_sim/data/order_processing_paid_13.json").read_text())
     payload["billing"] = {"email": "", "phone": "", "first_name": "", "last_name": ""}
     payload["shipping"] = {"first_name": "芳", "last_name": "王", "phone": "13800138000"}
     got = woocommerce.normalize(payload, store="s", site_url="https://shop.example")

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pollerd import secrets
 from pollerd.config import ConfigErrors, Settings, load
 from pollerd.secrets import Secret, known_secret_values, register_all, resolve
-from pollerd.sim import WebhookSink, WooSim
-from pollerd.sim.harness import HOOK_SECRET, KEY, SECRET, pollerd, pollerd_env, write_config
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.harness import HOOK_SECRET, KEY, SECRET, pollerd, pollerd_env, write_config
 
 VALUE = "v4lue-0f-the-secret-7c1d"
 

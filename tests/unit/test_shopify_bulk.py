@@ -21,7 +21,6 @@ import pytest
 from pollerd.config import ShopifyStore
 from pollerd.errors import RetryableSourceError
 from pollerd.model import Order
-from pollerd.sim import ShopSim
 from pollerd.sources.shopify_bulk import (
     BATCH,
     BUSY_TRIES,
@@ -37,6 +36,7 @@ from pollerd.sources.shopify_bulk import (
 )
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_normalize import normalize_order
+from pollerd_sim import ShopSim
 
 STORE = "acme"
 SHOP = "acme.myshopify.com"

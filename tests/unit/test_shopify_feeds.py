@@ -10,10 +10,10 @@ from typing import TypeVar
 import pytest
 
 from pollerd.config import ShopifyStore
-from pollerd.sim import ShopSim
 from pollerd.sources.base import Deletion, Dispute, Feeds, FeedUnavailable
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_feeds import ShopifyFeeds
+from pollerd_sim import ShopSim
 
 STORE = "acme"
 SHOP = "acme.myshopify.com"

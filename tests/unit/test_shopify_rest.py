@@ -35,7 +35,6 @@ from pollerd.model import (
     parse_utc,
     short_name,
 )
-from pollerd.sim import ShopSim
 from pollerd.sources.base import Deletion, Feeds, FeedUnavailable, Listed, ListPage
 from pollerd.sources.shopify_normalize import gateway_title, normalize_order
 from pollerd.sources.shopify_rest import (
@@ -53,6 +52,7 @@ from pollerd.sources.shopify_rest_normalize import (
     listed_row,
     normalize,
 )
+from pollerd_sim import ShopSim
 
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"
 SHOP = "acme.myshopify.com"

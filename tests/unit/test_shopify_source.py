@@ -24,7 +24,6 @@ from loguru import logger
 
 from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
-from pollerd.sim import ShopSim
 from pollerd.sources import shopify_graphql
 from pollerd.sources.base import Listed
 from pollerd.sources.shopify_client import (
@@ -40,6 +39,7 @@ from pollerd.sources.shopify_normalize import (
     money,
     normalize_order,
 )
+from pollerd_sim import ShopSim
 
 TOKEN = "shpat_sim_token"
 CLIENT_ID = "a1b2c3d4e5f6"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pollerd.config import RouteConfig, ShopifyStore
-from pollerd.sim import ShopSim
 from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
 from pollerd.sources.shopify_rest import ShopifyRestSource
 from pollerd.store import open_store
 from pollerd.sync import StoreSync
+from pollerd_sim import ShopSim
 
 TOKEN = "shpat_unit_0123456789"
 

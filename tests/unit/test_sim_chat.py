@@ -1,4 +1,4 @@
-"""`pollerd.sim.ChatSim`: seven chat/SMS services on loopback, answering like the real ones
+"""`pollerd_sim.ChatSim`: seven chat/SMS services on loopback, answering like the real ones
 (research `notifications.md` §4.1–§4.7, §4.9), over real HTTP.
 
 Signatures are computed here with plain `hmac`, never with the simulator's or a channel's code,
@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pollerd.sim import ChatSim
-from pollerd.sim.chat_bots import dingtalk_sign, feishu_sign
-from pollerd.sim.chat_markup import MarkupError, parse_markup
+from pollerd_sim import ChatSim
+from pollerd_sim.chat_bots import dingtalk_sign, feishu_sign
+from pollerd_sim.chat_markup import MarkupError, parse_markup
 
 WALL0 = 1_700_000_000.5  # the instant the research's vectors were computed for (§4.2, §4.3)
 DING_SECRET = "SECding0001"

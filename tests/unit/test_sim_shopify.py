@@ -1,4 +1,4 @@
-"""Pins the Shopify behaviour `pollerd.sim.ShopSim` must reproduce (brief `shopsim.md`,
+"""Pins the Shopify behaviour `pollerd_sim.ShopSim` must reproduce (brief `shopsim.md`,
 research/shopify.md, fixtures `shared/fixtures/shopify/`), over real HTTP on loopback.
 
 Time is injected: `Wall` is the sim's clock for createdAt/updatedAt/index lag and `Mono` drives
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pollerd.sim import ShopSim
+from pollerd_sim import ShopSim
 
 TOKEN = "shpat_sim_token"
 T0 = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""`pollerd.sim.WebhookSink`: what a webhook receiver accepted, what it refused, and how."""
+"""`pollerd_sim.WebhookSink`: what a webhook receiver accepted, what it refused, and how."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pollerd.sim import WebhookSink
+from pollerd_sim import WebhookSink
 
 HEADERS = {
     "webhook-id": "shop:100:order.paid",

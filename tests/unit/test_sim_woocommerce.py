@@ -1,6 +1,6 @@
-"""Pins every WooCommerce quirk `pollerd.sim.WooSim` must reproduce (research/woocommerce.md),
+"""Pins every WooCommerce quirk `pollerd_sim.WooSim` must reproduce (research/woocommerce.md),
 over real HTTP on loopback. Bodies are compared with the payloads recorded from a real
-WooCommerce 10.0.2 (shipped in `pollerd/sim/data/`)."""
+WooCommerce 10.0.2 (shipped in `pollerd_sim/data/`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pollerd.sim import OrderStream, WooSim
+from pollerd_sim import OrderStream, WooSim
 
 ORDERS = "/wp-json/wc/v3/orders"
 BASIC = ("ck_sim", "cs_sim")
@@ -32,7 +32,7 @@ NAIVE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 
 
 def fixture(name: str) -> Any:
-    return json.loads(resources.files("pollerd.sim").joinpath("data", name).read_text("utf-8"))
+    return json.loads(resources.files("pollerd_sim").joinpath("data", name).read_text("utf-8"))
 
 
 class Clock:
@@ -649,7 +649,7 @@ def test_order_stream_is_deterministic_and_varied(clock: Clock) -> None:
 
 
 def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
-    code = "from pollerd.sim import serve; serve(port=0, orders_per_minute=600)"
+    code = "from pollerd_sim import serve; serve(port=0, orders_per_minute=600)"
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root

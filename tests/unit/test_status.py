@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pollerd.config import load
-from pollerd.sim.harness import pollerd_env, write_config
 from pollerd.status import collect, stale_after
 from pollerd.store import open_store
+from pollerd_sim.harness import pollerd_env, write_config
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import Event, Order
-from pollerd.sim import ShopSim, WooSim
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_rest import ShopifyRestSource
 from pollerd.sources.woocommerce import WooCommerceSource
+from pollerd_sim import ShopSim, WooSim
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"
 SECRET = "cs_3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d"

@@ -485,8 +485,8 @@ def test_operators_list_and_undo_opt_outs_from_the_cli(
 
     from pollerd.cli import app
     from pollerd.config import load
-    from pollerd.sim.harness import pollerd_env, write_config
     from pollerd.store import open_store
+    from pollerd_sim.harness import pollerd_env, write_config
 
     for name, value in pollerd_env().items():
         if name.startswith("TEST_"):

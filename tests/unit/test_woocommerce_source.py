@@ -32,7 +32,6 @@ from pollerd.errors import (
     SourceError,
 )
 from pollerd.model import parse_utc
-from pollerd.sim import WooSim
 from pollerd.sources.woocommerce import (
     INLINE_WAIT,
     WAF_PAUSE,
@@ -41,6 +40,7 @@ from pollerd.sources.woocommerce import (
     naive_utc,
     normalize,
 )
+from pollerd_sim import WooSim
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"
 SECRET = "cs_3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d"
@@ -824,7 +824,7 @@ def _live_orders() -> list[tuple[str, dict[str, Any]]]:
                 if isinstance(item, dict) and {"status", "date_created_gmt"} <= set(item):
                     found.append((f"{path.relative_to(folder)}#{item['id']}", item))
         break
-    packaged = resources.files("pollerd.sim").joinpath("data", "order_processing_paid_13.json")
+    packaged = resources.files("pollerd_sim").joinpath("data", "order_processing_paid_13.json")
     found.append(("packaged#13", json.loads(packaged.read_text("utf-8"))))
     return found
 

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 from graphql import DocumentNode, FieldNode, get_named_type, get_operation_ast, is_abstract_type
 
 from pollerd.model import utc_iso
-from pollerd.sim.shop_bucket import CostWalker
-from pollerd.sim.shop_orders import ShopBook, Stamp
-from pollerd.sim.shop_schema import gid
+from pollerd_sim.shop_bucket import CostWalker
+from pollerd_sim.shop_orders import ShopBook, Stamp
+from pollerd_sim.shop_schema import gid
 
 if TYPE_CHECKING:
-    from pollerd.sim.shop_graphql import GraphQLApi
+    from pollerd_sim.shop_graphql import GraphQLApi
 
 FIRST_BULK_ID = 4046733967549
 URL_LIFETIME = timedelta(days=7)

@@ -23,9 +23,9 @@ import itertools
 import json
 from typing import Any, ClassVar
 
-from pollerd.sim.chat_limits import DINGTALK, DINGTALK_BLOCK, FEISHU, WECOM, RateWindows
-from pollerd.sim.chat_wire import ChatRequest, json_reply, strings_in, text_reply
-from pollerd.sim.wc_rest import Reply
+from pollerd_sim.chat_limits import DINGTALK, DINGTALK_BLOCK, FEISHU, WECOM, RateWindows
+from pollerd_sim.chat_wire import ChatRequest, json_reply, strings_in, text_reply
+from pollerd_sim.wc_rest import Reply
 
 Outcome = tuple[Reply, bool]
 """The answer and whether the service accepted the message."""

@@ -36,9 +36,9 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 
-from pollerd.sim.shop_bucket import MAX_QUERY_COST, CostWalker, PointBucket
-from pollerd.sim.shop_orders import Facets, OrderRec, ShopBook
-from pollerd.sim.shop_schema import (
+from pollerd_sim.shop_bucket import MAX_QUERY_COST, CostWalker, PointBucket
+from pollerd_sim.shop_orders import Facets, OrderRec, ShopBook
+from pollerd_sim.shop_schema import (
     SDL,
     SHOP_ID,
     render_dispute,
@@ -47,10 +47,10 @@ from pollerd.sim.shop_schema import (
     render_order,
     render_refund,
 )
-from pollerd.sim.shop_search import InvalidCursor, Page, Row, paginate, parse_search
+from pollerd_sim.shop_search import InvalidCursor, Page, Row, paginate, parse_search
 
 if TYPE_CHECKING:
-    from pollerd.sim.shop_bulk import BulkRunner
+    from pollerd_sim.shop_bulk import BulkRunner
 
 _GID = re.compile(r"^gid://shopify/([A-Za-z]+)/(\d+)$")
 THROTTLED_ERROR = {

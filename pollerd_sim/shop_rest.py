@@ -26,10 +26,10 @@ from decimal import Decimal
 from typing import Any
 
 from pollerd.model import parse_utc, utc_iso
-from pollerd.sim.loopback import JSON_TYPE
-from pollerd.sim.shop_bucket import CallBucket
-from pollerd.sim.shop_orders import OrderRec, ShopBook
-from pollerd.sim.shop_schema import SHOP_ID
+from pollerd_sim.loopback import JSON_TYPE
+from pollerd_sim.shop_bucket import CallBucket
+from pollerd_sim.shop_orders import OrderRec, ShopBook
+from pollerd_sim.shop_schema import SHOP_ID
 
 _ORDER = re.compile(r"^orders/(\d+)\.json$")
 _TRANSACTIONS = re.compile(r"^orders/(\d+)/transactions\.json$")

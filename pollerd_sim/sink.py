@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from pollerd.sim.loopback import LoopbackHandler, LoopbackService
+from pollerd_sim.loopback import LoopbackHandler, LoopbackService
 
 SINK_MODES = ("ok", "down", "500", "429", "410", "slow")
 _STATUS = {"ok": 200, "slow": 200, "500": 500, "429": 429, "410": 410}

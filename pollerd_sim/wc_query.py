@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pollerd.sim.wc_orders import ORDER_STATUSES
+from pollerd_sim.wc_orders import ORDER_STATUSES
 
 Query = dict[str, str | dict[str, str]]
 

@@ -25,14 +25,14 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pollerd.sim.loopback import JSON_TYPE, LoopbackService, RoutedHandler
-from pollerd.sim.wc_admin import admin_reply
-from pollerd.sim.wc_auth import KeyAuth
-from pollerd.sim.wc_faults import WAF_PAGE, WP_FATAL, FaultPlan, nginx_page
-from pollerd.sim.wc_orders import OrderBook, Transition
-from pollerd.sim.wc_query import parse_php_query
-from pollerd.sim.wc_render import wp_json
-from pollerd.sim.wc_rest import ORDERS_PREFIX, Reply, RestApi
+from pollerd_sim.loopback import JSON_TYPE, LoopbackService, RoutedHandler
+from pollerd_sim.wc_admin import admin_reply
+from pollerd_sim.wc_auth import KeyAuth
+from pollerd_sim.wc_faults import WAF_PAGE, WP_FATAL, FaultPlan, nginx_page
+from pollerd_sim.wc_orders import OrderBook, Transition
+from pollerd_sim.wc_query import parse_php_query
+from pollerd_sim.wc_render import wp_json
+from pollerd_sim.wc_rest import ORDERS_PREFIX, Reply, RestApi
 
 _HTML = "text/html; charset=UTF-8"
 
@@ -320,7 +320,7 @@ def serve(
 ) -> None:
     """Run a WooSim (and an OrderStream when `orders_per_minute` > 0) until Ctrl-C or SIGTERM.
     `kwargs` are WooSim's (consumer_key, consumer_secret, site_timezone, hpos, ...)."""
-    from pollerd.sim.stream import OrderStream
+    from pollerd_sim.stream import OrderStream
 
     sim = WooSim(host=host, port=port, seed=seed, **kwargs).start()
     stop = threading.Event()

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from pollerd.sim.woocommerce import WooSim
+    from pollerd_sim.woocommerce import WooSim
 
 PEOPLE = (
     ("Ada", "Lovelace", "ada.lovelace@example.test", "+15550100", "USD"),

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent.parent  # the source checkout (cwd of children)
 KEY, SECRET = "ck_test_0123456789", "cs_test_abcdefghijkl"
 SHOPIFY_TOKEN = "shpat_test_0123456789abcdef"
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -108,15 +107,20 @@ def pollerd_env(**extra: str) -> dict[str, str]:
 
 
 def pollerd(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """`python -m pollerd <args>` as a user would run it, from `cwd` (default: the caller's):
+    nothing here assumes a source checkout, so it works as well from an installed wheel."""
     return subprocess.run(
         [sys.executable, "-m", "pollerd", *args],
         capture_output=True,
         text=True,
         env=env or pollerd_env(),
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
@@ -170,7 +174,7 @@ class Daemon:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=ROOT,
+                cwd=self.config.parent,
             )
         try:
             deadline = time.monotonic() + timeout

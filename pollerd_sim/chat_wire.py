@@ -12,8 +12,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from pollerd.sim.loopback import JSON_TYPE
-from pollerd.sim.wc_rest import Reply
+from pollerd_sim.loopback import JSON_TYPE
+from pollerd_sim.wc_rest import Reply
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"

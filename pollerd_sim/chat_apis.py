@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from pollerd.sim.chat_limits import TELEGRAM_CHAT, TELEGRAM_GROUP, RateWindows, whole_seconds
-from pollerd.sim.chat_markup import MarkupError, parse_markup, utf16_len
-from pollerd.sim.chat_wire import ChatRequest, json_reply
-from pollerd.sim.wc_rest import Reply
+from pollerd_sim.chat_limits import TELEGRAM_CHAT, TELEGRAM_GROUP, RateWindows, whole_seconds
+from pollerd_sim.chat_markup import MarkupError, parse_markup, utf16_len
+from pollerd_sim.chat_wire import ChatRequest, json_reply
+from pollerd_sim.wc_rest import Reply
 
 Outcome = tuple[Reply, bool]
 

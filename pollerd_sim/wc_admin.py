@@ -26,11 +26,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from pollerd.model import parse_utc, utc_iso
-from pollerd.sim.wc_orders import UnknownOrder
-from pollerd.sim.wc_rest import Reply
+from pollerd_sim.wc_orders import UnknownOrder
+from pollerd_sim.wc_rest import Reply
 
 if TYPE_CHECKING:
-    from pollerd.sim.woocommerce import WooSim
+    from pollerd_sim.woocommerce import WooSim
 
 _ORDER_ACTIONS = ("status", "checkout", "refund", "trash", "restore", "touch")
 

@@ -16,10 +16,10 @@ import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from pollerd.sim.stream import PEOPLE, PRODUCTS, StreamAction
+from pollerd_sim.stream import PEOPLE, PRODUCTS, StreamAction
 
 if TYPE_CHECKING:
-    from pollerd.sim.shopify import ShopSim
+    from pollerd_sim.shopify import ShopSim
 
 # scenario: (weight, financial status at creation, gateway, follow-up actions)
 SCENARIOS: dict[str, tuple[int, str, str, tuple[str, ...]]] = {

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from pollerd.model import utc_iso
-from pollerd.sim.shop_orders import DisputeRec, EventRec, LineRec, OrderRec, RefundRec
+from pollerd_sim.shop_orders import DisputeRec, EventRec, LineRec, OrderRec, RefundRec
 
 SHOP_ID = 690933842
 _CURRENCY_CODES = (

@@ -17,9 +17,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pollerd.sim.chat_limits import DISCORD, SLACK, RateWindows, whole_seconds
-from pollerd.sim.chat_wire import ChatRequest, json_reply, text_reply
-from pollerd.sim.wc_rest import Reply
+from pollerd_sim.chat_limits import DISCORD, SLACK, RateWindows, whole_seconds
+from pollerd_sim.chat_wire import ChatRequest, json_reply, text_reply
+from pollerd_sim.wc_rest import Reply
 
 Outcome = tuple[Reply, bool]
 

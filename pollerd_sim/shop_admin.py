@@ -27,11 +27,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from pollerd.model import parse_utc, utc_iso
-from pollerd.sim.shop_orders import UnknownOrder
-from pollerd.sim.shop_rest import Reply, json_reply
+from pollerd_sim.shop_orders import UnknownOrder
+from pollerd_sim.shop_rest import Reply, json_reply
 
 if TYPE_CHECKING:
-    from pollerd.sim.shopify import ShopSim
+    from pollerd_sim.shopify import ShopSim
 
 _SIMPLE_ACTIONS = (
     "pay",

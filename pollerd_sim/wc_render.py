@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pollerd.sim.wc_orders import OrderRecord
+from pollerd_sim.wc_orders import OrderRecord
 
 CURRENCY_SYMBOLS = {
     "USD": "$",

@@ -31,14 +31,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pollerd.sim.loopback import LoopbackService, RoutedHandler
-from pollerd.sim.shop_admin import admin_reply
-from pollerd.sim.shop_bucket import CallBucket, PointBucket
-from pollerd.sim.shop_bulk import BulkRunner
-from pollerd.sim.shop_graphql import GraphQLApi, Outcome
-from pollerd.sim.shop_orders import Change, ShopBook, Stamp
-from pollerd.sim.shop_rest import THROTTLED_BODY, Reply, RestApi, json_reply
-from pollerd.sim.shop_schema import CURRENCIES, ground_truth
+from pollerd_sim.loopback import LoopbackService, RoutedHandler
+from pollerd_sim.shop_admin import admin_reply
+from pollerd_sim.shop_bucket import CallBucket, PointBucket
+from pollerd_sim.shop_bulk import BulkRunner
+from pollerd_sim.shop_graphql import GraphQLApi, Outcome
+from pollerd_sim.shop_orders import Change, ShopBook, Stamp
+from pollerd_sim.shop_rest import THROTTLED_BODY, Reply, RestApi, json_reply
+from pollerd_sim.shop_schema import CURRENCIES, ground_truth
 
 _API_PATH = re.compile(r"^/admin/api/([^/]+)/(.+)$")
 _HTML = "text/html; charset=UTF-8"
@@ -509,7 +509,7 @@ def serve_shopify(
 ) -> None:
     """Run a ShopSim (and a ShopStream when `orders_per_minute` > 0) until Ctrl-C or SIGTERM;
     `kwargs` are ShopSim's."""
-    from pollerd.sim.shop_stream import ShopStream
+    from pollerd_sim.shop_stream import ShopStream
 
     sim = ShopSim(host=host, port=port, seed=seed, **kwargs).start()
     stop = threading.Event()

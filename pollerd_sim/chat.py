@@ -34,13 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
-from pollerd.sim.chat_apis import Telegram, Twilio
-from pollerd.sim.chat_bots import DingTalk, Feishu, WeCom
-from pollerd.sim.chat_hooks import Discord, Slack
-from pollerd.sim.chat_limits import RateWindows
-from pollerd.sim.chat_wire import ChatRequest, text_reply
-from pollerd.sim.loopback import LoopbackService, RoutedHandler
-from pollerd.sim.wc_rest import Reply
+from pollerd_sim.chat_apis import Telegram, Twilio
+from pollerd_sim.chat_bots import DingTalk, Feishu, WeCom
+from pollerd_sim.chat_hooks import Discord, Slack
+from pollerd_sim.chat_limits import RateWindows
+from pollerd_sim.chat_wire import ChatRequest, text_reply
+from pollerd_sim.loopback import LoopbackService, RoutedHandler
+from pollerd_sim.wc_rest import Reply
 
 SERVICES = ("wecom", "dingtalk", "feishu", "slack", "telegram", "discord", "twilio")
 COMMON_FAULTS = ("reset", "slow")

@@ -20,10 +20,10 @@ from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pollerd.sim.loopback import JSON_TYPE
-from pollerd.sim.wc_auth import KeyAuth, auth_error
-from pollerd.sim.wc_orders import OrderBook
-from pollerd.sim.wc_query import (
+from pollerd_sim.loopback import JSON_TYPE
+from pollerd_sim.wc_auth import KeyAuth, auth_error
+from pollerd_sim.wc_orders import OrderBook
+from pollerd_sim.wc_query import (
     InvalidParams,
     Query,
     link_header,
@@ -31,8 +31,8 @@ from pollerd.sim.wc_query import (
     version_tuple,
     wp_parse_list,
 )
-from pollerd.sim.wc_render import FieldsFilter, OrderRenderer, wp_json
-from pollerd.sim.wc_select import SelectionCache, select
+from pollerd_sim.wc_render import FieldsFilter, OrderRenderer, wp_json
+from pollerd_sim.wc_select import SelectionCache, select
 
 ORDERS_PREFIX = "/wp-json/wc/v3/orders"
 _ORDER_PATH = re.compile(r"^/wp-json/wc/v3/orders/(\d+)$")
@@ -70,8 +70,8 @@ class Reply:
 
 @cache
 def load_data(name: str) -> Any:
-    """A recorded payload shipped as package data (`pollerd/sim/data/`)."""
-    return json.loads(resources.files("pollerd.sim").joinpath("data", name).read_text("utf-8"))
+    """A recorded payload shipped as package data (`pollerd_sim/data/`)."""
+    return json.loads(resources.files("pollerd_sim").joinpath("data", name).read_text("utf-8"))
 
 
 class RestApi:
@@ -298,7 +298,7 @@ class RestApi:
         hours = offset.total_seconds() / 3600 if offset else 0
         return {
             "name": self.site_name,
-            "description": "A simulated WooCommerce store (pollerd.sim)",
+            "description": "A simulated WooCommerce store (pollerd_sim)",
             "url": home,
             "home": home,
             "gmt_offset": int(hours) if hours == int(hours) else hours,

@@ -17,8 +17,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from pollerd.sim.wc_orders import OrderRecord
-from pollerd.sim.wc_query import ListArgs
+from pollerd_sim.wc_orders import OrderRecord
+from pollerd_sim.wc_query import ListArgs
 
 ANY_EXCLUDES = frozenset({"trash", "auto-draft"})
 
