@@ -525,7 +525,10 @@ def test_the_scan_fails_a_run_that_logged_a_secret(
 ) -> None:
     """A nested pytest run with this conftest: one test logs the harness SECRET past the
     redactor. The run's tests pass, the scan fails it and names file, line, test and source."""
-    pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
+    conftest = (ROOT / "tests" / "conftest.py").read_text()
+    # the nested run is outside the checkout: `tests` is not importable there
+    conftest = conftest.replace("from tests.support import ROOT", f"ROOT = Path({str(ROOT)!r})")
+    pytester.makeconftest(conftest)
     pytester.makepyfile(test_leaky=_LEAKY)
     result = pytester.runpytest_subprocess(*workers, "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
