@@ -57,8 +57,13 @@ SIM_TWILIO_TOKEN = "twilio-token-0001"
 
 
 class ChatService(Protocol):
-    name: str
-    faults: tuple[str, ...]
+    # read-only: each service's own tuple of faults has its own length (an invariant attribute
+    # would not accept it)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def faults(self) -> tuple[str, ...]: ...
 
     def owns(self, path: str) -> bool: ...
 

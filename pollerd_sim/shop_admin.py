@@ -83,10 +83,10 @@ def _route(sim: ShopSim, method: str, parts: list[str], payload: dict[str, Any])
             sim.set_updated([int(i) for i in payload["ids"]], _when(payload["when"], "when"))
             return {"ok": True}
         case ("POST", ["disputes"]):
-            order_id = int(payload.pop("order_id"))
+            disputed = int(payload.pop("order_id"))  # not `order_id`: the str captured above
             amount = str(payload.pop("amount"))
             payload["evidence_due_by"] = _when(payload.get("evidence_due_by"), "evidence_due_by")
-            return {"id": sim.add_dispute(order_id, amount, **payload)}
+            return {"id": sim.add_dispute(disputed, amount, **payload)}
         case ("POST", ["disputes", dispute_id]):
             sim.set_dispute_status(int(dispute_id), str(payload["status"]))
             return {"ok": True}

@@ -278,7 +278,7 @@ class CostWalker:
                     )
                 )
                 return 0
-        size = int(first if first is not None else last)
+        size = int(first if first is not None else last or 0)
         if depth == 1:
             self.page_sizes[node.name.value] = max(size, self.page_sizes.get(node.name.value, 0))
         return size

@@ -16,7 +16,7 @@ data, so a sweep by `created_at` is the second access path the research recommen
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +184,7 @@ class GraphQLApi:
             }
         }
 
-    def _errors(self, errors: list[dict[str, Any]], kind: str = "other") -> Outcome:
+    def _errors(self, errors: Sequence[Mapping[str, Any]], kind: str = "other") -> Outcome:
         return Outcome(200, {"errors": errors, "extensions": self.cost_extension(0, 0)}, kind)
 
     def execute(
@@ -222,7 +222,7 @@ class GraphQLApi:
         if walker.errors:
             spent = max(1, requested)
             self.bucket.reserve(spent)
-            body = {
+            body: dict[str, Any] = {
                 "errors": [e.as_error() for e in walker.errors],
                 "data": None,
                 "extensions": self.cost_extension(spent, spent),
@@ -467,7 +467,7 @@ class GraphQLApi:
                 "created_at": event.created_at,
                 "id": event.id,
             }
-            if search.matches(lambda name, t=table: t.get(name, ...), now):
+            if search.matches(_lookup(table), now):
                 rows.append(Row(event.created_at if by_created else event.id, event.id, event))
         return connection(_page(rows, args, info.context.bulk), render_event)
 
@@ -489,7 +489,7 @@ class GraphQLApi:
                 "type": frozenset({dispute.type.lower()}),
                 "id": dispute.id,
             }
-            if search.matches(lambda name, t=table: t.get(name, ...), now):
+            if search.matches(_lookup(table), now):
                 rows.append(Row(dispute.id, dispute.id, dispute))
         return connection(_page(rows, args, info.context.bulk), self._dispute)
 
@@ -512,3 +512,8 @@ def _page(rows: list[Row[Any]], args: dict[str, Any], bulk: bool) -> Page[Any]:
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
     return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def _lookup(table: dict[str, Any]) -> Callable[[str], Any]:
+    """A search row's field getter; `...` for a field the resource cannot filter on."""
+    return lambda name: table.get(name, ...)

@@ -329,16 +329,18 @@ class ShopBook:
         self._next_txn += 1
 
     def _lines(self, items: Iterable[dict[str, Any]] | None, total: Decimal) -> list[LineRec]:
-        specs = list(items) if items is not None else [{"name": "Test Mug", "price": total}]
+        specs: list[dict[str, Any]] = (
+            list(items) if items is not None else [{"name": "Test Mug", "price": total}]
+        )
         lines = []
         for spec in specs:
             lines.append(
                 LineRec(
                     id=self._next_line,
                     name=str(spec.get("name", "Item")),
-                    quantity=int(spec.get("quantity", 1)),
+                    quantity=int(str(spec.get("quantity", 1))),
                     sku=str(spec.get("sku", "")),
-                    price=money(spec.get("price", "0.00")),
+                    price=money(str(spec.get("price", "0.00"))),
                 )
             )
             self._next_line += 1

@@ -73,7 +73,7 @@ class ShopStream:
             {"name": name, "sku": sku, "price": price, "quantity": self._rng.choice((1, 1, 2))}
             for name, sku, _pid, price in chosen
         ]
-        total = sum(Decimal(i["price"]) * i["quantity"] for i in items)
+        total = sum((Decimal(str(i["price"])) * int(i["quantity"]) for i in items), Decimal(0))
         order_id = self.sim.create_order(
             financial=financial,
             total=str(total),

@@ -119,8 +119,11 @@ class OrderStream:
         order), each with a follow-up due within the first steps: what a real shop has when
         pollerd first starts. Call before the daemon starts."""
         now = self.sim.book.now()  # the simulated store's clock, which tests may skew
-        plans = (("bacs", "on-hold", ("processing",)), ("bacs", "on-hold", ("cancelled",)))
-        plans += (("stripe", "processing", ("completed",)),)
+        plans: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+            ("bacs", "on-hold", ("processing",)),
+            ("bacs", "on-hold", ("cancelled",)),
+            ("stripe", "processing", ("completed",)),
+        )
         made = []
         for age, (method, status, follow) in zip(days, plans, strict=False):
             first, last, email, phone, currency = self._rng.choice(PEOPLE)
