@@ -40,9 +40,9 @@ from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 
-from pollerd.channels.base import Budget, ChannelContext, destination
+from pollerd.channels.base import Budget, ChannelContext, ChannelOptions, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
@@ -165,10 +165,7 @@ class DingTalkChannel(Robot):
         400402: Outcome("message", "the markdown message has no title (a pollerd bug)"),
     }
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: (
             Annotated[
                 Secret,

@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from pollerd.channels.base import Channel, ChannelContext, ProbeFailed, SendResult
+from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, ProbeFailed, SendResult
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -111,10 +111,7 @@ class EmailChannel(Channel):
     kind: ClassVar[str] = "email"
     secret_fields: ClassVar[tuple[str, ...]] = ("password",)
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         host: str = Field(min_length=1)
         port: int = Field(587, ge=1, le=65535)
         security: Literal["starttls", "tls", "none"] = "starttls"
@@ -142,10 +139,6 @@ class EmailChannel(Channel):
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         self.envelope_from = parseaddr(self.options.sender)[1]
         self.recipients = [address for _, address in getaddresses(self.options.to)]
 

@@ -42,9 +42,9 @@ from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 
-from pollerd.channels.base import Budget, ChannelContext, destination
+from pollerd.channels.base import Budget, ChannelContext, ChannelOptions, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
@@ -139,10 +139,7 @@ class FeishuChannel(Robot):
         9499: Outcome("message", "the bot rejects the request as malformed"),
     }
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: (
             Annotated[
                 Secret,

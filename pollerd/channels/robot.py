@@ -18,20 +18,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from pydantic import BaseModel
 
-from pollerd.channels.base import (
-    Channel,
-    ChannelContext,
-    SendResult,
-    describe_transport,
-    retry_after_seconds,
-)
+from pollerd.channels.base import Channel, SendResult
 from pollerd.config import invalid
+from pollerd.errors import ChannelScope
+from pollerd.http import retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -144,15 +139,14 @@ class Answer:
                 code = int(code) if code is not None else None
             except (TypeError, ValueError):
                 code = None
-        after = retry_after_seconds(response.headers.get("retry-after"))
-        return cls(response.status_code, code, str(message or ""), after)
+        return cls(response.status_code, code, str(message or ""), retry_after(response))
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One row of a robot's code table."""
 
-    kind: str  # "retry" | "channel" | "message"
+    kind: Literal["retry", "channel", "message"]  # retryable, or permanent with this scope
     problem: str
     fix: str = ""
     after: float | None = None
@@ -166,14 +160,6 @@ class Robot(Channel):
     codes: ClassVar[dict[int, Outcome]] = {}
     first_format: ClassVar[str] = "markdown"
 
-    def __init__(self, ctx: ChannelContext) -> None:
-        super().__init__(ctx)
-        raw = ctx.options
-        options_model: type[BaseModel] = self.Options  # type: ignore[attr-defined]
-        self.options: Any = (
-            raw if isinstance(raw, options_model) else options_model.model_validate(raw or {})
-        )
-
     # subclasses -----------------------------------------------------------------------------
     def endpoint(self) -> str:
         raise NotImplementedError
@@ -181,10 +167,6 @@ class Robot(Channel):
     def prepare(self, payload: Payload) -> tuple[str, Payload]:
         """The URL and body of one attempt (signing happens here, at send time)."""
         return self.endpoint(), payload
-
-    def secrets(self) -> list[str]:
-        """Values that must never reach a detail."""
-        return []
 
     def outcome(self, answer: Answer) -> Outcome | None:
         return self.codes.get(answer.code) if answer.code is not None else None
@@ -248,23 +230,15 @@ class Robot(Channel):
 
     async def attempt(self, payload: Payload) -> SendResult:
         url, body = self.prepare(payload)
-        timeout = self.options.timeout.total_seconds()
-        try:
-            response = await self.ctx.http.post(
-                url,
-                content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                headers={"content-type": "application/json; charset=utf-8"},
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.TimeoutException as exc:
-            what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
-            return SendResult.retry(f"{self.where()}: {what} after {timeout:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(self.scrub(f"{self.where()}: {describe_transport(exc)}"))
-        return self.classify(Answer.of(response), response)
+        return await self.post(
+            url,
+            self.classify,
+            content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            headers={"content-type": "application/json; charset=utf-8"},
+        )
 
-    def classify(self, answer: Answer, response: httpx.Response) -> SendResult:
+    def classify(self, response: httpx.Response) -> SendResult:
+        answer = Answer.of(response)
         status = answer.status
         said = self.said(answer)
         if 200 <= status < 300 and answer.code == 0:
@@ -275,7 +249,7 @@ class Robot(Channel):
             if found.kind == "retry":
                 wait = max(found.after or 0.0, answer.retry_after or 0.0) or None
                 return SendResult.retry(text, after=wait)
-            scope = "channel" if found.kind == "channel" else "message"
+            scope: ChannelScope = "channel" if found.kind == "channel" else "message"
             return SendResult.permanent(text, scope=scope)
         if 300 <= status < 400:
             return SendResult.permanent(
@@ -312,12 +286,6 @@ class Robot(Channel):
             text += f", code {answer.code}"
         message = " ".join(answer.message.split())[:_EXCERPT]
         return self.scrub(f"{text} ({message})" if message else text)
-
-    def scrub(self, text: str) -> str:
-        for value in sorted(self.secrets(), key=len, reverse=True):
-            if value:
-                text = text.replace(value, "****")
-        return text
 
 
 def _stored(payloads: list[Payload]) -> str:

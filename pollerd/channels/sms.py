@@ -40,11 +40,11 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from pollerd.channels.base import (
     Channel,
-    ChannelContext,
+    ChannelOptions,
     ProbeFailed,
     SendResult,
     describe_transport,
@@ -140,10 +140,7 @@ class SmsChannel(Channel):
     secret_fields: ClassVar[tuple[str, ...]] = ("auth_token",)
     flavour: ClassVar[str] = "sms"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         account_sid: Annotated[str, AfterValidator(_account_sid)]
         auth_token: Secret
         to: Annotated[str, AfterValidator(_phone)]
@@ -162,13 +159,6 @@ class SmsChannel(Channel):
                     key="sender",
                 )
             return self
-
-    def __init__(self, ctx: ChannelContext) -> None:
-        super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
 
     def render(self, event: Event) -> str:
         """The SMS body from the `sms` template, within `max_segments` (every segment is

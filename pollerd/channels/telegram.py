@@ -43,12 +43,13 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BeforeValidator
 
 from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
+    ChannelOptions,
     ProbeFailed,
     SendResult,
     describe_transport,
@@ -108,10 +109,7 @@ class TelegramChannel(Channel):
     flavour: ClassVar[str] = "telegram"
     secret_fields: ClassVar[tuple[str, ...]] = ("token",)
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         token: Annotated[Secret, AfterValidator(_bot_token)]
         chat_id: Annotated[str, BeforeValidator(_chat_id)]
         api_base: Annotated[str, AfterValidator(_api_base)] = DEFAULT_API
@@ -121,10 +119,6 @@ class TelegramChannel(Channel):
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         self._token = self.options.token.get().strip()
         self.chat_id = self.options.chat_id  # replaced when Telegram says the group migrated
 
