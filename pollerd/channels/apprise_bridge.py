@@ -301,10 +301,14 @@ class AppriseChannel(Channel):
                 return f": {text[:_EXCERPT]}" if text else ""
         return ""
 
+    def where(self) -> str:
+        return self._where
+
+    def secrets(self) -> list[str]:
+        return self._masks
+
     def _mask(self, text: str) -> str:
-        for piece in self._masks:
-            text = text.replace(piece, "****")
-        return text
+        return self.scrub(text)
 
 
 def _message(rendered: str) -> tuple[str, str, str]:

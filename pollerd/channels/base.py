@@ -238,6 +238,14 @@ class Channel:
         except ChannelError as exc:
             return SendResult.of(exc)
 
+    async def probe_get(self, url: str, *, timeout: float, **kwargs: Any) -> httpx.Response:
+        """GET a read-only endpoint for `pollerd check` through the edge; a transport failure
+        is `ProbeFailed`, worded and scrubbed like a send's."""
+        try:
+            return await self.edge.request("GET", url, timeout=timeout, **kwargs)
+        except RetryableChannelError as exc:
+            raise ProbeFailed(exc.detail) from None
+
     # `pollerd check` ----------------------------------------------------------------------
     def probe_url(self) -> str | None:
         """Where a send would go, for the default `probe`; None when there is no such address."""

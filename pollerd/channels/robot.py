@@ -232,12 +232,12 @@ class Robot(Channel):
         url, body = self.prepare(payload)
         return await self.post(
             url,
-            self.classify,
+            self._classify,
             content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
             headers={"content-type": "application/json; charset=utf-8"},
         )
 
-    def classify(self, response: httpx.Response) -> SendResult:
+    def _classify(self, response: httpx.Response) -> SendResult:
         answer = Answer.of(response)
         status = answer.status
         said = self.said(answer)

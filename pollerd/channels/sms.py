@@ -47,11 +47,10 @@ from pollerd.channels.base import (
     ChannelOptions,
     ProbeFailed,
     SendResult,
-    describe_transport,
     json_object,
-    retry_after_seconds,
 )
 from pollerd.config import Duration, invalid
+from pollerd.http import retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -80,6 +79,7 @@ CHANNEL_CODES = {
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _SENDER = re.compile(r"^(\+[1-9]\d{6,14}|\d{3,8}|[A-Za-z0-9 ]{1,11})$")
 _EXCERPT = 200
+MAY_HAVE_SENT = "the SMS may have been sent; retrying risks a duplicate rather than a missed alert"
 
 
 def segments(text: str) -> int:
@@ -178,36 +178,21 @@ class SmsChannel(Channel):
             assert options.messaging_service_sid is not None
             form["MessagingServiceSid"] = options.messaging_service_sid
         url = f"{options.api_base}/2010-04-01/Accounts/{quote(options.account_sid)}/Messages.json"
-        timeout = options.timeout.total_seconds()
-        try:
-            response = await self.ctx.http.post(
-                url,
-                data=form,
-                auth=(options.account_sid, options.auth_token.get()),
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.ConnectTimeout:
-            return SendResult.retry(f"{self._where()}: connect timed out after {timeout:g}s")
-        except httpx.TimeoutException:
-            return SendResult.retry(
-                f"{self._where()}: no answer after {timeout:g}s (the SMS may have been sent; "
-                "retrying risks a duplicate rather than a missed alert)"
-            )
-        except (httpx.ConnectError, httpx.ProxyError) as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
-        except httpx.TransportError as exc:
-            what = f"{self._where()}: {describe_transport(exc)} (the SMS may have been sent)"
-            return SendResult.retry(self._scrub(what))
-        return self._classify(response, segments(rendered))
+        return await self.post(
+            url,
+            lambda response: self._classify(response, segments(rendered)),
+            data=form,
+            auth=(options.account_sid, options.auth_token.get()),
+            unsure=MAY_HAVE_SENT,
+        )
 
     def _classify(self, response: httpx.Response, parts: int) -> SendResult:
         status = response.status_code
         body = json_object(response)
         code = body.get("code") if body is not None else None
         code = code if isinstance(code, int) and not isinstance(code, bool) else None
-        said = self._scrub(_said(response, body))
-        what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
+        said = self.scrub(_said(response, body))
+        what = f"{self.where()} answered HTTP {status}" + (f": {said}" if said else "")
         if 200 <= status < 300:
             sid = body.get("sid") if body is not None else None
             if isinstance(sid, str) and sid:
@@ -217,8 +202,7 @@ class SmsChannel(Channel):
                 f"{what}; that is not Twilio's answer (no message sid): check api_base", "channel"
             )
         if status == 429 or code == 20429:
-            after = retry_after_seconds(response.headers.get("retry-after"))
-            return SendResult.retry(f"{what} (rate limited)", after=after)
+            return SendResult.retry(f"{what} (rate limited)", after=retry_after(response))
         if code in RECIPIENT_CODES:
             return SendResult.permanent(f"{what}; {RECIPIENT_CODES[code]}", scope="recipient")
         if code in CHANNEL_CODES:
@@ -236,29 +220,22 @@ class SmsChannel(Channel):
         """GET the account resource: read-only, and proves account_sid + auth_token."""
         options = self.options
         url = f"{options.api_base}/2010-04-01/Accounts/{quote(options.account_sid)}.json"
-        try:
-            response = await self.ctx.http.get(
-                url,
-                auth=(options.account_sid, options.auth_token.get()),
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.HTTPError as exc:
-            raise ProbeFailed(self._scrub(f"{self._where()}: {describe_transport(exc)}")) from None
+        response = await self.probe_get(
+            url, auth=(options.account_sid, options.auth_token.get()), timeout=timeout
+        )
         if response.status_code != 200:
             fix = "check account_sid, auth_token and api_base"
-            raise ProbeFailed(f"{self._where()}: account: HTTP {response.status_code} ({fix})")
+            raise ProbeFailed(f"{self.where()}: account: HTTP {response.status_code} ({fix})")
         return "account readable (credentials accepted), nothing sent"
 
-    def _where(self) -> str:
+    def where(self) -> str:
         parts = urlsplit(self.options.api_base)
         return f"twilio {parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
 
-    def _scrub(self, text: str) -> str:
-        token = self.options.auth_token.get()
-        return text.replace(token, "****") if token else text
+    def secrets(self) -> list[str]:
+        return [self.options.auth_token.get()]
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:

@@ -52,12 +52,12 @@ from pollerd.channels.base import (
     ChannelOptions,
     ProbeFailed,
     SendResult,
-    describe_transport,
     destination,
     json_object,
-    retry_after_seconds,
 )
 from pollerd.config import Duration, invalid
+from pollerd.errors import ChannelError
+from pollerd.http import retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -149,27 +149,26 @@ class TelegramChannel(Channel):
         except (ValueError, KeyError, TypeError):
             return SendResult.permanent("the stored message is not a telegram rendering")
         notes: list[str] = []
-        answer = await self._post(text_html, parse_html=True)
-        if isinstance(answer, SendResult):
-            return answer
-        moved = _migrated_to(answer)
-        if moved is not None:
-            notes.append(
-                f"the group became a supergroup: set chat_id = {moved} (was {self.chat_id})"
-            )
-            self.chat_id = moved
+        try:
             answer = await self._post(text_html, parse_html=True)
-            if isinstance(answer, SendResult):
-                return _noted(answer, notes)
-        if answer.status_code == 400 and "can't parse entities" in _description(answer).lower():
-            notes.append(f"sent as plain text: Telegram refused the HTML ({_description(answer)})")
-            answer = await self._post(text_plain, parse_html=False)
-            if isinstance(answer, SendResult):
-                return _noted(answer, notes)
-        return _noted(self._classify(answer), notes)
+            moved = _migrated_to(answer)
+            if moved is not None:
+                notes.append(
+                    f"the group became a supergroup: set chat_id = {moved} (was {self.chat_id})"
+                )
+                self.chat_id = moved
+                answer = await self._post(text_html, parse_html=True)
+            said = _description(answer)
+            if answer.status_code == 400 and "can't parse entities" in said.lower():
+                notes.append(f"sent as plain text: Telegram refused the HTML ({said})")
+                answer = await self._post(text_plain, parse_html=False)
+            result = self._classify(answer)
+        except ChannelError as exc:  # a transport failure at the edge: retry
+            result = SendResult.of(exc)
+        return _noted(result, notes)
 
-    async def _post(self, text: str, *, parse_html: bool) -> httpx.Response | SendResult:
-        """One sendMessage call: the response, or the retry a transport failure means."""
+    async def _post(self, text: str, *, parse_html: bool) -> httpx.Response:
+        """One sendMessage call through the edge (a transport failure raises)."""
         payload: dict[str, Any] = {
             "chat_id": self.chat_id,
             "text": text,
@@ -181,31 +180,24 @@ class TelegramChannel(Channel):
             payload["message_thread_id"] = self.options.message_thread_id
         if self.options.disable_notification:
             payload["disable_notification"] = True
-        timeout = self.options.timeout.total_seconds()
-        try:
-            return await self.ctx.http.post(
-                f"{self.options.api_base}/bot{self._token}/sendMessage",
-                json=payload,
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.TimeoutException as exc:
-            what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
-            return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
+        return await self.edge.request(
+            "POST",
+            f"{self.options.api_base}/bot{self._token}/sendMessage",
+            json=payload,
+            timeout=self.options.timeout.total_seconds(),
+        )
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code
         body = json_object(response)
-        said = self._scrub(_description(response))
-        what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
+        said = self.scrub(_description(response))
+        what = f"{self.where()} answered HTTP {status}" + (f": {said}" if said else "")
         if body is not None and body.get("ok") is True and 200 <= status < 300:
             message = body.get("result")
             number = message.get("message_id") if isinstance(message, dict) else None
             return SendResult.ok(f"message_id {number}" if number is not None else "ok")
         if status == 429:
-            after = _retry_after(body) or retry_after_seconds(response.headers.get("retry-after"))
+            after = _retry_after(body) or retry_after(response)
             return SendResult.retry(f"{what} (flood control)", after=after)
         if status >= 500 or status == 408:
             return SendResult.retry(what)
@@ -233,34 +225,26 @@ class TelegramChannel(Channel):
 
     async def probe(self, timeout: float = 10.0) -> str:
         """getMe: read-only by design, and proves the token (it posts nothing to the chat)."""
-        try:
-            response = await self.ctx.http.get(
-                f"{self.options.api_base}/bot{self._token}/getMe",
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.HTTPError as exc:
-            raise ProbeFailed(self._scrub(f"{self._where()}: {describe_transport(exc)}")) from None
+        response = await self.probe_get(
+            f"{self.options.api_base}/bot{self._token}/getMe", timeout=timeout
+        )
         body = json_object(response) or {}
         if response.status_code != 200 or body.get("ok") is not True:
-            said = self._scrub(str(body.get("description") or f"HTTP {response.status_code}"))
-            raise ProbeFailed(f"{self._where()}: getMe: {said} (check token and api_base)")
+            said = self.scrub(str(body.get("description") or f"HTTP {response.status_code}"))
+            raise ProbeFailed(f"{self.where()}: getMe: {said} (check token and api_base)")
         bot = (body.get("result") or {}).get("username", "?")
         return f"getMe: bot @{bot} (token accepted), nothing sent"
 
-    def _where(self) -> str:
+    def where(self) -> str:
         parts = urlsplit(self.options.api_base)
         return f"telegram {parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
 
-    def _scrub(self, text: str) -> str:
+    def secrets(self) -> list[str]:
         """The token sits in every request URL; an error may quote it."""
-        secret = self._token.partition(":")[2]
-        for value in (self._token, secret):
-            if len(value) >= 4:
-                text = text.replace(value, "****")
-        return text
+        token = self.options.token.get().strip()
+        return [token, token.partition(":")[2]]
 
 
 def _fits(message: Message) -> bool:
