@@ -213,6 +213,8 @@ class PermanentChannelError(ChannelError, Permanent):
     """The receiver refused for good: this message (`message`), the person it was for
     (`recipient`), or every message of the channel (`channel`: the loop holds the channel)."""
 
+    scope: ChannelScope
+
     def __init__(self, detail: str, *, scope: ChannelScope = "message", channel: str = "") -> None:
         self.scope = scope
         super().__init__(detail, channel=channel)

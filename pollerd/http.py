@@ -173,6 +173,19 @@ def log_exchange(
 
 # --- the edge ----------------------------------------------------------------------------------
 
+EXCERPT = 200
+"""Characters of an answer a detail quotes: enough for an API's error message, not a page."""
+
+
+def excerpt(
+    response: httpx.Response, said: str | None = None, scrub: Callable[[str], str] = str
+) -> str:
+    """What the other side said, on one line: `said` (the message field of its JSON) or the
+    start of the body, scrubbed BEFORE it is cut (a secret cut in half would escape)."""
+    text = said if said is not None else response.text[: EXCERPT * 4]
+    return " ".join(scrub(text).split())[:EXCERPT]
+
+
 MIN_SECRET = 4
 """Shorter values are not blanked: masking every "ab" would garble the text and hide nothing."""
 

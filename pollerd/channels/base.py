@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from pollerd.config import invalid
 from pollerd.errors import (
     ChannelError,
     ChannelScope,
@@ -100,6 +101,28 @@ def destination(kind: str, *parts: str) -> str:
     hashed, because those values are credentials and keys end up in logs."""
     digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:16]
     return f"{kind}:{digest}"
+
+
+def http_url(value: str, *, query: bool = True) -> bool:
+    """Whether `value` is an http(s) URL with a host and a usable port (and, unless `query`,
+    without a query or fragment). Callers never echo the URL: it often carries a credential."""
+    parts = urlsplit(value.strip())
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in range
+        return False
+    return valid and (query or not (parts.query or parts.fragment))
+
+
+def base_url(default: str) -> Callable[[str], str]:
+    """A validator for an API's base URL (a proxy or a simulator may replace `default`)."""
+
+    def validate(value: str) -> str:
+        if not http_url(value, query=False):
+            raise invalid("must be an http:// or https:// URL without a query", f'e.g. "{default}"')
+        return value.strip().rstrip("/")
+
+    return validate
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,11 @@ from pollerd.channels.base import (
     ChannelOptions,
     SendResult,
     destination,
+    http_url,
     json_object,
 )
 from pollerd.config import Duration, invalid
-from pollerd.http import retry_after
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -59,7 +60,6 @@ MAX_WAIT = 3600.0  # a retry_after beyond this is taken as a unit mix-up (discor
 CHANNEL_STATUSES = frozenset({401, 403, 404})
 CHANNEL_CODES = frozenset({220001, 220003})  # forum/media channel: needs a thread
 _WEBHOOK_PATH = re.compile(r"/webhooks/\d+/[^/]+/?$")
-_EXCERPT = 200
 
 
 def _units(text: str) -> int:
@@ -71,11 +71,7 @@ def _webhook_url(value: Secret) -> Secret:
     """`https://discord.com/api/webhooks/{id}/{token}` or a proxy with the same path tail.
     Never echoed: the last segment is the token."""
     parts = urlsplit(value.get().strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid or not _WEBHOOK_PATH.search(parts.path):
+    if not http_url(value.get()) or not _WEBHOOK_PATH.search(parts.path):
         raise invalid(
             "must be the webhook URL Discord shows (Server Settings → Integrations → Webhooks)",
             'e.g. "https://discord.com/api/webhooks/123…/abc…", or env:DISCORD_WEBHOOK_URL',
@@ -182,12 +178,11 @@ def _fits(message: Message) -> bool:
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:
-    if body is not None and isinstance(body.get("message"), str):
-        code = body.get("code")
-        text = f"{body['message']} ({code})" if code else body["message"]
-    else:
-        text = response.text[: _EXCERPT * 4]
-    return " ".join(text.split())[:_EXCERPT]
+    """Discord's words: `message (code)` from its error JSON, else the body's start."""
+    message, code = (body or {}).get("message"), (body or {}).get("code")
+    if not isinstance(message, str):
+        return excerpt(response)
+    return excerpt(response, f"{message} ({code})" if code else message)
 
 
 def _wait(response: httpx.Response, body: dict[str, Any] | None) -> float | None:

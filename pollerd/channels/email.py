@@ -286,7 +286,7 @@ class EmailChannel(Channel):
         try:
             context = self._tls_context() if options.security != "none" else None
         except (OSError, ssl.SSLError) as exc:  # a deleted or garbled ca_file: fix the config
-            why = exc.strerror or exc.reason or str(exc)
+            why = exc.strerror or getattr(exc, "reason", None) or str(exc)
             return SendResult.permanent(f"cannot load ca_file {options.ca_file}: {why}", "channel")
         smtp: smtplib.SMTP
         if options.security == "tls":

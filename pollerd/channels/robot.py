@@ -23,15 +23,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from pollerd.channels.base import Channel, SendResult
+from pollerd.channels.base import Channel, SendResult, http_url
 from pollerd.config import invalid
 from pollerd.errors import ChannelScope
-from pollerd.http import retry_after
+from pollerd.http import EXCERPT, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
-
-_EXCERPT = 200
 
 Fits = Callable[[Message], bool]
 Render = Callable[[str, Fits | None], Message]
@@ -54,13 +52,7 @@ def hook_url(check: Callable[[str], str | None], example: str) -> Callable[[Secr
 
     def validate(value: Secret) -> Secret:
         text = value.get().strip()
-        parts = urlsplit(text)
-        try:
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-            valid = valid and parts.port != 0
-        except ValueError:
-            valid = False
-        if not valid:
+        if not http_url(text):
             raise invalid("must be the robot's webhook URL", f"e.g. {example}")
         problem = check(text)
         if problem:
@@ -284,7 +276,7 @@ class Robot(Channel):
         text = f"{self.where()} answered HTTP {answer.status}"
         if answer.code is not None:
             text += f", code {answer.code}"
-        message = " ".join(answer.message.split())[:_EXCERPT]
+        message = " ".join(answer.message.split())[:EXCERPT]
         return self.scrub(f"{text} ({message})" if message else text)
 
 

@@ -44,9 +44,10 @@ from pollerd.channels.base import (
     ChannelOptions,
     SendResult,
     destination,
+    http_url,
 )
 from pollerd.config import Duration, invalid
-from pollerd.http import retry_after
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -85,17 +86,11 @@ CHANNEL_CODES = frozenset(
 CHANNEL_STATUSES = frozenset({401, 403, 404, 410})
 _FIX = "create a new incoming webhook for the Slack channel and set the channel's url"
 _CODE = re.compile(r"^[a-z_]{2,64}$")
-_EXCERPT = 200
 
 
 def _hook_url(value: Secret) -> Secret:
     """http(s) with a host. Never echoed: the path is the hook's token."""
-    parts = urlsplit(value.get().strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid:
+    if not http_url(value.get()):
         raise invalid(
             "must be the incoming webhook URL Slack shows",
             'e.g. "https://hooks.slack.com/services/T…/B…/…", or env:SLACK_HOOK_URL',
@@ -148,7 +143,7 @@ class SlackChannel(Channel):
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code
-        body = self.scrub(" ".join(response.text[: _EXCERPT * 4].split())[:_EXCERPT])
+        body = excerpt(response, scrub=self.scrub)
         what = f"{self.where()} answered HTTP {status}" + (f": {body}" if body else "")
         if 200 <= status < 300:
             if body == "ok" or _json_ok(response):

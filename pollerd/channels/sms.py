@@ -47,10 +47,11 @@ from pollerd.channels.base import (
     ChannelOptions,
     ProbeFailed,
     SendResult,
+    base_url,
     json_object,
 )
 from pollerd.config import Duration, invalid
-from pollerd.http import retry_after
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -78,7 +79,6 @@ CHANNEL_CODES = {
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _SENDER = re.compile(r"^(\+[1-9]\d{6,14}|\d{3,8}|[A-Za-z0-9 ]{1,11})$")
-_EXCERPT = 200
 MAY_HAVE_SENT = "the SMS may have been sent; retrying risks a duplicate rather than a missed alert"
 
 
@@ -122,17 +122,6 @@ def _sender(value: str) -> str:
     return value.strip()
 
 
-def _api_base(value: str) -> str:
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid or parts.query or parts.fragment:
-        raise invalid("must be an http:// or https:// URL without a query", f'e.g. "{DEFAULT_API}"')
-    return value.strip().rstrip("/")
-
-
 class SmsChannel(Channel):
     """Texts each alert to one phone number through Twilio."""
 
@@ -147,7 +136,7 @@ class SmsChannel(Channel):
         sender: Annotated[str, AfterValidator(_sender)] | None = None
         messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9A-Za-z]+$")
         max_segments: int = Field(2, ge=1, le=10)
-        api_base: Annotated[str, AfterValidator(_api_base)] = DEFAULT_API
+        api_base: Annotated[str, AfterValidator(base_url(DEFAULT_API))] = DEFAULT_API
         timeout: Duration = timedelta(seconds=15)
 
         @model_validator(mode="after")
@@ -239,9 +228,8 @@ class SmsChannel(Channel):
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:
-    if body is not None and isinstance(body.get("message"), str):
-        code = body.get("code")
-        text = f"{code} {body['message']}" if code else body["message"]
-    else:
-        text = response.text[: _EXCERPT * 4]
-    return " ".join(text.split())[:_EXCERPT]
+    """Twilio's words: `code message` from its error JSON, else the body's start."""
+    message, code = (body or {}).get("message"), (body or {}).get("code")
+    if not isinstance(message, str):
+        return excerpt(response)
+    return excerpt(response, f"{code} {message}" if code else message)

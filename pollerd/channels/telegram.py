@@ -52,12 +52,13 @@ from pollerd.channels.base import (
     ChannelOptions,
     ProbeFailed,
     SendResult,
+    base_url,
     destination,
     json_object,
 )
 from pollerd.config import Duration, invalid
 from pollerd.errors import ChannelError
-from pollerd.http import retry_after
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -67,7 +68,6 @@ TEXT_LIMIT = 4096  # characters of `text` after entity parsing (Bot API sendMess
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _CHAT = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})$")
 _RECIPIENT_GONE = ("blocked by the user", "user is deactivated")
-_EXCERPT = 200
 
 
 def _units(text: str) -> int:
@@ -91,17 +91,6 @@ def _chat_id(value: Any) -> str:
     return text
 
 
-def _api_base(value: str) -> str:
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid or parts.query or parts.fragment:
-        raise invalid("must be an http:// or https:// URL without a query", f'e.g. "{DEFAULT_API}"')
-    return value.strip().rstrip("/")
-
-
 class TelegramChannel(Channel):
     """Sends each alert to one Telegram chat (user, group, supergroup topic or channel)."""
 
@@ -112,7 +101,7 @@ class TelegramChannel(Channel):
     class Options(ChannelOptions):
         token: Annotated[Secret, AfterValidator(_bot_token)]
         chat_id: Annotated[str, BeforeValidator(_chat_id)]
-        api_base: Annotated[str, AfterValidator(_api_base)] = DEFAULT_API
+        api_base: Annotated[str, AfterValidator(base_url(DEFAULT_API))] = DEFAULT_API
         message_thread_id: int | None = None
         disable_notification: bool = False
         timeout: Duration = timedelta(seconds=10)
@@ -258,12 +247,8 @@ def _stored(html_message: Message, plain: Message) -> str:
 
 
 def _description(response: httpx.Response) -> str:
-    body = json_object(response)
-    if body is not None and isinstance(body.get("description"), str):
-        text = body["description"]
-    else:
-        text = response.text[: _EXCERPT * 4]
-    return " ".join(text.split())[:_EXCERPT]
+    said = (json_object(response) or {}).get("description")
+    return excerpt(response, said if isinstance(said, str) else None)
 
 
 def _parameters(body: dict[str, Any] | None) -> dict[str, Any]:

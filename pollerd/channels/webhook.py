@@ -37,9 +37,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import AfterValidator, Field
 
-from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, SendResult
+from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, SendResult, http_url
 from pollerd.config import Duration, invalid
-from pollerd.http import retry_after, scrub
+from pollerd.http import excerpt, retry_after, scrub
 from pollerd.model import Event
 from pollerd.secrets import Secret
 
@@ -57,7 +57,6 @@ RESERVED_HEADERS = frozenset(
     | {"webhook-id", "webhook-timestamp", "webhook-signature"}
 )
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
-_EXCERPT = 200
 
 
 def signing_key(secret: str) -> bytes:
@@ -89,12 +88,7 @@ def _sign_with_key(key: bytes, msg_id: str, timestamp: int, body: str) -> str:
 
 def _webhook_url(value: str) -> str:
     """http(s) with a host. The URL is never echoed: many hook URLs carry a token in the path."""
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a port that is not a number in range
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid:
+    if not http_url(value):
         raise invalid(
             "must be an http:// or https:// URL", 'e.g. "https://hooks.example.com/pollerd"'
         )
@@ -199,9 +193,8 @@ class WebhookChannel(Channel):
     def _excerpt(self, response: httpx.Response, signature: str) -> str:
         """The start of the receiver's error body (it often says what is wrong), on one line,
         with anything that could be our signature or secret blanked out."""
-        text = response.text[: _EXCERPT * 4]
-        text = scrub(text, [signature, signature.removeprefix("v1,"), *self.secrets()])
-        text = " ".join(text.split())[:_EXCERPT]
+        secrets = [signature, signature.removeprefix("v1,"), *self.secrets()]
+        text = excerpt(response, scrub=lambda raw: scrub(raw, secrets))
         return f": {text}" if text else ""
 
 
