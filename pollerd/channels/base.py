@@ -130,7 +130,9 @@ class ChannelContext:
     """What the daemon hands every channel: its config table and the shared pieces."""
 
     name: str
-    options: dict[str, Any]  # the [[channels]] table minus name/type, secrets already resolved
+    # The channel's validated `Options` model (config builds it), or for a channel without one
+    # the [[channels]] table minus name/type as a dict, secrets already resolved.
+    options: BaseModel | dict[str, Any] | None
     http: httpx.AsyncClient
     timezone: str = "UTC"
     locale: str = "en"

@@ -53,6 +53,7 @@ from pollerd.channels.robot import (
     hook_url,
     one_credential,
     query_value,
+    robot_keyword,
     utf8_len,
 )
 from pollerd.config import Duration, invalid
@@ -80,13 +81,6 @@ def _secret(value: Secret) -> Secret:
             "is not a DingTalk signing secret (they start with SEC)",
             "copy the secret shown under the robot's 安全设置 → 加签",
         )
-    return value
-
-
-def _keyword(value: str) -> str:
-    value = value.strip()
-    if not value or any(c in value for c in "\r\n"):
-        raise invalid("must be one of the robot's keywords, on one line", 'e.g. "订单"')
     return value
 
 
@@ -177,7 +171,7 @@ class DingTalkChannel(Robot):
         ) = None
         token: Annotated[Secret, AfterValidator(bare_credential("access_token"))] | None = None
         secret: Annotated[Secret, AfterValidator(_secret)] | None = None
-        keyword: Annotated[str, AfterValidator(_keyword)] | None = None
+        keyword: Annotated[str, AfterValidator(robot_keyword("robot"))] | None = None
         mention_all: bool = False
         timeout: Duration = timedelta(seconds=10)
 

@@ -54,6 +54,7 @@ from pollerd.channels.robot import (
     bare_credential,
     hook_url,
     one_credential,
+    robot_keyword,
     utf8_len,
 )
 from pollerd.config import Duration, invalid
@@ -87,13 +88,6 @@ def _url_problem(url: str) -> str | None:
 def _secret(value: Secret) -> Secret:
     if any(c.isspace() for c in value.get()):
         raise invalid("contains whitespace", "copy the bot's 签名校验 secret exactly")
-    return value
-
-
-def _keyword(value: str) -> str:
-    value = value.strip()
-    if not value or any(c in value for c in "\r\n"):
-        raise invalid("must be one of the bot's keywords, on one line", 'e.g. "订单"')
     return value
 
 
@@ -151,7 +145,7 @@ class FeishuChannel(Robot):
         ) = None
         hook: Annotated[Secret, AfterValidator(bare_credential("hook id"))] | None = None
         secret: Annotated[Secret, AfterValidator(_secret)] | None = None
-        keyword: Annotated[str, AfterValidator(_keyword)] | None = None
+        keyword: Annotated[str, AfterValidator(robot_keyword("bot"))] | None = None
         mention_all: bool = False
         timeout: Duration = timedelta(seconds=10)
 

@@ -91,6 +91,19 @@ def one_credential(url: object, credential: object, name: str, env: str) -> None
         )
 
 
+def robot_keyword(noun: str) -> Callable[[str], str]:
+    """A validator for a robot's custom keyword (`noun`: "robot", "bot"): one line, not empty;
+    it is inserted raw, since it must match the one set on the robot exactly."""
+
+    def validate(value: str) -> str:
+        value = value.strip()
+        if not value or any(c in value for c in "\r\n"):
+            raise invalid(f"must be one of the {noun}'s keywords, on one line", 'e.g. "订单"')
+        return value
+
+    return validate
+
+
 def query_value(url: str, name: str) -> str:
     values = parse_qs(urlsplit(url).query).get(name) or [""]
     return values[0]
