@@ -220,7 +220,19 @@ class Edge:
     reach a message or a log; `failure` builds the retryable error a transport failure raises
     (a `RetryableChannelError` by default; a source passes its `RetryableSourceError`);
     `observe` counts each request by status or "timeout"/"error" (`metrics.api_request`);
-    `log_path` puts the path and the query (credentials left out) in the DEBUG line."""
+    `log_path` puts the path and the query (credentials left out) in the DEBUG line.
+
+    A channel gets its edge from `Channel.edge` (`Channel.post` sends and classifies). A store
+    client builds one per store, e.g. for WooCommerce::
+
+        Edge(http, f"store {name}", secrets=lambda: [cfg.consumer_secret.get()],
+             failure=lambda text: RetryableSourceError(name, text),
+             observe=lambda code: metrics.api_request(name, code), log_path=True,
+             timeouts=lambda exc, s: f"no answer within {s:g} s (timeout)")
+
+    and calls `await edge.request(method, url, timeout=..., label=f"{method} {path}")` inside
+    its pacing slot (a `RetryableSourceError` out of it is also the pacer's `failure()`), then
+    its own `classify(response)`: WAF pages, OAuth re-signing and GraphQL errors in a 200."""
 
     client: httpx.AsyncClient
     where: str
@@ -252,7 +264,7 @@ class Edge:
             response = await self.client.request(
                 method, url, timeout=timeout, follow_redirects=False, **kwargs
             )
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # transport failures, and a body that does not decode
             status = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
             self._record(method, url, status, started, 0)
             if isinstance(exc, httpx.TimeoutException):
