@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from loguru import logger
 
+from pollerd.errors import ControlFlow
 from pollerd.unsubscribe import PATH, MetaStore, UnsubscribeLinks, recipient_key, suppress
 
 READ_TIMEOUT = 10.0
@@ -83,7 +84,7 @@ _TEXT = {
 }
 
 
-class BadRequest(Exception):
+class BadRequest(ControlFlow):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status

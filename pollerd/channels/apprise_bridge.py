@@ -46,9 +46,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 
-from pollerd.channels.base import Channel, ChannelContext, SendResult
+from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, SendResult
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -181,10 +181,7 @@ class AppriseChannel(Channel):
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
     flavour: ClassVar[str] = "markdown"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: Annotated[Secret, AfterValidator(_apprise_url)]
         title: str | None = None  # a fixed title; the alert's summary line when unset
         timeout: Duration = timedelta(seconds=10)
@@ -205,10 +202,6 @@ class AppriseChannel(Channel):
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         url = self.options.url.get().strip()
         self._masks = _pieces(url)
         self._where = _describe(url)
@@ -308,10 +301,14 @@ class AppriseChannel(Channel):
                 return f": {text[:_EXCERPT]}" if text else ""
         return ""
 
+    def where(self) -> str:
+        return self._where
+
+    def secrets(self) -> list[str]:
+        return self._masks
+
     def _mask(self, text: str) -> str:
-        for piece in self._masks:
-            text = text.replace(piece, "****")
-        return text
+        return self.scrub(text)
 
 
 def _message(rendered: str) -> tuple[str, str, str]:

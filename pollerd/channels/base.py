@@ -2,6 +2,10 @@
 
 Channels decide success from the HTTP status *and* the body at their own edge; the delivery
 loop never guesses. A channel never imports a source, and never sees a secret it does not own.
+Every HTTP channel sends through `Channel.post` (the one edge, `pollerd.http.Edge`: timeouts,
+transport failures, scrubbing, the DEBUG line) and keeps only its `classify(response)`.
+The outcome is the error tree's vocabulary (`pollerd.errors`): `SendResult` is its value form,
+and a `classify` hook (or a whole `send`) may raise a `ChannelError` instead of returning one.
 """
 
 from __future__ import annotations
@@ -12,17 +16,25 @@ import hashlib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
-from pollerd.errors import PollerdError
-from pollerd.http import parse_retry_after, transport_error
+from pollerd.config import invalid
+from pollerd.errors import (
+    ChannelError,
+    ChannelScope,
+    PermanentChannelError,
+    RetryableChannelError,
+)
+from pollerd.http import Edge, parse_retry_after, transport_error
 from pollerd.model import Event
 from pollerd.templates import Footer, Message, Templates, templates_for
 
-Scope = Literal["message", "channel", "recipient"]
+Scope = ChannelScope
 Window = tuple[int, float]
 """At most `count` messages in any `seconds`-long window."""
 
@@ -53,6 +65,22 @@ class SendResult:
     def permanent(cls, detail: str, scope: Scope = "message") -> SendResult:
         return cls("permanent", detail, scope=scope)
 
+    @classmethod
+    def of(cls, error: ChannelError) -> SendResult:
+        """The value of a raised failure: retryable → retry, permanent → its scope; any other
+        `ChannelError` is taken as retryable (nothing says it is final)."""
+        if isinstance(error, PermanentChannelError):
+            return cls.permanent(error.detail, error.scope)
+        return cls.retry(error.detail, getattr(error, "retry_after", None))
+
+    def error(self) -> ChannelError | None:
+        """The failure as the error tree's exception (None when ok), for callers that raise."""
+        if self.kind == "retry":
+            return RetryableChannelError(self.detail, retry_after=self.retry_after)
+        if self.kind == "permanent":
+            return PermanentChannelError(self.detail, scope=self.scope)
+        return None
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -75,12 +103,36 @@ def destination(kind: str, *parts: str) -> str:
     return f"{kind}:{digest}"
 
 
+def http_url(value: str, *, query: bool = True) -> bool:
+    """Whether `value` is an http(s) URL with a host and a usable port (and, unless `query`,
+    without a query or fragment). Callers never echo the URL: it often carries a credential."""
+    parts = urlsplit(value.strip())
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in range
+        return False
+    return valid and (query or not (parts.query or parts.fragment))
+
+
+def base_url(default: str) -> Callable[[str], str]:
+    """A validator for an API's base URL (a proxy or a simulator may replace `default`)."""
+
+    def validate(value: str) -> str:
+        if not http_url(value, query=False):
+            raise invalid("must be an http:// or https:// URL without a query", f'e.g. "{default}"')
+        return value.strip().rstrip("/")
+
+    return validate
+
+
 @dataclass(frozen=True)
 class ChannelContext:
     """What the daemon hands every channel: its config table and the shared pieces."""
 
     name: str
-    options: dict[str, Any]  # the [[channels]] table minus name/type, secrets already resolved
+    # The channel's validated `Options` model (config builds it), or for a channel without one
+    # the [[channels]] table minus name/type as a dict, secrets already resolved.
+    options: BaseModel | dict[str, Any] | None
     http: httpx.AsyncClient
     timezone: str = "UTC"
     locale: str = "en"
@@ -92,20 +144,36 @@ class ChannelContext:
     templates: Templates = field(default_factory=templates_for)
 
 
+class ChannelOptions(BaseModel):
+    """The base of a channel's `Options`: unknown keys are errors (a typo must not pass), the
+    model is frozen, and no validation error repeats its input (it may be a credential)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
+
+
 class Channel:
     """Base class; subclasses set `kind` and implement `render` and `send`.
 
     `render` runs once per delivery and its result is stored in the outbox, so a resend is
     byte-identical (receivers that dedupe on content, e.g. WeCom app messages, rely on that).
+    A subclass with an `Options` model gets its config table validated into `self.options`
+    (config validates it already; a test may hand a plain dict).
     """
 
     kind: ClassVar[str] = ""
     secret_fields: ClassVar[tuple[str, ...]] = ()
     flavour: ClassVar[str] = "text"  # the templates' flavour this channel renders (templates/)
+    Options: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, ctx: ChannelContext) -> None:
         self.ctx = ctx
         self.name = ctx.name
+        raw, model = ctx.options, self.Options
+        self.options: Any = (
+            raw if model is None or isinstance(raw, model) else model.model_validate(raw or {})
+        )
 
     def message(
         self,
@@ -164,6 +232,45 @@ class Channel:
     async def close(self) -> None:
         return None
 
+    # the HTTP edge ------------------------------------------------------------------------
+    def where(self) -> str:
+        """How details name the destination: kind and origin, never a path (a hook's path
+        is often its credential)."""
+        return self.kind
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a detail or a log line (tokens, keys, hook URLs)."""
+        return []
+
+    def scrub(self, text: str) -> str:
+        return self.edge.scrub(text)
+
+    @cached_property
+    def edge(self) -> Edge:
+        """This channel's way out: the shared client, named by `where`, scrubbed of `secrets`."""
+        return Edge(self.ctx.http, self.where(), self.secrets)
+
+    async def post(
+        self, url: str, classify: Callable[[httpx.Response], SendResult], **kwargs: Any
+    ) -> SendResult:
+        """POST through the edge and classify the answer; a transport failure (or a
+        `ChannelError` the hook raises) becomes its SendResult. `kwargs` go to httpx
+        (`content`, `json`, `data`, `params`, `headers`, `auth`), plus the edge's `timeout`
+        (default: the channel's `timeout` option) and `unsure`."""
+        kwargs.setdefault("timeout", self.options.timeout.total_seconds())
+        try:
+            return await self.edge.send("POST", url, classify, **kwargs)
+        except ChannelError as exc:
+            return SendResult.of(exc)
+
+    async def probe_get(self, url: str, *, timeout: float, **kwargs: Any) -> httpx.Response:
+        """GET a read-only endpoint for `pollerd check` through the edge; a transport failure
+        is `ProbeFailed`, worded and scrubbed like a send's."""
+        try:
+            return await self.edge.request("GET", url, timeout=timeout, **kwargs)
+        except RetryableChannelError as exc:
+            raise ProbeFailed(exc.detail) from None
+
     # `pollerd check` ----------------------------------------------------------------------
     def probe_url(self) -> str | None:
         """Where a send would go, for the default `probe`; None when there is no such address."""
@@ -181,7 +288,7 @@ class Channel:
         return None if url is None else await reach(url, timeout)
 
 
-class ProbeFailed(PollerdError):
+class ProbeFailed(ChannelError):
     """A channel probe failed; the message names host and port, never a URL's secret parts."""
 
 
@@ -210,7 +317,7 @@ async def reach(url: str, timeout: float) -> str:
 
 
 # The channels' name for the one parser (pollerd.http): capped, so a receiver's `Retry-After:
-# 99999999` cannot strand a delivery for years.
+# 99999999` cannot strand a delivery for years. Prefer `pollerd.http.retry_after(response)`.
 retry_after_seconds = parse_retry_after
 # One description of a failed exchange for every channel: host:port and what failed (refused,
 # reset, DNS, TLS), where httpx alone says `ConnectError: All connection attempts failed`.

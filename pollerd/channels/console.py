@@ -11,9 +11,7 @@ from __future__ import annotations
 import sys
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from pollerd.channels.base import Channel, ChannelContext, SendResult
+from pollerd.channels.base import Channel, ChannelOptions, SendResult
 from pollerd.model import Event
 from pollerd.templates import Message
 
@@ -24,17 +22,9 @@ class ConsoleChannel(Channel):
     kind: ClassVar[str] = "console"
     flavour: ClassVar[str] = "text"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    class Options(ChannelOptions):
         stream: Literal["stdout", "stderr"] = "stdout"
         format: Literal["text", "json"] = "text"
-
-    def __init__(self, ctx: ChannelContext) -> None:
-        super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
 
     def render(self, event: Event) -> str:
         if self.options.format == "json":

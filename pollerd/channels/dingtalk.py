@@ -40,9 +40,9 @@ from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 
-from pollerd.channels.base import Budget, ChannelContext, destination
+from pollerd.channels.base import Budget, ChannelContext, ChannelOptions, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
@@ -53,6 +53,7 @@ from pollerd.channels.robot import (
     hook_url,
     one_credential,
     query_value,
+    robot_keyword,
     utf8_len,
 )
 from pollerd.config import Duration, invalid
@@ -80,13 +81,6 @@ def _secret(value: Secret) -> Secret:
             "is not a DingTalk signing secret (they start with SEC)",
             "copy the secret shown under the robot's 安全设置 → 加签",
         )
-    return value
-
-
-def _keyword(value: str) -> str:
-    value = value.strip()
-    if not value or any(c in value for c in "\r\n"):
-        raise invalid("must be one of the robot's keywords, on one line", 'e.g. "订单"')
     return value
 
 
@@ -165,10 +159,7 @@ class DingTalkChannel(Robot):
         400402: Outcome("message", "the markdown message has no title (a pollerd bug)"),
     }
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: (
             Annotated[
                 Secret,
@@ -180,7 +171,7 @@ class DingTalkChannel(Robot):
         ) = None
         token: Annotated[Secret, AfterValidator(bare_credential("access_token"))] | None = None
         secret: Annotated[Secret, AfterValidator(_secret)] | None = None
-        keyword: Annotated[str, AfterValidator(_keyword)] | None = None
+        keyword: Annotated[str, AfterValidator(robot_keyword("robot"))] | None = None
         mention_all: bool = False
         timeout: Duration = timedelta(seconds=10)
 

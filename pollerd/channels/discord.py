@@ -36,19 +36,20 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
+    ChannelOptions,
     SendResult,
-    describe_transport,
     destination,
+    http_url,
     json_object,
-    retry_after_seconds,
 )
 from pollerd.config import Duration, invalid
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -59,7 +60,6 @@ MAX_WAIT = 3600.0  # a retry_after beyond this is taken as a unit mix-up (discor
 CHANNEL_STATUSES = frozenset({401, 403, 404})
 CHANNEL_CODES = frozenset({220001, 220003})  # forum/media channel: needs a thread
 _WEBHOOK_PATH = re.compile(r"/webhooks/\d+/[^/]+/?$")
-_EXCERPT = 200
 
 
 def _units(text: str) -> int:
@@ -71,11 +71,7 @@ def _webhook_url(value: Secret) -> Secret:
     """`https://discord.com/api/webhooks/{id}/{token}` or a proxy with the same path tail.
     Never echoed: the last segment is the token."""
     parts = urlsplit(value.get().strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid or not _WEBHOOK_PATH.search(parts.path):
+    if not http_url(value.get()) or not _WEBHOOK_PATH.search(parts.path):
         raise invalid(
             "must be the webhook URL Discord shows (Server Settings → Integrations → Webhooks)",
             'e.g. "https://discord.com/api/webhooks/123…/abc…", or env:DISCORD_WEBHOOK_URL',
@@ -92,10 +88,7 @@ class DiscordChannel(Channel):
     flavour: ClassVar[str] = "discord"
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: Annotated[Secret, AfterValidator(_webhook_url)]
         username: str | None = Field(None, min_length=1, max_length=80)
         thread_id: int | None = None
@@ -103,10 +96,6 @@ class DiscordChannel(Channel):
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         self._url = self.options.url.get().strip().rstrip("/")
 
     def probe_url(self) -> str:
@@ -136,23 +125,13 @@ class DiscordChannel(Channel):
         params: dict[str, str] = {"wait": "true"}
         if self.options.thread_id is not None:
             params["thread_id"] = str(self.options.thread_id)
-        timeout = self.options.timeout.total_seconds()
-        try:
-            response = await self.ctx.http.post(
-                self._url, json=payload, params=params, timeout=timeout, follow_redirects=False
-            )
-        except httpx.TimeoutException as exc:
-            what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
-            return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
-        return self._classify(response)
+        return await self.post(self._url, self._classify, json=payload, params=params)
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code
         body = json_object(response)
-        said = self._scrub(_said(response, body))
-        what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
+        said = self.scrub(_said(response, body))
+        what = f"{self.where()} answered HTTP {status}" + (f": {said}" if said else "")
         if status == 204:
             return SendResult.ok("HTTP 204")
         if 200 <= status < 300:
@@ -163,7 +142,7 @@ class DiscordChannel(Channel):
             )
         if 300 <= status < 400:
             return SendResult.permanent(
-                f"{self._where()} redirects (HTTP {status}); set the channel's url to the "
+                f"{self.where()} redirects (HTTP {status}); set the channel's url to the "
                 "webhook URL Discord shows",
                 scope="channel",
             )
@@ -182,18 +161,15 @@ class DiscordChannel(Channel):
             return SendResult.permanent(f"{what}; Discord refused this message")
         return SendResult.retry(what)  # 1xx as a final status: a broken proxy
 
-    def _where(self) -> str:
+    def where(self) -> str:
         parts = urlsplit(self._url)
         return f"discord {parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
 
-    def _scrub(self, text: str) -> str:
-        token = urlsplit(self._url).path.rstrip("/").rpartition("/")[2]
-        for value in (self._url, token):
-            if len(value) >= 4:
-                text = text.replace(value, "****")
-        return text
+    def secrets(self) -> list[str]:
+        url = self.options.url.get().strip().rstrip("/")
+        return [url, urlsplit(url).path.rstrip("/").rpartition("/")[2]]
 
 
 def _fits(message: Message) -> bool:
@@ -202,18 +178,17 @@ def _fits(message: Message) -> bool:
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:
-    if body is not None and isinstance(body.get("message"), str):
-        code = body.get("code")
-        text = f"{body['message']} ({code})" if code else body["message"]
-    else:
-        text = response.text[: _EXCERPT * 4]
-    return " ".join(text.split())[:_EXCERPT]
+    """Discord's words: `message (code)` from its error JSON, else the body's start."""
+    message, code = (body or {}).get("message"), (body or {}).get("code")
+    if not isinstance(message, str):
+        return excerpt(response)
+    return excerpt(response, f"{message} ({code})" if code else message)
 
 
 def _wait(response: httpx.Response, body: dict[str, Any] | None) -> float | None:
     """Seconds to wait on a 429: the body's float `retry_after`, unless the Retry-After header
     says it is far off (one report saw milliseconds in the body); clamped to an hour."""
-    header = retry_after_seconds(response.headers.get("retry-after"))
+    header = retry_after(response)
     value = body.get("retry_after") if body is not None else None
     seconds = (
         float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

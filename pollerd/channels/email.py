@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from pollerd.channels.base import Channel, ChannelContext, ProbeFailed, SendResult
+from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, ProbeFailed, SendResult
 from pollerd.config import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
@@ -111,10 +111,7 @@ class EmailChannel(Channel):
     kind: ClassVar[str] = "email"
     secret_fields: ClassVar[tuple[str, ...]] = ("password",)
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         host: str = Field(min_length=1)
         port: int = Field(587, ge=1, le=65535)
         security: Literal["starttls", "tls", "none"] = "starttls"
@@ -142,10 +139,6 @@ class EmailChannel(Channel):
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         self.envelope_from = parseaddr(self.options.sender)[1]
         self.recipients = [address for _, address in getaddresses(self.options.to)]
 
@@ -253,7 +246,7 @@ class EmailChannel(Channel):
             return SendResult.permanent(self._said(what, exc, fix=fix), scope="channel")
         except smtplib.SMTPNotSupportedError:
             return SendResult.permanent(
-                f"{self._where()}: the server does not offer AUTH; remove username/password, "
+                f"{self.where()}: the server does not offer AUTH; remove username/password, "
                 "or use the submission port with starttls/tls",
                 scope="channel",
             )
@@ -262,10 +255,10 @@ class EmailChannel(Channel):
                 return SendResult.retry(self._said("temporary failure", exc))
             return SendResult.permanent(self._said("the server refused the message", exc))
         except smtplib.SMTPServerDisconnected as exc:
-            return SendResult.retry(f"{self._where()}: connection closed ({exc})")
+            return SendResult.retry(f"{self.where()}: connection closed ({exc})")
         except ssl.SSLCertVerificationError as exc:
             return SendResult.permanent(
-                f"{self._where()}: the server's TLS certificate is not trusted "
+                f"{self.where()}: the server's TLS certificate is not trusted "
                 f"({exc.verify_message}); set ca_file to the CA that signed it, fix the "
                 "server's certificate, or (not recommended) verify = false",
                 scope="channel",
@@ -273,17 +266,17 @@ class EmailChannel(Channel):
         except ssl.SSLError as exc:
             if exc.reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"):
                 return SendResult.permanent(
-                    f"{self._where()}: no TLS on this port ({exc.reason}); use security = "
+                    f"{self.where()}: no TLS on this port ({exc.reason}); use security = "
                     '"tls" for port 465 and "starttls" for 587',
                     scope="channel",
                 )
-            return SendResult.retry(f"{self._where()}: TLS failed ({exc.reason or exc})")
+            return SendResult.retry(f"{self.where()}: TLS failed ({exc.reason or exc})")
         except smtplib.SMTPException as exc:
-            return SendResult.retry(f"{self._where()}: {type(exc).__name__}: {exc}")
+            return SendResult.retry(f"{self.where()}: {type(exc).__name__}: {exc}")
         except TimeoutError:
-            return SendResult.retry(f"{self._where()}: timed out after {self._timeout():g}s")
+            return SendResult.retry(f"{self.where()}: timed out after {self._timeout():g}s")
         except OSError as exc:
-            return SendResult.retry(f"{self._where()}: {type(exc).__name__}: {exc}")
+            return SendResult.retry(f"{self.where()}: {type(exc).__name__}: {exc}")
         except UnicodeEncodeError:  # the stored message must be 7-bit: render guarantees it
             return SendResult.permanent("the stored message is not 7-bit clean; re-render it")
 
@@ -293,7 +286,7 @@ class EmailChannel(Channel):
         try:
             context = self._tls_context() if options.security != "none" else None
         except (OSError, ssl.SSLError) as exc:  # a deleted or garbled ca_file: fix the config
-            why = exc.strerror or exc.reason or str(exc)
+            why = exc.strerror or getattr(exc, "reason", None) or str(exc)
             return SendResult.permanent(f"cannot load ca_file {options.ca_file}: {why}", "channel")
         smtp: smtplib.SMTP
         if options.security == "tls":
@@ -307,7 +300,7 @@ class EmailChannel(Channel):
             if options.security == "starttls":
                 if not smtp.has_extn("starttls"):
                     return SendResult.permanent(
-                        f"{self._where()}: server does not offer STARTTLS; refusing to send in "
+                        f"{self.where()}: server does not offer STARTTLS; refusing to send in "
                         'clear (use the server\'s submission port, security = "tls" on 465, '
                         'or security = "none" only for a trusted local relay)',
                         scope="channel",
@@ -345,9 +338,9 @@ class EmailChannel(Channel):
             f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in recipients.items()
         )
         if any(400 <= code < 500 for code, _ in recipients.values()):
-            return SendResult.retry(f"{self._where()}: recipients refused for now: {names}")
-        detail_ = f"{self._where()}: every recipient was refused: {names}; check to"
-        return SendResult.permanent(self._scrub(detail_), scope="recipient")
+            return SendResult.retry(f"{self.where()}: recipients refused for now: {names}")
+        detail_ = f"{self.where()}: every recipient was refused: {names}; check to"
+        return SendResult.permanent(self.scrub(detail_), scope="recipient")
 
     async def probe(self, timeout: float = 10.0) -> str:
         """EHLO, STARTTLS (or implicit TLS), AUTH, QUIT: no MAIL FROM, so nothing is sent."""
@@ -368,7 +361,7 @@ class EmailChannel(Channel):
             done = ["EHLO"]
             if options.security == "starttls":
                 if not smtp.has_extn("starttls"):
-                    raise ProbeFailed(f"{self._where()}: the server does not offer STARTTLS")
+                    raise ProbeFailed(f"{self.where()}: the server does not offer STARTTLS")
                 smtp.starttls(context=context)
                 smtp.ehlo()
                 done.append("STARTTLS")
@@ -376,9 +369,7 @@ class EmailChannel(Channel):
                 smtp.login(options.username, options.password.get())
                 done.append("AUTH")
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise ProbeFailed(
-                self._scrub(f"{self._where()}: {type(exc).__name__}: {exc}")
-            ) from None
+            raise ProbeFailed(self.scrub(f"{self.where()}: {type(exc).__name__}: {exc}")) from None
         finally:
             if smtp is not None:
                 with contextlib.suppress(smtplib.SMTPException, OSError):
@@ -397,17 +388,16 @@ class EmailChannel(Channel):
     def _timeout(self) -> float:
         return self.options.timeout.total_seconds()
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return f"smtp {self.options.host}:{self.options.port}"
 
     def _said(self, what: str, exc: smtplib.SMTPResponseException, *, fix: str = "") -> str:
-        text = f"{self._where()}: {what}: {exc.smtp_code} {_text(exc.smtp_error)}"
-        return self._scrub(f"{text}; {fix}" if fix else text)
+        text = f"{self.where()}: {what}: {exc.smtp_code} {_text(exc.smtp_error)}"
+        return self.scrub(f"{text}; {fix}" if fix else text)
 
-    def _scrub(self, text: str) -> str:
+    def secrets(self) -> list[str]:
         """A server may echo what it was sent; the password never reaches a detail."""
-        password = self.options.password.get() if self.options.password else ""
-        return text.replace(password, "****") if password else text
+        return [self.options.password.get()] if self.options.password else []
 
 
 def _text(reply: Any) -> str:

@@ -42,9 +42,9 @@ from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 
-from pollerd.channels.base import Budget, ChannelContext, destination
+from pollerd.channels.base import Budget, ChannelContext, ChannelOptions, destination
 from pollerd.channels.robot import (
     Answer,
     Outcome,
@@ -54,6 +54,7 @@ from pollerd.channels.robot import (
     bare_credential,
     hook_url,
     one_credential,
+    robot_keyword,
     utf8_len,
 )
 from pollerd.config import Duration, invalid
@@ -87,13 +88,6 @@ def _url_problem(url: str) -> str | None:
 def _secret(value: Secret) -> Secret:
     if any(c.isspace() for c in value.get()):
         raise invalid("contains whitespace", "copy the bot's 签名校验 secret exactly")
-    return value
-
-
-def _keyword(value: str) -> str:
-    value = value.strip()
-    if not value or any(c in value for c in "\r\n"):
-        raise invalid("must be one of the bot's keywords, on one line", 'e.g. "订单"')
     return value
 
 
@@ -139,10 +133,7 @@ class FeishuChannel(Robot):
         9499: Outcome("message", "the bot rejects the request as malformed"),
     }
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: (
             Annotated[
                 Secret,
@@ -154,7 +145,7 @@ class FeishuChannel(Robot):
         ) = None
         hook: Annotated[Secret, AfterValidator(bare_credential("hook id"))] | None = None
         secret: Annotated[Secret, AfterValidator(_secret)] | None = None
-        keyword: Annotated[str, AfterValidator(_keyword)] | None = None
+        keyword: Annotated[str, AfterValidator(robot_keyword("bot"))] | None = None
         mention_all: bool = False
         timeout: Duration = timedelta(seconds=10)
 

@@ -18,25 +18,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from pydantic import BaseModel
 
-from pollerd.channels.base import (
-    Channel,
-    ChannelContext,
-    SendResult,
-    describe_transport,
-    retry_after_seconds,
-)
+from pollerd.channels.base import Channel, SendResult, http_url
 from pollerd.config import invalid
+from pollerd.errors import ChannelScope
+from pollerd.http import EXCERPT, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
-
-_EXCERPT = 200
 
 Fits = Callable[[Message], bool]
 Render = Callable[[str, Fits | None], Message]
@@ -59,13 +52,7 @@ def hook_url(check: Callable[[str], str | None], example: str) -> Callable[[Secr
 
     def validate(value: Secret) -> Secret:
         text = value.get().strip()
-        parts = urlsplit(text)
-        try:
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-            valid = valid and parts.port != 0
-        except ValueError:
-            valid = False
-        if not valid:
+        if not http_url(text):
             raise invalid("must be the robot's webhook URL", f"e.g. {example}")
         problem = check(text)
         if problem:
@@ -102,6 +89,19 @@ def one_credential(url: object, credential: object, name: str, env: str) -> None
             f'e.g. url = "env:{env}"',
             key="url",
         )
+
+
+def robot_keyword(noun: str) -> Callable[[str], str]:
+    """A validator for a robot's custom keyword (`noun`: "robot", "bot"): one line, not empty;
+    it is inserted raw, since it must match the one set on the robot exactly."""
+
+    def validate(value: str) -> str:
+        value = value.strip()
+        if not value or any(c in value for c in "\r\n"):
+            raise invalid(f"must be one of the {noun}'s keywords, on one line", 'e.g. "订单"')
+        return value
+
+    return validate
 
 
 def query_value(url: str, name: str) -> str:
@@ -144,15 +144,14 @@ class Answer:
                 code = int(code) if code is not None else None
             except (TypeError, ValueError):
                 code = None
-        after = retry_after_seconds(response.headers.get("retry-after"))
-        return cls(response.status_code, code, str(message or ""), after)
+        return cls(response.status_code, code, str(message or ""), retry_after(response))
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One row of a robot's code table."""
 
-    kind: str  # "retry" | "channel" | "message"
+    kind: Literal["retry", "channel", "message"]  # retryable, or permanent with this scope
     problem: str
     fix: str = ""
     after: float | None = None
@@ -166,14 +165,6 @@ class Robot(Channel):
     codes: ClassVar[dict[int, Outcome]] = {}
     first_format: ClassVar[str] = "markdown"
 
-    def __init__(self, ctx: ChannelContext) -> None:
-        super().__init__(ctx)
-        raw = ctx.options
-        options_model: type[BaseModel] = self.Options  # type: ignore[attr-defined]
-        self.options: Any = (
-            raw if isinstance(raw, options_model) else options_model.model_validate(raw or {})
-        )
-
     # subclasses -----------------------------------------------------------------------------
     def endpoint(self) -> str:
         raise NotImplementedError
@@ -181,10 +172,6 @@ class Robot(Channel):
     def prepare(self, payload: Payload) -> tuple[str, Payload]:
         """The URL and body of one attempt (signing happens here, at send time)."""
         return self.endpoint(), payload
-
-    def secrets(self) -> list[str]:
-        """Values that must never reach a detail."""
-        return []
 
     def outcome(self, answer: Answer) -> Outcome | None:
         return self.codes.get(answer.code) if answer.code is not None else None
@@ -248,23 +235,15 @@ class Robot(Channel):
 
     async def attempt(self, payload: Payload) -> SendResult:
         url, body = self.prepare(payload)
-        timeout = self.options.timeout.total_seconds()
-        try:
-            response = await self.ctx.http.post(
-                url,
-                content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                headers={"content-type": "application/json; charset=utf-8"},
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.TimeoutException as exc:
-            what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
-            return SendResult.retry(f"{self.where()}: {what} after {timeout:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(self.scrub(f"{self.where()}: {describe_transport(exc)}"))
-        return self.classify(Answer.of(response), response)
+        return await self.post(
+            url,
+            self._classify,
+            content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            headers={"content-type": "application/json; charset=utf-8"},
+        )
 
-    def classify(self, answer: Answer, response: httpx.Response) -> SendResult:
+    def _classify(self, response: httpx.Response) -> SendResult:
+        answer = Answer.of(response)
         status = answer.status
         said = self.said(answer)
         if 200 <= status < 300 and answer.code == 0:
@@ -275,7 +254,7 @@ class Robot(Channel):
             if found.kind == "retry":
                 wait = max(found.after or 0.0, answer.retry_after or 0.0) or None
                 return SendResult.retry(text, after=wait)
-            scope = "channel" if found.kind == "channel" else "message"
+            scope: ChannelScope = "channel" if found.kind == "channel" else "message"
             return SendResult.permanent(text, scope=scope)
         if 300 <= status < 400:
             return SendResult.permanent(
@@ -310,14 +289,8 @@ class Robot(Channel):
         text = f"{self.where()} answered HTTP {answer.status}"
         if answer.code is not None:
             text += f", code {answer.code}"
-        message = " ".join(answer.message.split())[:_EXCERPT]
+        message = " ".join(answer.message.split())[:EXCERPT]
         return self.scrub(f"{text} ({message})" if message else text)
-
-    def scrub(self, text: str) -> str:
-        for value in sorted(self.secrets(), key=len, reverse=True):
-            if value:
-                text = text.replace(value, "****")
-        return text
 
 
 def _stored(payloads: list[Payload]) -> str:

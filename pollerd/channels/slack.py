@@ -35,18 +35,19 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator
 
 from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
+    ChannelOptions,
     SendResult,
-    describe_transport,
     destination,
-    retry_after_seconds,
+    http_url,
 )
 from pollerd.config import Duration, invalid
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -85,17 +86,11 @@ CHANNEL_CODES = frozenset(
 CHANNEL_STATUSES = frozenset({401, 403, 404, 410})
 _FIX = "create a new incoming webhook for the Slack channel and set the channel's url"
 _CODE = re.compile(r"^[a-z_]{2,64}$")
-_EXCERPT = 200
 
 
 def _hook_url(value: Secret) -> Secret:
     """http(s) with a host. Never echoed: the path is the hook's token."""
-    parts = urlsplit(value.get().strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid:
+    if not http_url(value.get()):
         raise invalid(
             "must be the incoming webhook URL Slack shows",
             'e.g. "https://hooks.slack.com/services/T…/B…/…", or env:SLACK_HOOK_URL',
@@ -110,19 +105,12 @@ class SlackChannel(Channel):
     flavour: ClassVar[str] = "slack"
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: Annotated[Secret, AfterValidator(_hook_url)]
         timeout: Duration = timedelta(seconds=10)
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         self._url = self.options.url.get().strip()
 
     def probe_url(self) -> str:
@@ -146,26 +134,17 @@ class SlackChannel(Channel):
         return _payload(plain, message)
 
     async def send(self, event: Event, rendered: str) -> SendResult:
-        timeout = self.options.timeout.total_seconds()
-        try:
-            response = await self.ctx.http.post(
-                self._url,
-                content=rendered.encode("utf-8"),
-                headers={"content-type": "application/json; charset=utf-8"},
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.TimeoutException as exc:
-            what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
-            return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
-        return self._classify(response)
+        return await self.post(
+            self._url,
+            self._classify,
+            content=rendered.encode("utf-8"),
+            headers={"content-type": "application/json; charset=utf-8"},
+        )
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code
-        body = self._scrub(" ".join(response.text[: _EXCERPT * 4].split())[:_EXCERPT])
-        what = f"{self._where()} answered HTTP {status}" + (f": {body}" if body else "")
+        body = excerpt(response, scrub=self.scrub)
+        what = f"{self.where()} answered HTTP {status}" + (f": {body}" if body else "")
         if 200 <= status < 300:
             if body == "ok" or _json_ok(response):
                 return SendResult.ok(f"HTTP {status} ok")
@@ -176,13 +155,13 @@ class SlackChannel(Channel):
             )
         if 300 <= status < 400:
             return SendResult.permanent(
-                f"{self._where()} redirects (HTTP {status}); set the channel's url to the "
+                f"{self.where()} redirects (HTTP {status}); set the channel's url to the "
                 "webhook URL Slack shows (redirects are not followed: a POST would lose its body)",
                 scope="channel",
             )
         if status == 429:
-            after = retry_after_seconds(response.headers.get("retry-after"))
-            return SendResult.retry(f"{what} (rate limited: Slack allows ~1 message/s)", after)
+            wait = retry_after(response)
+            return SendResult.retry(f"{what} (rate limited: Slack allows ~1 message/s)", wait)
         if status == 408 or status >= 500:
             return SendResult.retry(what)
         code = body if _CODE.match(body) else ""
@@ -194,18 +173,16 @@ class SlackChannel(Channel):
             return SendResult.permanent(f"{what}; Slack refused this message")
         return SendResult.retry(what)  # 1xx as a final status: a broken proxy
 
-    def _where(self) -> str:
+    def where(self) -> str:
         """The hook's origin only: its path is the credential."""
         parts = urlsplit(self._url)
         return f"slack {parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
-    def _scrub(self, text: str) -> str:
+    def secrets(self) -> list[str]:
         """A proxy or an httpx error may quote the URL; none of its path reaches a detail."""
-        path = urlsplit(self._url).path
-        for value in (self._url, path, *[s for s in path.split("/") if len(s) >= 6]):
-            if value:
-                text = text.replace(value, "****")
-        return text
+        url = self.options.url.get().strip()
+        path = urlsplit(url).path
+        return [url, path, *[s for s in path.split("/") if len(s) >= 6]]
 
 
 def _sections(body: str) -> list[str]:

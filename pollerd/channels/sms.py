@@ -40,18 +40,18 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from pollerd.channels.base import (
     Channel,
-    ChannelContext,
+    ChannelOptions,
     ProbeFailed,
     SendResult,
-    describe_transport,
+    base_url,
     json_object,
-    retry_after_seconds,
 )
 from pollerd.config import Duration, invalid
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -79,7 +79,7 @@ CHANNEL_CODES = {
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _SENDER = re.compile(r"^(\+[1-9]\d{6,14}|\d{3,8}|[A-Za-z0-9 ]{1,11})$")
-_EXCERPT = 200
+MAY_HAVE_SENT = "the SMS may have been sent; retrying risks a duplicate rather than a missed alert"
 
 
 def segments(text: str) -> int:
@@ -122,17 +122,6 @@ def _sender(value: str) -> str:
     return value.strip()
 
 
-def _api_base(value: str) -> str:
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid or parts.query or parts.fragment:
-        raise invalid("must be an http:// or https:// URL without a query", f'e.g. "{DEFAULT_API}"')
-    return value.strip().rstrip("/")
-
-
 class SmsChannel(Channel):
     """Texts each alert to one phone number through Twilio."""
 
@@ -140,17 +129,14 @@ class SmsChannel(Channel):
     secret_fields: ClassVar[tuple[str, ...]] = ("auth_token",)
     flavour: ClassVar[str] = "sms"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         account_sid: Annotated[str, AfterValidator(_account_sid)]
         auth_token: Secret
         to: Annotated[str, AfterValidator(_phone)]
         sender: Annotated[str, AfterValidator(_sender)] | None = None
         messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9A-Za-z]+$")
         max_segments: int = Field(2, ge=1, le=10)
-        api_base: Annotated[str, AfterValidator(_api_base)] = DEFAULT_API
+        api_base: Annotated[str, AfterValidator(base_url(DEFAULT_API))] = DEFAULT_API
         timeout: Duration = timedelta(seconds=15)
 
         @model_validator(mode="after")
@@ -162,13 +148,6 @@ class SmsChannel(Channel):
                     key="sender",
                 )
             return self
-
-    def __init__(self, ctx: ChannelContext) -> None:
-        super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
 
     def render(self, event: Event) -> str:
         """The SMS body from the `sms` template, within `max_segments` (every segment is
@@ -188,36 +167,21 @@ class SmsChannel(Channel):
             assert options.messaging_service_sid is not None
             form["MessagingServiceSid"] = options.messaging_service_sid
         url = f"{options.api_base}/2010-04-01/Accounts/{quote(options.account_sid)}/Messages.json"
-        timeout = options.timeout.total_seconds()
-        try:
-            response = await self.ctx.http.post(
-                url,
-                data=form,
-                auth=(options.account_sid, options.auth_token.get()),
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.ConnectTimeout:
-            return SendResult.retry(f"{self._where()}: connect timed out after {timeout:g}s")
-        except httpx.TimeoutException:
-            return SendResult.retry(
-                f"{self._where()}: no answer after {timeout:g}s (the SMS may have been sent; "
-                "retrying risks a duplicate rather than a missed alert)"
-            )
-        except (httpx.ConnectError, httpx.ProxyError) as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
-        except httpx.TransportError as exc:
-            what = f"{self._where()}: {describe_transport(exc)} (the SMS may have been sent)"
-            return SendResult.retry(self._scrub(what))
-        return self._classify(response, segments(rendered))
+        return await self.post(
+            url,
+            lambda response: self._classify(response, segments(rendered)),
+            data=form,
+            auth=(options.account_sid, options.auth_token.get()),
+            unsure=MAY_HAVE_SENT,
+        )
 
     def _classify(self, response: httpx.Response, parts: int) -> SendResult:
         status = response.status_code
         body = json_object(response)
         code = body.get("code") if body is not None else None
         code = code if isinstance(code, int) and not isinstance(code, bool) else None
-        said = self._scrub(_said(response, body))
-        what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
+        said = self.scrub(_said(response, body))
+        what = f"{self.where()} answered HTTP {status}" + (f": {said}" if said else "")
         if 200 <= status < 300:
             sid = body.get("sid") if body is not None else None
             if isinstance(sid, str) and sid:
@@ -227,8 +191,7 @@ class SmsChannel(Channel):
                 f"{what}; that is not Twilio's answer (no message sid): check api_base", "channel"
             )
         if status == 429 or code == 20429:
-            after = retry_after_seconds(response.headers.get("retry-after"))
-            return SendResult.retry(f"{what} (rate limited)", after=after)
+            return SendResult.retry(f"{what} (rate limited)", after=retry_after(response))
         if code in RECIPIENT_CODES:
             return SendResult.permanent(f"{what}; {RECIPIENT_CODES[code]}", scope="recipient")
         if code in CHANNEL_CODES:
@@ -246,35 +209,27 @@ class SmsChannel(Channel):
         """GET the account resource: read-only, and proves account_sid + auth_token."""
         options = self.options
         url = f"{options.api_base}/2010-04-01/Accounts/{quote(options.account_sid)}.json"
-        try:
-            response = await self.ctx.http.get(
-                url,
-                auth=(options.account_sid, options.auth_token.get()),
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.HTTPError as exc:
-            raise ProbeFailed(self._scrub(f"{self._where()}: {describe_transport(exc)}")) from None
+        response = await self.probe_get(
+            url, auth=(options.account_sid, options.auth_token.get()), timeout=timeout
+        )
         if response.status_code != 200:
             fix = "check account_sid, auth_token and api_base"
-            raise ProbeFailed(f"{self._where()}: account: HTTP {response.status_code} ({fix})")
+            raise ProbeFailed(f"{self.where()}: account: HTTP {response.status_code} ({fix})")
         return "account readable (credentials accepted), nothing sent"
 
-    def _where(self) -> str:
+    def where(self) -> str:
         parts = urlsplit(self.options.api_base)
         return f"twilio {parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
 
-    def _scrub(self, text: str) -> str:
-        token = self.options.auth_token.get()
-        return text.replace(token, "****") if token else text
+    def secrets(self) -> list[str]:
+        return [self.options.auth_token.get()]
 
 
 def _said(response: httpx.Response, body: dict[str, Any] | None) -> str:
-    if body is not None and isinstance(body.get("message"), str):
-        code = body.get("code")
-        text = f"{code} {body['message']}" if code else body["message"]
-    else:
-        text = response.text[: _EXCERPT * 4]
-    return " ".join(text.split())[:_EXCERPT]
+    """Twilio's words: `code message` from its error JSON, else the body's start."""
+    message, code = (body or {}).get("message"), (body or {}).get("code")
+    if not isinstance(message, str):
+        return excerpt(response)
+    return excerpt(response, f"{code} {message}" if code else message)

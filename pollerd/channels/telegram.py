@@ -43,20 +43,22 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BeforeValidator
 
 from pollerd.channels.base import (
     Budget,
     Channel,
     ChannelContext,
+    ChannelOptions,
     ProbeFailed,
     SendResult,
-    describe_transport,
+    base_url,
     destination,
     json_object,
-    retry_after_seconds,
 )
 from pollerd.config import Duration, invalid
+from pollerd.errors import ChannelError
+from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message
@@ -66,7 +68,6 @@ TEXT_LIMIT = 4096  # characters of `text` after entity parsing (Bot API sendMess
 _TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 _CHAT = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,})$")
 _RECIPIENT_GONE = ("blocked by the user", "user is deactivated")
-_EXCERPT = 200
 
 
 def _units(text: str) -> int:
@@ -90,17 +91,6 @@ def _chat_id(value: Any) -> str:
     return text
 
 
-def _api_base(value: str) -> str:
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid or parts.query or parts.fragment:
-        raise invalid("must be an http:// or https:// URL without a query", f'e.g. "{DEFAULT_API}"')
-    return value.strip().rstrip("/")
-
-
 class TelegramChannel(Channel):
     """Sends each alert to one Telegram chat (user, group, supergroup topic or channel)."""
 
@@ -108,23 +98,16 @@ class TelegramChannel(Channel):
     flavour: ClassVar[str] = "telegram"
     secret_fields: ClassVar[tuple[str, ...]] = ("token",)
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         token: Annotated[Secret, AfterValidator(_bot_token)]
         chat_id: Annotated[str, BeforeValidator(_chat_id)]
-        api_base: Annotated[str, AfterValidator(_api_base)] = DEFAULT_API
+        api_base: Annotated[str, AfterValidator(base_url(DEFAULT_API))] = DEFAULT_API
         message_thread_id: int | None = None
         disable_notification: bool = False
         timeout: Duration = timedelta(seconds=10)
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         self._token = self.options.token.get().strip()
         self.chat_id = self.options.chat_id  # replaced when Telegram says the group migrated
 
@@ -155,27 +138,26 @@ class TelegramChannel(Channel):
         except (ValueError, KeyError, TypeError):
             return SendResult.permanent("the stored message is not a telegram rendering")
         notes: list[str] = []
-        answer = await self._post(text_html, parse_html=True)
-        if isinstance(answer, SendResult):
-            return answer
-        moved = _migrated_to(answer)
-        if moved is not None:
-            notes.append(
-                f"the group became a supergroup: set chat_id = {moved} (was {self.chat_id})"
-            )
-            self.chat_id = moved
+        try:
             answer = await self._post(text_html, parse_html=True)
-            if isinstance(answer, SendResult):
-                return _noted(answer, notes)
-        if answer.status_code == 400 and "can't parse entities" in _description(answer).lower():
-            notes.append(f"sent as plain text: Telegram refused the HTML ({_description(answer)})")
-            answer = await self._post(text_plain, parse_html=False)
-            if isinstance(answer, SendResult):
-                return _noted(answer, notes)
-        return _noted(self._classify(answer), notes)
+            moved = _migrated_to(answer)
+            if moved is not None:
+                notes.append(
+                    f"the group became a supergroup: set chat_id = {moved} (was {self.chat_id})"
+                )
+                self.chat_id = moved
+                answer = await self._post(text_html, parse_html=True)
+            said = _description(answer)
+            if answer.status_code == 400 and "can't parse entities" in said.lower():
+                notes.append(f"sent as plain text: Telegram refused the HTML ({said})")
+                answer = await self._post(text_plain, parse_html=False)
+            result = self._classify(answer)
+        except ChannelError as exc:  # a transport failure at the edge: retry
+            result = SendResult.of(exc)
+        return _noted(result, notes)
 
-    async def _post(self, text: str, *, parse_html: bool) -> httpx.Response | SendResult:
-        """One sendMessage call: the response, or the retry a transport failure means."""
+    async def _post(self, text: str, *, parse_html: bool) -> httpx.Response:
+        """One sendMessage call through the edge (a transport failure raises)."""
         payload: dict[str, Any] = {
             "chat_id": self.chat_id,
             "text": text,
@@ -187,31 +169,24 @@ class TelegramChannel(Channel):
             payload["message_thread_id"] = self.options.message_thread_id
         if self.options.disable_notification:
             payload["disable_notification"] = True
-        timeout = self.options.timeout.total_seconds()
-        try:
-            return await self.ctx.http.post(
-                f"{self.options.api_base}/bot{self._token}/sendMessage",
-                json=payload,
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.TimeoutException as exc:
-            what = "connect timed out" if isinstance(exc, httpx.ConnectTimeout) else "no answer"
-            return SendResult.retry(f"{self._where()}: {what} after {timeout:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(self._scrub(f"{self._where()}: {describe_transport(exc)}"))
+        return await self.edge.request(
+            "POST",
+            f"{self.options.api_base}/bot{self._token}/sendMessage",
+            json=payload,
+            timeout=self.options.timeout.total_seconds(),
+        )
 
     def _classify(self, response: httpx.Response) -> SendResult:
         status = response.status_code
         body = json_object(response)
-        said = self._scrub(_description(response))
-        what = f"{self._where()} answered HTTP {status}" + (f": {said}" if said else "")
+        said = self.scrub(_description(response))
+        what = f"{self.where()} answered HTTP {status}" + (f": {said}" if said else "")
         if body is not None and body.get("ok") is True and 200 <= status < 300:
             message = body.get("result")
             number = message.get("message_id") if isinstance(message, dict) else None
             return SendResult.ok(f"message_id {number}" if number is not None else "ok")
         if status == 429:
-            after = _retry_after(body) or retry_after_seconds(response.headers.get("retry-after"))
+            after = _retry_after(body) or retry_after(response)
             return SendResult.retry(f"{what} (flood control)", after=after)
         if status >= 500 or status == 408:
             return SendResult.retry(what)
@@ -239,34 +214,26 @@ class TelegramChannel(Channel):
 
     async def probe(self, timeout: float = 10.0) -> str:
         """getMe: read-only by design, and proves the token (it posts nothing to the chat)."""
-        try:
-            response = await self.ctx.http.get(
-                f"{self.options.api_base}/bot{self._token}/getMe",
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.HTTPError as exc:
-            raise ProbeFailed(self._scrub(f"{self._where()}: {describe_transport(exc)}")) from None
+        response = await self.probe_get(
+            f"{self.options.api_base}/bot{self._token}/getMe", timeout=timeout
+        )
         body = json_object(response) or {}
         if response.status_code != 200 or body.get("ok") is not True:
-            said = self._scrub(str(body.get("description") or f"HTTP {response.status_code}"))
-            raise ProbeFailed(f"{self._where()}: getMe: {said} (check token and api_base)")
+            said = self.scrub(str(body.get("description") or f"HTTP {response.status_code}"))
+            raise ProbeFailed(f"{self.where()}: getMe: {said} (check token and api_base)")
         bot = (body.get("result") or {}).get("username", "?")
         return f"getMe: bot @{bot} (token accepted), nothing sent"
 
-    def _where(self) -> str:
+    def where(self) -> str:
         parts = urlsplit(self.options.api_base)
         return f"telegram {parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
 
-    def _scrub(self, text: str) -> str:
+    def secrets(self) -> list[str]:
         """The token sits in every request URL; an error may quote it."""
-        secret = self._token.partition(":")[2]
-        for value in (self._token, secret):
-            if len(value) >= 4:
-                text = text.replace(value, "****")
-        return text
+        token = self.options.token.get().strip()
+        return [token, token.partition(":")[2]]
 
 
 def _fits(message: Message) -> bool:
@@ -280,12 +247,8 @@ def _stored(html_message: Message, plain: Message) -> str:
 
 
 def _description(response: httpx.Response) -> str:
-    body = json_object(response)
-    if body is not None and isinstance(body.get("description"), str):
-        text = body["description"]
-    else:
-        text = response.text[: _EXCERPT * 4]
-    return " ".join(text.split())[:_EXCERPT]
+    said = (json_object(response) or {}).get("description")
+    return excerpt(response, said if isinstance(said, str) else None)
 
 
 def _parameters(body: dict[str, Any] | None) -> dict[str, Any]:

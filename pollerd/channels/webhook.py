@@ -35,16 +35,11 @@ from typing import Annotated, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, Field
 
-from pollerd.channels.base import (
-    Channel,
-    ChannelContext,
-    SendResult,
-    describe_transport,
-    retry_after_seconds,
-)
+from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, SendResult, http_url
 from pollerd.config import Duration, invalid
+from pollerd.http import excerpt, retry_after, scrub
 from pollerd.model import Event
 from pollerd.secrets import Secret
 
@@ -62,7 +57,6 @@ RESERVED_HEADERS = frozenset(
     | {"webhook-id", "webhook-timestamp", "webhook-signature"}
 )
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
-_EXCERPT = 200
 
 
 def signing_key(secret: str) -> bytes:
@@ -94,12 +88,7 @@ def _sign_with_key(key: bytes, msg_id: str, timestamp: int, body: str) -> str:
 
 def _webhook_url(value: str) -> str:
     """http(s) with a host. The URL is never echoed: many hook URLs carry a token in the path."""
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a port that is not a number in range
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid:
+    if not http_url(value):
         raise invalid(
             "must be an http:// or https:// URL", 'e.g. "https://hooks.example.com/pollerd"'
         )
@@ -132,21 +121,16 @@ class WebhookChannel(Channel):
     kind: ClassVar[str] = "webhook"
     secret_fields: ClassVar[tuple[str, ...]] = ("secret",)
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: Annotated[str, AfterValidator(_webhook_url)]
         secret: Annotated[Secret, AfterValidator(_signing_secret)]
         timeout: Duration = timedelta(seconds=10)
-        headers: Annotated[dict[str, str], AfterValidator(_extra_headers)] = {}
+        headers: Annotated[dict[str, str], AfterValidator(_extra_headers)] = Field(
+            default_factory=dict
+        )
 
     def __init__(self, ctx: ChannelContext) -> None:
         super().__init__(ctx)
-        raw = ctx.options
-        self.options = (
-            raw if isinstance(raw, self.Options) else self.Options.model_validate(raw or {})
-        )
         self._key = signing_key(self.options.secret.get())
         self.clock: Callable[[], float] = time.time  # injectable: tests pin the timestamp
 
@@ -166,26 +150,18 @@ class WebhookChannel(Channel):
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature,
         }
-        timeout = self.options.timeout.total_seconds()
-        try:
-            response = await self.ctx.http.post(
-                self.options.url,
-                content=rendered.encode("utf-8"),
-                headers=headers,
-                timeout=timeout,
-                follow_redirects=False,
-            )
-        except httpx.TimeoutException as exc:
-            return SendResult.retry(f"{self._where()}: {_timeout_kind(exc)} after {timeout:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(f"{self._where()}: {describe_transport(exc)}")
-        return self._classify(response, signature)
+        return await self.post(
+            self.options.url,
+            lambda response: self._classify(response, signature),
+            content=rendered.encode("utf-8"),
+            headers=headers,
+        )
 
     def _classify(self, response: httpx.Response, signature: str) -> SendResult:
         status = response.status_code
         if 200 <= status < 300:
             return SendResult.ok(f"HTTP {status}")
-        what = f"{self._where()} answered HTTP {status}"
+        what = f"{self.where()} answered HTTP {status}"
         excerpt = self._excerpt(response, signature)
         if 300 <= status < 400:
             target = _without_query(response.headers.get("location", ""))
@@ -199,35 +175,27 @@ class WebhookChannel(Channel):
         if status in CHANNEL_STATUSES:
             return SendResult.permanent(f"{what}{excerpt}; {CHANNEL_STATUSES[status]}", "channel")
         if status in RETRY_STATUSES or status >= 500:
-            after = retry_after_seconds(response.headers.get("retry-after"))
-            return SendResult.retry(f"{what}{excerpt}", after=after)
+            return SendResult.retry(f"{what}{excerpt}", after=retry_after(response))
         if 400 <= status < 500:
             return SendResult.permanent(f"{what}{excerpt}; the receiver rejects this message")
         return SendResult.retry(f"{what}{excerpt}")  # 1xx as final status: a broken proxy
 
-    def _where(self) -> str:
+    def where(self) -> str:
         """The receiver's origin only: the path and query of a hook URL may hold a token."""
         parts = urlsplit(self.options.url)
         return f"webhook {parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
 
+    def secrets(self) -> list[str]:
+        return [self.options.secret.get()]
+
     def _excerpt(self, response: httpx.Response, signature: str) -> str:
         """The start of the receiver's error body (it often says what is wrong), on one line,
         with anything that could be our signature or secret blanked out."""
-        text = response.text[: _EXCERPT * 4]
-        secret = self.options.secret.get()
-        for value in (signature, signature.removeprefix("v1,"), secret):
-            if value:
-                text = text.replace(value, "****")
-        text = " ".join(text.split())[:_EXCERPT]
+        secrets = [signature, signature.removeprefix("v1,"), *self.secrets()]
+        text = excerpt(response, scrub=lambda raw: scrub(raw, secrets))
         return f": {text}" if text else ""
-
-
-def _timeout_kind(exc: httpx.TimeoutException) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connect timed out"
-    return "no answer (timed out)"
 
 
 def _without_query(url: str) -> str:

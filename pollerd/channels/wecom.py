@@ -31,9 +31,9 @@ from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 
-from pollerd.channels.base import Budget, destination
+from pollerd.channels.base import Budget, ChannelOptions, destination
 from pollerd.channels.robot import (
     Outcome,
     Payload,
@@ -81,10 +81,7 @@ class WeComChannel(Robot):
         40058: Outcome("message", "a field of the message is invalid"),
     }
 
-    class Options(BaseModel):
-        model_config = ConfigDict(
-            extra="forbid", frozen=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-        )
+    class Options(ChannelOptions):
         url: (
             Annotated[
                 Secret,

@@ -44,10 +44,10 @@ from loguru import logger
 from sqlalchemy import func, select
 
 from pollerd import metrics
-from pollerd.channels.base import Budget, Channel, SendResult
+from pollerd.channels.base import Budget, Channel
 from pollerd.config import DeliveryConfig, RouteConfig
 from pollerd.delivery.limiter import WINDOW_PAD, Gates, Limiter, Slot
-from pollerd.delivery.outcome import gives_up, latency, refused, span
+from pollerd.delivery.outcome import attempt, gives_up, latency, refused, span
 from pollerd.delivery.plan import first_of_each_order, fit_digest
 from pollerd.delivery.watch import ChannelWatch
 from pollerd.http import MAX_RETRY_AFTER
@@ -415,14 +415,7 @@ class Deliverer:
             body = channel.render(event)
             # Persist before sending: a crash after the send must resend the same bytes.
             self.store.mark(due.id, state="pending", attempts=due.attempts, body=body)
-        try:
-            outcome = await asyncio.wait_for(
-                channel.send(event, body), self.cfg.send_timeout.total_seconds()
-            )
-        except TimeoutError:
-            outcome = SendResult.retry("send timed out")
-        except Exception as exc:  # noqa: BLE001 - an adapter bug is retried, never lost
-            outcome = SendResult.retry(f"{type(exc).__name__}: {exc}")
+        outcome = await attempt(channel.send(event, body), self.cfg.send_timeout.total_seconds())
         if slot is not None:
             self.limiter.stamp(slot)
         attempts = due.attempts + 1
@@ -544,14 +537,9 @@ class Deliverer:
         events = [Event.from_json(row.payload) for row in rows]
         # Unique among sent digests: a row is marked sent once, so its id starts one digest.
         digest_id = f"dg-{rows[0].id}-{rows[-1].id}-{len(rows)}"
-        try:
-            outcome = await asyncio.wait_for(
-                channel.send(events[0], rendered), self.cfg.send_timeout.total_seconds()
-            )
-        except TimeoutError:
-            outcome = SendResult.retry("send timed out")
-        except Exception as exc:  # noqa: BLE001 - an adapter bug is retried, never lost
-            outcome = SendResult.retry(f"{type(exc).__name__}: {exc}")
+        outcome = await attempt(
+            channel.send(events[0], rendered), self.cfg.send_timeout.total_seconds()
+        )
         self.limiter.stamp(slot)
         if outcome.kind == "ok":
             self.watch.succeeded(name)

@@ -1,12 +1,31 @@
-"""Small facts about one send's outcome: when a failed delivery gives up, how it is counted."""
+"""Small facts about one send's outcome: what it was, when a failed delivery gives up, how it
+is counted. The outcome is the error tree's channel vocabulary (`pollerd.errors`) as a value:
+`SendResult` ok, retry(after) or permanent(scope)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 
 from pollerd.channels.base import SendResult
 from pollerd.config import DeliveryConfig
+from pollerd.errors import ChannelError
 from pollerd.model import Event
+
+
+async def attempt(send: Awaitable[SendResult], timeout: float) -> SendResult:
+    """One send's outcome, always a SendResult: a `ChannelError` the channel raises is taken
+    as it says (retryable or permanent with its scope); a send hanging past `send_timeout`
+    or an adapter bug is retried, never lost."""
+    try:
+        return await asyncio.wait_for(send, timeout)
+    except TimeoutError:
+        return SendResult.retry("send timed out")
+    except ChannelError as exc:
+        return SendResult.of(exc)
+    except Exception as exc:  # noqa: BLE001 - an adapter bug is retried, never lost
+        return SendResult.retry(f"{type(exc).__name__}: {exc}")
 
 
 def gives_up(cfg: DeliveryConfig, created_at: float, attempts: int, next_at: float) -> str | None:

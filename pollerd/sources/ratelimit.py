@@ -32,10 +32,11 @@ from typing import Any
 
 # The sources' one Retry-After parser is pollerd.http's (the channels use it too); re-exported
 # here for the sources that import it from their pacing module.
+from pollerd.errors import ControlFlow
 from pollerd.http import MAX_RETRY_AFTER, parse_retry_after  # noqa: F401
 
 
-class TooSoon(Exception):
+class TooSoon(ControlFlow):
     """The server asked for a pause longer than the caller is willing to sleep in one call."""
 
     def __init__(self, wait: float) -> None:

@@ -49,7 +49,7 @@ import httpx
 from loguru import logger
 
 from pollerd.crypto import SealedSpool
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import ControlFlow, FatalSourceError, RetryableSourceError, SourceError
 from pollerd.http import transport_error
 from pollerd.model import Order
 from pollerd.sources.shopify_normalize import ORDER_FIELDS, normalize_order
@@ -143,7 +143,7 @@ class Operation:
         )
 
 
-class _UrlGone(Exception):
+class _UrlGone(ControlFlow):
     """The result URL no longer serves the file (expired signature, deleted object)."""
 
 

@@ -57,6 +57,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from loguru import logger
 from markupsafe import Markup
 
+from pollerd.errors import ControlFlow
 from pollerd.model import CJK, EVENT_TYPES, PERMANENT_DELETION, mask_email, mask_phone, parse_utc
 from pollerd.templates.escape import ESCAPERS, bold, link
 from pollerd.templates.sandbox import BoundedSandbox, bounded, join_bounded, wrote
@@ -90,7 +91,7 @@ DIGEST_LINES = 10  # alerts a preview digest shows one by one; the rest are "…
 _COMPLETE: ContextVar[bool] = ContextVar("pollerd_complete_digests", default=False)
 
 
-class DigestTooLong(Exception):
+class DigestTooLong(ControlFlow):
     """A digest cannot name every alert it stands for within the channel's limit (raised only
     under `complete_digests`): the sender names fewer and leaves the rest for the next one."""
 

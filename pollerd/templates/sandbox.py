@@ -34,6 +34,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pollerd.errors import ControlFlow
+
 MAX_SIZE = 1_000_000  # characters: ~50x the longest channel limit (email), far below harm
 MAX_INT_BITS = 4096
 MAX_STEPS = 300_000  # loop iterations and operations of one render (a digest needs ~1,000)
@@ -44,7 +46,7 @@ AMPLIFIERS = ("center", "indent", "batch", "slice", "replace", "format", "join",
 _ITER = "_pollerd_bounded_iter"  # the filter every `{% for %}` iterable is wrapped in
 
 
-class TooLarge(SecurityError):
+class TooLarge(SecurityError, ControlFlow):
     """A template would exceed a bound: a `TemplateError`, so `check` lists it with
     `file:line` and a send falls back to the built-in template."""
 
