@@ -252,7 +252,7 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
     store read-only and each channel without sending (`Channel.probe`). Every problem is
     reported, not just the first. A disabled store is named, not probed: it is not polled
     either, so its failure is no reason to fail."""
-    from pollerd.daemon import build_source
+    from pollerd.runtime import build_source
 
     echo(
         f"config: ok ({len(settings.stores)} stores, {len(settings.channels)} channels, "
@@ -278,7 +278,7 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
 async def check_channels(settings: Settings, echo: Callable[[str], None]) -> bool:
     """Probe every channel without sending anything (see each channel's `probe`)."""
     from pollerd.channels.base import ProbeFailed
-    from pollerd.daemon import build_channels
+    from pollerd.runtime import build_channels
 
     ok = True
     async with httpx.AsyncClient(headers={"User-Agent": f"pollerd/{__version__}"}) as http:
@@ -461,7 +461,7 @@ async def preview(settings: Settings, channel: str, kind: str) -> str:
     """What `channel` would send for a sample `kind` event, in its flavour, locale and time
     zone, with the user's templates: rendered exactly as the outbox stores it, sent nowhere.
     Unknown names are usage errors that list the known ones."""
-    from pollerd.daemon import build_channels
+    from pollerd.runtime import build_channels
     from pollerd.templates import EVENTS
 
     names = [c.name for c in settings.channels]
@@ -485,7 +485,7 @@ async def preview(settings: Settings, channel: str, kind: str) -> str:
 
 
 async def send_sample(settings: Settings, channel: str, echo: Callable[[str], None]) -> bool:
-    from pollerd.daemon import build_channels
+    from pollerd.runtime import build_channels
 
     names = [c.name for c in settings.channels]
     if channel not in names:

@@ -148,6 +148,14 @@ class StoreSync:
             store, self.name, source.platform, lambda: self.routes, on_commit=self.on_commit
         )
 
+    def reroute(self, routes: Sequence[RouteConfig]) -> None:
+        """A reload's `[[routes]]`: the next page committed routes by them."""
+        self.routes = routes
+
+    def retire(self) -> None:
+        """A reload removed or changed this store: stop after the page in flight."""
+        self.stopping = lambda: True
+
     def start_point(self) -> datetime:
         """Where a new cursor starts. "now" is floored to the second: order times have
         one-second precision, so an order placed in the same second as the start is news."""

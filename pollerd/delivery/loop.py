@@ -126,6 +126,15 @@ class Deliverer:
         self._cfg = cfg
         self.watch.failing_after = cfg.failing_after.total_seconds()
 
+    def reconfigure(
+        self, channels: Mapping[str, Channel], cfg: DeliveryConfig, routes: Sequence[RouteConfig]
+    ) -> None:
+        """A reload's channels, `[pollerd.delivery]` and routes, swapped in between two sends
+        (the caller pauses the loop first)."""
+        self.channels = channels
+        self.routes = routes
+        self.cfg = cfg
+
     @property
     def last_progress(self) -> float:
         """When the loop last made progress (monotonic): its slowest channel's heartbeat, so
