@@ -50,7 +50,7 @@ from pollerd.model import (
 )
 from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse, resume_key
-from pollerd.rules import channels_for
+from pollerd.routing import channels_for
 from pollerd.sources.base import (
     Bulk,
     Dating,

@@ -36,7 +36,7 @@ from loguru import logger
 from pollerd.config import RouteConfig
 from pollerd.log import redact
 from pollerd.model import Event
-from pollerd.rules import channels_for
+from pollerd.routing import channels_for
 from pollerd.store import Store
 
 PREFIX = "failing:"

@@ -52,7 +52,7 @@ from pollerd.delivery.plan import first_of_each_order, fit_digest
 from pollerd.delivery.watch import ChannelWatch
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
-from pollerd.rules import channels_for
+from pollerd.routing import channels_for
 from pollerd.store import Due, Store, fault
 from pollerd.store.db import DELIVERY
 
