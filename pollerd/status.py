@@ -148,8 +148,8 @@ def database_state(store: Store) -> dict[str, Any]:
 
 def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str, str]:
     """Channels whose every attempt has failed for `failing_after` (the daemon records the
-    episode, `pollerd.delivery.watch`): "failing for 20m: HTTP 500 ..."."""
-    from pollerd.delivery.watch import episodes, for_humans
+    episode, `pollerd.alerts.channel`): "failing for 20m: HTTP 500 ..."."""
+    from pollerd.alerts.channel import episodes, for_humans
 
     after = settings.pollerd.delivery.failing_after.total_seconds()
     return {
@@ -161,7 +161,7 @@ def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str,
 
 def _span(seconds: float | None) -> str:
     """`2.8s`, `3m`, `25d7h`: a lag of weeks in seconds ("218672…") did not fit a column."""
-    from pollerd.delivery.watch import for_humans
+    from pollerd.alerts.channel import for_humans
 
     if seconds is None:
         return "-"
