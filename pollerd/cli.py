@@ -157,10 +157,10 @@ def once(
     ] = False,
 ) -> None:
     """Poll every store once, deliver what is due, exit (for cron or a systemd timer)."""
-    from pollerd import daemon
+    from pollerd import runtime
 
     raise typer.Exit(
-        _guard(lambda: asyncio.run(daemon.once(_settings(config), only_store=store, sweep=sweep)))
+        _guard(lambda: asyncio.run(runtime.once(_settings(config), only_store=store, sweep=sweep)))
     )
 
 
@@ -181,7 +181,7 @@ def backfill(
     """Record the state of past orders (never moves the live cursor; alerts only with --notify)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from pollerd import daemon
+    from pollerd import runtime
     from pollerd.localtime import describe
 
     settings = _guard(lambda: _settings(config))
@@ -209,7 +209,7 @@ def backfill(
         started = time.monotonic()
         report, sent = _guard(
             lambda: asyncio.run(
-                daemon.backfill(
+                runtime.backfill(
                     settings,
                     store=store,
                     since=start,

@@ -1,4 +1,7 @@
-"""`run` and `once`: wire settings to stores, sources, channels, the scheduler and the outbox.
+"""`pollerd run`: the `Service` (scheduler, signals, reload, watchdog, health, graceful stop).
+
+What it runs is built in `pollerd.runtime` (`Runtime`, the factories, `once`, `backfill`) and a
+reload is planned in `pollerd.reload`; this module only schedules and supervises.
 
 `run` uses APScheduler 3 (4.0 is not for production): one interval job per store with jitter,
 `max_instances=1` (a slow pass is never overlapped by the next) and `coalesce=True` (a stalled
@@ -17,7 +20,7 @@ loop runs once, not a burst). Under systemd (`Type=notify`, research §C.3) it s
   exit 0. A clean stop therefore never sends a message twice. A pass asleep in a pacing or
   budget wait has nothing in flight and ends at once (`Waits`). A second SIGTERM/SIGINT forces
   the exit (`StopSignals`; a send cut there is resent with the same idempotency key). `once`
-  stops the same way;
+  stops the same way (`pollerd.runtime.once`);
 - `RELOADING=1` + `MONOTONIC_USEC=` on SIGHUP, then `READY=1`. The config file is re-read and
   applied without a restart (see `Service.reload`); a bad file is refused, logged with the key,
   shown as `STATUS=reload failed: …`, and the running config stays.
@@ -40,42 +43,29 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from loguru import logger
 
 from pollerd import __version__, metrics
-from pollerd.alerts.store import REMIND_EVERY, StoreWatch
-from pollerd.channels import channel_class
-from pollerd.channels.base import Channel, ChannelContext
-from pollerd.config import Settings, ShopifyStore, WooCommerceStore, load
-from pollerd.delivery import Deliverer, Round
-from pollerd.errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    BlockedSourceError,
-    ConfigError,
-    FatalSourceError,
-    LockHeld,
-    RetryableSourceError,
-    SourceError,
-)
+from pollerd.config import Settings
+from pollerd.delivery import Deliverer
+from pollerd.errors import EXIT_OK, ConfigError
 from pollerd.health import DELIVERY_SLACK, Health, StoreBeat, status_line, status_text
-from pollerd.sources.base import Source
-from pollerd.sources.ratelimit import Waits
-from pollerd.store import StateLock, Store, fault, open_store
-from pollerd.sync import PassReport, StoreSync
+from pollerd.reload import ReloadPlan
+from pollerd.runtime import Runtime, StopSignals, build_source, start_web
+from pollerd.store import StateLock, fault
+from pollerd.sync import StoreSync
 from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interval
-from pollerd.templates import templates_for
-from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed
-from pollerd.web import UnsubscribeServer
 
 if TYPE_CHECKING:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+__all__ = ["Service", "build_source", "run"]
+# `build_source` is re-exported only while the sources registry work (issue 13 item 1) still
+# imports it from here; new code imports factories from `pollerd.runtime`.
 
 STOP_GRACE = 30.0
 """Seconds the running pages and in-flight sends get on SIGTERM (TimeoutStopSec= is 45 s)."""
@@ -84,64 +74,6 @@ TICK_JOB = "pollerd:tick"  # never a store name: those are [a-z0-9_-]
 PRUNE_JOB = "pollerd:prune"
 PRUNE_EVERY = 300.0  # seconds between retention prunes (`[pollerd] retention`)
 FAILPOINT = os.environ.get("POLLERD_FAILPOINT", "")
-RESTART_KEYS = (
-    "database",
-    "listen",
-    "public_url",
-    "unsubscribe_secret",
-    "metrics_listen",
-    "pii_key",
-    "log_level",
-)
-"""`[pollerd]` keys a reload cannot apply (open connections, sockets, the key ring, the log
-sink): a change is logged and the running value kept until the next restart."""
-
-
-def build_source(
-    cfg: WooCommerceStore | ShopifyStore,
-    *,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> Source:
-    """Sources are imported lazily: a WooCommerce-only fleet never loads the Shopify code.
-    `sleep` is every pacing/budget wait of the source (the daemon's: `Waits.sleep`)."""
-    if isinstance(cfg, ShopifyStore):
-        if cfg.api == "rest":
-            from pollerd.sources.shopify_rest import ShopifyRestSource
-
-            return ShopifyRestSource(cfg, sleep=sleep)
-        from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
-
-        return ShopifyGraphQLSource(cfg, sleep=sleep)
-    from pollerd.sources.woocommerce import WooCommerceSource
-
-    return WooCommerceSource(cfg, sleep=sleep)
-
-
-def build_channels(
-    settings: Settings, http: httpx.AsyncClient, store: Store | None = None
-) -> dict[str, Channel]:
-    """With `store`, channels skip recipients who unsubscribed; with `public_url`, they get a
-    maker of personal unsubscribe links (pollerd.unsubscribe)."""
-    cfg = settings.pollerd
-    link = None
-    if cfg.public_url and cfg.unsubscribe_secret is not None:
-        link = UnsubscribeLinks(cfg.unsubscribe_secret.get(), cfg.public_url).link
-    suppressed = functools.partial(is_suppressed, store) if store is not None else None
-    templates = templates_for(cfg.templates)
-    channels: dict[str, Channel] = {}
-    for ch in settings.channels:
-        ctx = ChannelContext(
-            name=ch.name,
-            options=settings.channel_options.get(ch.name),
-            http=http,
-            timezone=ch.timezone or settings.pollerd.timezone,
-            locale=ch.locale or settings.pollerd.locale,
-            suppressed=suppressed,
-            unsubscribe_link=link,
-            templates=templates,
-        )
-        channels[ch.name] = channel_class(ch.type)(ctx)
-    return channels
 
 
 async def _finish(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
@@ -166,250 +98,6 @@ async def _failpoint() -> None:
     elif FAILPOINT == "block_loop":
         logger.warning("FAILPOINT block_loop: the event loop thread blocks here (test only)")
         time.sleep(3600)  # the whole event loop stops: nothing else may run
-
-
-class StopSignals:
-    """SIGTERM and SIGINT for `run` and `once`: the first asks for a clean stop (`on_stop`); a
-    second forces the exit at once, as most daemons do, because a person pressing Ctrl-C twice
-    will not wait out a hung receiver's send timeout. What a forced exit cuts is safe, as after
-    `kill -9`: every committed page stays, and a send not yet recorded is resent with the same
-    idempotency key."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self, on_stop: Callable[[], None]) -> None:
-        self.on_stop = on_stop
-        self.requested = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:
-            loop.add_signal_handler(sig, self._received, sig)
-        self._loop = loop
-
-    def remove(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            for sig in self.SIGNALS:
-                self._loop.remove_signal_handler(sig)
-        self._loop = None
-
-    def _received(self, sig: signal.Signals) -> None:
-        if not self.requested:
-            self.requested = True
-            self.on_stop()
-            return
-        logger.warning(
-            "second {}: forced exit now; a send not yet recorded is resent with the same "
-            "idempotency key at the next start",
-            sig.name,
-        )
-        # Die of the signal itself (not exit 0/1): the shell and systemd see what happened.
-        signal.signal(sig, signal.SIG_DFL)
-        signal.raise_signal(sig)
-        os._exit(128 + sig)  # only reached if the signal did not end the process
-
-
-@dataclass
-class Runtime:
-    """Everything one process builds from a config."""
-
-    settings: Settings
-    store: Store
-    http: httpx.AsyncClient
-    channels: dict[str, Channel]
-    syncs: dict[str, StoreSync]
-    deliverer: Deliverer
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    stopping: bool = False
-    waits: Waits = field(default_factory=Waits)  # the sources' sleeps, which a stop cuts short
-    watch: StoreWatch = field(init=False)  # failure episodes, store alerts and back-off
-    backs_off: bool = False  # `run` skips passes while a store backs off; `once` cannot
-
-    def __post_init__(self) -> None:
-        self.watch = StoreWatch(
-            self.store,
-            failing_after=lambda: self.settings.pollerd.store_failing_after,
-            backoff_max=lambda: self.settings.pollerd.store_backoff_max,
-            routes=lambda: self.settings.routes,
-            on_commit=lambda n: self.wake.set(),
-        )
-
-    @classmethod
-    def build(
-        cls,
-        settings: Settings,
-        *,
-        only_store: str | None = None,
-    ) -> Runtime:
-        stores = [s for s in settings.stores if s.enabled]
-        if only_store is not None:
-            stores = [s for s in settings.stores if s.name == only_store]
-            if not stores:
-                known = ", ".join(s.name for s in settings.stores) or "none"
-                raise ConfigError("stores", f"no store named {only_store!r}", f"known: {known}")
-        store = open_store(settings.pollerd.database, pii_key=settings.pollerd.pii_key)
-        http = httpx.AsyncClient(
-            timeout=30.0,
-            follow_redirects=False,
-            headers={"User-Agent": f"pollerd/{__version__}"},
-        )
-        channels = build_channels(settings, http, store)
-        runtime = cls(
-            settings,
-            store,
-            http,
-            channels,
-            {},
-            Deliverer(store, channels, settings.pollerd.delivery, routes=settings.routes),
-        )
-        for cfg in stores:
-            runtime.syncs[cfg.name] = runtime.make_sync(cfg, settings)
-        return runtime
-
-    def make_sync(self, cfg: WooCommerceStore | ShopifyStore, settings: Settings) -> StoreSync:
-        """A store's sync with a fresh source (start-up, and a reload adding or changing it)."""
-        return StoreSync(
-            cfg,
-            build_source(cfg, sleep=self.waits.sleep),
-            self.store,
-            settings.routes,
-            on_commit=lambda n: self.wake.set(),
-            stopping=lambda: self.stopping,
-        )
-
-    def stop(self) -> None:
-        """SIGTERM/SIGINT: passes stop after the page in flight (or at once when asleep in a
-        wait), no new send starts; the sends in flight finish and are recorded."""
-        self.stopping = True
-        self.deliverer.draining = True
-        self.waits.interrupt()
-
-    async def poll(self, name: str, *, sweep: bool = False) -> PassReport | None:
-        """One pass, with every failure logged and recorded; never raises."""
-        report, _ = await self.poll_pass(self.syncs[name], sweep=sweep)
-        return report
-
-    async def poll_pass(
-        self, sync: StoreSync, *, sweep: bool = False
-    ) -> tuple[PassReport | None, str | None]:
-        """One pass → (report, None), or (None, why it failed) with the failure logged and
-        recorded on the store's cursor; raises only CancelledError. Every log line of the
-        pass carries `store` (journald `STORE=`)."""
-        with logger.contextualize(store=sync.name):
-            return await self._poll_pass(sync, sweep=sweep)
-
-    async def _poll_pass(
-        self, sync: StoreSync, *, sweep: bool = False
-    ) -> tuple[PassReport | None, str | None]:
-        name = sync.name
-        started = time.monotonic()
-        try:
-            report = await sync.poll(sweep=sweep)
-        except (FatalSourceError, BlockedSourceError) as exc:  # only a person can fix it
-            error = str(exc)
-            self._failed(sync, exc, fatal=True)
-        except RetryableSourceError as exc:
-            logger.warning("{} (will retry)", exc)
-            error = str(exc)
-            self._failed(sync, exc, fatal=False)
-        except SourceError as exc:  # e.g. a listing row that breaks the API's contract
-            logger.error("{}", exc)
-            error = str(exc)
-            self._failed(sync, exc, fatal=False)
-        except Exception as exc:  # noqa: BLE001 - one store's bug must not stop the others
-            if fault.handled(self.store, exc) is not None:
-                # A full disk / read-only database: `Trouble` says so once a minute; recording
-                # the failed pass would fail the same way, and nothing could be lost meanwhile
-                # (the cursor did not move).
-                return None, str(fault.trouble(self.store).error)
-            logger.exception("store {}: unexpected error in a poll pass", name)
-            error = f"{type(exc).__name__}: {exc}"
-            self._failed(sync, exc, fatal=False)
-        else:
-            self._succeeded(sync)
-            if report.events:
-                logger.info(
-                    "store {}: {} new event(s), {} deliveries ({} orders listed, {:.2f}s)",
-                    name,
-                    report.events,
-                    report.deliveries,
-                    report.listed,
-                    time.monotonic() - started,
-                )
-            return report, None
-        try:
-            budget = metrics.budget_used(name)
-            self.store.record_poll(name, error=error, when=datetime.now(UTC), budget=budget)
-        except Exception as exc:  # noqa: BLE001 - the database itself failing is logged, not raised
-            if fault.handled(self.store, exc) is None:
-                logger.exception("store {}: cannot record the failed pass", name)
-        return None, error
-
-    def _failed(self, sync: StoreSync, exc: Exception, *, fatal: bool) -> None:
-        """Count the failure towards the store's episode (alert.store_failing once it lasts);
-        log an error a person must fix once per episode, again only when it changes or as a
-        reminder, and back off (`pollerd.alerts.store`)."""
-        error = str(exc) or type(exc).__name__
-        try:
-            loud, ep, wait = self.watch.failed(
-                sync.name,
-                sync.source.platform,
-                error,
-                fatal=fatal,
-                interval=sync.cfg.interval.total_seconds(),
-            )
-        except Exception as db_exc:  # noqa: BLE001 - the database failing too: log the store's error
-            if fault.handled(self.store, db_exc) is None:
-                logger.exception("store {}: cannot record the failed pass", sync.name)
-            if fatal:
-                logger.error("{}", exc)
-            return
-        if not fatal:
-            return
-        since = datetime.fromtimestamp(ep.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        retry = f"next try in {wait:.0f}s" if self.backs_off else "retried at the next run"
-        if loud:
-            logger.error("{} (failing since {}; {})", exc, since, retry)
-        else:
-            logger.info(
-                "store {}: still failing since {} ({} failed passes; {}); the error is logged "
-                "again when it changes or after {:g} min",
-                sync.name,
-                since,
-                ep.failures,
-                retry,
-                REMIND_EVERY / 60,
-            )
-
-    def _succeeded(self, sync: StoreSync) -> None:
-        try:
-            self.watch.succeeded(sync.name, sync.source.platform)
-        except Exception as exc:  # noqa: BLE001 - retried at the next successful pass
-            if fault.handled(self.store, exc) is None:
-                logger.exception("store {}: cannot record the recovery", sync.name)
-
-    async def aclose(self) -> None:
-        for sync in self.syncs.values():
-            await sync.source.aclose()
-        for channel in self.channels.values():
-            await channel.close()
-        await self.http.aclose()
-        self.store.close()
-
-
-@dataclass
-class ReloadPlan:
-    """What a new config changes, built completely before anything running is touched."""
-
-    settings: Settings
-    channels: dict[str, Channel]
-    start: dict[str, StoreSync]  # stores added or changed: a fresh sync and source each
-    retire: list[str]  # stores removed or changed: their running sync stops
-    added: list[str]
-    changed: list[str]
-    removed: list[str]
-    kept_keys: list[str]  # [pollerd] keys changed in the file that need a restart
 
 
 class Service:
@@ -792,7 +480,7 @@ class Service:
         path = self.settings.path
         logger.info("SIGHUP: re-reading {}", path or "the config")
         try:
-            plan = await self._plan()
+            plan = await ReloadPlan.build(self.runtime)
         except Exception as exc:  # noqa: BLE001 - a bad config must never stop the daemon
             if isinstance(exc, ConfigError):
                 field_name = exc.field or "config"
@@ -810,96 +498,35 @@ class Service:
         if not self.stop_requested.is_set():
             self._notify("READY=1", f"STATUS={self._status()}")
 
-    async def _plan(self) -> ReloadPlan:
-        """Load and validate the file and build the new channels and sources; raises (and
-        closes what it built) on any problem, before anything running is touched."""
-        old = self.runtime.settings
-        if old.path is None:
-            raise ConfigError("", "this run has no config file to re-read", "restart pollerd")
-        new = load(old.path, named_by="the file this pollerd started with")
-        kept = [
-            key for key in RESTART_KEYS if getattr(new.pollerd, key) != getattr(old.pollerd, key)
-        ]
-        if kept:
-            pollerd = new.pollerd.model_copy(
-                update={key: getattr(old.pollerd, key) for key in kept}
-            )
-            new = new.model_copy(update={"pollerd": pollerd})
-        running = {name: sync.cfg for name, sync in self.runtime.syncs.items()}
-        wanted = {cfg.name: cfg for cfg in new.stores if cfg.enabled}
-        added = [name for name in wanted if name not in running]
-        removed = [name for name in running if name not in wanted]
-        changed = [name for name in wanted if name in running and wanted[name] != running[name]]
-        channels: dict[str, Channel] = {}
-        start: dict[str, StoreSync] = {}
-        try:
-            channels = build_channels(new, self.runtime.http, self.runtime.store)
-            for name in added + changed:
-                start[name] = self.runtime.make_sync(wanted[name], new)
-        except BaseException:
-            for channel in channels.values():
-                await channel.close()
-            for sync in start.values():
-                await sync.source.aclose()
-            raise
-        return ReloadPlan(
-            settings=new,
-            channels=channels,
-            start=start,
-            retire=removed + changed,
-            added=added,
-            changed=changed,
-            removed=removed,
-            kept_keys=kept,
-        )
-
     async def _apply(self, plan: ReloadPlan) -> None:
+        """Apply `plan` through the owners' methods; this only orders the calls around the
+        delivery task and the scheduler, which are the Service's own."""
         runtime = self.runtime
         new = plan.settings
-        for key in plan.kept_keys:
-            logger.warning(
-                "reload: [pollerd] {} changed; it takes effect at the next restart "
-                "(the running value stays)",
-                key,
-            )
+        plan.warn_kept()
         # Channels: swap between two sends, so no send is cut and no row is sent twice.
         await self._pause_delivery()
-        old_channels = runtime.channels
-        runtime.channels = plan.channels
-        self.deliverer.channels = plan.channels
-        self.deliverer.routes = new.routes
-        self.deliverer.cfg = new.pollerd.delivery
+        old_channels = runtime.reconfigure(new, plan.channels)
         self.health.delivery_limit = self._delivery_limit(new)
-        runtime.settings = new
         self.settings = new
-        for sync in runtime.syncs.values():
-            sync.routes = new.routes  # the next page committed routes by the new rules
         if not runtime.stopping:
             self._start_delivery()
         for channel in old_channels.values():
             await channel.close()
-        self._warn_orphans(set(old_channels) - set(plan.channels))
+        runtime.warn_orphans(set(old_channels) - set(plan.channels))
 
         # Stores: removed and changed ones stop after the page in flight.
-        retiring: list[StoreSync] = []
-        for name in plan.retire:
-            sync = runtime.syncs.pop(name)
-            sync.stopping = lambda: True
-            if self.scheduler.get_job(name) is not None:
-                self.scheduler.remove_job(name)
-            retiring.append(sync)
+        retiring = runtime.retire(plan.retire)
+        for sync in retiring:
+            if self.scheduler.get_job(sync.name) is not None:
+                self.scheduler.remove_job(sync.name)
         await _finish({self.passes[s] for s in retiring if s in self.passes})
         for sync in retiring:
             await sync.source.aclose()
         beats = {n: b for n, b in self.health.stores.items() if n not in plan.retire}
         for name, sync in plan.start.items():
-            if runtime.stopping:
-                await sync.source.aclose()
-                continue
-            runtime.syncs[name] = sync
-            runtime.watch.reset(name)  # e.g. a fixed key: poll at once, not after the back-off
-            sync.ensure_cursor()
-            beats[name] = self._schedule(sync)
+            if await runtime.adopt(sync):
+                beats[name] = self._schedule(sync)
         self.health.stores = beats
         self._declare()
         logger.info(
@@ -914,167 +541,7 @@ class Service:
             len(new.routes),
         )
 
-    def _warn_orphans(self, gone: set[str]) -> None:
-        """Rows routed to a channel that no longer exists stay pending (nothing is dropped)."""
-        if not gone:
-            return
-        try:
-            counts = self.runtime.store.counts()
-        except Exception:  # noqa: BLE001 - only a warning depends on it
-            return
-        for name in sorted(gone):
-            waiting = counts.get(name, {})
-            pending = waiting.get("pending", 0) + waiting.get("retrying", 0)
-            if pending:
-                logger.warning(
-                    "reload: channel {} was removed with {} deliveries pending; they stay in "
-                    "the outbox and go out if a channel of that name is configured again",
-                    name,
-                    pending,
-                )
-
 
 async def run(settings: Settings, *, on_ready: Callable[[Runtime], None] | None = None) -> int:
     """`pollerd run` until SIGTERM/SIGINT; see `Service` and the module docstring."""
     return await Service(settings).run(on_ready)
-
-
-async def start_web(settings: Settings, store: Store) -> UnsubscribeServer | None:
-    """The unsubscribe endpoint on `[pollerd] listen`; None when that is not set."""
-    cfg = settings.pollerd
-    if cfg.public_url and not cfg.listen:
-        logger.warning(
-            "public_url is set but listen is not: unsubscribe links only work if another "
-            "pollerd on this database serves them"
-        )
-    if not cfg.listen or cfg.unsubscribe_secret is None:
-        return None
-    web = UnsubscribeServer(
-        UnsubscribeLinks(cfg.unsubscribe_secret.get(), cfg.public_url or ""),
-        store,
-        locale=cfg.locale,
-    )
-    try:
-        await web.start(cfg.listen)
-    except OSError as exc:
-        fix = "pick a free port, or stop what is using it"
-        raise ConfigError("pollerd.listen", f"cannot listen on {cfg.listen}: {exc}", fix) from None
-    logger.info("unsubscribe endpoint listening on {}", cfg.listen)
-    return web
-
-
-async def once(settings: Settings, *, only_store: str | None = None, sweep: bool = False) -> int:
-    """One pass of every store, then deliver what is due; exit 1 if anything failed. A full
-    disk or a read-only database ends it with one line (`StoreFull`, `StoreReadOnly`).
-
-    SIGTERM/SIGINT stop it as they stop `run` (`pollerd-once.service` is stopped with SIGTERM):
-    the page and the sends in flight finish and are recorded, nothing new starts, and the exit
-    code says only how what did run went."""
-    with fault.typed(settings.pollerd.database):
-        return await _once(settings, only_store=only_store, sweep=sweep)
-
-
-async def _once(settings: Settings, *, only_store: str | None, sweep: bool) -> int:
-    with StateLock.of(settings):
-        runtime = Runtime.build(settings, only_store=only_store)
-        fault.trouble(runtime.store).one_shot = True
-
-        def stop() -> None:
-            logger.info(
-                "stopping: finishing the current page and in-flight sends (a second SIGTERM or "
-                "Ctrl-C forces the exit)"
-            )
-            runtime.stop()
-
-        signals = StopSignals(stop)
-        signals.install()
-        try:
-            runtime.store.set_sealing(True)
-            failed = False
-            for name in runtime.syncs:
-                if runtime.stopping:
-                    break
-                failed |= await _once_pass(runtime, name, sweep=sweep)
-            trouble = fault.trouble(runtime.store)
-            if trouble.error is not None:  # sends now could not be recorded: sent again later
-                raise trouble.error
-            result: Round = await runtime.deliverer.drain(deadline=time.monotonic() + 120)
-            logger.info(
-                "once: {} sent, {} to retry, {} dead, {} held, {} waiting for a rate window",
-                result.sent,
-                result.retried,
-                result.dead,
-                result.held,
-                result.waiting,
-            )
-            failed |= bool(result.retried or result.dead or result.held)
-            runtime.store.prune(time.time(), settings.pollerd.retention)  # bodies + PII
-            runtime.store.set_sealing(False)
-        finally:
-            signals.remove()
-            await runtime.aclose()
-    if runtime.stopping:
-        logger.info("stopped cleanly")
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-async def _once_pass(runtime: Runtime, name: str, *, sweep: bool) -> bool:
-    """One store's pass in its own task, so that a stop can cancel it where it sleeps (and
-    not `once` itself); True if it failed. A pass cut by a stop is no failure: every committed
-    page is safe and the next run resumes from the cursor."""
-    task = asyncio.create_task(runtime.poll(name, sweep=sweep))
-    await asyncio.wait({task})
-    if task.cancelled():
-        logger.info("store {}: pass stopped; the next run resumes", name)
-        return False
-    return task.result() is None
-
-
-async def backfill(
-    settings: Settings,
-    *,
-    store: str,
-    since: datetime,
-    until: datetime | None,
-    notify_channels: bool,
-    progress: Callable[[int, int | None], None] | None = None,
-) -> tuple[PassReport, Round | None]:
-    """Fill history without moving the live bookmark.
-
-    It takes no lock for the reading part: every page is its own idempotent transaction, so it
-    can run beside `pollerd run`. With `--notify` it sends the new deliveries itself only when
-    no daemon owns the state directory; otherwise the running daemon's outbox loop sends them
-    (two senders would race for the same rows).
-    """
-    with fault.typed(settings.pollerd.database):
-        return await _backfill(settings, store, since, until, notify_channels, progress)
-
-
-async def _backfill(
-    settings: Settings,
-    store: str,
-    since: datetime,
-    until: datetime | None,
-    notify_channels: bool,
-    progress: Callable[[int, int | None], None] | None,
-) -> tuple[PassReport, Round | None]:
-    runtime = Runtime.build(settings, only_store=store)
-    try:
-        report = await runtime.syncs[store].backfill(
-            since, until, notify=notify_channels, progress=progress
-        )
-        sent: Round | None = None
-        if notify_channels and report.deliveries:
-            lock = StateLock.of(settings)
-            try:
-                lock.acquire()
-            except LockHeld:
-                logger.info("pollerd run owns the state directory; it will send the alerts")
-            else:
-                try:
-                    sent = await runtime.deliverer.drain(deadline=time.monotonic() + 600)
-                finally:
-                    lock.release()
-        return report, sent
-    finally:
-        await runtime.aclose()

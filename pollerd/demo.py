@@ -26,7 +26,7 @@ from pollerd.sources.base import Malformed, Source
 from pollerd.store import open_store
 
 if TYPE_CHECKING:
-    from pollerd.daemon import Runtime
+    from pollerd.runtime import Runtime
 
 
 def demo_settings(

@@ -5,7 +5,7 @@ A store is healthy when it had a successful pass within 3 of its intervals (its 
 `DELIVERY_SLACK`; the scheduler when its own tick ran recently. A store's API being down is a
 store verdict, never a reason to stop the watchdog: a restart would not fix it. Likewise a
 channel that is failing (every attempt for `failing_after`, or letters gone dead: see
-`pollerd.delivery.watch`) makes `/healthz` unhealthy, naming it, and never stops the watchdog.
+`pollerd.alerts.channel`) makes `/healthz` unhealthy, naming it, and never stops the watchdog.
 """
 
 from __future__ import annotations

@@ -250,12 +250,17 @@ class Event:
     order: dict[str, Any]
     reason: str | None = None  # e.g. cancel reason
     dispute: dict[str, Any] | None = None  # dispute.* events: the dispute as it is now
+    # An alert whose subject is not an order (a failing store or channel) carries its own id,
+    # `<store>:<type>:<subject>` (pollerd.alerts); kept through the JSON by `from_json`.
+    alert_id: str | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
         """The idempotency key `store:order_id:type`, identical on every retry and restart.
         An order can have several disputes, and a dispute several updates, so dispute events
         append the dispute id (and for updates the new status) to stay once-only per change."""
+        if self.alert_id is not None:
+            return self.alert_id
         key = f"{self.store}:{self.order_id}:{self.type}"
         if self.dispute is None:
             return key
@@ -300,4 +305,5 @@ class Event:
             order=data["order"],
             reason=data.get("reason"),
             dispute=data.get("dispute"),
+            alert_id=data.get("id") if str(data["type"]).startswith("alert.") else None,
         )

@@ -29,7 +29,7 @@ from loguru import logger
 
 from pollerd.config import RouteConfig
 from pollerd.model import Event, Order, utc_iso
-from pollerd.rules import channels_for
+from pollerd.routing import channels_for
 from pollerd.sources.base import Malformed, Source
 from pollerd.store import Store
 

@@ -148,8 +148,8 @@ def database_state(store: Store) -> dict[str, Any]:
 
 def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str, str]:
     """Channels whose every attempt has failed for `failing_after` (the daemon records the
-    episode, `pollerd.delivery.watch`): "failing for 20m: HTTP 500 ..."."""
-    from pollerd.delivery.watch import episodes, for_humans
+    episode, `pollerd.alerts.channel`): "failing for 20m: HTTP 500 ..."."""
+    from pollerd.alerts.channel import episodes, for_humans
 
     after = settings.pollerd.delivery.failing_after.total_seconds()
     return {
@@ -161,7 +161,7 @@ def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str,
 
 def _span(seconds: float | None) -> str:
     """`2.8s`, `3m`, `25d7h`: a lag of weeks in seconds ("218672…") did not fit a column."""
-    from pollerd.delivery.watch import for_humans
+    from pollerd.alerts.channel import for_humans
 
     if seconds is None:
         return "-"
@@ -252,7 +252,7 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
     store read-only and each channel without sending (`Channel.probe`). Every problem is
     reported, not just the first. A disabled store is named, not probed: it is not polled
     either, so its failure is no reason to fail."""
-    from pollerd.daemon import build_source
+    from pollerd.runtime import build_source
 
     echo(
         f"config: ok ({len(settings.stores)} stores, {len(settings.channels)} channels, "
@@ -278,7 +278,7 @@ async def check_all(settings: Settings, echo: Callable[[str], None]) -> bool:
 async def check_channels(settings: Settings, echo: Callable[[str], None]) -> bool:
     """Probe every channel without sending anything (see each channel's `probe`)."""
     from pollerd.channels.base import ProbeFailed
-    from pollerd.daemon import build_channels
+    from pollerd.runtime import build_channels
 
     ok = True
     async with httpx.AsyncClient(headers={"User-Agent": f"pollerd/{__version__}"}) as http:
@@ -461,7 +461,7 @@ async def preview(settings: Settings, channel: str, kind: str) -> str:
     """What `channel` would send for a sample `kind` event, in its flavour, locale and time
     zone, with the user's templates: rendered exactly as the outbox stores it, sent nowhere.
     Unknown names are usage errors that list the known ones."""
-    from pollerd.daemon import build_channels
+    from pollerd.runtime import build_channels
     from pollerd.templates import EVENTS
 
     names = [c.name for c in settings.channels]
@@ -485,7 +485,7 @@ async def preview(settings: Settings, channel: str, kind: str) -> str:
 
 
 async def send_sample(settings: Settings, channel: str, echo: Callable[[str], None]) -> bool:
-    from pollerd.daemon import build_channels
+    from pollerd.runtime import build_channels
 
     names = [c.name for c in settings.channels]
     if channel not in names:

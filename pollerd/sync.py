@@ -50,7 +50,7 @@ from pollerd.model import (
 )
 from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse, resume_key
-from pollerd.rules import channels_for
+from pollerd.routing import channels_for
 from pollerd.sources.base import (
     Bulk,
     Dating,
@@ -147,6 +147,14 @@ class StoreSync:
         self.quarantine = Quarantine(
             store, self.name, source.platform, lambda: self.routes, on_commit=self.on_commit
         )
+
+    def reroute(self, routes: Sequence[RouteConfig]) -> None:
+        """A reload's `[[routes]]`: the next page committed routes by them."""
+        self.routes = routes
+
+    def retire(self) -> None:
+        """A reload removed or changed this store: stop after the page in flight."""
+        self.stopping = lambda: True
 
     def start_point(self) -> datetime:
         """Where a new cursor starts. "now" is floored to the second: order times have

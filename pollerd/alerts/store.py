@@ -10,8 +10,9 @@ failed pass to its next successful one:
 - `alert.store_failing` once the episode has lasted `[pollerd] store_failing_after`, and
   `alert.store_recovered` when it ends (only if the first was sent). Both are routed by
   `[[routes]]` like any event and delivered through the outbox; their id names the episode,
-  `store:-@<episode start, epoch s>:alert.store_failing|store_recovered`, so each is recorded
-  once per episode however often the pass is replayed, and recovery never overtakes failure;
+  `<store>:alert.store_failing|alert.store_recovered:<episode start, epoch s>`, so each is
+  recorded once per episode however often the pass is replayed; both share the outbox group
+  (`order.id`) `-@<episode start>`, so recovery never overtakes failure;
 - errors only a person can fix (`FatalSourceError`: 401/403, a wrong URL, an old WooCommerce;
   `BLOCKED`, a WAF page) back off exponentially from twice the interval up to
   `[pollerd] store_backoff_max`; retryable ones (5xx, timeouts, 429) keep the store's own
@@ -21,6 +22,9 @@ failed pass to its next successful one:
 
 The back-off itself is kept in memory: a restart (or a reload that changes the store, e.g. a
 fixed key) polls at once.
+
+`StoreWatch` keeps the episodes (the stored facts) and the back-off; the rules `StoreFailing`
+and `StoreRecovered` turn an episode into an alert (`pollerd.alerts.base`).
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 from loguru import logger
 
+from pollerd.alerts.base import Alert, Facts, raise_alerts, register
 from pollerd.config import RouteConfig
 from pollerd.log import redact
-from pollerd.model import Event
-from pollerd.rules import channels_for
 from pollerd.store import Store
 
 PREFIX = "failing:"
@@ -57,8 +61,14 @@ class Episode:
     logged: float = 0.0  # the error was last logged at ERROR
 
     @property
-    def key(self) -> str:
-        """The order-id slot of its alerts' ids: one per episode, shared by both alerts."""
+    def subject(self) -> str:
+        """Its alerts' subject (the episode start, epoch s): one per episode."""
+        return str(int(self.since))
+
+    @property
+    def group(self) -> str:
+        """Its alerts' outbox group and `order.id`, shared by both: "recovered" waits for
+        "failing". Never a number, so it cannot meet a real order of the store."""
         return f"-@{int(self.since)}"
 
 
@@ -74,6 +84,56 @@ def _when(epoch: float) -> datetime:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _episode_alert(facts: Facts[Episode], kind: str, reason: str, occurred: float) -> Alert:
+    ep = facts.subject
+    return Alert(
+        type=kind,
+        store=facts.name,
+        platform=facts.platform,
+        subject=ep.subject,
+        reason=redact(reason),  # sent to people: no secret, no contact
+        occurred_at=_when(occurred),
+        group=ep.group,
+        unheard=f"no route sends {kind} of store {facts.name} anywhere: nobody is told",
+    )
+
+
+@register
+class StoreFailing:
+    """`alert.store_failing` once an episode not yet alerted has lasted `failing_after`."""
+
+    type: ClassVar[str] = FAILING
+
+    def __init__(self, failing_after: timedelta) -> None:
+        self.failing_after = failing_after.total_seconds()
+
+    def evaluate(self, facts: Facts[Episode]) -> list[Alert]:
+        ep, now = facts.subject, facts.now
+        if ep.alerted or now - ep.since < self.failing_after:
+            return []
+        reason = (
+            f"{ep.error[:300]} (failing for {_minutes(now - ep.since)}, {ep.failures} failed "
+            "passes; pollerd keeps retrying)"
+        )
+        return [_episode_alert(facts, FAILING, reason, ep.since)]
+
+
+@register
+class StoreRecovered:
+    """`alert.store_recovered` for an episode that just ended, if it was alerted."""
+
+    type: ClassVar[str] = RECOVERED
+
+    def evaluate(self, facts: Facts[Episode]) -> list[Alert]:
+        ep, now = facts.subject, facts.now
+        if not ep.alerted:
+            return []
+        reason = (
+            f"polling works again after {_minutes(now - ep.since)} ({ep.failures} failed passes)"
+        )
+        return [_episode_alert(facts, RECOVERED, reason, now)]
 
 
 class StoreWatch:
@@ -139,8 +199,9 @@ class StoreWatch:
             self._not_before[name] = self.monotonic() + wait
         else:
             self.reset(name)
-        if not ep.alerted and now - ep.since >= self.failing_after().total_seconds():
-            ep.alerted = self._alert(name, platform, ep, FAILING, now)
+        if not ep.alerted:
+            facts = Facts(self.store, name, platform, ep, now)
+            ep.alerted = bool(self._raise(StoreFailing(self.failing_after()).evaluate(facts), now))
         self.store.set_meta(PREFIX + name, json.dumps(asdict(ep)))
         return loud, ep, wait
 
@@ -159,39 +220,11 @@ class StoreWatch:
                 took,
                 ep.failures,
             )
-            if ep.alerted:
-                self._alert(name, platform, ep, RECOVERED, now)
+            self._raise(StoreRecovered().evaluate(Facts(self.store, name, platform, ep, now)), now)
             self.store.set_meta(PREFIX + name, None)
         self._clean.add(name)
 
-    def _alert(self, name: str, platform: str, ep: Episode, kind: str, now: float) -> bool:
-        """Record the episode's alert (idempotent: the id names the episode). True when it
-        is recorded, even with no route for it (then a warning says nobody is told)."""
-        took = _minutes(now - ep.since)
-        if kind == FAILING:
-            reason = (
-                f"{ep.error[:300]} (failing for {took}, {ep.failures} failed passes; "
-                "pollerd keeps retrying)"
-            )
-            occurred = _when(ep.since)
-        else:
-            reason = f"polling works again after {took} ({ep.failures} failed passes)"
-            occurred = _when(now)
-        event = Event(
-            type=kind,
-            store=name,
-            platform=platform,
-            order_id=ep.key,
-            occurred_at=occurred,
-            detected_at=_when(now),
-            test=False,
-            order={"id": ep.key},  # no order: the id only, as Event.from_json needs one
-            reason=redact(reason),  # sent to people: no secret, no contact
-        )
-        channels = channels_for(event, self.routes())
-        if not channels:
-            logger.warning("no route sends {} of store {} anywhere: nobody is told", kind, name)
-        result = self.store.commit_page(name, [], [(event, channels)])
-        if result.new_deliveries:
-            self.on_commit(result.new_deliveries)
-        return True
+    def _raise(self, alerts: list[Alert], now: float) -> list[Alert]:
+        """Record the episode's alerts (idempotent: the id names the episode), even with no
+        route for them (then a warning says nobody is told); returns those recorded."""
+        return raise_alerts(self.store, alerts, self.routes(), now=now, on_commit=self.on_commit)

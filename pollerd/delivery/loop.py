@@ -37,22 +37,20 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
 from sqlalchemy import func, select
 
 from pollerd import metrics
+from pollerd.alerts.channel import ChannelWatch
 from pollerd.channels.base import Budget, Channel
 from pollerd.config import DeliveryConfig, RouteConfig
 from pollerd.delivery.limiter import WINDOW_PAD, Gates, Limiter, Slot
 from pollerd.delivery.outcome import attempt, gives_up, latency, refused, span
 from pollerd.delivery.plan import first_of_each_order, fit_digest
-from pollerd.delivery.watch import ChannelWatch
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
-from pollerd.rules import channels_for
 from pollerd.store import Due, Store, fault
 from pollerd.store.db import DELIVERY
 
@@ -111,9 +109,9 @@ class Deliverer:
         self.no_digest: set[str] = set()  # channels whose digest was refused as a message
         self._waiting: dict[str, float] = {}  # channel → seconds until its budget has a slot
         self._fits: dict[str, int] = {}  # channel → alerts its last digest named (a guess)
-        self.watch = ChannelWatch(
-            store, cfg.failing_after.total_seconds(), self._alert_channel_failing
-        )
+        # Failing channels and `alert.channel_failing` (pollerd.alerts.channel), routed by the
+        # routes of the moment: a reload's new ones apply to the next alert.
+        self.watch = ChannelWatch(store, cfg.failing_after.total_seconds(), lambda: self.routes)
         metrics.watch_dead(self.dead_counts)
 
     @property
@@ -125,6 +123,15 @@ class Deliverer:
         """A reload's new `[pollerd.delivery]` (failing_after included) applies at once."""
         self._cfg = cfg
         self.watch.failing_after = cfg.failing_after.total_seconds()
+
+    def reconfigure(
+        self, channels: Mapping[str, Channel], cfg: DeliveryConfig, routes: Sequence[RouteConfig]
+    ) -> None:
+        """A reload's channels, `[pollerd.delivery]` and routes, swapped in between two sends
+        (the caller pauses the loop first)."""
+        self.channels = channels
+        self.routes = routes
+        self.cfg = cfg
 
     @property
     def last_progress(self) -> float:
@@ -364,7 +371,7 @@ class Deliverer:
         trouble = fault.trouble(self.store)
         while not stop.is_set():
             wake.clear()  # before the look: a commit during the round wakes the next one
-            pause = trouble.waiting()
+            pause: float | None = trouble.waiting()
             if not pause and not trouble.probe(self.store):
                 pause = trouble.waiting()
             if not pause:
@@ -482,39 +489,7 @@ class Deliverer:
         newly = channel not in self.store.broken_channels()
         self.store.set_channel_broken(channel, detail)
         if newly:
-            self._alert_channel_failing(
-                channel,
-                f"channel {channel}: {detail}; fix it, then `pollerd deliveries retry "
-                f"--channel {channel}`",
-            )
-
-    def _alert_channel_failing(self, channel: str, reason: str) -> None:
-        """Tell the people on *other* channels that alerts to `channel` are held, failing or
-        dead: a broken WeCom key must not fail silently just because the alert about it would
-        go to WeCom too. Once per breakage or failing episode (the id carries when, to the
-        millisecond: an episode's "failing" and "dead letters" alerts are two events); routed
-        like any event (`events = ["alert.*"]`), never to the failing channel itself."""
-        now = datetime.now(UTC)
-        # `order.id` repeats the event's order id: the sender rebuilds the event from its JSON,
-        # and a webhook's `webhook-id` must stay the stored id, distinct per episode (a receiver
-        # deduping on it would otherwise drop every episode after the first).
-        key = f"{channel}@{int(now.timestamp() * 1000)}"
-        event = Event(
-            type="alert.channel_failing",
-            store="pollerd",
-            platform="pollerd",
-            order_id=key,
-            occurred_at=now,
-            detected_at=now,
-            test=False,
-            order={"id": key, "number": channel},
-            reason=reason,
-        )
-        targets = [c for c in channels_for(event, self.routes) if c != channel]
-        if not targets:
-            logger.warning("no route sends alert.* to another channel: nobody is told: {}", reason)
-            return
-        self.store.commit_page(event.store, [], [(event, targets)])
+            self.watch.broken(channel, detail)
 
     async def _digest(
         self, name: str, budget: Budget, rows: list[Due], rendered: str, slot: Slot, result: Round

@@ -56,7 +56,7 @@ def shopify(sim: ShopSim, api: str) -> Rig:
         access_token=SHOPIFY_TOKEN,
         api=api,  # type: ignore[arg-type]
     )
-    from pollerd.daemon import build_source
+    from pollerd.runtime import build_source
 
     return Rig(
         make=lambda: build_source(cfg),

@@ -4,6 +4,7 @@ exponentially up to `store_backoff_max`, alerts once, and recovers on its own.""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def test_a_wrong_key_backs_off_logs_once_and_alerts_once(
         daemon = daemon_factory(config)
         daemon.start()
         assert sink.wait_for(1, timeout=30), daemon.output()
-        assert sink.ids()[0].endswith(":alert.store_failing")  # type: ignore[union-attr]
+        assert re.fullmatch(r"shop:alert\.store_failing:\d+", sink.ids()[0] or ""), sink.ids()
 
         before = rejected(sim)
         time.sleep(WINDOW)  # a measurement window, not a synchronisation
@@ -42,6 +43,7 @@ def test_a_wrong_key_backs_off_logs_once_and_alerts_once(
 
         sim.auth.consumer_key, sim.auth.consumer_secret = KEY, SECRET  # fixed in the shop
         assert sink.wait_for(2, timeout=30), daemon.output()
-        assert sink.ids()[1].endswith(":alert.store_recovered")  # type: ignore[union-attr]
+        since = (sink.ids()[0] or "").rpartition(":")[2]  # the episode: both alerts' subject
+        assert sink.ids()[1] == f"shop:alert.store_recovered:{since}", sink.ids()
         assert daemon.stop() == 0
     assert len(sink.ids()) == 2

@@ -1,6 +1,6 @@
 """A WooCommerce backfill that stops half-way (a failed page, Ctrl-C) resumes where it stopped
 instead of from page 1, and its progress never shows more done than the total. Real WooSim,
-real SQLite, the real `daemon.backfill`."""
+real SQLite, the real `runtime.backfill`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pollerd import daemon
+from pollerd import runtime
 from pollerd.config import load
 from pollerd.errors import PollerdError
 from pollerd.store import open_store
@@ -52,7 +52,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(
 
     with pytest.raises(PollerdError):
         asyncio.run(
-            daemon.backfill(
+            runtime.backfill(
                 settings,
                 store="shop",
                 since=SINCE,
@@ -65,7 +65,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(
     sim.request_log.clear()
     resumed: list[tuple[int, int | None]] = []
     report, _ = asyncio.run(
-        daemon.backfill(
+        runtime.backfill(
             settings,
             store="shop",
             since=SINCE,
@@ -87,7 +87,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(
     # A third run of the same window starts from page 1 again: the last one finished.
     sim.request_log.clear()
     asyncio.run(
-        daemon.backfill(settings, store="shop", since=SINCE, until=None, notify_channels=False)
+        runtime.backfill(settings, store="shop", since=SINCE, until=None, notify_channels=False)
     )
     assert listed_pages(sim)[0] == 1
 
@@ -107,7 +107,7 @@ def test_progress_never_shows_more_done_than_the_total(
         seen.append((done, total))
 
     asyncio.run(
-        daemon.backfill(
+        runtime.backfill(
             settings,
             store="shop",
             since=SINCE,
@@ -152,7 +152,7 @@ def test_a_resume_point_that_moved_starts_again_from_page_one(
 
     with pytest.raises(PollerdError):
         asyncio.run(
-            daemon.backfill(
+            runtime.backfill(
                 settings,
                 store="shop",
                 since=SINCE,
@@ -165,6 +165,6 @@ def test_a_resume_point_that_moved_starts_again_from_page_one(
         sim.trash(order)
     sim.request_log.clear()
     asyncio.run(
-        daemon.backfill(settings, store="shop", since=SINCE, until=None, notify_channels=False)
+        runtime.backfill(settings, store="shop", since=SINCE, until=None, notify_channels=False)
     )
     assert listed_pages(sim)[:2] == [2, 1], listed_pages(sim)

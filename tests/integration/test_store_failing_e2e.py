@@ -40,8 +40,8 @@ def test_a_failing_store_alerts_once_per_episode_and_when_it_heals(
         # The episode is stored: the second run (another process) neither alerts nor logs the
         # same error again at ERROR.
         assert not [ln for ln in second.stderr.splitlines() if "ERROR" in ln], second.stderr
-        failing = [i for i in sink.ids() if i and i.endswith(":alert.store_failing")]
-        assert len(failing) == 1 and failing[0].startswith("shop:"), sink.ids()
+        failing = [i for i in sink.ids() if i and i.startswith("shop:alert.store_failing:")]
+        assert len(failing) == 1 and failing[0].rpartition(":")[2].isdigit(), sink.ids()
         body = json.loads(sink.receipts[0].body)
         assert body["type"] == "alert.store_failing" and "consumer_key" in body["reason"]
         shown = status(config)
@@ -50,8 +50,8 @@ def test_a_failing_store_alerts_once_per_episode_and_when_it_heals(
         sim.auth.consumer_key, sim.auth.consumer_secret = KEY, SECRET  # the key works again
         healed = pollerd("once", "--config", str(config))
         assert healed.returncode == 0, healed.stderr
-        episode = failing[0].removesuffix(":alert.store_failing")
-        assert sink.ids().count(f"{episode}:alert.store_recovered") == 1, sink.ids()
+        since = failing[0].rpartition(":")[2]  # the episode: both alerts' subject
+        assert sink.ids().count(f"shop:alert.store_recovered:{since}") == 1, sink.ids()
         shown = status(config)
         assert shown["state"] == "ok" and shown["failing_since"] is None
 

@@ -57,8 +57,8 @@ def test_store_failing_fires_once_after_the_delay_and_recovery_once(tmp_path: Pa
     for minute in (10, 11, 30):
         clock.now = T0 + minute * 60
         w.failed("shop", "woocommerce", "store shop: HTTP 503", fatal=False, interval=10)
-    key = f"shop:-@{int(T0)}"
-    assert event_ids(store) == [f"{key}:alert.store_failing"]
+    since = int(T0)  # the episode: the subject of both alerts (docs/alerts.md)
+    assert event_ids(store) == [f"shop:alert.store_failing:{since}"]
     assert store.counts()["ops"]["pending"] == 1  # routed like any event
     ep = episode(store, "shop")
     assert ep is not None and ep.failures == 6 and ep.alerted and ep.error == "HTTP 503"
@@ -69,7 +69,12 @@ def test_store_failing_fires_once_after_the_delay_and_recovery_once(tmp_path: Pa
     assert len(event_ids(store)) == 1
     again.succeeded("shop", "woocommerce")
     again.succeeded("shop", "woocommerce")
-    assert event_ids(store) == [f"{key}:alert.store_failing", f"{key}:alert.store_recovered"]
+    assert event_ids(store) == [
+        f"shop:alert.store_failing:{since}",
+        f"shop:alert.store_recovered:{since}",
+    ]
+    # One outbox group (`order.id`) for both, never a number: recovery waits for failure.
+    assert {e["order_id"] for e in store.events()} == {f"-@{since}"}
     assert episode(store, "shop") is None
     store.close()
 
@@ -84,7 +89,7 @@ def test_a_short_episode_recovers_silently_and_the_next_one_is_new(tmp_path: Pat
     clock.now += 3600
     w = watch(store, clock, after="0s")
     w.failed("shop", "woocommerce", "boom", fatal=True, interval=10)
-    assert event_ids(store) == [f"shop:-@{int(T0 + 3600)}:alert.store_failing"]
+    assert event_ids(store) == [f"shop:alert.store_failing:{int(T0 + 3600)}"]
     store.close()
 
 

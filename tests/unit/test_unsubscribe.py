@@ -26,8 +26,8 @@ from aiosmtpd.smtp import Envelope, Session
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.email import EmailChannel, message_id
 from pollerd.config import ConfigErrors, minimal
-from pollerd.daemon import build_channels, start_web
 from pollerd.model import Event, LineItem, Order
+from pollerd.runtime import build_channels, start_web
 from pollerd.store import Store, open_store
 from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed, suppress, suppression_key

@@ -6,7 +6,7 @@ import pytest
 
 from pollerd.config import RouteConfig
 from pollerd.model import Event
-from pollerd.rules import channels_for
+from pollerd.routing import channels_for
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
