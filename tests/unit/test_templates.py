@@ -1,4 +1,4 @@
-"""`pollerd.templates.engine`: where a template comes from, what keeps a user template from
+"""`pollerd.templates`: where a template comes from, what keeps a user template from
 losing an alert or breaking out of its sandbox, what keeps a customer's text inert in every
 flavour, money and times per locale, fitting a channel's size limit, and the footer rule.
 
@@ -20,8 +20,18 @@ from loguru import logger
 
 from pollerd.model import PERMANENT_DELETION, Event, LineItem, Order
 from pollerd.status import template_samples
-from pollerd.templates import FLAVOURS, LOCALES, MAX_ITEMS, Footer, Message, Templates, money
-from pollerd.templates.engine import context, local_time, locale_chain
+from pollerd.templates import (
+    FLAVOURS,
+    LOCALES,
+    MAX_ITEMS,
+    Footer,
+    Message,
+    Templates,
+    context,
+    local_time,
+    money,
+)
+from pollerd.templates.loader import locale_chain
 
 PAID_AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 LATE = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # 07:30 on Nov 23 in Beijing
