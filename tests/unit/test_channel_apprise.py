@@ -28,8 +28,9 @@ from pollerd.channels.apprise_bridge import AppriseChannel
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.config import load
 from pollerd.errors import ConfigError
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event, LineItem
 from pollerd_sim import WebhookSink
+from tests.support.events import paid_event
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 USER, PASSWORD = "hookuser", "PW_TOPSECRET_1234"
@@ -46,21 +47,7 @@ def sample(
     items: tuple[LineItem, ...] = (LineItem("Mug", 2, "12.50"),),
     admin_url: str | None = None,
 ) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        line_items=items,
-        admin_url=admin_url,
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+    return paid_event(name, items=items, admin_url=admin_url)
 
 
 def hook_url(port: int, scheme: str = "json", query: str = "") -> str:

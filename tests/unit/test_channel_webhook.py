@@ -18,30 +18,19 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.webhook import WebhookChannel, sign, signing_key
-from pollerd.model import Event, Order
+from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd_sim import WebhookSink
 from pollerd_sim.loopback import LoopbackHandler, LoopbackService
 from pollerd_sim.sink import Receipt
+from tests.support.events import paid_event
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 
 
 def sample(name: str = "Jane D.") -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+    return paid_event(name, admin_url=None)
 
 
 def verify(receipt: Receipt, secret: str = SECRET) -> bool:

@@ -20,39 +20,28 @@ from pollerd.channels import wecom
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.robot import utf8_len
 from pollerd.channels.wecom import MARKDOWN_BYTES, TEXT_BYTES, WeComChannel
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event
 from pollerd.templates.escape import escape_markdown, escape_text
 from pollerd_sim.chat import ChatSim
+from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 KEY = "wecom-key-0001"
 ADMIN = "https://acme.example.com/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<s>**x**</s> @all @everyone [x](http://evil) <@zhangsan> <font color="info">'
 # The common brief's hostile customer and item: they must reach the wire inert.
-CUSTOMER = "<s>**x** @everyone [x](http://evil)"
-ITEM = "*big* <b>"
 
 
 def sample(
     name: str = "Jane D.", items: int = 2, item_name: str = "Mug", reason: str | None = None
 ) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        customer_email="j***@example.com",
+    return paid_event(
+        name,
+        items=line_items(items, item_name),
+        email="j***@example.com",
         admin_url=ADMIN,
-        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
+        reason=reason,
     )
-    data = order.to_json()
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, data, reason=reason)
 
 
 def deliver(
