@@ -107,6 +107,13 @@ class Inbox:
         self.envelopes: list[Envelope] = []
         self.over_tls: list[bool] = []
 
+    def clear(self) -> None:
+        """Forget what was received and accept everything again (one server, many tests)."""
+        self.refuse, self.data_reply = {}, ""
+        self.messages.clear()
+        self.envelopes.clear()
+        self.over_tls.clear()
+
     async def handle_RCPT(
         self, server: SMTPServer, session: Session, envelope: Envelope, address: str, _: Any
     ) -> str:
