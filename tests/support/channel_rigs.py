@@ -123,173 +123,150 @@ def _chat_failures(
     return rows
 
 
-def wecom(r: Receivers) -> Rig:
-    sim = r.chat
-    wrong = sim.endpoint("wecom").replace(sim.config["wecom_key"], WRONG)
+def _chat(
+    sim: ChatSim,
+    service: str,
+    options: dict[str, Any],
+    table: Sequence[tuple[str, str, str, float | None]],
+    wrong_secret: dict[str, Any],
+    **more: Any,
+) -> Rig:
+    """A channel to one of ChatSim's services; `table` rows are (ChatSim fault, result
+    kind, scope, the Retry-After it must carry), and a dropped connection is always one more
+    row (retryable)."""
     return Rig(
-        {"url": sim.endpoint("wecom")},
-        _chat_texts(sim, "wecom"),
-        _chat_failures(
-            sim,
-            "wecom",
-            [
-                ("93000", "permanent", "channel", None),  # invalid webhook url: key revoked
-                ("45009", "retry", "message", 60.0),  # 20 a minute exceeded, in a 200 body
-                ("-1", "retry", "message", None),  # system busy
-                ("500", "retry", "message", None),
-            ],
-        ),
-        wrong_secret={"url": wrong},
-        secrets=(sim.config["wecom_key"],),
+        options,
+        _chat_texts(sim, service),
+        _chat_failures(sim, service, table),
+        wrong_secret=wrong_secret,
+        **more,
     )
+
+
+def _hook(
+    sim: ChatSim,
+    service: str,
+    credential: str,
+    table: Sequence[tuple[str, str, str, float | None]],
+    **more: Any,
+) -> Rig:
+    """A robot or webhook whose only option is its URL, `credential` being the part of the
+    URL that is the secret (a key, a token, a path)."""
+    url = sim.endpoint(service)
+    wrong = {"url": url.replace(credential, WRONG)}
+    return _chat(sim, service, {"url": url}, table, wrong, **more)
+
+
+def wecom(r: Receivers) -> Rig:
+    key = r.chat.config["wecom_key"]
+    table = [
+        ("93000", "permanent", "channel", None),  # invalid webhook url: the key was revoked
+        ("45009", "retry", "message", 60.0),  # 20 a minute exceeded, in a 200 body
+        ("-1", "retry", "message", None),  # system busy
+        ("500", "retry", "message", None),
+    ]
+    return _hook(r.chat, "wecom", key, table, secrets=(key,))
 
 
 def dingtalk(r: Receivers) -> Rig:
-    sim = r.chat
-    options = {"url": sim.endpoint("dingtalk"), "secret": SIM_DINGTALK_SECRET}
-    return Rig(
-        options,
-        _chat_texts(sim, "dingtalk"),
-        _chat_failures(
-            sim,
-            "dingtalk",
-            [
-                ("310000", "permanent", "channel", None),  # sign mismatch / keyword / IP
-                ("300001", "permanent", "channel", None),  # token is not exist
-                ("130101", "retry", "message", 600.0),  # send too fast: DingTalk's 10 min lock
-                ("500", "retry", "message", None),
-            ],
-        ),
-        wrong_secret={**options, "secret": "SEC" + WRONG},
-        secrets=(SIM_DINGTALK_SECRET, sim.config["dingtalk_token"]),
-    )
+    options = {"url": r.chat.endpoint("dingtalk"), "secret": SIM_DINGTALK_SECRET}
+    table = [
+        ("310000", "permanent", "channel", None),  # sign mismatch / keyword / IP
+        ("300001", "permanent", "channel", None),  # token is not exist
+        ("130101", "retry", "message", 600.0),  # send too fast: DingTalk's 10 min lock
+        ("500", "retry", "message", None),
+    ]
+    wrong = {**options, "secret": "SEC" + WRONG}
+    secrets = (SIM_DINGTALK_SECRET, r.chat.config["dingtalk_token"])
+    return _chat(r.chat, "dingtalk", options, table, wrong, secrets=secrets)
 
 
 def feishu(r: Receivers) -> Rig:
-    sim = r.chat
-    options = {"url": sim.endpoint("feishu"), "secret": SIM_FEISHU_SECRET}
-    return Rig(
-        options,
-        _chat_texts(sim, "feishu"),
-        _chat_failures(
-            sim,
-            "feishu",
-            [
-                ("19021", "permanent", "channel", None),  # sign match fail
-                ("19022", "permanent", "channel", None),  # IP not allowed
-                ("19024", "permanent", "channel", None),  # keyword not found
-                ("11232", "retry", "message", 60.0),  # frequency limited, in a 200 body
-                ("500", "retry", "message", None),
-            ],
-        ),
-        wrong_secret={**options, "secret": WRONG},
-        secrets=(SIM_FEISHU_SECRET, sim.config["feishu_hook"]),
-    )
+    options = {"url": r.chat.endpoint("feishu"), "secret": SIM_FEISHU_SECRET}
+    table = [
+        ("19021", "permanent", "channel", None),  # sign match fail
+        ("19022", "permanent", "channel", None),  # IP not allowed
+        ("19024", "permanent", "channel", None),  # keyword not found
+        ("11232", "retry", "message", 60.0),  # frequency limited, in a 200 body
+        ("500", "retry", "message", None),
+    ]
+    wrong = {**options, "secret": WRONG}
+    secrets = (SIM_FEISHU_SECRET, r.chat.config["feishu_hook"])
+    return _chat(r.chat, "feishu", options, table, wrong, secrets=secrets)
 
 
 def slack(r: Receivers) -> Rig:
-    sim = r.chat
-    return Rig(
-        {"url": sim.endpoint("slack")},
-        _chat_texts(sim, "slack"),
-        _chat_failures(
-            sim,
-            "slack",
-            [
-                ("invalid_payload", "permanent", "message", None),
-                ("channel_not_found", "permanent", "channel", None),
-                ("channel_is_archived", "permanent", "channel", None),
-                ("action_prohibited", "permanent", "channel", None),
-                ("no_service", "permanent", "channel", None),  # the hook was revoked
-                ("429", "retry", "message", 7.0),
-                ("500", "retry", "message", None),
-            ],
-        ),
-        # Slack's credential is the hook path itself.
-        wrong_secret={"url": sim.url + "/services/T000/B000/" + WRONG},
-        live=("<s>", "<b> 0", "<!everyone>", "@everyone", "http://evil"),
-        secrets=(str(sim.config["slack_path"]),),
-    )
+    path = str(r.chat.config["slack_path"])  # the hook's path is its credential
+    table = [
+        ("invalid_payload", "permanent", "message", None),
+        ("channel_not_found", "permanent", "channel", None),
+        ("channel_is_archived", "permanent", "channel", None),
+        ("action_prohibited", "permanent", "channel", None),
+        ("no_service", "permanent", "channel", None),  # the hook was revoked
+        ("429", "retry", "message", 7.0),
+        ("500", "retry", "message", None),
+    ]
+    live = ("<s>", "<b> 0", "<!everyone>", "@everyone", "http://evil")
+    return _hook(r.chat, "slack", path.rsplit("/", 1)[1], table, live=live, secrets=(path,))
 
 
 def telegram(r: Receivers) -> Rig:
-    sim = r.chat
     options = {
         "token": SIM_TELEGRAM_TOKEN,
-        "chat_id": sim.config["telegram_chat"],
-        "api_base": sim.url,
+        "chat_id": r.chat.config["telegram_chat"],
+        "api_base": r.chat.url,
     }
-    return Rig(
-        options,
-        _chat_texts(sim, "telegram"),
-        _chat_failures(
-            sim,
-            "telegram",
-            [
-                ("400_chat", "permanent", "channel", None),  # chat not found
-                ("400_migrate", "permanent", "channel", None),  # group became a supergroup
-                ("401", "permanent", "channel", None),
-                ("403_blocked", "permanent", "recipient", None),  # the bot was blocked
-                ("429", "retry", "message", 7.0),
-                ("500", "retry", "message", None),
-            ],
-        ),
-        wrong_secret={**options, "token": "123456:" + WRONG},
-        live=("<s>", "<b> 0", "@everyone", "http://evil"),  # HTML mode: "[x](" is only text
-        secrets=(SIM_TELEGRAM_TOKEN,),
-    )
+    table = [
+        ("400_chat", "permanent", "channel", None),  # chat not found
+        ("400_migrate", "permanent", "channel", None),  # group became a supergroup
+        ("401", "permanent", "channel", None),
+        ("403_blocked", "permanent", "recipient", None),  # the bot was blocked
+        ("429", "retry", "message", 7.0),
+        ("500", "retry", "message", None),
+    ]
+    wrong = {**options, "token": "123456:" + WRONG}
+    live = ("<s>", "<b> 0", "@everyone", "http://evil")  # HTML mode: "[x](" is only text
+    secrets = (SIM_TELEGRAM_TOKEN,)
+    return _chat(r.chat, "telegram", options, table, wrong, live=live, secrets=secrets)
 
 
 def discord(r: Receivers) -> Rig:
-    sim = r.chat
-    wrong = sim.endpoint("discord").replace(sim.config["discord_token"], WRONG)
-    return Rig(
-        {"url": sim.endpoint("discord")},
-        _chat_texts(sim, "discord"),
-        _chat_failures(
-            sim,
-            "discord",
-            [
-                ("404_unknown_webhook", "permanent", "channel", None),
-                ("401", "permanent", "channel", None),
-                ("400", "permanent", "message", None),  # this message's form is invalid
-                ("429", "retry", "message", 7.0),
-                ("500", "retry", "message", None),
-            ],
-        ),
-        wrong_secret={"url": wrong},
-        # Discord shows "\\@everyone" as a literal "@everyone" that pings nobody.
-        live=("<s>", "<b> 0", " @everyone", "http://evil", "[x]("),
-        secrets=(sim.config["discord_token"],),
-    )
+    token = r.chat.config["discord_token"]
+    table = [
+        ("404_unknown_webhook", "permanent", "channel", None),
+        ("401", "permanent", "channel", None),
+        ("400", "permanent", "message", None),  # this message's form is invalid
+        ("429", "retry", "message", 7.0),
+        ("500", "retry", "message", None),
+    ]
+    # Discord shows "\\@everyone" as a literal "@everyone" that pings nobody.
+    live = ("<s>", "<b> 0", " @everyone", "http://evil", "[x](")
+    return _hook(r.chat, "discord", token, table, live=live, secrets=(token,))
 
 
 def sms(r: Receivers) -> Rig:
-    sim = r.chat
     options = {
-        "account_sid": sim.config["twilio_sid"],
+        "account_sid": r.chat.config["twilio_sid"],
         "auth_token": SIM_TWILIO_TOKEN,
-        "sender": sim.config["twilio_from"],
+        "sender": r.chat.config["twilio_from"],
         "to": "+8613800001111",
-        "api_base": sim.url,
+        "api_base": r.chat.url,
     }
-    return Rig(
+    table = [
+        ("21211", "permanent", "message", None),  # invalid To number
+        ("21610", "permanent", "recipient", None),  # the recipient replied STOP
+        ("21606", "permanent", "channel", None),  # the From number cannot send
+        ("21408", "permanent", "channel", None),  # region not enabled
+        ("20003", "permanent", "channel", None),  # authentication
+        ("20429", "retry", "message", None),
+        ("500", "retry", "message", None),
+    ]
+    return _chat(
+        r.chat,
+        "twilio",
         options,
-        _chat_texts(sim, "twilio"),
-        _chat_failures(
-            sim,
-            "twilio",
-            [
-                ("21211", "permanent", "message", None),  # invalid To number
-                ("21610", "permanent", "recipient", None),  # the recipient replied STOP
-                ("21606", "permanent", "channel", None),  # the From number cannot send
-                ("21408", "permanent", "channel", None),  # region not enabled
-                ("20003", "permanent", "channel", None),  # authentication
-                ("20429", "retry", "message", None),
-                ("500", "retry", "message", None),
-            ],
-        ),
-        wrong_secret={**options, "auth_token": WRONG},
+        table,
+        {**options, "auth_token": WRONG},
         live=(),  # a text message interprets no markup; the forged line still must not appear
         secrets=(SIM_TWILIO_TOKEN,),
         # Twilio queues what it accepts (its limits are per sender and carrier); pollerd
