@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from pollerd.channels import channel_class, known_types
-from pollerd.channels.base import ChannelContext, SendResult
+from pollerd.channels.base import Channel, ChannelContext, SendResult
 from pollerd.model import Event
 from pollerd_sim import WebhookSink
 from pollerd_sim.chat import (
@@ -49,6 +49,7 @@ from tests.support.channel_rigs import (
     strings,
 )
 from tests.support.events import ITEM, line_items, paid_event
+from tests.support.sending import send_events
 from tests.support.smtp import (
     Certs,
     Inbox,
@@ -117,15 +118,10 @@ def rig(kind: str, receivers: Receivers) -> Rig:
 def send(kind: str, options: dict[str, Any], *events: Event) -> list[SendResult]:
     """Render each event once and send it, as the outbox does; a fresh client per call."""
 
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            channel = channel_class(kind)(ChannelContext(kind, options, http))
-            try:
-                return [await channel.send(e, channel.render(e)) for e in events]
-            finally:
-                await channel.close()
+    def make(http: httpx.AsyncClient) -> Channel:
+        return channel_class(kind)(ChannelContext(kind, options, http))
 
-    return asyncio.run(go())
+    return send_events(make, events, close=True).results
 
 
 def budget(kind: str, options: dict[str, Any]) -> Any:

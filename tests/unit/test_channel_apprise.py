@@ -31,6 +31,7 @@ from pollerd.errors import ConfigError
 from pollerd.model import Event, LineItem
 from pollerd_sim import WebhookSink
 from tests.support.events import paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 USER, PASSWORD = "hookuser", "PW_TOPSECRET_1234"
@@ -62,16 +63,13 @@ def deliver(
     url: str, *, times: int = 1, locale: str = "en", event: Event | None = None, **options: Any
 ) -> list[SendResult]:
     """Render once, send `times` times, like the outbox does."""
-    event = event or sample()
 
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            ctx = ChannelContext("ops-apprise", {"url": url, **options}, http, locale=locale)
-            channel = AppriseChannel(ctx)
-            rendered = channel.render(event)
-            return [await channel.send(event, rendered) for _ in range(times)]
+    def make(http: httpx.AsyncClient) -> AppriseChannel:
+        return AppriseChannel(
+            ChannelContext("ops-apprise", {"url": url, **options}, http, locale=locale)
+        )
 
-    return asyncio.run(go())
+    return send_events(make, [event or sample()], times=times).results
 
 
 def assert_no_secrets(*texts: str) -> None:

@@ -4,7 +4,6 @@ limit, digests, and the webhook token kept out of details and reprs."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from pollerd.templates.escape import escape_discord
 from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
 from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
@@ -38,12 +38,10 @@ def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug", **extr
 def deliver(url: str, *events: Event, locale: str = "en", **options: Any) -> list[SendResult]:
     """Render each event once and send it, through one channel and one shared client."""
 
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            ch = DiscordChannel(ChannelContext("dc", {"url": url, **options}, http, locale=locale))
-            return [await ch.send(e, ch.render(e)) for e in (events or (sample(),))]
+    def make(http: httpx.AsyncClient) -> DiscordChannel:
+        return DiscordChannel(ChannelContext("dc", {"url": url, **options}, http, locale=locale))
 
-    return asyncio.run(go())
+    return send_events(make, events or (sample(),)).results
 
 
 def offline(locale: str = "en", **options: Any) -> DiscordChannel:

@@ -10,14 +10,16 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
-from pollerd.channels.base import ChannelContext, SendResult
+from pollerd.channels.base import ChannelContext
 from pollerd.channels.email import EmailChannel, message_id
 from pollerd.model import Event, LineItem
 from pollerd.templates import templates_for
 from tests.support.events import paid_event
+from tests.support.sending import send_events
 from tests.support.smtp import (
     PASSWORD,
     Certs,
@@ -54,7 +56,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 def deliver(port: int, event: Event | None = None, *, times: int = 1, **options: Any) -> list[Any]:
     """Render once and send `times` times, as the outbox does; returns results (and channel)."""
-    event = event or sample()
     base = {
         "host": "127.0.0.1",
         "port": port,
@@ -62,13 +63,11 @@ def deliver(port: int, event: Event | None = None, *, times: int = 1, **options:
         "to": ["ops@example.com", "Owner <owner@example.com>"],
         "timeout": "5s",
     }
-    channel = EmailChannel(ChannelContext("mail", {**base, **options}, None, "Asia/Shanghai"))  # type: ignore[arg-type]
-    rendered = channel.render(event)
 
-    async def go() -> list[SendResult]:
-        return [await channel.send(event, rendered) for _ in range(times)]
+    def make(_: httpx.AsyncClient) -> EmailChannel:  # SMTP: the channel takes no HTTP client
+        return EmailChannel(ChannelContext("mail", {**base, **options}, None, "Asia/Shanghai"))  # type: ignore[arg-type]
 
-    return asyncio.run(go())
+    return list(send_events(make, [event or sample()], times=times).results)
 
 
 # tests --------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ fitting to the 20 KB body; the older success shape and a few other answers come 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from pollerd.channels.robot import utf8_len
 from pollerd.model import Event
 from pollerd_sim.chat import ChatSim
 from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 HOOK = "feishu-hook-0001"
 SECRET = "feishu-secret-0001"
@@ -47,17 +47,14 @@ def deliver(
     clock: Callable[[], float] | None = None,
     transport: httpx.MockTransport | None = None,
 ) -> tuple[list[SendResult], str]:
-    event = event or sample()
+    def make(http: httpx.AsyncClient) -> FeishuChannel:
+        channel = cls(ChannelContext("ops", options, http, locale=locale))
+        if clock is not None:
+            channel.clock = clock
+        return channel
 
-    async def go() -> tuple[list[SendResult], str]:
-        async with httpx.AsyncClient(transport=transport) as http:
-            channel = cls(ChannelContext("ops", options, http, locale=locale))
-            if clock is not None:
-                channel.clock = clock
-            rendered = channel.render(event)
-            return [await channel.send(event, rendered) for _ in range(times)], rendered
-
-    return asyncio.run(go())
+    sent = send_events(make, [event or sample()], times=times, transport=transport)
+    return sent.results, sent.rendered[0]
 
 
 def ok_transport(seen: list[httpx.Request], body: dict[str, Any] | None = None) -> Any:

@@ -5,7 +5,6 @@ digests, and secrets kept out of details. Answers the simulator cannot give (a 2
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pollerd.templates.escape import escape_slack
 from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
 from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
@@ -45,15 +45,9 @@ def deliver(
     url: str, event: Event | None = None, *, times: int = 1, **options: Any
 ) -> list[SendResult]:
     """Render once, send `times` times through one shared client, like the outbox does."""
-    event = event or sample()
-
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            ch = channel(http, url, **options)
-            rendered = ch.render(event)
-            return [await ch.send(event, rendered) for _ in range(times)]
-
-    return asyncio.run(go())
+    return send_events(
+        lambda http: channel(http, url, **options), [event or sample()], times=times
+    ).results
 
 
 def offline(locale: str = "en") -> SlackChannel:

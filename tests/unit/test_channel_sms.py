@@ -20,6 +20,7 @@ from pollerd.model import Event, LineItem
 from pollerd_sim.chat import ChatSim
 from pollerd_sim.chat_apis import sms_segments
 from tests.support.events import paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
@@ -51,14 +52,12 @@ def options(sim: ChatSim | None, **more: Any) -> dict[str, Any]:
 
 def deliver(opts: dict[str, Any], event: Event | None = None) -> SendResult:
     """Render once and send, as the outbox does."""
-    event = event or sample()
 
-    async def go() -> SendResult:
-        async with httpx.AsyncClient() as http:
-            ch = SmsChannel(ChannelContext("sms", opts, http))
-            return await ch.send(event, ch.render(event))
+    def make(http: httpx.AsyncClient) -> SmsChannel:
+        return SmsChannel(ChannelContext("sms", opts, http))
 
-    return asyncio.run(go())
+    [result] = send_events(make, [event or sample()]).results
+    return result
 
 
 def text(event: Event, locale: str = "en", **more: Any) -> str:

@@ -23,6 +23,7 @@ from pollerd.model import Event
 from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
 from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
@@ -49,13 +50,12 @@ def deliver(
 ) -> tuple[list[SendResult], TelegramChannel]:
     """Render each event once and send it, through one channel and one shared client."""
 
-    async def go() -> tuple[list[SendResult], TelegramChannel]:
-        async with httpx.AsyncClient() as http:
-            ch = TelegramChannel(ChannelContext("tg", opts, http, locale=locale))
-            out = [await ch.send(e, ch.render(e)) for e in (events or (sample(),))]
-            return out, ch
+    def make(http: httpx.AsyncClient) -> TelegramChannel:
+        return TelegramChannel(ChannelContext("tg", opts, http, locale=locale))
 
-    return asyncio.run(go())
+    sent = send_events(make, events or (sample(),))
+    assert isinstance(sent.channel, TelegramChannel)
+    return sent.results, sent.channel
 
 
 def rendered(event: Event, locale: str = "en") -> dict[str, str]:

@@ -6,7 +6,6 @@ A few answers the simulator does not give (HTTP 200 that is not JSON, a redirect
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from pollerd.model import Event
 from pollerd.templates.escape import escape_markdown, escape_text
 from pollerd_sim.chat import ChatSim
 from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 KEY = "wecom-key-0001"
@@ -54,16 +54,13 @@ def deliver(
     transport: httpx.MockTransport | None = None,
 ) -> tuple[list[SendResult], str]:
     """Render once, send `times` times through one shared client, like the outbox does."""
-    event = event or sample()
 
-    async def go() -> tuple[list[SendResult], str]:
-        async with httpx.AsyncClient(transport=transport) as http:
-            ctx = ChannelContext("group", options, http, timezone=timezone, locale=locale)
-            channel = WeComChannel(ctx)
-            rendered = channel.render(event)
-            return [await channel.send(event, rendered) for _ in range(times)], rendered
+    def make(http: httpx.AsyncClient) -> WeComChannel:
+        ctx = ChannelContext("group", options, http, timezone=timezone, locale=locale)
+        return WeComChannel(ctx)
 
-    return asyncio.run(go())
+    sent = send_events(make, [event or sample()], times=times, transport=transport)
+    return sent.results, sent.rendered[0]
 
 
 def answering(status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:
