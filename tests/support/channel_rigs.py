@@ -27,7 +27,8 @@ from pollerd_sim.chat import (
     ChatSim,
 )
 from tests.support.events import CUSTOMER
-from tests.support.smtp import PASSWORD, Certs, Inbox, free_port
+from tests.support.loopback import free_port
+from tests.support.smtp import PASSWORD, Certs, Inbox
 
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 WRONG = "wrong-credential-0000"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import email
 import ipaddress
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.loopback import free_port
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -144,13 +145,6 @@ def authenticate(
         PASSWORD.encode(),
     )
     return AuthResult(success=good, handled=False)  # False: aiosmtpd sends the 535 itself
-
-
-def free_port() -> int:
-    """aiosmtpd cannot take port 0 (its start-up probe connects to the port it was given)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from pollerd.errors import ConfigError
 from pollerd.model import Event, LineItem
 from pollerd_sim import WebhookSink
 from tests.support.events import paid_event
+from tests.support.loopback import free_port
 from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
@@ -254,12 +254,6 @@ def test_resend_after_a_failure_is_identical(sink: WebhookSink) -> None:
     assert (first.kind, second.kind) == ("retry", "ok")
     one, two = sink.attempts
     assert one.body == two.body
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_connection_refused_is_retry() -> None:

@@ -19,13 +19,13 @@ from pollerd.channels.email import EmailChannel, message_id
 from pollerd.model import Event, LineItem
 from pollerd.templates import templates_for
 from tests.support.events import paid_event
+from tests.support.loopback import free_port
 from tests.support.sending import send_events
 from tests.support.smtp import (
     PASSWORD,
     Certs,
     Inbox,
     authenticate,
-    free_port,
     make_certs,
     smtp_server,
 )

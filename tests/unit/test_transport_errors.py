@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,12 +18,14 @@ from pollerd.channels.webhook import WebhookChannel
 from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
-from pollerd.model import Event, Order
+from pollerd.model import Event
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_rest import ShopifyRestSource
 from pollerd.sources.woocommerce import WooCommerceSource
 from pollerd_sim import ShopSim, WooSim
 from tests.support.clocks import FakeTime
+from tests.support.events import paid_event
+from tests.support.loopback import free_port
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"
 SECRET = "cs_3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d"
@@ -33,25 +34,7 @@ AFTER = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def sample() -> Event:
-    at = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=at,
-        updated_at=at,
-        total="25.00",
-        currency="EUR",
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", at, at, False, order.to_json())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return paid_event(None, admin_url=None)
 
 
 def woo(url: str, **kw: Any) -> WooCommerceStore:

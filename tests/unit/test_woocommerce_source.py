@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -42,6 +41,7 @@ from pollerd.sources.woocommerce import (
 )
 from pollerd_sim import WooSim
 from tests.support.clocks import FakeTime, WallClock
+from tests.support.loopback import free_port
 from tests.support.transports import RecordingTransport
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"
@@ -144,12 +144,6 @@ def gets(sim: WooSim, method: str = "GET") -> list[dict[str, str]]:
         for entry in sim.request_log
         if entry["method"] == method and entry["path"] == ORDERS
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
