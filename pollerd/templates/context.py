@@ -27,6 +27,7 @@ from pollerd.templates.format import (
 if TYPE_CHECKING:
     from pollerd.templates.loader import Templates
 
+# Event variables a digest has no value for (see digest_context).
 _EVENT_ONLY = (
     "id",
     "platform",

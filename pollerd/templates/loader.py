@@ -284,6 +284,7 @@ class Templates:
         return problems(self, samples)
 
 
+@cache
 def builtin_templates() -> Templates:
     """The built-in templates alone: what a failing user template falls back to."""
     return Templates(None)
