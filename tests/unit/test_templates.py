@@ -30,6 +30,7 @@ from pollerd.templates import (
     context,
     local_time,
     money,
+    templates_for,
 )
 from pollerd.templates.loader import locale_chain
 
@@ -816,3 +817,11 @@ def test_the_bounds_leave_room_for_real_templates(tmp_path: Path) -> None:
     assert "=" * 40 in title and "19999" in title
     events = [order_event(number=str(1000 + i)) for i in range(500)]
     assert Templates(None).render_digest(events, flavour="text").body
+
+
+def test_one_templates_per_folder_is_shared(tmp_path: Path) -> None:
+    """Environments and found templates are cached on the instance: every channel and every
+    fallback must reach the same one, or each render would compile the templates again."""
+    assert templates_for(None) is templates_for(None)
+    assert templates_for(tmp_path) is templates_for(tmp_path / ".")
+    assert templates_for(tmp_path) is not templates_for(None)
