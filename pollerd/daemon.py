@@ -28,10 +28,8 @@ loop runs once, not a burst). Under systemd (`Type=notify`, research §C.3) it s
 Every `PRUNE_EVERY` seconds a job applies `[pollerd] retention` (message bodies, sealed
 contacts; `Store.prune`).
 
-Test-only failpoints (`POLLERD_FAILPOINT`, never set in production; the tests prove with them
-that a hung loop stops the watchdog pings): `hang_delivery` makes the delivery loop's first
-send hang forever while the event loop keeps running; `block_loop` blocks the event loop thread
-itself at that point.
+Test-only failpoints (`pollerd.failpoints`): `hang_delivery` and `block_loop` prove that a hung
+loop stops the watchdog pings.
 """
 
 from __future__ import annotations
@@ -40,7 +38,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -53,6 +50,7 @@ from pollerd import __version__, metrics
 from pollerd.config import Settings
 from pollerd.delivery import Deliverer
 from pollerd.errors import EXIT_OK, ConfigError
+from pollerd.failpoints import FAILPOINT, armed
 from pollerd.health import DELIVERY_SLACK, Health, StoreBeat, status_line, status_text
 from pollerd.reload import ReloadPlan
 from pollerd.runtime import Runtime, StopSignals, build_source, start_web
@@ -73,7 +71,6 @@ TICK_MAX = 5.0  # seconds between status updates (and watchdog pings, if more of
 TICK_JOB = "pollerd:tick"  # never a store name: those are [a-z0-9_-]
 PRUNE_JOB = "pollerd:prune"
 PRUNE_EVERY = 300.0  # seconds between retention prunes (`[pollerd] retention`)
-FAILPOINT = os.environ.get("POLLERD_FAILPOINT", "")
 
 
 async def _finish(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
@@ -91,11 +88,11 @@ async def _finish(tasks: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
 
 
 async def _failpoint() -> None:
-    """Test-only hangs (module docstring); a no-op unless POLLERD_FAILPOINT names one."""
-    if FAILPOINT == "hang_delivery":
+    """Test-only hangs (`pollerd.failpoints`); a no-op unless one is armed."""
+    if armed("hang_delivery"):
         logger.warning("FAILPOINT hang_delivery: the delivery loop hangs here (test only)")
         await asyncio.get_running_loop().create_future()  # never resolved; the loop runs on
-    elif FAILPOINT == "block_loop":
+    elif armed("block_loop"):
         logger.warning("FAILPOINT block_loop: the event loop thread blocks here (test only)")
         time.sleep(3600)  # the whole event loop stops: nothing else may run
 

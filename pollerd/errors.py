@@ -13,7 +13,7 @@ defined elsewhere are drawn by module path and derive from a class of this modul
     ├── ControlFlow                             raised and caught inside one module, never
     │   │                                       shown to a person, never a PollerdError
     │   ├── web.BadRequest(status)              an unsubscribe request answered 4xx
-    │   ├── templates.engine.DigestTooLong      a digest cannot name every alert it holds
+    │   ├── templates.fit.DigestTooLong      a digest cannot name every alert it holds
     │   ├── templates.sandbox.TooLarge          a template over a bound (also jinja2's
     │   │                                       SecurityError, so `check` lists it)
     │   ├── sources.ratelimit.TooSoon(wait)     a pause longer than one call may sleep

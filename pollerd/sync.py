@@ -25,7 +25,6 @@ The rules (DESIGN §5, each one a measured way other tools lost orders):
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +38,7 @@ from pollerd import baseline, metrics
 from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
 from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
 from pollerd.errors import RetryableSourceError
+from pollerd.failpoints import armed
 from pollerd.model import (
     PERMANENT_DELETION,
     Contact,
@@ -67,9 +67,6 @@ from pollerd.store import Store
 from pollerd.store.db import EVENT, SNAPSHOT, Cursor
 
 MAX_REWALKS = 3
-# Test-only switch that re-creates a classic bug, so the fault tests can prove they would catch
-# it (a fault test that cannot fail proves nothing). Never set in production.
-MUTANT = os.environ.get("POLLERD_MUTANT", "")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 WALK_EVERY = 60.0
@@ -213,7 +210,7 @@ class StoreSync:
     async def _poll(self, *, sweep: bool) -> PassReport:
         report = PassReport(self.name)
         cursor = self.ensure_cursor()
-        overlap = timedelta(0) if MUTANT == "no_overlap" else self.cfg.overlap
+        overlap = timedelta(0) if armed("no_overlap") else self.cfg.overlap  # failpoints.py
         after = _floor(cursor.updated_at - overlap)
         read_at = _floor(self.clock())
         if await self._moved(cursor):

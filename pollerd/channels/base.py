@@ -184,7 +184,7 @@ class Channel:
         footer: Footer | None = None,
     ) -> Message:
         """`event` rendered from the templates in this channel's locale and time zone, the
-        fullest version that `fits` (see `pollerd.templates.engine`)."""
+        fullest version that `fits` (see `pollerd.templates.fit`)."""
         return self.ctx.templates.render(
             event.to_json(),
             flavour=flavour or self.flavour,

@@ -12,6 +12,7 @@ import pytest
 
 from pollerd.health import FIRST_POLL_GRACE, Health, StoreBeat, status_line
 from pollerd.systemd import MAX_STATUS, monotonic_usec, notify, supervised, watchdog_interval
+from tests.support.clocks import SecondsClock
 
 
 @pytest.fixture
@@ -75,22 +76,14 @@ def test_monotonic_usec_is_the_monotonic_clock() -> None:
     assert before - 1000 <= monotonic_usec() <= int(time.monotonic() * 1_000_000) + 1000
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def health(clock: Clock, delivered: list[float]) -> Health:
+def health(clock: SecondsClock, delivered: list[float]) -> Health:
     return Health(
         delivery_last=lambda: delivered[0], delivery_limit=35.0, tick_every=5.0, clock=clock
     )
 
 
 def test_a_store_is_healthy_until_three_intervals_pass_without_a_success() -> None:
-    clock, delivered = Clock(), [1000.0]
+    clock, delivered = SecondsClock(), [1000.0]
     h = health(clock, delivered)
     h.last_tick = clock.now
     beat = StoreBeat(interval=10.0, since=clock.now)
@@ -123,7 +116,7 @@ def test_a_store_is_healthy_until_three_intervals_pass_without_a_success() -> No
 
 
 def test_a_stalled_delivery_loop_or_scheduler_is_unhealthy() -> None:
-    clock, delivered = Clock(), [1000.0]
+    clock, delivered = SecondsClock(), [1000.0]
     h = health(clock, delivered)
     h.last_tick = clock.now
     clock.now += 36
@@ -141,7 +134,7 @@ def test_a_stalled_delivery_loop_or_scheduler_is_unhealthy() -> None:
 
 
 def test_status_line_in_english_and_chinese() -> None:
-    clock, delivered = Clock(), [1000.0]
+    clock, delivered = SecondsClock(), [1000.0]
     h = health(clock, delivered)
     h.last_tick = clock.now
     h.stores = {

@@ -50,7 +50,7 @@ def scenario(
     orders: int,
     kills: int,
     seed: int,
-    mutant: str = "",
+    failpoint: str = "",
     settle: float = 90.0,
 ) -> tuple[set[str], Counter[str], list[str]]:
     with (
@@ -60,7 +60,7 @@ def scenario(
         WebhookSink() as sink,
     ):
         config = write_config(tmp, sim.url, sink.url, store={"start_from": "now"})
-        extra = {"POLLERD_MUTANT": mutant} if mutant else {}
+        extra = {"POLLERD_FAILPOINT": failpoint} if failpoint else {}
         daemon = factory(config, **extra)
         daemon.start()
         expected: set[str] = set()
@@ -106,7 +106,7 @@ def test_the_kill_test_catches_a_missing_overlap(tmp_path: Path, daemon_factory:
             orders=300,
             kills=3,
             seed=seed,
-            mutant="no_overlap",
+            failpoint="no_overlap",
             settle=20.0,
         )
         if expected - set(counts):

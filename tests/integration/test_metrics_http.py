@@ -29,6 +29,7 @@ from pollerd.store import open_store
 from pollerd.sync import StoreSync
 from pollerd_sim import WebhookSink, WooSim
 from pollerd_sim.harness import KEY, SECRET, write_config
+from tests.support.loopback import free_port
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 HTTP = httpx.Client(timeout=5)  # one client: building one per request costs ~0.1 s (TLS setup)
@@ -250,12 +251,6 @@ def test_a_reset_registry_is_what_a_live_server_serves() -> None:
         metrics.declare(["second"], [])
         text = HTTP.get(f"{server.url}/metrics").text
         assert 'store="second"' in text and 'store="first"' not in text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_pollerd_run_serves_metrics_and_health(tmp_path: Path, daemon_factory: Any) -> None:

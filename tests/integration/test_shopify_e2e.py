@@ -18,19 +18,7 @@ import pytest
 
 from pollerd_sim import ShopSim, WebhookSink
 from pollerd_sim.harness import SHOPIFY_TOKEN, pollerd, write_config
-
-
-class Clock:
-    """The simulator's wall clock, moved by the test (index lag is measured on it)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.support.clocks import WallClock
 
 
 @pytest.fixture
@@ -127,7 +115,7 @@ def test_orders_sharing_one_updated_at_across_small_pages(
 def test_index_lag_is_waited_out_and_late_finds_are_counted(
     tmp_path: Path, sink: WebhookSink
 ) -> None:
-    clock = Clock()
+    clock = WallClock()
     with ShopSim(access_token=SHOPIFY_TOKEN, index_lag=20, clock=clock) as shop:
         config = config_for(tmp_path, shop, sink, overlap="2s")
         first = shop.create_order(financial="PAID")

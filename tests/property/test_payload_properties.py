@@ -25,7 +25,7 @@ from pollerd.sources import woocommerce
 from pollerd.sources.payload import OrderPayloadError
 from pollerd.sources.shopify_bulk import BulkFileError, regroup_lines
 from pollerd.sources.shopify_feeds import ShopifyFeeds
-from pollerd.templates.engine import money
+from pollerd.templates import money
 
 from .mutate import FIXTURES, load, mutated
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import threading
 import time
@@ -28,8 +27,11 @@ from pollerd.channels.apprise_bridge import AppriseChannel
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.config import load
 from pollerd.errors import ConfigError
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event, LineItem
 from pollerd_sim import WebhookSink
+from tests.support.events import paid_event
+from tests.support.loopback import free_port
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 USER, PASSWORD = "hookuser", "PW_TOPSECRET_1234"
@@ -46,21 +48,7 @@ def sample(
     items: tuple[LineItem, ...] = (LineItem("Mug", 2, "12.50"),),
     admin_url: str | None = None,
 ) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        line_items=items,
-        admin_url=admin_url,
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+    return paid_event(name, items=items, admin_url=admin_url)
 
 
 def hook_url(port: int, scheme: str = "json", query: str = "") -> str:
@@ -75,16 +63,13 @@ def deliver(
     url: str, *, times: int = 1, locale: str = "en", event: Event | None = None, **options: Any
 ) -> list[SendResult]:
     """Render once, send `times` times, like the outbox does."""
-    event = event or sample()
 
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            ctx = ChannelContext("ops-apprise", {"url": url, **options}, http, locale=locale)
-            channel = AppriseChannel(ctx)
-            rendered = channel.render(event)
-            return [await channel.send(event, rendered) for _ in range(times)]
+    def make(http: httpx.AsyncClient) -> AppriseChannel:
+        return AppriseChannel(
+            ChannelContext("ops-apprise", {"url": url, **options}, http, locale=locale)
+        )
 
-    return asyncio.run(go())
+    return send_events(make, [event or sample()], times=times).results
 
 
 def assert_no_secrets(*texts: str) -> None:
@@ -269,12 +254,6 @@ def test_resend_after_a_failure_is_identical(sink: WebhookSink) -> None:
     assert (first.kind, second.kind) == ("retry", "ok")
     one, two = sink.attempts
     assert one.body == two.body
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_connection_refused_is_retry() -> None:

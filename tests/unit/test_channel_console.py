@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext
 from pollerd.channels.console import ConsoleChannel
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event, LineItem
+from tests.support.events import paid_event
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 HOSTILE = "<s>**x** @everyone [x](http://evil)"
@@ -28,23 +29,17 @@ def sample(
     number: str = "1001",
     admin_url: str | None = None,
 ) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id=number,
+    return paid_event(
+        name,
+        items=items,
+        email=email,
         number=number,
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="USD",
-        payment_method_title="Credit card",
-        customer_email=email,
-        customer_name=name,
-        line_items=items,
+        order_id=number,
         admin_url=admin_url,
+        currency="USD",
+        at=AT,
+        payment_method_title="Credit card",
     )
-    return Event("order.paid", "acme", "woocommerce", number, AT, AT, False, order.to_json())
 
 
 def channel(options: Any = None, **ctx: Any) -> ConsoleChannel:

@@ -4,7 +4,6 @@ gateway answers the simulator does not give come from an `httpx.MockTransport`."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,8 +18,10 @@ from pollerd.channels import dingtalk
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.dingtalk import TEXT_BYTES, DingTalkChannel, sign
 from pollerd.channels.robot import utf8_len
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event
 from pollerd_sim.chat import ChatSim
+from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 TOKEN = "ding-token-0001"
 SECRET = "SECding0001"
@@ -28,27 +29,12 @@ AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://acme.example.com/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<s>**x**</s> @all @everyone [x](http://evil) <font color="info">'
 # The common brief's hostile customer and item: they must reach the wire inert.
-CUSTOMER = "<s>**x** @everyone [x](http://evil)"
-ITEM = "*big* <b>"
 
 
 def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug") -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        customer_email="j***@example.com",
-        admin_url=ADMIN,
-        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
+    return paid_event(
+        name, items=line_items(items, item_name), email="j***@example.com", admin_url=ADMIN
     )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
 
 
 def long_event() -> Event:
@@ -64,17 +50,14 @@ def deliver(
     clock: Callable[[], float] | None = None,
     transport: httpx.MockTransport | None = None,
 ) -> tuple[list[SendResult], str]:
-    event = event or sample()
+    def make(http: httpx.AsyncClient) -> DingTalkChannel:
+        channel = DingTalkChannel(ChannelContext("ops", options, http, locale=locale))
+        if clock is not None:
+            channel.clock = clock
+        return channel
 
-    async def go() -> tuple[list[SendResult], str]:
-        async with httpx.AsyncClient(transport=transport) as http:
-            channel = DingTalkChannel(ChannelContext("ops", options, http, locale=locale))
-            if clock is not None:
-                channel.clock = clock
-            rendered = channel.render(event)
-            return [await channel.send(event, rendered) for _ in range(times)], rendered
-
-    return asyncio.run(go())
+    sent = send_events(make, [event or sample()], times=times, transport=transport)
+    return sent.results, sent.rendered[0]
 
 
 @pytest.fixture(scope="module")

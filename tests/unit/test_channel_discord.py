@@ -4,7 +4,6 @@ limit, digests, and the webhook token kept out of details and reprs."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,51 +15,33 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.discord import CONTENT_LIMIT, DiscordChannel
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event
 from pollerd.templates.escape import escape_discord
 from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
+from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = "<s>** @everyone @here <@123> [x](http://evil) __u__ ~~s~~ `c` ||spoiler|| # h"
-CUSTOMER = "<s>**x** @everyone [x](http://evil)"
-ITEM = "*big* <b>"
 LINK = f"Open: <{ADMIN}>"  # pollerd's own link: `<…>` keeps Discord from embedding it
 SUMMARY = "[acme] Order #1001 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
 TOKEN = "discord-token-0001"
 
 
 def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug", **extra: Any) -> Event:
-    order = Order(
-        store=extra.pop("store", "acme"),
-        platform="woocommerce",
-        id="1001",
-        number=extra.pop("number", "1001"),
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
-        **{"admin_url": ADMIN, **extra},
-    )
     reason = extra.get("cancel_reason")
-    return Event(
-        "order.paid", order.store, "woocommerce", "1001", AT, AT, False, order.to_json(), reason
-    )
+    return paid_event(name, items=line_items(items, item_name), reason=reason, **extra)
 
 
 def deliver(url: str, *events: Event, locale: str = "en", **options: Any) -> list[SendResult]:
     """Render each event once and send it, through one channel and one shared client."""
 
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            ch = DiscordChannel(ChannelContext("dc", {"url": url, **options}, http, locale=locale))
-            return [await ch.send(e, ch.render(e)) for e in (events or (sample(),))]
+    def make(http: httpx.AsyncClient) -> DiscordChannel:
+        return DiscordChannel(ChannelContext("dc", {"url": url, **options}, http, locale=locale))
 
-    return asyncio.run(go())
+    return send_events(make, events or (sample(),)).results
 
 
 def offline(locale: str = "en", **options: Any) -> DiscordChannel:

@@ -4,37 +4,33 @@ with a certificate made here, authentication, and the server's refusals."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email
 import hashlib
-import ipaddress
-import socket
-import ssl
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
 
-from pollerd.channels.base import ChannelContext, SendResult
+from pollerd.channels.base import ChannelContext
 from pollerd.channels.email import EmailChannel, message_id
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event, LineItem
 from pollerd.templates import templates_for
+from tests.support.events import paid_event
+from tests.support.loopback import free_port
+from tests.support.sending import send_events
+from tests.support.smtp import (
+    PASSWORD,
+    Certs,
+    Inbox,
+    authenticate,
+    make_certs,
+    smtp_server,
+)
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
-PASSWORD = "s3cret-Passw0rd"
 HOSTILE = "<s>**x** @everyone [x](http://evil)"
 ADMIN = "https://shop.example.com/wp-admin/post.php?post=1001&action=edit"
 
@@ -45,164 +41,21 @@ def sample(
     email: str | None = "e***@example.com",
     items: tuple[LineItem, ...] = (LineItem("Mug <script>alert(1)</script>", 2, "20.00"),),
 ) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        payment_method_title="Card <b>",
-        customer_email=email,
-        customer_name=name,
-        admin_url=ADMIN,
-        line_items=items,
+    return paid_event(
+        name, items=items, email=email, admin_url=ADMIN, at=AT, payment_method_title="Card <b>"
     )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
 
 
-# certificates ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Certs:
-    ca: Path  # trust anchor for ca_file
-    chain: Path  # server certificate (127.0.0.1, localhost), signed by the CA
-    key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.chain, self.key)
-        return context
+# the server: tests/support/smtp.py -----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    """A throwaway CA and a server certificate for 127.0.0.1, as a private mail server has."""
-    out = tmp_path_factory.mktemp("certs")
-    now = datetime.now(UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pollerd test CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    certs = Certs(out / "ca.pem", out / "server.pem", out / "server.key")
-    certs.ca.write_bytes(ca.public_bytes(pem))
-    certs.chain.write_bytes(leaf.public_bytes(pem))
-    certs.key.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certs
-
-
-# the server ---------------------------------------------------------------------------------
-
-
-class Inbox:
-    """aiosmtpd handler: accepts mail (recording whether it came over TLS), or refuses given
-    recipients / the DATA with a configured reply."""
-
-    def __init__(self, refuse: dict[str, str] | None = None, data_reply: str = "") -> None:
-        self.refuse = refuse or {}
-        self.data_reply = data_reply
-        self.messages: list[EmailMessage] = []
-        self.envelopes: list[Envelope] = []
-        self.over_tls: list[bool] = []
-
-    async def handle_RCPT(
-        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, _: Any
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        if self.data_reply:
-            return self.data_reply
-        assert isinstance(envelope.content, bytes)
-        parsed = email.message_from_bytes(envelope.content, policy=default_policy)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        self.envelopes.append(envelope)
-        # session.ssl is set by STARTTLS only; the transport also knows implicit TLS.
-        tls = session.ssl is not None or server.transport.get_extra_info("ssl_object")
-        self.over_tls.append(bool(tls))
-        return "250 Message accepted"
-
-
-def _authenticate(
-    server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
-) -> AuthResult:
-    good = isinstance(data, LoginPassword) and (data.login, data.password) == (
-        b"alerts",
-        PASSWORD.encode(),
-    )
-    return AuthResult(success=good, handled=False)  # False: aiosmtpd sends the 535 itself
-
-
-def free_port() -> int:
-    """aiosmtpd cannot take port 0 (its start-up probe connects to the port it was given)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def smtp_server(inbox: Inbox, **kwargs: Any) -> Iterator[int]:
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **kwargs)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def deliver(port: int, event: Event | None = None, *, times: int = 1, **options: Any) -> list[Any]:
     """Render once and send `times` times, as the outbox does; returns results (and channel)."""
-    event = event or sample()
     base = {
         "host": "127.0.0.1",
         "port": port,
@@ -210,13 +63,11 @@ def deliver(port: int, event: Event | None = None, *, times: int = 1, **options:
         "to": ["ops@example.com", "Owner <owner@example.com>"],
         "timeout": "5s",
     }
-    channel = EmailChannel(ChannelContext("mail", {**base, **options}, None, "Asia/Shanghai"))  # type: ignore[arg-type]
-    rendered = channel.render(event)
 
-    async def go() -> list[SendResult]:
-        return [await channel.send(event, rendered) for _ in range(times)]
+    def make(_: httpx.AsyncClient) -> EmailChannel:  # SMTP: the channel takes no HTTP client
+        return EmailChannel(ChannelContext("mail", {**base, **options}, None, "Asia/Shanghai"))  # type: ignore[arg-type]
 
-    return asyncio.run(go())
+    return list(send_events(make, [event or sample()], times=times).results)
 
 
 # tests --------------------------------------------------------------------------------------
@@ -411,7 +262,7 @@ def test_implicit_tls_against_a_plain_port() -> None:
 
 def test_login_over_starttls(certs: Certs) -> None:
     inbox = Inbox()
-    server = {"tls_context": certs.server_context(), "authenticator": _authenticate}
+    server = {"tls_context": certs.server_context(), "authenticator": authenticate}
     with smtp_server(inbox, auth_required=True, **server) as port:
         [good] = deliver(port, ca_file=str(certs.ca), username="alerts", password=PASSWORD)
         [bad] = deliver(port, ca_file=str(certs.ca), username="alerts", password="wrong-pass")
@@ -510,13 +361,13 @@ def probe(port: int, **options: Any) -> str | None:
     return asyncio.run(channel.probe())
 
 
-def test_check_probe_authenticates_without_sending(certs: Certs) -> None:
+def test_check_probeauthenticates_without_sending(certs: Certs) -> None:
     """Issue 12 item 9: EHLO + STARTTLS + AUTH, then QUIT: no MAIL FROM, nothing delivered;
     a wrong password fails the probe without echoing it."""
     from pollerd.channels.base import ProbeFailed
 
     inbox = Inbox()
-    server = {"tls_context": certs.server_context(), "authenticator": _authenticate}
+    server = {"tls_context": certs.server_context(), "authenticator": authenticate}
     with smtp_server(inbox, auth_required=True, **server) as port:
         said = probe(port, ca_file=str(certs.ca), username="alerts", password=PASSWORD)
         with pytest.raises(ProbeFailed, match="535") as info:

@@ -5,7 +5,6 @@ digests, and secrets kept out of details. Answers the simulator cannot give (a 2
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -18,38 +17,24 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.slack import SECTION_LIMIT, SlackChannel
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event
 from pollerd.templates.escape import escape_slack
 from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
+from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
 SLACK_ADMIN = ADMIN.replace("&", "&amp;")
 LINK = f"Open: <{SLACK_ADMIN}|{SLACK_ADMIN}>"  # the one `<…>` of an alert, pollerd's own
 HOSTILE = "<s>** @everyone @here [x](http://evil) <!channel> <@U0001|boss> & co"
-CUSTOMER = "<s>**x** @everyone [x](http://evil)"
-ITEM = "*big* <b>"
 HOOK_PATH = "/services/T000/B000/XXXX"
 SUMMARY = "[acme] Order #1001 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
 
 
 def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug", **extra: Any) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
-        **{"admin_url": ADMIN, **extra},
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+    return paid_event(name, items=line_items(items, item_name), **extra)
 
 
 def channel(http: httpx.AsyncClient, url: str, **options: Any) -> SlackChannel:
@@ -60,15 +45,9 @@ def deliver(
     url: str, event: Event | None = None, *, times: int = 1, **options: Any
 ) -> list[SendResult]:
     """Render once, send `times` times through one shared client, like the outbox does."""
-    event = event or sample()
-
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            ch = channel(http, url, **options)
-            rendered = ch.render(event)
-            return [await ch.send(event, rendered) for _ in range(times)]
-
-    return asyncio.run(go())
+    return send_events(
+        lambda http: channel(http, url, **options), [event or sample()], times=times
+    ).results
 
 
 def offline(locale: str = "en") -> SlackChannel:

@@ -16,9 +16,11 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.sms import SmsChannel, segments
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event, LineItem
 from pollerd_sim.chat import ChatSim
 from pollerd_sim.chat_apis import sms_segments
+from tests.support.events import paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
@@ -34,22 +36,7 @@ def sample(
     items: tuple[LineItem, ...] = (LineItem("Mug", 2, "10.00"),),
     **extra: Any,
 ) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        customer_email=extra.pop("email", None),
-        line_items=items,
-        **{"admin_url": ADMIN, **extra},
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, test, order.to_json())
+    return paid_event(name, items=items, test=test, **extra)
 
 
 def options(sim: ChatSim | None, **more: Any) -> dict[str, Any]:
@@ -65,14 +52,12 @@ def options(sim: ChatSim | None, **more: Any) -> dict[str, Any]:
 
 def deliver(opts: dict[str, Any], event: Event | None = None) -> SendResult:
     """Render once and send, as the outbox does."""
-    event = event or sample()
 
-    async def go() -> SendResult:
-        async with httpx.AsyncClient() as http:
-            ch = SmsChannel(ChannelContext("sms", opts, http))
-            return await ch.send(event, ch.render(event))
+    def make(http: httpx.AsyncClient) -> SmsChannel:
+        return SmsChannel(ChannelContext("sms", opts, http))
 
-    return asyncio.run(go())
+    [result] = send_events(make, [event or sample()]).results
+    return result
 
 
 def text(event: Event, locale: str = "en", **more: Any) -> str:

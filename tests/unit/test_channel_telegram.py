@@ -19,15 +19,15 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.telegram import TEXT_LIMIT, TelegramChannel
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event
 from pollerd_sim.chat import ChatSim
 from tests.samples import numbered
+from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<s>** @everyone [x](http://evil) <a href="http://evil">Open</a> &amp; </b>'
-CUSTOMER = "<s>**x** @everyone [x](http://evil)"
-ITEM = "*big* <b>"
 SUMMARY = "[acme] Order #1001 paid · €25.00 · Jane D. · Nov 22, 2026 09:32 UTC"
 HREF = html.escape(ADMIN)
 LINK = f'Open: <a href="{HREF}">{HREF}</a>'
@@ -36,24 +36,8 @@ CHAT = "-1001234567890"
 
 
 def sample(name: str = "Jane D.", items: int = 2, item_name: str = "Mug", **extra: Any) -> Event:
-    order = Order(
-        store=extra.pop("store", "acme"),
-        platform="woocommerce",
-        id="1001",
-        number=extra.pop("number", "1001"),
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
-        **{"admin_url": ADMIN, **extra},
-    )
     reason = extra.get("cancel_reason")
-    return Event(
-        "order.paid", order.store, "woocommerce", "1001", AT, AT, False, order.to_json(), reason
-    )
+    return paid_event(name, items=line_items(items, item_name), reason=reason, **extra)
 
 
 def options(sim: ChatSim | None, **more: Any) -> dict[str, Any]:
@@ -66,13 +50,12 @@ def deliver(
 ) -> tuple[list[SendResult], TelegramChannel]:
     """Render each event once and send it, through one channel and one shared client."""
 
-    async def go() -> tuple[list[SendResult], TelegramChannel]:
-        async with httpx.AsyncClient() as http:
-            ch = TelegramChannel(ChannelContext("tg", opts, http, locale=locale))
-            out = [await ch.send(e, ch.render(e)) for e in (events or (sample(),))]
-            return out, ch
+    def make(http: httpx.AsyncClient) -> TelegramChannel:
+        return TelegramChannel(ChannelContext("tg", opts, http, locale=locale))
 
-    return asyncio.run(go())
+    sent = send_events(make, events or (sample(),))
+    assert isinstance(sent.channel, TelegramChannel)
+    return sent.results, sent.channel
 
 
 def rendered(event: Event, locale: str = "en") -> dict[str, str]:

@@ -18,30 +18,20 @@ from pydantic import ValidationError
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.webhook import WebhookChannel, sign, signing_key
-from pollerd.model import Event, Order
+from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd_sim import WebhookSink
 from pollerd_sim.loopback import LoopbackHandler, LoopbackService
 from pollerd_sim.sink import Receipt
+from tests.support.events import paid_event
+from tests.support.sending import send_events
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 
 
 def sample(name: str = "Jane D.") -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
+    return paid_event(name, admin_url=None)
 
 
 def verify(receipt: Receipt, secret: str = SECRET) -> bool:
@@ -60,16 +50,13 @@ def deliver(
     url: str, event: Event | None = None, *, times: int = 1, **options: Any
 ) -> list[SendResult]:
     """Render once, send `times` times through one shared client, like the outbox does."""
-    event = event or sample()
 
-    async def go() -> list[SendResult]:
-        async with httpx.AsyncClient() as http:
-            ctx = ChannelContext("hook", {"url": url, "secret": SECRET, **options}, http)
-            ch = WebhookChannel(ctx)
-            body = ch.render(event)
-            return [await ch.send(event, body) for _ in range(times)]
+    def make(http: httpx.AsyncClient) -> WebhookChannel:
+        return WebhookChannel(
+            ChannelContext("hook", {"url": url, "secret": SECRET, **options}, http)
+        )
 
-    return asyncio.run(go())
+    return send_events(make, [event or sample()], times=times).results
 
 
 @pytest.fixture

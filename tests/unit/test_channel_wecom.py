@@ -6,7 +6,6 @@ A few answers the simulator does not give (HTTP 200 that is not JSON, a redirect
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,39 +19,29 @@ from pollerd.channels import wecom
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.robot import utf8_len
 from pollerd.channels.wecom import MARKDOWN_BYTES, TEXT_BYTES, WeComChannel
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event
 from pollerd.templates.escape import escape_markdown, escape_text
 from pollerd_sim.chat import ChatSim
+from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
+from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 KEY = "wecom-key-0001"
 ADMIN = "https://acme.example.com/wp-admin/post.php?post=1001&action=edit"
 HOSTILE = '<s>**x**</s> @all @everyone [x](http://evil) <@zhangsan> <font color="info">'
 # The common brief's hostile customer and item: they must reach the wire inert.
-CUSTOMER = "<s>**x** @everyone [x](http://evil)"
-ITEM = "*big* <b>"
 
 
 def sample(
     name: str = "Jane D.", items: int = 2, item_name: str = "Mug", reason: str | None = None
 ) -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        customer_name=name,
-        customer_email="j***@example.com",
+    return paid_event(
+        name,
+        items=line_items(items, item_name),
+        email="j***@example.com",
         admin_url=ADMIN,
-        line_items=tuple(LineItem(f"{item_name} {i}", 1, "1.00") for i in range(items)),
+        reason=reason,
     )
-    data = order.to_json()
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, data, reason=reason)
 
 
 def deliver(
@@ -65,16 +54,13 @@ def deliver(
     transport: httpx.MockTransport | None = None,
 ) -> tuple[list[SendResult], str]:
     """Render once, send `times` times through one shared client, like the outbox does."""
-    event = event or sample()
 
-    async def go() -> tuple[list[SendResult], str]:
-        async with httpx.AsyncClient(transport=transport) as http:
-            ctx = ChannelContext("group", options, http, timezone=timezone, locale=locale)
-            channel = WeComChannel(ctx)
-            rendered = channel.render(event)
-            return [await channel.send(event, rendered) for _ in range(times)], rendered
+    def make(http: httpx.AsyncClient) -> WeComChannel:
+        ctx = ChannelContext("group", options, http, timezone=timezone, locale=locale)
+        return WeComChannel(ctx)
 
-    return asyncio.run(go())
+    sent = send_events(make, [event or sample()], times=times, transport=transport)
+    return sent.results, sent.rendered[0]
 
 
 def answering(status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:

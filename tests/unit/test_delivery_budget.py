@@ -9,7 +9,6 @@ import asyncio
 import json
 import random
 import re
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,20 +30,10 @@ from pollerd.model import Event, LineItem, Order
 from pollerd.store import Store, open_store
 from pollerd.store import migrate as migrations
 from pollerd_sim.chat import SIM_DINGTALK_SECRET, ChatSim
+from tests.support.clocks import SecondsClock, due_clock
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 HOSTILE = "**x** <@all> @everyone [x](http://evil) <b>"
-
-
-class Clock:
-    """Wall-like seconds that move only when a test says so; an hour ahead of the real time,
-    so every row `commit_page` stamps with the real time is due however slow the machine."""
-
-    def __init__(self) -> None:
-        self.now = time.time() + 3600.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def order_event(n: int, kind: str = "order.created", *, name: str = "Jane D.") -> Event:
@@ -96,7 +85,7 @@ def codes(sim: ChatSim, service: str) -> list[int]:
 async def flash_sale(
     make: Callable[[httpx.AsyncClient], Channel],
     store: Store,
-    clock: Clock,
+    clock: SecondsClock,
     *,
     batches: int = 10,
     per_batch: int = 10,
@@ -131,7 +120,7 @@ async def flash_sale(
 
 
 def test_flash_sale_to_wecom_never_exceeds_and_digests_the_backlog(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
 
         def wecom(http: httpx.AsyncClient) -> Channel:
@@ -164,7 +153,7 @@ def test_a_burst_of_200_to_one_wecom_group_is_one_digest_within_budget(store: St
     """The flash sale of the issue: 200 orders land in one poll for one WeCom group (20 a
     minute). Nothing is lost, no minute carries more than 20 sends, and the backlog goes out as
     one digest instead of ten minutes of single alerts."""
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
 
         async def run() -> None:
@@ -197,7 +186,7 @@ def test_a_burst_of_200_to_one_wecom_group_is_one_digest_within_budget(store: St
 
 
 def test_flash_sale_to_dingtalk_never_hits_the_block(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
 
         def dingtalk(http: httpx.AsyncClient) -> Channel:
@@ -221,7 +210,7 @@ def test_flash_sale_to_dingtalk_never_hits_the_block(store: Store) -> None:
 
 
 def test_a_full_budget_makes_rows_wait_without_cost(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
 
         async def go() -> None:
@@ -255,7 +244,7 @@ def test_a_full_budget_makes_rows_wait_without_cost(store: Store) -> None:
 
 
 def test_a_failed_digest_leaves_every_row_due_with_back_off(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
         sim.fail("wecom", "-1")  # "system busy": retryable
 
@@ -291,7 +280,7 @@ def test_a_failed_digest_leaves_every_row_due_with_back_off(store: Store) -> Non
 
 
 def test_a_digest_refused_as_a_message_falls_back_to_single_sends(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
         sim.fail("wecom", "40008", count=2)  # markdown refused, then its text fallback too
 
@@ -347,7 +336,7 @@ def recorder(windows: tuple[tuple[int, float], ...] = ((2, 60.0),)) -> Recorder:
 
 
 def test_a_digest_keeps_per_order_order_and_never_overtakes_a_retry(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     rec = recorder()
     commit(
         store,
@@ -381,7 +370,7 @@ def test_a_digest_keeps_per_order_order_and_never_overtakes_a_retry(store: Store
 
 
 def test_single_sends_take_one_event_per_order_at_a_time(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     rec = recorder(((10, 60.0),))
     commit(store, "rec", [order_event(1), order_event(1, "order.paid"), order_event(2)])
     deliverer = Deliverer(store, {"rec": rec}, DeliveryConfig(), clock=clock, monotonic=clock)
@@ -392,7 +381,7 @@ def test_single_sends_take_one_event_per_order_at_a_time(store: Store) -> None:
 
 
 def test_limiter_sliding_windows_on_an_injected_clock() -> None:
-    clock = Clock()
+    clock = due_clock()
     limiter = Limiter(clock, pad=0.0)
     feishu = Budget("f", ((5, 1.0), (100, 60.0)))
     assert len(limiter.take(feishu, 10)) == 5 and limiter.free(feishu) == 0
@@ -633,7 +622,7 @@ def test_a_recipient_who_opted_out_holds_the_channel_and_is_announced(store: Sto
 def test_a_flash_sale_digest_names_every_order_it_marks_sent(store: Store) -> None:
     """Issue 11: 60 orders in 10 s to one WeCom robot gave 20 single alerts and one digest of
     40 that named 10 ("… and 30 more") and marked all 40 sent. Every order must be named."""
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
 
         def wecom(http: httpx.AsyncClient) -> Channel:
@@ -649,7 +638,7 @@ def test_a_flash_sale_digest_names_every_order_it_marks_sent(store: Store) -> No
 def test_1000_orders_to_one_wecom_robot_are_all_named_within_two_minutes(store: Store) -> None:
     """The bound the README states: at WeCom's 20 messages a minute, each digest naming as
     many orders as its 4,096 bytes hold, 1,000 orders are all named within 2 minutes."""
-    clock = Clock()
+    clock = due_clock()
     with ChatSim(clock=clock) as sim:
 
         async def run() -> float:

@@ -29,20 +29,11 @@ from pollerd.sources.ratelimit import parse_retry_after
 from pollerd.store import Store, open_store
 from pollerd.store.db import DELIVERY
 from pollerd_sim import HangingReceiver, WebhookSink
+from tests.support.clocks import SecondsClock
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 HOUR = 3600.0
-
-
-class Clock:
-    """Wall-like seconds that move only when a test says so (starts at the real time)."""
-
-    def __init__(self) -> None:
-        self.now = time.time() + 1.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def order_event(n: int, kind: str = "order.created") -> Event:
@@ -82,7 +73,7 @@ def age_rows(store: Store, seconds: float, event_id: str | None = None) -> None:
         conn.execute(query)
 
 
-def deliver(store: Store, url: str, clock: Clock, rounds: int = 1, **cfg: Any) -> Deliverer:
+def deliver(store: Store, url: str, clock: SecondsClock, rounds: int = 1, **cfg: Any) -> Deliverer:
     """`rounds` delivery rounds to one webhook channel "hook" at `url`."""
 
     async def go() -> Deliverer:
@@ -113,7 +104,7 @@ def test_one_retry_after_parser_capped_for_stores_and_channels() -> None:
 
 
 def test_a_huge_retry_after_does_not_strand_a_delivery(store: Store) -> None:
-    clock = Clock()
+    clock = SecondsClock(time.time() + 1.0)
     store.commit_page("acme", [], [(order_event(1), ["hook"])])
     with WebhookSink(mode="429", retry_after=99999999) as sink:
         deliver(store, sink.url, clock)
@@ -123,7 +114,7 @@ def test_a_huge_retry_after_does_not_strand_a_delivery(store: Store) -> None:
 
 
 def test_a_next_attempt_past_the_horizon_makes_the_row_dead_at_once(store: Store) -> None:
-    clock = Clock()
+    clock = SecondsClock(time.time() + 1.0)
     store.commit_page("acme", [], [(order_event(1), ["hook"])])
     age_rows(store, 72 * HOUR - 600)  # 10 minutes left; the receiver asks for an hour
     with WebhookSink(mode="429", retry_after=3600) as sink:
@@ -135,7 +126,7 @@ def test_a_next_attempt_past_the_horizon_makes_the_row_dead_at_once(store: Store
 
 def test_rows_past_the_horizon_are_dead_lettered_without_an_attempt(store: Store) -> None:
     """A row an older pollerd left due in 1,157 days is listed as a dead letter, not kept."""
-    clock = Clock()
+    clock = SecondsClock(time.time() + 1.0)
     store.commit_page("acme", [], [(order_event(1), ["hook"])])
     [due] = store.due(clock.now, 10, ["hook"])
     store.mark(due.id, state="pending", attempts=3, body=None, next_at=clock.now + 99999999)
@@ -149,7 +140,7 @@ def test_rows_past_the_horizon_are_dead_lettered_without_an_attempt(store: Store
 
 def test_the_defaults_give_up_at_the_72h_horizon_not_after_4h(store: Store) -> None:
     """README: retried for 72 h. A receiver down for 10 h is still retried."""
-    clock = Clock()
+    clock = SecondsClock(time.time() + 1.0)
     store.commit_page("acme", [], [(order_event(1), ["hook"])])
     with WebhookSink(mode="500") as sink:
 
@@ -234,7 +225,7 @@ def test_a_hanging_webhook_does_not_delay_the_console(store: Store) -> None:
 
 
 def test_later_events_wait_behind_a_dead_letter_and_follow_it_in_order(store: Store) -> None:
-    clock = Clock()
+    clock = SecondsClock(time.time() + 1.0)
     created, paid, other = order_event(1), order_event(1, "order.paid"), order_event(2)
     store.commit_page("acme", [], [(created, ["hook"])])
     with WebhookSink(mode="500") as sink:
@@ -258,7 +249,9 @@ def test_later_events_wait_behind_a_dead_letter_and_follow_it_in_order(store: St
 # ---- item 15: a failing channel is seen and announced --------------------------------------
 
 
-def failing_pair(store: Store, url: str, clock: Clock, steps: list[float], **cfg: Any) -> Any:
+def failing_pair(
+    store: Store, url: str, clock: SecondsClock, steps: list[float], **cfg: Any
+) -> Any:
     """Deliver to "hook" (webhook at `url`) and "ops" (console, where alert.* also goes),
     one round after each clock step; returns (ops alerts, the deliverer's failing report
     after each round)."""
@@ -296,7 +289,7 @@ def failing_pair(store: Store, url: str, clock: Clock, steps: list[float], **cfg
 def test_a_channel_failing_for_failing_after_is_announced_once_and_reported(
     store: Store,
 ) -> None:
-    clock = Clock()
+    clock = SecondsClock(time.time() + 1.0)
     store.commit_page("acme", [], [(order_event(1), ["hook"])])
     with WebhookSink(mode="500") as sink:
         steps = [0.0, 600.0, 360.0, 600.0, 600.0]  # failing from 0 on: 10, 16, 26, 36 min
@@ -311,7 +304,7 @@ def test_a_channel_failing_for_failing_after_is_announced_once_and_reported(
 
 
 def test_dead_letters_are_announced_on_another_channel(store: Store) -> None:
-    clock = Clock()
+    clock = SecondsClock(time.time() + 1.0)
     store.commit_page("acme", [], [(order_event(1), ["hook"]), (order_event(2), ["hook"])])
     with WebhookSink(mode="500") as sink:
         alerts, reports = failing_pair(store, sink.url, clock, [0.0, 1.0], max_attempts=1)

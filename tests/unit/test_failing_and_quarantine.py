@@ -16,21 +16,14 @@ from pollerd.sources.base import Malformed
 from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
 from pollerd.store import Store, open_store
 from pollerd_sim import ShopSim
+from tests.support.clocks import SecondsClock
 
 T0 = 1_800_000_000.0
 WHEN = datetime.fromtimestamp(T0, UTC)
 ROUTES = [RouteConfig(events=["alert.*"], channels=["ops"])]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def watch(store: Store, clock: Clock, after: str = "10m") -> StoreWatch:
+def watch(store: Store, clock: SecondsClock, after: str = "10m") -> StoreWatch:
     minutes = {"10m": 10.0, "0s": 0.0}[after]
     return StoreWatch(
         store,
@@ -48,7 +41,7 @@ def event_ids(store: Store) -> list[str]:
 
 def test_store_failing_fires_once_after_the_delay_and_recovery_once(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
-    clock = Clock()
+    clock = SecondsClock(T0)
     w = watch(store, clock)
     for minute in (0, 4, 9):  # under 10 minutes: nothing yet
         clock.now = T0 + minute * 60
@@ -81,7 +74,7 @@ def test_store_failing_fires_once_after_the_delay_and_recovery_once(tmp_path: Pa
 
 def test_a_short_episode_recovers_silently_and_the_next_one_is_new(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
-    clock = Clock()
+    clock = SecondsClock(T0)
     w = watch(store, clock)
     w.failed("shop", "woocommerce", "boom", fatal=False, interval=10)
     w.succeeded("shop", "woocommerce")
@@ -95,7 +88,7 @@ def test_a_short_episode_recovers_silently_and_the_next_one_is_new(tmp_path: Pat
 
 def test_errors_a_person_must_fix_back_off_and_are_logged_once(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
-    clock = Clock()
+    clock = SecondsClock(T0)
     w = watch(store, clock)
     waits, louds = [], []
     for _ in range(12):

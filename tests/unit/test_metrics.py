@@ -35,6 +35,7 @@ from pollerd.store import Store, open_store
 from pollerd.sync import StoreSync
 from pollerd_sim import ShopSim, WebhookSink, WooSim
 from pollerd_sim.chat import ChatSim
+from tests.support.clocks import FakeTime, SecondsClock, due_clock
 
 KEY, SECRET = "ck_metrics_0123456789", "cs_metrics_abcdefghij"
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -250,19 +251,6 @@ def test_a_restarted_daemon_reports_the_last_success_from_the_database(
     assert value("pollerd_poll_interval_seconds", store="shop") == 10.0  # the default interval
 
 
-class FakeTime:
-    """Monotonic clock and sleep for a source: time moves only when it sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_shopify_budget_in_use_and_throttled_answers(store: Store) -> None:
     """The shop's cost bucket, drained by another app, shows in the ratio; a THROTTLED answer
     waited out inline is a throttle signal but the pass still succeeds."""
@@ -311,16 +299,6 @@ def test_shopify_budget_in_use_and_throttled_answers(store: Store) -> None:
 # --- deliveries --------------------------------------------------------------------------------
 
 
-class Clock:
-    """The delivery loop's wall clock, moved by the test (back-offs are waited out at once)."""
-
-    def __init__(self) -> None:
-        self.now = time.time() + 3600.0  # every row committed with the real time is due
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def event(n: int, detected: datetime) -> Event:
     order = Order(
         store="shop",
@@ -349,7 +327,7 @@ def sent_latencies(store: Store) -> list[float]:
     return [r["sent_at"] - detected[r["event_id"]] for r in store.deliveries() if r["sent_at"]]
 
 
-def deliver(store: Store, url: str, clock: Clock, rounds: int, **cfg: Any) -> Deliverer:
+def deliver(store: Store, url: str, clock: SecondsClock, rounds: int, **cfg: Any) -> Deliverer:
     async def go() -> Deliverer:
         async with httpx.AsyncClient() as http:
             ctx = ChannelContext("hook", {"url": url, "secret": HOOK_SECRET, "timeout": "2s"}, http)
@@ -368,7 +346,7 @@ def deliver(store: Store, url: str, clock: Clock, rounds: int, **cfg: Any) -> De
 
 
 def test_deliveries_to_the_sink_count_sent_retry_dead_and_latency(store: Store) -> None:
-    clock = Clock()
+    clock = due_clock()
     metrics.declare([], ["hook"])
     with WebhookSink() as sink:
         commit(store, "hook", event(1, datetime.now(UTC) - timedelta(seconds=6)))

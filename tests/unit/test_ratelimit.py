@@ -17,21 +17,7 @@ from pollerd.sources.ratelimit import (
     Waits,
     parse_retry_after,
 )
-
-
-class FakeTime:
-    """A monotonic clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.support.clocks import FakeTime
 
 
 def pacer(per_minute: float = 60, **kw: object) -> tuple[RequestPacer, FakeTime]:

@@ -37,6 +37,8 @@ from pollerd.sources.shopify_bulk import (
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_normalize import normalize_order
 from pollerd_sim import ShopSim
+from tests.support.clocks import WallClock
+from tests.support.transports import RecordingTransport
 
 STORE = "acme"
 SHOP = "acme.myshopify.com"
@@ -46,42 +48,17 @@ EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 
 
-class SimClock:
-    """The simulator's wall clock (createdAt/updatedAt, URL expiry), moved by the test."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 class Crash(Exception):
     """The caller dies right after saving the job id."""
 
 
-class Recorder(httpx.AsyncBaseTransport):
-    """A real transport that remembers every request (to see what went to the storage URL)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock(T0)
 
 
 @pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
-
-
-@pytest.fixture
-def shop(clock: SimClock) -> Iterator[ShopSim]:
+def shop(clock: WallClock) -> Iterator[ShopSim]:
     with ShopSim(shop=SHOP, access_token=TOKEN, clock=clock, bulk_seconds=0.3) as sim:
         yield sim
 
@@ -194,7 +171,7 @@ def test_two_thousand_orders_are_each_yielded_once_with_their_line_items(shop: S
 
 
 def test_window_bounds_are_inclusive_and_outside_orders_are_left_out(
-    shop: ShopSim, clock: SimClock
+    shop: ShopSim, clock: WallClock
 ) -> None:
     before = make_orders(shop, 3)
     clock.now = T0 + timedelta(hours=1)
@@ -247,7 +224,7 @@ def test_an_empty_window_completes_without_a_url_and_yields_nothing(shop: ShopSi
 
 def test_the_result_file_is_fetched_without_the_access_token(shop: ShopSim) -> None:
     make_orders(shop, 3)
-    recorder = Recorder()
+    recorder = RecordingTransport()
 
     async def main() -> Run:
         # A shared client configured with the token as a default header must not leak it.
@@ -485,7 +462,7 @@ def test_resume_of_a_job_for_another_window_starts_a_new_one(shop: ShopSim) -> N
     assert len(new.started) == 1 and new.started != old.started
 
 
-def test_an_expired_result_url_is_replaced_by_a_new_job(shop: ShopSim, clock: SimClock) -> None:
+def test_an_expired_result_url_is_replaced_by_a_new_job(shop: ShopSim, clock: WallClock) -> None:
     ids = make_orders(shop, 5)
 
     async def main() -> tuple[Run, Run]:

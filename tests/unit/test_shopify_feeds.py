@@ -14,6 +14,7 @@ from pollerd.sources.base import Deletion, Dispute, Feeds, FeedUnavailable
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_feeds import ShopifyFeeds
 from pollerd_sim import ShopSim
+from tests.support.clocks import WallClock
 
 STORE = "acme"
 SHOP = "acme.myshopify.com"
@@ -22,21 +23,13 @@ T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 T = TypeVar("T")
 
 
-class SimClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock(T0)
 
 
 @pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
-
-
-@pytest.fixture
-def shop(clock: SimClock) -> Iterator[ShopSim]:
+def shop(clock: WallClock) -> Iterator[ShopSim]:
     with ShopSim(shop=SHOP, access_token=TOKEN, clock=clock) as sim:
         yield sim
 
@@ -70,7 +63,7 @@ def test_shopify_feeds_is_a_feeds() -> None:
 
 
 def test_deleted_orders_are_listed_oldest_first_with_shopifys_message(
-    shop: ShopSim, clock: SimClock
+    shop: ShopSim, clock: WallClock
 ) -> None:
     kept = shop.create_order()
     first = shop.create_order()
@@ -88,7 +81,7 @@ def test_deleted_orders_are_listed_oldest_first_with_shopifys_message(
     assert str(kept) not in {d.order_id for d in got}
 
 
-def test_deletions_start_at_after_inclusive_to_the_second(shop: ShopSim, clock: SimClock) -> None:
+def test_deletions_start_at_after_inclusive_to_the_second(shop: ShopSim, clock: WallClock) -> None:
     early, late = shop.create_order(), shop.create_order()
     clock.now = T0 + timedelta(minutes=1)
     shop.delete(early)
@@ -132,7 +125,7 @@ def test_events_that_are_not_order_destroys_are_never_deletions() -> None:
 
 
 def test_disputes_recent_plus_every_open_one_with_current_status(
-    shop: ShopSim, clock: SimClock
+    shop: ShopSim, clock: WallClock
 ) -> None:
     order = shop.create_order(total="80.00")
     old_open = shop.add_dispute(order, "80.00")
@@ -183,7 +176,7 @@ def test_dispute_status_changes_show_on_the_next_read(shop: ShopSim) -> None:
 
 
 def test_missing_disputes_scope_is_a_feed_unavailable_naming_scope_and_fix(
-    clock: SimClock,
+    clock: WallClock,
 ) -> None:
     with ShopSim(shop=SHOP, access_token=TOKEN, clock=clock, scopes=("read_orders",)) as sim:
         order = sim.create_order()

@@ -53,6 +53,8 @@ from pollerd.sources.shopify_rest_normalize import (
     normalize,
 )
 from pollerd_sim import ShopSim
+from tests.support.clocks import FakeTime, WallClock
+from tests.support.transports import RecordingTransport
 
 TOKEN = "shpat_0123456789abcdef0123456789abcdef"
 SHOP = "acme.myshopify.com"
@@ -65,56 +67,18 @@ T = TypeVar("T")
 # --- helpers -----------------------------------------------------------------------------------
 
 
-class FakeTime:
-    """The source's monotonic clock and sleep: time moves only when the source sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class WallClock:
-    """The simulator's wall clock: orders get distinct, controlled seconds."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def step(self, seconds: float = 1.0) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
-class Recorder(httpx.AsyncBaseTransport):
-    """A real transport that remembers each request and the answer's headers. With
-    `retry_after` it plays a proxy that stretches a 429's Retry-After (the simulator always
-    says 2.0)."""
+class Recorder(RecordingTransport):
+    """The wire, recorded. With `retry_after` it plays a proxy that stretches a 429's
+    Retry-After (the simulator always says 2.0)."""
 
     def __init__(self, *, retry_after: str | None = None) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.retry_after = retry_after
-        self.requests: list[httpx.Request] = []
-        self.answers: list[tuple[int, httpx.Headers]] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        response = await self.inner.handle_async_request(request)
+    def answer(self, response: httpx.Response) -> httpx.Response:
         if self.retry_after is not None and response.status_code == 429:
             response.headers["Retry-After"] = self.retry_after
-        self.answers.append((response.status_code, response.headers))
         return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
     def queries(self, path: str = ORDERS) -> list[dict[str, str]]:
         return [dict(r.url.params.multi_items()) for r in self.requests if r.url.path == path]
@@ -151,7 +115,7 @@ def run(
     real_time: bool = False,
 ) -> T:
     """Run `body` with a fresh source in one event loop, closing what was opened."""
-    fake = clock or FakeTime()
+    fake = clock or FakeTime(5000.0)
 
     async def main() -> T:
         http = httpx.AsyncClient(transport=recorder) if recorder is not None else None
@@ -273,7 +237,7 @@ def assert_same_order(got: Order, want: Order) -> None:
 
 @pytest.fixture
 def wall() -> WallClock:
-    return WallClock()
+    return WallClock(datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -293,7 +257,7 @@ def logs() -> Iterator[list[str]]:
 def make_orders(sim: ShopSim, wall: WallClock, n: int, **kw: Any) -> list[int]:
     ids = []
     for _ in range(n):
-        wall.step()
+        wall.advance()
         ids.append(sim.create_order(**kw))
     return ids
 
@@ -307,7 +271,7 @@ def test_listing_asks_for_any_status_so_cancelled_orders_are_listed(
     start = wall.now
     paid, cancelled, pending = make_orders(sim, wall, 3)
     sim.pay(paid)
-    wall.step()
+    wall.advance()
     sim.cancel(cancelled, reason="FRAUD")
     recorder = Recorder()
 
@@ -391,9 +355,9 @@ def test_list_created_filters_by_creation_but_ascends_by_keyset(
     """The sync refuses a page that does not ascend by (updated_at, id) (sync._walk); sorted
     by creation, an old order updated after newer ones would fail every sweep."""
     before = make_orders(sim, wall, 1)[0]
-    start = wall.step()
+    start = wall.advance()
     ids = make_orders(sim, wall, 5)
-    wall.step()
+    wall.advance()
     sim.touch(ids[0])  # created first, updated last
     sim.touch(before)  # updated, but created before the window
     recorder = Recorder()
@@ -412,7 +376,7 @@ def test_list_created_filters_by_creation_but_ascends_by_keyset(
 
 def test_probe_returns_the_most_recently_updated_order(sim: ShopSim, wall: WallClock) -> None:
     first, _, _ = make_orders(sim, wall, 3)
-    wall.step()
+    wall.advance()
     sim.cancel(first)
     recorder = Recorder()
 
@@ -604,7 +568,7 @@ def test_429_with_retry_after_is_waited_out_and_the_call_succeeds(
 ) -> None:
     ids = make_orders(sim, wall, 2)
     sim.add_fault("throttled", count=1)
-    clock = FakeTime()
+    clock = FakeTime(5000.0)
     recorder = Recorder()
 
     orders = run(
@@ -678,7 +642,7 @@ def test_call_limit_header_keeps_pollerd_within_its_share(budget: float, within:
 
 
 def test_call_limit_estimate_leaks_and_holds_requests_back() -> None:
-    clock = FakeTime()
+    clock = FakeTime(5000.0)
     bucket = CallLimit(0.5, clock.clock)
     assert bucket.delay() == 0.0  # nothing known yet: the first request goes out blind
     bucket.observe("19/40")
@@ -798,7 +762,7 @@ def test_deletions_come_from_the_events_feed_oldest_first(sim: ShopSim, wall: Wa
     start = wall.now
     ids = make_orders(sim, wall, 4)
     for oid in (ids[2], ids[0]):
-        wall.step()
+        wall.advance()
         sim.delete(oid)
     recorder = Recorder()
 

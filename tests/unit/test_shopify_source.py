@@ -40,6 +40,8 @@ from pollerd.sources.shopify_normalize import (
     normalize_order,
 )
 from pollerd_sim import ShopSim
+from tests.support.clocks import FakeTime
+from tests.support.transports import RecordingTransport
 
 TOKEN = "shpat_sim_token"
 CLIENT_ID = "a1b2c3d4e5f6"
@@ -49,35 +51,7 @@ T = TypeVar("T")
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)  # before every sim order
 
 
-class FakeTime:
-    """The client's monotonic clock and sleep: time moves only when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 10_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class Recorder(httpx.AsyncBaseTransport):
-    """A real transport that remembers every request that went on the wire."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
+class Recorder(RecordingTransport):
     def graphql(self) -> list[dict[str, Any]]:
         return [
             json.loads(r.content) for r in self.requests if r.url.path.endswith("/graphql.json")
@@ -107,7 +81,7 @@ def run(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> T:
     """Run `body` with a fresh source in one event loop, closing what was opened."""
-    clock = time or FakeTime()
+    clock = time or FakeTime(10_000.0)
 
     async def main() -> T:
         http = httpx.AsyncClient(transport=transport) if transport else None
@@ -381,7 +355,7 @@ def test_throttled_waits_then_succeeds(status: int) -> None:
     with ShopSim(throttle_status=status) as sim:
         sim.create_order()
         sim.add_fault("throttled")
-        clock = FakeTime()
+        clock = FakeTime(10_000.0)
 
         async def body(source: ShopifyGraphQLSource) -> tuple[Listed | None, int]:
             return await source.probe(), source.client.last_cost.throttled
@@ -412,7 +386,7 @@ def test_community_throttled_body_is_waited_out() -> None:
     }
     answers = [httpx.Response(200, content=throttled), httpx.Response(200, json=ok)]
     transport = httpx.MockTransport(lambda request: answers.pop(0))
-    clock = FakeTime()
+    clock = FakeTime(10_000.0)
 
     async def main() -> tuple[dict, ShopifyClient]:
         async with httpx.AsyncClient(transport=transport) as http:
@@ -580,7 +554,7 @@ def test_fetch_chunk_halves_after_a_500_and_gets_everything(sim: ShopSim) -> Non
 def test_transient_failures_are_retried_inline(sim: ShopSim, kind: str) -> None:
     sim.create_order()
     sim.add_fault(kind)
-    clock = FakeTime()
+    clock = FakeTime(10_000.0)
     assert run(cfg(sim), lambda s: s.probe(), time=clock) is not None
     assert len(clock.sleeps) == 1  # one full-jitter back-off
 
@@ -651,7 +625,7 @@ def test_client_credentials_token_expiry_mid_run_is_refreshed_transparently() ->
 def test_client_credentials_token_is_renewed_before_it_expires() -> None:
     with credentials_sim() as sim:
         sim.create_order()
-        clock = FakeTime()
+        clock = FakeTime(10_000.0)
 
         async def body(source: ShopifyGraphQLSource) -> None:
             await source.probe()

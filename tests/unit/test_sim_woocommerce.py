@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from pollerd_sim import OrderStream, WooSim
+from tests.support.clocks import WallClock
 
 ORDERS = "/wp-json/wc/v3/orders"
 BASIC = ("ck_sim", "cs_sim")
@@ -35,24 +36,13 @@ def fixture(name: str) -> Any:
     return json.loads(resources.files("pollerd_sim").joinpath("data", name).read_text("utf-8"))
 
 
-class Clock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float = 1) -> None:
-        self.now += timedelta(seconds=seconds)
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> Iterator[WooSim]:
+def store(clock: WallClock) -> Iterator[WooSim]:
     """HTTPS detected, so plain Basic auth works (most tests are not about auth)."""
     with WooSim(https_detected=True, clock=clock) as sim:
         yield sim
@@ -115,7 +105,7 @@ def test_order_has_the_live_shape(store: WooSim, http: httpx.Client) -> None:
         assert NAIVE.match(got[key]), key
 
 
-def test_local_dates_follow_the_site_timezone(clock: Clock) -> None:
+def test_local_dates_follow_the_site_timezone(clock: WallClock) -> None:
     with WooSim(site_timezone="America/New_York", clock=clock, https_detected=True) as sim:
         oid = sim.create_order()
         order = httpx.get(f"{sim.url}{ORDERS}/{oid}", auth=BASIC).json()
@@ -165,12 +155,12 @@ def test_fractional_seconds_and_bad_status(store: WooSim, http: httpx.Client) ->
 
 
 def test_modified_after_is_strict_at_one_second(
-    store: WooSim, http: httpx.Client, clock: Clock
+    store: WooSim, http: httpx.Client, clock: WallClock
 ) -> None:
     before = store.create_order()
-    clock.tick(0.4)  # same second once truncated
+    clock.advance(0.4)  # same second once truncated
     same = store.create_order()
-    clock.tick(1)
+    clock.advance(1)
     after = store.create_order()
     q = {"dates_are_gmt": "true", "orderby": "id", "order": "asc"}
     assert ids(http.get(ORDERS, params={**q, "modified_after": "2026-11-22T09:32:36"})) == [after]
@@ -185,11 +175,11 @@ def test_modified_after_is_strict_at_one_second(
     ]
 
 
-def test_z_suffix_shifts_the_window_on_a_site_east_of_utc(clock: Clock) -> None:
+def test_z_suffix_shifts_the_window_on_a_site_east_of_utc(clock: WallClock) -> None:
     """Research §1.5: with dates_are_gmt=true a `Z` value is converted to site time first."""
     with WooSim(site_timezone="Asia/Shanghai", clock=clock, https_detected=True) as sim:
         a = sim.create_order()
-        clock.tick(5)
+        clock.advance(5)
         b = sim.create_order()
         with httpx.Client(base_url=sim.url, auth=BASIC) as client:
             gmt = {"dates_are_gmt": "true", "orderby": "id", "order": "asc"}
@@ -214,11 +204,11 @@ def test_z_suffix_shifts_the_window_on_a_site_east_of_utc(clock: Clock) -> None:
             assert ids(client.get(ORDERS, params={"modified_after": "2026-11-22T09:32:36Z"})) == [b]
 
 
-def test_z_suffix_widens_the_window_west_of_utc(clock: Clock) -> None:
+def test_z_suffix_widens_the_window_west_of_utc(clock: WallClock) -> None:
     """The live measurement (America/New_York): `Z` + dates_are_gmt returned every order."""
     with WooSim(site_timezone="America/New_York", clock=clock, https_detected=True) as sim:
         a = sim.create_order()
-        clock.tick(2)
+        clock.advance(2)
         b = sim.create_order()
         with httpx.Client(base_url=sim.url, auth=BASIC) as client:
             q = {"dates_are_gmt": "true", "modified_after": "2026-11-22T09:32:37"}
@@ -268,7 +258,7 @@ def test_orderby_modified_drifts_across_pages_but_id_does_not(
     assert ids(http.get(ORDERS, params=q)) == ids(http.get(ORDERS, params=q))
 
 
-def test_link_has_only_prev_next_from_home_url_and_leaks_query_keys(clock: Clock) -> None:
+def test_link_has_only_prev_next_from_home_url_and_leaks_query_keys(clock: WallClock) -> None:
     with WooSim(https_detected=True, clock=clock, home_url="http://shop.example.test") as sim:
         for _ in range(5):
             sim.create_order()
@@ -294,7 +284,7 @@ def test_link_has_only_prev_next_from_home_url_and_leaks_query_keys(clock: Clock
         assert first.headers["X-WP-Total"] == "5" and first.headers["X-WP-TotalPages"] == "3"
 
 
-def test_link_matches_the_recorded_header(clock: Clock) -> None:
+def test_link_matches_the_recorded_header(clock: WallClock) -> None:
     """`list_orders_page{1,2}_per_page5.headers.txt`, with this store's ids."""
     with WooSim(https_detected=True, clock=clock, home_url="http://127.0.0.1:8080") as sim:
         made = [sim.create_order() for _ in range(7)]
@@ -313,7 +303,7 @@ def test_link_matches_the_recorded_header(clock: Clock) -> None:
 
 
 @pytest.mark.parametrize(("hpos", "total", "pages"), [(True, "0", "0"), (False, "3", "2")])
-def test_past_the_end_is_200_empty(clock: Clock, hpos: bool, total: str, pages: str) -> None:
+def test_past_the_end_is_200_empty(clock: WallClock, hpos: bool, total: str, pages: str) -> None:
     with WooSim(https_detected=True, clock=clock, hpos=hpos) as sim:
         for _ in range(3):
             sim.create_order()
@@ -325,12 +315,12 @@ def test_past_the_end_is_200_empty(clock: Clock, hpos: bool, total: str, pages: 
 # --- order lifecycle -----------------------------------------------------------------------------
 
 
-def test_date_paid_is_sticky_and_gateways_differ(store: WooSim, clock: Clock) -> None:
+def test_date_paid_is_sticky_and_gateways_differ(store: WooSim, clock: WallClock) -> None:
     card = store.create_order(payment_method="stripe")
     assert store.checkout(card) == "processing"
     paid = store.order(card)["date_paid_gmt"]
     assert paid is not None and store.order(card)["transaction_id"]
-    clock.tick(10)
+    clock.advance(10)
     store.set_status(card, "cancelled")
     assert store.order(card)["date_paid_gmt"] == paid
     bacs = store.create_order(payment_method="bacs")
@@ -372,16 +362,16 @@ def test_refunds_are_negative_and_full_refund_refunds(store: WooSim, http: httpx
     ]
 
 
-def test_trash_restore_delete_touch(store: WooSim, http: httpx.Client, clock: Clock) -> None:
+def test_trash_restore_delete_touch(store: WooSim, http: httpx.Client, clock: WallClock) -> None:
     oid = store.create_order()
-    clock.tick(3)
+    clock.advance(3)
     store.trash(oid)
     trashed = http.get(f"{ORDERS}/{oid}").json()
     assert trashed["status"] == "trash" and trashed["date_modified_gmt"] == "2026-11-22T09:32:39"
     assert {m["key"] for m in trashed["meta_data"]} >= {"_wp_trash_meta_status"}
     store.restore(oid)
     assert store.order(oid)["status"] == "pending" and store.order(oid)["meta_data"] == []
-    clock.tick(3)
+    clock.advance(3)
     before = store.order(oid)
     store.touch(oid)
     after = store.order(oid)
@@ -428,7 +418,7 @@ def oauth_sign(
     return {**oauth, "oauth_signature": base64.b64encode(mac).decode()}
 
 
-def test_oauth_signed_against_home_url(clock: Clock) -> None:
+def test_oauth_signed_against_home_url(clock: WallClock) -> None:
     with WooSim(clock=clock, home_url="http://shop.example.test") as sim:
         sim.create_order()
         ts = int(clock().timestamp())
@@ -472,7 +462,7 @@ def test_oauth_signed_against_home_url(clock: Clock) -> None:
             assert message(oauth_sign("GET", site, params, ts=ts + 898, nonce="n7"))[0] == 200
 
 
-def test_basic_auth_only_when_https_is_detected(clock: Clock) -> None:
+def test_basic_auth_only_when_https_is_detected(clock: WallClock) -> None:
     with WooSim(clock=clock) as sim:
         r = httpx.get(f"{sim.url}{ORDERS}", auth=BASIC)
         assert r.status_code == 401 and r.json() == fixture("error_401_basic_over_plain_http.json")
@@ -491,7 +481,7 @@ def test_basic_auth_only_when_https_is_detected(clock: Clock) -> None:
         assert fallback.status_code == 401
 
 
-def test_write_only_key_cannot_read(clock: Clock) -> None:
+def test_write_only_key_cannot_read(clock: WallClock) -> None:
     with WooSim(clock=clock, https_detected=True, permissions="write") as sim:
         r = httpx.get(f"{sim.url}{ORDERS}", auth=BASIC)
     assert (r.status_code, r.json()["message"]) == (
@@ -503,7 +493,7 @@ def test_write_only_key_cannot_read(clock: Clock) -> None:
 # --- versions, schema, other routes --------------------------------------------------------------
 
 
-def test_old_woocommerce_ignores_modified_after(clock: Clock) -> None:
+def test_old_woocommerce_ignores_modified_after(clock: WallClock) -> None:
     with WooSim(clock=clock, https_detected=True, wc_version="5.7.0") as sim:
         sim.create_order()
         q = {"modified_after": "2030-01-01T00:00:00", "dates_are_gmt": "true"}
@@ -622,7 +612,7 @@ def test_admin_api_round_trip(store: WooSim, http: httpx.Client) -> None:
     admin.close()
 
 
-def test_order_stream_is_deterministic_and_varied(clock: Clock) -> None:
+def test_order_stream_is_deterministic_and_varied(clock: WallClock) -> None:
     runs = []
     for _ in range(2):
         with WooSim(clock=clock) as sim:

@@ -1,4 +1,4 @@
-"""`pollerd.templates.engine`: where a template comes from, what keeps a user template from
+"""`pollerd.templates`: where a template comes from, what keeps a user template from
 losing an alert or breaking out of its sandbox, what keeps a customer's text inert in every
 flavour, money and times per locale, fitting a channel's size limit, and the footer rule.
 
@@ -20,8 +20,19 @@ from loguru import logger
 
 from pollerd.model import PERMANENT_DELETION, Event, LineItem, Order
 from pollerd.status import template_samples
-from pollerd.templates import FLAVOURS, LOCALES, MAX_ITEMS, Footer, Message, Templates, money
-from pollerd.templates.engine import context, local_time, locale_chain
+from pollerd.templates import (
+    FLAVOURS,
+    LOCALES,
+    MAX_ITEMS,
+    Footer,
+    Message,
+    Templates,
+    context,
+    local_time,
+    money,
+    templates_for,
+)
+from pollerd.templates.loader import locale_chain
 
 PAID_AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 LATE = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # 07:30 on Nov 23 in Beijing
@@ -806,3 +817,11 @@ def test_the_bounds_leave_room_for_real_templates(tmp_path: Path) -> None:
     assert "=" * 40 in title and "19999" in title
     events = [order_event(number=str(1000 + i)) for i in range(500)]
     assert Templates(None).render_digest(events, flavour="text").body
+
+
+def test_one_templates_per_folder_is_shared(tmp_path: Path) -> None:
+    """Environments and found templates are cached on the instance: every channel and every
+    fallback must reach the same one, or each render would compile the templates again."""
+    assert templates_for(None) is templates_for(None)
+    assert templates_for(tmp_path) is templates_for(tmp_path / ".")
+    assert templates_for(tmp_path) is not templates_for(None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,11 +18,14 @@ from pollerd.channels.webhook import WebhookChannel
 from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
-from pollerd.model import Event, Order
+from pollerd.model import Event
 from pollerd.sources.shopify_client import ShopifyClient
 from pollerd.sources.shopify_rest import ShopifyRestSource
 from pollerd.sources.woocommerce import WooCommerceSource
 from pollerd_sim import ShopSim, WooSim
+from tests.support.clocks import FakeTime
+from tests.support.events import paid_event
+from tests.support.loopback import free_port
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"
 SECRET = "cs_3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d"
@@ -31,37 +33,8 @@ TOKEN = "shpat_sim_token"
 AFTER = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def sample() -> Event:
-    at = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=at,
-        updated_at=at,
-        total="25.00",
-        currency="EUR",
-    )
-    return Event("order.paid", "acme", "woocommerce", "1001", at, at, False, order.to_json())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return paid_event(None, admin_url=None)
 
 
 def woo(url: str, **kw: Any) -> WooCommerceStore:
@@ -123,7 +96,7 @@ def test_shopify_sources_name_host_port_too(api: str) -> None:
     port = free_port()
 
     async def main() -> str:
-        clock = FakeTime()  # the GraphQL client retries with back-off: in fake time
+        clock = FakeTime(5000.0)  # the GraphQL client retries with back-off: in fake time
         config = shopify(f"http://127.0.0.1:{port}", api)
         with pytest.raises(SourceError) as info:
             if api == "graphql":
@@ -207,7 +180,7 @@ def test_debug_logs_shopify_requests_without_the_token() -> None:
             sim.create_order()
 
             async def main() -> None:
-                clock = FakeTime()
+                clock = FakeTime(5000.0)
                 for api in ("graphql", "rest"):
                     kind = ShopifyClient if api == "graphql" else ShopifyRestSource
                     client = kind(shopify(sim.url, api), clock=clock.clock, sleep=clock.sleep)

@@ -8,7 +8,6 @@ import contextlib
 import email
 import functools
 import json
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -19,19 +18,21 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.email import EmailChannel, message_id
 from pollerd.config import ConfigErrors, minimal
-from pollerd.model import Event, LineItem, Order
+from pollerd.model import Event, LineItem
 from pollerd.runtime import build_channels, start_web
 from pollerd.store import Store, open_store
 from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed, suppress, suppression_key
 from pollerd.web import UnsubscribeServer
+from tests.support.events import paid_event
+from tests.support.loopback import free_port
+from tests.support.smtp import smtp_server
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 SECRET = "an-unsubscribe-secret-of-some-length"
@@ -41,23 +42,14 @@ TO = ["ops@example.com", "Owner <Owner+shop@example.com>"]
 
 
 def sample() -> Event:
-    order = Order(
-        store="acme",
-        platform="woocommerce",
-        id="1001",
-        number="1001",
-        status="processing",
-        created_at=AT,
-        updated_at=AT,
-        total="25.00",
-        currency="EUR",
-        payment_method_title="Card",
-        customer_email="e***@example.com",
-        customer_name="Eve",
+    return paid_event(
+        "Eve",
+        items=(LineItem("Mug", 2, "20.00"),),
+        email="e***@example.com",
         admin_url="https://shop.example.com/wp-admin/post.php?post=1001&action=edit",
-        line_items=(LineItem("Mug", 2, "20.00"),),
+        at=AT,
+        payment_method_title="Card",
     )
-    return Event("order.paid", "acme", "woocommerce", "1001", AT, AT, False, order.to_json())
 
 
 # SMTP ---------------------------------------------------------------------------------------
@@ -77,23 +69,6 @@ class Inbox:
     def messages(self) -> list[EmailMessage]:
         parsed = [email.message_from_bytes(raw, policy=default_policy) for raw in self.raw]
         return [m for m in parsed if isinstance(m, EmailMessage)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def smtp_server(inbox: Inbox) -> Iterator[int]:
-    port = free_port()  # aiosmtpd cannot take port 0
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 def channel(

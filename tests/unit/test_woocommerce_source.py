@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -41,6 +40,9 @@ from pollerd.sources.woocommerce import (
     normalize,
 )
 from pollerd_sim import WooSim
+from tests.support.clocks import FakeTime, WallClock
+from tests.support.loopback import free_port
+from tests.support.transports import RecordingTransport
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"
 SECRET = "cs_3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d"
@@ -56,44 +58,24 @@ T = TypeVar("T")
 # --- helpers -----------------------------------------------------------------------------------
 
 
-class FakeTime:
-    """The source's monotonic clock and sleep: time moves only when the pacer sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class Recorder(httpx.AsyncBaseTransport):
-    """A real transport that remembers what went on the wire (headers included), and can play
-    a TLS-terminating proxy: the client calls https://, the store receives plain http."""
+class Recorder(RecordingTransport):
+    """The wire, recorded; with `terminate_tls` it plays a TLS-terminating proxy: the client
+    calls https://, the store receives plain http."""
 
     def __init__(self, *, terminate_tls: bool = False) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.terminate_tls = terminate_tls
-        self.requests: list[httpx.Request] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.terminate_tls and request.url.scheme == "https":
-            request = httpx.Request(
-                request.method,
-                request.url.copy_with(scheme="http"),
-                headers=request.headers,
-                stream=request.stream,
-                extensions=request.extensions,  # the timeouts travel here
-            )
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def rewrite(self, request: httpx.Request) -> httpx.Request:
+        if not (self.terminate_tls and request.url.scheme == "https"):
+            return request
+        return httpx.Request(
+            request.method,
+            request.url.copy_with(scheme="http"),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,  # the timeouts travel here
+        )
 
 
 def cfg(url: str, **kw: Any) -> WooCommerceStore:
@@ -118,7 +100,7 @@ def run(
     http: httpx.AsyncClient | None = None,
 ) -> T:
     """Run `body` with a fresh source in one event loop, closing what was opened."""
-    clock = time or FakeTime()
+    clock = time or FakeTime(5000.0)
 
     async def main() -> T:
         source = WooCommerceSource(config, http=http, clock=clock.clock, sleep=clock.sleep)
@@ -162,12 +144,6 @@ def gets(sim: WooSim, method: str = "GET") -> list[dict[str, str]]:
         for entry in sim.request_log
         if entry["method"] == method and entry["path"] == ORDERS
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -272,13 +248,7 @@ def test_naive_utc() -> None:
 
 
 def test_list_created_reads_the_created_date() -> None:
-    class Clock:
-        now = datetime.now(UTC).replace(microsecond=0)
-
-        def __call__(self) -> datetime:
-            return self.now
-
-    clock = Clock()
+    clock = WallClock()
     with WooSim(consumer_key=KEY, consumer_secret=SECRET, clock=clock) as sim:
         start = clock.now
         old = sim.create_order()
@@ -488,7 +458,7 @@ def test_query_auth_works_and_never_leaks_the_secret(logs: list[str]) -> None:
         assert SECRET in echoed.headers["Link"]
         config = cfg(site, auth="query", timeout=timedelta(seconds=0.3))
         after = datetime.now(UTC) - timedelta(hours=1)
-        time = FakeTime()
+        time = FakeTime(5000.0)
 
         async def body(source: WooCommerceSource) -> list[SourceError]:
             assert len((await source.list_modified(after, 1)).rows) == 100  # Link: rel="next"
@@ -536,7 +506,7 @@ def test_query_auth_works_and_never_leaks_the_secret(logs: list[str]) -> None:
 def test_429_is_retryable_with_and_without_retry_after(sim: WooSim) -> None:
     sim.create_order()
     after = datetime.now(UTC) - timedelta(hours=1)
-    time = FakeTime()
+    time = FakeTime(5000.0)
 
     async def body(source: WooCommerceSource) -> list[Any]:
         await source.list_modified(after, 1)
@@ -562,7 +532,7 @@ def test_429_is_retryable_with_and_without_retry_after(sim: WooSim) -> None:
 
 def test_a_long_retry_after_sends_nothing_until_it_has_passed(sim: WooSim) -> None:
     after = datetime.now(UTC) - timedelta(hours=1)
-    time = FakeTime()
+    time = FakeTime(5000.0)
 
     async def body(source: WooCommerceSource) -> tuple[Any, int, int]:
         await source.list_modified(after, 1)
@@ -616,7 +586,7 @@ def test_waf_html_403_is_retryable_and_backs_off(sim: WooSim) -> None:
 def test_server_trouble_is_retryable_never_an_empty_page(sim: WooSim, kind: str, says: str) -> None:
     sim.create_order()
     after = datetime.now(UTC) - timedelta(hours=1)
-    time = FakeTime()
+    time = FakeTime(5000.0)
 
     async def body(source: WooCommerceSource) -> tuple[Any, int, Any]:
         await source.list_modified(after, 1)  # gate passed
@@ -673,7 +643,7 @@ def test_woocommerce_older_than_5_8_is_refused() -> None:
 
 
 def test_version_gate_retries_when_options_fails(sim: WooSim) -> None:
-    time = FakeTime()
+    time = FakeTime(5000.0)
 
     async def body(source: WooCommerceSource) -> int:
         sim.add_fault("503")
