@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import func, select
 
 from pollerd import metrics
 from pollerd.channels.base import Budget, Channel, SendResult
@@ -54,7 +53,6 @@ from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
 from pollerd.rules import channels_for
 from pollerd.store import Due, Store, fault
-from pollerd.store.db import DELIVERY
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
 DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
@@ -149,14 +147,8 @@ class Deliverer:
     def dead_counts(self) -> dict[str, int]:
         """Dead letters per channel, for `pollerd_deliveries_dead` (read when scraped, from the
         scrape's thread: `pollerd deliveries retry` in another process empties them, so a
-        counter kept here would drift). One indexed read (`delivery_due` starts with state)."""
-        query = (
-            select(DELIVERY.c.channel, func.count())
-            .where(DELIVERY.c.state == "dead")
-            .group_by(DELIVERY.c.channel)
-        )
-        with self.store.engine.connect() as conn:
-            return {str(channel): int(count) for channel, count in conn.execute(query)}
+        counter kept here would drift)."""
+        return self.store.dead_counts()
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter (AWS architecture blog): spreads a burst of failures over the window
