@@ -1,7 +1,7 @@
 """The delivery outbox: which rows may go out now, and what became of them.
 
 Per order the messages go out in the order things happened. That rests on ONE predicate,
-`WAITS_ON_NOTHING`, written once here and used by `due`, `next_due_at` and `expire`: a
+`waits_on_nothing`, written once here and used by `due`, `next_due_at` and `expire`: a
 pending row of a channel that is not held (broken), with no earlier pending row or dead letter
 of its order on that channel. A dead letter holds its order's later events until `retry`
 releases them, in order. `backlog` (digests) relaxes it on purpose: earlier rows that are due
@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Integer,
     Select,
     and_,
     bindparam,
@@ -69,14 +71,21 @@ def _behind(earlier: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool
 
 
 HELD_CHANNELS = select(CHANNEL_STATE.c.channel).where(CHANNEL_STATE.c.broken)
-WAITS_ON_NOTHING: ColumnElement[bool] = and_(
-    D.c.state == "pending",
-    D.c.channel.not_in(HELD_CHANNELS),
-    ~_behind(lambda p: p.c.state.in_(("pending", "dead"))),
-)
-"""A pending row of a channel not held, not queued behind an earlier row of its order: the
-one due predicate (module docstring). The clock is not in it: `due` adds `next_at <= now`,
-`expire` the expiry cutoff, `next_due_at` asks for the earliest `next_at`."""
+
+
+def waits_on_nothing(*narrowing: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The one due predicate (module docstring): a pending row of a channel not held, not
+    queued behind an earlier row of its order. The clock is not in it: `due` narrows it to
+    `next_at <= now`, `expire` to the expiry cutoff. The narrowing terms go right after the
+    state, before the held-channel and per-order subqueries: SQLite evaluates what the index
+    does not answer in the order written, and the subqueries then run only for rows that can
+    still match."""
+    return and_(
+        D.c.state == "pending",
+        *narrowing,
+        D.c.channel.not_in(HELD_CHANNELS),
+        ~_behind(lambda p: p.c.state.in_(("pending", "dead"))),
+    )
 
 
 def _with_payload(*where: ColumnElement[bool]) -> Select[Any]:
@@ -96,6 +105,36 @@ def _with_payload(*where: ColumnElement[bool]) -> Select[Any]:
         .select_from(D.join(EVENT, EVENT.c.seq == D.c.event_seq))
         .where(*where)
     )
+
+
+# Built once: these run every few seconds, and building a statement costs more than the
+# indexed read behind it when the outbox is empty.
+_CHANNELS: BindParameter[str] = bindparam("names", expanding=True)
+_DUE = (
+    _with_payload(waits_on_nothing(D.c.next_at <= bindparam("now"), D.c.channel.in_(_CHANNELS)))
+    .order_by(D.c.next_at, D.c.event_seq)
+    .limit(bindparam("limit", type_=Integer))
+)
+_NEXT_DUE_AT = select(func.min(D.c.next_at)).where(waits_on_nothing(D.c.channel.in_(_CHANNELS)))
+_EXPIRED = _with_payload(waits_on_nothing(D.c.created_at <= bindparam("cutoff")))
+_BACKLOG = (
+    _with_payload(
+        D.c.state == "pending",
+        D.c.next_at <= bindparam("now"),
+        D.c.channel == bindparam("channel"),
+        D.c.channel.not_in(HELD_CHANNELS),
+        # Only what could overtake: an earlier dead letter, or an earlier row still backing off
+        # (an earlier row due now is in the same digest, ahead of this one).
+        ~_behind(
+            lambda p: or_(
+                p.c.state == "dead",
+                and_(p.c.state == "pending", p.c.next_at > bindparam("now")),
+            )
+        ),
+    )
+    .order_by(D.c.event_seq)
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 def _due(row: Any) -> Due:
@@ -126,13 +165,9 @@ class Outbox(Database):
         names = sorted(channels)
         if not names:
             return []
-        query = (
-            _with_payload(WAITS_ON_NOTHING, D.c.next_at <= now, D.c.channel.in_(names))
-            .order_by(D.c.next_at, D.c.event_seq)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
-            return [_due(r) for r in conn.execute(query).all()]
+            rows = conn.execute(_DUE, {"now": now, "limit": limit, "names": names}).all()
+        return [_due(r) for r in rows]
 
     def backlog(
         self, channel: str, now: float, limit: int, *, skip: Iterable[int] = ()
@@ -142,22 +177,8 @@ class Outbox(Database):
         channel is in too, so a digest never overtakes an event still backing off, a dead
         letter, nor one in `skip`. Its first row per order is exactly what `due` would hand
         out alone."""
-        blocking = _behind(
-            lambda p: or_(p.c.state == "dead", and_(p.c.state == "pending", p.c.next_at > now))
-        )
-        query = (
-            _with_payload(
-                D.c.state == "pending",
-                D.c.next_at <= now,
-                D.c.channel == channel,
-                D.c.channel.not_in(HELD_CHANNELS),
-                ~blocking,
-            )
-            .order_by(D.c.event_seq)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_BACKLOG, {"now": now, "limit": limit, "channel": channel}).all()
         skipped, blocked, out = set(skip), set(), []
         for row in rows:
             due = _due(row)
@@ -174,13 +195,12 @@ class Outbox(Database):
         names = sorted(channels)
         if not names:
             return None
-        query = select(func.min(D.c.next_at)).where(WAITS_ON_NOTHING, D.c.channel.in_(names))
         with self.engine.connect() as conn:
-            return conn.execute(query).scalar()
+            return conn.execute(_NEXT_DUE_AT, {"names": names}).scalar()
 
     def due_count(self, now: float) -> int:
         """Deliveries waiting to go out now (index `delivery_due`: cheap enough for every tick).
-        A count of pending rows past their time, not `WAITS_ON_NOTHING`: rows held behind
+        A count of pending rows past their time, not `waits_on_nothing`: rows held behind
         others are waiting too."""
         query = (
             select(func.count()).select_from(D).where(D.c.state == "pending", D.c.next_at <= now)
@@ -234,11 +254,10 @@ class Outbox(Database):
         is not waiting for anything: not behind an earlier pending row or dead letter of its
         order (a held row does not expire while held), not in a held (broken) channel. Covers
         rows an older pollerd left due in years (`Retry-After: 99999999`). Returns them."""
-        query = _with_payload(WAITS_ON_NOTHING, D.c.created_at <= cutoff)
         # Read first, write only when something expired: this runs every few seconds and
         # must not take the write lock from the pages being committed for nothing.
         with self.engine.connect() as conn:
-            rows = [_due(r) for r in conn.execute(query).all()]
+            rows = [_due(r) for r in conn.execute(_EXPIRED, {"cutoff": cutoff}).all()]
         if not rows:
             return []
         with self.tx() as conn:
