@@ -516,13 +516,7 @@ def retry_target_problem(
         if channel not in known:
             return f"--channel: no channel named {channel!r} (known: {', '.join(known) or 'none'})"
     if ids:
-        from sqlalchemy import select
-
-        from pollerd.store.db import DELIVERY
-
-        with store.engine.connect() as conn:
-            query = select(DELIVERY.c.id).where(DELIVERY.c.id.in_(ids))
-            found = {int(i) for i in conn.execute(query).scalars()}
+        found = store.known_deliveries(ids)
         missing = [str(i) for i in ids if i not in found]
         if missing:
             return (

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loguru import logger
-from sqlalchemy import select
 
 from pollerd import baseline, metrics
 from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
@@ -64,7 +63,7 @@ from pollerd.sources.base import (
 )
 from pollerd.startpoint import warn_mismatch
 from pollerd.store import Store
-from pollerd.store.db import EVENT, SNAPSHOT, Cursor
+from pollerd.store.db import Cursor
 
 MAX_REWALKS = 3
 HOUR = timedelta(hours=1)
@@ -299,7 +298,7 @@ class StoreSync:
         """Known open orders the store no longer has at all: deleted permanently (WooCommerce
         `force=true`, cleanup plugins), which no listing shows. One cheap `include=` per 100
         known open orders a day; one found in the trash is diffed like any trashed order."""
-        ids = _open_orders(self.store, self.name)
+        ids = self.store.open_orders(self.name, finished=TERMINAL)
         for start in range(0, len(ids), OPEN_CHECK_BATCH):
             chunk = ids[start : start + OPEN_CHECK_BATCH]
             present = await source.present(chunk)
@@ -419,13 +418,16 @@ class StoreSync:
     ) -> None:
         if not snaps and not events:
             return
-        known = _existing(self.store, [ev.id for ev, _ in events])
         result = self.store.commit_page(
             self.name, snaps, events, late=late, backfill=backfill, contacts=contacts
         )
         report.events += result.new_events
         report.deliveries += result.new_deliveries
-        fresh = {ev.id: ev.type for ev, _ in events if ev.id not in known}
+        # Only the events this commit recorded count in `pollerd_events_total` by type: not a
+        # replayed page's, a feed re-read's, nor those `pollerd backfill` (running beside the
+        # daemon without its lock) recorded first.
+        recorded = set(result.event_ids)
+        fresh = {ev.id: ev.type for ev, _ in events if ev.id in recorded}
         metrics.new_events(
             self.name, Counter(fresh.values()), late=result.new_events if late else 0
         )
@@ -727,37 +729,6 @@ class StoreSync:
             await self.source.dated(o) if o.id not in snaps and o.created_at < start_at else o
             for o in orders
         ]
-
-
-def _existing(store: Store, ids: Sequence[str]) -> set[str]:
-    """Which of these event ids are recorded already (a replayed page, a feed re-read): only
-    the others are new, and only they count in `pollerd_events_total` by type. `commit_page`
-    says how many were new but not which. One indexed read, and only for a page that produced
-    events. (`pollerd backfill` runs beside the daemon without its lock: an event it records
-    between this read and the commit is counted by both processes, never lost by either.)"""
-    if not ids:
-        return set()
-    unique = sorted(set(ids))
-    found: set[str] = set()
-    with store.engine.connect() as conn:
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            found.update(conn.execute(select(EVENT.c.id).where(EVENT.c.id.in_(chunk))).scalars())
-    return found
-
-
-def _open_orders(store: Store, name: str) -> list[str]:
-    """Ids of the orders pollerd knows as still open (announced, not finished), ascending."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(SNAPSHOT.c.order_id).where(
-                SNAPSHOT.c.store == name,
-                SNAPSHOT.c.status.not_in(TERMINAL),
-                SNAPSHOT.c.fired != "",
-                SNAPSHOT.c.order_id.not_like("dispute:%"),
-            )
-        ).scalars()
-        return sorted(rows, key=lambda i: (len(i), i))
 
 
 def _key(updated_at: datetime, order_id: str) -> tuple[datetime, int]:

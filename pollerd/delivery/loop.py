@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import func, select
 
 from pollerd import metrics
 from pollerd.alerts.channel import ChannelWatch
@@ -52,7 +51,6 @@ from pollerd.delivery.plan import first_of_each_order, fit_digest
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
 from pollerd.store import Due, Store, fault
-from pollerd.store.db import DELIVERY
 
 DIGEST_AFTER = 60.0  # seconds of sending a backlog may take before it becomes one digest
 DIGEST_MAX = 500  # rows one digest stands for at most (one transaction; it shows ten lines)
@@ -156,14 +154,8 @@ class Deliverer:
     def dead_counts(self) -> dict[str, int]:
         """Dead letters per channel, for `pollerd_deliveries_dead` (read when scraped, from the
         scrape's thread: `pollerd deliveries retry` in another process empties them, so a
-        counter kept here would drift). One indexed read (`delivery_due` starts with state)."""
-        query = (
-            select(DELIVERY.c.channel, func.count())
-            .where(DELIVERY.c.state == "dead")
-            .group_by(DELIVERY.c.channel)
-        )
-        with self.store.engine.connect() as conn:
-            return {str(channel): int(count) for channel, count in conn.execute(query)}
+        counter kept here would drift)."""
+        return self.store.dead_counts()
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter (AWS architecture blog): spreads a burst of failures over the window

@@ -1,4 +1,7 @@
-"""Durable state: cursors, snapshots, events and the delivery outbox (SQLite or PostgreSQL)."""
+"""Durable state: cursors, snapshots, events and the delivery outbox (SQLite or PostgreSQL).
+
+`Store` (db.py) is the facade; nothing outside this package speaks SQL.
+"""
 
 from pollerd.store.db import Cursor, Due, PageResult, Store, open_store
 from pollerd.store.lock import StateLock

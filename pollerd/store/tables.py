@@ -1,12 +1,27 @@
-"""The tables, as sqlmodel classes. Times are float UNIX seconds (UTC): sortable, zone-free.
+"""The tables, as sqlmodel classes: the one description of the schema.
 
-The DDL that creates them lives in `migrate.py` (numbered, explicit), so a later model change
-can never silently alter what migration 1 created on a user's disk.
+Times are float UNIX seconds (UTC): sortable, zone-free. Every column, index, unique constraint,
+foreign key and server default a migration creates is declared here too, and
+tests/unit/test_schema.py checks that a database built by the migrations is exactly this
+(SQLite and PostgreSQL), so the two cannot drift apart.
+
+The DDL itself stays in `migrate.py` (numbered, explicit): a later model change must never
+silently alter what migration 1 created on a user's disk. Change a table = a new migration +
+the matching change here; the schema test fails until both agree.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+
+def _default(sql: str) -> dict[str, Any]:
+    """A server-side default (`sa_column_kwargs`), as the migration's DDL writes it."""
+    return {"server_default": text(sql)}
 
 
 class MetaRow(SQLModel, table=True):
@@ -21,7 +36,7 @@ class CursorRow(SQLModel, table=True):
     __tablename__ = "cursor"
     store: str = Field(primary_key=True)
     updated_at: float
-    order_id: str = ""
+    order_id: str = Field(default="", sa_column_kwargs=_default("''"))
     start_at: float
     last_hourly_sweep: float | None = None
     last_daily_sweep: float | None = None
@@ -36,13 +51,16 @@ class SnapshotRow(SQLModel, table=True):
     order_id: str = Field(primary_key=True)
     status: str
     updated_at: float
-    refunded_total: str = "0"
-    fired: str = ""  # comma-separated event types already emitted
+    refunded_total: str = Field(default="0", sa_column_kwargs=_default("'0'"))
+    fired: str = Field(
+        default="", sa_column_kwargs=_default("''")
+    )  # comma-separated event types emitted
     seen_at: float
 
 
 class EventRow(SQLModel, table=True):
     __tablename__ = "event"
+    __table_args__ = (Index("event_store_order", "store", "order_id"),)
     seq: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True)  # store:order_id:type
     type: str
@@ -51,20 +69,37 @@ class EventRow(SQLModel, table=True):
     occurred_at: float
     detected_at: float
     payload: str  # the event JSON
-    late: bool = False  # found by a sweep after the fast path missed it
-    backfill: bool = False
+    # found by a sweep after the fast path missed it
+    late: bool = Field(default=False, sa_column_kwargs=_default("FALSE"))
+    backfill: bool = Field(default=False, sa_column_kwargs=_default("FALSE"))
 
 
 class DeliveryRow(SQLModel, table=True):
     __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel"),
+        Index("delivery_due", "state", "next_at"),  # `due_count` every tick
+        Index("delivery_order", "channel", "store", "order_id", "state", "event_seq"),  # `due`
+        Index("delivery_digest", "digest"),
+        # `prune`: only the rows that still hold a rendered body (migration 3)
+        Index(
+            "delivery_body_kept",
+            "state",
+            "sent_at",
+            sqlite_where=text("body IS NOT NULL"),
+            postgresql_where=text("body IS NOT NULL"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
-    event_seq: int
+    event_seq: int = Field(sa_column_args=[ForeignKey("event.seq")])
     event_id: str
     channel: str
     store: str
     order_id: str
-    state: str = "pending"  # pending | sent | dead
-    attempts: int = 0
+    state: str = Field(
+        default="pending", sa_column_kwargs=_default("'pending'")
+    )  # pending | sent | dead
+    attempts: int = Field(default=0, sa_column_kwargs=_default("0"))
     next_at: float
     created_at: float
     sent_at: float | None = None
@@ -76,7 +111,7 @@ class DeliveryRow(SQLModel, table=True):
 class ChannelStateRow(SQLModel, table=True):
     __tablename__ = "channel_state"
     channel: str = Field(primary_key=True)
-    broken: bool = False
+    broken: bool = Field(default=False, sa_column_kwargs=_default("FALSE"))
     reason: str | None = None
     since: float | None = None
 
@@ -87,6 +122,11 @@ class ContactRow(SQLModel, table=True):
     deleted `retention` after `sealed_at` (the last time pollerd received it)."""
 
     __tablename__ = "contact"
+    __table_args__ = (
+        UniqueConstraint("store", "order_id"),
+        Index("contact_key", "key_id"),  # `rekey` and `status` count rows per key
+        Index("contact_sealed", "sealed_at"),  # the retention clock
+    )
     id: int | None = Field(default=None, primary_key=True)
     store: str
     order_id: str
@@ -95,3 +135,26 @@ class ContactRow(SQLModel, table=True):
     email: bytes | None = None
     phone: bytes | None = None
     sealed_at: float
+
+
+def _table(row: type[SQLModel]) -> Table:
+    return row.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+# The Core handles the queries in this package are written against.
+META = _table(MetaRow)
+CURSOR = _table(CursorRow)
+SNAPSHOT = _table(SnapshotRow)
+EVENT = _table(EventRow)
+DELIVERY = _table(DeliveryRow)
+CHANNEL_STATE = _table(ChannelStateRow)
+CONTACT = _table(ContactRow)
+CONTACT_FIELDS = ("name", "email", "phone")
+
+
+def ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)

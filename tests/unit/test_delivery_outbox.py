@@ -10,7 +10,6 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,8 +52,9 @@ def order_event(n: int, kind: str = "order.created") -> Event:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def store(db_url: str) -> Iterator[Store]:
+    """The outbox on both backends: its queries are the store's subtlest SQL."""
+    s = open_store(db_url)
     s.init_cursor("acme", AT)
     yield s
     s.close()

@@ -4,6 +4,7 @@ PostgreSQL (`db_url`: the server on 127.0.0.1:5432, a fresh schema per test)."""
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 import subprocess
 import sys
@@ -55,6 +56,34 @@ def test_replayed_page_creates_nothing_twice(db_url: str) -> None:
     assert (first.new_events, first.new_deliveries) == (2, 3)
     assert (again.new_events, again.new_deliveries) == (0, 0)
     assert store.snapshots("s", ["1", "2"])["1"].fired == {"order.created", "order.paid"}
+    # It says which rows it wrote, so the caller never reads them back to find out.
+    assert first.event_ids == ("s:1:order.created", "s:1:order.paid")
+    listed = store.deliveries()
+    assert sorted(first.delivery_ids) == sorted(d["id"] for d in listed)
+    assert {d["event_id"] for d in listed if d["id"] in first.delivery_ids} == set(first.event_ids)
+    assert again.event_ids == () and again.delivery_ids == ()
+
+
+def test_open_orders_are_the_announced_unfinished_ones_in_numeric_order(db_url: str) -> None:
+    store = open_store(db_url)
+    store.init_cursor("s", T)
+    done = Snapshot("s", "3", "completed", T, Decimal("0"), frozenset({"order.created"}))
+    dispute = snap("dispute:7", {"dispute.opened"})
+    store.commit_page("s", [snap("10", {"order.created"}), snap("9", {"x"}), snap("2", set())], [])
+    store.commit_page("s", [done, dispute], [])
+    assert store.open_orders("s", finished=("completed",)) == ["9", "10"]
+    assert store.open_orders("other", finished=()) == []
+
+
+def test_known_deliveries_and_dead_counts(db_url: str) -> None:
+    store = open_store(db_url)
+    store.init_cursor("s", T)
+    wrote = store.commit_page("s", [], [(ev("1", "order.created"), ["a", "b"])])
+    first, second = wrote.delivery_ids
+    assert store.known_deliveries([first, second + 100]) == {first}
+    assert store.known_deliveries([]) == set()
+    store.mark(first, state="dead", attempts=3, body=None, error="gone")
+    assert store.dead_counts() == {"a": 1}
 
 
 def test_cursor_never_moves_backwards(db_url: str) -> None:
@@ -158,3 +187,21 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(db_url: str) -
         assert store.meta("schema_version") == str(LATEST)
     finally:
         store.close()
+
+
+def test_no_module_outside_store_speaks_sql() -> None:
+    """Only pollerd/store/ holds SQL (DESIGN §3): everything else asks the `Store` facade."""
+    import pollerd
+
+    root = Path(pollerd.__file__).parent
+    sql = re.compile(
+        r"^\s*(from|import) (sqlalchemy|sqlmodel|sqlite3|psycopg)\b|\.engine\.connect\("
+    )
+    speaking = [
+        f"{path.relative_to(root)}:{number}"
+        for path in sorted(root.rglob("*.py"))
+        if "store" not in path.relative_to(root).parts[:1]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if sql.search(line)
+    ]
+    assert speaking == []

@@ -1,0 +1,279 @@
+"""What the sync writes and reads back: cursors (bookmarks), snapshots, events, and the page.
+
+The promise rests on `commit_page`: it writes snapshots, events (unique `store:order_id:type`),
+their delivery rows (unique `(event, channel)`) and the cursor in ONE transaction, so a crash
+replays a page but never loses or doubles one. It returns what it wrote, by id, so the caller
+counts exactly the events this commit recorded (not ones a replay or another process did).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from pollerd.model import Contact, Event, Snapshot
+from pollerd.store.contacts import seal_contacts
+from pollerd.store.engine import Database, upsert
+from pollerd.store.meta import budget_key, put_meta
+from pollerd.store.tables import CURSOR, DELIVERY, EVENT, SNAPSHOT, dt, ts
+
+SNAPSHOT_CHUNK = 500  # ids per IN (...) read: far below SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class Cursor:
+    store: str
+    updated_at: datetime
+    order_id: str
+    start_at: datetime
+    last_hourly_sweep: datetime | None = None
+    last_daily_sweep: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """What one `commit_page` wrote: the ids of the events it recorded (a replayed event is
+    not among them) and of the deliveries it queued for them."""
+
+    event_ids: tuple[str, ...] = ()
+    delivery_ids: tuple[int, ...] = ()
+
+    @property
+    def new_events(self) -> int:
+        return len(self.event_ids)
+
+    @property
+    def new_deliveries(self) -> int:
+        return len(self.delivery_ids)
+
+
+class Pages(Database):
+    """The `Store` facade's sync side: cursors, snapshots, events, the page commit."""
+
+    # ---- cursors -------------------------------------------------------------------------
+
+    def cursor(self, store: str) -> Cursor | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(CURSOR).where(CURSOR.c.store == store)).mappings().first()
+        if row is None:
+            return None
+        return Cursor(
+            store=row["store"],
+            updated_at=dt(row["updated_at"]),  # type: ignore[arg-type]
+            order_id=row["order_id"],
+            start_at=dt(row["start_at"]),  # type: ignore[arg-type]
+            last_hourly_sweep=dt(row["last_hourly_sweep"]),
+            last_daily_sweep=dt(row["last_daily_sweep"]),
+            last_success=dt(row["last_success"]),
+            last_error=row["last_error"],
+            last_error_at=dt(row["last_error_at"]),
+        )
+
+    def init_cursor(self, store: str, start_at: datetime) -> Cursor:
+        """First run: the bookmark starts at the store's start point (no flood of old orders)."""
+        with self.tx() as conn:
+            conn.execute(
+                upsert(conn, CURSOR)
+                .values(store=store, updated_at=ts(start_at), order_id="", start_at=ts(start_at))
+                .on_conflict_do_nothing()
+            )
+        cursor = self.cursor(store)
+        assert cursor is not None
+        return cursor
+
+    def set_start(self, store: str, start_at: datetime) -> Cursor:
+        """Move a store's start point and bookmark to `start_at` (`pollerd cursor set`, with
+        no daemon running): the next pass reads from there; sweeps, errors and snapshots stay,
+        so nothing already announced is announced again."""
+        with self.tx() as conn:
+            moved = conn.execute(
+                update(CURSOR)
+                .where(CURSOR.c.store == store)
+                .values(updated_at=ts(start_at), order_id="", start_at=ts(start_at))
+            ).rowcount
+        return self.cursor(store) if moved else self.init_cursor(store, start_at)  # type: ignore[return-value]
+
+    def set_sweep(self, store: str, kind: str, when: datetime) -> None:
+        column = {"hourly": "last_hourly_sweep", "daily": "last_daily_sweep"}[kind]
+        with self.tx() as conn:
+            conn.execute(update(CURSOR).where(CURSOR.c.store == store).values({column: ts(when)}))
+
+    def record_poll(
+        self, store: str, *, error: str | None, when: datetime, budget: float | None = None
+    ) -> None:
+        """The pass's outcome on the cursor and, when known, how much of the store's API rate
+        budget was in use (0-1) for `pollerd status`, which runs in another process."""
+        values: dict[str, Any] = (
+            {"last_success": ts(when), "last_error": None}
+            if error is None
+            else {"last_error": error[:500], "last_error_at": ts(when)}
+        )
+        with self.tx() as conn:
+            conn.execute(update(CURSOR).where(CURSOR.c.store == store).values(values))
+            if budget is not None:
+                put_meta(conn, budget_key(store), f"{budget:.4f}")
+
+    # ---- snapshots and pages -------------------------------------------------------------
+
+    def snapshots(self, store: str, order_ids: Iterable[str]) -> dict[str, Snapshot]:
+        ids = list(order_ids)
+        found: dict[str, Snapshot] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), SNAPSHOT_CHUNK):
+                chunk = ids[start : start + SNAPSHOT_CHUNK]
+                rows = conn.execute(
+                    select(SNAPSHOT).where(
+                        SNAPSHOT.c.store == store, SNAPSHOT.c.order_id.in_(chunk)
+                    )
+                ).mappings()
+                for row in rows:
+                    found[row["order_id"]] = Snapshot(
+                        store=store,
+                        order_id=row["order_id"],
+                        status=row["status"],
+                        updated_at=dt(row["updated_at"]),  # type: ignore[arg-type]
+                        refunded_total=Decimal(row["refunded_total"]),
+                        fired=frozenset(t for t in row["fired"].split(",") if t),
+                    )
+        return found
+
+    def open_orders(self, store: str, *, finished: Iterable[str]) -> list[str]:
+        """Ids of the orders pollerd knows as still open (announced, in no `finished` status),
+        ascending as numbers. Dispute rows (`dispute:<id>`) are not orders."""
+        query = select(SNAPSHOT.c.order_id).where(
+            SNAPSHOT.c.store == store,
+            SNAPSHOT.c.status.not_in(list(finished)),
+            SNAPSHOT.c.fired != "",
+            SNAPSHOT.c.order_id.not_like("dispute:%"),
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).scalars()
+            return sorted(rows, key=lambda i: (len(i), i))
+
+    def commit_page(
+        self,
+        store: str,
+        snapshots: list[Snapshot],
+        events: list[tuple[Event, list[str]]],
+        *,
+        cursor: tuple[datetime, str] | None = None,
+        late: bool = False,
+        backfill: bool = False,
+        contacts: Mapping[str, Contact | None] | None = None,
+    ) -> PageResult:
+        """One page, one transaction: snapshots + events + deliveries (+ the cursor), and the
+        page's customer contacts (order id → contact) sealed when `pii_key` is set.
+
+        An event id that already exists (a replayed page after a crash) inserts nothing and
+        creates no deliveries: its rows were committed with it the first time. Without a key
+        ring the contacts are dropped here, so no code path can write them in clear.
+        """
+        now = time.time()
+        event_ids: list[str] = []
+        delivery_ids: list[int] = []
+        with self.tx() as conn:
+            if contacts and self.pii is not None:
+                seal_contacts(conn, self.pii, store, contacts, now)
+            for snap in snapshots:
+                values = {
+                    "store": store,
+                    "order_id": snap.order_id,
+                    "status": snap.status,
+                    "updated_at": ts(snap.updated_at),
+                    "refunded_total": str(snap.refunded_total),
+                    "fired": ",".join(sorted(snap.fired)),
+                    "seen_at": now,
+                }
+                stmt = upsert(conn, SNAPSHOT).values(**values)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["store", "order_id"],
+                        set_={
+                            k: stmt.excluded[k] for k in values if k not in ("store", "order_id")
+                        },
+                    )
+                )
+            for ev, channels in events:
+                seq = conn.execute(
+                    upsert(conn, EVENT)
+                    .values(
+                        id=ev.id,
+                        type=ev.type,
+                        store=ev.store,
+                        order_id=ev.order_id,
+                        occurred_at=ts(ev.occurred_at),
+                        detected_at=ts(ev.detected_at),
+                        payload=ev.body(),
+                        late=late,
+                        backfill=backfill,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(EVENT.c.seq)
+                ).scalar()
+                if seq is None:
+                    continue
+                event_ids.append(ev.id)
+                for channel in channels:
+                    delivery_id = conn.execute(
+                        insert(DELIVERY)
+                        .values(
+                            event_seq=seq,
+                            event_id=ev.id,
+                            channel=channel,
+                            store=ev.store,
+                            order_id=ev.order_id,
+                            state="pending",
+                            attempts=0,
+                            next_at=now,
+                            created_at=now,
+                        )
+                        .returning(DELIVERY.c.id)
+                    ).scalar_one()
+                    delivery_ids.append(int(delivery_id))
+            if cursor is not None:
+                when, order_id = cursor
+                # Never backwards: a replayed page or a sweep must not rewind the bookmark.
+                conn.execute(
+                    update(CURSOR)
+                    .where(CURSOR.c.store == store, CURSOR.c.updated_at <= ts(when))
+                    .values(updated_at=ts(when), order_id=order_id)
+                )
+        return PageResult(tuple(event_ids), tuple(delivery_ids))
+
+    # ---- events --------------------------------------------------------------------------
+
+    def last_order(self, store: str, order_id: str) -> dict[str, Any] | None:
+        """The order as pollerd last announced it (for events about orders the platform no
+        longer has, e.g. deletions)."""
+        query = (
+            select(EVENT.c.payload)
+            .where(EVENT.c.store == store, EVENT.c.order_id == order_id)
+            .order_by(EVENT.c.seq.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            payload = conn.execute(query).scalar()
+        return json.loads(payload)["order"] if payload else None
+
+    def late_events(self, store: str) -> int:
+        """Events a sweep found that the fast path missed (the search index lagged)."""
+        query = select(func.count()).where(EVENT.c.store == store, EVENT.c.late.is_(True))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def events(self, store: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = select(EVENT).order_by(EVENT.c.seq).limit(limit)
+        if store:
+            query = query.where(EVENT.c.store == store)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
