@@ -11,14 +11,14 @@ The rules (DESIGN §5, each one a measured way other tools lost orders):
 - Each page is one transaction (snapshots + events + deliveries); the bookmark is written only
   when the whole window was walked, so a crash mid-pass re-walks it and the diff skips what is
   already recorded.
-- If the window's total shrinks while walking (an order was trashed mid-walk and later pages
+- If the window's total shrinks while walking (an order was deleted mid-walk and later pages
   shifted by one), the walk starts again: offset paging is not a snapshot.
-- Deletions are read through `status=trash` (WooCommerce's `any` excludes trash); hourly and
-  daily sweeps re-read recent orders by *created* date, a second access path, and count what they
-  find that the fast path missed (only changes from before the fast path's last read: one made
-  during a long sweep was not missed). The daily sweep also asks the store whether the open
-  orders pollerd knows still exist: a permanently deleted WooCommerce order appears in no
-  listing, not even the trash.
+- Deletions come from the source's capabilities: a deletions feed (`Feeds`), or a listing of
+  each status the default listing leaves out (`Hidden`); hourly and daily sweeps re-read recent
+  orders by *created* date, a second access path, and count what they find that the fast path
+  missed (only changes from before the fast path's last read: one made during a long sweep was
+  not missed). For a source with `Presence` the daily sweep also asks the store whether the
+  open orders pollerd knows still exist: an order deleted permanently may appear in no listing.
 - A new cursor plans the first-run baseline (`pollerd.baseline`), which then runs a few pages per
   pass after the fast path.
 """
@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -36,8 +36,8 @@ from loguru import logger
 from sqlalchemy import select
 
 from pollerd import baseline, metrics
-from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
-from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
+from pollerd.config import RouteConfig, StoreConfig
+from pollerd.diff import deleted, diff, dispute_diff, dispute_key, unchanged
 from pollerd.errors import RetryableSourceError
 from pollerd.model import (
     PERMANENT_DELETION,
@@ -51,11 +51,13 @@ from pollerd.model import (
 from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse, resume_key
 from pollerd.rules import channels_for
+from pollerd.sources import platform
 from pollerd.sources.base import (
     Bulk,
     Dating,
     Feeds,
     FeedUnavailable,
+    Hidden,
     ListPage,
     PageToken,
     Presence,
@@ -82,9 +84,6 @@ DISPUTES_EVERY = 300.0  # chargebacks move in days; evidence is due in a week or
 DELETIONS_WINDOW = DAY  # re-read a day of destroy events: cheap, and snapshots dedupe
 DISPUTES_WINDOW = timedelta(days=7)
 OPEN_CHECK_BATCH = 100  # ids per existence check (`include=` takes at most per_page = 100)
-TERMINAL = ("completed", "cancelled", "refunded", "trash", "deleted", "checkout-draft")
-"""Statuses whose orders the daily existence check skips: it is bounded to orders that can
-still change (a finished order deleted permanently goes unannounced; see the README)."""
 FUTURE_SLACK = DAY
 """An order modified more than this ahead of pollerd's clock (a store clock set a year ahead for
 a moment, a plugin writing a bad date) is diffed like any order but does not move the bookmark:
@@ -116,7 +115,7 @@ def utcnow() -> datetime:
 class StoreSync:
     def __init__(
         self,
-        cfg: WooCommerceStore | ShopifyStore,
+        cfg: StoreConfig,
         source: Source,
         store: Store,
         routes: Sequence[RouteConfig],
@@ -133,7 +132,8 @@ class StoreSync:
         self.clock = clock
         self.on_commit = on_commit or (lambda n: None)
         self.stopping = stopping
-        self.rules = pay_rules(getattr(cfg, "pay_on_delivery_methods", ()))
+        self.platform = platform(cfg.platform)
+        self.rules = self.platform.rules(cfg)
         self._last_walk = float("-inf")
         self._walk_started = datetime.min.replace(tzinfo=UTC)
         self._fast_read: datetime | None = None
@@ -228,12 +228,12 @@ class StoreSync:
             await self._apply_orders(released, report, start_at=cursor.start_at, notify=True)
         if isinstance(self.source, Feeds):
             await self._feeds(self.source, cursor.start_at, report)
-        else:  # WooCommerce: `any` excludes trash, so deletions are a listing of their own
-            await self._walk(
-                lambda page: self.source.list_modified(after, page, status="trash"),
+        for hidden in self.source.hidden if isinstance(self.source, Hidden) else ():
+            await self._walk(  # statuses the default listing leaves out: a listing each
+                lambda page, status=hidden: self.source.list_modified(after, page, status=status),
                 report,
                 start_at=cursor.start_at,
-                status="trash",
+                status=hidden,
             )
         self._fast_read = read_at
         if isinstance(self.source, Undated) and not self._baseline_done and not report.stopped:
@@ -294,16 +294,17 @@ class StoreSync:
         """Known open orders the store no longer has at all: deleted permanently (WooCommerce
         `force=true`, cleanup plugins), which no listing shows. One cheap `include=` per 100
         known open orders a day; one found in the trash is diffed like any trashed order."""
-        ids = _open_orders(self.store, self.name)
+        ids = _open_orders(self.store, self.name, self.platform.terminal)
         for start in range(0, len(ids), OPEN_CHECK_BATCH):
             chunk = ids[start : start + OPEN_CHECK_BATCH]
             present = await source.present(chunk)
-            trashed = [i for i, status in present.items() if status == "trash"]
-            if trashed:
-                orders = self.quarantine.sort(
-                    await self.source.fetch(trashed, status="trash"), status="trash"
-                )
-                await self._apply_orders(orders, report, start_at=start_at, notify=True)
+            for hidden in self.source.hidden if isinstance(self.source, Hidden) else ():
+                found = [i for i, status in present.items() if status == hidden]
+                if found:
+                    orders = self.quarantine.sort(
+                        await self.source.fetch(found, status=hidden), status=hidden
+                    )
+                    await self._apply_orders(orders, report, start_at=start_at, notify=True)
             detected = self.clock()
             gone = [Deletion(i, detected, PERMANENT_DELETION) for i in chunk if i not in present]
             if gone:
@@ -741,13 +742,13 @@ def _existing(store: Store, ids: Sequence[str]) -> set[str]:
     return found
 
 
-def _open_orders(store: Store, name: str) -> list[str]:
+def _open_orders(store: Store, name: str, terminal: Collection[str]) -> list[str]:
     """Ids of the orders pollerd knows as still open (announced, not finished), ascending."""
     with store.engine.connect() as conn:
         rows = conn.execute(
             select(SNAPSHOT.c.order_id).where(
                 SNAPSHOT.c.store == name,
-                SNAPSHOT.c.status.not_in(TERMINAL),
+                SNAPSHOT.c.status.not_in(terminal),
                 SNAPSHOT.c.fired != "",
                 SNAPSHOT.c.order_id.not_like("dispute:%"),
             )

@@ -11,8 +11,9 @@ connection cursors that encode `(updatedAt, id)`. A source says which order its 
 `fetch` sets aside an order it cannot read (`Malformed`) instead of failing the whole call:
 one order a plugin broke must not stop every alert of its store (the sync quarantines it).
 
-Optional capabilities (`Feeds`, `Bulk`) are separate protocols: a platform without deletion or
-dispute feeds, or without bulk exports, simply does not implement them.
+Optional capabilities (`Feeds`, `Hidden`, `Bulk`, `Undated`, `Presence`, `Dating`) are separate
+protocols: a platform without deletion or dispute feeds, or without bulk exports, simply does not
+implement them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "Dispute",
     "FeedUnavailable",
     "Feeds",
+    "Hidden",
     "ListPage",
     "Listed",
     "Malformed",
@@ -144,6 +146,15 @@ class Feeds(Protocol):
         """Disputes initiated at or after `since` plus every one not yet finalised. Raises
         `FeedUnavailable` without the disputes scope."""
         ...
+
+
+@runtime_checkable
+class Hidden(Protocol):
+    """A platform whose default listing (`status="any"`) leaves out some statuses, deleted
+    orders among them (WooCommerce's trash): the sync lists each of them on its own every pass,
+    and the daily existence check fetches orders it finds in one of them."""
+
+    hidden: tuple[str, ...]
 
 
 @runtime_checkable

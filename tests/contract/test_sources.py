@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.sources.base import Listed, ListPage, Source
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.woocommerce import WooCommerceStore
 from pollerd_sim import ShopSim, WooSim
 from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN
 
@@ -37,7 +38,7 @@ def woo(sim: WooSim) -> Rig:
         consumer_secret=SECRET,
         max_requests_per_minute=6000,
     )
-    from pollerd.sources.woocommerce import WooCommerceSource
+    from pollerd.sources.woocommerce.client import WooCommerceSource
 
     return Rig(
         make=lambda: WooCommerceSource(cfg),

@@ -24,13 +24,15 @@ from pollerd import metrics
 from pollerd.channels.base import ChannelContext
 from pollerd.channels.sms import SmsChannel
 from pollerd.channels.webhook import WebhookChannel
-from pollerd.config import DeliveryConfig, RouteConfig, ShopifyStore, WooCommerceStore
+from pollerd.config import DeliveryConfig, RouteConfig
 from pollerd.delivery import Deliverer
 from pollerd.errors import RetryableSourceError
 from pollerd.model import EVENT_TYPES, Event, Order
 from pollerd.sources.ratelimit import CostBudget, RequestPacer
-from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
-from pollerd.sources.woocommerce import WooCommerceSource
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.graphql import ShopifyGraphQLSource
+from pollerd.sources.woocommerce import WooCommerceStore
+from pollerd.sources.woocommerce.client import WooCommerceSource
 from pollerd.store import Store, open_store
 from pollerd.sync import StoreSync
 from pollerd_sim import ShopSim, WebhookSink, WooSim
@@ -536,7 +538,7 @@ def test_metrics_cost_nothing_until_enabled() -> None:
     code = (
         "import sys\n"
         "from datetime import UTC, datetime\n"
-        "import pollerd.sync, pollerd.delivery, pollerd.sources.woocommerce\n"
+        "import pollerd.sync, pollerd.delivery, pollerd.sources.woocommerce.client\n"
         "from pollerd import metrics\n"
         "metrics.api_request('shop', 429)\n"
         "metrics.poll('shop', 'ok', 0.1)\n"

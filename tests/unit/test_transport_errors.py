@@ -16,13 +16,14 @@ from loguru import logger
 
 from pollerd.channels.base import ChannelContext
 from pollerd.channels.webhook import WebhookChannel
-from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import Event, Order
-from pollerd.sources.shopify_client import ShopifyClient
-from pollerd.sources.shopify_rest import ShopifyRestSource
-from pollerd.sources.woocommerce import WooCommerceSource
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.client import ShopifyClient
+from pollerd.sources.shopify.rest import ShopifyRestSource
+from pollerd.sources.woocommerce import WooCommerceStore
+from pollerd.sources.woocommerce.client import WooCommerceSource
 from pollerd_sim import ShopSim, WooSim
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"

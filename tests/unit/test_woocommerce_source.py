@@ -23,8 +23,6 @@ import httpx
 import pytest
 from loguru import logger
 
-from pollerd.config import WooCommerceStore
-from pollerd.diff import pay_rules, woo_implied
 from pollerd.errors import (
     BlockedSourceError,
     FatalSourceError,
@@ -32,7 +30,8 @@ from pollerd.errors import (
     SourceError,
 )
 from pollerd.model import parse_utc
-from pollerd.sources.woocommerce import (
+from pollerd.sources.woocommerce import WooCommerceStore
+from pollerd.sources.woocommerce.client import (
     INLINE_WAIT,
     WAF_PAUSE,
     OrderPayloadError,
@@ -40,6 +39,7 @@ from pollerd.sources.woocommerce import (
     naive_utc,
     normalize,
 )
+from pollerd.sources.woocommerce.rules import pay_rules, woo_implied
 from pollerd_sim import WooSim
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"

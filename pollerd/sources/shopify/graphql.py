@@ -29,14 +29,14 @@ from typing import Any
 
 import httpx
 
-from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
 from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken
-from pollerd.sources.shopify_bulk import bulk_orders
-from pollerd.sources.shopify_client import CostTooHigh, ShopifyClient, ShopifyServerError
-from pollerd.sources.shopify_feeds import ShopifyFeeds
-from pollerd.sources.shopify_normalize import (
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.bulk import bulk_orders
+from pollerd.sources.shopify.client import CostTooHigh, ShopifyClient, ShopifyServerError
+from pollerd.sources.shopify.feeds import ShopifyFeeds
+from pollerd.sources.shopify.normalize import (
     LIST_FIELDS,
     ORDER_COST,
     ORDER_FIELDS,

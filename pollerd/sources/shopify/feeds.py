@@ -28,11 +28,11 @@ from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.model import parse_utc
 from pollerd.sources.base import Deletion, Dispute, FeedUnavailable
 from pollerd.sources.payload import EARLIEST_YEAR, LATEST_YEAR
-from pollerd.sources.shopify_client import ShopifyAccessDenied
-from pollerd.sources.shopify_normalize import money
+from pollerd.sources.shopify.client import ShopifyAccessDenied
+from pollerd.sources.shopify.normalize import money
 
 if TYPE_CHECKING:
-    from pollerd.sources.shopify_client import ShopifyClient
+    from pollerd.sources.shopify.client import ShopifyClient
 
 EVENTS_PAGE = 250
 EVENT_COST = 1  # one object per event

@@ -38,8 +38,6 @@ import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.config import ShopifyStore
-from pollerd.diff import SHOPIFY_PAID
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import Order
@@ -53,9 +51,10 @@ from pollerd.sources.base import (
     PageToken,
 )
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
-from pollerd.sources.shopify_auth import token_provider
-from pollerd.sources.shopify_normalize import admin_url
-from pollerd.sources.shopify_rest_normalize import (
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.auth import token_provider
+from pollerd.sources.shopify.normalize import admin_url
+from pollerd.sources.shopify.rest_normalize import (
     LIST_FIELDS,
     ORDER_FIELDS,
     OrderPayloadError,
@@ -64,6 +63,7 @@ from pollerd.sources.shopify_rest_normalize import (
     normalize,
     rest_captured_at,
 )
+from pollerd.sources.shopify.rules import SHOPIFY_PAID
 
 PAGE_LIMIT = 250  # Shopify's maximum (251 → 400)
 INLINE_WAIT = 10.0

@@ -22,10 +22,10 @@ from typing import Protocol
 
 import httpx
 
-from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.http import transport_error
 from pollerd.secrets import Secret
+from pollerd.sources.shopify import ShopifyStore
 
 TOKEN_PATH = "/admin/oauth/access_token"  # noqa: S105 (a URL path, not a secret)
 REFRESH_AT = 0.9
