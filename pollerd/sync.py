@@ -25,6 +25,7 @@ The rules (DESIGN §5, each one a measured way other tools lost orders):
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -90,7 +91,7 @@ a moment, a plugin writing a bad date) is diffed like any order but does not mov
 the bookmark would jump past every later change, which no listing would then show. The clock
 only bounds the bookmark here; it never sets it."""
 BULK_FROM = timedelta(days=7)
-"""Backfills reaching further back than this use one bulk export instead of pages (Shopify)."""
+"""Backfills reaching further back than this use one bulk export instead of pages (`Bulk`)."""
 
 Lister = Callable[[PageToken], Awaitable[ListPage]]
 
@@ -179,8 +180,8 @@ class StoreSync:
         return getattr(self.cfg, "baseline_horizon", timedelta(0))
 
     async def poll(self, *, sweep: bool = False) -> PassReport:
-        """The fast path, deletions (trash or feed) and any sweep that is due (`sweep=True`:
-        the daily one now, e.g. `pollerd once --sweep` after an incident).
+        """The fast path, deletions (a feed or `Hidden` listings) and any sweep that is due
+        (`sweep=True`: the daily one now, e.g. `pollerd once --sweep` after an incident).
 
         Counted here, where a pass begins and ends (`pollerd_polls_total`, its duration, the
         last success): ok; throttled when it failed after the store's API asked pollerd to
@@ -230,7 +231,7 @@ class StoreSync:
             await self._feeds(self.source, cursor.start_at, report)
         for hidden in self.source.hidden if isinstance(self.source, Hidden) else ():
             await self._walk(  # statuses the default listing leaves out: a listing each
-                lambda page, status=hidden: self.source.list_modified(after, page, status=status),
+                functools.partial(self.source.list_modified, after, status=hidden),
                 report,
                 start_at=cursor.start_at,
                 status=hidden,
@@ -291,9 +292,9 @@ class StoreSync:
         return newest.updated_at >= seam
 
     async def _vanished(self, source: Presence, report: PassReport, *, start_at: datetime) -> None:
-        """Known open orders the store no longer has at all: deleted permanently (WooCommerce
-        `force=true`, cleanup plugins), which no listing shows. One cheap `include=` per 100
-        known open orders a day; one found in the trash is diffed like any trashed order."""
+        """Known open orders the store no longer has at all: deleted permanently (an API
+        delete, a cleanup plugin), which no listing shows. One cheap existence check per 100
+        known open orders a day; one found in a `Hidden` status is diffed like any such order."""
         ids = _open_orders(self.store, self.name, self.platform.terminal)
         for start in range(0, len(ids), OPEN_CHECK_BATCH):
             chunk = ids[start : start + OPEN_CHECK_BATCH]
@@ -468,8 +469,8 @@ class StoreSync:
             )
             return report
         after = _floor(since) - timedelta(seconds=1)  # modified_after is a strict >
-        # Offset pages (WooCommerce) resume where an interrupted run of this window stopped;
-        # cursor pages (Shopify) have their bulk export for long windows instead.
+        # Offset pages (keyset "id") resume where an interrupted run of this window stopped;
+        # cursor pages have their bulk export (`Bulk`) for long windows instead.
         key = resume_key(self.name, since, until) if self.source.keyset == "id" else None
         await self._walk(
             lambda page: self.source.list_modified(after, page),
@@ -534,8 +535,8 @@ class StoreSync:
     ) -> tuple[datetime, str] | None:
         """Walk one window page by page; returns the newest `(updated_at, id)` seen.
 
-        Offset pages by id (WooCommerce) must ascend, or the walk is refused: a page that goes
-        backwards means the offsets shifted under us. Cursor-paged APIs (Shopify) are not
+        Offset pages by id (keyset "id") must ascend, or the walk is refused: a page that goes
+        backwards means the offsets shifted under us. Cursor-paged APIs are not
         checked: their sort uses the search index's values while the rows carry the order's
         current ones, so a lagging index legitimately shows them out of order."""
         ordered = self.source.keyset == "id"
@@ -713,10 +714,10 @@ class StoreSync:
         self, orders: Sequence[Order], snaps: dict[str, Snapshot], start_at: datetime
     ) -> Sequence[Order]:
         """Orders pollerd never saw, placed before the start point, get the dates their payload
-        lacks from the source (WooCommerce refunds, Shopify REST captures), so a change made
-        long before the start point is not announced when the order is merely touched. Few
-        orders need it (the baseline knows the recent ones) and a source asks only when a date
-        is missing."""
+        lacks from the source (`Dating`: refunds or captures dated by another route), so a
+        change made long before the start point is not announced when the order is merely
+        touched. Few orders need it (the baseline knows the recent ones) and a source asks only
+        when a date is missing."""
         if not isinstance(self.source, Dating):
             return orders
         return [
@@ -763,5 +764,5 @@ def _key(updated_at: datetime, order_id: str) -> tuple[datetime, int]:
 
 
 def _floor(value: datetime) -> datetime:
-    """WooCommerce compares at one-second precision; sub-seconds would only confuse logs."""
+    """Order APIs compare at one-second precision; sub-seconds would only confuse logs."""
     return value.replace(microsecond=0)

@@ -69,7 +69,7 @@ def _members(tp: Any) -> list[Any]:
 
 def _locate(root: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[list[int | str], Any, Any]:
     """Follow `loc` through the model types. Returns the path as the user wrote it (union tags
-    such as `woocommerce` dropped), the model owning the last key, and the type reached."""
+    dropped), the model owning the last key, and the type reached."""
     parts: list[int | str] = []
     tp: Any = root
     owner: Any = None

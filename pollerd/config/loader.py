@@ -275,7 +275,7 @@ def _channel_options(i: int, table: dict[str, Any], problems: list[ConfigError])
         problems.append(ConfigError(f"{at}.type", problem, fix))
         return None
     extras = {key: value for key, value in table.items() if key not in ChannelConfig.model_fields}
-    options = getattr(cls, "Options", None)
+    options: Any = getattr(cls, "Options", None)
     if not is_model(options):
         for key in set(extras) & set(cls.secret_fields):
             try:

@@ -133,7 +133,7 @@ class GlobalConfig(StrictModel):
     listen: Annotated[str, AfterValidator(_listen)] | None = None
     unsubscribe_secret: Annotated[Secret, AfterValidator(_long_secret)] | None = None
     templates: Path | None = None  # a folder of templates overriding the built-in ones
-    delivery: DeliveryConfig = DeliveryConfig()
+    delivery: DeliveryConfig = DeliveryConfig.model_validate({})
     # A store failing this long without a successful pass sends alert.store_failing (once per
     # episode; alert.store_recovered when it heals). "0s": at the first failed pass.
     store_failing_after: Noticed = timedelta(minutes=10)

@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -105,7 +105,7 @@ class ShopifyGraphQLSource:
     """One Shopify store through the GraphQL Admin API (see the module docstring)."""
 
     platform = "shopify"
-    keyset = "updated_at"
+    keyset: Literal["id", "updated_at"] = "updated_at"
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from loguru import logger
@@ -78,8 +78,12 @@ class WooCommerceSource:
     the timeout and User-Agent are applied per request, so a shared client works too."""
 
     platform = "woocommerce"
-    keyset = "id"  # pages by `orderby=id`: `orderby=modified` has no tie-break (research §1.3)
-    hidden = ("trash",)  # `status=any` excludes trash: deletions are a listing of their own
+    keyset: Literal["id", "updated_at"] = (
+        "id"  # pages by `orderby=id`: `orderby=modified` has no tie-break (research §1.3)
+    )
+    hidden: tuple[str, ...] = (
+        "trash",
+    )  # `status=any` excludes trash: deletions are a listing of their own
 
     def __init__(
         self,
