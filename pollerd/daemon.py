@@ -331,7 +331,7 @@ class Runtime:
                 )
             return report, None
         try:
-            budget = metrics.budget_used(name)
+            budget = sync.source.budget_used()
             self.store.record_poll(name, error=error, when=datetime.now(UTC), budget=budget)
         except Exception as exc:  # noqa: BLE001 - the database itself failing is logged, not raised
             if fault.handled(self.store, exc) is None:

@@ -188,12 +188,12 @@ class StoreSync:
         slow down during it (429, THROTTLED, a pending Retry-After); error otherwise. A pass
         cut short by shutdown is not counted."""
         started = time.monotonic()
-        throttles = metrics.throttles(self.name)
+        throttles = self.source.throttled
         try:
             report = await self._poll(sweep=sweep)
         except Exception as exc:
             throttled = isinstance(exc, RetryableSourceError) and (
-                metrics.throttles(self.name) > throttles
+                self.source.throttled > throttles
             )
             metrics.poll(
                 self.name, "throttled" if throttled else "error", time.monotonic() - started
@@ -265,9 +265,7 @@ class StoreSync:
                 if kind == "daily":  # the daily window contains the hourly one
                     self.store.set_sweep(self.name, "hourly", now)
                     break
-        self.store.record_poll(
-            self.name, error=None, when=now, budget=metrics.budget_used(self.name)
-        )
+        self.store.record_poll(self.name, error=None, when=now, budget=self.source.budget_used())
         return report
 
     async def _moved(self, cursor: Cursor) -> bool:

@@ -42,6 +42,7 @@ __all__ = [
     "Presence",
     "Source",
     "Undated",
+    "clamped",
 ]
 
 PageToken = int | str | None
@@ -124,7 +125,24 @@ class Source(Protocol):
         read comes back as `Malformed` (the rest of the call goes on)."""
         ...
 
+    @property
+    def throttled(self) -> int:
+        """Throttle signals this source has seen so far (a 429, a THROTTLED answer, a pending
+        Retry-After that kept a request from being sent): a pass compares before and after to
+        tell "throttled" from "error". Counted here, not read back from the metrics."""
+        ...
+
+    def budget_used(self) -> float | None:
+        """The rate budget in use now (0-1), None while unknown: recorded with each pass for
+        `pollerd status` (the metrics gauge reads the same model, separately)."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+def clamped(ratio: float | None) -> float | None:
+    """A budget ratio as `Source.budget_used` reports it: within 0-1, None while unknown."""
+    return None if ratio is None else min(1.0, max(0.0, float(ratio)))
 
 
 class FeedUnavailable(SourceError):

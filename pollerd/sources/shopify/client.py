@@ -332,8 +332,6 @@ class ShopifyClient:
         """Sleep until the refill Shopify asked for; `reserve` then adds pollerd's headroom."""
         report.throttled += 1
         self.throttled += 1
-        if response.status_code != 429:  # a 429 was counted as a throttle with its status
-            metrics.throttled(self.name)
         if report.waited >= THROTTLE_MAX_WAIT:
             raise RetryableSourceError(
                 self.name,

@@ -31,7 +31,7 @@ import httpx
 
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
-from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken
+from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.bulk import bulk_orders
 from pollerd.sources.shopify.client import CostTooHigh, ShopifyClient, ShopifyServerError
@@ -221,6 +221,14 @@ class ShopifyGraphQLSource:
             orders.extend(self._orders(data, set(chunk)))
             start += len(chunk)
         return orders
+
+    @property
+    def throttled(self) -> int:
+        """THROTTLED answers and 429s the client (shared by feeds and bulk) has waited out."""
+        return self.client.throttled
+
+    def budget_used(self) -> float | None:
+        return clamped(self.client.budget.used_ratio())
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -49,6 +49,7 @@ from pollerd.sources.base import (
     ListPage,
     Malformed,
     PageToken,
+    clamped,
 )
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 from pollerd.sources.shopify import ShopifyStore
@@ -161,6 +162,7 @@ class ShopifyRestSource:
         self._pacer = RequestPacer(MAX_PER_MINUTE, clock, sleep, max_wait=INLINE_WAIT)
         self._bucket = CallLimit(cfg.max_budget, clock)
         metrics.watch_budget(self.name, self._bucket.used_ratio)
+        self.throttled = 0
         self._sleep = sleep
         self.served_version: str | None = None
         self._warned_version = False
@@ -233,6 +235,9 @@ class ShopifyRestSource:
         found = data.get("transactions") if isinstance(data, dict) else None
         paid = rest_captured_at(found, store=self.name, oid=order.id)
         return replace(order, paid_at=paid) if paid is not None else order
+
+    def budget_used(self) -> float | None:
+        return clamped(self._bucket.used_ratio())
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -371,10 +376,11 @@ class ShopifyRestSource:
                     len(response.content),
                 )
                 metrics.api_request(self.name, response.status_code)
+                self.throttled += response.status_code == 429
                 self._bucket.observe(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
                 return response
         except TooSoon as exc:
-            metrics.throttled(self.name)
+            self.throttled += 1
             raise self._retryable(
                 f"Shopify asked for a pause (Retry-After): {exc.wait:.0f} s left, so no request "
                 "was sent",

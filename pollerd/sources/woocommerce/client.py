@@ -52,7 +52,7 @@ from pollerd.http import log_exchange, transport_error
 from pollerd.model import (
     Order,
 )
-from pollerd.sources.base import Listed, ListPage, Malformed, PageToken
+from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.payload import (
     OrderPayloadError,
     payload_date,
@@ -103,6 +103,7 @@ class WooCommerceSource:
         self._http = http or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
         self._pacer = RequestPacer(cfg.max_requests_per_minute, clock, sleep, max_wait=INLINE_WAIT)
         metrics.watch_budget(self.name, self._pacer.used_ratio)
+        self.throttled = 0
         # WordPress checks OAuth signatures against its home URL with the scheme `is_ssl()`
         # reports; behind a proxy that hides TLS that is http:// although we call https://.
         self._oauth_scheme = self.scheme
@@ -229,6 +230,9 @@ class WooCommerceSource:
                 if oid in left and isinstance(row.get("status"), str):
                     found[oid] = row["status"]
         return found
+
+    def budget_used(self) -> float | None:
+        return clamped(self._pacer.used_ratio())
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -406,9 +410,10 @@ class WooCommerceSource:
                     len(response.content),
                 )
                 metrics.api_request(self.name, response.status_code)
+                self.throttled += response.status_code == 429
                 return response
         except TooSoon as exc:
-            metrics.throttled(self.name)
+            self.throttled += 1
             raise self._retryable(
                 f"the store asked for a pause (Retry-After): {exc.wait:.0f} s left, so no "
                 "request was sent",

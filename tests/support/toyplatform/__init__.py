@@ -70,6 +70,7 @@ class ToyRules:
 class ToySource:
     platform = "toy"
     keyset: Literal["id", "updated_at"] = "id"
+    throttled = 0  # the toy store never asks for a pause
 
     def __init__(self, cfg: ToyStore) -> None:
         self.name = cfg.name
@@ -116,6 +117,9 @@ class ToySource:
             if body is not None:
                 found.append(_order(body, self.name))
         return found
+
+    def budget_used(self) -> float | None:
+        return None  # no rate budget to report
 
     async def aclose(self) -> None:
         await self.http.aclose()
