@@ -166,7 +166,8 @@ class StoreSync:
         if cursor is None:
             start = self.start_point()
             if isinstance(self.source, Undated):  # planned first: a crash before init re-plans
-                baseline.schedule(self.store, self.name, start, self._horizon())
+                horizon = self.source.baseline_horizon
+                baseline.schedule(self.store, self.name, start, horizon)
             cursor = self.store.init_cursor(self.name, start)
         if not self._start_checked:  # once per sync: at start and at a reload that changed it
             self._start_checked = True
@@ -175,9 +176,6 @@ class StoreSync:
         metrics.seen_success(self.name, cursor.last_success)
         metrics.interval(self.name, self.cfg.interval.total_seconds())
         return cursor
-
-    def _horizon(self) -> timedelta:
-        return getattr(self.cfg, "baseline_horizon", timedelta(0))
 
     async def poll(self, *, sweep: bool = False) -> PassReport:
         """The fast path, deletions (a feed or `Hidden` listings) and any sweep that is due

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pollerd.errors import SourceError
@@ -198,6 +198,9 @@ class Undated(Protocol):
     cancellation, a trashing or a refund), so the sync records a first-run baseline of the
     orders that can still change: such a change is then diffed against a known state. Shopify
     dates them all (transactions, refunds, fulfillments, `cancelledAt`) and needs none."""
+
+    baseline_horizon: timedelta
+    """How far before the start point the baseline reaches (the store's own key)."""
 
     async def list_between(self, after: datetime, before: datetime, page: PageToken) -> ListPage:
         """Orders modified strictly after `after` and strictly before `before` (any status but

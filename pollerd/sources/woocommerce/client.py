@@ -97,6 +97,7 @@ class WooCommerceSource:
         self.name = cfg.name
         self.site = cfg.url.rstrip("/")
         self.scheme = urllib.parse.urlsplit(self.site).scheme
+        self.baseline_horizon = cfg.baseline_horizon  # `Undated`: how far the baseline reaches
         self.auth = resolve_auth(cfg.auth, self.scheme)
         self._timeout = httpx.Timeout(cfg.timeout.total_seconds())
         self._owns_http = http is None
