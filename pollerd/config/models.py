@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -24,6 +24,7 @@ from pollerd.config.types import (
     Timeout,
     TimeZone,
     at_most,
+    http_address,
     invalid,
 )
 from pollerd.secrets import Secret
@@ -65,15 +66,7 @@ def _public_url(value: str) -> str:
     (links append `/unsubscribe`). A path prefix is fine (behind a reverse proxy)."""
     if not value.isascii() or not value.isprintable():
         raise invalid("must be printable ASCII", "write an IDN host in punycode (xn--...)")
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a port that is not a number in range
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid:
-        raise invalid(
-            "must be an http:// or https:// address", 'e.g. "https://pollerd.example.com"'
-        )
+    parts = http_address(value, "https://pollerd.example.com")
     if parts.username or parts.password:
         raise invalid("must not contain a user or password", "links must work without a login")
     if parts.query or parts.fragment:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import cache
 from typing import Annotated, Any, Literal
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -41,6 +42,7 @@ __all__ = [
     "Timeout",
     "at_least",
     "at_most",
+    "http_address",
     "invalid",
     "parse_duration",
     "short",
@@ -90,6 +92,20 @@ def invalid(problem: str, fix: str = "", key: str = "") -> PydanticCustomError:
     field when a whole-model check raises it (pydantic's loc then stops at the model)."""
     template = "{problem} ({fix})" if fix else "{problem}"
     return PydanticCustomError("pollerd", template, {"problem": problem, "fix": fix, "key": key})
+
+
+def http_address(value: str, example: str) -> SplitResult:
+    """`value` split, if it is an http:// or https:// address with a host (and a port in
+    range); else the error a user reads, with `example` as the fix. For every key that names a
+    web address (a store's, a channel's, pollerd's own); the caller checks what else it needs."""
+    parts = urlsplit(value.strip())
+    try:
+        valid = bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in range
+        valid = False
+    if parts.scheme not in ("http", "https") or not valid:
+        raise invalid("must be an http:// or https:// address", f'e.g. "{example}"')
+    return parts
 
 
 def at_least(minimum: timedelta, why: str) -> AfterValidator:

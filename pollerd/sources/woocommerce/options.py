@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 from pydantic import AfterValidator, Field
 
@@ -19,6 +19,7 @@ from pollerd.config.types import (
     StoreName,
     Sweep,
     Timeout,
+    http_address,
     invalid,
 )
 
@@ -30,13 +31,7 @@ _API_PATHS = ("/wp-json", "/wp-admin", "/index.php", "/wp-login.php", "/xmlrpc.p
 def site_url(value: str) -> str:
     """The WordPress site address without a trailing `/` (sources append the API path). The
     URL is never echoed whole: a pasted API URL may carry the keys in its query string."""
-    parts = urlsplit(value.strip())
-    try:
-        valid = bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a port that is not a number in range
-        valid = False
-    if parts.scheme not in ("http", "https") or not valid:
-        raise invalid("must be an http:// or https:// address", 'e.g. "https://shop.example.com"')
+    parts = http_address(value, "https://shop.example.com")
     if parts.username or parts.password:
         raise invalid("must not contain a user or password", "keys go in consumer_key/_secret")
     path = parts.path.rstrip("/")
