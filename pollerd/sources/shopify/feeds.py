@@ -29,7 +29,7 @@ from pollerd.model import parse_utc
 from pollerd.sources.base import Deletion, Dispute, FeedUnavailable
 from pollerd.sources.payload import EARLIEST_YEAR, LATEST_YEAR
 from pollerd.sources.shopify.client import ShopifyAccessDenied
-from pollerd.sources.shopify.normalize import money
+from pollerd.sources.shopify.normalize import money, table
 
 if TYPE_CHECKING:
     from pollerd.sources.shopify.client import ShopifyClient
@@ -198,9 +198,9 @@ class ShopifyFeeds:
                 f"dispute {node.get('id')!r}: missing id or initiatedAt (a contract change in "
                 "the API version? check api_version)",
             )
-        order = node.get("order") if isinstance(node.get("order"), dict) else None
-        amount = node.get("amount") if isinstance(node.get("amount"), dict) else {}
-        reason = node.get("reasonDetails") if isinstance(node.get("reasonDetails"), dict) else {}
+        order = table(node, "order") or None
+        amount = table(node, "amount")
+        reason = table(node, "reasonDetails")
         finalized = _date_or_time(node.get("finalizedOn"))
         return Dispute(
             id=dispute_id,

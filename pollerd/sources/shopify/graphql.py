@@ -46,6 +46,7 @@ from pollerd.sources.shopify.normalize import (
     listed,
     normalize_order,
     order_gid,
+    table,
 )
 
 MAX_PAGE = 250  # Shopify's connection maximum
@@ -128,7 +129,7 @@ class ShopifyGraphQLSource:
     async def check(self) -> str:
         """Shop, API version served, auth, scopes (and what a missing one hides), budget."""
         data = await self.client.query(CHECK, estimate=3)
-        shop = data.get("shop") if isinstance(data.get("shop"), dict) else {}
+        shop = table(data, "shop")
         install = data.get("currentAppInstallation")
         scopes = sorted(
             s["handle"]
