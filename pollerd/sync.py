@@ -353,7 +353,7 @@ class StoreSync:
 
     def _apply_deletions(
         self,
-        gone: Sequence[object],
+        gone: Sequence[Deletion],
         detected: datetime,
         report: PassReport,
         *,
