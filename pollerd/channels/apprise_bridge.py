@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from pollerd.channels.base import Channel, ChannelContext, SendResult
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message

@@ -56,7 +56,7 @@ from pollerd.channels.robot import (
     one_credential,
     utf8_len,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.secrets import Secret
 from pollerd.templates import Message
 

@@ -31,7 +31,7 @@ from pollerd.channels.base import (
     describe_transport,
     retry_after_seconds,
 )
-from pollerd.config import invalid
+from pollerd.config.types import invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message

@@ -51,7 +51,7 @@ from pollerd.channels.base import (
     json_object,
     retry_after_seconds,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message

@@ -44,7 +44,7 @@ from pollerd.channels.base import (
     describe_transport,
     retry_after_seconds,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
 
