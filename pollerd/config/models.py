@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlunsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    model_validator,
+)
 
 from pollerd.config.types import (
     DAY,
@@ -197,6 +205,11 @@ def _platform_model(value: Any) -> Any:
     return value
 
 
+PlatformStore = SerializeAsAny[Annotated[StoreConfig, BeforeValidator(_platform_model)]]
+"""A store table as its platform's model (SerializeAsAny: a dump shows the platform's keys,
+not only the base model's)."""
+
+
 class ChannelConfig(StrictModel):
     """`name` and `type` here; every other key is validated by the channel's own `Options`
     (the result is `Settings.channel_options[name]`, the one place code should read options).
@@ -230,7 +243,7 @@ class RouteConfig(StrictModel):
 
 class Settings(StrictModel):
     pollerd: GlobalConfig = GlobalConfig()
-    stores: list[Annotated[StoreConfig, BeforeValidator(_platform_model)]] = []  # noqa: RUF012
+    stores: list[PlatformStore] = []  # noqa: RUF012
     channels: list[ChannelConfig] = []  # noqa: RUF012
     routes: list[RouteConfig] = []  # noqa: RUF012
     path: Path | None = None  # the file this came from; relative paths resolve against it
