@@ -61,6 +61,13 @@ from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
 from pollerd.sources.woocommerce.auth import oauth_params, resolve_auth, rfc3986
 from pollerd.sources.woocommerce.normalize import admin_url, normalize, order_id
 from pollerd.sources.woocommerce.options import WooCommerceStore
+from pollerd.sources.woocommerce.responses import (
+    content_type,
+    get_args,
+    int_header,
+    is_bad_signature,
+    wp_error,
+)
 
 ORDERS_PATH = "/wp-json/wc/v3/orders"
 STATUS_PATH = "/wp-json/wc/v3/system_status"
@@ -128,7 +135,7 @@ class WooCommerceSource:
             ORDERS_PATH, {"per_page": "1", "page": "1", "status": "any", "_fields": "id"}
         )
         rows = self._rows(data)
-        total = _int_header(headers, "X-WP-Total")
+        total = int_header(headers, "X-WP-Total")
         count = total if total is not None else len(rows)
         found = f"WooCommerce {version}" if version else "WooCommerce (version not readable)"
         return f"{found} at {self.site}, auth {self.describe_auth()}, {count} orders"
@@ -199,7 +206,7 @@ class WooCommerceSource:
         path = f"{ORDERS_PATH}/{int(order_id)}/refunds"
         params = {"per_page": str(PER_PAGE), "page": "1", "_fields": "id,date_created_gmt"}
         response = await self._exchange("GET", path, params)
-        if response.status_code == 404 and _wp_error(response)[0]:
+        if response.status_code == 404 and wp_error(response)[0]:
             return ()
         self._settle(response)
         dates = [
@@ -277,8 +284,8 @@ class WooCommerceSource:
                 aside.append(Malformed.of(exc, row, admin_url(self.site, exc.order_id)))
         if aside and not rows:
             raise OrderPayloadError(self.name, aside[0].order_id, aside[0].field, aside[0].problem)
-        total = _int_header(headers, "X-WP-Total")
-        pages = _int_header(headers, "X-WP-TotalPages")
+        total = int_header(headers, "X-WP-Total")
+        pages = int_header(headers, "X-WP-TotalPages")
         more = (pages is not None and page < pages) or len(raw) == PER_PAGE
         return ListPage(rows=rows, next=page + 1 if more else None, total=total, set_aside=aside)
 
@@ -322,7 +329,7 @@ class WooCommerceSource:
             self._gate_passed = True
             return
         self._settle(response)
-        args = _get_args(self._decode(response))
+        args = get_args(self._decode(response))
         if args is None:
             logger.warning(
                 "store {}: OPTIONS {} has no readable schema; cannot confirm WooCommerce ≥ 5.8",
@@ -369,7 +376,7 @@ class WooCommerceSource:
         except SourceError:
             self._oauth_scheme, self._oauth_scheme_probed = self.scheme, False
             raise
-        if _is_bad_signature(retry):
+        if is_bad_signature(retry):
             self._oauth_scheme = self.scheme
             return response
         logger.warning(
@@ -427,7 +434,7 @@ class WooCommerceSource:
             and self.scheme == "https"
             and self._oauth_scheme == "https"
             and not self._oauth_scheme_probed
-            and _is_bad_signature(response)
+            and is_bad_signature(response)
         )
 
     def _prepare(
@@ -466,7 +473,7 @@ class WooCommerceSource:
             self._pacer.failure()
             raise self._retryable(
                 f"HTTP {response.status_code} with a body that is not JSON "
-                f"({_content_type(response)}, {len(response.content)} bytes: cut off by a proxy, "
+                f"({content_type(response)}, {len(response.content)} bytes: cut off by a proxy, "
                 "or a cache/maintenance page; if it persists check that permalinks are not "
                 '"Plain" and that no plugin intercepts /wp-json/)'
             ) from None
@@ -478,7 +485,7 @@ class WooCommerceSource:
             self._pacer.success()
             return
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        code, message = _wp_error(response)
+        code, message = wp_error(response)
         what = f"{response.request.method} {response.url.path}"
         if 300 <= status < 400:
             raise self._fatal(self._redirect_message(response))
@@ -488,7 +495,7 @@ class WooCommerceSource:
             if status == 429:
                 reason = "too many requests (the host or a WAF rate-limits the API)"
             else:
-                reason = f"server error{detail} ({_content_type(response)})"
+                reason = f"server error{detail} ({content_type(response)})"
             hint = f"; Retry-After {retry_after:g} s" if retry_after is not None else ""
             raise self._retryable(f"{what}: HTTP {status} {reason}{hint}", retry_after)
         if status in (401, 403) and not code:
@@ -520,7 +527,7 @@ class WooCommerceSource:
             )
         if status == 400 and code == "rest_invalid_param":
             raise self._fatal(self._invalid_param_message(response, message))
-        detail = f"{code}: {message}" if code else _content_type(response)
+        detail = f"{code}: {message}" if code else content_type(response)
         raise self._fatal(f"{what}: unexpected HTTP {status} ({detail})")
 
     def _auth_error(self, status: int, code: str, message: str) -> SourceError:
@@ -650,46 +657,3 @@ def naive_utc(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _wp_error(response: httpx.Response) -> tuple[str, str]:
-    """(code, message) of a WordPress REST error body; ("", "") when it is not one (an HTML
-    page from a WAF or proxy)."""
-    try:
-        data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return "", ""
-    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
-        return "", ""
-    message = data.get("message")
-    return data["code"], message[:300] if isinstance(message, str) else ""
-
-
-def _is_bad_signature(response: httpx.Response) -> bool:
-    return response.status_code == 401 and _wp_error(response)[1].startswith("Invalid signature")
-
-
-def _get_args(schema: Any) -> set[str] | None:
-    """Names of the GET arguments in an `OPTIONS` route schema, None if unreadable."""
-    if not isinstance(schema, dict) or not isinstance(schema.get("endpoints"), list):
-        return None
-    for endpoint in schema["endpoints"]:
-        if not isinstance(endpoint, dict):
-            continue
-        methods = endpoint.get("methods")
-        args = endpoint.get("args")
-        if isinstance(methods, list) and "GET" in methods and isinstance(args, dict):
-            return set(args)
-    return None
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _content_type(response: httpx.Response) -> str:
-    return response.headers.get("Content-Type", "no content type").split(";")[0]
