@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pollerd.sources import PLATFORMS
 from pollerd_sim import WebhookSink
 from pollerd_sim.harness import pollerd, pollerd_env
 from tests.support import ROOT, toyplatform
@@ -82,3 +83,30 @@ def test_an_unknown_platform_names_the_installed_ones(
     result = pollerd("check", "--config", str(config), env=env)
     assert result.returncode == 78
     assert 'stores[0].platform: must be "shopify" or "toy" or "woocommerce"' in result.stderr
+
+
+def test_the_registry_names_the_known_platforms_and_keeps_built_ins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown name lists what is installed; an installed package cannot take a built-in's
+    name; an object that is not a `Platform` is refused with the same kind of error."""
+    info = tmp_path / "impostor-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: impostor\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(
+        "[pollerd.sources]\n"
+        "woocommerce = tests.support.toyplatform:PLATFORM\n"
+        "broken = tests.support.toyplatform:ToySim\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    PLATFORMS.forget()
+    try:
+        assert type(PLATFORMS.load("woocommerce")).__name__ == "WooCommerce"
+        with pytest.raises(KeyError) as unknown:
+            PLATFORMS.load("magento")
+        assert str(unknown.value) == "no platform 'magento'; known: broken, shopify, woocommerce"
+        with pytest.raises(KeyError, match=r"platform 'broken' \(.*\) is not a pollerd Platform"):
+            PLATFORMS.load("broken")
+    finally:
+        monkeypatch.undo()
+        PLATFORMS.forget()
