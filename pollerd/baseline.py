@@ -29,10 +29,11 @@ from typing import Any
 
 from loguru import logger
 
-from pollerd.diff import WooRules, diff
+from pollerd.diff import diff
 from pollerd.model import Order, Snapshot, parse_utc, utc_iso
 from pollerd.sources.base import ListPage, Malformed, Undated
 from pollerd.sources.payload import OrderPayloadError
+from pollerd.sources.plugin import Rules
 from pollerd.store import Store
 
 PAGES_PER_PASS = 5
@@ -77,7 +78,7 @@ async def step(
     name: str,
     source: Undated,
     *,
-    rules: WooRules,
+    rules: Rules,
     clock: Callable[[], datetime],
     pages: int = PAGES_PER_PASS,
     stopping: Callable[[], bool] = lambda: False,

@@ -53,7 +53,7 @@ from pollerd.errors import EXIT_OK, ConfigError
 from pollerd.failpoints import FAILPOINT, armed
 from pollerd.health import DELIVERY_SLACK, Health, StoreBeat, status_line, status_text
 from pollerd.reload import ReloadPlan
-from pollerd.runtime import Runtime, StopSignals, build_source, start_web
+from pollerd.runtime import Runtime, StopSignals, start_web
 from pollerd.store import StateLock, fault
 from pollerd.sync import StoreSync
 from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interval
@@ -61,9 +61,7 @@ from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interva
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-__all__ = ["Service", "build_source", "run"]
-# `build_source` is re-exported only while the sources registry work (issue 13 item 1) still
-# imports it from here; new code imports factories from `pollerd.runtime`.
+__all__ = ["Service", "run"]
 
 STOP_GRACE = 30.0
 """Seconds the running pages and in-flight sends get on SIGTERM (TimeoutStopSec= is 45 s)."""

@@ -2,151 +2,53 @@
 
 The diff does not compare two observations field by field. It asks which events the order's
 *current* state implies have happened (a refunded order was created and paid), and emits those
-not yet in the snapshot's `fired` set, in canonical order. That one rule gives:
+not yet in the snapshot's `fired` set, in canonical order. Which events a state implies, and
+when each happened by the order's own record, is the platform's `Rules` (its plugin's
+`rules.py`); this module applies them the same way for every platform. That one rule gives:
 
-- each event at most once per order and type, even with sticky fields (WooCommerce keeps
-  `date_paid` after cancel/refund, so a naive "date_paid is set" rule would re-fire);
-- skipped states are filled in (first seen `completed` ⇒ created + paid + fulfilled);
-- `updated_at` moving with nothing changed produces nothing (HPOS bumps it when an admin merely
-  opens an order, woocommerce#41226).
+- each event at most once per order and type, even with sticky fields (a payment date kept
+  after a cancellation or refund would re-fire a naive "paid date is set" rule);
+- skipped states are filled in (first seen completed ⇒ created + paid + fulfilled);
+- `updated_at` moving with nothing changed produces nothing (a store may bump it when an admin
+  merely opens an order).
 
 The store's start point splits history: what happened after it alerts, what happened before it
 does not, however old the order (DESIGN §6). An order first seen that was created after the start
-point announces everything its state implies (a trashed paid order: created, paid, deleted). One
+point announces everything its state implies (a deleted paid order: created, paid, deleted). One
 created before it never announces its creation; each other implied event is dated by the order's
-own evidence (`date_paid`, `date_completed`, `cancelledAt`, refund and fulfillment times) and
-alerts only when that date is at or after the start point (the trash is dated too, by
-`_wp_trash_meta_time`). An event with no date of its own (a WooCommerce cancellation) cannot be
-dated: pollerd's first-run baseline (`pollerd.baseline`) snapshots the orders that can still
-change so such a change is diffed against a known state; for an order outside it the order's
-`updated_at` decides, since a false alert is cheaper than a lost one.
+own evidence (`Rules.evidence`: payment, completion, cancellation, refund, fulfillment and
+deletion times) and alerts only when that date is at or after the start point. An event with no
+date of its own cannot be dated: for platforms that leave changes undated the sync keeps a
+first-run baseline (`pollerd.baseline`) of the orders that can still change, so such a change is
+diffed against a known state; for an order outside it the order's `updated_at` decides, since a
+false alert is cheaper than a lost one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from pollerd.model import EVENT_TYPES, Deletion, Dispute, Event, Order, Snapshot, utc_iso
-
-WC_DRAFT = frozenset({"checkout-draft", "auto-draft"})
-WC_PAID_STATUSES = frozenset({"processing", "completed"})
+from pollerd.sources.plugin import Rules
 
 
-@dataclass(frozen=True)
-class WooRules:
-    """Per-store knobs of the WooCommerce rules."""
+def rules_for(platform: str) -> Rules:
+    """A platform's default rules, for a caller that has no store config at hand."""
+    from pollerd.sources import platform as plugin  # late: the registry imports plugins lazily
 
-    # Cash on delivery gets `date_paid` at `processing` although no money moved (research
-    # woocommerce.md §1.4); such methods count as paid only once the order is `completed`.
-    pay_on_delivery_methods: frozenset[str] = frozenset({"cod"})
-
-
-def woo_implied(order: Order, rules: WooRules, known: bool) -> set[str]:
-    """The events WooCommerce's current state proves happened."""
-    status = order.status
-    if status in WC_DRAFT:
-        return set()  # a cart in progress (Blocks checkout), never an order yet (woo#37958)
-    if status == "trash":
-        # A trashed order keeps its dates and says what it was (`_wp_trash_meta_status`), so its
-        # first sight can fill in what happened before the trash (created, paid, ...). A draft
-        # trashed before anyone saw it, or one pollerd never knew, is noise.
-        before = woo_implied(replace(order, status=_before_trash(order)), rules, known)
-        return before | {"order.deleted"} if before or known else set()
-    implied = {"order.created"}
-    on_delivery = order.payment_method in rules.pay_on_delivery_methods
-    completed = status == "completed" or (status == "refunded" and order.completed_at is not None)
-    if order.paid_at is not None:
-        if on_delivery:
-            paid = completed
-        else:
-            # date_paid is only ever set on reaching processing/completed, so it proves a payment
-            # even when the order has since been cancelled or refunded; on-hold never sets it.
-            paid = status in WC_PAID_STATUSES or status in ("cancelled", "refunded")
-        if paid:
-            implied.add("order.paid")
-    elif status == "refunded" and not on_delivery:
-        implied.add("order.paid")  # money came back, so money came in (admin orders lack date_paid)
-    elif status == "completed" and not on_delivery:
-        implied.add("order.paid")  # a completed order without date_paid: admin-created (docs #723)
-    if completed:
-        implied.add("order.fulfilled")
-    if status == "cancelled":
-        implied.add("order.cancelled")
-    if status == "refunded":
-        implied.add("order.refunded")
-    elif order.refunded_total > 0:
-        implied.add("order.partially_refunded")
-    return implied
+    try:
+        return plugin(platform).rules(None)
+    except KeyError:
+        raise ValueError(f"no diff rules for platform {platform!r}") from None
 
 
-def _before_trash(order: Order) -> str:
-    """The status a trashed order had; guessed from its dates when the trash meta is missing
-    (with no dates either it may have been a draft, which is never announced)."""
-    if order.trashed_from and order.trashed_from != "trash":
-        return order.trashed_from
-    if order.completed_at is not None:
-        return "completed"
-    return "processing" if order.paid_at is not None else "auto-draft"
-
-
-SHOPIFY_PAID = frozenset({"paid", "partially_refunded", "refunded"})
-"""Financial statuses that prove money was captured. AUTHORIZED is a hold on the card, not a
-payment; PENDING, PARTIALLY_PAID, EXPIRED and VOIDED are not paid either (DESIGN §4). A refund
-proves an earlier capture, so an order first seen REFUNDED is also paid."""
-
-
-def shopify_implied(order: Order) -> set[str]:
-    """The events Shopify's current state proves happened."""
-    implied = {"order.created"}
-    financial = order.financial_status
-    if financial in SHOPIFY_PAID:
-        implied.add("order.paid")
-    if order.cancelled_at is not None:
-        implied.add("order.cancelled")
-    if financial == "refunded":
-        implied.add("order.refunded")
-    elif financial == "partially_refunded" or order.refunded_total > 0:
-        implied.add("order.partially_refunded")
-    if order.fulfillment_status == "fulfilled":
-        implied.add("order.fulfilled")
-    return implied
-
-
-def evidence(order: Order, kind: str, rules: WooRules | None = None) -> datetime | None:
-    """When the change happened by the order's own record; None when it keeps no date for it
-    (a WooCommerce cancellation, or a refund: its `refunds` carry no dates; the trash is dated
-    by `_wp_trash_meta_time`)."""
-    if kind == "order.created":
-        return order.created_at
-    if kind == "order.paid":
-        on_delivery = (
-            order.platform == "woocommerce"
-            and order.payment_method in (rules or WooRules()).pay_on_delivery_methods
-        )
-        # Cash on delivery counts as paid at `completed`, whatever `date_paid` says.
-        return order.completed_at if on_delivery else order.paid_at
-    if kind == "order.fulfilled":
-        return order.completed_at
-    if kind == "order.cancelled":
-        return order.cancelled_at
-    if kind == "order.deleted":
-        return order.trashed_at
-    if kind == "order.partially_refunded" and order.refunds_at:
-        return order.refunds_at[0]
-    if kind == "order.refunded" and order.refunds_at:
-        return order.refunds_at[-1]
-    return None
-
-
-def _occurred(order: Order, kind: str, rules: WooRules | None) -> datetime:
+def _occurred(order: Order, kind: str, rules: Rules) -> datetime:
     """When the change happened, from the order's own fields where it has one."""
-    return evidence(order, kind, rules) or order.updated_at
+    return rules.evidence(order, kind) or order.updated_at
 
 
-def _after_start(order: Order, kind: str, start_at: datetime, rules: WooRules | None) -> bool:
+def _after_start(order: Order, kind: str, start_at: datetime, rules: Rules) -> bool:
     """Did this event of an order pollerd has never seen, created before the start point,
     happen after the start point? Its creation never did. Without a date of its own the event
     is undecidable from this one observation; `updated_at` decides (the order did change after
@@ -162,15 +64,12 @@ def diff(
     *,
     detected_at: datetime,
     start_at: datetime,
-    rules: WooRules | None = None,
+    rules: Rules | None = None,
 ) -> tuple[Snapshot, list[Event]]:
-    if order.platform == "woocommerce":
-        known = snapshot is not None and bool(snapshot.fired)
-        implied = woo_implied(order, rules or WooRules(), known=known)
-    elif order.platform == "shopify":
-        implied = shopify_implied(order)
-    else:
-        raise ValueError(f"no diff rules for platform {order.platform!r}")
+    """`rules`: the store's platform rules (`Platform.rules(cfg)`); None: the defaults of the
+    order's platform."""
+    rules = rules or rules_for(order.platform)
+    implied = rules.implied(order, known=snapshot is not None and bool(snapshot.fired))
     fired = snapshot.fired if snapshot is not None else frozenset()
     new = [t for t in EVENT_TYPES if t in implied and t not in fired]
     if snapshot is None and order.created_at < start_at:
@@ -206,10 +105,6 @@ def unchanged(snapshot: Snapshot | None, updated_at: datetime, status: str) -> b
     return snapshot is not None and snapshot.updated_at == updated_at and snapshot.status == status
 
 
-def pay_rules(methods: Collection[str]) -> WooRules:
-    return WooRules(pay_on_delivery_methods=frozenset(methods))
-
-
 def deleted(
     snapshot: Snapshot | None,
     deletion: Deletion,
@@ -220,7 +115,7 @@ def deleted(
     last_order: dict[str, Any] | None,
     start_at: datetime | None = None,
 ) -> tuple[Snapshot | None, list[Event]]:
-    """A destroyed order (Shopify's events feed, a WooCommerce order gone for good): announced
+    """A destroyed order (a deletions feed, or an order gone from every listing): announced
     once. An order pollerd knew, or (given `start_at`) one it never saw that was destroyed at
     or after the start point, however old (the deletion is dated); a draft it saw, or an
     unknown order destroyed before the start point, is noise. The order as last announced is

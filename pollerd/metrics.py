@@ -81,7 +81,6 @@ class _Facts:
     intervals: dict[str, float] = field(default_factory=dict)  # configured poll interval, s
     dead: Callable[[], DeadCounts | None] | None = None
     dead_failed: bool = False
-    throttles: dict[str, int] = field(default_factory=dict)
 
 
 class Metrics:
@@ -403,22 +402,10 @@ def seen_success(store: str, when: datetime | None) -> None:
 
 def api_request(store: str, code: int | str) -> None:
     """One request to a store's API and how it was answered (an HTTP status, or one of
-    `NO_ANSWER`). A 429 also counts as a throttle signal for the pass result."""
+    `NO_ANSWER`). Throttle signals for the pass result are the source's own count
+    (`Source.throttled`): metrics are written, never read back to decide anything."""
     if _current is not None:
         _current.api_requests.labels(store, str(code)).inc()
-    if str(code) == "429":
-        throttled(store)
-
-
-def throttled(store: str) -> None:
-    """The store's API asked pollerd to slow down (429, a GraphQL THROTTLED answer, or a
-    pending Retry-After that kept a request from being sent)."""
-    _facts.throttles[store] = _facts.throttles.get(store, 0) + 1
-
-
-def throttles(store: str) -> int:
-    """Throttle signals seen for `store` so far: a pass compares before and after."""
-    return _facts.throttles.get(store, 0)
 
 
 def new_events(store: str, types: Mapping[str, int], *, late: int = 0) -> None:
@@ -448,16 +435,6 @@ def watch_budget(store: str, ratio: Ratio) -> None:
     it must not change the model it reads. A bound method is held weakly."""
     with _facts.lock:
         _facts.budgets[store] = _weak(ratio)
-
-
-def budget_used(store: str) -> float | None:
-    """The store's rate budget in use now (0-1), None while unknown (read by the pass that
-    records it for `pollerd status`; works whether or not metrics are served)."""
-    with _facts.lock:
-        ref = _facts.budgets.get(store)
-    fn = ref() if ref is not None else None
-    value = fn() if fn is not None else None
-    return None if value is None else min(1.0, max(0.0, float(value)))
 
 
 def watch_dead(counts: DeadCounts) -> None:

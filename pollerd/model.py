@@ -40,7 +40,7 @@ def utc_iso(value: datetime | None, *, millis: bool = False) -> str | None:
 
 
 def parse_utc(text: str | None) -> datetime | None:
-    """Parse an API date as UTC; naive text (WooCommerce `*_gmt`) is UTC by contract."""
+    """Parse an API date as UTC; naive text (an API's `*_gmt` fields) is UTC by contract."""
     if not text:
         return None
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -127,18 +127,18 @@ class Order:
     `contact` holds the full one for the store to seal (or drop without `pii_key`)."""
 
     store: str
-    platform: str  # "woocommerce" | "shopify"
+    platform: str  # the `pollerd.sources` plugin name
     id: str
     number: str
-    status: str  # the platform's own status string (WooCommerce `status`)
+    status: str  # the platform's own status string
     created_at: datetime
     updated_at: datetime
     total: str
     currency: str
     # Evidence: when each change happened by the order's own record, where it keeps one. The
     # diff uses these to tell a change after the store's start point from one before it on an
-    # order it has never seen (DESIGN §6: however old the order). `completed_at` is WooCommerce
-    # `date_completed` and Shopify's newest fulfillment `createdAt`.
+    # order it has never seen (DESIGN §6: however old the order). `completed_at` is when it was
+    # completed or last fulfilled.
     paid_at: datetime | None = None
     completed_at: datetime | None = None
     cancelled_at: datetime | None = None
@@ -155,8 +155,8 @@ class Order:
     admin_url: str = ""
     line_items: tuple[LineItem, ...] = ()
     cancel_reason: str | None = None
-    trashed_from: str | None = None  # WooCommerce trash: the status the order had before
-    trashed_at: datetime | None = None  # WooCommerce trash: when (`_wp_trash_meta_time`)
+    trashed_from: str | None = None  # deleted to a trash: the status the order had before
+    trashed_at: datetime | None = None  # deleted to a trash: when
     # The full contact, for the sealed store only (never in events, repr or comparisons).
     contact: Contact | None = field(default=None, repr=False, compare=False)
 
@@ -192,8 +192,8 @@ class Order:
 PERMANENT_DELETION = (
     "deleted permanently: the store no longer has this order, not even in the trash"
 )
-"""The `reason` of an `order.deleted` pollerd inferred from a known order's absence (WooCommerce
-`force=true` deletes leave no trace in any listing); templates say it in the reader's words."""
+"""The `reason` of an `order.deleted` pollerd inferred from a known order's absence (a permanent
+delete may leave no trace in any listing); templates say it in the reader's words."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ class Snapshot:
     """What pollerd remembers of an order: enough to diff the next observation.
 
     `fired` is the set of event types already emitted, which is what makes every event fire at
-    most once per order even when the API shows sticky fields (WooCommerce `date_paid`).
+    most once per order even when the API shows sticky fields (a payment date kept after a refund).
     """
 
     store: str

@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 import httpx
 from loguru import logger
 
-from pollerd import __version__, metrics
+from pollerd import __version__
 from pollerd.alerts.store import REMIND_EVERY, StoreWatch
 from pollerd.channels import channel_class
 from pollerd.channels.base import Channel, ChannelContext
-from pollerd.config import Settings, ShopifyStore, WooCommerceStore
+from pollerd.config import Settings, StoreConfig
 from pollerd.delivery import Deliverer, Round
 from pollerd.errors import (
     EXIT_FAILED,
@@ -44,6 +44,7 @@ from pollerd.errors import (
     RetryableSourceError,
     SourceError,
 )
+from pollerd.sources import platform
 from pollerd.sources.base import Source
 from pollerd.sources.ratelimit import Waits
 from pollerd.store import StateLock, Store, fault, open_store
@@ -54,23 +55,14 @@ from pollerd.web import UnsubscribeServer
 
 
 def build_source(
-    cfg: WooCommerceStore | ShopifyStore,
+    cfg: StoreConfig,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Source:
-    """Sources are imported lazily: a WooCommerce-only fleet never loads the Shopify code.
-    `sleep` is every pacing/budget wait of the source (the daemon's: `Waits.sleep`)."""
-    if isinstance(cfg, ShopifyStore):
-        if cfg.api == "rest":
-            from pollerd.sources.shopify_rest import ShopifyRestSource
-
-            return ShopifyRestSource(cfg, sleep=sleep)
-        from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
-
-        return ShopifyGraphQLSource(cfg, sleep=sleep)
-    from pollerd.sources.woocommerce import WooCommerceSource
-
-    return WooCommerceSource(cfg, sleep=sleep)
+    """The source of the store's platform plugin (`pollerd.sources`), whose client is imported
+    only now: a fleet without that platform never loads it. `sleep` is every pacing/budget
+    wait of the source (the daemon's: `Waits.sleep`)."""
+    return platform(cfg.platform).build(cfg, sleep=sleep)
 
 
 def build_channels(
@@ -199,7 +191,7 @@ class Runtime:
             runtime.syncs[cfg.name] = runtime.make_sync(cfg, settings)
         return runtime
 
-    def make_sync(self, cfg: WooCommerceStore | ShopifyStore, settings: Settings) -> StoreSync:
+    def make_sync(self, cfg: StoreConfig, settings: Settings) -> StoreSync:
         """A store's sync with a fresh source (start-up, and a reload adding or changing it)."""
         return StoreSync(
             cfg,
@@ -271,7 +263,7 @@ class Runtime:
                 )
             return report, None
         try:
-            budget = metrics.budget_used(name)
+            budget = sync.source.budget_used()
             self.store.record_poll(name, error=error, when=datetime.now(UTC), budget=budget)
         except Exception as exc:  # noqa: BLE001 - the database itself failing is logged, not raised
             if fault.handled(self.store, exc) is None:

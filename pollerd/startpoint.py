@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
-from pollerd.config import Settings, ShopifyStore, WooCommerceStore
+from pollerd.config import Settings, StoreConfig
 from pollerd.errors import EXIT_USAGE, LockHeld, PollerdError
 from pollerd.localtime import describe
 from pollerd.store import StateLock, open_store
@@ -27,7 +27,7 @@ class UsageError(PollerdError):
     exit_code = EXIT_USAGE
 
 
-def mismatch(cfg: WooCommerceStore | ShopifyStore, cursor: Cursor) -> str | None:
+def mismatch(cfg: StoreConfig, cursor: Cursor) -> str | None:
     """Why the configured start_from has no effect, or None. "now" always matches: it means
     the first run's moment, which the stored start point is."""
     wanted = cfg.start_from
@@ -41,7 +41,7 @@ def mismatch(cfg: WooCommerceStore | ShopifyStore, cursor: Cursor) -> str | None
     )
 
 
-def warn_mismatch(cfg: WooCommerceStore | ShopifyStore, cursor: Cursor) -> None:
+def warn_mismatch(cfg: StoreConfig, cursor: Cursor) -> None:
     problem = mismatch(cfg, cursor)
     if problem:
         logger.warning("{}", problem)
@@ -118,7 +118,7 @@ def move(settings: Settings, name: str, when: datetime) -> Moved:
         lock.release()
 
 
-def explain(moved: Moved, cfg: WooCommerceStore | ShopifyStore, zone: str) -> list[str]:
+def explain(moved: Moved, cfg: StoreConfig, zone: str) -> list[str]:
     """What the move means, in the words an operator needs: what alerts now, what never
     will, and how to fill a gap."""
     name, new = moved.store, moved.new.start_at
@@ -147,7 +147,7 @@ def explain(moved: Moved, cfg: WooCommerceStore | ShopifyStore, zone: str) -> li
     return [*lines, *_config_hint(cfg, new)]
 
 
-def _config_hint(cfg: WooCommerceStore | ShopifyStore, new: datetime) -> list[str]:
+def _config_hint(cfg: StoreConfig, new: datetime) -> list[str]:
     if cfg.start_from == "now" or abs(cfg.start_from - new) < SAME:
         return []
     return [
@@ -156,7 +156,7 @@ def _config_hint(cfg: WooCommerceStore | ShopifyStore, new: datetime) -> list[st
     ]
 
 
-def _store(settings: Settings, name: str | None) -> WooCommerceStore | ShopifyStore:
+def _store(settings: Settings, name: str | None) -> StoreConfig:
     found = settings.stores_by_name.get(name or "")
     if found is None:
         known = ", ".join(settings.stores_by_name) or "none"

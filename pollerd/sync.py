@@ -11,20 +11,21 @@ The rules (DESIGN §5, each one a measured way other tools lost orders):
 - Each page is one transaction (snapshots + events + deliveries); the bookmark is written only
   when the whole window was walked, so a crash mid-pass re-walks it and the diff skips what is
   already recorded.
-- If the window's total shrinks while walking (an order was trashed mid-walk and later pages
+- If the window's total shrinks while walking (an order was deleted mid-walk and later pages
   shifted by one), the walk starts again: offset paging is not a snapshot.
-- Deletions are read through `status=trash` (WooCommerce's `any` excludes trash); hourly and
-  daily sweeps re-read recent orders by *created* date, a second access path, and count what they
-  find that the fast path missed (only changes from before the fast path's last read: one made
-  during a long sweep was not missed). The daily sweep also asks the store whether the open
-  orders pollerd knows still exist: a permanently deleted WooCommerce order appears in no
-  listing, not even the trash.
+- Deletions come from the source's capabilities: a deletions feed (`Feeds`), or a listing of
+  each status the default listing leaves out (`Hidden`); hourly and daily sweeps re-read recent
+  orders by *created* date, a second access path, and count what they find that the fast path
+  missed (only changes from before the fast path's last read: one made during a long sweep was
+  not missed). For a source with `Presence` the daily sweep also asks the store whether the
+  open orders pollerd knows still exist: an order deleted permanently may appear in no listing.
 - A new cursor plans the first-run baseline (`pollerd.baseline`), which then runs a few pages per
   pass after the fast path.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,8 +35,8 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 
 from pollerd import baseline, metrics
-from pollerd.config import RouteConfig, ShopifyStore, WooCommerceStore
-from pollerd.diff import deleted, diff, dispute_diff, dispute_key, pay_rules, unchanged
+from pollerd.config import RouteConfig, StoreConfig
+from pollerd.diff import deleted, diff, dispute_diff, dispute_key, unchanged
 from pollerd.errors import RetryableSourceError
 from pollerd.failpoints import armed
 from pollerd.model import (
@@ -50,11 +51,13 @@ from pollerd.model import (
 from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse, resume_key
 from pollerd.routing import channels_for
+from pollerd.sources import platform
 from pollerd.sources.base import (
     Bulk,
     Dating,
     Feeds,
     FeedUnavailable,
+    Hidden,
     ListPage,
     PageToken,
     Presence,
@@ -78,16 +81,13 @@ DISPUTES_EVERY = 300.0  # chargebacks move in days; evidence is due in a week or
 DELETIONS_WINDOW = DAY  # re-read a day of destroy events: cheap, and snapshots dedupe
 DISPUTES_WINDOW = timedelta(days=7)
 OPEN_CHECK_BATCH = 100  # ids per existence check (`include=` takes at most per_page = 100)
-TERMINAL = ("completed", "cancelled", "refunded", "trash", "deleted", "checkout-draft")
-"""Statuses whose orders the daily existence check skips: it is bounded to orders that can
-still change (a finished order deleted permanently goes unannounced; see the README)."""
 FUTURE_SLACK = DAY
 """An order modified more than this ahead of pollerd's clock (a store clock set a year ahead for
 a moment, a plugin writing a bad date) is diffed like any order but does not move the bookmark:
 the bookmark would jump past every later change, which no listing would then show. The clock
 only bounds the bookmark here; it never sets it."""
 BULK_FROM = timedelta(days=7)
-"""Backfills reaching further back than this use one bulk export instead of pages (Shopify)."""
+"""Backfills reaching further back than this use one bulk export instead of pages (`Bulk`)."""
 
 Lister = Callable[[PageToken], Awaitable[ListPage]]
 
@@ -112,7 +112,7 @@ def utcnow() -> datetime:
 class StoreSync:
     def __init__(
         self,
-        cfg: WooCommerceStore | ShopifyStore,
+        cfg: StoreConfig,
         source: Source,
         store: Store,
         routes: Sequence[RouteConfig],
@@ -129,7 +129,8 @@ class StoreSync:
         self.clock = clock
         self.on_commit = on_commit or (lambda n: None)
         self.stopping = stopping
-        self.rules = pay_rules(getattr(cfg, "pay_on_delivery_methods", ()))
+        self.platform = platform(cfg.platform)
+        self.rules = self.platform.rules(cfg)
         self._last_walk = float("-inf")
         self._walk_started = datetime.min.replace(tzinfo=UTC)
         self._fast_read: datetime | None = None
@@ -169,7 +170,8 @@ class StoreSync:
         if cursor is None:
             start = self.start_point()
             if isinstance(self.source, Undated):  # planned first: a crash before init re-plans
-                baseline.schedule(self.store, self.name, start, self._horizon())
+                horizon = self.source.baseline_horizon
+                baseline.schedule(self.store, self.name, start, horizon)
             cursor = self.store.init_cursor(self.name, start)
         if not self._start_checked:  # once per sync: at start and at a reload that changed it
             self._start_checked = True
@@ -179,24 +181,21 @@ class StoreSync:
         metrics.interval(self.name, self.cfg.interval.total_seconds())
         return cursor
 
-    def _horizon(self) -> timedelta:
-        return getattr(self.cfg, "baseline_horizon", timedelta(0))
-
     async def poll(self, *, sweep: bool = False) -> PassReport:
-        """The fast path, deletions (trash or feed) and any sweep that is due (`sweep=True`:
-        the daily one now, e.g. `pollerd once --sweep` after an incident).
+        """The fast path, deletions (a feed or `Hidden` listings) and any sweep that is due
+        (`sweep=True`: the daily one now, e.g. `pollerd once --sweep` after an incident).
 
         Counted here, where a pass begins and ends (`pollerd_polls_total`, its duration, the
         last success): ok; throttled when it failed after the store's API asked pollerd to
         slow down during it (429, THROTTLED, a pending Retry-After); error otherwise. A pass
         cut short by shutdown is not counted."""
         started = time.monotonic()
-        throttles = metrics.throttles(self.name)
+        throttles = self.source.throttled
         try:
             report = await self._poll(sweep=sweep)
         except Exception as exc:
             throttled = isinstance(exc, RetryableSourceError) and (
-                metrics.throttles(self.name) > throttles
+                self.source.throttled > throttles
             )
             metrics.poll(
                 self.name, "throttled" if throttled else "error", time.monotonic() - started
@@ -232,12 +231,12 @@ class StoreSync:
             await self._apply_orders(released, report, start_at=cursor.start_at, notify=True)
         if isinstance(self.source, Feeds):
             await self._feeds(self.source, cursor.start_at, report)
-        else:  # WooCommerce: `any` excludes trash, so deletions are a listing of their own
-            await self._walk(
-                lambda page: self.source.list_modified(after, page, status="trash"),
+        for hidden in self.source.hidden if isinstance(self.source, Hidden) else ():
+            await self._walk(  # statuses the default listing leaves out: a listing each
+                functools.partial(self.source.list_modified, after, status=hidden),
                 report,
                 start_at=cursor.start_at,
-                status="trash",
+                status=hidden,
             )
         self._fast_read = read_at
         if isinstance(self.source, Undated) and not self._baseline_done and not report.stopped:
@@ -268,9 +267,7 @@ class StoreSync:
                 if kind == "daily":  # the daily window contains the hourly one
                     self.store.set_sweep(self.name, "hourly", now)
                     break
-        self.store.record_poll(
-            self.name, error=None, when=now, budget=metrics.budget_used(self.name)
-        )
+        self.store.record_poll(self.name, error=None, when=now, budget=self.source.budget_used())
         return report
 
     async def _moved(self, cursor: Cursor) -> bool:
@@ -295,19 +292,20 @@ class StoreSync:
         return newest.updated_at >= seam
 
     async def _vanished(self, source: Presence, report: PassReport, *, start_at: datetime) -> None:
-        """Known open orders the store no longer has at all: deleted permanently (WooCommerce
-        `force=true`, cleanup plugins), which no listing shows. One cheap `include=` per 100
-        known open orders a day; one found in the trash is diffed like any trashed order."""
-        ids = self.store.open_orders(self.name, finished=TERMINAL)
+        """Known open orders the store no longer has at all: deleted permanently (an API
+        delete, a cleanup plugin), which no listing shows. One cheap existence check per 100
+        known open orders a day; one found in a `Hidden` status is diffed like any such order."""
+        ids = self.store.open_orders(self.name, finished=self.platform.terminal)
         for start in range(0, len(ids), OPEN_CHECK_BATCH):
             chunk = ids[start : start + OPEN_CHECK_BATCH]
             present = await source.present(chunk)
-            trashed = [i for i, status in present.items() if status == "trash"]
-            if trashed:
-                orders = self.quarantine.sort(
-                    await self.source.fetch(trashed, status="trash"), status="trash"
-                )
-                await self._apply_orders(orders, report, start_at=start_at, notify=True)
+            for hidden in self.source.hidden if isinstance(self.source, Hidden) else ():
+                found = [i for i, status in present.items() if status == hidden]
+                if found:
+                    orders = self.quarantine.sort(
+                        await self.source.fetch(found, status=hidden), status=hidden
+                    )
+                    await self._apply_orders(orders, report, start_at=start_at, notify=True)
             detected = self.clock()
             gone = [Deletion(i, detected, PERMANENT_DELETION) for i in chunk if i not in present]
             if gone:
@@ -359,7 +357,7 @@ class StoreSync:
 
     def _apply_deletions(
         self,
-        gone: Sequence[object],
+        gone: Sequence[Deletion],
         detected: datetime,
         report: PassReport,
         *,
@@ -474,8 +472,8 @@ class StoreSync:
             )
             return report
         after = _floor(since) - timedelta(seconds=1)  # modified_after is a strict >
-        # Offset pages (WooCommerce) resume where an interrupted run of this window stopped;
-        # cursor pages (Shopify) have their bulk export for long windows instead.
+        # Offset pages (keyset "id") resume where an interrupted run of this window stopped;
+        # cursor pages have their bulk export (`Bulk`) for long windows instead.
         key = resume_key(self.name, since, until) if self.source.keyset == "id" else None
         await self._walk(
             lambda page: self.source.list_modified(after, page),
@@ -540,8 +538,8 @@ class StoreSync:
     ) -> tuple[datetime, str] | None:
         """Walk one window page by page; returns the newest `(updated_at, id)` seen.
 
-        Offset pages by id (WooCommerce) must ascend, or the walk is refused: a page that goes
-        backwards means the offsets shifted under us. Cursor-paged APIs (Shopify) are not
+        Offset pages by id (keyset "id") must ascend, or the walk is refused: a page that goes
+        backwards means the offsets shifted under us. Cursor-paged APIs are not
         checked: their sort uses the search index's values while the rows carry the order's
         current ones, so a lagging index legitimately shows them out of order."""
         ordered = self.source.keyset == "id"
@@ -719,10 +717,10 @@ class StoreSync:
         self, orders: Sequence[Order], snaps: dict[str, Snapshot], start_at: datetime
     ) -> Sequence[Order]:
         """Orders pollerd never saw, placed before the start point, get the dates their payload
-        lacks from the source (WooCommerce refunds, Shopify REST captures), so a change made
-        long before the start point is not announced when the order is merely touched. Few
-        orders need it (the baseline knows the recent ones) and a source asks only when a date
-        is missing."""
+        lacks from the source (`Dating`: refunds or captures dated by another route), so a
+        change made long before the start point is not announced when the order is merely
+        touched. Few orders need it (the baseline knows the recent ones) and a source asks only
+        when a date is missing."""
         if not isinstance(self.source, Dating):
             return orders
         return [
@@ -738,5 +736,5 @@ def _key(updated_at: datetime, order_id: str) -> tuple[datetime, int]:
 
 
 def _floor(value: datetime) -> datetime:
-    """WooCommerce compares at one-second precision; sub-seconds would only confuse logs."""
+    """Order APIs compare at one-second precision; sub-seconds would only confuse logs."""
     return value.replace(microsecond=0)

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib.metadata import entry_points
-
 from pollerd.channels.base import Channel
+from pollerd.plugins import Registry
 
 BUILTIN = {
     "console": "pollerd.channels.console:ConsoleChannel",
@@ -23,26 +21,21 @@ BUILTIN = {
     "apprise": "pollerd.channels.apprise_bridge:AppriseChannel",
 }
 
+CHANNELS: Registry[type[Channel]] = Registry(
+    "pollerd.channels",
+    noun="channel type",
+    builtin=BUILTIN,
+    accept=lambda cls: isinstance(cls, type) and issubclass(cls, Channel),
+    what="pollerd Channel",
+)
 
-@cache
+
 def known_types() -> dict[str, str]:
     """type name → "module:Class"; entry points may add types, built-ins always work (even
     from a source checkout that was never pip-installed)."""
-    found = dict(BUILTIN)
-    for ep in entry_points(group="pollerd.channels"):
-        found.setdefault(ep.name, ep.value)
-    return found
+    return CHANNELS.names()
 
 
 def channel_class(kind: str) -> type[Channel]:
     """Load the class for a channel `type`; KeyError names the known types."""
-    import importlib
-
-    types = known_types()
-    if kind not in types:
-        raise KeyError(f"no channel type {kind!r}; known: {', '.join(sorted(types))}")
-    module, _, attr = types[kind].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, Channel)):
-        raise KeyError(f"channel type {kind!r} ({types[kind]}) is not a pollerd Channel")
-    return cls
+    return CHANNELS.load(kind, names=known_types())

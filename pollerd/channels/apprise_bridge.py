@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from pydantic import AfterValidator, model_validator
 
 from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, SendResult
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Message

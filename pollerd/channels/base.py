@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from pollerd.config import invalid
+from pollerd.config.types import invalid
 from pollerd.errors import (
     ChannelError,
     ChannelScope,

@@ -48,7 +48,7 @@ from pollerd.channels.base import (
     http_url,
     json_object,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret

@@ -54,7 +54,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, Field, model_validator
 
 from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, ProbeFailed, SendResult
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.model import Event
 from pollerd.secrets import Secret
 from pollerd.templates import Footer, lang

@@ -57,7 +57,7 @@ from pollerd.channels.robot import (
     robot_keyword,
     utf8_len,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.secrets import Secret
 from pollerd.templates import Message
 

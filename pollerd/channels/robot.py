@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from pollerd.channels.base import Channel, SendResult, http_url
-from pollerd.config import invalid
+from pollerd.config.types import invalid
 from pollerd.errors import ChannelScope
 from pollerd.http import EXCERPT, retry_after
 from pollerd.model import Event

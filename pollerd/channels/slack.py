@@ -46,7 +46,7 @@ from pollerd.channels.base import (
     destination,
     http_url,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret

@@ -50,7 +50,7 @@ from pollerd.channels.base import (
     base_url,
     json_object,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.http import excerpt, retry_after
 from pollerd.model import Event
 from pollerd.secrets import Secret

@@ -56,7 +56,7 @@ from pollerd.channels.base import (
     destination,
     json_object,
 )
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.errors import ChannelError
 from pollerd.http import excerpt, retry_after
 from pollerd.model import Event

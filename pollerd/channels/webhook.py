@@ -38,7 +38,7 @@ import httpx
 from pydantic import AfterValidator, Field
 
 from pollerd.channels.base import Channel, ChannelContext, ChannelOptions, SendResult, http_url
-from pollerd.config import Duration, invalid
+from pollerd.config.types import Duration, invalid
 from pollerd.http import excerpt, retry_after, scrub
 from pollerd.model import Event
 from pollerd.secrets import Secret

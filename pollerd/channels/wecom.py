@@ -45,7 +45,7 @@ from pollerd.channels.robot import (
     query_value,
     utf8_len,
 )
-from pollerd.config import Duration
+from pollerd.config.types import Duration
 from pollerd.secrets import Secret
 from pollerd.templates import Message
 

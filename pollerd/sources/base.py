@@ -11,15 +11,16 @@ connection cursors that encode `(updatedAt, id)`. A source says which order its 
 `fetch` sets aside an order it cannot read (`Malformed`) instead of failing the whole call:
 one order a plugin broke must not stop every alert of its store (the sync quarantines it).
 
-Optional capabilities (`Feeds`, `Bulk`) are separate protocols: a platform without deletion or
-dispute feeds, or without bulk exports, simply does not implement them.
+Optional capabilities (`Feeds`, `Hidden`, `Bulk`, `Undated`, `Presence`, `Dating`) are separate
+protocols: a platform without deletion or dispute feeds, or without bulk exports, simply does not
+implement them.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pollerd.errors import SourceError
@@ -33,6 +34,7 @@ __all__ = [
     "Dispute",
     "FeedUnavailable",
     "Feeds",
+    "Hidden",
     "ListPage",
     "Listed",
     "Malformed",
@@ -40,6 +42,7 @@ __all__ = [
     "Presence",
     "Source",
     "Undated",
+    "clamped",
 ]
 
 PageToken = int | str | None
@@ -122,7 +125,24 @@ class Source(Protocol):
         read comes back as `Malformed` (the rest of the call goes on)."""
         ...
 
+    @property
+    def throttled(self) -> int:
+        """Throttle signals this source has seen so far (a 429, a THROTTLED answer, a pending
+        Retry-After that kept a request from being sent): a pass compares before and after to
+        tell "throttled" from "error". Counted here, not read back from the metrics."""
+        ...
+
+    def budget_used(self) -> float | None:
+        """The rate budget in use now (0-1), None while unknown: recorded with each pass for
+        `pollerd status` (the metrics gauge reads the same model, separately)."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+def clamped(ratio: float | None) -> float | None:
+    """A budget ratio as `Source.budget_used` reports it: within 0-1, None while unknown."""
+    return None if ratio is None else min(1.0, max(0.0, float(ratio)))
 
 
 class FeedUnavailable(SourceError):
@@ -144,6 +164,15 @@ class Feeds(Protocol):
         """Disputes initiated at or after `since` plus every one not yet finalised. Raises
         `FeedUnavailable` without the disputes scope."""
         ...
+
+
+@runtime_checkable
+class Hidden(Protocol):
+    """A platform whose default listing (`status="any"`) leaves out some statuses, deleted
+    orders among them (WooCommerce's trash): the sync lists each of them on its own every pass,
+    and the daily existence check fetches orders it finds in one of them."""
+
+    hidden: tuple[str, ...]
 
 
 @runtime_checkable
@@ -169,6 +198,9 @@ class Undated(Protocol):
     cancellation, a trashing or a refund), so the sync records a first-run baseline of the
     orders that can still change: such a change is then diffed against a known state. Shopify
     dates them all (transactions, refunds, fulfillments, `cancelledAt`) and needs none."""
+
+    baseline_horizon: timedelta
+    """How far before the start point the baseline reaches (the store's own key)."""
 
     async def list_between(self, after: datetime, before: datetime, page: PageToken) -> ListPage:
         """Orders modified strictly after `after` and strictly before `before` (any status but

@@ -1,10 +1,17 @@
 """One contract every order source keeps, run against each source and its simulator: what the
 sync loop relies on, whatever the platform (STYLE.md: "one parametrised contract suite every
-source must pass")."""
+source must pass").
+
+The suite runs for every platform registered in the `pollerd.sources` entry-point group, the
+toy platform of `tests/support/toyplatform` included (installed for the run through a real
+entry point). A platform supplies its simulator as a `contract_rig(build)` context manager
+beside its `Platform` object; the built-in ones are below."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,10 +19,13 @@ from typing import Any
 
 import pytest
 
-from pollerd.config import ShopifyStore, WooCommerceStore
+from pollerd.sources import PLATFORMS
 from pollerd.sources.base import Listed, ListPage, Source
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.woocommerce import WooCommerceStore
 from pollerd_sim import ShopSim, WooSim
 from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN
+from tests.support import toyplatform
 
 
 @dataclass
@@ -28,52 +38,83 @@ class Rig:
     paid_status: str
 
 
-def woo(sim: WooSim) -> Rig:
-    cfg = WooCommerceStore(
-        name="shop",
-        platform="woocommerce",
-        url=sim.url,
-        consumer_key=KEY,
-        consumer_secret=SECRET,
-        max_requests_per_minute=6000,
-    )
-    from pollerd.sources.woocommerce import WooCommerceSource
-
-    return Rig(
-        make=lambda: WooCommerceSource(cfg),
-        create=lambda: sim.create_order(payment_method="stripe"),
-        pay=lambda oid: sim.set_status(oid, "processing"),
-        paid_status="processing",
-    )
+Build = Callable[[Any], Source]
 
 
-def shopify(sim: ShopSim, api: str) -> Rig:
-    cfg = ShopifyStore(
-        name="shop",
-        platform="shopify",
-        shop="acme.myshopify.com",
-        base_url=sim.url,
-        access_token=SHOPIFY_TOKEN,
-        api=api,  # type: ignore[arg-type]
-    )
-    from pollerd.runtime import build_source
+@contextlib.contextmanager
+def woo(build: Build) -> Iterator[Rig]:
+    with WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim:
+        cfg = WooCommerceStore(
+            name="shop",
+            platform="woocommerce",
+            url=sim.url,
+            consumer_key=KEY,
+            consumer_secret=SECRET,
+            max_requests_per_minute=6000,
+        )
+        yield Rig(
+            make=lambda: build(cfg),
+            create=lambda: sim.create_order(payment_method="stripe"),
+            pay=lambda oid: sim.set_status(oid, "processing"),
+            paid_status="processing",
+        )
 
-    return Rig(
-        make=lambda: build_source(cfg),
-        create=lambda: sim.create_order(financial="PENDING"),
-        pay=sim.pay,
-        paid_status="paid",
-    )
 
-
-@pytest.fixture(params=["woocommerce", "shopify-graphql", "shopify-rest"])
-def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
-    if request.param == "woocommerce":
-        with WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim:
-            yield woo(sim)
-    else:
+def shopify(api: str) -> Callable[[Build], contextlib.AbstractContextManager[Rig]]:
+    @contextlib.contextmanager
+    def rig(build: Build) -> Iterator[Rig]:
         with ShopSim(access_token=SHOPIFY_TOKEN) as sim:
-            yield shopify(sim, request.param.removeprefix("shopify-"))
+            cfg = ShopifyStore(
+                name="shop",
+                platform="shopify",
+                shop="acme.myshopify.com",
+                base_url=sim.url,
+                access_token=SHOPIFY_TOKEN,
+                api=api,  # type: ignore[arg-type]
+            )
+            yield Rig(
+                make=lambda: build(cfg),
+                create=lambda: sim.create_order(financial="PENDING"),
+                pay=sim.pay,
+                paid_status="paid",
+            )
+
+    return rig
+
+
+BUILT_IN = {
+    "woocommerce": {"woocommerce": woo},
+    "shopify": {"shopify-graphql": shopify("graphql"), "shopify-rest": shopify("rest")},
+}
+with toyplatform.registered():
+    REGISTERED = sorted(PLATFORMS.names())
+VARIANTS = [
+    pytest.param((name, variant), id=variant)
+    for name in REGISTERED
+    for variant in BUILT_IN.get(name, {name: None})
+]
+
+
+def test_the_toy_platform_is_registered_through_its_entry_point() -> None:
+    assert REGISTERED == ["shopify", "toy", "woocommerce"]
+
+
+@pytest.fixture(params=VARIANTS)
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    name, variant = request.param
+    with toyplatform.registered():
+        plugin = PLATFORMS.load(name)
+
+        def build(cfg: Any) -> Source:
+            return plugin.build(cfg, sleep=asyncio.sleep)
+
+        if name in BUILT_IN:
+            make = BUILT_IN[name][variant]
+        else:  # a platform brings its own simulator, beside its Platform object
+            make = getattr(sys.modules[type(plugin).__module__], "contract_rig", None)
+            assert make is not None, f"platform {name!r} has no contract_rig for this suite"
+        with make(build) as made:
+            yield made
 
 
 def run(rig: Rig, body: Callable[[Source], Awaitable[Any]]) -> Any:

@@ -22,9 +22,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from pollerd import metrics
-from pollerd.config import RouteConfig, WooCommerceStore
+from pollerd.config import RouteConfig
 from pollerd.errors import ConfigError
-from pollerd.sources.woocommerce import WooCommerceSource
+from pollerd.sources.woocommerce import WooCommerceStore
+from pollerd.sources.woocommerce.client import WooCommerceSource
 from pollerd.store import open_store
 from pollerd.sync import StoreSync
 from pollerd_sim import WebhookSink, WooSim

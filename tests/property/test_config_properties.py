@@ -18,15 +18,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pollerd.config import (
-    DeliveryConfig,
-    GlobalConfig,
-    Settings,
-    ShopifyStore,
-    WooCommerceStore,
-    load,
-)
+from pollerd.config import DeliveryConfig, GlobalConfig, Settings, load
 from pollerd.errors import ConfigError
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.woocommerce import WooCommerceStore
 
 pytestmark = pytest.mark.fault  # `-m fault` with POLLERD_FAULT_SCALE=nightly: 20x
 

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from pollerd.errors import SourceError
 from pollerd.model import Order, parse_utc
-from pollerd.sources import shopify_normalize as gql
-from pollerd.sources import shopify_rest_normalize as rest
-from pollerd.sources import woocommerce
 from pollerd.sources.payload import OrderPayloadError
-from pollerd.sources.shopify_bulk import BulkFileError, regroup_lines
-from pollerd.sources.shopify_feeds import ShopifyFeeds
+from pollerd.sources.shopify import normalize as gql
+from pollerd.sources.shopify import rest_normalize as rest
+from pollerd.sources.shopify.bulk import BulkFileError, regroup_lines
+from pollerd.sources.shopify.feeds import ShopifyFeeds
+from pollerd.sources.woocommerce import normalize as woocommerce
 from pollerd.templates import money
 
 from .mutate import FIXTURES, load, mutated

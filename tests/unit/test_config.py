@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 import pollerd.channels
 import pollerd.config
+import pollerd.config.loader
 from pollerd.channels.base import Channel
 from pollerd.config import (
     ChannelConfig,
@@ -26,8 +27,6 @@ from pollerd.config import (
     GlobalConfig,
     RouteConfig,
     Settings,
-    ShopifyStore,
-    WooCommerceStore,
     find_config,
     load,
     minimal,
@@ -36,6 +35,8 @@ from pollerd.config import (
 from pollerd.crypto import generate
 from pollerd.errors import EXIT_CONFIG, ConfigError
 from pollerd.secrets import Secret
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.woocommerce import WooCommerceStore
 
 ROOT = Path(__file__).resolve().parents[2]
 INLINE_KEY = "ck_inline_TOPSECRET_0123456789"
@@ -347,7 +348,7 @@ def test_database_resolution(tmp_path: Path, database: str, expected: str) -> No
 def test_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     system = tmp_path / "etc" / "pollerd.toml"
-    monkeypatch.setattr(pollerd.config, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(pollerd.config.loader, "SYSTEM_CONFIG", system)
     with pytest.raises(ConfigError) as info:
         find_config(None)
     message = str(info.value)

@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from pollerd.diff import WooRules, diff, unchanged
+from pollerd.diff import diff, unchanged
 from pollerd.model import Order, Snapshot
+from pollerd.sources.woocommerce.rules import WooRules
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 T = START + timedelta(minutes=30)

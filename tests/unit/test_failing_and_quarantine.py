@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pollerd.alerts.store import REMIND_EVERY, StoreWatch, episode
-from pollerd.config import RouteConfig, ShopifyStore
+from pollerd.config import RouteConfig
 from pollerd.model import Order
 from pollerd.quarantine import Quarantine, held
 from pollerd.sources.base import Malformed
-from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.graphql import ShopifyGraphQLSource
 from pollerd.store import Store, open_store
 from pollerd_sim import ShopSim
 from tests.support.clocks import SecondsClock

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from pollerd import baseline
-from pollerd.config import RouteConfig, WooCommerceStore
-from pollerd.sources.woocommerce import WooCommerceSource
+from pollerd.config import RouteConfig
+from pollerd.sources.woocommerce import WooCommerceStore
+from pollerd.sources.woocommerce.client import WooCommerceSource
 from pollerd.store import Store, open_store
 from pollerd.sync import StoreSync
 from pollerd_sim import WooSim

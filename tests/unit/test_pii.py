@@ -18,8 +18,9 @@ from pollerd.config import ConfigErrors, load
 from pollerd.crypto import CryptoError, KeyRing, generate
 from pollerd.errors import ConfigError
 from pollerd.model import Contact, Event, Order, Snapshot, full_name
-from pollerd.sources import shopify_rest_normalize, woocommerce
-from pollerd.sources.shopify_normalize import normalize_order
+from pollerd.sources.shopify import rest_normalize as shopify_rest_normalize
+from pollerd.sources.shopify.normalize import normalize_order
+from pollerd.sources.woocommerce import normalize as woocommerce
 from pollerd.store import Store, open_store
 from pollerd.store.db import Rekeyed
 

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pollerd.config import ShopifyStore
 from pollerd.errors import RetryableSourceError
 from pollerd.model import Order
-from pollerd.sources.shopify_bulk import (
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.bulk import (
     BATCH,
     BUSY_TRIES,
     IN_PROGRESS,
@@ -34,8 +34,8 @@ from pollerd.sources.shopify_bulk import (
     bulk_query,
     regroup_lines,
 )
-from pollerd.sources.shopify_client import ShopifyClient
-from pollerd.sources.shopify_normalize import normalize_order
+from pollerd.sources.shopify.client import ShopifyClient
+from pollerd.sources.shopify.normalize import normalize_order
 from pollerd_sim import ShopSim
 from tests.support.clocks import WallClock
 from tests.support.transports import RecordingTransport

@@ -9,10 +9,10 @@ from typing import TypeVar
 
 import pytest
 
-from pollerd.config import ShopifyStore
 from pollerd.sources.base import Deletion, Dispute, Feeds, FeedUnavailable
-from pollerd.sources.shopify_client import ShopifyClient
-from pollerd.sources.shopify_feeds import ShopifyFeeds
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.client import ShopifyClient
+from pollerd.sources.shopify.feeds import ShopifyFeeds
 from pollerd_sim import ShopSim
 from tests.support.clocks import WallClock
 

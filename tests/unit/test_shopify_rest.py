@@ -23,7 +23,6 @@ import httpx
 import pytest
 from loguru import logger
 
-from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
 from pollerd.model import (
     Contact,
@@ -36,15 +35,16 @@ from pollerd.model import (
     short_name,
 )
 from pollerd.sources.base import Deletion, Feeds, FeedUnavailable, Listed, ListPage
-from pollerd.sources.shopify_normalize import gateway_title, normalize_order
-from pollerd.sources.shopify_rest import (
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.normalize import gateway_title, normalize_order
+from pollerd.sources.shopify.rest import (
     INLINE_WAIT,
     THROTTLE_TRIES,
     CallLimit,
     ShopifyRestSource,
     rfc3339,
 )
-from pollerd.sources.shopify_rest_normalize import (
+from pollerd.sources.shopify.rest_normalize import (
     LIST_FIELDS,
     ORDER_FIELDS,
     OrderPayloadError,

@@ -22,18 +22,18 @@ import httpx
 import pytest
 from loguru import logger
 
-from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
-from pollerd.sources import shopify_graphql
 from pollerd.sources.base import Listed
-from pollerd.sources.shopify_client import (
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify import graphql as shopify_graphql
+from pollerd.sources.shopify.client import (
     THROTTLE_MIN_WAIT,
     CostTooHigh,
     ShopifyAccessDenied,
     ShopifyClient,
 )
-from pollerd.sources.shopify_graphql import PageSize, ShopifyGraphQLSource
-from pollerd.sources.shopify_normalize import (
+from pollerd.sources.shopify.graphql import PageSize, ShopifyGraphQLSource
+from pollerd.sources.shopify.normalize import (
     OrderPayloadError,
     listed,
     money,
@@ -659,7 +659,7 @@ def test_access_denied_names_the_missing_scope() -> None:
 
 
 def test_gateway_ids_read_as_words_and_merchant_names_stay() -> None:
-    from pollerd.sources.shopify_normalize import gateway_title
+    from pollerd.sources.shopify.normalize import gateway_title
 
     assert gateway_title("shopify_payments") == "Shopify Payments"
     assert gateway_title("some_new_gateway") == "Some new gateway"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pollerd.config import RouteConfig, ShopifyStore
-from pollerd.sources.shopify_graphql import ShopifyGraphQLSource
-from pollerd.sources.shopify_rest import ShopifyRestSource
+from pollerd.config import RouteConfig
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.graphql import ShopifyGraphQLSource
+from pollerd.sources.shopify.rest import ShopifyRestSource
 from pollerd.store import open_store
 from pollerd.sync import StoreSync
 from pollerd_sim import ShopSim

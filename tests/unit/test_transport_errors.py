@@ -15,13 +15,14 @@ from loguru import logger
 
 from pollerd.channels.base import ChannelContext
 from pollerd.channels.webhook import WebhookChannel
-from pollerd.config import ShopifyStore, WooCommerceStore
 from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import Event
-from pollerd.sources.shopify_client import ShopifyClient
-from pollerd.sources.shopify_rest import ShopifyRestSource
-from pollerd.sources.woocommerce import WooCommerceSource
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.client import ShopifyClient
+from pollerd.sources.shopify.rest import ShopifyRestSource
+from pollerd.sources.woocommerce import WooCommerceStore
+from pollerd.sources.woocommerce.client import WooCommerceSource
 from pollerd_sim import ShopSim, WooSim
 from tests.support.clocks import FakeTime
 from tests.support.events import paid_event

@@ -22,8 +22,6 @@ import httpx
 import pytest
 from loguru import logger
 
-from pollerd.config import WooCommerceStore
-from pollerd.diff import pay_rules, woo_implied
 from pollerd.errors import (
     BlockedSourceError,
     FatalSourceError,
@@ -31,7 +29,8 @@ from pollerd.errors import (
     SourceError,
 )
 from pollerd.model import parse_utc
-from pollerd.sources.woocommerce import (
+from pollerd.sources.woocommerce import WooCommerceStore
+from pollerd.sources.woocommerce.client import (
     INLINE_WAIT,
     WAF_PAUSE,
     OrderPayloadError,
@@ -39,6 +38,7 @@ from pollerd.sources.woocommerce import (
     naive_utc,
     normalize,
 )
+from pollerd.sources.woocommerce.rules import pay_rules, woo_implied
 from pollerd_sim import WooSim
 from tests.support.clocks import FakeTime, WallClock
 from tests.support.loopback import free_port

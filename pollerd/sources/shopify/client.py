@@ -39,11 +39,11 @@ import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.sources.ratelimit import CostBudget, parse_retry_after
-from pollerd.sources.shopify_auth import TokenProvider, token_provider
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.auth import TokenProvider, token_provider
 
 MAX_QUERY_COST = 1000
 """Shopify refuses a single query whose requested cost exceeds this (MAX_COST_EXCEEDED)."""
@@ -332,8 +332,6 @@ class ShopifyClient:
         """Sleep until the refill Shopify asked for; `reserve` then adds pollerd's headroom."""
         report.throttled += 1
         self.throttled += 1
-        if response.status_code != 429:  # a 429 was counted as a throttle with its status
-            metrics.throttled(self.name)
         if report.waited >= THROTTLE_MAX_WAIT:
             raise RetryableSourceError(
                 self.name,

@@ -29,23 +29,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.config import WooCommerceStore
 from pollerd.errors import (
     BlockedSourceError,
     FatalSourceError,
@@ -54,22 +50,24 @@ from pollerd.errors import (
 )
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import (
-    Contact,
-    LineItem,
     Order,
-    full_name,
-    mask_email,
-    mask_phone,
-    short_name,
 )
-from pollerd.sources.base import Listed, ListPage, Malformed, PageToken
+from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.payload import (
     OrderPayloadError,
-    payload_amount,
     payload_date,
-    payload_quantity,
 )
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
+from pollerd.sources.woocommerce.auth import oauth_params, resolve_auth, rfc3986
+from pollerd.sources.woocommerce.normalize import admin_url, normalize, order_id
+from pollerd.sources.woocommerce.options import WooCommerceStore
+from pollerd.sources.woocommerce.responses import (
+    content_type,
+    get_args,
+    int_header,
+    is_bad_signature,
+    wp_error,
+)
 
 ORDERS_PATH = "/wp-json/wc/v3/orders"
 STATUS_PATH = "/wp-json/wc/v3/system_status"
@@ -87,7 +85,12 @@ class WooCommerceSource:
     the timeout and User-Agent are applied per request, so a shared client works too."""
 
     platform = "woocommerce"
-    keyset = "id"  # pages by `orderby=id`: `orderby=modified` has no tie-break (research §1.3)
+    keyset: Literal["id", "updated_at"] = (
+        "id"  # pages by `orderby=id`: `orderby=modified` has no tie-break (research §1.3)
+    )
+    hidden: tuple[str, ...] = (
+        "trash",
+    )  # `status=any` excludes trash: deletions are a listing of their own
 
     def __init__(
         self,
@@ -101,12 +104,14 @@ class WooCommerceSource:
         self.name = cfg.name
         self.site = cfg.url.rstrip("/")
         self.scheme = urllib.parse.urlsplit(self.site).scheme
+        self.baseline_horizon = cfg.baseline_horizon  # `Undated`: how far the baseline reaches
         self.auth = resolve_auth(cfg.auth, self.scheme)
         self._timeout = httpx.Timeout(cfg.timeout.total_seconds())
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
         self._pacer = RequestPacer(cfg.max_requests_per_minute, clock, sleep, max_wait=INLINE_WAIT)
         metrics.watch_budget(self.name, self._pacer.used_ratio)
+        self.throttled = 0
         # WordPress checks OAuth signatures against its home URL with the scheme `is_ssl()`
         # reports; behind a proxy that hides TLS that is http:// although we call https://.
         self._oauth_scheme = self.scheme
@@ -130,7 +135,7 @@ class WooCommerceSource:
             ORDERS_PATH, {"per_page": "1", "page": "1", "status": "any", "_fields": "id"}
         )
         rows = self._rows(data)
-        total = _int_header(headers, "X-WP-Total")
+        total = int_header(headers, "X-WP-Total")
         count = total if total is not None else len(rows)
         found = f"WooCommerce {version}" if version else "WooCommerce (version not readable)"
         return f"{found} at {self.site}, auth {self.describe_auth()}, {count} orders"
@@ -201,7 +206,7 @@ class WooCommerceSource:
         path = f"{ORDERS_PATH}/{int(order_id)}/refunds"
         params = {"per_page": str(PER_PAGE), "page": "1", "_fields": "id,date_created_gmt"}
         response = await self._exchange("GET", path, params)
-        if response.status_code == 404 and _wp_error(response)[0]:
+        if response.status_code == 404 and wp_error(response)[0]:
             return ()
         self._settle(response)
         dates = [
@@ -233,6 +238,9 @@ class WooCommerceSource:
                 if oid in left and isinstance(row.get("status"), str):
                     found[oid] = row["status"]
         return found
+
+    def budget_used(self) -> float | None:
+        return clamped(self._pacer.used_ratio())
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -276,8 +284,8 @@ class WooCommerceSource:
                 aside.append(Malformed.of(exc, row, admin_url(self.site, exc.order_id)))
         if aside and not rows:
             raise OrderPayloadError(self.name, aside[0].order_id, aside[0].field, aside[0].problem)
-        total = _int_header(headers, "X-WP-Total")
-        pages = _int_header(headers, "X-WP-TotalPages")
+        total = int_header(headers, "X-WP-Total")
+        pages = int_header(headers, "X-WP-TotalPages")
         more = (pages is not None and page < pages) or len(raw) == PER_PAGE
         return ListPage(rows=rows, next=page + 1 if more else None, total=total, set_aside=aside)
 
@@ -293,7 +301,7 @@ class WooCommerceSource:
         return data
 
     def _listed(self, row: dict[str, Any]) -> Listed:
-        oid = _order_id(row, self.name)
+        oid = order_id(row, self.name)
         updated = payload_date(row, "date_modified_gmt", self.name, oid, required=True)
         status = row.get("status")
         if not isinstance(status, str) or not status:
@@ -321,7 +329,7 @@ class WooCommerceSource:
             self._gate_passed = True
             return
         self._settle(response)
-        args = _get_args(self._decode(response))
+        args = get_args(self._decode(response))
         if args is None:
             logger.warning(
                 "store {}: OPTIONS {} has no readable schema; cannot confirm WooCommerce ≥ 5.8",
@@ -368,7 +376,7 @@ class WooCommerceSource:
         except SourceError:
             self._oauth_scheme, self._oauth_scheme_probed = self.scheme, False
             raise
-        if _is_bad_signature(retry):
+        if is_bad_signature(retry):
             self._oauth_scheme = self.scheme
             return response
         logger.warning(
@@ -410,9 +418,10 @@ class WooCommerceSource:
                     len(response.content),
                 )
                 metrics.api_request(self.name, response.status_code)
+                self.throttled += response.status_code == 429
                 return response
         except TooSoon as exc:
-            metrics.throttled(self.name)
+            self.throttled += 1
             raise self._retryable(
                 f"the store asked for a pause (Retry-After): {exc.wait:.0f} s left, so no "
                 "request was sent",
@@ -425,7 +434,7 @@ class WooCommerceSource:
             and self.scheme == "https"
             and self._oauth_scheme == "https"
             and not self._oauth_scheme_probed
-            and _is_bad_signature(response)
+            and is_bad_signature(response)
         )
 
     def _prepare(
@@ -454,7 +463,7 @@ class WooCommerceSource:
                     nonce=secrets.token_hex(16),
                 )
             )
-        encoded = "&".join(f"{_rfc3986(k)}={_rfc3986(v)}" for k, v in query.items())
+        encoded = "&".join(f"{rfc3986(k)}={rfc3986(v)}" for k, v in query.items())
         return self.site + path + (f"?{encoded}" if encoded else ""), headers
 
     def _decode(self, response: httpx.Response) -> Any:
@@ -464,7 +473,7 @@ class WooCommerceSource:
             self._pacer.failure()
             raise self._retryable(
                 f"HTTP {response.status_code} with a body that is not JSON "
-                f"({_content_type(response)}, {len(response.content)} bytes: cut off by a proxy, "
+                f"({content_type(response)}, {len(response.content)} bytes: cut off by a proxy, "
                 "or a cache/maintenance page; if it persists check that permalinks are not "
                 '"Plain" and that no plugin intercepts /wp-json/)'
             ) from None
@@ -476,7 +485,7 @@ class WooCommerceSource:
             self._pacer.success()
             return
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        code, message = _wp_error(response)
+        code, message = wp_error(response)
         what = f"{response.request.method} {response.url.path}"
         if 300 <= status < 400:
             raise self._fatal(self._redirect_message(response))
@@ -486,7 +495,7 @@ class WooCommerceSource:
             if status == 429:
                 reason = "too many requests (the host or a WAF rate-limits the API)"
             else:
-                reason = f"server error{detail} ({_content_type(response)})"
+                reason = f"server error{detail} ({content_type(response)})"
             hint = f"; Retry-After {retry_after:g} s" if retry_after is not None else ""
             raise self._retryable(f"{what}: HTTP {status} {reason}{hint}", retry_after)
         if status in (401, 403) and not code:
@@ -518,7 +527,7 @@ class WooCommerceSource:
             )
         if status == 400 and code == "rest_invalid_param":
             raise self._fatal(self._invalid_param_message(response, message))
-        detail = f"{code}: {message}" if code else _content_type(response)
+        detail = f"{code}: {message}" if code else content_type(response)
         raise self._fatal(f"{what}: unexpected HTTP {status} ({detail})")
 
     def _auth_error(self, status: int, code: str, message: str) -> SourceError:
@@ -641,13 +650,6 @@ class WooCommerceSource:
 # --- pure helpers ------------------------------------------------------------------------------
 
 
-def resolve_auth(auth: str, scheme: str) -> str:
-    """`auto` is Basic over https:// and OAuth 1.0a over http:// (Basic is ignored there)."""
-    if auth == "auto":
-        return "basic" if scheme == "https" else "oauth"
-    return auth
-
-
 def naive_utc(value: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SS` in UTC with no `Z`: the only form WordPress compares correctly
     with `dates_are_gmt=true`. Naive input is taken as UTC; sub-seconds are dropped (the filter
@@ -655,245 +657,3 @@ def naive_utc(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _rfc3986(value: str) -> str:
-    """rawurlencode: everything but A-Z a-z 0-9 - _ . ~ (what WooCommerce re-encodes to)."""
-    return urllib.parse.quote(value, safe="~")
-
-
-def oauth_params(
-    method: str,
-    base_url: str,
-    params: dict[str, str],
-    *,
-    consumer_key: str,
-    consumer_secret: str,
-    timestamp: int,
-    nonce: str,
-) -> dict[str, str]:
-    """OAuth 1.0a one-legged parameters as `WC_REST_Authentication::check_oauth_signature`
-    verifies them: HMAC-SHA256, no `oauth_version`, every query parameter signed (keys sorted
-    by byte value, keys and values RFC 3986-encoded once, `k=v` joined by `&`, the whole encoded
-    again), key = consumer_secret + "&", base URL = the site's own URL + path."""
-    oauth = {
-        "oauth_consumer_key": consumer_key,
-        "oauth_nonce": nonce,
-        "oauth_signature_method": "HMAC-SHA256",
-        "oauth_timestamp": str(timestamp),
-    }
-    signed = {**params, **oauth}
-    pairs = "&".join(f"{_rfc3986(k)}={_rfc3986(signed[k])}" for k in sorted(signed))
-    base = f"{method.upper()}&{_rfc3986(base_url)}&{_rfc3986(pairs)}"
-    digest = hmac.new(f"{consumer_secret}&".encode(), base.encode(), hashlib.sha256).digest()
-    return {**oauth, "oauth_signature": base64.b64encode(digest).decode()}
-
-
-def _wp_error(response: httpx.Response) -> tuple[str, str]:
-    """(code, message) of a WordPress REST error body; ("", "") when it is not one (an HTML
-    page from a WAF or proxy)."""
-    try:
-        data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return "", ""
-    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
-        return "", ""
-    message = data.get("message")
-    return data["code"], message[:300] if isinstance(message, str) else ""
-
-
-def _is_bad_signature(response: httpx.Response) -> bool:
-    return response.status_code == 401 and _wp_error(response)[1].startswith("Invalid signature")
-
-
-def _get_args(schema: Any) -> set[str] | None:
-    """Names of the GET arguments in an `OPTIONS` route schema, None if unreadable."""
-    if not isinstance(schema, dict) or not isinstance(schema.get("endpoints"), list):
-        return None
-    for endpoint in schema["endpoints"]:
-        if not isinstance(endpoint, dict):
-            continue
-        methods = endpoint.get("methods")
-        args = endpoint.get("args")
-        if isinstance(methods, list) and "GET" in methods and isinstance(args, dict):
-            return set(args)
-    return None
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _content_type(response: httpx.Response) -> str:
-    return response.headers.get("Content-Type", "no content type").split(";")[0]
-
-
-# --- normalisation -----------------------------------------------------------------------------
-
-
-def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
-    """A full wc/v3 order → `Order`. Pure. Events see only masked customer data; the full
-    contact rides in `Order.contact` for the store to seal (or drop without `pii_key`).
-
-    Dates come from the `*_gmt` fields (naive UTC by contract; the others are site-local wall
-    time). `paid_at` is `date_paid_gmt` as WooCommerce reports it, sticky after cancel/refund
-    and set at `processing` for cash on delivery: the diff's pay rules decide what counts as
-    paid. `admin_url` uses the HPOS order screen (`admin.php?page=wc-orders`), the default since
-    WooCommerce 8.2; on posts storage WooCommerce redirects it to `post.php` itself
-    (COTRedirectionController), while the reverse does not hold.
-    """
-    oid = _order_id(payload, store)
-    status = payload.get("status")
-    if not isinstance(status, str) or not status:
-        raise OrderPayloadError(store, oid, "status", f"missing or not a string: {status!r}")
-    created = payload_date(payload, "date_created_gmt", store, oid, required=True)
-    updated = payload_date(payload, "date_modified_gmt", store, oid, required=True)
-    assert created is not None and updated is not None
-    billing = _section(payload, "billing")
-    shipping = _section(payload, "shipping")
-    email = _text(billing.get("email"))
-    phone = _text(billing.get("phone")) or _text(shipping.get("phone"))
-    return Order(
-        store=store,
-        platform="woocommerce",
-        id=oid,
-        number=_string(payload, "number", store, oid, numbers=True) or oid,
-        status=status,
-        created_at=created,
-        updated_at=updated,
-        total=_money(payload, "total", store, oid),
-        currency=_string(payload, "currency", store, oid),
-        paid_at=payload_date(payload, "date_paid_gmt", store, oid),
-        completed_at=payload_date(payload, "date_completed_gmt", store, oid),
-        cancelled_at=None,  # WooCommerce keeps no cancellation date; the diff uses updated_at
-        payment_method=_string(payload, "payment_method", store, oid),
-        payment_method_title=_string(payload, "payment_method_title", store, oid),
-        refunded_total=_refunded(payload.get("refunds"), store, oid),
-        customer_email=mask_email(email),
-        customer_phone=mask_phone(phone),
-        customer_name=_short_name(billing) or _short_name(shipping),
-        contact=Contact.of(_full_name(billing) or _full_name(shipping), email, phone),
-        admin_url=admin_url(site_url, oid),
-        line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
-        trashed_from=_trashed_from(payload) if status == "trash" else None,
-        trashed_at=_trashed_at(payload) if status == "trash" else None,
-    )
-
-
-def admin_url(site_url: str, oid: object) -> str:
-    return f"{site_url.rstrip('/')}/wp-admin/admin.php?page=wc-orders&action=edit&id={oid}"
-
-
-def _trash_meta(payload: dict[str, Any], key: str) -> str | None:
-    """What WordPress noted when the order went to the trash: `_wp_trash_meta_status` (the
-    status it had, `wc-processing`) and `_wp_trash_meta_time` (Unix seconds), both shown in the
-    REST `meta_data` (fixture order_trash_19; a real 10.0.2 with HPOS, sync off, too)."""
-    meta = payload.get("meta_data")
-    for entry in meta if isinstance(meta, list) else ():
-        if isinstance(entry, dict) and entry.get("key") == key:
-            value = entry.get("value")
-            return str(value) if isinstance(value, str | int) and value != "" else None
-    return None
-
-
-def _trashed_from(payload: dict[str, Any]) -> str | None:
-    value = _trash_meta(payload, "_wp_trash_meta_status")
-    return value.removeprefix("wc-") if value else None
-
-
-def _trashed_at(payload: dict[str, Any]) -> datetime | None:
-    """When the order was trashed: the trash's own date, so an old order trashed before the
-    start point and merely edited after it is history, not news (seen on a real store)."""
-    value = _trash_meta(payload, "_wp_trash_meta_time")
-    if value is None or not value.isascii() or not value.isdigit() or len(value) > 11:
-        return None  # unreadable: undated, like a cancellation (never a reason to refuse it)
-    return datetime.fromtimestamp(int(value), UTC)  # 11 digits: year 5138 at most
-
-
-def _order_id(payload: dict[str, Any], store: str) -> str:
-    oid = payload.get("id")
-    if isinstance(oid, bool) or not isinstance(oid, int) or oid <= 0:
-        raise OrderPayloadError(store, "?", "id", f"missing or not a positive integer: {oid!r}")
-    return str(oid)
-
-
-def _money(payload: dict[str, Any], field: str, store: str, oid: str) -> str:
-    """The amount as WooCommerce wrote it (its own decimals), once it reads as a finite number:
-    `"garbage"` must set the order aside, never reach a message as "Total: garbage EUR"."""
-    raw = payload.get(field)
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise OrderPayloadError(store, oid, field, f"missing or not an amount: {raw!r}")
-    _amount(raw, field, store, oid)
-    return str(raw).strip()
-
-
-def _amount(raw: Any, field: str, store: str, oid: str) -> Decimal:
-    return payload_amount(raw, field, store, oid)
-
-
-def _string(
-    payload: dict[str, Any],
-    key: str,
-    store: str,
-    oid: str,
-    *,
-    numbers: bool = False,
-    field: str = "",
-) -> str:
-    """A text field as sent ("" when absent); `True` or a list must not reach an alert as
-    "True" or "['EUR']" (issue 12). `numbers`: a plain integer is its text (order numbers)."""
-    raw = payload.get(key)
-    if raw is None or isinstance(raw, str):
-        return raw or ""
-    if numbers and isinstance(raw, int) and not isinstance(raw, bool):
-        return str(raw)
-    raise OrderPayloadError(store, oid, field or key, f"not a string: {str(raw)[:40]!r}")
-
-
-def _refunded(refunds: Any, store: str, oid: str) -> Decimal:
-    """Positive sum of `refunds[].total`, which WooCommerce reports as negative strings."""
-    if refunds is None:
-        return Decimal("0")
-    if not isinstance(refunds, list):
-        raise OrderPayloadError(store, oid, "refunds", "not a list")
-    total = Decimal("0")
-    for i, refund in enumerate(refunds):
-        raw = refund.get("total") if isinstance(refund, dict) else None
-        total += abs(_amount(raw, f"refunds[{i}].total", store, oid))
-    return total
-
-
-def _line_items(items: Any, store: str, oid: str) -> Iterable[LineItem]:
-    if items is None:
-        return
-    if not isinstance(items, list):
-        raise OrderPayloadError(store, oid, "line_items", "not a list")
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise OrderPayloadError(store, oid, f"line_items[{i}]", "not an object")
-        count = payload_quantity(item.get("quantity"), f"line_items[{i}].quantity", store, oid)
-        total = item.get("total") or "0"
-        _amount(total, f"line_items[{i}].total", store, oid)
-        name = _string(item, "name", store, oid, field=f"line_items[{i}].name")
-        yield LineItem(name=name, quantity=count, total=str(total))
-
-
-def _section(payload: dict[str, Any], name: str) -> dict[str, Any]:
-    value = payload.get(name)
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _short_name(address: dict[str, Any]) -> str | None:
-    return short_name(address.get("first_name"), address.get("last_name"))
-
-
-def _full_name(address: dict[str, Any]) -> str | None:
-    return full_name(address.get("first_name"), address.get("last_name"))

@@ -28,11 +28,11 @@ from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.model import parse_utc
 from pollerd.sources.base import Deletion, Dispute, FeedUnavailable
 from pollerd.sources.payload import EARLIEST_YEAR, LATEST_YEAR
-from pollerd.sources.shopify_client import ShopifyAccessDenied
-from pollerd.sources.shopify_normalize import money
+from pollerd.sources.shopify.client import ShopifyAccessDenied
+from pollerd.sources.shopify.normalize import money, table
 
 if TYPE_CHECKING:
-    from pollerd.sources.shopify_client import ShopifyClient
+    from pollerd.sources.shopify.client import ShopifyClient
 
 EVENTS_PAGE = 250
 EVENT_COST = 1  # one object per event
@@ -198,9 +198,9 @@ class ShopifyFeeds:
                 f"dispute {node.get('id')!r}: missing id or initiatedAt (a contract change in "
                 "the API version? check api_version)",
             )
-        order = node.get("order") if isinstance(node.get("order"), dict) else None
-        amount = node.get("amount") if isinstance(node.get("amount"), dict) else {}
-        reason = node.get("reasonDetails") if isinstance(node.get("reasonDetails"), dict) else {}
+        order = table(node, "order") or None
+        amount = table(node, "amount")
+        reason = table(node, "reasonDetails")
         finalized = _date_or_time(node.get("finalizedOn"))
         return Dispute(
             id=dispute_id,

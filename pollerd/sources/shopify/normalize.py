@@ -184,7 +184,7 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
     if Decimal(refunded) < 0:  # a refund of -1.00 would read as money coming back in
         field = "totalRefundedSet.shopMoney.amount"
         raise OrderPayloadError(store, oid, field, f"negative: {refunded}")
-    customer = node.get("customer") if isinstance(node.get("customer"), dict) else {}
+    customer = table(node, "customer")
     gateways = node.get("paymentGatewayNames")
     gateway = gateways[0] if isinstance(gateways, list) and gateways else ""
     gateway = gateway if isinstance(gateway, str) else ""
@@ -311,6 +311,12 @@ def _line_items(connection: Any, store: str, oid: str) -> list[LineItem]:
         total, _ = _money_bag(item, "originalTotalSet", store, oid)
         items.append(LineItem(name=str(item.get("name") or ""), quantity=quantity, total=total))
     return items
+
+
+def table(node: dict[str, Any], key: str) -> dict[str, Any]:
+    """`node[key]` when it is an object, else an empty one (absent, null, or broken)."""
+    value = node.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _text(value: Any) -> str | None:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
-from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.http import transport_error
 from pollerd.secrets import Secret
+from pollerd.sources.shopify import ShopifyStore
 
 TOKEN_PATH = "/admin/oauth/access_token"  # noqa: S105 (a URL path, not a secret)
 REFRESH_AT = 0.9
@@ -122,12 +122,13 @@ class ClientCredentials:
             raise self._retryable(f"token endpoint answered HTTP {status}")
         if status != 200:
             raise self._refused(status, payload)
-        raw = payload.get("access_token") if isinstance(payload, dict) else None
+        data: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        raw = data.get("access_token")
         if not isinstance(raw, str) or not raw:
             raise self._retryable("token endpoint answered 200 without an access_token")
-        ttl = payload.get("expires_in")
+        ttl = data.get("expires_in")
         lifetime = float(ttl) if isinstance(ttl, int | float) and ttl > 0 else DEFAULT_TTL
-        scope = payload.get("scope")
+        scope = data.get("scope")
         if isinstance(scope, str):
             self.scopes = tuple(s.strip() for s in scope.split(",") if s.strip())
         self._token = Secret(raw)

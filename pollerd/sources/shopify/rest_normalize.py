@@ -36,7 +36,7 @@ from pollerd.sources.payload import (
     payload_amount,
     payload_quantity,
 )
-from pollerd.sources.shopify_normalize import (
+from pollerd.sources.shopify.normalize import (
     LINE_ITEMS,
     OrderPayloadError,
     captured_at,

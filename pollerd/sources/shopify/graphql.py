@@ -25,18 +25,18 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from pollerd.config import ShopifyStore
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
-from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken
-from pollerd.sources.shopify_bulk import bulk_orders
-from pollerd.sources.shopify_client import CostTooHigh, ShopifyClient, ShopifyServerError
-from pollerd.sources.shopify_feeds import ShopifyFeeds
-from pollerd.sources.shopify_normalize import (
+from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken, clamped
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.bulk import bulk_orders
+from pollerd.sources.shopify.client import CostTooHigh, ShopifyClient, ShopifyServerError
+from pollerd.sources.shopify.feeds import ShopifyFeeds
+from pollerd.sources.shopify.normalize import (
     LIST_FIELDS,
     ORDER_COST,
     ORDER_FIELDS,
@@ -46,6 +46,7 @@ from pollerd.sources.shopify_normalize import (
     listed,
     normalize_order,
     order_gid,
+    table,
 )
 
 MAX_PAGE = 250  # Shopify's connection maximum
@@ -105,7 +106,7 @@ class ShopifyGraphQLSource:
     """One Shopify store through the GraphQL Admin API (see the module docstring)."""
 
     platform = "shopify"
-    keyset = "updated_at"
+    keyset: Literal["id", "updated_at"] = "updated_at"
 
     def __init__(
         self,
@@ -128,7 +129,7 @@ class ShopifyGraphQLSource:
     async def check(self) -> str:
         """Shop, API version served, auth, scopes (and what a missing one hides), budget."""
         data = await self.client.query(CHECK, estimate=3)
-        shop = data.get("shop") if isinstance(data.get("shop"), dict) else {}
+        shop = table(data, "shop")
         install = data.get("currentAppInstallation")
         scopes = sorted(
             s["handle"]
@@ -221,6 +222,14 @@ class ShopifyGraphQLSource:
             orders.extend(self._orders(data, set(chunk)))
             start += len(chunk)
         return orders
+
+    @property
+    def throttled(self) -> int:
+        """THROTTLED answers and 429s the client (shared by feeds and bulk) has waited out."""
+        return self.client.throttled
+
+    def budget_used(self) -> float | None:
+        return clamped(self.client.budget.used_ratio())
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -52,10 +52,10 @@ from pollerd.crypto import SealedSpool
 from pollerd.errors import ControlFlow, FatalSourceError, RetryableSourceError, SourceError
 from pollerd.http import transport_error
 from pollerd.model import Order
-from pollerd.sources.shopify_normalize import ORDER_FIELDS, normalize_order
+from pollerd.sources.shopify.normalize import ORDER_FIELDS, normalize_order
 
 if TYPE_CHECKING:
-    from pollerd.sources.shopify_client import ShopifyClient
+    from pollerd.sources.shopify.client import ShopifyClient
 
 BATCH = 250
 """Orders per yielded batch: one sync-loop write, like a listing page."""

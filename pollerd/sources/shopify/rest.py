@@ -38,8 +38,6 @@ import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.config import ShopifyStore
-from pollerd.diff import SHOPIFY_PAID
 from pollerd.errors import FatalSourceError, RetryableSourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import Order
@@ -51,11 +49,13 @@ from pollerd.sources.base import (
     ListPage,
     Malformed,
     PageToken,
+    clamped,
 )
 from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
-from pollerd.sources.shopify_auth import token_provider
-from pollerd.sources.shopify_normalize import admin_url
-from pollerd.sources.shopify_rest_normalize import (
+from pollerd.sources.shopify import ShopifyStore
+from pollerd.sources.shopify.auth import token_provider
+from pollerd.sources.shopify.normalize import admin_url
+from pollerd.sources.shopify.rest_normalize import (
     LIST_FIELDS,
     ORDER_FIELDS,
     OrderPayloadError,
@@ -64,6 +64,7 @@ from pollerd.sources.shopify_rest_normalize import (
     normalize,
     rest_captured_at,
 )
+from pollerd.sources.shopify.rules import SHOPIFY_PAID
 
 PAGE_LIMIT = 250  # Shopify's maximum (251 → 400)
 INLINE_WAIT = 10.0
@@ -161,6 +162,7 @@ class ShopifyRestSource:
         self._pacer = RequestPacer(MAX_PER_MINUTE, clock, sleep, max_wait=INLINE_WAIT)
         self._bucket = CallLimit(cfg.max_budget, clock)
         metrics.watch_budget(self.name, self._bucket.used_ratio)
+        self.throttled = 0
         self._sleep = sleep
         self.served_version: str | None = None
         self._warned_version = False
@@ -233,6 +235,9 @@ class ShopifyRestSource:
         found = data.get("transactions") if isinstance(data, dict) else None
         paid = rest_captured_at(found, store=self.name, oid=order.id)
         return replace(order, paid_at=paid) if paid is not None else order
+
+    def budget_used(self) -> float | None:
+        return clamped(self._bucket.used_ratio())
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -371,10 +376,11 @@ class ShopifyRestSource:
                     len(response.content),
                 )
                 metrics.api_request(self.name, response.status_code)
+                self.throttled += response.status_code == 429
                 self._bucket.observe(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
                 return response
         except TooSoon as exc:
-            metrics.throttled(self.name)
+            self.throttled += 1
             raise self._retryable(
                 f"Shopify asked for a pause (Retry-After): {exc.wait:.0f} s left, so no request "
                 "was sent",
