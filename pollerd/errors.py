@@ -13,15 +13,16 @@ defined elsewhere are drawn by module path and derive from a class of this modul
     ├── ControlFlow                             raised and caught inside one module, never
     │   │                                       shown to a person, never a PollerdError
     │   ├── web.BadRequest(status)              an unsubscribe request answered 4xx
-    │   ├── templates.fit.DigestTooLong      a digest cannot name every alert it holds
+    │   ├── templates.fit.DigestTooLong         a digest cannot name every alert it holds
     │   ├── templates.sandbox.TooLarge          a template over a bound (also jinja2's
     │   │                                       SecurityError, so `check` lists it)
     │   ├── sources.ratelimit.TooSoon(wait)     a pause longer than one call may sleep
-    │   └── sources.shopify_bulk._UrlGone       a bulk result URL that no longer serves
+    │   └── sources.shopify.bulk._UrlGone       a bulk result URL that no longer serves
     └── PollerdError                            exit 1 unless the class says otherwise
         ├── ConfigError(field, problem, fix)    exit 78 (EX_CONFIG): systemd must not restart-loop
         │   ├── SecretError                     missing env var / file / systemd credential
-        │   └── config.ConfigErrors(problems)   every problem of one config file at once
+        │   └── config.explain.ConfigErrors     every problem of one config file at once
+        ├── plugins.UnknownPlugin(known)        no plugin of that name (also a KeyError)
         ├── startpoint.UsageError               exit 2: a start point the command cannot take
         ├── status.UnknownName                  exit 2: no such channel / event type
         ├── store.backup.NotSQLite              exit 2: `backup` on PostgreSQL
@@ -36,15 +37,15 @@ defined elsewhere are drawn by module path and derive from a class of this modul
         │   ├── RetryableSourceError            + Retryable: 429, 5xx, WAF 403 pages, timeouts,
         │   │   │                               bad JSON, transport failures (pollerd.http)
         │   │   ├── BlockedSourceError          a WAF's 403 page: backs off like an auth error
-        │   │   ├── sources.shopify_bulk.BulkOperationFailed
-        │   │   └── sources.shopify_client.ShopifyServerError
+        │   │   ├── sources.shopify.bulk.BulkOperationFailed
+        │   │   └── sources.shopify.client.ShopifyServerError
         │   ├── PermanentSourceError            + Permanent, scope "store" (or "order"): auth,
         │   │   │  (alias FatalSourceError)     unsupported version, 404 site, bad request
-        │   │   └── sources.shopify_client.ShopifyAccessDenied
+        │   │   └── sources.shopify.client.ShopifyAccessDenied
         │   ├── sources.base.FeedUnavailable    an optional feed the credentials may not read
         │   ├── sources.payload.OrderPayloadError   one order the API sent malformed
-        │   ├── sources.shopify_bulk.BulkFileError  a bulk result file that does not parse
-        │   └── sources.shopify_client.CostTooHigh  a query over Shopify's per-query cost
+        │   ├── sources.shopify.bulk.BulkFileError  a bulk result file that does not parse
+        │   └── sources.shopify.client.CostTooHigh  a query over Shopify's per-query cost
         └── ChannelError(detail)                the receiver edge (pollerd/channels)
             ├── RetryableChannelError           + Retryable: timeouts, transport failures,
             │                                   429, 5xx, an API code meaning "busy"

@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
+from pollerd.errors import PollerdError
+
 __all__ = ["Registry", "UnknownPlugin"]
 
 T = TypeVar("T")
 
 
-class UnknownPlugin(KeyError):
+class UnknownPlugin(PollerdError, KeyError):
     """No plugin of this kind has that name (or it is not of the expected kind). A `KeyError`
     so callers that looked up a dict before keep working; `str()` is the message itself."""
 
