@@ -128,13 +128,14 @@ def run_demo(
         )
         stop = threading.Event()
         seed = int.from_bytes(os.urandom(2), "big")
-        streams = [
-            OrderStream(sim, seed=seed, orders_per_minute=rate),
+        woo = OrderStream(sim, seed=seed, orders_per_minute=rate)
+        streams: list[OrderStream | ShopStream] = [
+            woo,
             ShopStream(shop, seed=seed, orders_per_minute=rate),
         ]
         # A shop has a past: orders placed days ago that change while the demo runs (a bank
         # transfer settling, a cancellation). Their changes alert; their creation does not.
-        streams[0].history()
+        woo.history()
 
         def on_ready(runtime: Runtime) -> None:
             # Before any pass has run (run() calls this before it first awaits).

@@ -46,6 +46,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from datetime import UTC
+from types import FrameType
 from typing import Any, Literal, TextIO, get_args
 
 from loguru import logger
@@ -409,7 +410,8 @@ class _ToLoguru(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        frame, depth = logging.currentframe(), 2
+        frame: FrameType | None = logging.currentframe()
+        depth = 2
         while frame is not None and frame.f_code.co_filename == logging.__file__:
             frame, depth = frame.f_back, depth + 1
         bound = logger.bind(logger=record.name).opt(depth=depth, exception=record.exc_info)

@@ -155,8 +155,8 @@ class Order:
     admin_url: str = ""
     line_items: tuple[LineItem, ...] = ()
     cancel_reason: str | None = None
-    trashed_from: str | None = None  # deleted to a trash: the status the order had before
-    trashed_at: datetime | None = None  # deleted to a trash: when
+    hidden_from: str | None = None  # moved to a `Hidden` status (a trash): the status before
+    hidden_at: datetime | None = None  # moved to a `Hidden` status: when, by its own record
     # The full contact, for the sealed store only (never in events, repr or comparisons).
     contact: Contact | None = field(default=None, repr=False, compare=False)
 

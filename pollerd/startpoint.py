@@ -56,7 +56,7 @@ def show(settings: Settings, only: str | None) -> list[dict[str, object]]:
     cfgs = [_store(settings, only)] if only else list(settings.stores)
     store = open_store(settings.pollerd.database)
     try:
-        rows = []
+        rows: list[dict[str, object]] = []
         for cfg in cfgs:
             cursor = store.cursor(cfg.name)
             rows.append(

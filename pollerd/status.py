@@ -96,11 +96,11 @@ def collect(settings: Settings) -> dict[str, Any]:
             )
         counts = store.counts()
         broken = store.broken_channels()
-        failing = _failing_channels(settings, store, now.timestamp())
+        failing_channels = _failing_channels(settings, store, now.timestamp())
         channels = []
         for ch in settings.channels:
             c = counts.get(ch.name, {"pending": 0, "retrying": 0, "sent": 0, "dead": 0})
-            problem = ch.name in broken or ch.name in failing or c["dead"] > 0
+            problem = ch.name in broken or ch.name in failing_channels or c["dead"] > 0
             healthy &= not problem
             channels.append(
                 {
@@ -108,7 +108,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                     "type": ch.type,
                     **c,
                     "broken": broken.get(ch.name),
-                    "failing": failing.get(ch.name),
+                    "failing": failing_channels.get(ch.name),
                 }
             )
         database = database_state(store)

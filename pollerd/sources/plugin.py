@@ -57,7 +57,7 @@ def evidence(order: Order, kind: str) -> datetime | None:
     if kind == "order.cancelled":
         return order.cancelled_at
     if kind == "order.deleted":
-        return order.trashed_at
+        return order.hidden_at
     if kind == "order.partially_refunded" and order.refunds_at:
         return order.refunds_at[0]
     if kind == "order.refunded" and order.refunds_at:

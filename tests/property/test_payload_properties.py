@@ -102,7 +102,7 @@ def _sane(order: Order) -> None:
         assert isinstance(item.quantity, int) and isinstance(item.name, str)
         assert Decimal(item.total).is_finite()
     dates = (order.created_at, order.updated_at, order.paid_at, order.completed_at)
-    for when in (*dates, order.trashed_at, *order.refunds_at):
+    for when in (*dates, order.hidden_at, *order.refunds_at):
         assert when is None or when.utcoffset() is not None
         assert when is None or when - SPAN < when + SPAN  # no OverflowError in the sync's sums
     json.dumps(order.to_json(), allow_nan=False)

@@ -216,15 +216,15 @@ PRE_START_CASES = {
         old_order("cancelled", updated=START - timedelta(minutes=3)),
         [],
     ),
-    "trashed after the start": (old_order("trash", paid_at=EARLY, trashed_from="processing"), [D]),
+    "trashed after the start": (old_order("trash", paid_at=EARLY, hidden_from="processing"), [D]),
     "trashed after the start, by its trash time": (
-        old_order("trash", paid_at=EARLY, trashed_from="processing", trashed_at=PAID),
+        old_order("trash", paid_at=EARLY, hidden_from="processing", hidden_at=PAID),
         [D],
     ),
     # Seen on a real WooCommerce 10.0.2: trashed two days before the start, then edited by the
     # REST API after it (date_modified moves): the trash's own time says it is history.
     "trashed before the start, edited after: nothing": (
-        old_order("trash", paid_at=EARLY, trashed_from="processing", trashed_at=EARLY),
+        old_order("trash", paid_at=EARLY, hidden_from="processing", hidden_at=EARLY),
         [],
     ),
 }
@@ -240,7 +240,7 @@ def test_an_old_order_known_from_the_baseline_diffs_against_it() -> None:
     assert run(
         old_order("on-hold", updated=EARLY),  # the baseline: before the start, silent
         old_order("cancelled"),
-        old_order("trash", trashed_from="cancelled", updated=T + timedelta(minutes=1)),
+        old_order("trash", hidden_from="cancelled", updated=T + timedelta(minutes=1)),
     ) == [[], [X], [D]]
 
 
@@ -248,11 +248,11 @@ TRASH_FIRST_SIGHT = {
     # Created after the start point, first seen in the trash (issue 11 item 2).
     "paid then trashed": (order("trash", paid=True), [C, P, D]),
     "on-hold then trashed (trash meta)": (
-        replace(order("trash", paid=True), trashed_from="on-hold"),
+        replace(order("trash", paid=True), hidden_from="on-hold"),
         [C, D],
     ),
     "completed then trashed": (order("trash", paid=True, completed=True), [C, P, F, D]),
-    "a draft trashed: nothing": (replace(order("trash"), trashed_from="checkout-draft"), []),
+    "a draft trashed: nothing": (replace(order("trash"), hidden_from="checkout-draft"), []),
 }
 
 

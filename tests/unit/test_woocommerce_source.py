@@ -932,4 +932,4 @@ def test_a_trashed_order_says_what_it_was_before_the_trash() -> None:
     order = normalize(payload, store="shop", site_url="https://shop.example")
     meta = {m["key"]: m["value"] for m in payload["meta_data"]}
     assert order.status == "trash"
-    assert order.trashed_from == meta["_wp_trash_meta_status"].removeprefix("wc-")
+    assert order.hidden_from == meta["_wp_trash_meta_status"].removeprefix("wc-")

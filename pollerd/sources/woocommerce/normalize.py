@@ -69,8 +69,8 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         contact=Contact.of(_full_name(billing) or _full_name(shipping), email, phone),
         admin_url=admin_url(site_url, oid),
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
-        trashed_from=_trashed_from(payload) if status == "trash" else None,
-        trashed_at=_trashed_at(payload) if status == "trash" else None,
+        hidden_from=_trashed_from(payload) if status == "trash" else None,
+        hidden_at=_trashed_at(payload) if status == "trash" else None,
     )
 
 

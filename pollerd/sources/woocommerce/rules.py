@@ -78,8 +78,8 @@ def woo_implied(order: Order, rules: WooRules, known: bool) -> set[str]:
 def _before_trash(order: Order) -> str:
     """The status a trashed order had; guessed from its dates when the trash meta is missing
     (with no dates either it may have been a draft, which is never announced)."""
-    if order.trashed_from and order.trashed_from != "trash":
-        return order.trashed_from
+    if order.hidden_from and order.hidden_from != "trash":
+        return order.hidden_from
     if order.completed_at is not None:
         return "completed"
     return "processing" if order.paid_at is not None else "auto-draft"
