@@ -10,13 +10,19 @@ per answer. A client keeps only what differs: URLs, parameters, auth signing, an
 `paced` adds the `RequestPacer` slot the REST clients share: one request in flight, spacing,
 back-off after a transport failure, and a pending `Retry-After` longer than one call may sleep
 ending the call (retryable, nothing sent) instead of hanging the pass.
+
+`StoreClient` is how every store client is built: `Client(cfg, http=..., clock=..., sleep=...)`,
+the transport, clock and sleep being what a test replaces (a `MockTransport`, fake time) and
+the daemon injects (`Waits.sleep`, so a stop cuts a pacing wait short).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
@@ -25,7 +31,10 @@ from pollerd.errors import RetryableSourceError
 from pollerd.http import Edge
 from pollerd.sources.ratelimit import RequestPacer, TooSoon
 
-__all__ = ["StoreConnection", "no_answer"]
+if TYPE_CHECKING:
+    from pollerd.config.models import StoreConfig
+
+__all__ = ["StoreClient", "StoreConnection", "Wiring", "no_answer"]
 
 
 def no_answer(exc: httpx.TimeoutException, seconds: float) -> str:
@@ -118,3 +127,63 @@ class StoreConnection:
     async def aclose(self) -> None:
         if self._owns_http:
             await self.http.aclose()
+
+
+class Wiring(TypedDict, total=False):
+    """What a store client takes besides its config (`StoreClient`)."""
+
+    http: httpx.AsyncClient | None
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+
+
+class StoreClient:
+    """The base of every client of one store's API: its config and name, its injected clock
+    and sleep, and its `connection`. A subclass says what differs: `secrets()` (the values
+    never to show), `transport_failure` (the error a failed exchange raises) and `asker` (who
+    asks for a pause, in words)."""
+
+    cfg: StoreConfig
+    asker = "the store"
+
+    def __init__(
+        self,
+        cfg: StoreConfig,
+        *,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.clock = clock
+        self.sleep = sleep
+        self.connection = StoreConnection(
+            cfg.name,
+            cfg.timeout,
+            http,
+            secrets=self.secrets,
+            failure=self.transport_failure,
+            asker=self.asker,
+        )
+
+    def secrets(self) -> Iterable[str]:
+        """The credentials scrubbed from every message and request line (read at each use: a
+        token may be replaced)."""
+        return ()
+
+    def transport_failure(self, text: str) -> RetryableSourceError:
+        return RetryableSourceError(self.name, text)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.connection.http
+
+    @property
+    def throttled(self) -> int:
+        """429 answers and pending Retry-After pauses of paced requests (the sync reads it
+        after a pass to tell "throttled" from "error")."""
+        return self.connection.throttled
+
+    async def aclose(self) -> None:
+        await self.connection.aclose()

@@ -27,16 +27,14 @@ key or secret (they are scrubbed as a last line of defence too).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import httpx
 from loguru import logger
@@ -45,7 +43,7 @@ from pollerd import metrics
 from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
 from pollerd.model import Order
 from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
-from pollerd.sources.connection import StoreConnection
+from pollerd.sources.connection import StoreClient, Wiring
 from pollerd.sources.payload import (
     OrderPayloadError,
     payload_date,
@@ -71,9 +69,9 @@ INLINE_WAIT = 10.0
 """Retry-After pauses up to this are slept through; longer ones end the call (retryable)."""
 
 
-class WooCommerceSource:
-    """One WooCommerce store (see the module docstring). Owns its HTTP client unless given one;
-    the timeout and User-Agent are applied per request, so a shared client works too."""
+class WooCommerceSource(StoreClient):
+    """One WooCommerce store (see the module docstring); the User-Agent is applied per request,
+    so a shared HTTP client works too (`StoreClient`)."""
 
     platform = "woocommerce"
     keyset: Literal["id", "updated_at"] = (
@@ -83,30 +81,20 @@ class WooCommerceSource:
         "trash",
     )  # `status=any` excludes trash: deletions are a listing of their own
 
-    def __init__(
-        self,
-        cfg: WooCommerceStore,
-        *,
-        http: httpx.AsyncClient | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
+    cfg: WooCommerceStore
+
+    def __init__(self, cfg: WooCommerceStore, **wiring: Unpack[Wiring]) -> None:
+        super().__init__(cfg, **wiring)
         self.site = cfg.url.rstrip("/")
         self.scheme = urllib.parse.urlsplit(self.site).scheme
         self.baseline_horizon = cfg.baseline_horizon  # `Undated`: how far the baseline reaches
         self.auth = resolve_auth(cfg.auth, self.scheme)
-        self._connection = StoreConnection(
-            cfg.name,
-            cfg.timeout,
-            http,
-            secrets=lambda: (cfg.consumer_secret.get(), cfg.consumer_key.get()),
-        )
         self._answers = WordPressAnswers(
-            cfg.name, self.site, self.scheme, self.auth, self._connection.scrub
+            cfg.name, self.site, self.scheme, self.auth, self.connection.scrub
         )
-        self._pacer = RequestPacer(cfg.max_requests_per_minute, clock, sleep, max_wait=INLINE_WAIT)
+        self._pacer = RequestPacer(
+            cfg.max_requests_per_minute, self.clock, self.sleep, max_wait=INLINE_WAIT
+        )
         metrics.watch_budget(self.name, self._pacer.used_ratio)
         # WordPress checks OAuth signatures against its home URL with the scheme `is_ssl()`
         # reports; behind a proxy that hides TLS that is http:// although we call https://.
@@ -238,13 +226,8 @@ class WooCommerceSource:
     def budget_used(self) -> float | None:
         return clamped(self._pacer.used_ratio())
 
-    @property
-    def throttled(self) -> int:
-        """429 answers and pending Retry-After pauses (the sync reads it after a pass)."""
-        return self._connection.throttled
-
-    async def aclose(self) -> None:
-        await self._connection.aclose()
+    def secrets(self) -> tuple[str, str]:
+        return self.cfg.consumer_secret.get(), self.cfg.consumer_key.get()
 
     def describe_auth(self) -> str:
         how = {
@@ -393,7 +376,7 @@ class WooCommerceSource:
         async def ready() -> dict[str, str]:
             return headers
 
-        return await self._connection.paced(
+        return await self.connection.paced(
             self._pacer, method, url, label=f"{method} {path}", headers=ready
         )
 
