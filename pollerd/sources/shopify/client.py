@@ -43,6 +43,7 @@ from pollerd.sources.connection import StoreClient, Wiring
 from pollerd.sources.ratelimit import CostBudget
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.auth import TokenProvider, token_provider
+from pollerd.sources.shopify.version import ServedVersion
 
 MAX_QUERY_COST = 1000
 """Shopify refuses a single query whose requested cost exceeds this (MAX_COST_EXCEEDED)."""
@@ -131,10 +132,9 @@ class ShopifyClient(StoreClient):
             cfg.max_budget, self.clock, self.sleep, max_query_cost=MAX_QUERY_COST
         )
         metrics.watch_budget(self.name, self.budget.used_ratio)
-        self.served_version: str | None = None
+        self.version = ServedVersion(cfg.name, cfg.api_version)
         self.last_cost = QueryCost()
         self.requests = 0
-        self._warned_version = False
         self._seen_costs: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._random = random.Random()
@@ -220,7 +220,7 @@ class ShopifyClient(StoreClient):
             body = None
         if not isinstance(body, dict):
             body = None
-        self._check_version(response)
+        self.version.note(response)
         cost = _cost(body)
         self.budget.observe(cost.get("throttleStatus"))
         actual = cost.get("actualQueryCost")
@@ -341,24 +341,6 @@ class ShopifyClient(StoreClient):
         elif status == 200:
             what = f"HTTP 200 with a body that is not a JSON object ({kind})"
         return ShopifyServerError(self.name, what, status)
-
-    def _check_version(self, response: httpx.Response) -> None:
-        served = response.headers.get("X-Shopify-API-Version")
-        if not served:
-            return
-        self.served_version = served
-        if served != self.cfg.api_version and not self._warned_version:
-            self._warned_version = True
-            logger.warning(
-                "store {}: Shopify served API version {} although api_version = {!r} is pinned: "
-                "that version is retired or unknown, so Shopify silently fell forward to the "
-                "oldest one it supports. Order fields may behave differently; set api_version to "
-                "a supported version (a recent one: {} itself retires next)",
-                self.name,
-                served,
-                self.cfg.api_version,
-                served,
-            )
 
 
 def _codes(body: dict[str, Any] | None) -> set[str]:

@@ -135,7 +135,7 @@ class ShopifyGraphQLSource:
             )
         newest = await self.probe()
         client = self.client
-        served = client.served_version or "?"
+        served = client.version.served or "?"
         version = f"API {served}"
         if served != self.cfg.api_version:
             version += f" (pinned {self.cfg.api_version}: Shopify fell forward)"

@@ -64,6 +64,7 @@ from pollerd.sources.shopify.rest_normalize import (
     rest_captured_at,
 )
 from pollerd.sources.shopify.rules import SHOPIFY_PAID
+from pollerd.sources.shopify.version import ServedVersion
 
 PAGE_LIMIT = 250  # Shopify's maximum (251 → 400)
 INLINE_WAIT = 10.0
@@ -152,8 +153,7 @@ class ShopifyRestSource(StoreClient):
         self._pacer = RequestPacer(MAX_PER_MINUTE, self.clock, self.sleep, max_wait=INLINE_WAIT)
         self._bucket = CallLimit(cfg.max_budget, self.clock)
         metrics.watch_budget(self.name, self._bucket.used_ratio)
-        self.served_version: str | None = None
-        self._warned_version = False
+        self.version = ServedVersion(cfg.name, cfg.api_version)
 
     # --- Source --------------------------------------------------------------------------------
 
@@ -167,7 +167,7 @@ class ShopifyRestSource(StoreClient):
             value = self._decode(response)
             raw = value.get("count") if isinstance(value, dict) else None
             count = f"{raw} orders" if isinstance(raw, int) else count
-        served = self.served_version or "an unreported version"
+        served = self.version.served or "an unreported version"
         return (
             f"Shopify {self.shop} over the REST Admin API {served} (pinned "
             f"{self.cfg.api_version}), {self._auth.kind}, {count}"
@@ -363,7 +363,7 @@ class ShopifyRestSource(StoreClient):
         status = response.status_code
         if 200 <= status < 300:
             self._pacer.success()
-            self._note_version(response)
+            self.version.note(response)
             return
         said = _shopify_errors(response)
         what = f"GET {response.url.path}"
@@ -415,23 +415,6 @@ class ShopifyRestSource(StoreClient):
         raise self._fatal(
             f"{what}: unexpected HTTP {status} ({said}); this is likely a pollerd bug, report it"
         )
-
-    def _note_version(self, response: httpx.Response) -> None:
-        served = response.headers.get("X-Shopify-API-Version")
-        if not served:
-            return
-        self.served_version = served
-        if served != self.cfg.api_version and not self._warned_version:
-            self._warned_version = True
-            logger.warning(
-                "store {}: Shopify serves API version {} instead of the pinned {} (retired or "
-                "unknown versions fall forward to the oldest supported one); set api_version = "
-                '"{}" after checking the release notes',
-                self.name,
-                served,
-                self.cfg.api_version,
-                served,
-            )
 
     # --- errors --------------------------------------------------------------------------------
 
