@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -86,11 +87,19 @@ class StoreConnection:
         return self.edge.scrub(text)
 
     async def request(
-        self, method: str, url: str | httpx.URL, *, label: str, **kwargs: Any
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        label: str,
+        failure: Callable[[str], RetryableSourceError] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """One request through the edge; a transport failure raises `RetryableSourceError`
-        ("`label`: what failed, host:port"). Redirects are never followed."""
-        return await self.edge.request(method, url, timeout=self.seconds, label=label, **kwargs)
+        """One request through the edge; a transport failure raises the connection's
+        `failure` (or this call's) with "`label`: what failed, host:port". Redirects are never
+        followed."""
+        edge = self.edge if failure is None else replace(self.edge, failure=failure)
+        return await edge.request(method, url, timeout=self.seconds, label=label, **kwargs)
 
     async def paced(
         self,

@@ -196,7 +196,7 @@ class ShopifyClient(StoreClient):
     # --- one exchange ------------------------------------------------------------------------
 
     async def _post(self, query: str, variables: dict[str, Any] | None) -> httpx.Response:
-        self._token = await self.auth.token(self.http)
+        self._token = await self.auth.token(self.connection)
         headers = {
             "X-Shopify-Access-Token": self._token,
             "Content-Type": "application/json",

@@ -329,7 +329,7 @@ class ShopifyRestSource(StoreClient):
         become retryable."""
 
         async def ready() -> dict[str, str]:
-            self._token = await self._auth.token(self.connection.http)
+            self._token = await self._auth.token(self.connection)
             pause = self._bucket.delay()
             if pause > 0:
                 await self.sleep(pause)
