@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from pollerd.errors import FatalSourceError, RetryableSourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.secrets import Secret
 from pollerd.sources.shopify import ShopifyStore
 
@@ -135,10 +135,10 @@ class ClientCredentials:
         self._refresh_at = self.clock() + lifetime * REFRESH_AT
         self.issued += 1
 
-    def _refused(self, status: int, payload: object) -> FatalSourceError:
+    def _refused(self, status: int, payload: object) -> PermanentSourceError:
         error = payload.get("error") if isinstance(payload, dict) else None
         if error == "invalid_client" or status in (400, 401):
-            return FatalSourceError(
+            return PermanentSourceError(
                 self.store,
                 f"Shopify refused the client credentials (HTTP {status}"
                 f"{f', {error}' if isinstance(error, str) else ''}): client_id "
@@ -146,7 +146,7 @@ class ClientCredentials:
                 "shop. Copy both from the app's Settings in the Dev Dashboard (and install the "
                 "app on the shop), or use a custom app's access_token instead",
             )
-        return FatalSourceError(
+        return PermanentSourceError(
             self.store,
             f"the token endpoint {TOKEN_PATH} answered HTTP {status}: is shop the "
             "*.myshopify.com domain of a shop the app is installed on?",

@@ -37,7 +37,7 @@ import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError, SourceError
 from pollerd.http import retry_after
 from pollerd.sources.connection import StoreClient, Wiring
 from pollerd.sources.ratelimit import CostBudget
@@ -81,7 +81,7 @@ class CostTooHigh(SourceError):
         super().__init__(store, f"query cost {cost} exceeds Shopify's per-query limit {limit}")
 
 
-class ShopifyAccessDenied(FatalSourceError):
+class ShopifyAccessDenied(PermanentSourceError):
     """The token lacks an access scope (`access_scope`, e.g. `read_shopify_payments_disputes`).
     `scope` is the error tree's: "store", as for every permanent source failure."""
 
@@ -249,13 +249,15 @@ class ShopifyClient(StoreClient):
                 "credentials page into access_token"
                 + (f" ({ref})" if (ref := getattr(self.cfg.access_token, "ref", "")) else "")
             )
-            raise FatalSourceError(
+            raise PermanentSourceError(
                 self.name, f"Shopify refused the credentials (HTTP 401{said}): {how}"
             )
         if status in _STATUS_FIX or 300 <= status < 400:
             fix = _STATUS_FIX.get(status, _STATUS_FIX[301]).format(endpoint=self.endpoint)
-            raise FatalSourceError(self.name, f"HTTP {status}{said}: {fix}")
-        raise FatalSourceError(self.name, f"unexpected HTTP {status}{said} from {self.endpoint}")
+            raise PermanentSourceError(self.name, f"HTTP {status}{said}: {fix}")
+        raise PermanentSourceError(
+            self.name, f"unexpected HTTP {status}{said} from {self.endpoint}"
+        )
 
     def _data(self, response: httpx.Response, body: dict[str, Any], query: str) -> dict[str, Any]:
         requested = _requested(body)
@@ -292,7 +294,7 @@ class ShopifyClient(StoreClient):
         message = str(first.get("message", first) if isinstance(first, dict) else first)
         code = _codes({"errors": items}) or {"no code"}
         served = response.headers.get("X-Shopify-API-Version") or "?"
-        raise FatalSourceError(
+        raise PermanentSourceError(
             self.name,
             f"Shopify refused the query ({', '.join(sorted(code))}: {message[:300]}; API version "
             f"served {served}, pinned {self.cfg.api_version}). If the shop is inactive, wait for "

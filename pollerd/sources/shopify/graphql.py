@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
-from pollerd.errors import FatalSourceError, RetryableSourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
 from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import Wiring
@@ -128,7 +128,7 @@ class ShopifyGraphQLSource:
         )
         if not {"read_orders", "write_orders"} & set(scopes):
             has = ", ".join(scopes) or "none"
-            raise FatalSourceError(
+            raise PermanentSourceError(
                 self.name,
                 f"the app lacks the read_orders access scope (it has: {has}): add read_orders "
                 "to the app's Admin API access scopes and reinstall it",

@@ -36,7 +36,7 @@ import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.errors import FatalSourceError, RetryableSourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.http import retry_after
 from pollerd.model import Order
 from pollerd.sources.base import (
@@ -421,8 +421,8 @@ class ShopifyRestSource(StoreClient):
     def _scrub(self, text: str) -> str:
         return self.connection.scrub(text)
 
-    def _fatal(self, message: str) -> FatalSourceError:
-        return FatalSourceError(self.name, self._scrub(message))
+    def _fatal(self, message: str) -> PermanentSourceError:
+        return PermanentSourceError(self.name, self._scrub(message))
 
     def _retryable(self, message: str, retry_after: float | None = None) -> RetryableSourceError:
         return RetryableSourceError(self.name, self._scrub(message), retry_after=retry_after)

@@ -19,10 +19,12 @@ Every choice below is a measured quirk of a real WooCommerce 10.0.2 (research/wo
   never logged or put in an error here.
 - Nothing in front of the store is trusted to say "no orders": 429, 5xx, WAF 403 pages, timeouts
   and bodies that are not the expected JSON all raise `RetryableSourceError`; auth, version and
-  URL problems raise `FatalSourceError` with the fix. Pacing lives in `ratelimit`.
+  URL problems raise `PermanentSourceError` with the fix. Pacing lives in `ratelimit`.
 
-Errors are typed here, at the edge, from status *and* body; messages never contain the consumer
-key or secret (they are scrubbed as a last line of defence too).
+Errors are typed at the edge, from status *and* body: `responses.WordPressAnswers` says what a
+refusal means (the client's `classify`). Requests go out through the store's
+`sources.connection` (`pollerd.http.Edge`); messages never contain the consumer key or secret
+(they are scrubbed there as a last line of defence too).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError, SourceError
 from pollerd.model import Order
 from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import StoreClient, Wiring
@@ -332,7 +334,7 @@ class WooCommerceSource(StoreClient):
         not read it (it needs `manage_woocommerce`), which is not an error for polling."""
         try:
             data, _ = await self._get_json(STATUS_PATH, {"_fields": "environment"})
-        except FatalSourceError:
+        except PermanentSourceError:
             return None
         env = data.get("environment") if isinstance(data, dict) else None
         version = env.get("version") if isinstance(env, dict) else None
@@ -444,7 +446,7 @@ class WooCommerceSource(StoreClient):
 
     # --- errors --------------------------------------------------------------------------------
 
-    def _fatal(self, message: str) -> FatalSourceError:
+    def _fatal(self, message: str) -> PermanentSourceError:
         return self._answers.fatal(message)
 
     def _retryable(self, message: str, retry_after: float | None = None) -> RetryableSourceError:
