@@ -39,8 +39,8 @@ __all__ = ["StoreClient", "StoreConnection", "Wiring", "no_answer"]
 
 
 def no_answer(exc: httpx.TimeoutException, seconds: float) -> str:
-    """A store timeout in the sources' words (connect or read alike: a listing is idempotent,
-    so whether the request arrived does not matter)."""
+    """A store timeout in the sources' words (connect or read alike: every store request is a
+    read or a token grant, safe to repeat whether or not it arrived)."""
     return f"no answer within {seconds:g} s (timeout)"
 
 
@@ -50,8 +50,9 @@ class StoreConnection:
     error of a transport failure (a client that retries some of them inline raises its own
     `RetryableSourceError` subclass).
 
-    `throttled` counts what the store's pacing refused (`paced` only): 429 answers and pending
-    `Retry-After` pauses that kept a request from going out. The sync reads it from the source
+    `throttled` counts the store's "slow down"s: in `paced`, 429 answers and pending
+    `Retry-After` pauses that kept a request from going out; a client that reads the signal
+    from the body (Shopify's THROTTLED) adds its own. The sync reads it from the source
     (metrics are written, never read back)."""
 
     def __init__(
@@ -190,8 +191,8 @@ class StoreClient:
 
     @property
     def throttled(self) -> int:
-        """429 answers and pending Retry-After pauses of paced requests (the sync reads it
-        after a pass to tell "throttled" from "error")."""
+        """The store's "slow down"s so far (`StoreConnection.throttled`): the sync compares it
+        across a pass to tell "throttled" from "error"."""
         return self.connection.throttled
 
     async def aclose(self) -> None:
