@@ -19,7 +19,7 @@ from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import Event
 from pollerd.sources.shopify import ShopifyStore
-from pollerd.sources.shopify.client import ShopifyClient
+from pollerd.sources.shopify.client import ShopifyClient, ShopifyServerError
 from pollerd.sources.shopify.rest import ShopifyRestSource
 from pollerd.sources.woocommerce import WooCommerceStore
 from pollerd.sources.woocommerce.client import WooCommerceSource
@@ -215,3 +215,36 @@ def test_the_request_line_drops_every_credential_parameter() -> None:
     assert len(lines) == 1 and "GET /wp-json/wc/v3/orders?page=2&status=any -> 200" in lines[0]
     assert KEY not in lines[0] and SECRET not in lines[0] and TOKEN not in lines[0]
     assert "abc" not in lines[0]
+
+
+def test_an_unreachable_token_endpoint_is_not_a_failed_page() -> None:
+    """The client-credentials grant goes through the store's connection too (host:port named,
+    counted, logged), but its failure stays a plain retryable error: a `ShopifyServerError`
+    would be retried inline and make a pager halve its page for nothing."""
+    port = free_port()
+    config = ShopifyStore(
+        name="acme",
+        platform="shopify",
+        shop="acme.myshopify.com",
+        client_id="app-id",
+        client_secret="app-secret-value",
+        base_url=f"http://127.0.0.1:{port}",
+    )
+
+    async def main() -> RetryableSourceError:
+        clock = FakeTime(5000.0)
+        client = ShopifyClient(config, clock=clock.clock, sleep=clock.sleep)
+        try:
+            with pytest.raises(RetryableSourceError) as info:
+                await client.query("{ shop { name } }")
+            assert client.requests == 0 and clock.sleeps == []  # no POST, no inline retry
+            return info.value
+        finally:
+            await client.aclose()
+
+    error = asyncio.run(main())
+    assert not isinstance(error, ShopifyServerError), error
+    said = str(error)
+    assert "client-credentials token: POST /admin/oauth/access_token" in said, said
+    assert f"127.0.0.1:{port}" in said and "connection refused" in said, said
+    assert "app-secret-value" not in said
