@@ -52,15 +52,17 @@ def woo(url: str, **kw: Any) -> WooCommerceStore:
     return WooCommerceStore(**values)
 
 
-def shopify(url: str, api: str = "graphql") -> ShopifyStore:
-    return ShopifyStore(
-        name="acme",
-        platform="shopify",
-        shop="acme.myshopify.com",
-        access_token=TOKEN,
-        base_url=url,
-        api=api,
-    )
+def shopify(url: str, api: str = "graphql", **kw: Any) -> ShopifyStore:
+    values: dict[str, Any] = {
+        "name": "acme",
+        "platform": "shopify",
+        "shop": "acme.myshopify.com",
+        "access_token": TOKEN,
+        "base_url": url,
+        "api": api,
+        **kw,
+    }
+    return ShopifyStore(**values)
 
 
 async def woo_error(url: str, fault: str | None = None, sim: WooSim | None = None) -> str:
@@ -222,13 +224,11 @@ def test_an_unreachable_token_endpoint_is_not_a_failed_page() -> None:
     counted, logged), but its failure stays a plain retryable error: a `ShopifyServerError`
     would be retried inline and make a pager halve its page for nothing."""
     port = free_port()
-    config = ShopifyStore(
-        name="acme",
-        platform="shopify",
-        shop="acme.myshopify.com",
+    config = shopify(
+        f"http://127.0.0.1:{port}",
+        access_token=None,
         client_id="app-id",
         client_secret="app-secret-value",
-        base_url=f"http://127.0.0.1:{port}",
     )
 
     async def main() -> RetryableSourceError:
