@@ -179,8 +179,7 @@ class PermanentSourceError(SourceError, Permanent):
     scope: str = "store"
 
     def __init__(self, store: str, message: str, *, scope: SourceScope | None = None) -> None:
-        # Set only when given: `ShopifyAccessDenied` still keeps Shopify's access scope under
-        # this name (sources/shopify_client.py; rename it `access_scope` when that moves).
+        # Set only when given: the class default ("store") covers every other permanent one.
         if scope is not None:
             self.scope = scope
         super().__init__(store, message)

@@ -654,7 +654,8 @@ def test_access_denied_names_the_missing_scope() -> None:
 
         with pytest.raises(ShopifyAccessDenied) as caught:
             run(cfg(sim), body)
-    assert caught.value.scope == "read_shopify_payments_disputes"
+    assert caught.value.access_scope == "read_shopify_payments_disputes"
+    assert caught.value.scope == "store"  # the error tree's scope, not Shopify's
     assert "read_shopify_payments_disputes" in str(caught.value)
 
 

@@ -19,7 +19,7 @@ from pollerd.errors import RetryableSourceError, SourceError
 from pollerd.http import log_exchange, transport_error
 from pollerd.model import Event
 from pollerd.sources.shopify import ShopifyStore
-from pollerd.sources.shopify.client import ShopifyClient
+from pollerd.sources.shopify.client import ShopifyClient, ShopifyServerError
 from pollerd.sources.shopify.rest import ShopifyRestSource
 from pollerd.sources.woocommerce import WooCommerceStore
 from pollerd.sources.woocommerce.client import WooCommerceSource
@@ -52,15 +52,17 @@ def woo(url: str, **kw: Any) -> WooCommerceStore:
     return WooCommerceStore(**values)
 
 
-def shopify(url: str, api: str = "graphql") -> ShopifyStore:
-    return ShopifyStore(
-        name="acme",
-        platform="shopify",
-        shop="acme.myshopify.com",
-        access_token=TOKEN,
-        base_url=url,
-        api=api,
-    )
+def shopify(url: str, api: str = "graphql", **kw: Any) -> ShopifyStore:
+    values: dict[str, Any] = {
+        "name": "acme",
+        "platform": "shopify",
+        "shop": "acme.myshopify.com",
+        "access_token": TOKEN,
+        "base_url": url,
+        "api": api,
+        **kw,
+    }
+    return ShopifyStore(**values)
 
 
 async def woo_error(url: str, fault: str | None = None, sim: WooSim | None = None) -> str:
@@ -215,3 +217,34 @@ def test_the_request_line_drops_every_credential_parameter() -> None:
     assert len(lines) == 1 and "GET /wp-json/wc/v3/orders?page=2&status=any -> 200" in lines[0]
     assert KEY not in lines[0] and SECRET not in lines[0] and TOKEN not in lines[0]
     assert "abc" not in lines[0]
+
+
+def test_an_unreachable_token_endpoint_is_not_a_failed_page() -> None:
+    """The client-credentials grant goes through the store's connection too (host:port named,
+    counted, logged), but its failure stays a plain retryable error: a `ShopifyServerError`
+    would be retried inline and make a pager halve its page for nothing."""
+    port = free_port()
+    config = shopify(
+        f"http://127.0.0.1:{port}",
+        access_token=None,
+        client_id="app-id",
+        client_secret="app-secret-value",
+    )
+
+    async def main() -> RetryableSourceError:
+        clock = FakeTime(5000.0)
+        client = ShopifyClient(config, clock=clock.clock, sleep=clock.sleep)
+        try:
+            with pytest.raises(RetryableSourceError) as info:
+                await client.query("{ shop { name } }")
+            assert client.requests == 0 and clock.sleeps == []  # no POST, no inline retry
+            return info.value
+        finally:
+            await client.aclose()
+
+    error = asyncio.run(main())
+    assert not isinstance(error, ShopifyServerError), error
+    said = str(error)
+    assert "client-credentials token: POST /admin/oauth/access_token" in said, said
+    assert f"127.0.0.1:{port}" in said and "connection refused" in said, said
+    assert "app-secret-value" not in said

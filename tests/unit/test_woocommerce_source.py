@@ -32,12 +32,12 @@ from pollerd.model import parse_utc
 from pollerd.sources.woocommerce import WooCommerceStore
 from pollerd.sources.woocommerce.client import (
     INLINE_WAIT,
-    WAF_PAUSE,
     OrderPayloadError,
     WooCommerceSource,
     naive_utc,
     normalize,
 )
+from pollerd.sources.woocommerce.responses import WAF_PAUSE
 from pollerd.sources.woocommerce.rules import pay_rules, woo_implied
 from pollerd_sim import WooSim
 from tests.support.clocks import FakeTime, WallClock

@@ -18,14 +18,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from pollerd.errors import FatalSourceError, RetryableSourceError
-from pollerd.http import transport_error
+from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.secrets import Secret
 from pollerd.sources.shopify import ShopifyStore
+
+if TYPE_CHECKING:
+    from pollerd.sources.connection import StoreConnection
 
 TOKEN_PATH = "/admin/oauth/access_token"  # noqa: S105 (a URL path, not a secret)
 REFRESH_AT = 0.9
@@ -38,8 +40,9 @@ class TokenProvider(Protocol):
     kind: str  # "static token" | "client credentials", for `check()` and messages
     can_refresh: bool
 
-    async def token(self, http: httpx.AsyncClient) -> str:
-        """The current access token, fetched or refreshed first when needed."""
+    async def token(self, connection: StoreConnection) -> str:
+        """The current access token, fetched (through the store's `connection`) or refreshed
+        first when needed."""
         ...
 
     def invalidate(self) -> None:
@@ -56,7 +59,7 @@ class StaticToken:
     def __init__(self, secret: Secret) -> None:
         self._secret = secret
 
-    async def token(self, http: httpx.AsyncClient) -> str:
+    async def token(self, connection: StoreConnection) -> str:
         return self._secret.get()
 
     def invalidate(self) -> None:
@@ -75,7 +78,6 @@ class ClientCredentials:
         base_url: str,
         *,
         clock: Callable[[], float] = time.monotonic,
-        timeout: httpx.Timeout | None = None,
     ) -> None:
         assert cfg.client_id is not None and cfg.client_secret is not None
         self.store = cfg.name
@@ -84,38 +86,36 @@ class ClientCredentials:
         self.url = base_url.rstrip("/") + TOKEN_PATH
         self.user_agent = cfg.user_agent
         self.clock = clock
-        self.timeout = timeout or httpx.Timeout(cfg.timeout.total_seconds())
         self._token: Secret | None = None
         self._refresh_at = 0.0
         self.scopes: tuple[str, ...] = ()
         self.issued = 0  # tokens obtained so far, for tests and `check()`
 
-    async def token(self, http: httpx.AsyncClient) -> str:
+    async def token(self, connection: StoreConnection) -> str:
         if self._token is None or self.clock() >= self._refresh_at:
-            await self._fetch(http)
+            await self._fetch(connection)
         assert self._token is not None
         return self._token.get()
 
     def invalidate(self) -> None:
         self._token = None
 
-    async def _fetch(self, http: httpx.AsyncClient) -> None:
+    async def _fetch(self, connection: StoreConnection) -> None:
         body = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self._secret.get(),
         }
-        try:
-            response = await http.post(
-                self.url,
-                data=body,
-                headers={"Accept": "application/json", "User-Agent": self.user_agent},
-                timeout=self.timeout,
-            )
-        except httpx.TimeoutException:
-            raise self._retryable("no answer from the token endpoint (timeout)") from None
-        except httpx.HTTPError as exc:
-            raise self._retryable(f"token endpoint unreachable: {transport_error(exc)}") from None
+        # Its own failure: a token endpoint that does not answer is not a failed page (the
+        # GraphQL client would retry or shrink on its `ShopifyServerError`).
+        response = await connection.request(
+            "POST",
+            self.url,
+            label=f"client-credentials token: POST {TOKEN_PATH}",
+            failure=lambda text: RetryableSourceError(self.store, text),
+            data=body,
+            headers={"Accept": "application/json", "User-Agent": self.user_agent},
+        )
         status = response.status_code
         payload = _json(response)
         if status == 429 or status >= 500:
@@ -135,10 +135,10 @@ class ClientCredentials:
         self._refresh_at = self.clock() + lifetime * REFRESH_AT
         self.issued += 1
 
-    def _refused(self, status: int, payload: object) -> FatalSourceError:
+    def _refused(self, status: int, payload: object) -> PermanentSourceError:
         error = payload.get("error") if isinstance(payload, dict) else None
         if error == "invalid_client" or status in (400, 401):
-            return FatalSourceError(
+            return PermanentSourceError(
                 self.store,
                 f"Shopify refused the client credentials (HTTP {status}"
                 f"{f', {error}' if isinstance(error, str) else ''}): client_id "
@@ -146,7 +146,7 @@ class ClientCredentials:
                 "shop. Copy both from the app's Settings in the Dev Dashboard (and install the "
                 "app on the shop), or use a custom app's access_token instead",
             )
-        return FatalSourceError(
+        return PermanentSourceError(
             self.store,
             f"the token endpoint {TOKEN_PATH} answered HTTP {status}: is shop the "
             "*.myshopify.com domain of a shop the app is installed on?",

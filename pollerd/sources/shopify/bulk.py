@@ -31,7 +31,7 @@ Error tree (all `SourceError`s, typed here at the edge):
     RetryableSourceError
     ├── BulkOperationFailed     FAILED/CANCELED job (after yielding any partial data)
     └── (plain)                 still "already in progress" after the back-off; download failed
-    FatalSourceError            ACCESS_DENIED, or Shopify refused the query (userErrors)
+    PermanentSourceError            ACCESS_DENIED, or Shopify refused the query (userErrors)
     BulkFileError               the JSONL breaks the `__parentId` contract
 """
 
@@ -49,7 +49,7 @@ import httpx
 from loguru import logger
 
 from pollerd.crypto import SealedSpool
-from pollerd.errors import ControlFlow, FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import ControlFlow, PermanentSourceError, RetryableSourceError, SourceError
 from pollerd.http import transport_error
 from pollerd.model import Order
 from pollerd.sources.shopify.normalize import ORDER_FIELDS, normalize_order
@@ -379,7 +379,7 @@ class _Job:
             busy = next((m for e in errors if (m := IN_PROGRESS.search(e["message"]))), None)
             if busy is None:
                 text = "; ".join(str(e.get("message")) for e in errors) or "no operation returned"
-                raise FatalSourceError(
+                raise PermanentSourceError(
                     self.store,
                     f"Shopify refused the bulk export query: {text} (a pollerd bug or an API "
                     "version that changed the Order fields; check api_version)",
@@ -461,7 +461,7 @@ class _Job:
             return
         denied = "ACCESS_DENIED" in (op.status, op.error_code)
         if denied:
-            raise FatalSourceError(
+            raise PermanentSourceError(
                 self.store,
                 f"bulk job {op.id} was denied access (ACCESS_DENIED): the app lacks a scope the "
                 "orders export needs (read_orders; read_all_orders for orders older than 60 "

@@ -30,20 +30,20 @@ import asyncio
 import json
 import random
 import re
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
-from pollerd.http import log_exchange, transport_error
-from pollerd.sources.ratelimit import CostBudget, parse_retry_after
+from pollerd.errors import PermanentSourceError, RetryableSourceError, SourceError
+from pollerd.http import retry_after
+from pollerd.sources.connection import StoreClient, Wiring
+from pollerd.sources.ratelimit import CostBudget
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.auth import TokenProvider, token_provider
+from pollerd.sources.shopify.version import ServedVersion
 
 MAX_QUERY_COST = 1000
 """Shopify refuses a single query whose requested cost exceeds this (MAX_COST_EXCEEDED)."""
@@ -81,16 +81,17 @@ class CostTooHigh(SourceError):
         super().__init__(store, f"query cost {cost} exceeds Shopify's per-query limit {limit}")
 
 
-class ShopifyAccessDenied(FatalSourceError):
-    """The token lacks an access scope (`scope`, e.g. `read_shopify_payments_disputes`)."""
+class ShopifyAccessDenied(PermanentSourceError):
+    """The token lacks an access scope (`access_scope`, e.g. `read_shopify_payments_disputes`).
+    `scope` is the error tree's: "store", as for every permanent source failure."""
 
-    def __init__(self, store: str, message: str, scope: str | None) -> None:
-        self.scope = scope
+    def __init__(self, store: str, message: str, access_scope: str | None) -> None:
+        self.access_scope = access_scope
         self.detail = message
         fix = (
-            f"grant the app the {scope} access scope (app → Configuration → Admin API access "
-            "scopes), then reinstall or approve it on the shop"
-            if scope
+            f"grant the app the {access_scope} access scope (app → Configuration → Admin API "
+            "access scopes), then reinstall or approve it on the shop"
+            if access_scope
             else "check the app's Admin API access scopes"
         )
         super().__init__(store, f'Shopify denied access ("{message}"): {fix}')
@@ -115,33 +116,25 @@ class QueryCost:
     available: float | None = None  # throttleStatus.currentlyAvailable after the call
 
 
-class ShopifyClient:
+class ShopifyClient(StoreClient):
     """GraphQL Admin API client for one shop (see the module docstring)."""
 
-    def __init__(
-        self,
-        cfg: ShopifyStore,
-        *,
-        http: httpx.AsyncClient | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
+    cfg: ShopifyStore
+
+    def __init__(self, cfg: ShopifyStore, **wiring: Unpack[Wiring]) -> None:
+        super().__init__(cfg, **wiring)
         self.base_url = (cfg.base_url or f"https://{cfg.shop}").rstrip("/")
         self.endpoint = f"{self.base_url}/admin/api/{cfg.api_version}/graphql.json"
-        self.sleep = sleep
-        self.timeout = httpx.Timeout(cfg.timeout.total_seconds())
-        self._owns_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
-        self.auth: TokenProvider = token_provider(cfg, self.base_url, clock=clock)
-        self.budget = CostBudget(cfg.max_budget, clock, sleep, max_query_cost=MAX_QUERY_COST)
+        self._token = ""  # the last one sent, scrubbed from every message
+        self._label = f"POST {httpx.URL(self.endpoint).path}"
+        self.auth: TokenProvider = token_provider(cfg, self.base_url, clock=self.clock)
+        self.budget = CostBudget(
+            cfg.max_budget, self.clock, self.sleep, max_query_cost=MAX_QUERY_COST
+        )
         metrics.watch_budget(self.name, self.budget.used_ratio)
-        self.served_version: str | None = None
+        self.version = ServedVersion(cfg.name, cfg.api_version)
         self.last_cost = QueryCost()
         self.requests = 0
-        self.throttled = 0
-        self._warned_version = False
         self._seen_costs: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._random = random.Random()
@@ -192,48 +185,29 @@ class ShopifyClient:
                     continue
                 return self._data(response, body, query)
 
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self.http.aclose()
+    def secrets(self) -> tuple[str]:
+        return (self._token,)
+
+    def transport_failure(self, text: str) -> ShopifyServerError:
+        """A failed exchange is a `ShopifyServerError`: `query` retries it, or a caller that
+        pages halves the page (see the module docstring)."""
+        return ShopifyServerError(self.name, text, None)
 
     # --- one exchange ------------------------------------------------------------------------
 
     async def _post(self, query: str, variables: dict[str, Any] | None) -> httpx.Response:
-        token = await self.auth.token(self.http)
+        self._token = await self.auth.token(self.connection)
         headers = {
-            "X-Shopify-Access-Token": token,
+            "X-Shopify-Access-Token": self._token,
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": self.cfg.user_agent,
         }
         payload = {"query": query, "variables": variables or {}}
         self.requests += 1
-        started = time.monotonic()
-        try:
-            response = await self.http.post(
-                self.endpoint, json=payload, headers=headers, timeout=self.timeout
-            )
-        except httpx.TimeoutException:
-            log_exchange(f"store {self.name}", "POST", self.endpoint, "timeout", started, 0)
-            metrics.api_request(self.name, "timeout")
-            seconds = self.cfg.timeout.total_seconds()
-            raise ShopifyServerError(
-                self.name, f"no answer from Shopify within {seconds:g} s (timeout)", None
-            ) from None
-        except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
-            log_exchange(f"store {self.name}", "POST", self.endpoint, "error", started, 0)
-            metrics.api_request(self.name, "error")
-            raise ShopifyServerError(self.name, transport_error(exc), None) from None
-        log_exchange(
-            f"store {self.name}",
-            "POST",
-            self.endpoint,
-            response.status_code,
-            started,
-            len(response.content),
+        return await self.connection.request(
+            "POST", self.endpoint, label=self._label, json=payload, headers=headers
         )
-        metrics.api_request(self.name, response.status_code)
-        return response
 
     def _settle(
         self, response: httpx.Response, reserved: int, report: QueryCost
@@ -246,7 +220,7 @@ class ShopifyClient:
             body = None
         if not isinstance(body, dict):
             body = None
-        self._check_version(response)
+        self.version.note(response)
         cost = _cost(body)
         self.budget.observe(cost.get("throttleStatus"))
         actual = cost.get("actualQueryCost")
@@ -275,13 +249,15 @@ class ShopifyClient:
                 "credentials page into access_token"
                 + (f" ({ref})" if (ref := getattr(self.cfg.access_token, "ref", "")) else "")
             )
-            raise FatalSourceError(
+            raise PermanentSourceError(
                 self.name, f"Shopify refused the credentials (HTTP 401{said}): {how}"
             )
         if status in _STATUS_FIX or 300 <= status < 400:
             fix = _STATUS_FIX.get(status, _STATUS_FIX[301]).format(endpoint=self.endpoint)
-            raise FatalSourceError(self.name, f"HTTP {status}{said}: {fix}")
-        raise FatalSourceError(self.name, f"unexpected HTTP {status}{said} from {self.endpoint}")
+            raise PermanentSourceError(self.name, f"HTTP {status}{said}: {fix}")
+        raise PermanentSourceError(
+            self.name, f"unexpected HTTP {status}{said} from {self.endpoint}"
+        )
 
     def _data(self, response: httpx.Response, body: dict[str, Any], query: str) -> dict[str, Any]:
         requested = _requested(body)
@@ -318,7 +294,7 @@ class ShopifyClient:
         message = str(first.get("message", first) if isinstance(first, dict) else first)
         code = _codes({"errors": items}) or {"no code"}
         served = response.headers.get("X-Shopify-API-Version") or "?"
-        raise FatalSourceError(
+        raise PermanentSourceError(
             self.name,
             f"Shopify refused the query ({', '.join(sorted(code))}: {message[:300]}; API version "
             f"served {served}, pinned {self.cfg.api_version}). If the shop is inactive, wait for "
@@ -331,7 +307,7 @@ class ShopifyClient:
     async def _throttled(self, response: httpx.Response, cost: int, report: QueryCost) -> None:
         """Sleep until the refill Shopify asked for; `reserve` then adds pollerd's headroom."""
         report.throttled += 1
-        self.throttled += 1
+        self.connection.throttled += 1
         if report.waited >= THROTTLE_MAX_WAIT:
             raise RetryableSourceError(
                 self.name,
@@ -341,9 +317,9 @@ class ShopifyClient:
             )
         shortfall = cost - self.budget.available() if self.budget.known else 0.0
         wait = max(THROTTLE_MIN_WAIT, shortfall / self.budget.restore)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if retry_after is not None:
-            wait = max(wait, retry_after)
+        asked = retry_after(response)
+        if asked is not None:
+            wait = max(wait, asked)
         logger.debug("store {}: THROTTLED (cost {}), waiting {:.1f} s", self.name, cost, wait)
         await self.sleep(wait)
         report.waited += wait
@@ -367,24 +343,6 @@ class ShopifyClient:
         elif status == 200:
             what = f"HTTP 200 with a body that is not a JSON object ({kind})"
         return ShopifyServerError(self.name, what, status)
-
-    def _check_version(self, response: httpx.Response) -> None:
-        served = response.headers.get("X-Shopify-API-Version")
-        if not served:
-            return
-        self.served_version = served
-        if served != self.cfg.api_version and not self._warned_version:
-            self._warned_version = True
-            logger.warning(
-                "store {}: Shopify served API version {} although api_version = {!r} is pinned: "
-                "that version is retired or unknown, so Shopify silently fell forward to the "
-                "oldest one it supports. Order fields may behave differently; set api_version to "
-                "a supported version (a recent one: {} itself retires next)",
-                self.name,
-                served,
-                self.cfg.api_version,
-                served,
-            )
 
 
 def _codes(body: dict[str, Any] | None) -> set[str]:

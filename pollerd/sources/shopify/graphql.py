@@ -21,17 +21,14 @@ Every choice below is a documented Shopify quirk or a peer's measured failure:
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
-import httpx
-
-from pollerd.errors import FatalSourceError, RetryableSourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
 from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken, clamped
+from pollerd.sources.connection import Wiring
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.bulk import bulk_orders
 from pollerd.sources.shopify.client import CostTooHigh, ShopifyClient, ShopifyServerError
@@ -108,17 +105,10 @@ class ShopifyGraphQLSource:
     platform = "shopify"
     keyset: Literal["id", "updated_at"] = "updated_at"
 
-    def __init__(
-        self,
-        cfg: ShopifyStore,
-        *,
-        http: httpx.AsyncClient | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
+    def __init__(self, cfg: ShopifyStore, **wiring: Unpack[Wiring]) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self.client = ShopifyClient(cfg, http=http, clock=clock, sleep=sleep)
+        self.client = ShopifyClient(cfg, **wiring)
         self.page = PageSize(MAX_PAGE, MIN_PAGE)
         self.chunk = PageSize(NODES_MAX, 1)
         self._node_cost = float(ORDER_COST)  # requested points per fetched order, learned
@@ -138,14 +128,14 @@ class ShopifyGraphQLSource:
         )
         if not {"read_orders", "write_orders"} & set(scopes):
             has = ", ".join(scopes) or "none"
-            raise FatalSourceError(
+            raise PermanentSourceError(
                 self.name,
                 f"the app lacks the read_orders access scope (it has: {has}): add read_orders "
                 "to the app's Admin API access scopes and reinstall it",
             )
         newest = await self.probe()
         client = self.client
-        served = client.served_version or "?"
+        served = client.version.served or "?"
         version = f"API {served}"
         if served != self.cfg.api_version:
             version += f" (pinned {self.cfg.api_version}: Shopify fell forward)"

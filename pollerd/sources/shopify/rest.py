@@ -25,21 +25,19 @@ Errors are typed here, at the edge; messages never contain the access token.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.errors import FatalSourceError, RetryableSourceError
-from pollerd.http import log_exchange, transport_error
+from pollerd.errors import PermanentSourceError, RetryableSourceError
+from pollerd.http import retry_after
 from pollerd.model import Order
 from pollerd.sources.base import (
     Deletion,
@@ -51,7 +49,8 @@ from pollerd.sources.base import (
     PageToken,
     clamped,
 )
-from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
+from pollerd.sources.connection import StoreClient, Wiring
+from pollerd.sources.ratelimit import RequestPacer
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.auth import token_provider
 from pollerd.sources.shopify.normalize import admin_url
@@ -65,6 +64,7 @@ from pollerd.sources.shopify.rest_normalize import (
     rest_captured_at,
 )
 from pollerd.sources.shopify.rules import SHOPIFY_PAID
+from pollerd.sources.shopify.version import ServedVersion
 
 PAGE_LIMIT = 250  # Shopify's maximum (251 → 400)
 INLINE_WAIT = 10.0
@@ -133,39 +133,27 @@ class CallLimit:
             self._used, self._at = float(self.size), self.clock()
 
 
-class ShopifyRestSource:
-    """One Shopify store over REST (see the module docstring). Owns its HTTP client unless given
-    one; the timeout and headers are applied per request, so a shared client works too. One
-    request in flight per store."""
+class ShopifyRestSource(StoreClient):
+    """One Shopify store over REST (see the module docstring); headers are applied per request,
+    so a shared HTTP client works too (`StoreClient`). One request in flight per store."""
 
     platform = "shopify"
     keyset: Literal["id", "updated_at"] = "updated_at"
 
-    def __init__(
-        self,
-        cfg: ShopifyStore,
-        *,
-        http: httpx.AsyncClient | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
+    cfg: ShopifyStore
+    asker = "Shopify"
+
+    def __init__(self, cfg: ShopifyStore, **wiring: Unpack[Wiring]) -> None:
+        super().__init__(cfg, **wiring)
         self.shop = cfg.shop
         self.site = (cfg.base_url or f"https://{cfg.shop}").rstrip("/")
         self.api = f"/admin/api/{cfg.api_version}"
-        self._auth = token_provider(cfg, self.site, clock=clock)
+        self._auth = token_provider(cfg, self.site, clock=self.clock)
         self._token = ""  # the last one sent, scrubbed from every message
-        self._timeout = httpx.Timeout(cfg.timeout.total_seconds())
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
-        self._pacer = RequestPacer(MAX_PER_MINUTE, clock, sleep, max_wait=INLINE_WAIT)
-        self._bucket = CallLimit(cfg.max_budget, clock)
+        self._pacer = RequestPacer(MAX_PER_MINUTE, self.clock, self.sleep, max_wait=INLINE_WAIT)
+        self._bucket = CallLimit(cfg.max_budget, self.clock)
         metrics.watch_budget(self.name, self._bucket.used_ratio)
-        self.throttled = 0
-        self._sleep = sleep
-        self.served_version: str | None = None
-        self._warned_version = False
+        self.version = ServedVersion(cfg.name, cfg.api_version)
 
     # --- Source --------------------------------------------------------------------------------
 
@@ -179,7 +167,7 @@ class ShopifyRestSource:
             value = self._decode(response)
             raw = value.get("count") if isinstance(value, dict) else None
             count = f"{raw} orders" if isinstance(raw, int) else count
-        served = self.served_version or "an unreported version"
+        served = self.version.served or "an unreported version"
         return (
             f"Shopify {self.shop} over the REST Admin API {served} (pinned "
             f"{self.cfg.api_version}), {self._auth.kind}, {count}"
@@ -239,9 +227,8 @@ class ShopifyRestSource:
     def budget_used(self) -> float | None:
         return clamped(self._bucket.used_ratio())
 
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+    def secrets(self) -> tuple[str]:
+        return (self._token,)
 
     # --- Feeds ---------------------------------------------------------------------------------
 
@@ -326,7 +313,7 @@ class ShopifyRestSource:
                 response = await self._send(path, params)
             if response.status_code != 429:
                 return response
-            wait = parse_retry_after(response.headers.get("Retry-After")) or DEFAULT_RETRY_AFTER
+            wait = retry_after(response) or DEFAULT_RETRY_AFTER
             if "X-Shopify-Shop-Api-Call-Limit" not in response.headers:
                 self._bucket.full()
             self._pacer.failure(wait)
@@ -338,54 +325,27 @@ class ShopifyRestSource:
         )
 
     async def _send(self, path: str, params: dict[str, str]) -> httpx.Response:
-        """Send one request in the store's slot; transport failures become retryable."""
-        url = f"{self.site}{self.api}/{path}"
-        try:
-            async with self._pacer.slot():
-                self._token = await self._auth.token(self._http)
-                headers = {
-                    "X-Shopify-Access-Token": self._token,
-                    "User-Agent": self.cfg.user_agent,
-                    "Accept": "application/json",
-                }
-                pause = self._bucket.delay()
-                if pause > 0:
-                    await self._sleep(pause)
-                started = time.monotonic()
-                try:
-                    response = await self._http.get(
-                        url, params=params, headers=headers, timeout=self._timeout
-                    )
-                except httpx.TimeoutException:
-                    log_exchange(f"store {self.name}", "GET", url, "timeout", started, 0)
-                    self._pacer.failure()
-                    metrics.api_request(self.name, "timeout")
-                    seconds = self.cfg.timeout.total_seconds()
-                    raise self._retryable(f"GET {path}: no answer within {seconds:g} s") from None
-                except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
-                    log_exchange(f"store {self.name}", "GET", url, "error", started, 0)
-                    self._pacer.failure()
-                    metrics.api_request(self.name, "error")
-                    raise self._retryable(f"GET {path}: {transport_error(exc)}") from None
-                log_exchange(
-                    f"store {self.name}",
-                    "GET",
-                    response.url,
-                    response.status_code,
-                    started,
-                    len(response.content),
-                )
-                metrics.api_request(self.name, response.status_code)
-                self.throttled += response.status_code == 429
-                self._bucket.observe(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
-                return response
-        except TooSoon as exc:
-            self.throttled += 1
-            raise self._retryable(
-                f"Shopify asked for a pause (Retry-After): {exc.wait:.0f} s left, so no request "
-                "was sent",
-                exc.wait,
-            ) from None
+        """Send one GET in the store's slot, once the call bucket has room; transport failures
+        become retryable."""
+
+        async def ready() -> dict[str, str]:
+            self._token = await self._auth.token(self.connection)
+            pause = self._bucket.delay()
+            if pause > 0:
+                await self.sleep(pause)
+            return {
+                "X-Shopify-Access-Token": self._token,
+                "User-Agent": self.cfg.user_agent,
+                "Accept": "application/json",
+            }
+
+        # The query in the URL itself, so the DEBUG line shows it (names of credentials left out).
+        url = httpx.URL(f"{self.site}{self.api}/{path}", params=params)
+        response = await self.connection.paced(
+            self._pacer, "GET", url, label=f"GET {path}", headers=ready
+        )
+        self._bucket.observe(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
+        return response
 
     def _decode(self, response: httpx.Response) -> Any:
         try:
@@ -403,14 +363,14 @@ class ShopifyRestSource:
         status = response.status_code
         if 200 <= status < 300:
             self._pacer.success()
-            self._note_version(response)
+            self.version.note(response)
             return
         said = _shopify_errors(response)
         what = f"GET {response.url.path}"
         if status >= 500 or status == 408:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            self._pacer.failure(retry_after)
-            raise self._retryable(f"{what}: HTTP {status} server error ({said})", retry_after)
+            wait = retry_after(response)
+            self._pacer.failure(wait)
+            raise self._retryable(f"{what}: HTTP {status} server error ({said})", wait)
         if feed is not None and status in (403, 404):
             raise FeedUnavailable(
                 self.name,
@@ -456,30 +416,13 @@ class ShopifyRestSource:
             f"{what}: unexpected HTTP {status} ({said}); this is likely a pollerd bug, report it"
         )
 
-    def _note_version(self, response: httpx.Response) -> None:
-        served = response.headers.get("X-Shopify-API-Version")
-        if not served:
-            return
-        self.served_version = served
-        if served != self.cfg.api_version and not self._warned_version:
-            self._warned_version = True
-            logger.warning(
-                "store {}: Shopify serves API version {} instead of the pinned {} (retired or "
-                "unknown versions fall forward to the oldest supported one); set api_version = "
-                '"{}" after checking the release notes',
-                self.name,
-                served,
-                self.cfg.api_version,
-                served,
-            )
-
     # --- errors --------------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "****") if self._token else text
+        return self.connection.scrub(text)
 
-    def _fatal(self, message: str) -> FatalSourceError:
-        return FatalSourceError(self.name, self._scrub(message))
+    def _fatal(self, message: str) -> PermanentSourceError:
+        return PermanentSourceError(self.name, self._scrub(message))
 
     def _retryable(self, message: str, retry_after: float | None = None) -> RetryableSourceError:
         return RetryableSourceError(self.name, self._scrub(message), retry_after=retry_after)

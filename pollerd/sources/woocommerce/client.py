@@ -19,49 +19,44 @@ Every choice below is a measured quirk of a real WooCommerce 10.0.2 (research/wo
   never logged or put in an error here.
 - Nothing in front of the store is trusted to say "no orders": 429, 5xx, WAF 403 pages, timeouts
   and bodies that are not the expected JSON all raise `RetryableSourceError`; auth, version and
-  URL problems raise `FatalSourceError` with the fix. Pacing lives in `ratelimit`.
+  URL problems raise `PermanentSourceError` with the fix. Pacing lives in `ratelimit`.
 
-Errors are typed here, at the edge, from status *and* body; messages never contain the consumer
-key or secret (they are scrubbed as a last line of defence too).
+Errors are typed at the edge, from status *and* body: `responses.WordPressAnswers` says what a
+refusal means (the client's `classify`). Requests go out through the store's
+`sources.connection` (`pollerd.http.Edge`); messages never contain the consumer key or secret
+(they are scrubbed there as a last line of defence too).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import httpx
 from loguru import logger
 
 from pollerd import metrics
-from pollerd.errors import (
-    BlockedSourceError,
-    FatalSourceError,
-    RetryableSourceError,
-    SourceError,
-)
-from pollerd.http import log_exchange, transport_error
-from pollerd.model import (
-    Order,
-)
+from pollerd.errors import PermanentSourceError, RetryableSourceError, SourceError
+from pollerd.model import Order
 from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
+from pollerd.sources.connection import StoreClient, Wiring
 from pollerd.sources.payload import (
     OrderPayloadError,
     payload_date,
 )
-from pollerd.sources.ratelimit import RequestPacer, TooSoon, parse_retry_after
+from pollerd.sources.ratelimit import RequestPacer
 from pollerd.sources.woocommerce.auth import oauth_params, resolve_auth, rfc3986
 from pollerd.sources.woocommerce.normalize import admin_url, normalize, order_id
 from pollerd.sources.woocommerce.options import WooCommerceStore
 from pollerd.sources.woocommerce.responses import (
+    ORDERS_PATH,
+    WordPressAnswers,
     content_type,
     get_args,
     int_header,
@@ -69,20 +64,16 @@ from pollerd.sources.woocommerce.responses import (
     wp_error,
 )
 
-ORDERS_PATH = "/wp-json/wc/v3/orders"
 STATUS_PATH = "/wp-json/wc/v3/system_status"
 PER_PAGE = 100  # WooCommerce's maximum (101 → 400 rest_invalid_param)
 LIST_FIELDS = "id,date_modified_gmt,status"
-KEYS_PAGE = "WooCommerce → Settings → Advanced → REST API"
-WAF_PAUSE = 60.0
-"""A WAF that blocked us once will block the next request too; pause at least this long."""
 INLINE_WAIT = 10.0
 """Retry-After pauses up to this are slept through; longer ones end the call (retryable)."""
 
 
-class WooCommerceSource:
-    """One WooCommerce store (see the module docstring). Owns its HTTP client unless given one;
-    the timeout and User-Agent are applied per request, so a shared client works too."""
+class WooCommerceSource(StoreClient):
+    """One WooCommerce store (see the module docstring); the User-Agent is applied per request,
+    so a shared HTTP client works too (`StoreClient`)."""
 
     platform = "woocommerce"
     keyset: Literal["id", "updated_at"] = (
@@ -92,26 +83,21 @@ class WooCommerceSource:
         "trash",
     )  # `status=any` excludes trash: deletions are a listing of their own
 
-    def __init__(
-        self,
-        cfg: WooCommerceStore,
-        *,
-        http: httpx.AsyncClient | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
+    cfg: WooCommerceStore
+
+    def __init__(self, cfg: WooCommerceStore, **wiring: Unpack[Wiring]) -> None:
+        super().__init__(cfg, **wiring)
         self.site = cfg.url.rstrip("/")
         self.scheme = urllib.parse.urlsplit(self.site).scheme
         self.baseline_horizon = cfg.baseline_horizon  # `Undated`: how far the baseline reaches
         self.auth = resolve_auth(cfg.auth, self.scheme)
-        self._timeout = httpx.Timeout(cfg.timeout.total_seconds())
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
-        self._pacer = RequestPacer(cfg.max_requests_per_minute, clock, sleep, max_wait=INLINE_WAIT)
+        self._answers = WordPressAnswers(
+            cfg.name, self.site, self.scheme, self.auth, self.connection.scrub
+        )
+        self._pacer = RequestPacer(
+            cfg.max_requests_per_minute, self.clock, self.sleep, max_wait=INLINE_WAIT
+        )
         metrics.watch_budget(self.name, self._pacer.used_ratio)
-        self.throttled = 0
         # WordPress checks OAuth signatures against its home URL with the scheme `is_ssl()`
         # reports; behind a proxy that hides TLS that is http:// although we call https://.
         self._oauth_scheme = self.scheme
@@ -242,9 +228,8 @@ class WooCommerceSource:
     def budget_used(self) -> float | None:
         return clamped(self._pacer.used_ratio())
 
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+    def secrets(self) -> tuple[str, str]:
+        return self.cfg.consumer_secret.get(), self.cfg.consumer_key.get()
 
     def describe_auth(self) -> str:
         how = {
@@ -349,7 +334,7 @@ class WooCommerceSource:
         not read it (it needs `manage_woocommerce`), which is not an error for polling."""
         try:
             data, _ = await self._get_json(STATUS_PATH, {"_fields": "environment"})
-        except FatalSourceError:
+        except PermanentSourceError:
             return None
         env = data.get("environment") if isinstance(data, dict) else None
         version = env.get("version") if isinstance(env, dict) else None
@@ -389,44 +374,13 @@ class WooCommerceSource:
     async def _send(self, method: str, path: str, params: dict[str, str]) -> httpx.Response:
         """Send one request in the store's pacing slot; transport failures become retryable."""
         url, headers = self._prepare(method, path, params)
-        try:
-            async with self._pacer.slot():
-                started = time.monotonic()
-                try:
-                    response = await self._http.request(
-                        method, url, headers=headers, timeout=self._timeout, follow_redirects=False
-                    )
-                except httpx.TimeoutException:
-                    log_exchange(f"store {self.name}", method, url, "timeout", started, 0)
-                    metrics.api_request(self.name, "timeout")
-                    self._pacer.failure()
-                    seconds = self.cfg.timeout.total_seconds()
-                    raise self._retryable(
-                        f"{method} {path}: no answer within {seconds:g} s (timeout)"
-                    ) from None
-                except httpx.HTTPError as exc:  # connect errors, resets, protocol errors
-                    log_exchange(f"store {self.name}", method, url, "error", started, 0)
-                    metrics.api_request(self.name, "error")
-                    self._pacer.failure()
-                    raise self._retryable(f"{method} {path}: {transport_error(exc)}") from None
-                log_exchange(
-                    f"store {self.name}",
-                    method,
-                    url,
-                    response.status_code,
-                    started,
-                    len(response.content),
-                )
-                metrics.api_request(self.name, response.status_code)
-                self.throttled += response.status_code == 429
-                return response
-        except TooSoon as exc:
-            self.throttled += 1
-            raise self._retryable(
-                f"the store asked for a pause (Retry-After): {exc.wait:.0f} s left, so no "
-                "request was sent",
-                exc.wait,
-            ) from None
+
+        async def ready() -> dict[str, str]:
+            return headers
+
+        return await self.connection.paced(
+            self._pacer, method, url, label=f"{method} {path}", headers=ready
+        )
 
     def _should_resign(self, response: httpx.Response) -> bool:
         return (
@@ -479,172 +433,24 @@ class WooCommerceSource:
             ) from None
 
     def _settle(self, response: httpx.Response) -> None:
-        """Type a non-2xx answer (status and body) as retryable or fatal; feed the pacer."""
-        status = response.status_code
-        if 200 <= status < 300:
+        """Type a non-2xx answer (`WordPressAnswers.refusal`) and feed the pacer: a retryable
+        answer slows it down (honouring its wait), except a refused OAuth nonce, which says
+        nothing about the store's load."""
+        error = self._answers.refusal(response)
+        if error is None:
             self._pacer.success()
             return
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        code, message = wp_error(response)
-        what = f"{response.request.method} {response.url.path}"
-        if 300 <= status < 400:
-            raise self._fatal(self._redirect_message(response))
-        if status == 429 or status >= 500 or status == 408:
-            self._pacer.failure(retry_after)
-            detail = f": {code}" if code else ""
-            if status == 429:
-                reason = "too many requests (the host or a WAF rate-limits the API)"
-            else:
-                reason = f"server error{detail} ({content_type(response)})"
-            hint = f"; Retry-After {retry_after:g} s" if retry_after is not None else ""
-            raise self._retryable(f"{what}: HTTP {status} {reason}{hint}", retry_after)
-        if status in (401, 403) and not code:
-            if status == 403:
-                pause = max(retry_after or 0.0, WAF_PAUSE)
-                self._pacer.failure(pause)
-                raise BlockedSourceError(
-                    self.name,
-                    "HTTP 403 with an HTML page: a WAF or security plugin in front of WordPress "
-                    "blocked the request (Cloudflare, Wordfence, mod_security?); backing off. If "
-                    "it persists, allow this server's IP or User-Agent for /wp-json/wc/",
-                    pause,
-                )
-            raise self._fatal(
-                "HTTP 401 from the web server itself, not WordPress (HTTP authentication in "
-                "front of the site, e.g. a staging password): exempt /wp-json/wc/ from it"
-            )
-        if status in (401, 403):
-            raise self._auth_error(status, code, message)
-        if status == 404:
-            reason = (
-                f"{code}: is the WooCommerce plugin active?"
-                if code
-                else 'an HTML 404 page: are permalinks "Plain" (WordPress → Settings → Permalinks)?'
-            )
-            raise self._fatal(
-                f"WooCommerce REST API not found at {self.site}{ORDERS_PATH} ({reason} is url "
-                "the WordPress site address?)"
-            )
-        if status == 400 and code == "rest_invalid_param":
-            raise self._fatal(self._invalid_param_message(response, message))
-        detail = f"{code}: {message}" if code else content_type(response)
-        raise self._fatal(f"{what}: unexpected HTTP {status} ({detail})")
-
-    def _auth_error(self, status: int, code: str, message: str) -> SourceError:
-        said = f'WooCommerce said "{message}"'
-        lower = message.lower()
-        if "read permission" in lower:
-            return self._fatal(
-                f"the API key has no read permission ({said}): create a key with Read or "
-                f"Read/Write access in {KEYS_PAGE} and set consumer_key/consumer_secret"
-            )
-        if "consumer secret is invalid" in lower:
-            return self._fatal(
-                f"consumer_secret does not belong to consumer_key ({said}): copy the secret "
-                f"again, or generate a new key in {KEYS_PAGE}"
-            )
-        if "consumer key is invalid" in lower:
-            return self._fatal(
-                f"consumer_key is not a key of this store ({said}): check it, or generate a new "
-                f"key in {KEYS_PAGE}"
-            )
-        if lower.startswith("invalid signature"):
-            return self._fatal(
-                f"the OAuth 1.0a signature was rejected ({said}): the consumer secret is wrong "
-                "(check consumer_secret), or "
-                f"WordPress's own site address differs from url = {self.site} (scheme, www, "
-                "port: WordPress → Settings → General)"
-            )
-        if lower.startswith("invalid timestamp"):
-            return self._fatal(
-                f"the OAuth timestamp was rejected ({said}): this machine's clock and the "
-                "store's differ by more than 15 minutes; synchronise the clock (NTP)"
-            )
-        if lower.startswith("invalid nonce"):
-            return self._retryable(f"the OAuth nonce was refused as reused ({said})")
-        if lower.startswith("missing oauth"):
-            return self._fatal(
-                f"the store saw only part of the OAuth parameters ({said}): a proxy or cache "
-                'is rewriting the query string; fix it, or use HTTPS with auth = "basic"'
-            )
-        if status == 403:
-            return self._fatal(
-                f"the key's WordPress user may not read orders ({said}): create the key for an "
-                f"administrator or shop manager in {KEYS_PAGE}"
-            )
-        if self.auth == "oauth":
-            return self._fatal(
-                f"the store did not authenticate the request ({said}): the OAuth parameters "
-                "did not reach WooCommerce (a proxy or cache dropping the query string?)"
-            )
-        if self.scheme == "http":
-            return self._fatal(
-                f"the store ignored the key ({said}): WooCommerce ignores {self.auth} auth over "
-                'plain http:// unless the site detects HTTPS; set auth = "oauth" (or "auto") '
-                "for this store, or use its https:// address"
-            )
-        stripped = " or the host strips the Authorization header," if self.auth == "basic" else ""
-        alternative = ' (or auth = "query" if the host strips Authorization)' * (
-            self.auth == "basic"
-        )
-        return self._fatal(
-            f"the store ignored the key ({said}): consumer_key is unknown,{stripped} or the "
-            "site does not detect HTTPS (is a proxy not forwarding X-Forwarded-Proto?); "
-            f'check the key, set auth = "oauth"{alternative} for this store, or fix the proxy'
-        )
-
-    def _invalid_param_message(self, response: httpx.Response, message: str) -> str:
-        try:
-            params = json.loads(response.content).get("data", {}).get("params", {})
-        except (ValueError, AttributeError):
-            params = {}
-        names = ", ".join(sorted(params)) if isinstance(params, dict) else ""
-        if isinstance(params, dict) and {"modified_after", "after", "dates_are_gmt"} & set(params):
-            return (
-                f"the store rejected the date filter ({message}: {params}); pollerd sends "
-                "naive UTC with dates_are_gmt, which WooCommerce accepts since 5.8: is the store "
-                "older, or does a plugin replace the orders API? upgrade WooCommerce to ≥ 5.8"
-            )
-        return f"the store rejected the request ({message} {names}); this is a pollerd bug"
-
-    def _redirect_message(self, response: httpx.Response) -> str:
-        target = urllib.parse.urlsplit(
-            urllib.parse.urljoin(str(response.url), response.headers.get("Location", ""))
-        )
-        path = target.path
-        if path.endswith(ORDERS_PATH):
-            path = path[: -len(ORDERS_PATH)]
-        site = urllib.parse.urlunsplit((target.scheme, target.netloc, path.rstrip("/"), "", ""))
-        status = response.status_code
-        if "wp-login.php" in target.path:
-            return (
-                f"HTTP {status} redirect to a login page ({site}): a maintenance, coming-soon or "
-                "membership plugin intercepts /wp-json/; exempt the REST API from it"
-            )
-        if target.scheme == "https" and self.scheme == "http":
-            return (
-                f'HTTP {status} redirect to https://: set url = "{site}" for this store (auth '
-                '"auto" then uses Basic over HTTPS)'
-            )
-        return (
-            f'HTTP {status} redirect to {site}: set url = "{site}" for this store if that is '
-            "the site address (pollerd does not follow redirects: they drop credentials or end "
-            "on login pages)"
-        )
+        if isinstance(error, RetryableSourceError) and response.status_code != 401:
+            self._pacer.failure(error.retry_after)
+        raise error
 
     # --- errors --------------------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        for value in (self.cfg.consumer_secret.get(), self.cfg.consumer_key.get()):
-            if value:
-                text = text.replace(value, "****")
-        return text
-
-    def _fatal(self, message: str) -> FatalSourceError:
-        return FatalSourceError(self.name, self._scrub(message))
+    def _fatal(self, message: str) -> PermanentSourceError:
+        return self._answers.fatal(message)
 
     def _retryable(self, message: str, retry_after: float | None = None) -> RetryableSourceError:
-        return RetryableSourceError(self.name, self._scrub(message), retry_after=retry_after)
+        return self._answers.retryable(message, retry_after)
 
 
 # --- pure helpers ------------------------------------------------------------------------------
