@@ -40,7 +40,7 @@ defined elsewhere are drawn by module path and derive from a class of this modul
         │   │   ├── sources.shopify.bulk.BulkOperationFailed
         │   │   └── sources.shopify.client.ShopifyServerError
         │   ├── PermanentSourceError            + Permanent, scope "store" (or "order"): auth,
-        │   │   │  (alias FatalSourceError)     unsupported version, 404 site, bad request
+        │   │   │                               unsupported version, 404 site, bad request
         │   │   └── sources.shopify.client.ShopifyAccessDenied
         │   ├── sources.base.FeedUnavailable    an optional feed the credentials may not read
         │   ├── sources.payload.OrderPayloadError   one order the API sent malformed
@@ -183,10 +183,6 @@ class PermanentSourceError(SourceError, Permanent):
         if scope is not None:
             self.scope = scope
         super().__init__(store, message)
-
-
-FatalSourceError = PermanentSourceError
-"""The sources' older name for `PermanentSourceError`."""
 
 
 class ChannelError(PollerdError):

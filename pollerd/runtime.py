@@ -39,8 +39,8 @@ from pollerd.errors import (
     EXIT_OK,
     BlockedSourceError,
     ConfigError,
-    FatalSourceError,
     LockHeld,
+    PermanentSourceError,
     RetryableSourceError,
     SourceError,
 )
@@ -230,7 +230,7 @@ class Runtime:
         started = time.monotonic()
         try:
             report = await sync.poll(sweep=sweep)
-        except (FatalSourceError, BlockedSourceError) as exc:  # only a person can fix it
+        except (PermanentSourceError, BlockedSourceError) as exc:  # only a person can fix it
             error = str(exc)
             self._failed(sync, exc, fatal=True)
         except RetryableSourceError as exc:

@@ -13,7 +13,7 @@ failed pass to its next successful one:
   `<store>:alert.store_failing|alert.store_recovered:<episode start, epoch s>`, so each is
   recorded once per episode however often the pass is replayed; both share the outbox group
   (`order.id`) `-@<episode start>`, so recovery never overtakes failure;
-- errors only a person can fix (`FatalSourceError`: 401/403, a wrong URL, an old WooCommerce;
+- errors only a person can fix (`PermanentSourceError`: 401/403, a wrong URL, an old WooCommerce;
   `BLOCKED`, a WAF page) back off exponentially from twice the interval up to
   `[pollerd] store_backoff_max`; retryable ones (5xx, timeouts, 429) keep the store's own
   pacing and still count towards the episode;

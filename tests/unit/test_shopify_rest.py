@@ -23,7 +23,7 @@ import httpx
 import pytest
 from loguru import logger
 
-from pollerd.errors import FatalSourceError, RetryableSourceError, SourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError, SourceError
 from pollerd.model import (
     Contact,
     LineItem,
@@ -662,7 +662,7 @@ def test_call_limit_estimate_leaks_and_holds_requests_back() -> None:
 
 def test_a_bad_token_is_fatal_and_names_the_fix_not_the_token(sim: ShopSim) -> None:
     wrong = cfg(sim, access_token="shpat_ffffffffffffffffffffffffffffffff")
-    error = raises(wrong, lambda source: source.probe(), FatalSourceError)
+    error = raises(wrong, lambda source: source.probe(), PermanentSourceError)
     text = str(error)
     assert "store acme" in text and "HTTP 401" in text and "set access_token" in text
     assert "shpat_ffff" not in text
@@ -671,7 +671,7 @@ def test_a_bad_token_is_fatal_and_names_the_fix_not_the_token(sim: ShopSim) -> N
 
 def test_a_wrong_address_is_fatal_and_names_shop_and_version(sim: ShopSim) -> None:
     elsewhere = cfg(sim, base_url=sim.url + "/not-shopify")
-    error = raises(elsewhere, lambda source: source.probe(), FatalSourceError)
+    error = raises(elsewhere, lambda source: source.probe(), PermanentSourceError)
     assert "HTTP 404" in str(error) and "api_version" in str(error) and "shop" in str(error)
 
 

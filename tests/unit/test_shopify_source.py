@@ -22,7 +22,7 @@ import httpx
 import pytest
 from loguru import logger
 
-from pollerd.errors import FatalSourceError, RetryableSourceError
+from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.sources.base import Listed
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify import graphql as shopify_graphql
@@ -342,7 +342,7 @@ def test_check_describes_shop_version_scopes_and_the_60_day_horizon(sim: ShopSim
         assert "all orders visible" in run(cfg(wide), lambda s: s.check())
     with (
         ShopSim(scopes=("read_products",)) as narrow,
-        pytest.raises(FatalSourceError, match="read_orders"),
+        pytest.raises(PermanentSourceError, match="read_orders"),
     ):
         run(cfg(narrow), lambda s: s.check())
 
@@ -592,7 +592,7 @@ def test_timeout_on_a_big_page_shrinks_it() -> None:
 
 def test_bad_static_token_is_fatal_with_the_fix_and_without_the_token(sim: ShopSim) -> None:
     wrong = "shpat_wrong_0123456789abcdef"
-    with pytest.raises(FatalSourceError) as caught:
+    with pytest.raises(PermanentSourceError) as caught:
         run(cfg(sim, access_token=wrong), lambda s: s.probe())
     text = str(caught.value)
     assert "401" in text and "access_token" in text and "revoked" in text
@@ -639,7 +639,7 @@ def test_client_credentials_token_is_renewed_before_it_expires() -> None:
 
 def test_wrong_client_secret_is_fatal_and_never_shown() -> None:
     wrong = "shpss_ffffffffffffffffffffffffffffffff"
-    with credentials_sim() as sim, pytest.raises(FatalSourceError) as caught:
+    with credentials_sim() as sim, pytest.raises(PermanentSourceError) as caught:
         run(credentials_cfg(sim, secret=wrong), lambda s: s.probe())
     text = str(caught.value)
     assert "client_id" in text and "client_secret" in text

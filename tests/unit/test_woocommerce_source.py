@@ -24,7 +24,7 @@ from loguru import logger
 
 from pollerd.errors import (
     BlockedSourceError,
-    FatalSourceError,
+    PermanentSourceError,
     RetryableSourceError,
     SourceError,
 )
@@ -339,7 +339,7 @@ def test_oauth_with_a_wrong_secret_says_what_to_fix(sim: WooSim) -> None:
     async def body(source: WooCommerceSource) -> Any:
         return await source.list_modified(datetime.now(UTC), 1)
 
-    exc = raises(cfg(sim.url, consumer_secret="cs_wrong_0000000000"), body, FatalSourceError)
+    exc = raises(cfg(sim.url, consumer_secret="cs_wrong_0000000000"), body, PermanentSourceError)
     assert str(exc).startswith("store shop: the OAuth 1.0a signature was rejected")
     assert "the consumer secret is wrong (check consumer_secret)" in str(
         exc
@@ -350,7 +350,7 @@ def test_oauth_with_an_unknown_key(sim: WooSim) -> None:
     async def body(source: WooCommerceSource) -> Any:
         return await source.fetch(["1"])
 
-    exc = raises(cfg(sim.url, consumer_key="ck_unknown_000000000"), body, FatalSourceError)
+    exc = raises(cfg(sim.url, consumer_key="ck_unknown_000000000"), body, PermanentSourceError)
     assert "consumer_key is not a key of this store" in str(exc)
     assert "Settings → Advanced → REST API" in str(exc)
 
@@ -373,7 +373,7 @@ def test_basic_auth_with_a_wrong_secret(https_sim: WooSim) -> None:
         return await source.fetch(["1"])
 
     config = cfg(https_sim.url, auth="basic", consumer_secret="cs_wrong_0000000000")
-    exc = raises(config, body, FatalSourceError)
+    exc = raises(config, body, PermanentSourceError)
     assert "consumer_secret does not belong to consumer_key" in str(exc)
     assert 'WooCommerce said "Consumer secret is invalid."' in str(exc)
 
@@ -382,7 +382,7 @@ def test_basic_over_plain_http_is_ignored_by_woocommerce(sim: WooSim) -> None:
     async def body(source: WooCommerceSource) -> Any:
         return await source.fetch(["1"])
 
-    exc = raises(cfg(sim.url, auth="basic"), body, FatalSourceError)
+    exc = raises(cfg(sim.url, auth="basic"), body, PermanentSourceError)
     assert "plain http://" in str(exc) and 'set auth = "oauth"' in str(exc)
 
 
@@ -401,7 +401,7 @@ def test_https_site_whose_proxy_hides_tls() -> None:
             return [r.id for r in first.rows] + [o.id for o in again]
 
         proxy = httpx.AsyncClient(transport=Recorder(terminate_tls=True))
-        exc = raises(cfg(site), body, FatalSourceError, http=proxy)
+        exc = raises(cfg(site), body, PermanentSourceError, http=proxy)
         assert "does not detect HTTPS (is a proxy not forwarding X-Forwarded-Proto?)" in str(exc)
         assert 'set auth = "oauth"' in str(exc)
 
@@ -425,7 +425,7 @@ def test_clock_skew_is_named() -> None:
         async def body(source: WooCommerceSource) -> Any:
             return await source.fetch(["1"])
 
-        exc = raises(cfg(skewed.url), body, FatalSourceError)
+        exc = raises(cfg(skewed.url), body, PermanentSourceError)
         assert "differ by more than 15 minutes" in str(exc) and "NTP" in str(exc)
 
 
@@ -435,7 +435,7 @@ def test_key_without_read_permission() -> None:
         async def body(source: WooCommerceSource) -> Any:
             return await source.list_modified(datetime.now(UTC), 1)
 
-        exc = raises(cfg(sim.url), body, FatalSourceError)
+        exc = raises(cfg(sim.url), body, PermanentSourceError)
         assert "has no read permission" in str(exc)
         assert "create a key with Read or Read/Write access in WooCommerce → Settings → " in str(
             exc
@@ -487,14 +487,14 @@ def test_query_auth_works_and_never_leaks_the_secret(logs: list[str]) -> None:
             return await source.list_modified(after, 1)
 
         wrong = cfg(site + "/shop", auth="query")
-        raises(wrong, listing, FatalSourceError, http=proxy())
+        raises(wrong, listing, PermanentSourceError, http=proxy())
         sim.https_detected = False
-        exc = raises(config, listing, FatalSourceError, http=proxy())
+        exc = raises(config, listing, PermanentSourceError, http=proxy())
         assert "does not detect HTTPS (is a proxy not forwarding X-Forwarded-Proto?)" in str(exc)
         assert 'set auth = "oauth"' in str(exc)
         bad = cfg(site, auth="query", consumer_secret=SECRET[:-1] + "0")
         sim.https_detected = True
-        exc = raises(bad, listing, FatalSourceError, http=proxy())
+        exc = raises(bad, listing, PermanentSourceError, http=proxy())
         assert "Consumer secret is invalid" in str(exc) and SECRET[:-1] not in str(exc)
     joined = "\n".join(logs)
     assert SECRET not in joined and KEY not in joined
@@ -637,7 +637,7 @@ def test_woocommerce_older_than_5_8_is_refused() -> None:
             return await source.check()
 
         for body in (listing, check):
-            exc = raises(cfg(sim.url), body, FatalSourceError)
+            exc = raises(cfg(sim.url), body, PermanentSourceError)
             assert "older than 5.8" in str(exc) and "upgrade WooCommerce" in str(exc)
         assert not gets(sim)  # refused before any listing that would return every order
 
@@ -660,7 +660,7 @@ def test_wrong_url_is_a_clear_not_found(sim: WooSim) -> None:
     async def body(source: WooCommerceSource) -> Any:
         return await source.list_modified(datetime.now(UTC), 1)
 
-    exc = raises(cfg(sim.url + "/shop"), body, FatalSourceError)
+    exc = raises(cfg(sim.url + "/shop"), body, PermanentSourceError)
     assert f"WooCommerce REST API not found at {sim.url}/shop{ORDERS}" in str(exc)
     assert 'permalinks "Plain"' in str(exc)
 
@@ -688,7 +688,7 @@ def test_redirects_are_errors_not_followed(location: str, says: str) -> None:
     request = httpx.Request("GET", f"http://shop.example{ORDERS}?consumer_secret={SECRET}")
     target = location.format(k=KEY, s=SECRET)
     response = httpx.Response(301, headers={"Location": target}, request=request)
-    with pytest.raises(FatalSourceError) as info:
+    with pytest.raises(PermanentSourceError) as info:
         source._settle(response)
     assert says in str(info.value)
     assert_no_secret(info.value)
@@ -705,12 +705,12 @@ def _wp(status: int, code: str, message: str, **data: Any) -> tuple[int, bytes, 
     [
         (
             _wp(403, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources."),
-            FatalSourceError,
+            PermanentSourceError,
             "the key's WordPress user may not read orders",
         ),
         (
             (401, b"<html><h1>401 Authorization Required</h1></html>", "text/html"),
-            FatalSourceError,
+            PermanentSourceError,
             "HTTP 401 from the web server itself",
         ),
         (
@@ -728,7 +728,7 @@ def _wp(status: int, code: str, message: str, **data: Any) -> tuple[int, bytes, 
                 "woocommerce_rest_authentication_missing_parameter",
                 "Missing OAuth parameter oauth_nonce",
             ),
-            FatalSourceError,
+            PermanentSourceError,
             "a proxy or cache is rewriting the query string",
         ),
         (
@@ -738,12 +738,12 @@ def _wp(status: int, code: str, message: str, **data: Any) -> tuple[int, bytes, 
                 "Invalid parameter(s): modified_after",
                 params={"modified_after": "Invalid date."},
             ),
-            FatalSourceError,
+            PermanentSourceError,
             "WooCommerce accepts since 5.8",
         ),
         (
             _wp(404, "rest_no_route", "No route was found matching the URL and request method."),
-            FatalSourceError,
+            PermanentSourceError,
             "(rest_no_route: is the WooCommerce plugin active? is url the WordPress site address?)",
         ),
         (
@@ -896,7 +896,7 @@ def test_normalize_names_the_order_and_field_it_cannot_read(
     assert info.value.field == field
     expected_id = "?" if field == "id" else "13"
     assert str(info.value).startswith(f"store shop: order {expected_id}: field {field}: ")
-    assert not isinstance(info.value, RetryableSourceError | FatalSourceError)
+    assert not isinstance(info.value, RetryableSourceError | PermanentSourceError)
 
 
 def test_normalize_tolerates_missing_optional_parts() -> None:

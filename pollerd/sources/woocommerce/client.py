@@ -322,7 +322,7 @@ class WooCommerceSource(StoreClient):
                 ORDERS_PATH,
             )
         elif "modified_after" not in args:
-            raise self._fatal(
+            raise self._permanent(
                 "this store runs WooCommerce older than 5.8: its orders API has no "
                 "modified_after (added in 5.8.0, 2021-10), so changes to existing orders cannot "
                 "be polled; upgrade WooCommerce to 5.8 or later"
@@ -446,7 +446,7 @@ class WooCommerceSource(StoreClient):
 
     # --- errors --------------------------------------------------------------------------------
 
-    def _fatal(self, message: str) -> PermanentSourceError:
+    def _permanent(self, message: str) -> PermanentSourceError:
         return self._answers.fatal(message)
 
     def _retryable(self, message: str, retry_after: float | None = None) -> RetryableSourceError:
