@@ -105,8 +105,8 @@ class Inbox:
     """aiosmtpd handler: accepts mail (recording whether it came over TLS), or refuses given
     recipients / the DATA with a configured reply.
 
-    Messages are parsed when `messages` is read, not on receipt: the server runs in the
-    sender's process, and `bench/channels.py` counts its CPU as the channel's."""
+    Messages are parsed when `messages` is read, not on receipt: the server runs in a thread
+    of the sender's process, whose CPU the tests should not spend twice."""
 
     def __init__(self, refuse: dict[str, str] | None = None, data_reply: str = "") -> None:
         self.refuse = refuse or {}
@@ -166,13 +166,14 @@ def authenticate(
 
 
 @contextlib.contextmanager
-def smtp_server(inbox: Inbox, **kwargs: Any) -> Iterator[int]:
-    """The server on a free port for the time of the block; `kwargs` go to aiosmtpd's
-    `Controller` (`tls_context`, `authenticator`, `auth_required`, ...)."""
+def smtp_server(handler: Any, **kwargs: Any) -> Iterator[int]:
+    """A server on a free port for the time of the block, mail going to `handler` (an
+    `Inbox` to see what arrived; aiosmtpd's `Sink` to accept and keep nothing, as a benchmark
+    wants); `kwargs` go to aiosmtpd's `Controller` (`tls_context`, `authenticator`, ...)."""
     from aiosmtpd.controller import Controller
 
     port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **kwargs)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:
         yield port
