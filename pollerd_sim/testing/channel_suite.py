@@ -93,21 +93,25 @@ class ChannelContract:
     receivers run once per class, and each test starts them clean."""
 
     @pytest.fixture(scope="class")
-    def contract_chat(self) -> Iterator[ChatSim]:
+    @classmethod
+    def contract_chat(cls) -> Iterator[ChatSim]:
         with ChatSim() as sim:
             yield sim
 
     @pytest.fixture(scope="class")
-    def contract_sink(self) -> Iterator[WebhookSink]:
+    @classmethod
+    def contract_sink(cls) -> Iterator[WebhookSink]:
         with WebhookSink() as receiver:
             yield receiver
 
     @pytest.fixture(scope="class")
-    def contract_certs(self, tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    @classmethod
+    def contract_certs(cls, tmp_path_factory: pytest.TempPathFactory) -> Certs:
         return make_certs(tmp_path_factory.mktemp("certs"))
 
     @pytest.fixture(scope="class")
-    def contract_mailbox(self, contract_certs: Certs) -> Iterator[Mailbox]:
+    @classmethod
+    def contract_mailbox(cls, contract_certs: Certs) -> Iterator[Mailbox]:
         inbox = Inbox()
         server = {"tls_context": contract_certs.server_context(), "authenticator": authenticate}
         with smtp_server(inbox, auth_required=True, **server) as port:
