@@ -46,7 +46,7 @@ def sample(
     )
 
 
-# the server: tests/support/smtp.py -----------------------------------------------------------
+# the server: pollerd_sim/testing/smtp.py ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
