@@ -1,213 +1,25 @@
-"""One contract every channel keeps, run against each registered channel and its loopback
-receiver (STYLE.md: "one parametrised contract suite every source and every channel must
-pass"): what the delivery loop relies on, whatever the destination.
-
-A channel gets this suite by being registered (the `pollerd.channels` entry points, see
-`pollerd.channels.known_types`): every registered type is a case, and a type without a rig in
-tests/support/channel_rigs.py fails, naming what to add. A rig is the channel's receiver
-(ChatSim for the robots and chat APIs, WebhookSink for the webhook and the Apprise bridge,
-aiosmtpd for email, the standard stream for the console), the options that reach it, the same
-options with a wrong credential, and the receiver's failure table.
-
-What each channel must show, observed at the receiver and in the `SendResult` (the delivery
-loop's whole view of a send, not any class of the channel's own):
-- a hostile customer and item (markup of every flavour, `@everyone`, a link, a newline that
-  would forge a second alert line) reach the receiver inert;
-- the longest alert the templates can make is accepted by a receiver that enforces its limit;
-- every failure the receiver can give is classified: retryable (with the receiver's
-  Retry-After when it names one) or permanent with a scope (message, recipient, channel);
-- a wrong credential holds the channel (permanent, scope "channel"), without echoing it;
-- a published budget never names a credential and is within what the receiver allows.
-The channel's unit tests prove the details (exact escapes, fallbacks, signing); this suite is
-the floor every channel, built-in or third-party, must stand on.
-"""
+"""The channel contract suite (`pollerd_sim.testing.ChannelContract`) over every channel type
+the `pollerd.channels` entry points register: a channel gets the suite by being registered, and
+a registered type without a contract rig fails, naming what to add."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Iterator
-from typing import Any
-
-import httpx
 import pytest
 
-from pollerd.channels import channel_class, known_types
-from pollerd.channels.base import Channel, ChannelContext, SendResult
-from pollerd.model import Event
-from pollerd_sim import WebhookSink
-from pollerd_sim.chat import (
-    ChatSim,
-)
-from tests.support.channel_rigs import (
-    HOSTILE,
-    RIGS,
-    WRONG,
-    Mailbox,
-    Receivers,
-    Rig,
-    strings,
-)
-from tests.support.events import ITEM, line_items, paid_event
-from tests.support.sending import send_events
-from tests.support.smtp import (
-    Certs,
-    Inbox,
-    authenticate,
-    make_certs,
-    smtp_server,
-)
-
-# receivers (one of each per module; each test starts them clean) -----------------------------
-
-
-@pytest.fixture(scope="module")
-def chat() -> Iterator[ChatSim]:
-    with ChatSim() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[WebhookSink]:
-    with WebhookSink() as receiver:
-        yield receiver
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def mailbox(certs: Certs) -> Iterator[Mailbox]:
-    inbox = Inbox()
-    server = {"tls_context": certs.server_context(), "authenticator": authenticate}
-    with smtp_server(inbox, auth_required=True, **server) as port:
-        yield Mailbox(inbox, port, certs)
-
-
-@pytest.fixture
-def receivers(
-    chat: ChatSim, sink: WebhookSink, mailbox: Mailbox, capsys: pytest.CaptureFixture[str]
-) -> Receivers:
-    chat.clear()
-    sink.clear()
-    sink.set_mode("ok")
-    mailbox.inbox.clear()
-    return Receivers(chat, sink, mailbox, capsys)
-
+from pollerd.channels import known_types
+from pollerd_sim.testing.channel_rigs import CHANNEL_RIGS
+from pollerd_sim.testing.channel_suite import ChannelContract
 
 REGISTERED = sorted(known_types())
 
 
-@pytest.fixture(params=REGISTERED)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+class TestEveryChannel(ChannelContract):
+    @pytest.fixture(params=REGISTERED)
+    def kind(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
 
 
-@pytest.fixture
-def rig(kind: str, receivers: Receivers) -> Rig:
-    if kind not in RIGS:
-        pytest.fail(
-            f"channel type {kind!r} is registered but has no contract rig: add one to "
-            "RIGS in tests/support/channel_rigs.py (its loopback receiver and failure table)"
-        )
-    return RIGS[kind](receivers)
-
-
-def send(kind: str, options: dict[str, Any], *events: Event) -> list[SendResult]:
-    """Render each event once and send it, as the outbox does; a fresh client per call."""
-
-    def make(http: httpx.AsyncClient) -> Channel:
-        return channel_class(kind)(ChannelContext(kind, options, http))
-
-    return send_events(make, events, close=True).results
-
-
-def budget(kind: str, options: dict[str, Any]) -> Any:
-    async def go() -> Any:
-        async with httpx.AsyncClient() as http:
-            return channel_class(kind)(ChannelContext(kind, options, http)).budget()
-
-    return asyncio.run(go())
-
-
-# the contract --------------------------------------------------------------------------------
-
-
-def test_every_registered_type_has_a_rig() -> None:
+def test_every_rig_is_for_a_registered_type() -> None:
     """The other direction: a rig for a type nobody registers is dead weight."""
-    assert set(RIGS) <= set(REGISTERED), set(RIGS) - set(REGISTERED)
-
-
-def test_hostile_text_reaches_the_receiver_inert(kind: str, rig: Rig) -> None:
-    """Customer and item text is attacker-controlled: no tag, mass mention or link of it is
-    obeyed by the receiver's flavour, and its newline forges no line of its own."""
-    event = paid_event(HOSTILE, items=line_items(2, ITEM), email="j***@example.com")
-    [result] = send(kind, rig.options, event)
-    assert result.kind == "ok", result.detail
-    texts = rig.texts()
-    assert texts, "the receiver got nothing"
-    for text in texts:
-        for fragment in rig.live:
-            assert fragment not in text, (fragment, text)
-        for line in text.splitlines():  # the name stays on one line, with its own start
-            assert "9999" not in line or "everyone" in line, (line, text)
-    if rig.verbatim:
-        assert any(HOSTILE in _json_strings(text) for text in texts)
-
-
-def _json_strings(text: str) -> list[str]:
-    return strings(json.loads(text))
-
-
-def test_the_longest_alert_fits_the_receiver(kind: str, rig: Rig) -> None:
-    """30 items of 175-character names and a 150-character CJK customer: the receivers that
-    enforce a size (every chat service in ChatSim) must accept what the channel sends."""
-    event = paid_event("张" * 150, items=line_items(30, "超长的商品名称" * 25), email="z***@x.cn")
-    [result] = send(kind, rig.options, event)
-    assert result.kind == "ok", result.detail
-    assert rig.texts(), "the receiver accepted nothing"
-
-
-def test_every_failure_is_classified(kind: str, rig: Rig) -> None:
-    """The receiver's failure table, row by row: what the delivery loop does next (retry
-    after the named wait, or drop the message / the recipient / hold the channel) depends
-    on nothing else; and no classification quotes a credential."""
-    if not rig.failures:
-        pytest.skip(f"{kind} has no receiver that could refuse a message")
-    for row in rig.failures:
-        row.arrange()
-        [result] = send(kind, rig.options, paid_event())
-        got = (result.kind, result.scope if result.kind == "permanent" else "message")
-        assert got == (row.kind, row.scope), (row.label, result)
-        if row.retry_after is not None:
-            assert result.retry_after == row.retry_after, (row.label, result)
-        for secret in rig.secrets:
-            assert secret not in result.detail, (row.label, result.detail)
-
-
-def test_a_wrong_credential_holds_the_channel(kind: str, rig: Rig) -> None:
-    if rig.wrong_secret is None:
-        pytest.skip(f"{kind} holds no credential its receiver checks")
-    [result] = send(kind, rig.wrong_secret, paid_event())
-    assert (result.kind, result.scope) == ("permanent", "channel"), result
-    assert WRONG not in result.detail
-    assert not rig.texts(), "a message went through with a wrong credential"
-
-
-def test_the_budget_is_published_without_credentials_and_honoured(kind: str, rig: Rig) -> None:
-    """A receiver with a rate limit needs a published Budget (the delivery loop paces by it,
-    never past it); its key is logged, so it names no credential; and the tightest window's
-    count, sent back to back, is within what the receiver allows (ChatSim enforces each
-    service's published limits)."""
-    published = budget(kind, rig.options)
-    if not rig.budget_limited:
-        assert published is None or published.windows, published
-        pytest.skip(f"{kind}'s receiver enforces no rate limit pollerd must pace")
-    assert published is not None, f"{kind}'s receiver has a rate limit: publish a Budget"
-    for secret in rig.secrets:
-        assert secret not in published.key
-    burst = min(count for count, _ in published.windows)
-    results = send(kind, rig.options, *(paid_event(number=f"{n}") for n in range(burst)))
-    assert [r.kind for r in results] == ["ok"] * burst, [r.detail for r in results]
+    rigs = set(CHANNEL_RIGS.names())
+    assert rigs <= set(REGISTERED), rigs - set(REGISTERED)

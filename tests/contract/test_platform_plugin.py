@@ -72,7 +72,7 @@ def test_once_turns_toy_orders_into_events(
     sim.pay(unpaid)
     assert pollerd("once", "--config", str(config), env=env).returncode == 0
     assert sink.wait_for_ids(expected | {f"shop:{unpaid}:order.paid"})
-    assert sorted(sink.ids()) == sorted(expected | {f"shop:{unpaid}:order.paid"})
+    assert sorted(str(i) for i in sink.ids()) == sorted(expected | {f"shop:{unpaid}:order.paid"})
 
 
 def test_an_unknown_platform_names_the_installed_ones(

@@ -30,7 +30,7 @@ from pollerd.store import open_store
 from pollerd.sync import StoreSync
 from pollerd_sim import WebhookSink, WooSim
 from pollerd_sim.harness import KEY, SECRET, write_config
-from tests.support.loopback import free_port
+from pollerd_sim.testing.ports import free_port
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 HTTP = httpx.Client(timeout=5)  # one client: building one per request costs ~0.1 s (TLS setup)

@@ -29,9 +29,9 @@ from pollerd.config import load
 from pollerd.errors import ConfigError
 from pollerd.model import Event, LineItem
 from pollerd_sim import WebhookSink
-from tests.support.events import paid_event
-from tests.support.loopback import free_port
-from tests.support.sending import send_events
+from pollerd_sim.testing.events import paid_event
+from pollerd_sim.testing.ports import free_port
+from pollerd_sim.testing.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 USER, PASSWORD = "hookuser", "PW_TOPSECRET_1234"

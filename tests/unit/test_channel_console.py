@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pollerd.channels.base import ChannelContext
 from pollerd.channels.console import ConsoleChannel
 from pollerd.model import Event, LineItem
-from tests.support.events import paid_event
+from pollerd_sim.testing.events import paid_event
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 HOSTILE = "<s>**x** @everyone [x](http://evil)"

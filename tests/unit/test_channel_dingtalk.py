@@ -20,8 +20,8 @@ from pollerd.channels.dingtalk import TEXT_BYTES, DingTalkChannel, sign
 from pollerd.channels.robot import utf8_len
 from pollerd.model import Event
 from pollerd_sim.chat import ChatSim
-from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
-from tests.support.sending import send_events
+from pollerd_sim.testing.events import CUSTOMER, ITEM, line_items, paid_event
+from pollerd_sim.testing.sending import send_events
 
 TOKEN = "ding-token-0001"
 SECRET = "SECding0001"

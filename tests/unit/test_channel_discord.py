@@ -18,9 +18,9 @@ from pollerd.channels.discord import CONTENT_LIMIT, DiscordChannel
 from pollerd.model import Event
 from pollerd.templates.escape import escape_discord
 from pollerd_sim.chat import ChatSim
+from pollerd_sim.testing.events import CUSTOMER, ITEM, line_items, paid_event
+from pollerd_sim.testing.sending import send_events
 from tests.samples import numbered
-from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
-from tests.support.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"

@@ -18,10 +18,10 @@ from pollerd.channels.base import ChannelContext
 from pollerd.channels.email import EmailChannel, message_id
 from pollerd.model import Event, LineItem
 from pollerd.templates import templates_for
-from tests.support.events import paid_event
-from tests.support.loopback import free_port
-from tests.support.sending import send_events
-from tests.support.smtp import (
+from pollerd_sim.testing.events import paid_event
+from pollerd_sim.testing.ports import free_port
+from pollerd_sim.testing.sending import send_events
+from pollerd_sim.testing.smtp import (
     PASSWORD,
     Certs,
     Inbox,
@@ -46,7 +46,7 @@ def sample(
     )
 
 
-# the server: tests/support/smtp.py -----------------------------------------------------------
+# the server: pollerd_sim/testing/smtp.py ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from pollerd.channels.feishu import FeishuChannel, LarkChannel, sign
 from pollerd.channels.robot import utf8_len
 from pollerd.model import Event
 from pollerd_sim.chat import ChatSim
-from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
-from tests.support.sending import send_events
+from pollerd_sim.testing.events import CUSTOMER, ITEM, line_items, paid_event
+from pollerd_sim.testing.sending import send_events
 
 HOOK = "feishu-hook-0001"
 SECRET = "feishu-secret-0001"

@@ -19,8 +19,8 @@ from pollerd.channels.sms import SmsChannel, segments
 from pollerd.model import Event, LineItem
 from pollerd_sim.chat import ChatSim
 from pollerd_sim.chat_apis import sms_segments
-from tests.support.events import paid_event
-from tests.support.sending import send_events
+from pollerd_sim.testing.events import paid_event
+from pollerd_sim.testing.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 ADMIN = "https://shop.example/wp-admin/post.php?post=1001&action=edit"

@@ -23,8 +23,8 @@ from pollerd.secrets import Secret
 from pollerd_sim import WebhookSink
 from pollerd_sim.loopback import LoopbackHandler, LoopbackService
 from pollerd_sim.sink import Receipt
-from tests.support.events import paid_event
-from tests.support.sending import send_events
+from pollerd_sim.testing.events import paid_event
+from pollerd_sim.testing.sending import send_events
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)

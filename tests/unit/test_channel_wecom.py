@@ -22,8 +22,8 @@ from pollerd.channels.wecom import MARKDOWN_BYTES, TEXT_BYTES, WeComChannel
 from pollerd.model import Event
 from pollerd.templates.escape import escape_markdown, escape_text
 from pollerd_sim.chat import ChatSim
-from tests.support.events import CUSTOMER, ITEM, line_items, paid_event
-from tests.support.sending import send_events
+from pollerd_sim.testing.events import CUSTOMER, ITEM, line_items, paid_event
+from pollerd_sim.testing.sending import send_events
 
 AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 KEY = "wecom-key-0001"

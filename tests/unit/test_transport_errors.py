@@ -24,9 +24,9 @@ from pollerd.sources.shopify.rest import ShopifyRestSource
 from pollerd.sources.woocommerce import WooCommerceStore
 from pollerd.sources.woocommerce.client import WooCommerceSource
 from pollerd_sim import ShopSim, WooSim
+from pollerd_sim.testing.events import paid_event
+from pollerd_sim.testing.ports import free_port
 from tests.support.clocks import FakeTime
-from tests.support.events import paid_event
-from tests.support.loopback import free_port
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"
 SECRET = "cs_3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d"

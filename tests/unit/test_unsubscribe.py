@@ -30,9 +30,9 @@ from pollerd.store import Store, open_store
 from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed, suppress, suppression_key
 from pollerd.web import UnsubscribeServer
-from tests.support.events import paid_event
-from tests.support.loopback import free_port
-from tests.support.smtp import smtp_server
+from pollerd_sim.testing.events import paid_event
+from pollerd_sim.testing.ports import free_port
+from pollerd_sim.testing.smtp import smtp_server
 
 AT = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 SECRET = "an-unsubscribe-secret-of-some-length"

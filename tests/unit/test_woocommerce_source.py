@@ -40,8 +40,8 @@ from pollerd.sources.woocommerce.client import (
 from pollerd.sources.woocommerce.responses import WAF_PAUSE
 from pollerd.sources.woocommerce.rules import pay_rules, woo_implied
 from pollerd_sim import WooSim
+from pollerd_sim.testing.ports import free_port
 from tests.support.clocks import FakeTime, WallClock
-from tests.support.loopback import free_port
 from tests.support.transports import RecordingTransport
 
 KEY = "ck_7d1f0c2b9e8a4b3c6d5e4f3a2b1c0d9e8f7a6b5c"

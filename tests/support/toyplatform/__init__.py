@@ -1,7 +1,8 @@
 """A third platform, "toy", written the way a plugin author outside pollerd would write one: a
 store model, a `Source`, its rules and a `Platform` object, plus the loopback store it talks to
-and the rig the source contract suite runs it on. Nothing under `pollerd/` knows of it; it is
-found only through a `pollerd.sources` entry point (`registered()` writes a real one).
+and the rig the source contract suite runs it on. Nothing under `pollerd/` or `pollerd_sim/`
+knows of it; it is found only through entry points (`registered()` writes real ones): the
+platform in `pollerd.sources`, its rig in `pollerd.source_rigs`.
 
 The toy store's API: `GET /orders?after=<ISO>&page=<n>&by=updated|created` lists
 `{"id", "updated_at", "status"}` rows by ascending id, 50 a page, with `next` (or null);
@@ -15,8 +16,7 @@ import json
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,9 +32,11 @@ from pollerd.errors import RetryableSourceError
 from pollerd.model import Order
 from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, Source
 from pollerd.sources.plugin import Platform, Sleep, evidence
+from pollerd_sim.testing.source_rigs import Build, SourceRig
 
 PER_PAGE = 50
 ENTRY_POINT = "toy = tests.support.toyplatform:PLATFORM"
+RIG_ENTRY_POINT = "toy = tests.support.toyplatform:contract_rig"
 
 
 # --- the plugin ---------------------------------------------------------------------------------
@@ -243,12 +245,15 @@ def _handler(sim: ToySim) -> type[BaseHTTPRequestHandler]:
 
 
 def install(folder: Path) -> Path:
-    """A real distribution's metadata in `folder` declaring the `pollerd.sources` entry point,
-    as `pip install` of a package named toy-platform would write it; `folder` goes on the path."""
+    """A real distribution's metadata in `folder` declaring the `pollerd.sources` entry point
+    and the source contract rig's (`pollerd.source_rigs`), as `pip install` of a package named
+    toy-platform would write them; `folder` goes on the path."""
     info = folder / "toy_platform-0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-platform\nVersion: 0\n")
-    (info / "entry_points.txt").write_text(f"[pollerd.sources]\n{ENTRY_POINT}\n")
+    (info / "entry_points.txt").write_text(
+        f"[pollerd.sources]\n{ENTRY_POINT}\n\n[pollerd.source_rigs]\n{RIG_ENTRY_POINT}\n"
+    )
     return folder
 
 
@@ -257,34 +262,27 @@ def registered() -> Iterator[Path]:
     """The toy platform installed for the time of the block, in this process (and, through
     `PYTHONPATH`, in `pollerd` subprocesses given the folder it yields)."""
     from pollerd.sources import PLATFORMS
+    from pollerd_sim.testing.source_rigs import SOURCE_RIGS
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(install(Path(tmp)))
         sys.path.append(folder)
         PLATFORMS.forget()
+        SOURCE_RIGS.forget()
         try:
             yield Path(folder)
         finally:
             sys.path.remove(folder)
             PLATFORMS.forget()
-
-
-@dataclass
-class Rig:
-    """What the source contract suite needs of a platform: a source on its simulator, and the
-    platform's words for "new order" and "paid"."""
-
-    make: Callable[[], Source]
-    create: Callable[[], int]
-    pay: Callable[[int], None]
-    paid_status: str
+            SOURCE_RIGS.forget()
 
 
 @contextlib.contextmanager
-def contract_rig(build: Callable[[Any], Source]) -> Iterator[Rig]:
+def contract_rig(build: Build) -> Iterator[SourceRig]:
     """This platform's rig for the source contract suite; `build` makes the source from the
     store config (the suite passes the registry's, so the entry point is what is tested)."""
     with ToySim() as sim:
         cfg = ToyStore(name="shop", platform="toy", url=sim.url)
-        yield Rig(make=lambda: build(cfg), create=sim.create_order, pay=sim.pay,
-                  paid_status="paid")  # fmt: skip
+        yield SourceRig(
+            make=lambda: build(cfg), create=sim.create_order, pay=sim.pay, paid_status="paid"
+        )

@@ -1,7 +1,8 @@
-"""The order alert the channel tests send: one builder instead of a copy per channel file.
+"""The sample order alert: what the channel contract suite, the channel tests and
+`bench/channels.py` send, one builder instead of a copy per file.
 
 `paid_event()` is "order #1001 paid" of a WooCommerce store "acme", € 25.00, with the keyword
-arguments each channel's tests vary (customer, line items, admin link, …); any other keyword
+arguments each caller varies (customer, line items, admin link, total, …); any other keyword
 is an `Order` field. `CUSTOMER` and `ITEM` are the hostile customer name and item of the
 channel briefs: markup of every flavour, a mass mention and a link, which must reach every
 receiver inert.
@@ -35,25 +36,30 @@ def paid_event(
     number: str = "1001",
     order_id: str = "1001",
     currency: str = "EUR",
+    total: str = "25.00",
     at: datetime = AT,
+    placed: datetime | None = None,
     test: bool = False,
     reason: str | None = None,
     **order: Any,
 ) -> Event:
-    """`order.paid` for order `number` (event and order id `order_id`)."""
+    """`order.paid` for order `number` (event and order id `order_id`), seen at `at`; the
+    order was created and last updated at `placed` (default: `at`)."""
+    placed = at if placed is None else placed
     paid = Order(
         store=store,
         platform="woocommerce",
         id=order_id,
         number=number,
         status="processing",
-        created_at=at,
-        updated_at=at,
-        total="25.00",
+        created_at=placed,
+        updated_at=placed,
+        total=total,
         currency=currency,
         customer_name=name,
         customer_email=email,
-        admin_url=admin_url,
+        # None: a payload without the link, as some stores send (the field is typed str)
+        admin_url=admin_url,  # type: ignore[arg-type]
         line_items=items,
         **order,
     )

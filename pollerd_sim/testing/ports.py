@@ -1,4 +1,4 @@
-"""Ports on 127.0.0.1 for the tests' own servers."""
+"""Ports on 127.0.0.1 for the test servers that cannot take port 0."""
 
 from __future__ import annotations
 

@@ -1,24 +1,28 @@
-"""The channel contract's rigs: each registered channel type pointed at its loopback receiver
-(ChatSim for the robots and chat APIs, WebhookSink for the webhook and the Apprise bridge,
-aiosmtpd for email, the standard stream for the console), with the receiver's failure table,
-the options with a wrong credential, and the hostile fragments its flavour would obey.
+"""The channel contract's rigs: each channel type pointed at its loopback receiver (ChatSim for
+the robots and chat APIs, WebhookSink for the webhook and the Apprise bridge, aiosmtpd for
+email, the standard stream for the console), with the receiver's failure table, the options
+with a wrong credential, and the hostile fragments its flavour would obey.
 
-A new channel type adds one function here and one line in `RIGS`;
-tests/contract/test_channels.py runs the contract against every type `known_types()` lists.
+A rig is a function `Receivers -> ChannelRig`. The built-in channels' rigs are below, listed in
+`BUILTIN`; a channel of another distribution declares its own in the `pollerd.channel_rigs`
+entry-point group (`<type> = "<module>:<function>"`), and `CHANNEL_RIGS` (the same registry
+helper that finds the channels) finds both. A rig that needs a receiver of its own starts it on
+`Receivers.stack`, which is closed when the test ends.
+
 The failure tables are what the receivers answer (research `notifications.md` §4.9); the
 classification expected of each row is the contract, not a channel's own class names.
+`bench/channels.py` uses the same rigs' options for its throughput figures.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
-
-from pollerd_sim import WebhookSink
+from pollerd.plugins import Registry
 from pollerd_sim.chat import (
     SIM_DINGTALK_SECRET,
     SIM_FEISHU_SECRET,
@@ -26,9 +30,13 @@ from pollerd_sim.chat import (
     SIM_TWILIO_TOKEN,
     ChatSim,
 )
-from tests.support.events import CUSTOMER
-from tests.support.loopback import free_port
-from tests.support.smtp import PASSWORD, Certs, Inbox
+from pollerd_sim.sink import WebhookSink
+from pollerd_sim.testing.events import CUSTOMER
+from pollerd_sim.testing.ports import free_port
+from pollerd_sim.testing.smtp import PASSWORD, Certs, Inbox
+
+if TYPE_CHECKING:
+    import pytest
 
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 WRONG = "wrong-credential-0000"
@@ -53,7 +61,7 @@ class Failure:
 
 
 @dataclass
-class Rig:
+class ChannelRig:
     """A channel pointed at its loopback receiver."""
 
     options: dict[str, Any]
@@ -73,17 +81,26 @@ class Rig:
 
 @dataclass
 class Mailbox:
+    """An SMTP server's inbox and port; `certs` None: it speaks no TLS and checks no login."""
+
     inbox: Inbox
     port: int
-    certs: Certs
+    certs: Certs | None = None
 
 
 @dataclass
 class Receivers:
+    """The loopback receivers a rig may point its channel at, running for the whole suite
+    (each test starts them clean); `stack` holds what a rig starts for one test only."""
+
     chat: ChatSim
     sink: WebhookSink
     mail: Mailbox
-    capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str] | None = None
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+
+RigFactory = Callable[[Receivers], ChannelRig]
 
 
 # one rig per channel type -------------------------------------------------------
@@ -131,11 +148,11 @@ def _chat(
     table: Sequence[tuple[str, str, str, float | None]],
     wrong_secret: dict[str, Any],
     **more: Any,
-) -> Rig:
+) -> ChannelRig:
     """A channel to one of ChatSim's services; `table` rows are (ChatSim fault, result
     kind, scope, the Retry-After it must carry), and a dropped connection is always one more
     row (retryable)."""
-    return Rig(
+    return ChannelRig(
         options,
         _chat_texts(sim, service),
         _chat_failures(sim, service, table),
@@ -150,7 +167,7 @@ def _hook(
     credential: str,
     table: Sequence[tuple[str, str, str, float | None]],
     **more: Any,
-) -> Rig:
+) -> ChannelRig:
     """A robot or webhook whose only option is its URL, `credential` being the part of the
     URL that is the secret (a key, a token, a path)."""
     url = sim.endpoint(service)
@@ -158,8 +175,8 @@ def _hook(
     return _chat(sim, service, {"url": url}, table, wrong, **more)
 
 
-def wecom(r: Receivers) -> Rig:
-    key = r.chat.config["wecom_key"]
+def wecom(r: Receivers) -> ChannelRig:
+    key = str(r.chat.config["wecom_key"])
     table = [
         ("93000", "permanent", "channel", None),  # invalid webhook url: the key was revoked
         ("45009", "retry", "message", 60.0),  # 20 a minute exceeded, in a 200 body
@@ -169,7 +186,7 @@ def wecom(r: Receivers) -> Rig:
     return _hook(r.chat, "wecom", key, table, secrets=(key,))
 
 
-def dingtalk(r: Receivers) -> Rig:
+def dingtalk(r: Receivers) -> ChannelRig:
     options = {"url": r.chat.endpoint("dingtalk"), "secret": SIM_DINGTALK_SECRET}
     table = [
         ("310000", "permanent", "channel", None),  # sign mismatch / keyword / IP
@@ -182,7 +199,7 @@ def dingtalk(r: Receivers) -> Rig:
     return _chat(r.chat, "dingtalk", options, table, wrong, secrets=secrets)
 
 
-def feishu(r: Receivers) -> Rig:
+def feishu(r: Receivers) -> ChannelRig:
     options = {"url": r.chat.endpoint("feishu"), "secret": SIM_FEISHU_SECRET}
     table = [
         ("19021", "permanent", "channel", None),  # sign match fail
@@ -196,7 +213,7 @@ def feishu(r: Receivers) -> Rig:
     return _chat(r.chat, "feishu", options, table, wrong, secrets=secrets)
 
 
-def slack(r: Receivers) -> Rig:
+def slack(r: Receivers) -> ChannelRig:
     path = str(r.chat.config["slack_path"])  # the hook's path is its credential
     table = [
         ("invalid_payload", "permanent", "message", None),
@@ -211,7 +228,7 @@ def slack(r: Receivers) -> Rig:
     return _hook(r.chat, "slack", path.rsplit("/", 1)[1], table, live=live, secrets=(path,))
 
 
-def telegram(r: Receivers) -> Rig:
+def telegram(r: Receivers) -> ChannelRig:
     options = {
         "token": SIM_TELEGRAM_TOKEN,
         "chat_id": r.chat.config["telegram_chat"],
@@ -231,8 +248,8 @@ def telegram(r: Receivers) -> Rig:
     return _chat(r.chat, "telegram", options, table, wrong, live=live, secrets=secrets)
 
 
-def discord(r: Receivers) -> Rig:
-    token = r.chat.config["discord_token"]
+def discord(r: Receivers) -> ChannelRig:
+    token = str(r.chat.config["discord_token"])
     table = [
         ("404_unknown_webhook", "permanent", "channel", None),
         ("401", "permanent", "channel", None),
@@ -245,7 +262,7 @@ def discord(r: Receivers) -> Rig:
     return _hook(r.chat, "discord", token, table, live=live, secrets=(token,))
 
 
-def sms(r: Receivers) -> Rig:
+def sms(r: Receivers) -> ChannelRig:
     options = {
         "account_sid": r.chat.config["twilio_sid"],
         "auth_token": SIM_TWILIO_TOKEN,
@@ -290,11 +307,11 @@ def _sink_failures(sink: WebhookSink, best_effort: bool) -> list[Failure]:
     ]
 
 
-def webhook(r: Receivers) -> Rig:
+def webhook(r: Receivers) -> ChannelRig:
     def texts() -> list[str]:
         return [receipt.body.decode() for receipt in r.sink.receipts]
 
-    return Rig(
+    return ChannelRig(
         {"url": r.sink.url, "secret": HOOK_SECRET},
         texts,
         _sink_failures(r.sink, best_effort=False),
@@ -308,11 +325,11 @@ def webhook(r: Receivers) -> Rig:
     )
 
 
-def apprise(r: Receivers) -> Rig:
+def apprise(r: Receivers) -> ChannelRig:
     def texts() -> list[str]:
         return [str(v) for receipt in r.sink.receipts for v in strings(receipt.json())]
 
-    return Rig(
+    return ChannelRig(
         {"url": f"json://127.0.0.1:{r.sink.port}/apprise"},
         texts,
         _sink_failures(r.sink, best_effort=True),
@@ -321,18 +338,19 @@ def apprise(r: Receivers) -> Rig:
     )
 
 
-def email(r: Receivers) -> Rig:
+def email(r: Receivers) -> ChannelRig:
     mail = r.mail
-    options = {
+    options: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": mail.port,
         "sender": "pollerd <alerts@example.com>",
         "to": ["ops@example.com"],
         "timeout": "5s",
-        "ca_file": str(mail.certs.ca),
-        "username": "alerts",
-        "password": PASSWORD,
     }
+    if mail.certs is None:
+        options["security"] = "none"
+    else:
+        options.update(ca_file=str(mail.certs.ca), username="alerts", password=PASSWORD)
 
     def texts() -> list[str]:
         found: list[str] = []
@@ -352,7 +370,7 @@ def email(r: Receivers) -> Rig:
     def nobody_listening() -> None:
         options["port"] = free_port()
 
-    return Rig(
+    return ChannelRig(
         options,
         texts,
         [
@@ -367,27 +385,40 @@ def email(r: Receivers) -> Rig:
     )
 
 
-def console(r: Receivers) -> Rig:
+def console(r: Receivers) -> ChannelRig:
     written: list[str] = []
+    capsys = r.capsys
+    assert capsys is not None, "the console rig reads the captured standard output"
 
     def captured() -> list[str]:
-        written.append(r.capsys.readouterr().out)
+        written.append(capsys.readouterr().out)
         return ["".join(written)]
 
-    return Rig({}, captured, live=(), budget_limited=False)
+    return ChannelRig({}, captured, live=(), budget_limited=False)
 
 
-RIGS: dict[str, Callable[[Receivers], Rig]] = {
-    "console": console,
-    "webhook": webhook,
-    "email": email,
-    "wecom": wecom,
-    "dingtalk": dingtalk,
-    "feishu": feishu,
-    "lark": feishu,  # Feishu's international twin: the same robot protocol
-    "slack": slack,
-    "telegram": telegram,
-    "discord": discord,
-    "sms": sms,
-    "apprise": apprise,
+_HERE = "pollerd_sim.testing.channel_rigs"
+BUILTIN = {
+    "console": f"{_HERE}:console",
+    "webhook": f"{_HERE}:webhook",
+    "email": f"{_HERE}:email",
+    "wecom": f"{_HERE}:wecom",
+    "dingtalk": f"{_HERE}:dingtalk",
+    "feishu": f"{_HERE}:feishu",
+    "lark": f"{_HERE}:feishu",  # Feishu's international twin: the same robot protocol
+    "slack": f"{_HERE}:slack",
+    "telegram": f"{_HERE}:telegram",
+    "discord": f"{_HERE}:discord",
+    "sms": f"{_HERE}:sms",
+    "apprise": f"{_HERE}:apprise",
 }
+"""channel type → its rig, for the built-in channels (others: the `pollerd.channel_rigs`
+entry points)."""
+
+CHANNEL_RIGS: Registry[RigFactory] = Registry(
+    "pollerd.channel_rigs",
+    noun="channel contract rig",
+    builtin=BUILTIN,
+    accept=callable,
+    what="function Receivers -> ChannelRig",
+)

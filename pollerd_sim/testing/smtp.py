@@ -1,6 +1,9 @@
 """A real SMTP server on 127.0.0.1 (aiosmtpd) for the email channel: an `Inbox` that accepts
 or refuses, LOGIN checked against `PASSWORD` (`authenticate`), and a throwaway CA and server
-certificate for STARTTLS and implicit TLS (`make_certs`)."""
+certificate for STARTTLS and implicit TLS (`make_certs`).
+
+aiosmtpd is a test extra (`pip install pollerd[test]`), imported only when a server starts or a
+login is checked, so the channel rigs import without it."""
 
 from __future__ import annotations
 
@@ -14,17 +17,18 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.loopback import free_port
+from pollerd_sim.testing.ports import free_port
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP as SMTPServer
+    from aiosmtpd.smtp import AuthResult, Envelope, Session
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -99,19 +103,32 @@ def make_certs(out: Path) -> Certs:
 
 class Inbox:
     """aiosmtpd handler: accepts mail (recording whether it came over TLS), or refuses given
-    recipients / the DATA with a configured reply."""
+    recipients / the DATA with a configured reply.
+
+    Messages are parsed when `messages` is read, not on receipt: the server runs in a thread
+    of the sender's process, whose CPU the tests should not spend twice."""
 
     def __init__(self, refuse: dict[str, str] | None = None, data_reply: str = "") -> None:
         self.refuse = refuse or {}
         self.data_reply = data_reply
-        self.messages: list[EmailMessage] = []
+        self._messages: list[EmailMessage] = []
         self.envelopes: list[Envelope] = []
         self.over_tls: list[bool] = []
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        """Every accepted message, parsed (one list, extended as mail arrives)."""
+        for envelope in self.envelopes[len(self._messages) :]:
+            assert isinstance(envelope.content, bytes)
+            parsed = email.message_from_bytes(envelope.content, policy=default_policy)
+            assert isinstance(parsed, EmailMessage)
+            self._messages.append(parsed)
+        return self._messages
 
     def clear(self) -> None:
         """Forget what was received and accept everything again (one server, many tests)."""
         self.refuse, self.data_reply = {}, ""
-        self.messages.clear()
+        self._messages.clear()
         self.envelopes.clear()
         self.over_tls.clear()
 
@@ -126,13 +143,12 @@ class Inbox:
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         if self.data_reply:
             return self.data_reply
-        assert isinstance(envelope.content, bytes)
-        parsed = email.message_from_bytes(envelope.content, policy=default_policy)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        self.envelopes.append(envelope)
         # session.ssl is set by STARTTLS only; the transport also knows implicit TLS.
-        tls = session.ssl is not None or server.transport.get_extra_info("ssl_object")
+        transport = server.transport
+        tls = session.ssl is not None or (
+            transport is not None and transport.get_extra_info("ssl_object")
+        )
+        self.envelopes.append(envelope)
         self.over_tls.append(bool(tls))
         return "250 Message accepted"
 
@@ -140,6 +156,8 @@ class Inbox:
 def authenticate(
     server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
 ) -> AuthResult:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
     good = isinstance(data, LoginPassword) and (data.login, data.password) == (
         b"alerts",
         PASSWORD.encode(),
@@ -148,9 +166,14 @@ def authenticate(
 
 
 @contextlib.contextmanager
-def smtp_server(inbox: Inbox, **kwargs: Any) -> Iterator[int]:
+def smtp_server(handler: Any, **kwargs: Any) -> Iterator[int]:
+    """A server on a free port for the time of the block, mail going to `handler` (an
+    `Inbox` to see what arrived; aiosmtpd's `Sink` to accept and keep nothing, as a benchmark
+    wants); `kwargs` go to aiosmtpd's `Controller` (`tls_context`, `authenticator`, ...)."""
+    from aiosmtpd.controller import Controller
+
     port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **kwargs)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:
         yield port
