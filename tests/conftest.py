@@ -270,8 +270,9 @@ def fixture_needles() -> dict[str, str]:
             for name, item in value.items():
                 walk(item, where, str(name).lower(), by_key)
 
-    for info in pkgutil.iter_modules(sim_package.__path__):
-        module = importlib.import_module(f"pollerd_sim.{info.name}")
+    # every module, pollerd_sim.testing's included (the contract rigs hold test credentials)
+    for info in pkgutil.walk_packages(sim_package.__path__, "pollerd_sim."):
+        module = importlib.import_module(info.name)
         for name, value in vars(module).items():
             where = f"{module.__name__}.{name}"
             if name.isupper():
