@@ -51,7 +51,7 @@ from pollerd.store import StateLock, Store, fault, open_store
 from pollerd.sync import PassReport, StoreSync
 from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed
-from pollerd.web import UnsubscribeServer
+from pollerd.web.unsubscribe import UnsubscribeServer
 
 
 def build_source(
