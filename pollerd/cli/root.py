@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -77,7 +77,7 @@ def _root(
     _state.update(config=config, log_level=log_level, log_format=log_format)
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     if _state.get("log_format") == "json":  # every line JSON when JSON was asked for
         from pollerd.log import error_line
 
