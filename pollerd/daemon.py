@@ -57,6 +57,7 @@ from pollerd.runtime import Runtime, StopSignals, start_web
 from pollerd.store import StateLock, fault
 from pollerd.sync import StoreSync
 from pollerd.systemd import monotonic_usec, notify, supervised, watchdog_interval
+from pollerd.web import scrape
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
@@ -213,14 +214,14 @@ class Service:
         return EXIT_OK
 
     def _start_metrics(self, settings: Settings) -> Any:
-        """`/metrics` and `/healthz` on `metrics_listen` (pollerd.metrics), None when unset."""
+        """`/metrics` and `/healthz` on `metrics_listen` (pollerd.web.scrape), None when unset."""
         listen = settings.pollerd.metrics_listen
         if not listen:
             return None
         self._declare = lambda: metrics.declare(self.runtime.syncs, self.runtime.channels)
         self._declare()  # a 0 for every configured store and channel, before the first pass
         try:
-            server = metrics.serve(listen, self.health.check)
+            server = scrape.serve(listen, self.health.check)
         except OSError as exc:
             fix = "pick a free port, or stop what is using it"
             raise ConfigError(

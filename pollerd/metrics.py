@@ -1,4 +1,4 @@
-"""Every Prometheus metric pollerd exports (the names are a contract), and `/metrics` + `/healthz`.
+"""Every Prometheus metric pollerd exports (the names are a contract), and how each is written.
 
 Why it looks like this (research/style-reliability-ops.md §C.6, prometheus.io naming and
 instrumentation practices):
@@ -20,15 +20,11 @@ instrumentation practices):
   lag, rate budget in use, dead letters, last success, process figures) is computed when
   `/metrics` is read, by a collector.
 
-The HTTP endpoint runs in a daemon thread (`serve`), so the asyncio loop never waits for a
-scraper, and a hung loop still answers `/healthz` (with 503, which is the point). `/healthz`
-calls the daemon's `health()` from that thread: it must only read.
+`/metrics` and `/healthz` are served by `pollerd.web.scrape`, which reads `current()`.
 """
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 import time
 import weakref
@@ -41,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from pollerd import __version__
-from pollerd.errors import ConfigError
 from pollerd.model import EVENT_TYPES
 
 if TYPE_CHECKING:
@@ -59,7 +54,6 @@ a pass that pages, waits out a Retry-After or a THROTTLED refill takes seconds t
 DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 """From detection to the channel's acceptance: sub-second when the channel is up, then the
 back-off schedule (minutes to hours) when it is not; +Inf holds the rest up to `dead_after`."""
-SCRAPE_TIMEOUT = 10.0  # seconds a scraper's connection may stay silent before it is dropped
 
 Ratio = Callable[[], float | None]
 DeadCounts = Callable[[], Mapping[str, int]]
@@ -460,166 +454,3 @@ def write_textfile(path: str | Path) -> None:
     from prometheus_client import write_to_textfile
 
     write_to_textfile(str(path), current().registry)
-
-
-# --- /metrics and /healthz ---------------------------------------------------------------------
-
-
-Health = Callable[[], tuple[bool, dict[str, Any]]]
-
-
-@dataclass
-class MetricsServer:
-    """The running endpoint; `close()` stops it and frees the port."""
-
-    host: str
-    port: int
-    _server: Any  # a ThreadingMixIn WSGIServer
-    _thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def serve(listen: str, health: Health) -> MetricsServer:
-    """Serve GET /metrics (Prometheus text, or OpenMetrics when asked) and GET /healthz on
-    `listen` ("host:port"; port 0 picks a free one: see `.port`) from a daemon thread.
-
-    /healthz answers 200 `{"status": "ok", ...}` when `health()` says healthy, else 503 with
-    its dict (`{"status": "unhealthy", "reason": ...}` unless the dict says otherwise);
-    a `health()` that raises is a 503 too. Raises ConfigError when the address cannot be
-    bound, naming `pollerd.metrics_listen`."""
-    host, port = _split(listen)
-    current()  # counting starts now, if `declare()` has not started it already
-    try:
-        server = _make_server(host, port, _app(health))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            "pollerd.metrics_listen",
-            f"cannot listen on {listen}: {exc}",
-            "pick a free port (or stop what is using it) and a local address",
-        ) from None
-    if not _loopback(host):
-        logger.warning(
-            "metrics_listen {} is not a loopback address: /metrics and /healthz show store and "
-            "channel names to anyone who can reach it; firewall it or use 127.0.0.1",
-            listen,
-        )
-    bound = server.server_address
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="pollerd-metrics"
-    )
-    thread.daemon = True
-    thread.start()
-    return MetricsServer(host, int(bound[1]), server, thread)
-
-
-def _make_server(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> Any:
-    """A threading WSGI server (stdlib), imported here: `http.server` and friends cost ~2 MiB
-    that a process without `metrics_listen` never needs."""
-    from socketserver import TCPServer, ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True  # a scraper's open connection must not hold up shutdown
-        allow_reuse_address = True
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        def server_bind(self) -> None:
-            """As WSGIServer's, minus `socket.getfqdn()`: a reverse DNS lookup of the listen
-            address that can take seconds (or hang) on a VPS with a slow resolver."""
-            TCPServer.server_bind(self)
-            self.server_name = str(self.server_address[0])
-            self.server_port = self.server_address[1]
-            self.setup_environ()
-
-    class QuietHandler(WSGIRequestHandler):
-        """No access log on stderr (it would bypass pollerd's log sinks and their redaction),
-        and a read timeout, so a silent client cannot pin a thread."""
-
-        timeout = SCRAPE_TIMEOUT
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    return make_server(host, port, app, server_class=Server, handler_class=QuietHandler)
-
-
-def _split(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(
-            "pollerd.metrics_listen", f"{listen!r} is not host:port", 'e.g. "127.0.0.1:9464"'
-        )
-    return host, int(port)
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _app(health: Health) -> Callable[..., Iterable[bytes]]:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
-        if path == "/metrics":
-            # Looked up per request: `reset()` (tests) swaps the registry under a live server.
-            from prometheus_client import make_wsgi_app
-
-            return make_wsgi_app(current().registry)(environ, start_response)
-        if path == "/healthz":
-            if method not in ("GET", "HEAD"):
-                return _reply(start_response, "405 Method Not Allowed", b"", [("Allow", "GET")])
-            status, body = _health(health)
-            payload = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
-            headers = [
-                ("Content-Type", "application/json; charset=utf-8"),
-                ("Cache-Control", "no-store"),
-            ]
-            return _reply(start_response, status, payload, headers, head=method == "HEAD")
-        if path == "/":
-            text = b"pollerd: /metrics (Prometheus), /healthz (200 healthy, 503 not)\n"
-            return _reply(start_response, "200 OK", text, [("Content-Type", "text/plain")])
-        return _reply(start_response, "404 Not Found", b"not found\n", [])
-
-    return app
-
-
-def _health(health: Health) -> tuple[str, dict[str, Any]]:
-    try:
-        healthy, detail = health()
-    except Exception as exc:  # noqa: BLE001 - an unanswerable health check is unhealthy
-        logger.warning("healthz: the health check failed: {}", type(exc).__name__)
-        return "503 Service Unavailable", {
-            "status": "unhealthy",
-            "reason": f"health check failed: {type(exc).__name__}",
-        }
-    if healthy:
-        return "200 OK", {"status": "ok", **{k: v for k, v in detail.items() if k != "status"}}
-    return "503 Service Unavailable", {"status": "unhealthy", **detail}
-
-
-def _reply(
-    start_response: Callable[..., Any],
-    status: str,
-    body: bytes,
-    headers: list[tuple[str, str]],
-    *,
-    head: bool = False,
-) -> list[bytes]:
-    start_response(status, [*headers, ("Content-Length", str(len(body)))])
-    return [b"" if head else body]

@@ -30,6 +30,7 @@ from loguru import logger
 
 from pollerd import __version__
 from pollerd.alerts.store import REMIND_EVERY, StoreWatch
+from pollerd.backfill import fill
 from pollerd.channels import channel_class
 from pollerd.channels.base import Channel, ChannelContext
 from pollerd.config import Settings, StoreConfig
@@ -48,10 +49,11 @@ from pollerd.sources import platform
 from pollerd.sources.base import Source
 from pollerd.sources.ratelimit import Waits
 from pollerd.store import StateLock, Store, fault, open_store
-from pollerd.sync import PassReport, StoreSync
+from pollerd.sync import StoreSync
 from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed
-from pollerd.web import UnsubscribeServer
+from pollerd.walk import PassReport
+from pollerd.web.unsubscribe import UnsubscribeServer
 
 
 def build_source(
@@ -497,8 +499,8 @@ async def _backfill(
 ) -> tuple[PassReport, Round | None]:
     runtime = Runtime.build(settings, only_store=store)
     try:
-        report = await runtime.syncs[store].backfill(
-            since, until, notify=notify_channels, progress=progress
+        report = await fill(
+            runtime.syncs[store], since, until, notify=notify_channels, progress=progress
         )
         sent: Round | None = None
         if notify_channels and report.deliveries:

@@ -269,7 +269,7 @@ def test_a_bad_config_on_sighup_is_refused_and_the_old_one_keeps_running(
 def test_healthz_names_a_store_that_stopped_polling_and_recovers(
     tmp_path: Path, sim: WooSim, sink: WebhookSink, daemon_factory: Any
 ) -> None:
-    """The daemon's side of /healthz (pollerd.metrics serves it): 503 naming the store once it
+    """The daemon's side of /healthz (pollerd.web.scrape serves it): 503 naming the store once it
     has had no successful pass for 3 intervals, 200 again after the next success."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""`/metrics` and `/healthz` over real HTTP on 127.0.0.1: `pollerd.metrics.serve()` in-process
+"""`/metrics` and `/healthz` over real HTTP on 127.0.0.1: `pollerd.web.scrape.serve()` in-process
 after a real pass against `WooSim`, and a real `pollerd run` subprocess with `metrics_listen`.
 Every exposition is read back with prometheus_client's own parsers (text and OpenMetrics)."""
 
@@ -28,6 +28,7 @@ from pollerd.sources.woocommerce import WooCommerceStore
 from pollerd.sources.woocommerce.client import WooCommerceSource
 from pollerd.store import open_store
 from pollerd.sync import StoreSync
+from pollerd.web import scrape
 from pollerd_sim import WebhookSink, WooSim
 from pollerd_sim.harness import KEY, SECRET, write_config
 from pollerd_sim.testing.ports import free_port
@@ -44,8 +45,8 @@ def fresh() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def serving(health: Health, listen: str = "127.0.0.1:0") -> Iterator[metrics.MetricsServer]:
-    server = metrics.serve(listen, health)
+def serving(health: Health, listen: str = "127.0.0.1:0") -> Iterator[scrape.MetricsServer]:
+    server = scrape.serve(listen, health)
     try:
         yield server
     finally:
@@ -224,7 +225,7 @@ def test_close_frees_the_port_and_a_busy_port_is_a_config_error() -> None:
         port = server.port
         assert port > 0 and server.url == f"http://127.0.0.1:{port}"
         with pytest.raises(ConfigError) as busy:
-            metrics.serve(f"127.0.0.1:{port}", healthy)
+            scrape.serve(f"127.0.0.1:{port}", healthy)
         assert busy.value.field == "pollerd.metrics_listen"
         assert "pick a free port" in str(busy.value)
     with pytest.raises(httpx.ConnectError):

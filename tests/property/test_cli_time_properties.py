@@ -1,6 +1,6 @@
 """Property: any `--since/--until/--start-from` text gives a correct aware time or the usage
 error naming the option (exit 2), never a traceback (issue 12, item 12). Checked on the CLI's
-own parser (`cli._parse_time`) followed by what every command does next with the result:
+own parser (`cli.root.parse_time`) followed by what every command does next with the result:
 `localtime.describe` and the cursor arithmetic of a backfill or a start-point move.
 """
 
@@ -15,7 +15,7 @@ import typer
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pollerd.cli import _parse_time
+from pollerd.cli.root import parse_time
 from pollerd.localtime import describe
 
 pytestmark = pytest.mark.fault  # `-m fault` with POLLERD_FAULT_SCALE=nightly: 20x
@@ -74,7 +74,7 @@ TEXT = st.one_of(
 @example("2026-11-01x12:30", "UTC")  # any character passed as the date/time separator
 def test_cli_time(text: str, zone: str) -> None:
     try:
-        when = _parse_time(text, "--since", zone)
+        when = parse_time(text, "--since", zone)
     except typer.Exit as exc:
         assert exc.exit_code == 2
         return
@@ -97,5 +97,5 @@ def test_cli_time(text: str, zone: str) -> None:
 
 def test_cli_time_usage_error_names_the_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(typer.Exit):
-        _parse_time("0001-01-01", "--since", "Asia/Shanghai")
+        parse_time("0001-01-01", "--since", "Asia/Shanghai")
     assert "--since: '0001-01-01'" in capsys.readouterr().err

@@ -57,7 +57,18 @@ def test_diff_and_routing_are_pure(module: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["diff.py", "sync.py", "daemon.py", "runtime.py", "model.py", "config"]
+    "path",
+    [
+        "diff.py",
+        "sync.py",
+        "walk.py",
+        "reconcile.py",
+        "backfill.py",
+        "daemon.py",
+        "runtime.py",
+        "model.py",
+        "config",
+    ],
 )
 def test_the_core_names_no_platform(path: str) -> None:
     """Adding a platform touches only its own package: the core holds no platform's name in

@@ -45,7 +45,7 @@ def order(oid: str, contact: Contact | None) -> Order:
 
 
 def page(store: Store, oids: list[str], contacts: dict[str, Contact | None]) -> None:
-    """What `StoreSync._apply_orders` commits for a page of new orders."""
+    """What `WindowWalk.apply_orders` commits for a page of new orders."""
     snaps = [Snapshot("s", oid, "processing", T, Decimal("0"), frozenset({"order.created"}))
              for oid in oids]  # fmt: skip
     events = [

@@ -29,7 +29,7 @@ from pollerd.runtime import build_channels, start_web
 from pollerd.store import Store, open_store
 from pollerd.templates import templates_for
 from pollerd.unsubscribe import UnsubscribeLinks, is_suppressed, suppress, suppression_key
-from pollerd.web import UnsubscribeServer
+from pollerd.web.unsubscribe import UnsubscribeServer
 from pollerd_sim.testing.events import paid_event
 from pollerd_sim.testing.ports import free_port
 from pollerd_sim.testing.smtp import smtp_server

@@ -1,0 +1,358 @@
+"""The one path every order takes: walk a window of the listing page by page, fetch what
+changed, diff it, and commit each page in one transaction.
+
+The live pass (`pollerd.sync`), the sweeps and feeds (`pollerd.reconcile`) and a backfill
+(`pollerd.backfill`) all go through here; they differ only in which listing they walk and how
+what they find is committed (late, as history, with or without alerts). The rules it keeps
+(DESIGN §5, each one a measured way other tools lost orders):
+
+- A window is walked by page (`orderby=id`: stable, unlike `orderby=modified` which duplicates
+  and skips among orders sharing a second); offset pages by id must ascend, or the walk is
+  refused.
+- Each page is one transaction (snapshots + events + deliveries); the caller writes the
+  bookmark only when the whole window was walked, so a crash mid-pass re-walks it and the diff
+  skips what is already recorded.
+- If the window's total shrinks while walking (an order was deleted mid-walk and later pages
+  shifted by one), the walk starts again: offset paging is not a snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from loguru import logger
+
+from pollerd import metrics
+from pollerd.config import RouteConfig, StoreConfig
+from pollerd.diff import diff, unchanged
+from pollerd.errors import RetryableSourceError
+from pollerd.model import Contact, Event, Order, Snapshot
+from pollerd.quarantine import Quarantine
+from pollerd.resume import ResumePoint, dump, parse
+from pollerd.routing import channels_for
+from pollerd.sources import platform
+from pollerd.sources.base import Dating, ListPage, PageToken, Source
+from pollerd.store import Store
+
+MAX_REWALKS = 3
+FUTURE_SLACK = timedelta(days=1)
+"""An order modified more than this ahead of pollerd's clock (a store clock set a year ahead for
+a moment, a plugin writing a bad date) is diffed like any order but does not move the bookmark:
+the bookmark would jump past every later change, which no listing would then show. The clock
+only bounds the bookmark here; it never sets it."""
+
+Lister = Callable[[PageToken], Awaitable[ListPage]]
+
+
+@dataclass
+class PassReport:
+    store: str
+    listed: int = 0
+    fetched: int = 0
+    events: int = 0
+    deliveries: int = 0
+    late_events: int = 0
+    pages: int = 0
+    cursor: datetime | None = None
+    stopped: bool = False
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WindowWalk:
+    """One store's page path: what a `StoreSync` shares with its sweeps, feeds and backfills."""
+
+    def __init__(
+        self,
+        cfg: StoreConfig,
+        source: Source,
+        store: Store,
+        routes: Sequence[RouteConfig],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_commit: Callable[[int], None] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.source = source
+        self.store = store
+        self.routes = routes
+        self.clock = clock
+        self.on_commit = on_commit or (lambda n: None)
+        self.stopping = stopping
+        self.platform = platform(cfg.platform)
+        self.rules = self.platform.rules(cfg)
+        self._fast_read: datetime | None = None
+        """When the fast path last read the store (pollerd's clock, floored): a sweep counts as
+        late only changes from before it (a metric; it never moves the cursor)."""
+        self._warned_ahead: set[str] = set()  # orders dated past FUTURE_SLACK, warned once
+        self.quarantine = Quarantine(
+            store, self.name, source.platform, lambda: self.routes, on_commit=self.on_commit
+        )
+
+    def _far_ahead(self, order_id: str, updated_at: datetime) -> None:
+        if order_id in self._warned_ahead:
+            return
+        self._warned_ahead.add(order_id)
+        logger.warning(
+            "store {}: order {} says it was modified at {}, more than {} ahead of this machine's "
+            "clock; it is diffed, but the bookmark does not follow it (check the store's clock "
+            "and this one's)",
+            self.name,
+            order_id,
+            updated_at.isoformat(),
+            FUTURE_SLACK,
+        )
+
+    def commit(
+        self,
+        snaps: list[Snapshot],
+        events: list[tuple[Event, list[str]]],
+        report: PassReport,
+        *,
+        late: bool = False,
+        backfill: bool = False,
+        contacts: dict[str, Contact | None] | None = None,
+    ) -> None:
+        if not snaps and not events:
+            return
+        result = self.store.commit_page(
+            self.name, snaps, events, late=late, backfill=backfill, contacts=contacts
+        )
+        report.events += result.new_events
+        report.deliveries += result.new_deliveries
+        # Only the events this commit recorded count in `pollerd_events_total` by type: not a
+        # replayed page's, a feed re-read's, nor those `pollerd backfill` (running beside the
+        # daemon without its lock) recorded first.
+        recorded = set(result.event_ids)
+        fresh = {ev.id: ev.type for ev, _ in events if ev.id in recorded}
+        metrics.new_events(
+            self.name, Counter(fresh.values()), late=result.new_events if late else 0
+        )
+        if late:
+            report.late_events += result.new_events
+            if result.new_events:
+                logger.warning(
+                    "store {}: sweep found {} event(s) the fast path missed",
+                    self.name,
+                    result.new_events,
+                )
+        if result.new_deliveries:
+            self.on_commit(result.new_deliveries)
+
+    async def walk(
+        self,
+        lister: Lister,
+        report: PassReport,
+        *,
+        start_at: datetime,
+        status: str,
+        late: bool = False,
+        notify: bool = True,
+        until: datetime | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        backfill: bool = False,
+        resume_at: str | None = None,
+    ) -> tuple[datetime, str] | None:
+        """Walk one window page by page; returns the newest `(updated_at, id)` seen.
+
+        Offset pages by id (keyset "id") must ascend, or the walk is refused: a page that goes
+        backwards means the offsets shifted under us. Cursor-paged APIs are not
+        checked: their sort uses the search index's values while the rows carry the order's
+        current ones, so a lagging index legitimately shows them out of order."""
+        ordered = self.source.keyset == "id"
+        point = parse(self.store.meta(resume_at)) if resume_at else None
+        if point is not None:
+            logger.info(
+                "store {}: resuming an interrupted backfill of this window after {} orders "
+                "(page {})",
+                self.name,
+                point.listed,
+                point.page,
+            )
+        for _attempt in range(MAX_REWALKS + 1):
+            newest: tuple[datetime, str] | None = None
+            first_total: int | None = None
+            last: int | None = point.last_id if point else None
+            page: PageToken = point.page if point else None
+            number = point.page - 1 if point else 0
+            before = point.listed if point else 0  # listed by the interrupted run(s)
+            rewalk = False
+            while True:
+                number += 1
+                listing = await lister(page)
+                report.pages += 1
+                rows = listing.rows
+                if listing.set_aside:  # rows that do not read: quarantined, the rest goes on
+                    self.quarantine.sort(listing.set_aside, status=status, notify=notify)
+                if not rows:
+                    break
+                if point is not None and number == point.page:  # the re-read page
+                    if int(rows[0].id) > point.last_id:  # orders left: offsets moved back
+                        logger.info(
+                            "store {}: orders left the window since the backfill stopped; "
+                            "starting it again from page 1",
+                            self.name,
+                        )
+                        point, rewalk = None, True
+                        break
+                    rows = [r for r in rows if int(r.id) > point.last_id]  # done already
+                    if not rows:
+                        if listing.next is None:
+                            break
+                        page = listing.next
+                        continue
+                if first_total is None:
+                    first_total = listing.total
+                elif listing.total is not None and first_total and listing.total < first_total:
+                    logger.info(
+                        "store {}: window shrank from {} to {} orders while paging; re-walking",
+                        self.name,
+                        first_total,
+                        listing.total,
+                    )
+                    rewalk = True
+                    break
+                keys = [int(r.id) for r in rows]
+                if ordered and (keys != sorted(keys) or (last is not None and keys[0] <= last)):
+                    raise RetryableSourceError(
+                        self.name, f"page {number} went backwards ({keys[0]} after {last})"
+                    )
+                last = keys[-1]
+                report.listed += len(rows)
+                ceiling = self.clock() + FUTURE_SLACK
+                for row in rows:
+                    key = (row.updated_at, row.id)
+                    if row.updated_at > ceiling:
+                        self._far_ahead(row.id, row.updated_at)
+                    elif newest is None or key > newest:
+                        newest = key
+                if until is not None:
+                    rows = [r for r in rows if r.updated_at <= until]
+                await self._apply_page(
+                    rows,
+                    report,
+                    start_at=start_at,
+                    status=status,
+                    late=late,
+                    notify=notify,
+                    backfill=backfill,
+                )
+                done = before + report.listed
+                if resume_at is not None and ordered:
+                    self.store.set_meta(resume_at, dump(ResumePoint(number, last, done)))
+                if progress is not None:
+                    # The latest total: orders placed while paging join the window's end.
+                    progress(done, max(done, listing.total or first_total or 0) or None)
+                if self.stopping():
+                    report.stopped = True
+                    return None
+                if listing.next is None:
+                    break
+                page = listing.next
+            if not rewalk:
+                if progress is not None and report.pages:
+                    done = before + report.listed
+                    progress(done, done)  # finished: everything in the window was listed
+                return newest
+        raise RetryableSourceError(self.name, "orders kept leaving the window while paging")
+
+    async def _apply_page(
+        self,
+        rows: Sequence[object],
+        report: PassReport,
+        *,
+        start_at: datetime,
+        status: str,
+        late: bool,
+        notify: bool,
+        backfill: bool,
+    ) -> None:
+        listed = {r.id: r for r in rows}  # type: ignore[attr-defined]
+        snaps = self.store.snapshots(self.name, listed)
+        changed = [
+            i
+            for i, r in listed.items()
+            if not unchanged(snaps.get(i), r.updated_at, r.status)  # type: ignore[attr-defined]
+        ]
+        if not changed:
+            return
+        fetched = await self.source.fetch(changed, status=status)
+        orders = self.quarantine.sort(fetched, status=status, notify=notify)  # malformed: aside
+        report.fetched += len(orders)
+        await self.apply_orders(
+            orders,
+            report,
+            start_at=start_at,
+            notify=notify,
+            late=late,
+            backfill=backfill,
+            snaps=snaps,
+        )
+
+    async def apply_orders(
+        self,
+        orders: Sequence[Order],
+        report: PassReport,
+        *,
+        start_at: datetime,
+        notify: bool,
+        late: bool = False,
+        backfill: bool = False,
+        snaps: dict[str, Snapshot] | None = None,
+    ) -> None:
+        if snaps is None:
+            snaps = self.store.snapshots(self.name, [o.id for o in orders])
+        orders = await self._dated(orders, snaps, start_at)
+        detected = self.clock()
+        new_snaps: list[Snapshot] = []
+        events: list[tuple[Event, list[str]]] = []
+        for order in orders:
+            snap, found = diff(
+                snaps.get(order.id),
+                order,
+                detected_at=detected,
+                start_at=start_at,
+                rules=self.rules,
+            )
+            new_snaps.append(snap)
+            for ev in found:
+                events.append((ev, channels_for(ev, self.routes) if notify else []))
+        contacts = {o.id: o.contact for o in orders}  # sealed by the store, or dropped (no key)
+        if late:
+            # A sweep's finds are late only if they changed before the fast path last read the
+            # store; a change made while a long sweep ran was not missed by anyone. Those go in
+            # first, without the snapshots: a crash between the two commits replays the page,
+            # and event ids make the replay a no-op for what was already recorded.
+            read = self._fast_read
+            missed = {o.id for o in orders if read is not None and o.updated_at < read}
+            on_time = [(ev, ch) for ev, ch in events if ev.order_id not in missed]
+            self.commit([], on_time, report, backfill=backfill)
+            events = [(ev, ch) for ev, ch in events if ev.order_id in missed]
+        self.commit(new_snaps, events, report, late=late, backfill=backfill, contacts=contacts)
+
+    async def _dated(
+        self, orders: Sequence[Order], snaps: dict[str, Snapshot], start_at: datetime
+    ) -> Sequence[Order]:
+        """Orders pollerd never saw, placed before the start point, get the dates their payload
+        lacks from the source (`Dating`: refunds or captures dated by another route), so a
+        change made long before the start point is not announced when the order is merely
+        touched. Few orders need it (the baseline knows the recent ones) and a source asks only
+        when a date is missing."""
+        if not isinstance(self.source, Dating):
+            return orders
+        return [
+            await self.source.dated(o) if o.id not in snaps and o.created_at < start_at else o
+            for o in orders
+        ]
+
+
+def floor_second(value: datetime) -> datetime:
+    """Order APIs compare at one-second precision; sub-seconds would only confuse logs."""
+    return value.replace(microsecond=0)
