@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pollerd_sim import ShopSim, WebhookSink, WooSim
-from pollerd_sim.harness import KEY, ROOT, SECRET, SHOPIFY_TOKEN, pollerd_env, write_config
+from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, pollerd_env, write_config
 
 STATUSES = ("pending", "processing", "completed", "on-hold", "cancelled", "refunded")
 FINANCIAL = ("PENDING", "PAID", "AUTHORIZED", "PAID", "PARTIALLY_REFUNDED", "REFUNDED")
@@ -85,7 +85,7 @@ def main() -> int:
         ]
         started = time.perf_counter()
         done = subprocess.run(
-            command, env=pollerd_env(), cwd=ROOT, capture_output=True, text=True, check=False
+            command, env=pollerd_env(), capture_output=True, text=True, check=False
         )
         wall = time.perf_counter() - started
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

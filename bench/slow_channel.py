@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 # The same numbered sample orders and webhook secret as the channel benchmark beside it.
-from channels import AT, HOOK_SECRET, order_event  # bench/ is on sys.path
+from channels import AT, order_event  # bench/ is on sys.path
 
 from pollerd.channels.base import ChannelContext, SendResult
 from pollerd.channels.console import ConsoleChannel
@@ -35,6 +35,7 @@ from pollerd.delivery import Deliverer
 from pollerd.model import Event
 from pollerd.store import open_store
 from pollerd_sim import HangingReceiver
+from pollerd_sim.harness import HOOK_SECRET
 
 
 class TimedConsole(ConsoleChannel):
