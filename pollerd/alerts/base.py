@@ -67,6 +67,9 @@ class Alert:
     exclude: frozenset[str] = frozenset()  # channels never told (the failing one itself)
     record_unheard: bool = True  # recorded even when no route takes it (module docstring)
     unheard: str = ""  # the warning when no route takes it ("nobody is told")
+    # The rule's figures (threshold, count, rate, mean, deadline, orders): the event's `alert`
+    # object (DESIGN §7); empty for pollerd's own alerts, whose JSON stays as it was.
+    figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -84,6 +87,7 @@ class Alert:
             order={"id": self.group, **self.order},
             reason=self.reason,
             alert_id=self.id,
+            alert=self.figures or None,
         )
 
 

@@ -1,0 +1,94 @@
+"""`alert.order_burst`: `count` orders or more within `window` from one buyer (the same email,
+phone or IP address, compared by their blind indexes, never the values).
+
+A burst is the orders within `window` of its first order; later orders inside that window join
+it without a second alert. Its subject is its first order, so the same burst found by IP and
+by email is one alert. Bursts are cut from the buyer's whole stored history, oldest first, so
+every pass (and every process) cuts them the same way. A pass looks only at buyers with a
+digest first written within the last `window` (`blind_index_seen`): an order that completes a
+burst is seen at the latest one window before the burst could no longer grow, and the window
+is never shorter than a poll (config/alerts.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pollerd.alerts.base import Alert, Facts, register
+from pollerd.config.alerts import OrderBurstAlert
+from pollerd.model import utc_iso
+
+
+def bursts(
+    orders: Sequence[tuple[str, float]], window: float, count: int
+) -> list[list[tuple[str, float]]]:
+    """The bursts among `orders` (oldest first): from each order not already in a burst, the
+    orders created within `window` of it, kept when there are at least `count`."""
+    found = []
+    i = 0
+    while i < len(orders):
+        first = orders[i][1]
+        j = i
+        while j < len(orders) and orders[j][1] - first <= window:
+            j += 1
+        if j - i >= count:
+            found.append(list(orders[i:j]))
+            i = j
+        else:
+            i += 1
+    return found
+
+
+@register
+class OrderBurst:
+    type: ClassVar[str] = "alert.order_burst"
+    table: ClassVar[str] = "order_burst"
+
+    def __init__(self, config: OrderBurstAlert) -> None:
+        self.config = config
+
+    def evaluate(self, facts: Facts[Any]) -> list[Alert]:
+        window = self.config.window.total_seconds()
+        buyers = facts.store.buyers_seen_since(
+            facts.name, self.config.by, facts.now - window, self.config.count
+        )
+        by_first: dict[str, tuple[list[tuple[str, float]], set[str]]] = {}
+        for (kind, _digest), orders in buyers.items():
+            for burst in bursts(orders, window, self.config.count):
+                first = burst[0][0]
+                known, kinds = by_first.get(first, (burst, set()))
+                by_first[first] = (known if len(known) >= len(burst) else burst, kinds | {kind})
+        alerts = []
+        for first, (burst, kinds) in sorted(by_first.items()):
+            ids = [order_id for order_id, _ in burst]
+            figures = {
+                "rule": "order_burst",
+                "severity": self.config.severity,
+                "by": sorted(kinds),
+                "count": len(burst),
+                "min_count": self.config.count,
+                "window_seconds": window,
+                "first_at": utc_iso(datetime.fromtimestamp(burst[0][1], UTC)),
+                "orders": ids,
+            }
+            reason = (
+                f"{len(burst)} orders from the same {' / '.join(sorted(kinds))} "
+                f"within {self.config.window}: {', '.join(ids)}"
+            )
+            announced = facts.store.last_order(facts.name, first) or {}
+            alerts.append(
+                Alert(
+                    type=self.type,
+                    store=facts.name,
+                    platform=facts.platform,
+                    subject=first,
+                    reason=reason,
+                    occurred_at=datetime.fromtimestamp(facts.now, UTC),
+                    group=first,
+                    order={k: v for k, v in announced.items() if k != "id"},
+                    figures=figures,
+                )
+            )
+        return alerts
