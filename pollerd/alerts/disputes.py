@@ -10,13 +10,19 @@ state is read from the store on every pass, just before anything is raised.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pollerd.alerts.base import Alert, Facts, register
 from pollerd.config.alerts import DisputeDeadlineAlert
 from pollerd.config.types import short
 from pollerd.model import utc_iso
+
+
+def label(before: timedelta) -> str:
+    """A reminder's name in its id, in hours as sellers think of them ("72h", "4h")."""
+    seconds = before.total_seconds()
+    return f"{seconds / 3600:g}h" if seconds % 3600 == 0 else short(before)
 
 
 @register
@@ -40,7 +46,7 @@ class DisputeDeadline:
             passed = [b for b in c.before if left <= b.total_seconds()]
             if not passed:
                 continue
-            reminder = short(min(passed))
+            reminder = label(min(passed))
             announced = facts.store.last_order(facts.name, dispute.order_id) or {}
             figures = {
                 "rule": "dispute_deadline",
