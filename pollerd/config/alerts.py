@@ -120,13 +120,15 @@ class UnpaidTimeoutAlert(AlertConfig):
     WINDOWS: ClassVar[tuple[str, ...]] = ("after",)
 
 
+Buyer = Literal["ip", "email", "phone"]
+BUYERS: tuple[Buyer, ...] = ("ip", "email", "phone")
+
+
 class OrderBurstAlert(AlertConfig):
     """`alert.order_burst`: `count` orders within `window` from one buyer (`by`)."""
 
     type: Literal["order_burst"] = "order_burst"
-    by: list[Literal["ip", "email", "phone"]] = Field(
-        default_factory=lambda: ["ip", "email", "phone"], min_length=1
-    )
+    by: list[Buyer] = Field(default_factory=lambda: list(BUYERS), min_length=1)
     count: int = Field(3, ge=2, le=10_000)
     window: Window = timedelta(hours=24)
     WINDOWS: ClassVar[tuple[str, ...]] = ("window",)

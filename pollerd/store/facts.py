@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
 
 from pollerd.store.engine import Database, upsert
@@ -147,7 +148,7 @@ def write_facts(
         )
 
 
-def _not_alerted(prefix: str, subject: object) -> object:
+def _not_alerted(prefix: str, subject: ColumnElement[str]) -> ColumnElement[bool]:
     """No event `<prefix><subject>` recorded yet (prefix: `<store>:<type>:`)."""
     alert = literal(prefix, String) + subject
     return ~exists().where(EVENT.c.id == alert)
