@@ -13,7 +13,7 @@
 - the seller rules, from stored facts (`facts` builds them for `commit_page`; the blind
   index): `orders` (`alert.high_value`, `alert.unpaid_timeout`), `burst`
   (`alert.order_burst`), `cancellations` (`alert.cancellation_rate`), `disputes`
-  (`dispute.deadline`); `seller.evaluate` is the one call a pass makes.
+  (`dispute.deadline`); `seller.judge` is the one call a pass makes (evaluate, raise, settle).
 
 Adding a rule is one module here with one `@register`ed class. `docs/alerts.md`
 describes every alert event, its subject and its id.
@@ -35,7 +35,7 @@ from pollerd.alerts.cancellations import CancellationRate
 from pollerd.alerts.channel import ChannelFailing, ChannelWatch
 from pollerd.alerts.disputes import DisputeDeadline
 from pollerd.alerts.orders import HighValue, UnpaidTimeout
-from pollerd.alerts.seller import evaluate
+from pollerd.alerts.seller import evaluate, judge, settle
 from pollerd.alerts.store import StoreFailing, StoreRecovered, StoreWatch
 
 __all__ = [
@@ -56,7 +56,9 @@ __all__ = [
     "UnpaidTimeout",
     "alert_id",
     "evaluate",
+    "judge",
     "raise_alerts",
     "register",
     "rule_class",
+    "settle",
 ]

@@ -47,6 +47,9 @@ class Facts(Generic[F_co]):
     platform: str  # its platform ("woocommerce", "shopify"), or PROCESS
     subject: F_co  # the fact in question: a failure episode, an order
     now: float  # the clock, epoch seconds
+    # Seller rules: facts written before this were judged by an earlier pass whose alerts are
+    # recorded (`seller.settle`); None: judge everything the rule looks at.
+    since: float | None = None
 
 
 @dataclass(frozen=True)

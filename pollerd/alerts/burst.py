@@ -5,9 +5,10 @@ A burst is the orders within `window` of its first order; later orders inside th
 it without a second alert. Its subject is its first order, so the same burst found by IP and
 by email is one alert. Bursts are cut from the buyer's whole stored history, oldest first, so
 every pass (and every process) cuts them the same way. A pass looks only at buyers with a
-digest first written within the last `window` (`blind_index_seen`): an order that completes a
-burst is seen at the latest one window before the burst could no longer grow, and the window
-is never shorter than a poll (config/alerts.py).
+digest written since the last settled pass (`seller.settle`; `blind_index_seen`): the order
+that completes a burst is among them. With no settled pass yet it looks back one `window`.
+One caveat: an order created earlier than a burst's first one but seen after the burst fired
+starts a new cut, so that burst may alert a second time under its new first order.
 """
 
 from __future__ import annotations
@@ -51,9 +52,8 @@ class OrderBurst:
 
     def evaluate(self, facts: Facts[Any]) -> list[Alert]:
         window = self.config.window.total_seconds()
-        buyers = facts.store.buyers_seen_since(
-            facts.name, self.config.by, facts.now - window, self.config.count
-        )
+        since = facts.now - window if facts.since is None else min(facts.since, facts.now)
+        buyers = facts.store.buyers_seen_since(facts.name, self.config.by, since, self.config.count)
         by_first: dict[str, tuple[list[tuple[str, float]], set[str]]] = {}
         for (kind, _digest), orders in buyers.items():
             for burst in bursts(orders, window, self.config.count):

@@ -38,7 +38,8 @@ def order_alert(
 @register
 class HighValue:
     """`alert.high_value`: total >= the threshold for its currency (exactly the threshold
-    fires), once per order; later payment or capture adds nothing."""
+    fires), once per order; later payment or capture adds nothing. A pass judges the orders
+    written since the last settled one (an edited total is judged again)."""
 
     type: ClassVar[str] = "alert.high_value"
     table: ClassVar[str] = "high_value"  # its `[[alerts]]` type
@@ -53,7 +54,8 @@ class HighValue:
             lowest = self.config.lowest(currency)
             if lowest is None:
                 continue
-            for order in store.valued_at_least(facts.name, currency, lowest, self.type):
+            found = store.valued_at_least(facts.name, currency, lowest, self.type, facts.since)
+            for order in found:
                 reaches, limit = self.config.reaches(order.total, order.currency)
                 if not reaches:
                     continue

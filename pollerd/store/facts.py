@@ -87,9 +87,9 @@ def write_facts(
     disputes: Iterable[DisputeFact],
     now: float,
 ) -> None:
-    """Inside `commit_page`'s transaction: the page's order and dispute facts. `seen_at` keeps
-    the first write (a blind index's: the first write of that digest), which is what the burst
-    rule's "recently seen" means."""
+    """Inside `commit_page`'s transaction: the page's order and dispute facts. An order's
+    `written_at` is its last write (what the high value rule judges again); a blind index's
+    `seen_at` the first write of that digest for the order (what the burst rule looks at)."""
     for fact in orders:
         values = {
             "store": store,
@@ -100,10 +100,11 @@ def write_facts(
             "currency": fact.currency,
             "unpaid": fact.unpaid,
             "cancelled": fact.cancelled,
-            "seen_at": now,
+            "written_at": now,
         }
         stmt = upsert(conn, ORDER_FACT).values(**values)
         changing = ("created_at", "total", "amount", "currency", "unpaid", "cancelled")
+        changing += ("written_at",)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["store", "order_id"],
@@ -186,10 +187,16 @@ class RuleFacts(Database):
         return self._orders(query)
 
     def valued_at_least(
-        self, store: str, currency: str, at_least: Decimal, alert: str
+        self,
+        store: str,
+        currency: str,
+        at_least: Decimal,
+        alert: str,
+        written_since: float | None = None,
     ) -> list[StoredOrder]:
-        """Orders in `currency` whose total is at least `at_least`, not yet alerted. The
-        float column only narrows (a cent below, for rounding); the caller compares exactly."""
+        """Orders in `currency` whose total is at least `at_least`, not yet alerted, among
+        those written since `written_since` (None: all). The float column only narrows (a cent
+        below, for rounding); the caller compares exactly."""
         query = select(
             ORDER_FACT.c.order_id,
             ORDER_FACT.c.created_at,
@@ -201,6 +208,8 @@ class RuleFacts(Database):
             ORDER_FACT.c.amount >= float(at_least) - 0.01,
             _not_alerted(f"{store}:{alert}:", ORDER_FACT.c.order_id),
         )
+        if written_since is not None:
+            query = query.where(ORDER_FACT.c.written_at >= written_since)
         return [o for o in self._orders(query) if o.total >= at_least]
 
     def _orders(self, query: object) -> list[StoredOrder]:

@@ -146,7 +146,7 @@ class OrderFactRow(SQLModel, table=True):
     __tablename__ = "order_fact"
     __table_args__ = (
         Index("order_fact_created", "store", "created_at"),  # the cancellation rate's windows
-        Index("order_fact_value", "store", "currency", "amount"),  # high value
+        Index("order_fact_written", "store", "written_at"),  # high value: what changed
         # unpaid too long: only the open unpaid orders are in it, however long history grows
         Index(
             "order_fact_unpaid",
@@ -164,7 +164,7 @@ class OrderFactRow(SQLModel, table=True):
     currency: str
     unpaid: bool
     cancelled: bool
-    seen_at: float  # first written
+    written_at: float  # last written: the rules judge what changed since their last pass
 
 
 class BlindIndexRow(SQLModel, table=True):
