@@ -35,7 +35,7 @@ class DisputeDeadline:
 
     def evaluate(self, facts: Facts[Any]) -> list[Alert]:
         c = self.config
-        alerts = []
+        due = []
         for dispute in facts.store.disputes_awaiting(facts.name, facts.now):
             if c.min_amount is not None and dispute.amount < c.min_amount:
                 continue
@@ -44,9 +44,14 @@ class DisputeDeadline:
             assert dispute.evidence_due_by is not None  # the query asks for a deadline
             left = dispute.evidence_due_by.timestamp() - facts.now
             passed = [b for b in c.before if left <= b.total_seconds()]
-            if not passed:
+            if passed:
+                due.append((dispute, left, label(min(passed))))
+        ids = {f"{facts.name}:{self.type}:{d.dispute_id}:{r}" for d, _, r in due}
+        sent = facts.store.recorded(ids)  # one query, before reading any order
+        alerts = []
+        for dispute, left, reminder in due:
+            if f"{facts.name}:{self.type}:{dispute.dispute_id}:{reminder}" in sent:
                 continue
-            reminder = label(min(passed))
             announced = facts.store.last_order(facts.name, dispute.order_id) or {}
             figures = {
                 "rule": "dispute_deadline",

@@ -84,7 +84,8 @@ class UnpaidTimeout:
 
     def evaluate(self, facts: Facts[Any]) -> list[Alert]:
         after = self.config.after.total_seconds()
-        late = facts.store.unpaid_before(facts.name, facts.now - after, self.type)
+        since = None if facts.since is None else (facts.since - after, facts.since)
+        late = facts.store.unpaid_before(facts.name, facts.now - after, self.type, since)
         alerts = []
         for order in late:
             created = datetime.fromtimestamp(order.created_at, UTC)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -170,21 +171,37 @@ class RuleFacts(Database):
             value = conn.execute(select(META.c.value).where(META.c.key == BLIND_SEED)).scalar()
         return bytes.fromhex(str(value))
 
-    def unpaid_before(self, store: str, created_before: float, alert: str) -> list[StoredOrder]:
+    def unpaid_before(
+        self,
+        store: str,
+        created_before: float,
+        alert: str,
+        since: tuple[float, float] | None = None,
+    ) -> list[StoredOrder]:
         """Orders still unpaid that were created before `created_before`, with no `alert`
-        recorded for them yet (the partial index `order_fact_unpaid` holds only unpaid ones)."""
-        query = select(
+        recorded for them yet (the partial index `order_fact_unpaid` holds only unpaid ones).
+        `since`: (the `created_before` of the last settled pass, its time). That pass judged
+        every order due then, so only orders created after its bound, or written after it,
+        are read."""
+        columns = (
             ORDER_FACT.c.order_id,
             ORDER_FACT.c.created_at,
             ORDER_FACT.c.total,
             ORDER_FACT.c.currency,
-        ).where(
+        )
+        due = (
             ORDER_FACT.c.store == store,
-            ORDER_FACT.c.unpaid.is_(True),
+            text("order_fact.unpaid"),  # the partial index's own WHERE: SQLite then uses it
             ORDER_FACT.c.created_at <= created_before,
             _not_alerted(f"{store}:{alert}:", ORDER_FACT.c.order_id),
         )
-        return self._orders(query)
+        if since is None:
+            return self._orders(select(*columns).where(*due))
+        bound, settled = since
+        newly = select(*columns).where(*due, ORDER_FACT.c.created_at > bound)
+        written = select(*columns).where(*due, ORDER_FACT.c.written_at >= settled)
+        found = {o.order_id: o for o in self._orders(newly) + self._orders(written)}
+        return sorted(found.values(), key=lambda o: (o.created_at, o.order_id))
 
     def valued_at_least(
         self,
@@ -293,7 +310,7 @@ class RuleFacts(Database):
         """Disputes awaiting evidence whose deadline is after `due_after` (still ahead)."""
         query = select(DISPUTE_FACT).where(
             DISPUTE_FACT.c.store == store,
-            DISPUTE_FACT.c.awaiting.is_(True),
+            text("dispute_fact.awaiting"),  # the partial index's own WHERE
             DISPUTE_FACT.c.evidence_due_by > due_after,
         )
         with self.engine.connect() as conn:

@@ -103,7 +103,7 @@ def _m4_rule_facts(conn: Connection) -> None:
             total TEXT NOT NULL, amount DOUBLE PRECISION NOT NULL, currency TEXT NOT NULL,
             unpaid BOOLEAN NOT NULL, cancelled BOOLEAN NOT NULL,
             written_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, order_id))""",
-        "CREATE INDEX order_fact_created ON order_fact (store, created_at)",
+        "CREATE INDEX order_fact_created ON order_fact (store, created_at, cancelled)",
         "CREATE INDEX order_fact_written ON order_fact (store, written_at)",
         "CREATE INDEX order_fact_unpaid ON order_fact (store, created_at) WHERE unpaid",
         f"""CREATE TABLE blind_index (

@@ -6,6 +6,7 @@ on the next evaluation (once per subject)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pollerd.alerts import evaluate, raise_alerts
+from pollerd.alerts import evaluate, judge, raise_alerts
 from pollerd.alerts.burst import bursts
 from pollerd.alerts.facts import blind, blind_key, dispute_fact, normal_email, normal_phone
 from pollerd.config import RouteConfig
@@ -272,3 +273,29 @@ def test_example_documents_every_alert_key() -> None:
                   DisputeDeadlineAlert):  # fmt: skip
         for key in model.model_fields:
             assert f"# {key} = " in text, (model.__name__, key)
+
+
+# settled passes -------------------------------------------------------------------------------
+
+
+def test_a_settled_pass_reads_only_what_changed_and_misses_nothing(store: Store) -> None:
+    """`judge` settles each pass; the next reads only orders written or come due since, on
+    the real clock (commits are stamped with it): a late-seen old order, an order that comes
+    due, an edited total."""
+    configs = [UnpaidTimeoutAlert(), HighValueAlert(thresholds={"USD": Decimal(700)})]
+    now = time.time()
+    at = datetime.fromtimestamp(now, UTC)
+    put(store, fact("1", at - timedelta(minutes=40), unpaid=True))
+    put(store, fact("2", at - timedelta(minutes=10), unpaid=True))
+    first = judge(store, configs, ROUTES, "acme", "woocommerce", now)
+    assert subjects(first) == ["1"]
+    assert store.meta("rule:judged:acme") == repr(now)
+    put(store, fact("3", at - timedelta(hours=5), unpaid=True))  # seen late, long due
+    put(store, fact("4", at, "699.99"))
+    later = time.time()
+    assert subjects(judge(store, configs, ROUTES, "acme", "woocommerce", later)) == ["3"]
+    put(store, fact("4", at, "700.00"))  # edited up to the threshold
+    due = later + 25 * 60  # order 2 comes due
+    found = judge(store, configs, ROUTES, "acme", "woocommerce", max(due, time.time()))
+    assert sorted(a.id for a in found) == ["acme:alert.high_value:4", "acme:alert.unpaid_timeout:2"]
+    assert judge(store, configs, ROUTES, "acme", "woocommerce", due + 60) == []
