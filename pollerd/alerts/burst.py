@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pollerd.alerts.base import Alert, Facts, register
+from pollerd.alerts.orders import order_alert
 from pollerd.config.alerts import OrderBurstAlert
 from pollerd.model import utc_iso
 
@@ -77,18 +78,5 @@ class OrderBurst:
                 f"{len(burst)} orders from the same {' / '.join(sorted(kinds))} "
                 f"within {self.config.window}: {', '.join(ids)}"
             )
-            announced = facts.store.last_order(facts.name, first) or {}
-            alerts.append(
-                Alert(
-                    type=self.type,
-                    store=facts.name,
-                    platform=facts.platform,
-                    subject=first,
-                    reason=reason,
-                    occurred_at=datetime.fromtimestamp(facts.now, UTC),
-                    group=first,
-                    order={k: v for k, v in announced.items() if k != "id"},
-                    figures=figures,
-                )
-            )
+            alerts.append(order_alert(facts, self.type, first, reason, figures))
         return alerts

@@ -10,10 +10,11 @@ state is read from the store on every pass, just before anything is raised.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from pollerd.alerts.base import Alert, Facts, register
+from pollerd.alerts.orders import order_alert
 from pollerd.config.alerts import DisputeDeadlineAlert
 from pollerd.config.types import short
 from pollerd.model import utc_iso
@@ -52,7 +53,6 @@ class DisputeDeadline:
         for dispute, left, reminder in due:
             if f"{facts.name}:{self.type}:{dispute.dispute_id}:{reminder}" in sent:
                 continue
-            announced = facts.store.last_order(facts.name, dispute.order_id) or {}
             figures = {
                 "rule": "dispute_deadline",
                 "severity": c.severity,
@@ -64,18 +64,8 @@ class DisputeDeadline:
                 "reason": dispute.reason,
                 "status": dispute.status,
             }
-            due = utc_iso(dispute.evidence_due_by)
-            alerts.append(
-                Alert(
-                    type=self.type,
-                    store=facts.name,
-                    platform=facts.platform,
-                    subject=f"{dispute.dispute_id}:{reminder}",
-                    reason=f"dispute evidence due in {left / 3600:.0f} h ({due})",
-                    occurred_at=datetime.fromtimestamp(facts.now, UTC),
-                    group=dispute.order_id,
-                    order={k: v for k, v in announced.items() if k != "id"},
-                    figures=figures,
-                )
-            )
+            deadline = utc_iso(dispute.evidence_due_by)
+            reason = f"dispute evidence due in {left / 3600:.0f} h ({deadline})"
+            subject = f"{dispute.dispute_id}:{reminder}"
+            alerts.append(order_alert(facts, self.type, dispute.order_id, reason, figures, subject))
         return alerts

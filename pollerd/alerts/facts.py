@@ -66,14 +66,10 @@ def order_fact(order: Order, rules: Rules, key: bytes) -> OrderFact:
         "phone": normal_phone(contact.phone if contact else None),
         "ip": order.customer_ip,
     }
-    try:
-        total = Decimal(order.total)
-    except InvalidOperation:
-        total = Decimal(0)
     return OrderFact(
         order_id=order.id,
         created_at=order.created_at,
-        total=total,
+        total=_amount(order.total),
         currency=order.currency.upper(),
         unpaid=unpaid(rules, order),
         cancelled="order.cancelled" in rules.implied(order, known=True),
@@ -87,17 +83,21 @@ def dispute_fact(dispute: Dispute) -> DisputeFact:
     due = dispute.evidence_due_by
     if isinstance(due, date) and not isinstance(due, datetime):
         due = datetime.combine(due, time(0), UTC)
-    try:
-        amount = Decimal(dispute.amount)
-    except InvalidOperation:
-        amount = Decimal(0)
     return DisputeFact(
         dispute_id=dispute.id,
         order_id=dispute.order_id or f"dispute-{dispute.id}",
         status=dispute.status,
         awaiting=dispute.status.lower() in AWAITING,
-        amount=amount,
+        amount=_amount(dispute.amount),
         currency=dispute.currency.upper(),
         reason=dispute.reason.lower() if dispute.reason else None,
         evidence_due_by=due,
     )
+
+
+def _amount(text: str) -> Decimal:
+    """A normalised amount (sources refuse malformed ones); 0 rather than a crash mid-page."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return Decimal(0)

@@ -13,23 +13,29 @@ from typing import Any, ClassVar
 from pollerd.alerts.base import Alert, Facts, register
 from pollerd.config.alerts import HighValueAlert, UnpaidTimeoutAlert
 from pollerd.model import utc_iso
-from pollerd.store import Store, StoredOrder
+from pollerd.store import Store
 
 
 def order_alert(
-    facts: Facts[Any], kind: str, order: StoredOrder, reason: str, figures: dict[str, Any]
+    facts: Facts[Any],
+    kind: str,
+    order_id: str,
+    reason: str,
+    figures: dict[str, Any],
+    subject: str | None = None,
 ) -> Alert:
-    """An alert about one order: its subject and group are the order id, its `order` the order
-    as pollerd last announced it (or just the id, for one never announced)."""
-    announced = facts.store.last_order(facts.name, order.order_id) or {}
+    """An alert about one order (a burst's first, a disputed one): grouped with the order's
+    events, its `order` the order as pollerd last announced it (just the id for one never
+    announced); its subject is the order id unless given."""
+    announced = facts.store.last_order(facts.name, order_id) or {}
     return Alert(
         type=kind,
         store=facts.name,
         platform=facts.platform,
-        subject=order.order_id,
+        subject=order_id if subject is None else subject,
         reason=reason,
         occurred_at=datetime.fromtimestamp(facts.now, UTC),
-        group=order.order_id,
+        group=order_id,
         order={k: v for k, v in announced.items() if k != "id"},
         figures=figures,
     )
@@ -67,7 +73,7 @@ class HighValue:
                     "threshold": str(limit),
                 }
                 reason = f"total {order.total} {order.currency} >= {limit}: needs review"
-                alerts.append(order_alert(facts, self.type, order, reason, figures))
+                alerts.append(order_alert(facts, self.type, order.order_id, reason, figures))
         return alerts
 
 
@@ -99,5 +105,5 @@ class UnpaidTimeout:
             }
             minutes = Decimal(after / 60).quantize(Decimal(1))
             reason = f"unpaid {minutes} minutes after it was placed"
-            alerts.append(order_alert(facts, self.type, order, reason, figures))
+            alerts.append(order_alert(facts, self.type, order.order_id, reason, figures))
         return alerts

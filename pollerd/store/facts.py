@@ -104,8 +104,7 @@ def write_facts(
             "written_at": now,
         }
         stmt = upsert(conn, ORDER_FACT).values(**values)
-        changing = ("created_at", "total", "amount", "currency", "unpaid", "cancelled")
-        changing += ("written_at",)
+        changing = [key for key in values if key not in ("store", "order_id")]
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["store", "order_id"],
