@@ -52,15 +52,18 @@ def parse_utc(text: str | None) -> datetime | None:
 
 def normal_ip(text: object) -> str | None:
     """An IP address as one spelling (`::ffff:203.0.113.9` → `203.0.113.9`, IPv6 compressed,
-    lower case); None for an empty or malformed value (a platform's "" or "unknown")."""
+    lower case); None for an empty or malformed value (a platform's "" or "unknown") and for a
+    placeholder that names no buyer: `0.0.0.0` (Shopify's own sample orders carry it) or a
+    loopback address (a proxy that hides the buyer); either would join every order it is on
+    into one "burst"."""
     if not isinstance(text, str) or not text.strip():
         return None
     try:
         address = ipaddress.ip_address(text.strip().split("%", 1)[0])
     except ValueError:
         return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
+    address = getattr(address, "ipv4_mapped", None) or address
+    return None if address.is_unspecified or address.is_loopback else str(address)
 
 
 def mask_email(email: str | None) -> str | None:

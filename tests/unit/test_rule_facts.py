@@ -33,7 +33,8 @@ def woo_payload(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("raw", "ip"),
     [("203.0.113.9", "203.0.113.9"), ("::ffff:203.0.113.9", "203.0.113.9"), ("", None),
-     ("2001:DB8::1", "2001:db8::1"), ("unknown", None)],
+     ("2001:DB8::1", "2001:db8::1"), ("unknown", None), ("0.0.0.0", None),
+     ("127.0.0.1", None), ("::1", None)],
 )  # fmt: skip
 def test_woocommerce_customer_ip(raw: str, ip: str | None) -> None:
     order = woo_normalize(
