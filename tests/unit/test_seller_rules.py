@@ -6,7 +6,10 @@ on the next evaluation (once per subject)."""
 
 from __future__ import annotations
 
+import ast
+import re
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -299,3 +302,36 @@ def test_a_settled_pass_reads_only_what_changed_and_misses_nothing(store: Store)
     found = judge(store, configs, ROUTES, "acme", "woocommerce", max(due, time.time()))
     assert sorted(a.id for a in found) == ["acme:alert.high_value:4", "acme:alert.unpaid_timeout:2"]
     assert judge(store, configs, ROUTES, "acme", "woocommerce", due + 60) == []
+
+
+def test_example_alert_blocks_validate() -> None:
+    """The commented [[alerts]] blocks of config.example.toml, uncommented, are valid tables."""
+    text = (Path(__file__).parents[2] / "config.example.toml").read_text(encoding="utf-8")
+    section = text[text.index("# [[alerts]]") :]
+    entry = re.compile(r"^# (\[\[alerts\]\]|\w+ = .*)$")
+    lines = [m.group(1) for m in map(entry.match, section.splitlines()) if m]
+    tables = tomllib.loads("\n".join(lines))["alerts"]
+    models, problems = check_alerts(tables)
+    assert problems == [] and [m.type for m in models or []] == [
+        "high_value",
+        "unpaid_timeout",
+        "order_burst",
+        "cancellation_rate",
+        "dispute_deadline",
+    ]
+
+
+def test_the_rules_name_no_platform() -> None:
+    """The rules, their facts and their config read the platform's verdicts (`unpaid`,
+    `cancelled`), never its name (the house rule of DESIGN §3)."""
+    root = Path(__file__).parents[2] / "pollerd"
+    files = [*sorted((root / "alerts").glob("*.py")), root / "store" / "facts.py"]
+    files.append(root / "config" / "alerts.py")
+    word = re.compile(r"woocommerce|shopify|\bwoo_", re.IGNORECASE)
+    hits = []
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            name = getattr(node, "id", None) or getattr(node, "attr", None)
+            if isinstance(name, str) and word.search(name):
+                hits.append(f"{file.name}:{node.lineno}: {name}")  # type: ignore[attr-defined]
+    assert hits == []
