@@ -113,6 +113,20 @@ def associated(table: str, column: str, row: str) -> bytes:
     return f"pollerd/1|{table}|{column}|{row}".encode()
 
 
+def derive(text: str, info: bytes) -> bytes:
+    """A 32-byte key for another purpose, named by `info`, derived by HKDF-SHA256 from the
+    current (first) key of the `pii_key` ring `text`: never the sealing key itself, and a new
+    current key derives a new one."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    entries = [entry for entry in _SPLIT.split(text.strip()) if entry]
+    if not entries:
+        raise CryptoError("pii_key is empty: create a key with `pollerd keygen`")
+    _, raw = _entry(entries[0], 1)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+
+
 def _entry(entry: str, number: int) -> tuple[int, bytes]:
     """(`id`, key bytes) of one `ID:BASE64` entry; the error says which entry, never its value."""
     key_id_text, sep, encoded = entry.partition(":")

@@ -7,6 +7,7 @@ All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -47,6 +48,22 @@ def parse_utc(text: str | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def normal_ip(text: object) -> str | None:
+    """An IP address as one spelling (`::ffff:203.0.113.9` → `203.0.113.9`, IPv6 compressed,
+    lower case); None for an empty or malformed value (a platform's "" or "unknown") and for a
+    placeholder that names no buyer: `0.0.0.0` (Shopify's own sample orders carry it) or a
+    loopback address (a proxy that hides the buyer); either would join every order it is on
+    into one "burst"."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    address = getattr(address, "ipv4_mapped", None) or address
+    return None if address.is_unspecified or address.is_loopback else str(address)
 
 
 def mask_email(email: str | None) -> str | None:
@@ -157,6 +174,10 @@ class Order:
     cancel_reason: str | None = None
     hidden_from: str | None = None  # moved to a `Hidden` status (a trash): the status before
     hidden_at: datetime | None = None  # moved to a `Hidden` status: when, by its own record
+    # Where the order was placed from (WooCommerce `customer_ip_address`, Shopify `clientIp` /
+    # `browserIp`), normalised by `ipaddress`; for the burst rule's blind index only, never in
+    # an event (it is personal data).
+    customer_ip: str | None = field(default=None, repr=False)
     # The full contact, for the sealed store only (never in events, repr or comparisons).
     contact: Contact | None = field(default=None, repr=False, compare=False)
 
@@ -253,6 +274,9 @@ class Event:
     # An alert whose subject is not an order (a failing store or channel) carries its own id,
     # `<store>:<type>:<subject>` (pollerd.alerts); kept through the JSON by `from_json`.
     alert_id: str | None = field(default=None, compare=False)
+    # An alert's figures (`pollerd.alerts`): the rule and what it measured (threshold, count,
+    # rate, deadline, orders); in the JSON only when set, so order events are unchanged.
+    alert: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -283,6 +307,8 @@ class Event:
             data["reason"] = self.reason
         if self.dispute is not None:
             data["dispute"] = self.dispute
+        if self.alert is not None:
+            data["alert"] = self.alert
         return data
 
     def body(self) -> str:
@@ -305,5 +331,10 @@ class Event:
             order=data["order"],
             reason=data.get("reason"),
             dispute=data.get("dispute"),
-            alert_id=data.get("id") if str(data["type"]).startswith("alert.") else None,
+            alert=data.get("alert"),
+            alert_id=(
+                data.get("id")
+                if str(data["type"]).startswith("alert.") or data.get("alert") is not None
+                else None
+            ),
         )

@@ -121,6 +121,7 @@ class OrderRec:
     token: str
     items: list[LineRec]
     fulfillment: str = "UNFULFILLED"
+    ip: str = ""  # the buyer's address (GraphQL `clientIp`, REST `browser_ip`)
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
     closed_at: datetime | None = None
@@ -290,6 +291,7 @@ class ShopBook:
         test: bool = False,
         gateway: str = "shopify_payments",
         created_at: datetime | None = None,
+        ip: str | None = None,
     ) -> int:
         financial = financial.upper()
         if financial not in FINANCIAL_STATUSES:
@@ -314,6 +316,9 @@ class ShopBook:
                 test=bool(test),
                 token=f"{self._rng.getrandbits(128):032x}",
                 items=self._lines(items, money(total)),
+                # One documentation-range address per customer (RFC 5737) unless given: a
+                # burst from one address is something a script says.
+                ip=ip if ip is not None else f"198.51.100.{self._next_customer % 254 + 1}",
             )
             self._next_id += 1
             self._next_number += 1

@@ -101,6 +101,8 @@ def render_rest_order(rec: OrderRec, shop: str) -> dict[str, Any]:
         "tags": "",
         "token": rec.token,
         "payment_gateway_names": [rec.gateway],
+        "browser_ip": rec.ip or None,
+        "client_details": {"browser_ip": rec.ip or None, "user_agent": None},
         "order_status_url": (
             f"https://{shop}/{SHOP_ID}/orders/{rec.token}/authenticate?key={rec.token[::-1]}"
         ),

@@ -89,6 +89,7 @@ type Order implements Node {
   lineItems(first: Int, after: String, last: Int, before: String, reverse: Boolean = false):
     LineItemConnection!
   paymentGatewayNames: [String!]!
+  clientIp: String
   refunds(first: Int): [Refund!]!
   transactions(first: Int): [OrderTransaction!]!
   fulfillments(first: Int): [Fulfillment!]!
@@ -227,6 +228,7 @@ def render_order(rec: OrderRec, shop: str) -> dict[str, Any]:
             "phone": rec.phone,
         },
         "paymentGatewayNames": [rec.gateway],
+        "clientIp": rec.ip or None,
         "transactions": [
             {
                 "__typename": "OrderTransaction",

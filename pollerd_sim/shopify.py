@@ -169,6 +169,7 @@ class ShopSim(LoopbackService):
         test: bool = False,
         gateway: str = "shopify_payments",
         created_at: datetime | None = None,
+        ip: str | None = None,
     ) -> int:
         """A new order; returns its legacy id. `currency` must be a `CurrencyCode`; `items` are
         dicts of name, quantity, sku, price; `created_at` backdates the order (one older than
@@ -187,6 +188,7 @@ class ShopSim(LoopbackService):
             test=test,
             gateway=gateway,
             created_at=created_at,
+            ip=ip,
         )
 
     def authorize(self, order_id: int) -> None:

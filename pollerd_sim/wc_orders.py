@@ -110,6 +110,7 @@ class OrderRecord:
     order_key: str
     items: list[LineRecord]
     transaction_id: str = ""
+    ip: str = ""  # `customer_ip_address`: the buyer's at checkout, "" for an admin-made order
     paid: datetime | None = None
     completed: datetime | None = None
     refunds: list[RefundRecord] = field(default_factory=list)  # newest first, like get_refunds()
@@ -210,6 +211,7 @@ class OrderBook:
         created_via: str = "checkout",
         transaction_id: str = "",
         created_at: datetime | None = None,
+        ip: str | None = None,
     ) -> int:
         """`created_at` backdates the order (and its paid/completed dates when its status sets
         them): a shop's history from before pollerd's first run, untouched since."""
@@ -238,6 +240,10 @@ class OrderBook:
                 items=lines,
                 transaction_id=transaction_id,
             )
+            # A checkout records the buyer's address: one per order from the documentation range
+            # (RFC 5737) unless a script gives one (a burst from one address).
+            default_ip = f"203.0.113.{rec.id % 254 + 1}" if created_via == "checkout" else ""
+            rec.ip = ip if ip is not None else default_ip
             self._set_created(rec, now)
             self._set_modified(rec, now)
             if status in STOCK_REDUCED_AT:

@@ -196,7 +196,7 @@ class OrderRenderer:
             "payment_method": rec.payment_method,
             "payment_method_title": rec.payment_method_title,
             "transaction_id": rec.transaction_id,
-            "customer_ip_address": "",
+            "customer_ip_address": rec.ip,
             "customer_user_agent": "",
             "created_via": rec.created_via,
             "customer_note": "",

@@ -141,6 +141,7 @@ class WooSim(LoopbackService):
         created_via: str = "checkout",
         transaction_id: str = "",
         created_at: datetime | None = None,
+        ip: str | None = None,
     ) -> int:
         """A new order; `total` defaults to 25.00 (one "Test Mug"), or the items' sum.
         `items`: dicts of name, quantity, price or total, sku, product_id.
@@ -162,6 +163,7 @@ class WooSim(LoopbackService):
             created_via=created_via,
             transaction_id=transaction_id,
             created_at=created_at,
+            ip=ip,
         )
 
     def set_status(self, order_id: int, status: str) -> None:

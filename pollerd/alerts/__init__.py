@@ -10,8 +10,12 @@
 - `channel`: a channel failing, with dead letters or held as broken (`alert.channel_failing`
   on the other channels), its failing episodes (`ChannelWatch`).
 
-Adding a rule is one module here with one `@register`ed class. The seller rules (high value,
-unpaid too long, bursts, cancellation rate, dispute deadlines) land here. `docs/alerts.md`
+- the seller rules, from stored facts (`facts` builds them for `commit_page`; the blind
+  index): `orders` (`alert.high_value`, `alert.unpaid_timeout`), `burst`
+  (`alert.order_burst`), `cancellations` (`alert.cancellation_rate`), `disputes`
+  (`dispute.deadline`); `seller.judge` is the one call a pass makes (evaluate, raise, settle).
+
+Adding a rule is one module here with one `@register`ed class. `docs/alerts.md`
 describes every alert event, its subject and its id.
 """
 
@@ -26,7 +30,12 @@ from pollerd.alerts.base import (
     register,
     rule_class,
 )
+from pollerd.alerts.burst import OrderBurst
+from pollerd.alerts.cancellations import CancellationRate
 from pollerd.alerts.channel import ChannelFailing, ChannelWatch
+from pollerd.alerts.disputes import DisputeDeadline
+from pollerd.alerts.orders import HighValue, UnpaidTimeout
+from pollerd.alerts.seller import evaluate, judge, settle
 from pollerd.alerts.store import StoreFailing, StoreRecovered, StoreWatch
 
 __all__ = [
@@ -34,14 +43,22 @@ __all__ = [
     "RULES",
     "Alert",
     "AlertRule",
+    "CancellationRate",
     "ChannelFailing",
     "ChannelWatch",
+    "DisputeDeadline",
     "Facts",
+    "HighValue",
+    "OrderBurst",
     "StoreFailing",
     "StoreRecovered",
     "StoreWatch",
+    "UnpaidTimeout",
     "alert_id",
+    "evaluate",
+    "judge",
     "raise_alerts",
     "register",
     "rule_class",
+    "settle",
 ]

@@ -47,6 +47,9 @@ class Facts(Generic[F_co]):
     platform: str  # its platform ("woocommerce", "shopify"), or PROCESS
     subject: F_co  # the fact in question: a failure episode, an order
     now: float  # the clock, epoch seconds
+    # Seller rules: facts written before this were judged by an earlier pass whose alerts are
+    # recorded (`seller.settle`); None: judge everything the rule looks at.
+    since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class Alert:
     exclude: frozenset[str] = frozenset()  # channels never told (the failing one itself)
     record_unheard: bool = True  # recorded even when no route takes it (module docstring)
     unheard: str = ""  # the warning when no route takes it ("nobody is told")
+    # The rule's figures (threshold, count, rate, mean, deadline, orders): the event's `alert`
+    # object (DESIGN §7); empty for pollerd's own alerts, whose JSON stays as it was.
+    figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -84,6 +90,7 @@ class Alert:
             order={"id": self.group, **self.order},
             reason=self.reason,
             alert_id=self.id,
+            alert=self.figures or None,
         )
 
 

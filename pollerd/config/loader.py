@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pollerd.config.alerts import alert_problems, check_alerts
 from pollerd.config.explain import ConfigErrors, is_model, problems_from, unknown_key, user_keys
 from pollerd.config.models import USER_KEYS, ChannelConfig, Settings, sqlite_file
 from pollerd.config.types import EXAMPLE
@@ -128,6 +129,12 @@ def _build(data: dict[str, Any], path: Path | None) -> Settings:
     settings: Settings | None = None
     stores, store_problems = _stores(data.get("stores"))
     checked = {**data, "path": path} if stores is None else {**data, "path": path, "stores": stores}
+    alerts, alert_tables = check_alerts(data.get("alerts"))
+    store_problems += alert_tables
+    if alerts is not None:
+        checked["alerts"] = alerts
+        intervals = {s.name: s.interval for s in stores or []}
+        store_problems += alert_problems(alerts, intervals)
     try:
         settings = Settings.model_validate(checked)
     except ValidationError as exc:

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from pollerd.config.alerts import AlertTable
 from pollerd.config.types import (
     DAY,
     YEAR,
@@ -48,7 +49,13 @@ __all__ = [
     "sqlite_file",
 ]
 
-USER_KEYS = ("pollerd", "stores", "channels", "routes")  # the Settings fields a file may set
+USER_KEYS = (
+    "pollerd",
+    "stores",
+    "channels",
+    "routes",
+    "alerts",
+)  # the Settings fields a file may set
 
 
 def _database(value: str) -> str:
@@ -246,6 +253,7 @@ class Settings(StrictModel):
     stores: list[PlatformStore] = []  # noqa: RUF012
     channels: list[ChannelConfig] = []  # noqa: RUF012
     routes: list[RouteConfig] = []  # noqa: RUF012
+    alerts: list[SerializeAsAny[AlertTable]] = []  # noqa: RUF012  (config/alerts.py)
     path: Path | None = None  # the file this came from; relative paths resolve against it
     # channel name → validated Options instance (or dict)
     channel_options: dict[str, Any] = {}  # noqa: RUF012

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pollerd.config.models import StoreConfig
     from pollerd.sources.base import Source
 
-__all__ = ["Platform", "Rules", "Sleep", "evidence"]
+__all__ = ["Platform", "Rules", "Sleep", "evidence", "unpaid"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -42,6 +42,14 @@ class Rules(Protocol):
         """When `kind` happened by the order's own record; None when it keeps no date for it
         (most platforms: `evidence(order, kind)` below)."""
         ...
+
+
+def unpaid(rules: Rules, order: Order) -> bool:
+    """Whether the platform reads the order as awaiting payment (the unpaid-too-long alert).
+    A platform's rules say so with an `unpaid(order)` method; one without it has no such
+    notion, and its orders never count as unpaid."""
+    method = getattr(rules, "unpaid", None)
+    return bool(method(order)) if callable(method) else False
 
 
 def evidence(order: Order, kind: str) -> datetime | None:

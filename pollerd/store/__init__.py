@@ -3,7 +3,26 @@
 `Store` (db.py) is the facade; nothing outside this package speaks SQL.
 """
 
-from pollerd.store.db import Cursor, Due, PageResult, Store, open_store
+from pollerd.store.db import (
+    Cursor,
+    DisputeFact,
+    Due,
+    OrderFact,
+    PageResult,
+    Store,
+    StoredOrder,
+    open_store,
+)
 from pollerd.store.lock import StateLock
 
-__all__ = ["Cursor", "Due", "PageResult", "StateLock", "Store", "open_store"]
+__all__ = [
+    "Cursor",
+    "DisputeFact",
+    "Due",
+    "OrderFact",
+    "PageResult",
+    "StateLock",
+    "Store",
+    "StoredOrder",
+    "open_store",
+]

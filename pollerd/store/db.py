@@ -13,6 +13,7 @@ so per order the messages go out in the order things happened.
 - `Outbox`    due/backlog/expire, mark, held channels, dead letters (outbox.py)
 - `Contacts`  sealed customer contacts, `rekey`, `prune`            (contacts.py)
 - `Meta`      small durable facts by key                            (meta.py)
+- `RuleFacts` what the seller alert rules read, one query per rule  (facts.py)
 
 The schema itself is described once, in tables.py, and migrate.py builds it.
 """
@@ -24,6 +25,7 @@ from pollerd.errors import ConfigError
 from pollerd.secrets import Secret
 from pollerd.store.contacts import Contacts, Pruned, Rekeyed, _sealed_row
 from pollerd.store.engine import Database, check_file
+from pollerd.store.facts import DisputeFact, OrderFact, RuleFacts, StoredOrder
 from pollerd.store.meta import Meta
 from pollerd.store.outbox import Due, Outbox
 from pollerd.store.pages import Cursor, PageResult, Pages
@@ -40,7 +42,7 @@ from pollerd.store.tables import (
 )
 
 
-class Store(Pages, Outbox, Contacts, Meta):
+class Store(Pages, Outbox, Contacts, Meta, RuleFacts):
     """Durable state of one pollerd database (SQLite or PostgreSQL); see the module docstring
     for which part holds what. `Store(url)` opens, checks and migrates it."""
 
@@ -69,11 +71,14 @@ __all__ = [
     "SNAPSHOT",
     "Cursor",
     "Database",
+    "DisputeFact",
     "Due",
+    "OrderFact",
     "PageResult",
     "Pruned",
     "Rekeyed",
     "Store",
+    "StoredOrder",
     "_sealed_row",
     "check_file",
     "dt",

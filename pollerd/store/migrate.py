@@ -89,10 +89,44 @@ def _m3_sealed_contact(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+def _m4_rule_facts(conn: Connection) -> None:
+    # What the seller alert rules read (pollerd.alerts): per order its age, total, whether the
+    # platform reads it as unpaid or cancelled, the blind indexes of its buyer, and per dispute
+    # its evidence deadline. The partial indexes hold only the rows a pass looks at (open
+    # unpaid orders, disputes awaiting evidence), so a pass costs the same with a year of
+    # history. New tables only: no existing row is rewritten.
+    sqlite = conn.dialect.name == "sqlite"
+    blob = "BLOB" if sqlite else "BYTEA"
+    for statement in (
+        """CREATE TABLE order_fact (
+            store TEXT NOT NULL, order_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            total TEXT NOT NULL, amount DOUBLE PRECISION NOT NULL, currency TEXT NOT NULL,
+            unpaid BOOLEAN NOT NULL, cancelled BOOLEAN NOT NULL,
+            written_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, order_id))""",
+        "CREATE INDEX order_fact_created ON order_fact (store, created_at, cancelled)",
+        "CREATE INDEX order_fact_written ON order_fact (store, written_at)",
+        "CREATE INDEX order_fact_unpaid ON order_fact (store, created_at) WHERE unpaid",
+        f"""CREATE TABLE blind_index (
+            store TEXT NOT NULL, order_id TEXT NOT NULL, kind TEXT NOT NULL,
+            digest {blob} NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            seen_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, order_id, kind))""",
+        "CREATE INDEX blind_index_digest ON blind_index (store, kind, digest, created_at)",
+        "CREATE INDEX blind_index_seen ON blind_index (store, seen_at)",
+        """CREATE TABLE dispute_fact (
+            store TEXT NOT NULL, dispute_id TEXT NOT NULL, order_id TEXT NOT NULL,
+            status TEXT NOT NULL, awaiting BOOLEAN NOT NULL, amount TEXT NOT NULL,
+            currency TEXT NOT NULL, reason TEXT, evidence_due_by DOUBLE PRECISION,
+            seen_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (store, dispute_id))""",
+        "CREATE INDEX dispute_fact_due ON dispute_fact (store, evidence_due_by) WHERE awaiting",
+    ):
+        conn.execute(text(statement))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "delivery.digest", _m2_delivery_digest),
     (3, "sealed contact, retention index", _m3_sealed_contact),
+    (4, "seller rule facts: order_fact, blind_index, dispute_fact", _m4_rule_facts),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +21,7 @@ from sqlalchemy import func, insert, select, update
 from pollerd.model import Contact, Event, Snapshot
 from pollerd.store.contacts import seal_contacts
 from pollerd.store.engine import Database, upsert
+from pollerd.store.facts import DisputeFact, OrderFact, write_facts
 from pollerd.store.meta import budget_key, put_meta
 from pollerd.store.tables import CURSOR, DELIVERY, EVENT, SNAPSHOT, dt, ts
 
@@ -170,6 +171,8 @@ class Pages(Database):
         late: bool = False,
         backfill: bool = False,
         contacts: Mapping[str, Contact | None] | None = None,
+        facts: Sequence[OrderFact] = (),
+        disputes: Sequence[DisputeFact] = (),
     ) -> PageResult:
         """One page, one transaction: snapshots + events + deliveries (+ the cursor), and the
         page's customer contacts (order id → contact) sealed when `pii_key` is set.
@@ -177,6 +180,8 @@ class Pages(Database):
         An event id that already exists (a replayed page after a crash) inserts nothing and
         creates no deliveries: its rows were committed with it the first time. Without a key
         ring the contacts are dropped here, so no code path can write them in clear.
+        `facts` and `disputes` are what the seller alert rules read of the page's orders and
+        disputes (store/facts.py), written with their snapshots.
         """
         now = time.time()
         event_ids: list[str] = []
@@ -184,6 +189,8 @@ class Pages(Database):
         with self.tx() as conn:
             if contacts and self.pii is not None:
                 seal_contacts(conn, self.pii, store, contacts, now)
+            if facts or disputes:
+                write_facts(conn, store, facts, disputes, now)
             for snap in snapshots:
                 values = {
                     "store": store,

@@ -137,6 +137,80 @@ class ContactRow(SQLModel, table=True):
     sealed_at: float
 
 
+class OrderFactRow(SQLModel, table=True):
+    """What the seller alert rules read of an order (migration 4), written with its snapshot
+    by `commit_page`. `unpaid` and `cancelled` are the platform's reading (its `Rules`), so the
+    rules themselves never name a platform; `amount` is `total` as a number, for the index
+    only (the rules compare `total` exactly, as a decimal)."""
+
+    __tablename__ = "order_fact"
+    __table_args__ = (
+        # the cancellation rate's windows, counted from the index alone
+        Index("order_fact_created", "store", "created_at", "cancelled"),
+        Index("order_fact_written", "store", "written_at"),  # high value: what changed
+        # unpaid too long: only the open unpaid orders are in it, however long history grows
+        Index(
+            "order_fact_unpaid",
+            "store",
+            "created_at",
+            sqlite_where=text("unpaid"),
+            postgresql_where=text("unpaid"),
+        ),
+    )
+    store: str = Field(primary_key=True)
+    order_id: str = Field(primary_key=True)
+    created_at: float
+    total: str
+    amount: float
+    currency: str
+    unpaid: bool
+    cancelled: bool
+    written_at: float  # last written: the rules judge what changed since their last pass
+
+
+class BlindIndexRow(SQLModel, table=True):
+    """A keyed HMAC-SHA256 of an order's normalised email, phone or IP (`kind`), never the
+    value itself (migration 4): orders from one buyer match without pollerd keeping who."""
+
+    __tablename__ = "blind_index"
+    __table_args__ = (
+        Index("blind_index_digest", "store", "kind", "digest", "created_at"),
+        Index("blind_index_seen", "store", "seen_at"),
+    )
+    store: str = Field(primary_key=True)
+    order_id: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)  # email | phone | ip
+    digest: bytes
+    created_at: float  # the order's
+    seen_at: float  # when this digest was first written for the order
+
+
+class DisputeFactRow(SQLModel, table=True):
+    """What the dispute deadline rule reads of a dispute (migration 4). `awaiting`: open and
+    no evidence submitted yet, the only disputes a reminder is for."""
+
+    __tablename__ = "dispute_fact"
+    __table_args__ = (
+        Index(
+            "dispute_fact_due",
+            "store",
+            "evidence_due_by",
+            sqlite_where=text("awaiting"),
+            postgresql_where=text("awaiting"),
+        ),
+    )
+    store: str = Field(primary_key=True)
+    dispute_id: str = Field(primary_key=True)
+    order_id: str
+    status: str
+    awaiting: bool
+    amount: str
+    currency: str
+    reason: str | None = None
+    evidence_due_by: float | None = None
+    seen_at: float
+
+
 def _table(row: type[SQLModel]) -> Table:
     return row.__table__  # type: ignore[attr-defined,no-any-return]
 
@@ -149,6 +223,9 @@ EVENT = _table(EventRow)
 DELIVERY = _table(DeliveryRow)
 CHANNEL_STATE = _table(ChannelStateRow)
 CONTACT = _table(ContactRow)
+ORDER_FACT = _table(OrderFactRow)
+BLIND_INDEX = _table(BlindIndexRow)
+DISPUTE_FACT = _table(DisputeFactRow)
 CONTACT_FIELDS = ("name", "email", "phone")
 
 

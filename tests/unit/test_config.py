@@ -470,8 +470,8 @@ def test_example_documents_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for model in (pollerd.config.DeliveryConfig, WooCommerceStore, ShopifyStore, ChannelConfig,
                   RouteConfig):  # fmt: skip
         assert _documented(model, text) == set(), model.__name__
-    assert _documented(Settings, text) <= {"pollerd", "stores", "channels", "routes", "path",
-                                           "channel_options"}  # fmt: skip
+    assert _documented(Settings, text) <= {"pollerd", "stores", "channels", "routes", "alerts",
+                                           "path", "channel_options"}  # fmt: skip
     for kind in ("console", "webhook", "email"):
         try:
             cls = pollerd.channels.channel_class(kind)

@@ -213,6 +213,7 @@ def expected_from_node(node: dict[str, Any], *, store: str = "acme", shop: str =
             node.get("email") or customer.get("email") or None,
             node.get("phone") or customer.get("phone") or None,
         ),
+        customer_ip=node.get("clientIp") or None,  # the simulator serves plain IPv4
         admin_url=f"https://admin.shopify.com/store/{shop.removesuffix('.myshopify.com')}"
         f"/orders/{oid}",
         line_items=tuple(

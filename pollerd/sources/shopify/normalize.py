@@ -27,6 +27,7 @@ from pollerd.model import (
     full_name,
     mask_email,
     mask_phone,
+    normal_ip,
     short_name,
 )
 from pollerd.sources.base import Listed
@@ -67,7 +68,8 @@ _MONEY = "shopMoney { amount currencyCode }"
 
 ORDER_FIELDS = (
     "id legacyResourceId name createdAt updatedAt cancelledAt cancelReason "
-    "displayFinancialStatus displayFulfillmentStatus test email phone paymentGatewayNames "
+    "displayFinancialStatus displayFulfillmentStatus test email phone clientIp "
+    "paymentGatewayNames "
     f"totalPriceSet {{ {_MONEY} }} totalRefundedSet {{ {_MONEY} }} "
     "customer { firstName lastName email phone } "
     f"lineItems(first: {LINE_ITEMS}) "
@@ -216,6 +218,7 @@ def normalize_order(node: dict[str, Any], *, store: str, shop: str) -> Order:
         customer_phone=mask_phone(phone),
         customer_name=short_name(first, last),
         contact=Contact.of(full_name(first, last), email, phone),
+        customer_ip=normal_ip(node.get("clientIp")),
         admin_url=admin_url(shop, oid),
         line_items=tuple(_line_items(node.get("lineItems"), store, oid)),
         paid_at=captured_at(node.get("transactions"), store, oid),

@@ -59,7 +59,7 @@ LIST_FIELDS = "id,updated_at,cancelled_at,financial_status"
 ORDER_FIELDS = (
     "id,name,created_at,updated_at,cancelled_at,cancel_reason,financial_status,"
     "fulfillment_status,test,email,phone,currency,total_price,total_price_set,"
-    "payment_gateway_names,customer,line_items,refunds,fulfillments"
+    "browser_ip,client_details,payment_gateway_names,customer,line_items,refunds,fulfillments"
 )
 """Everything `normalize` reads and nothing more: full REST orders are large (addresses,
 tax lines, client details), most of it never used here. Refunds and fulfillments carry their
@@ -101,6 +101,13 @@ def normalize(payload: dict[str, Any], *, store: str, shop: str) -> Order:
         return normalize_order(as_node(payload, store=store), store=store, shop=shop)
 
 
+def _client_ip(payload: dict[str, Any]) -> Any:
+    """REST's `browser_ip`, or `client_details.browser_ip`: GraphQL's `clientIp`."""
+    details = payload.get("client_details")
+    nested = details.get("browser_ip") if isinstance(details, dict) else None
+    return payload.get("browser_ip") or nested
+
+
 def as_node(payload: dict[str, Any], *, store: str) -> dict[str, Any]:
     """The GraphQL `Order` node (`shopify_normalize.ORDER_FIELDS`) a REST order stands for."""
     oid = _order_id(payload, store)
@@ -122,6 +129,7 @@ def as_node(payload: dict[str, Any], *, store: str) -> dict[str, Any]:
         "test": payload.get("test"),
         "email": payload.get("email"),
         "phone": payload.get("phone"),
+        "clientIp": _client_ip(payload),
         "currencyCode": payload.get("currency"),
         "paymentGatewayNames": payload.get("payment_gateway_names") or [],
         "totalPriceSet": {"shopMoney": total} if total.get("amount") is not None else None,

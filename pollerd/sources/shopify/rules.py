@@ -9,12 +9,15 @@ from datetime import datetime
 from pollerd.model import Order
 from pollerd.sources.plugin import evidence
 
-__all__ = ["SHOPIFY_PAID", "ShopifyRules", "shopify_implied"]
+__all__ = ["SHOPIFY_PAID", "SHOPIFY_UNPAID", "ShopifyRules", "shopify_implied"]
 
 SHOPIFY_PAID = frozenset({"paid", "partially_refunded", "refunded"})
 """Financial statuses that prove money was captured. AUTHORIZED is a hold on the card, not a
 payment; PENDING, PARTIALLY_PAID, EXPIRED and VOIDED are not paid either (DESIGN §4). A refund
 proves an earlier capture, so an order first seen REFUNDED is also paid."""
+
+
+SHOPIFY_UNPAID = frozenset({"pending", "authorized"})
 
 
 def shopify_implied(order: Order) -> set[str]:
@@ -39,6 +42,11 @@ class ShopifyRules:
 
     def implied(self, order: Order, *, known: bool) -> set[str]:
         return shopify_implied(order)
+
+    def unpaid(self, order: Order) -> bool:
+        """Awaiting payment: PENDING, or AUTHORIZED (a hold on the card, not captured); a
+        cancelled order is not awaiting anything."""
+        return order.cancelled_at is None and order.financial_status in SHOPIFY_UNPAID
 
     def evidence(self, order: Order, kind: str) -> datetime | None:
         return evidence(order, kind)

@@ -15,6 +15,7 @@ from pollerd.model import (
     full_name,
     mask_email,
     mask_phone,
+    normal_ip,
     short_name,
 )
 from pollerd.sources.payload import (
@@ -71,6 +72,7 @@ def normalize(payload: dict[str, Any], *, store: str, site_url: str) -> Order:
         line_items=tuple(_line_items(payload.get("line_items"), store, oid)),
         hidden_from=_trashed_from(payload) if status == "trash" else None,
         hidden_at=_trashed_at(payload) if status == "trash" else None,
+        customer_ip=normal_ip(payload.get("customer_ip_address")),
     )
 
 

@@ -13,10 +13,11 @@ from datetime import datetime
 from pollerd.model import Order
 from pollerd.sources.plugin import evidence
 
-__all__ = ["WC_DRAFT", "WC_PAID_STATUSES", "WooRules", "pay_rules", "woo_implied"]
+__all__ = ["WC_DRAFT", "WC_PAID_STATUSES", "WC_UNPAID", "WooRules", "pay_rules", "woo_implied"]
 
 WC_DRAFT = frozenset({"checkout-draft", "auto-draft"})
 WC_PAID_STATUSES = frozenset({"processing", "completed"})
+WC_UNPAID = frozenset({"pending", "on-hold"})
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class WooRules:
 
     def implied(self, order: Order, *, known: bool) -> set[str]:
         return woo_implied(order, self, known)
+
+    def unpaid(self, order: Order) -> bool:
+        """Awaiting payment: `pending` (not paid yet) or `on-hold` (awaiting a transfer)."""
+        return order.status in WC_UNPAID
 
     def evidence(self, order: Order, kind: str) -> datetime | None:
         """Cash on delivery counts as paid at `completed`, whatever `date_paid` says."""

@@ -1,0 +1,343 @@
+"""The facts the seller alert rules read (pollerd.alerts), and the queries that read them.
+
+Rules run from stored facts, never from in-memory timers: what an order or dispute looked like
+is written by `commit_page` in the same transaction as its snapshot (`write_facts`), so a
+restart, `kill -9` or `pollerd once` from a timer sees exactly what the last pass saw. Each
+query below answers one rule's question with an index behind it (tables.py): a pass costs
+about the same with 100,000 stored orders as with 100 (bench/rules.py).
+
+"Not alerted yet" is asked of the event table itself (`NOT EXISTS` on the alert's id,
+`<store>:<type>:<subject>`): the alert already recorded is the only bookkeeping, so no rule
+keeps a second record that could disagree with it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import String
+
+from pollerd.store.engine import Database, upsert
+from pollerd.store.meta import put_meta
+from pollerd.store.tables import BLIND_INDEX, DISPUTE_FACT, EVENT, META, ORDER_FACT, ts
+
+BLIND_SEED = "blind_index.key"
+"""meta: the per-database random key the blind index uses when no `pii_key` is set (hex)."""
+
+
+@dataclass(frozen=True)
+class OrderFact:
+    """An order as the rules read it; `unpaid`/`cancelled` are its platform's reading and
+    `digests` its buyer's blind indexes by kind (email, phone, ip), never the values."""
+
+    order_id: str
+    created_at: datetime
+    total: Decimal
+    currency: str
+    unpaid: bool = False
+    cancelled: bool = False
+    digests: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DisputeFact:
+    """A dispute as the deadline rule reads it. `awaiting`: open, no evidence submitted."""
+
+    dispute_id: str
+    order_id: str
+    status: str
+    awaiting: bool
+    amount: Decimal
+    currency: str
+    reason: str | None
+    evidence_due_by: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """One row a rule query returns."""
+
+    order_id: str
+    created_at: float
+    total: Decimal
+    currency: str
+
+
+def write_facts(
+    conn: Connection,
+    store: str,
+    orders: Iterable[OrderFact],
+    disputes: Iterable[DisputeFact],
+    now: float,
+) -> None:
+    """Inside `commit_page`'s transaction: the page's order and dispute facts. An order's
+    `written_at` is its last write (what the high value rule judges again); a blind index's
+    `seen_at` the first write of that digest for the order (what the burst rule looks at)."""
+    for fact in orders:
+        values = {
+            "store": store,
+            "order_id": fact.order_id,
+            "created_at": fact.created_at.timestamp(),
+            "total": str(fact.total),
+            "amount": float(fact.total),
+            "currency": fact.currency,
+            "unpaid": fact.unpaid,
+            "cancelled": fact.cancelled,
+            "written_at": now,
+        }
+        stmt = upsert(conn, ORDER_FACT).values(**values)
+        changing = [key for key in values if key not in ("store", "order_id")]
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["store", "order_id"],
+                set_={key: stmt.excluded[key] for key in changing},
+            )
+        )
+        for kind, digest in fact.digests.items():
+            row = upsert(conn, BLIND_INDEX).values(
+                store=store,
+                order_id=fact.order_id,
+                kind=kind,
+                digest=digest,
+                created_at=values["created_at"],
+                seen_at=now,
+            )
+            conn.execute(
+                row.on_conflict_do_update(
+                    index_elements=["store", "order_id", "kind"],
+                    set_={"digest": row.excluded.digest, "seen_at": row.excluded.seen_at},
+                    where=BLIND_INDEX.c.digest != row.excluded.digest,
+                )
+            )
+    for dispute in disputes:
+        values = {
+            "store": store,
+            "dispute_id": dispute.dispute_id,
+            "order_id": dispute.order_id,
+            "status": dispute.status,
+            "awaiting": dispute.awaiting,
+            "amount": str(dispute.amount),
+            "currency": dispute.currency,
+            "reason": dispute.reason,
+            "evidence_due_by": ts(dispute.evidence_due_by),
+            "seen_at": now,
+        }
+        stmt = upsert(conn, DISPUTE_FACT).values(**values)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["store", "dispute_id"],
+                set_={k: stmt.excluded[k] for k in values if k not in ("store", "dispute_id")},
+            )
+        )
+
+
+def _not_alerted(prefix: str, subject: ColumnElement[str]) -> ColumnElement[bool]:
+    """No event `<prefix><subject>` recorded yet (prefix: `<store>:<type>:`)."""
+    alert = literal(prefix, String) + subject
+    return ~exists().where(EVENT.c.id == alert)
+
+
+class RuleFacts(Database):
+    """The `Store` facade's rule facts: one named query per question a seller rule asks."""
+
+    def blind_seed(self) -> bytes:
+        """The per-database random key of the blind index (created on first use, kept in
+        meta): used when no `pii_key` is set. Two processes creating it at once keep one."""
+        with self.tx() as conn:
+            conn.execute(
+                upsert(conn, META)
+                .values(key=BLIND_SEED, value=secrets.token_hex(32))
+                .on_conflict_do_nothing()
+            )
+            value = conn.execute(select(META.c.value).where(META.c.key == BLIND_SEED)).scalar()
+        return bytes.fromhex(str(value))
+
+    def unpaid_before(
+        self,
+        store: str,
+        created_before: float,
+        alert: str,
+        since: tuple[float, float] | None = None,
+    ) -> list[StoredOrder]:
+        """Orders still unpaid that were created before `created_before`, with no `alert`
+        recorded for them yet (the partial index `order_fact_unpaid` holds only unpaid ones).
+        `since`: (the `created_before` of the last settled pass, its time). That pass judged
+        every order due then, so only orders created after its bound, or written after it,
+        are read."""
+        columns = (
+            ORDER_FACT.c.order_id,
+            ORDER_FACT.c.created_at,
+            ORDER_FACT.c.total,
+            ORDER_FACT.c.currency,
+        )
+        due = (
+            ORDER_FACT.c.store == store,
+            text("order_fact.unpaid"),  # the partial index's own WHERE: SQLite then uses it
+            ORDER_FACT.c.created_at <= created_before,
+            _not_alerted(f"{store}:{alert}:", ORDER_FACT.c.order_id),
+        )
+        if since is None:
+            return self._orders(select(*columns).where(*due))
+        bound, settled = since
+        newly = select(*columns).where(*due, ORDER_FACT.c.created_at > bound)
+        written = select(*columns).where(*due, ORDER_FACT.c.written_at >= settled)
+        found = {o.order_id: o for o in self._orders(newly) + self._orders(written)}
+        return sorted(found.values(), key=lambda o: (o.created_at, o.order_id))
+
+    def valued_at_least(
+        self,
+        store: str,
+        currency: str,
+        at_least: Decimal,
+        alert: str,
+        written_since: float | None = None,
+    ) -> list[StoredOrder]:
+        """Orders in `currency` whose total is at least `at_least`, not yet alerted, among
+        those written since `written_since` (None: all). The float column only narrows (a cent
+        below, for rounding); the caller compares exactly."""
+        query = select(
+            ORDER_FACT.c.order_id,
+            ORDER_FACT.c.created_at,
+            ORDER_FACT.c.total,
+            ORDER_FACT.c.currency,
+        ).where(
+            ORDER_FACT.c.store == store,
+            ORDER_FACT.c.currency == currency,
+            ORDER_FACT.c.amount >= float(at_least) - 0.01,
+            _not_alerted(f"{store}:{alert}:", ORDER_FACT.c.order_id),
+        )
+        if written_since is not None:
+            query = query.where(ORDER_FACT.c.written_at >= written_since)
+        return [o for o in self._orders(query) if o.total >= at_least]
+
+    def _orders(self, query: object) -> list[StoredOrder]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()  # type: ignore[call-overload]
+        return [StoredOrder(r[0], float(r[1]), Decimal(r[2]), r[3]) for r in rows]
+
+    def buyers_seen_since(
+        self, store: str, kinds: Sequence[str], seen_since: float, at_least: int
+    ) -> dict[tuple[str, bytes], list[tuple[str, float]]]:
+        """Per (kind, digest) written since `seen_since` and shared by at least `at_least`
+        orders: every order with that digest, `(order id, created_at)` oldest first. One query;
+        a digest seen once in the store's history costs one index probe."""
+        recent = (
+            select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
+            .where(
+                BLIND_INDEX.c.store == store,
+                BLIND_INDEX.c.seen_at >= seen_since,
+                BLIND_INDEX.c.kind.in_(list(kinds)),
+            )
+            .distinct()
+            .subquery()
+        )
+        hot = (
+            select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
+            .join(
+                recent,
+                and_(
+                    BLIND_INDEX.c.kind == recent.c.kind,
+                    BLIND_INDEX.c.digest == recent.c.digest,
+                ),
+            )
+            .where(BLIND_INDEX.c.store == store)
+            .group_by(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
+            .having(func.count() >= at_least)
+        )
+        query = (
+            select(
+                BLIND_INDEX.c.kind,
+                BLIND_INDEX.c.digest,
+                BLIND_INDEX.c.order_id,
+                BLIND_INDEX.c.created_at,
+            )
+            .where(
+                BLIND_INDEX.c.store == store,
+                tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(hot),
+            )
+            .order_by(BLIND_INDEX.c.created_at, BLIND_INDEX.c.order_id)
+        )
+        found: dict[tuple[str, bytes], list[tuple[str, float]]] = {}
+        with self.engine.connect() as conn:
+            for kind, digest, order_id, created in conn.execute(query):
+                found.setdefault((kind, bytes(digest)), []).append((order_id, float(created)))
+        return found
+
+    def orders_by_window(
+        self, store: str, until: float, window: float, windows: int
+    ) -> list[tuple[int, int, int]]:
+        """Orders created in each of the `windows` windows of `window` seconds ending at
+        `until` (0: the latest), as `(window number, orders, cancelled)`, only windows with
+        orders. A cancelled order counts in the window it was created in."""
+        since = until - window * windows
+        # A cast truncates, which is floor here (until >= created_at); SQLite's floor() needs
+        # a build with its math functions.
+        bucket = cast((until - ORDER_FACT.c.created_at) / window, Integer)
+        cancelled = func.sum(case((ORDER_FACT.c.cancelled.is_(True), 1), else_=0))
+        query = (
+            select(bucket.label("k"), func.count(), cancelled)
+            .where(
+                ORDER_FACT.c.store == store,
+                ORDER_FACT.c.created_at > since,
+                ORDER_FACT.c.created_at <= until,
+            )
+            .group_by("k")
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return sorted((min(int(k), windows - 1), int(n), int(c or 0)) for k, n, c in rows)
+
+    def disputes_awaiting(self, store: str, due_after: float) -> list[DisputeFact]:
+        """Disputes awaiting evidence whose deadline is after `due_after` (still ahead)."""
+        query = select(DISPUTE_FACT).where(
+            DISPUTE_FACT.c.store == store,
+            text("dispute_fact.awaiting"),  # the partial index's own WHERE
+            DISPUTE_FACT.c.evidence_due_by > due_after,
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            DisputeFact(
+                dispute_id=r["dispute_id"],
+                order_id=r["order_id"],
+                status=r["status"],
+                awaiting=bool(r["awaiting"]),
+                amount=Decimal(r["amount"]),
+                currency=r["currency"],
+                reason=r["reason"],
+                evidence_due_by=datetime.fromtimestamp(r["evidence_due_by"], UTC),
+            )
+            for r in rows
+        ]
+
+    def recorded(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these event ids are recorded already (an alert fires once per id)."""
+        ids = list(event_ids)
+        if not ids:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(EVENT.c.id).where(EVENT.c.id.in_(ids))).scalars())
+
+    def set_rule_state(self, key: str, value: str | None) -> None:
+        """A rule's own small state (`rule:<type>:<store>` in meta), e.g. the cancellation
+        rate's current crossing."""
+        with self.tx() as conn:
+            put_meta(conn, key, value)
