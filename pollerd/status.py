@@ -359,6 +359,7 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
     built from these): what `pollerd check` renders every user template against. Every
     optional field is filled, so a template that uses one is exercised."""
     from pollerd.templates import EVENTS
+    from pollerd.templates.seller import sample_figures
 
     when = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
     order = replace(
@@ -378,6 +379,7 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
         "evidence_due_by": "2026-12-06",
         "finalized_on": None,
     }
+    figures = sample_figures(order.id, str(order.total), order.currency)
     samples = []
     for kind in EVENTS:
         if kind == "digest":
@@ -396,7 +398,8 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
         event = Event(
             kind, store, "woocommerce", order.id, when, when, False, order.to_json(), reason, body
         )
-        samples.append(event.to_json())
+        # The seller rules' figures (pollerd/alerts), as their `alert` object.
+        samples.append(replace(event, alert=figures.get(kind)).to_json())
     return samples
 
 

@@ -23,6 +23,7 @@ from pollerd.templates.format import (
     say,
     trusted,
 )
+from pollerd.templates.seller import SELLER_EVENTS, seller_context
 
 if TYPE_CHECKING:
     from pollerd.templates.loader import Templates
@@ -151,6 +152,11 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
         after.append((words["reason"], reason))
     elif kind == "order.deleted" and data.get("reason") == PERMANENT_DELETION:
         after.append((words["reason"], words["permanent"]))
+    alert: dict[str, Any] = {}
+    if kind in SELLER_EVENTS:  # worded from the rule's figures, never naming the buyer
+        alert, tail, before, after = seller_context(data, locale=locale, timezone=timezone)
+        if kind in ("alert.order_burst", "alert.cancellation_rate"):
+            items = []  # about many orders: the first one's items would mislead
     return {
         "id": clean(data.get("id")),
         "type": kind,
@@ -169,6 +175,7 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
         "customer": customer,
         "items": items,
         "dispute": facts if dispute else {},
+        "alert": alert,
         "reason": reason,
         "admin_url": admin_url(order.get("admin_url")),
         "tail": [part for part in tail if part],
@@ -223,6 +230,7 @@ def digest_context(
         "reason": "",
         "customer": {},
         "dispute": {},
+        "alert": {},
         "items": [{"name": line, "quantity": "", "total": ""} for line in lines],
         "hidden": 0,
         "tail": [],

@@ -48,6 +48,7 @@ from pollerd.templates.escape import ESCAPERS, bold, link
 from pollerd.templates.fit import RENDER_ERRORS, Footer, Message, shrink, where
 from pollerd.templates.format import UNSAFE, admin_url, clean, lang, money, trusted
 from pollerd.templates.sandbox import BoundedSandbox, wrote
+from pollerd.templates.seller import SELLER_EVENTS_ORDER
 
 FLAVOURS = tuple(ESCAPERS)
 EVENTS = (
@@ -56,6 +57,7 @@ EVENTS = (
     "alert.store_failing",
     "alert.store_recovered",
     "alert.order_quarantined",
+    *SELLER_EVENTS_ORDER,
     "digest",
 )
 # A flavour's fallbacks, for user templates: a `markdown` override serves every markdown chat.

@@ -122,6 +122,123 @@ def alert(kind: str, store: str, order: dict[str, Any], reason: str) -> dict[str
     ).to_json()
 
 
+def seller(
+    kind: str, order: dict[str, Any], figures: dict[str, Any], reason: str, subject: str
+) -> dict[str, Any]:
+    """A seller rule's alert as pollerd.alerts.base.Alert.event makes it: the order as last
+    announced, the rule's figures as `alert`, its English reason for logs."""
+    store = "acme" if order.get("currency") == "CNY" else "tea-house"
+    kind_id = order["id"] if kind != "alert.cancellation_rate" else f"cancellation_rate:{subject}"
+    return Event(
+        type=kind,
+        store=store,
+        platform="shopify" if store == "acme" else "woocommerce",
+        order_id=kind_id,
+        occurred_at=AT,
+        detected_at=DETECTED,
+        test=False,
+        order={**order, "id": kind_id},
+        reason=reason,
+        alert_id=f"{store}:{kind}:{subject}",
+        alert=figures,
+    ).to_json()
+
+
+def seller_samples() -> dict[str, dict[str, Any]]:
+    """The five seller rules, with the figures each puts in `alert` (pollerd/alerts/*.py)."""
+    big = shopify_order(total="6800.00").to_json()
+    pending = woocommerce_order(status="pending", paid_at=None).to_json()
+    return {
+        "alert.high_value": seller(
+            "alert.high_value",
+            big,
+            {
+                "rule": "high_value",
+                "severity": "warning",
+                "total": "6800.00",
+                "currency": "CNY",
+                "threshold": "5000",
+            },
+            "total 6800.00 CNY >= 5000: needs review",
+            big["id"],
+        ),
+        "alert.unpaid_timeout": seller(
+            "alert.unpaid_timeout",
+            pending,
+            {
+                "rule": "unpaid_timeout",
+                "severity": "warning",
+                "after_seconds": 1800.0,
+                "created_at": "2026-11-22T23:00:00Z",
+                "total": "64.90",
+                "currency": "USD",
+            },
+            "unpaid 30 minutes after it was placed",
+            "4711",
+        ),
+        "alert.order_burst": seller(
+            "alert.order_burst",
+            woocommerce_order(
+                number="4709",
+                id="4709",
+                admin_url="https://shop.example.com/wp-admin/admin.php?page=wc-orders"
+                "&action=edit&id=4709",
+            ).to_json(),
+            {
+                "rule": "order_burst",
+                "severity": "warning",
+                "by": ["ip"],
+                "count": 3,
+                "min_count": 3,
+                "window_seconds": 86400.0,
+                "first_at": "2026-11-22T20:05:00Z",
+                "orders": ["4709", "4710", "4711"],
+            },
+            "3 orders from the same ip within 1d: 4709, 4710, 4711",
+            "4709",
+        ),
+        "alert.cancellation_rate": seller(
+            "alert.cancellation_rate",
+            {},
+            {
+                "rule": "cancellation_rate",
+                "severity": "warning",
+                "rate": 0.23,
+                "mean": 0.15,
+                "orders": 100,
+                "cancelled": 23,
+                "above_mean": 0.2,
+                "max_rate": 0.15,
+                "max_rate_window_rate": 0.1312,
+                "max_rate_window_orders": 1280,
+                "max_rate_window_cancelled": 168,
+                "over_mean": True,
+                "over_max_rate": False,
+                "since": "2026-11-15T23:30Z",
+            },
+            "cancellation rate 23.0% (23 of 100 orders) above its mean",
+            "2026-11-15T23:30Z",
+        ),
+        "dispute.deadline": seller(
+            "dispute.deadline",
+            shopify_order().to_json(),
+            {
+                "rule": "dispute_deadline",
+                "severity": "warning",
+                "dispute": "98765",
+                "reminder": "24h",
+                "deadline": "2026-11-23T20:00:00Z",
+                "amount": "1288.00",
+                "currency": "CNY",
+                "reason": "FRAUDULENT",
+                "status": "NEEDS_RESPONSE",
+            },
+            "dispute evidence due in 20 h (2026-11-23T20:00:00Z)",
+            "98765:24h",
+        ),
+    }
+
+
 def dispute(status: str) -> dict[str, Any]:
     """A Shopify Payments chargeback as `diff.dispute_events` carries it."""
     return {
@@ -205,6 +322,7 @@ def samples() -> dict[str, dict[str, Any]]:
             "order 4711: field total: not an amount: 'garbage'; the other orders go on; fix "
             "this one in the shop (or the plugin that wrote it)",
         ),
+        **seller_samples(),
     }
 
 

@@ -718,7 +718,7 @@ def test_context_keys_are_the_documented_ones() -> None:
     assert keys == {
         "id", "type", "store", "platform", "test", "occurred_at", "when", "number", "order_id",
         "status", "total", "currency", "refunded", "payment", "customer", "items", "dispute",
-        "reason", "admin_url", "tail", "before", "after", "hidden", "brief",
+        "alert", "reason", "admin_url", "tail", "before", "after", "hidden", "brief",
     }  # fmt: skip
 
 
