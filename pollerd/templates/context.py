@@ -202,7 +202,9 @@ def digest_context(
     orders: dict[tuple[str, str], dict[str, Any]] = {}
     for event in events:
         order = event.get("order")
-        if not str(event.get("type", "")).startswith("alert.") and isinstance(order, dict):
+        kind = str(event.get("type", ""))
+        # An alert (a dispute deadline reminder too) is about an order, not a sale of it.
+        if not kind.startswith("alert.") and kind not in SELLER_EVENTS and isinstance(order, dict):
             orders[(str(event.get("store")), str(order.get("id")))] = order
     sums: dict[str, Decimal] = {}
     for order in orders.values():

@@ -33,6 +33,7 @@ from pollerd.templates import (
     templates_for,
 )
 from pollerd.templates.loader import locale_chain
+from pollerd.templates.seller import SELLER_EVENTS
 
 PAID_AT = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
 LATE = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # 07:30 on Nov 23 in Beijing
@@ -825,3 +826,124 @@ def test_one_templates_per_folder_is_shared(tmp_path: Path) -> None:
     assert templates_for(None) is templates_for(None)
     assert templates_for(tmp_path) is templates_for(tmp_path / ".")
     assert templates_for(tmp_path) is not templates_for(None)
+
+
+# Seller alerts (pollerd/templates/seller.py) ---------------------------------------------
+
+
+def seller_event(kind: str, figures: dict[str, Any], **order: Any) -> dict[str, Any]:
+    """A seller rule's alert: an order event's JSON with the rule's `alert` figures."""
+    event = order_event(kind, **order)
+    return {**event, "id": f"acme:{kind}:1", "reason": "English text for logs", "alert": figures}
+
+
+def deadline_figures(deadline: str) -> dict[str, Any]:
+    return {
+        "rule": "dispute_deadline",
+        "severity": "warning",
+        "dispute": "d77",
+        "reminder": "24h",
+        "deadline": deadline,
+        "amount": "25.00",
+        "currency": "USD",
+        "reason": "FRAUDULENT",
+        "status": "NEEDS_RESPONSE",
+    }
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("locale", LOCALES)
+def test_seller_alerts_never_name_the_buyer(locale: str, flavour: str) -> None:
+    """A burst is found from email, phone or IP; none of them, masked or not, is shown on any
+    seller alert, and the rule's English reason does not leak into a Chinese alert."""
+    for event in template_samples("acme"):
+        if event["type"] not in SELLER_EVENTS:
+            continue
+        event["order"]["customer"] = {
+            "email": "j***@example.com",
+            "phone": "138****5678",
+            "name": "Jane D.",
+        }
+        event["reason"] = "203.0.113.7 jane@example.com"
+        message = templates_for(None).render(
+            event, flavour=flavour, locale=locale, timezone="Asia/Shanghai"
+        )
+        for shown in (message.title, message.body):
+            for value in ("j***@", "jane@", "****5678", "Jane", "203.0.113"):
+                assert value not in shown, (event["type"], value)
+
+
+def test_seller_alerts_word_their_figures_in_the_locale() -> None:
+    burst = seller_event(
+        "alert.order_burst",
+        {
+            "rule": "order_burst",
+            "by": ["ip"],
+            "count": 3,
+            "window_seconds": 86400.0,
+            "orders": ["1001", "1002", "1003"],
+        },
+    )
+    en = templates_for(None).render(burst, flavour="text", locale="en").title
+    zh = templates_for(None).render(burst, flavour="text", locale="zh-CN").title
+    assert en.startswith("[acme] URGENT: 3 orders from one IP in 24 h (#1001, #1002, #1003)")
+    assert "【紧急】同一IP 24 小时内下单 3 笔：#1001、#1002、#1003，疑似欺诈" in zh
+    high = seller_event(
+        "alert.high_value",
+        {"rule": "high_value", "total": "5000.00", "currency": "CNY", "threshold": "5000"},
+        total="5000.00",
+        currency="CNY",
+    )
+    zh = templates_for(None).render(high, flavour="wecom", locale="zh-CN").title
+    assert "订单 #1001 金额 ¥5,000.00（审核阈值 ¥5,000.00），发货前需人工审核" in zh
+    assert "URGENT" not in templates_for(None).render(high, flavour="text").title
+
+
+def test_cancellation_rate_over_the_long_run_without_a_mean() -> None:
+    """A store too new for a mean crosses `max_rate` only: the alert says that, not "vs usual"."""
+    event = seller_event(
+        "alert.cancellation_rate",
+        {
+            "rule": "cancellation_rate",
+            "rate": 0.3,
+            "mean": None,
+            "orders": 40,
+            "cancelled": 12,
+            "max_rate": 0.15,
+            "max_rate_window_rate": 0.18,
+            "max_rate_window_orders": 200,
+            "max_rate_window_cancelled": 36,
+            "over_mean": False,
+            "over_max_rate": True,
+            "since": "2026-11-15T09:32Z",
+        },
+    )
+    message = templates_for(None).render(event, flavour="text", locale="en")
+    assert "Cancellations 18 % over the long run, above 15 %" in message.title
+    assert "Long run: 18 % (36 of 200 orders); limit 15 %" in message.body
+    assert "Usual" not in message.body
+    zh = templates_for(None).render(event, flavour="text", locale="zh-CN").title
+    assert "长期取消率 18%，超过 15%" in zh
+
+
+@pytest.mark.parametrize(
+    ("deadline", "urgent", "left"),
+    [
+        ("2026-11-22T12:32:36Z", True, "3 h"),  # PAID_AT + 3 h
+        ("2026-11-23T09:32:36Z", False, "24 h"),  # exactly 24 h ahead: the 24 h reminder
+        ("2026-11-25T09:32:36Z", False, "3 days"),
+    ],
+)
+def test_dispute_deadline_is_urgent_under_24_hours(deadline: str, urgent: bool, left: str) -> None:
+    event = seller_event("dispute.deadline", deadline_figures(deadline))
+    title = templates_for(None).render(event, flavour="text", locale="en").title
+    assert ("URGENT: " in title) is urgent
+    assert f"evidence due in {left} (" in title
+
+
+def test_seller_alerts_in_a_digest() -> None:
+    """Alerts in a digest: one title line each, and no alert's order counted in the totals."""
+    events = [e for e in template_samples("acme") if e["type"] in SELLER_EVENTS]
+    message = templates_for(None).render_digest(events, flavour="text", locale="zh-CN")
+    assert "需人工审核" in message.body and "疑似欺诈" in message.body
+    assert "合计" not in message.body
