@@ -24,6 +24,7 @@ import pytest
 
 from pollerd.model import Event, LineItem, Order
 from pollerd.templates import EVENTS, FLAVOURS, LOCALES, Message, templates_for
+from pollerd.templates.seller import sample_figures
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 ZONE = "Asia/Shanghai"
@@ -145,55 +146,37 @@ def seller(
 
 
 def seller_samples() -> dict[str, dict[str, Any]]:
-    """The five seller rules, with the figures each puts in `alert` (pollerd/alerts/*.py)."""
+    """The five seller rules, with the figures each puts in `alert` (pollerd/alerts/*.py): the
+    samples `pollerd check` renders (pollerd.templates.seller.sample_figures), on these orders."""
     big = shopify_order(total="6800.00").to_json()
     pending = woocommerce_order(status="pending", paid_at=None).to_json()
+    first = woocommerce_order(
+        number="4709",
+        id="4709",
+        admin_url="https://shop.example.com/wp-admin/admin.php?page=wc-orders&action=edit&id=4709",
+    ).to_json()
+    paid = shopify_order().to_json()
+    cny = sample_figures(big["id"], "6800.00", "CNY")
+    usd = sample_figures("4709", "64.90", "USD")
     return {
         "alert.high_value": seller(
             "alert.high_value",
             big,
-            {
-                "rule": "high_value",
-                "severity": "warning",
-                "total": "6800.00",
-                "currency": "CNY",
-                "threshold": "5000",
-            },
+            {**cny["alert.high_value"], "threshold": "5000"},
             "total 6800.00 CNY >= 5000: needs review",
             big["id"],
         ),
         "alert.unpaid_timeout": seller(
             "alert.unpaid_timeout",
             pending,
-            {
-                "rule": "unpaid_timeout",
-                "severity": "warning",
-                "after_seconds": 1800.0,
-                "created_at": "2026-11-22T23:00:00Z",
-                "total": "64.90",
-                "currency": "USD",
-            },
+            usd["alert.unpaid_timeout"],
             "unpaid 30 minutes after it was placed",
             "4711",
         ),
         "alert.order_burst": seller(
             "alert.order_burst",
-            woocommerce_order(
-                number="4709",
-                id="4709",
-                admin_url="https://shop.example.com/wp-admin/admin.php?page=wc-orders"
-                "&action=edit&id=4709",
-            ).to_json(),
-            {
-                "rule": "order_burst",
-                "severity": "warning",
-                "by": ["ip"],
-                "count": 3,
-                "min_count": 3,
-                "window_seconds": 86400.0,
-                "first_at": "2026-11-22T20:05:00Z",
-                "orders": ["4709", "4710", "4711"],
-            },
+            first,
+            {**usd["alert.order_burst"], "by": ["ip"], "orders": ["4709", "4710", "4711"]},
             "3 orders from the same ip within 1d: 4709, 4710, 4711",
             "4709",
         ),
@@ -201,37 +184,23 @@ def seller_samples() -> dict[str, dict[str, Any]]:
             "alert.cancellation_rate",
             {},
             {
-                "rule": "cancellation_rate",
-                "severity": "warning",
-                "rate": 0.23,
-                "mean": 0.15,
-                "orders": 100,
-                "cancelled": 23,
-                "above_mean": 0.2,
-                "max_rate": 0.15,
-                "max_rate_window_rate": 0.1312,
+                **usd["alert.cancellation_rate"],
+                "max_rate_window_rate": 0.1312,  # under max_rate: the mean alone crossed
                 "max_rate_window_orders": 1280,
                 "max_rate_window_cancelled": 168,
-                "over_mean": True,
                 "over_max_rate": False,
-                "since": "2026-11-15T23:30Z",
             },
             "cancellation rate 23.0% (23 of 100 orders) above its mean",
             "2026-11-15T23:30Z",
         ),
         "dispute.deadline": seller(
             "dispute.deadline",
-            shopify_order().to_json(),
+            paid,
             {
-                "rule": "dispute_deadline",
+                **sample_figures(paid["id"], "1288.00", "CNY")["dispute.deadline"],
                 "severity": "warning",
                 "dispute": "98765",
-                "reminder": "24h",
-                "deadline": "2026-11-23T20:00:00Z",
-                "amount": "1288.00",
-                "currency": "CNY",
-                "reason": "FRAUDULENT",
-                "status": "NEEDS_RESPONSE",
+                "deadline": "2026-11-23T20:00:00Z",  # 20 h ahead: urgent
             },
             "dispute evidence due in 20 h (2026-11-23T20:00:00Z)",
             "98765:24h",
