@@ -157,6 +157,8 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
         alert, tail, before, after = seller_context(data, locale=locale, timezone=timezone)
         if kind in ("alert.order_burst", "alert.cancellation_rate"):
             items = []  # about many orders: the first one's items would mislead
+        if kind == "alert.cancellation_rate":  # about the store: no order's link
+            order = {key: value for key, value in order.items() if key != "admin_url"}
     return {
         "id": clean(data.get("id")),
         "type": kind,
