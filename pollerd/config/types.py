@@ -166,12 +166,18 @@ def _start_from(value: Any) -> Any:
     )
 
 
+DISPUTE_ALERT = "dispute.deadline"
+"""The one seller alert not named `alert.*` (pollerd.alerts.disputes): routable by name."""
+
+
 def _event_glob(value: str) -> str:
-    if value.startswith("alert.") or any(fnmatchcase(t, value) for t in EVENT_TYPES):
+    if value.startswith("alert.") or value == DISPUTE_ALERT:
+        return value
+    if any(fnmatchcase(t, value) for t in EVENT_TYPES):
         return value
     close = difflib.get_close_matches(value, EVENT_TYPES, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    fix = f"{hint}known: {', '.join(EVENT_TYPES)}, order.*, alert.*"
+    fix = f"{hint}known: {', '.join(EVENT_TYPES)}, {DISPUTE_ALERT}, order.*, alert.*"
     raise invalid(f"{value!r} matches no event", fix)
 
 
