@@ -11,7 +11,8 @@ crossing in meta) is written to it, so it runs beside `pollerd run` without its 
 
 What it cannot know: facts hold each order's *latest* state. An order that was unpaid past
 `after` and paid since is not replayed as late (it would have been alerted live), and an order
-cancelled since counts as cancelled from its creation. Orders created before the replayed
+cancelled since counts as cancelled from its creation. A dispute holds no time it was opened,
+so its reminders are replayed as if it had been known all along. Orders created before the replayed
 days are history: they count in rates and bursts but never fire themselves (`Facts.start`).
 """
 

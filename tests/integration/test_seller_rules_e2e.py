@@ -147,9 +147,17 @@ def once(config: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def deliveries(tmp: Path) -> int:
+def deliveries(tmp: Path) -> tuple[int, ...]:
+    """What a dry run must leave as it was: deliveries, events and the rules' state in meta."""
     with sqlite3.connect(tmp / "pollerd.db") as db:
-        return int(db.execute("select count(*) from delivery").fetchone()[0])
+        return tuple(
+            db.execute(query).fetchone()[0]
+            for query in (
+                "select count(*) from delivery",
+                "select count(*) from event",
+                "select group_concat(key || '=' || value) from meta where key like 'rule:%'",
+            )
+        )
 
 
 def test_each_alert_once_with_pollerd_once_from_a_timer(
