@@ -25,14 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, insert, select
-
 from pollerd.alerts.base import Alert
 from pollerd.alerts.seller import applies, evaluate, settle
 from pollerd.config.alerts import AlertConfig, DisputeDeadlineAlert, UnpaidTimeoutAlert
 from pollerd.store import Store
 from pollerd.store.alerts import record_alert
-from pollerd.store.tables import BLIND_INDEX, DISPUTE_FACT, ORDER_FACT
 
 HOUR = 3600.0
 TICK = 60.0
@@ -62,24 +59,23 @@ def replay(
     order they would have fired. `source` is only read."""
     if not any(applies(config, store_name) for config in alerts):
         return []
-    orders = _rows(source, ORDER_FACT, store_name, until)
-    digests = _rows(source, BLIND_INDEX, store_name, until)
-    disputes = _rows(source, DISPUTE_FACT, store_name, None)
+    rows = source.fact_rows(store_name, until)
+    orders, digests, disputes = rows["order_fact"], rows["blind_index"], rows["dispute_fact"]
     moments = _moments(alerts, store_name, orders, disputes, since, until)
     fired: list[Fired] = []
     with tempfile.TemporaryDirectory(prefix="pollerd-replay-") as tmp:
         scratch = Store(f"sqlite:///{Path(tmp) / 'replay.db'}")
         try:
-            _copy(scratch, DISPUTE_FACT, disputes, since)
+            _copy(scratch, "dispute_fact", disputes, since)
             copied = 0
             digests_copied = 0
             for now in moments:
                 new = [r for r in orders[copied:] if r["created_at"] <= now]
                 copied += len(new)
-                _copy(scratch, ORDER_FACT, new, since)
+                _copy(scratch, "order_fact", new, since)
                 new_digests = [r for r in digests[digests_copied:] if r["created_at"] <= now]
                 digests_copied += len(new_digests)
-                _copy(scratch, BLIND_INDEX, new_digests, since)
+                _copy(scratch, "blind_index", new_digests, since)
                 for alert in evaluate(scratch, alerts, store_name, platform, now, since):
                     record_alert(scratch, alert.event(now), [])  # no channel: nothing to send
                     fired.append(Fired(now, alert))
@@ -98,15 +94,7 @@ def per_day(fired: Iterable[Fired], day_of: Any) -> dict[str, dict[str, int]]:
     return table
 
 
-def _rows(store: Store, table: Table, store_name: str, until: float | None) -> list[dict[str, Any]]:
-    query = select(table).where(table.c.store == store_name)
-    if until is not None:
-        query = query.where(table.c.created_at <= until).order_by(table.c.created_at)
-    with store.engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def _copy(scratch: Store, table: Table, rows: list[dict[str, Any]], since: float) -> None:
+def _copy(scratch: Store, table: str, rows: list[dict[str, Any]], since: float) -> None:
     """Rows written as if when their order was created (history: at the replay's start), so
     the rules' "written since the last pass" reads see them at that pass."""
     if not rows:
@@ -116,8 +104,7 @@ def _copy(scratch: Store, table: Table, rows: list[dict[str, Any]], since: float
         when = max(float(row.get("created_at") or since), since)
         column = "written_at" if "written_at" in row else "seen_at"
         stamped.append({**row, column: when})
-    with scratch.engine.begin() as conn:
-        conn.execute(insert(table), stamped)
+    scratch.put_fact_rows(table, stamped)
 
 
 def _moments(
