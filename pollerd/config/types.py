@@ -166,18 +166,17 @@ def _start_from(value: Any) -> Any:
     )
 
 
-DISPUTE_ALERT = "dispute.deadline"
-"""The one seller alert not named `alert.*` (pollerd.alerts.disputes): routable by name."""
+# Routable events: the order events, and the one seller rule event outside `alert.*` (the
+# dispute deadline reminder, pollerd.alerts.disputes), which a route names as such.
+ROUTED_EVENTS = (*EVENT_TYPES, "dispute.deadline")
 
 
 def _event_glob(value: str) -> str:
-    if value.startswith("alert.") or value == DISPUTE_ALERT:
+    if value.startswith("alert.") or any(fnmatchcase(t, value) for t in ROUTED_EVENTS):
         return value
-    if any(fnmatchcase(t, value) for t in EVENT_TYPES):
-        return value
-    close = difflib.get_close_matches(value, EVENT_TYPES, n=1)
+    close = difflib.get_close_matches(value, ROUTED_EVENTS, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    fix = f"{hint}known: {', '.join(EVENT_TYPES)}, {DISPUTE_ALERT}, order.*, alert.*"
+    fix = f"{hint}known: {', '.join(ROUTED_EVENTS)}, order.*, alert.*"
     raise invalid(f"{value!r} matches no event", fix)
 
 
