@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from loguru import logger
 
+from pollerd.alerts.facts import dispute_fact
 from pollerd.diff import deleted, dispute_diff, dispute_key
 from pollerd.model import PERMANENT_DELETION, Deletion, Dispute, Event, Snapshot
 from pollerd.routing import channels_for
@@ -143,7 +144,9 @@ class Reconcile(WindowWalk):
             if old is None or old.status != snap.status:
                 new_snaps.append(snap)
             events.extend((ev, channels_for(ev, self.routes)) for ev in new)
-        self.commit(new_snaps, events, report)
+        # Every dispute read is written as a fact (its deadline or status may have moved
+        # without a status change the snapshot would notice).
+        self.commit(new_snaps, events, report, disputes=[dispute_fact(d) for d in found])
 
     async def sweep(
         self, window: timedelta, report: PassReport, *, start_at: datetime, anchor: datetime

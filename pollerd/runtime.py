@@ -29,6 +29,8 @@ import httpx
 from loguru import logger
 
 from pollerd import __version__
+from pollerd.alerts.facts import blind_key
+from pollerd.alerts.seller import applies, judge
 from pollerd.alerts.store import REMIND_EVERY, StoreWatch
 from pollerd.backfill import fill
 from pollerd.channels import channel_class
@@ -151,6 +153,7 @@ class Runtime:
     waits: Waits = field(default_factory=Waits)  # the sources' sleeps, which a stop cuts short
     watch: StoreWatch = field(init=False)  # failure episodes, store alerts and back-off
     backs_off: bool = False  # `run` skips passes while a store backs off; `once` cannot
+    blind: bytes | None = None  # the blind index key, derived once (`alerts.facts.blind_key`)
 
     def __post_init__(self) -> None:
         self.watch = StoreWatch(
@@ -189,6 +192,7 @@ class Runtime:
             {},
             Deliverer(store, channels, settings.pollerd.delivery, routes=settings.routes),
         )
+        runtime.blind = blind_key(store, settings.pollerd.pii_key)
         for cfg in stores:
             runtime.syncs[cfg.name] = runtime.make_sync(cfg, settings)
         return runtime
@@ -202,6 +206,7 @@ class Runtime:
             settings.routes,
             on_commit=lambda n: self.wake.set(),
             stopping=lambda: self.stopping,
+            blind=self.blind,
         )
 
     def stop(self) -> None:
@@ -254,6 +259,8 @@ class Runtime:
             self._failed(sync, exc, fatal=False)
         else:
             self._succeeded(sync)
+            if not report.stopped:
+                self.judge(sync)
             if report.events:
                 logger.info(
                     "store {}: {} new event(s), {} deliveries ({} orders listed, {:.2f}s)",
@@ -307,6 +314,31 @@ class Runtime:
                 retry,
                 REMIND_EVERY / 60,
             )
+
+    def judge(self, sync: StoreSync) -> None:
+        """The store's seller rules after its pass (`pollerd.alerts.seller`), with the
+        `[[alerts]]` of the settings in force (a reload's take effect at the next pass).
+        Nothing at all when no `[[alerts]]` table applies to the store. A rule that fails is
+        logged and retried at the next pass: it never fails the pass, whose pages are
+        committed (the rules read only what is stored, so nothing is lost meanwhile)."""
+        alerts = self.settings.alerts
+        if not any(applies(config, sync.name) for config in alerts):
+            return
+        try:
+            cursor = self.store.cursor(sync.name)
+            judge(
+                self.store,
+                alerts,
+                self.settings.routes,
+                sync.name,
+                sync.source.platform,
+                time.time(),
+                on_commit=lambda n: self.wake.set(),
+                start=cursor.start_at.timestamp() if cursor is not None else None,
+            )
+        except Exception as exc:  # noqa: BLE001 - a rule's bug must not fail the pass
+            if fault.handled(self.store, exc) is None:
+                logger.exception("store {}: the seller alert rules failed this pass", sync.name)
 
     def _succeeded(self, sync: StoreSync) -> None:
         try:

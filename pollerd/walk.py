@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from loguru import logger
 
 from pollerd import metrics
+from pollerd.alerts.facts import blind_key, order_fact
 from pollerd.config import RouteConfig, StoreConfig
 from pollerd.diff import diff, unchanged
 from pollerd.errors import RetryableSourceError
@@ -35,7 +36,7 @@ from pollerd.resume import ResumePoint, dump, parse
 from pollerd.routing import channels_for
 from pollerd.sources import platform
 from pollerd.sources.base import Dating, ListPage, PageToken, Source
-from pollerd.store import Store
+from pollerd.store import DisputeFact, Store
 
 MAX_REWALKS = 3
 FUTURE_SLACK = timedelta(days=1)
@@ -77,6 +78,7 @@ class WindowWalk:
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[int], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        blind: bytes | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -92,6 +94,9 @@ class WindowWalk:
         """When the fast path last read the store (pollerd's clock, floored): a sweep counts as
         late only changes from before it (a metric; it never moves the cursor)."""
         self._warned_ahead: set[str] = set()  # orders dated past FUTURE_SLACK, warned once
+        self._blind = blind
+        """The blind index key of the buyers' email/phone/IP (`alerts.facts.blind_key`): the
+        runtime derives it once from `pii_key`; without one, the database's own key."""
         self.quarantine = Quarantine(
             store, self.name, source.platform, lambda: self.routes, on_commit=self.on_commit
         )
@@ -110,6 +115,12 @@ class WindowWalk:
             FUTURE_SLACK,
         )
 
+    @property
+    def blind(self) -> bytes:
+        if self._blind is None:
+            self._blind = blind_key(self.store, None)
+        return self._blind
+
     def commit(
         self,
         snaps: list[Snapshot],
@@ -119,11 +130,24 @@ class WindowWalk:
         late: bool = False,
         backfill: bool = False,
         contacts: dict[str, Contact | None] | None = None,
+        orders: Sequence[Order] = (),
+        disputes: Sequence[DisputeFact] = (),
     ) -> None:
-        if not snaps and not events:
+        """One page in one transaction, with the seller rules' facts of its `orders` and
+        `disputes` (a backfill's too: facts are facts; the rules judge only orders created
+        after the start point, `alerts.seller`)."""
+        if not snaps and not events and not orders and not disputes:
             return
+        facts = [order_fact(o, self.rules, self.blind) for o in orders]
         result = self.store.commit_page(
-            self.name, snaps, events, late=late, backfill=backfill, contacts=contacts
+            self.name,
+            snaps,
+            events,
+            late=late,
+            backfill=backfill,
+            contacts=contacts,
+            facts=facts,
+            disputes=disputes,
         )
         report.events += result.new_events
         report.deliveries += result.new_deliveries
@@ -335,7 +359,15 @@ class WindowWalk:
             on_time = [(ev, ch) for ev, ch in events if ev.order_id not in missed]
             self.commit([], on_time, report, backfill=backfill)
             events = [(ev, ch) for ev, ch in events if ev.order_id in missed]
-        self.commit(new_snaps, events, report, late=late, backfill=backfill, contacts=contacts)
+        self.commit(
+            new_snaps,
+            events,
+            report,
+            late=late,
+            backfill=backfill,
+            contacts=contacts,
+            orders=orders,
+        )
 
     async def _dated(
         self, orders: Sequence[Order], snaps: dict[str, Snapshot], start_at: datetime

@@ -50,6 +50,14 @@ class Facts(Generic[F_co]):
     # Seller rules: facts written before this were judged by an earlier pass whose alerts are
     # recorded (`seller.settle`); None: judge everything the rule looks at.
     since: float | None = None
+    # Seller rules: orders created before this (the store's start point, epoch seconds) are
+    # history, never judged about themselves (a backfill must not page about last year);
+    # they still count in rates. None: every order.
+    start: float | None = None
+
+    def current(self, created_at: float) -> bool:
+        """An order created at `created_at` is news to the seller rules (not history)."""
+        return self.start is None or created_at >= self.start
 
 
 @dataclass(frozen=True)

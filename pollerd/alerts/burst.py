@@ -58,6 +58,8 @@ class OrderBurst:
         by_first: dict[str, tuple[list[tuple[str, float]], set[str]]] = {}
         for (kind, _digest), orders in buyers.items():
             for burst in bursts(orders, window, self.config.count):
+                if not facts.current(burst[-1][1]):
+                    continue  # history: over before the start point
                 first = burst[0][0]
                 known, kinds = by_first.get(first, (burst, set()))
                 by_first[first] = (known if len(known) >= len(burst) else burst, kinds | {kind})

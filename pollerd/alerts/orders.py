@@ -62,6 +62,8 @@ class HighValue:
                 continue
             found = store.valued_at_least(facts.name, currency, lowest, self.type, facts.since)
             for order in found:
+                if not facts.current(order.created_at):
+                    continue
                 reaches, limit = self.config.reaches(order.total, order.currency)
                 if not reaches:
                     continue
@@ -94,6 +96,8 @@ class UnpaidTimeout:
         late = facts.store.unpaid_before(facts.name, facts.now - after, self.type, since)
         alerts = []
         for order in late:
+            if not facts.current(order.created_at):
+                continue
             created = datetime.fromtimestamp(order.created_at, UTC)
             figures = {
                 "rule": "unpaid_timeout",

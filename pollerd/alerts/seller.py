@@ -46,11 +46,13 @@ def evaluate(
     store_name: str,
     platform: str,
     now: float,
+    start: float | None = None,
 ) -> list[Alert]:
-    """The new alerts of one store at `now` (epoch seconds), rule by rule in config order."""
+    """The new alerts of one store at `now` (epoch seconds), rule by rule in config order;
+    orders created before `start` (the store's start point) are history (`Facts.start`)."""
     judged = store.meta(judged_key(store_name))
     since = float(judged) if judged is not None else None
-    facts: Facts[None] = Facts(store, store_name, platform, None, now, since)
+    facts: Facts[None] = Facts(store, store_name, platform, None, now, since, start)
     found: dict[str, Alert] = {}
     for config in alerts:
         if applies(config, store_name):
@@ -73,13 +75,14 @@ def judge(
     platform: str,
     now: float,
     on_commit: Callable[[int], None] = lambda n: None,
+    start: float | None = None,
 ) -> list[Alert]:
     """One pass for one store: evaluate, raise and record, settle; returns what it raised."""
     if not any(applies(config, store_name) for config in alerts):
         return []
     raised = raise_alerts(
         store,
-        evaluate(store, alerts, store_name, platform, now),
+        evaluate(store, alerts, store_name, platform, now, start),
         routes,
         now=now,
         on_commit=on_commit,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from pollerd.cli import checks, records, running, upkeep
+from pollerd.cli import alerts, checks, records, running, upkeep
 from pollerd.cli.root import app
 from pollerd.errors import EXIT_OK, PollerdError
 
@@ -34,6 +34,7 @@ app.add_typer(records.deliveries_app, name="deliveries")
 app.add_typer(records.unsubscribes_app, name="unsubscribes")
 app.add_typer(records.cursor_app, name="cursor")
 app.add_typer(records.quarantine_app, name="quarantine")
+app.add_typer(alerts.alerts_app, name="alerts")
 
 
 def main() -> None:

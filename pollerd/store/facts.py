@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     cast,
     exists,
     func,
+    insert,
     literal,
     select,
     text,
@@ -153,6 +155,10 @@ def _not_alerted(prefix: str, subject: ColumnElement[str]) -> ColumnElement[bool
     """No event `<prefix><subject>` recorded yet (prefix: `<store>:<type>:`)."""
     alert = literal(prefix, String) + subject
     return ~exists().where(EVENT.c.id == alert)
+
+
+FACT_TABLES = {"order_fact": ORDER_FACT, "blind_index": BLIND_INDEX, "dispute_fact": DISPUTE_FACT}
+"""The rule facts' tables by name (`fact_rows`, `put_fact_rows`)."""
 
 
 class RuleFacts(Database):
@@ -335,6 +341,25 @@ class RuleFacts(Database):
             return set()
         with self.engine.connect() as conn:
             return set(conn.execute(select(EVENT.c.id).where(EVENT.c.id.in_(ids))).scalars())
+
+    def fact_rows(self, store: str, until: float) -> dict[str, list[dict[str, Any]]]:
+        """Every stored fact of `store` as rows, by table (`FACT_TABLES`): orders and their
+        blind indexes created by `until`, oldest first, and the disputes. What `pollerd alerts
+        test` (pollerd.alerts.replay) copies into its scratch database; read only."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for name, table in FACT_TABLES.items():
+                query = select(table).where(table.c.store == store)
+                if "created_at" in table.c:
+                    query = query.where(table.c.created_at <= until).order_by(table.c.created_at)
+                found[name] = [dict(row._mapping) for row in conn.execute(query)]
+        return found
+
+    def put_fact_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows as `fact_rows` returned them, into this database (a replay's scratch one)."""
+        if rows:
+            with self.tx() as conn:
+                conn.execute(insert(FACT_TABLES[table]), list(rows))
 
     def set_rule_state(self, key: str, value: str | None) -> None:
         """A rule's own small state (`rule:<type>:<store>` in meta), e.g. the cancellation
