@@ -122,11 +122,30 @@ def _m4_rule_facts(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+def _m5_numbers_quiet_reports(conn: Connection) -> None:
+    # Issue 14's second half. order_fact.number: the number a seller knows an order by (a burst
+    # lists numbers, not ids). dispute_fact.opened_at/closed_at: the weekly report's chargebacks
+    # opened, won and lost. delivery.quiet_until: a delivery held by a route's quiet hours until
+    # then (NULL: never held); held rows go out together as a digest. event_type_time: the
+    # reports count events of a type in a day or a week without reading the whole history.
+    # Nullable columns with no default: on SQLite and PostgreSQL alike no existing row is
+    # rewritten.
+    for statement in (
+        "ALTER TABLE order_fact ADD COLUMN number TEXT",
+        "ALTER TABLE dispute_fact ADD COLUMN opened_at DOUBLE PRECISION",
+        "ALTER TABLE dispute_fact ADD COLUMN closed_at DOUBLE PRECISION",
+        "ALTER TABLE delivery ADD COLUMN quiet_until DOUBLE PRECISION",
+        "CREATE INDEX event_type_time ON event (type, occurred_at)",
+    ):
+        conn.execute(text(statement))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "delivery.digest", _m2_delivery_digest),
     (3, "sealed contact, retention index", _m3_sealed_contact),
     (4, "seller rule facts: order_fact, blind_index, dispute_fact", _m4_rule_facts),
+    (5, "order numbers, dispute dates, quiet hours, event index", _m5_numbers_quiet_reports),
 ]
 LATEST = MIGRATIONS[-1][0]
 

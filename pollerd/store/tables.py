@@ -60,7 +60,10 @@ class SnapshotRow(SQLModel, table=True):
 
 class EventRow(SQLModel, table=True):
     __tablename__ = "event"
-    __table_args__ = (Index("event_store_order", "store", "order_id"),)
+    __table_args__ = (
+        Index("event_store_order", "store", "order_id"),
+        Index("event_type_time", "type", "occurred_at"),  # reports (migration 5)
+    )
     seq: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True)  # store:order_id:type
     type: str
@@ -106,6 +109,8 @@ class DeliveryRow(SQLModel, table=True):
     last_error: str | None = None
     body: str | None = None  # rendered once, resent byte-identical
     digest: str | None = None  # id of the digest it was sent in (migration 2); None: on its own
+    # held by a route's quiet hours until then (migration 5); None: never held
+    quiet_until: float | None = None
 
 
 class ChannelStateRow(SQLModel, table=True):
@@ -166,6 +171,7 @@ class OrderFactRow(SQLModel, table=True):
     unpaid: bool
     cancelled: bool
     written_at: float  # last written: the rules judge what changed since their last pass
+    number: str | None = None  # the order number sellers know (migration 5); None: as the id
 
 
 class BlindIndexRow(SQLModel, table=True):
@@ -209,6 +215,8 @@ class DisputeFactRow(SQLModel, table=True):
     reason: str | None = None
     evidence_due_by: float | None = None
     seen_at: float
+    opened_at: float | None = None  # the dispute's initiation (migration 5)
+    closed_at: float | None = None  # its finalisation, won or lost (migration 5)
 
 
 def _table(row: type[SQLModel]) -> Table:
