@@ -400,6 +400,8 @@ class Service:
         the one place that pings the watchdog, and only while the delivery loop progresses."""
         now = time.monotonic()
         self.health.last_tick = now
+        if not self.runtime.stopping:
+            self.runtime.report()  # after the passes so far; each period's report once
         alive, info = self.health.delivery(now)
         if alive != self.delivery_alive:
             self.delivery_alive = alive

@@ -277,6 +277,9 @@ class Event:
     # An alert's figures (`pollerd.alerts`): the rule and what it measured (threshold, count,
     # rate, deadline, orders); in the JSON only when set, so order events are unchanged.
     alert: dict[str, Any] | None = None
+    # A report's figures (`pollerd.alerts.reports`: the period, orders, revenue, rates); in the
+    # JSON only when set. A report's `order` is only its outbox group (`{"id": ...}`).
+    report: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -309,6 +312,8 @@ class Event:
             data["dispute"] = self.dispute
         if self.alert is not None:
             data["alert"] = self.alert
+        if self.report is not None:
+            data["report"] = self.report
         return data
 
     def body(self) -> str:
@@ -332,9 +337,12 @@ class Event:
             reason=data.get("reason"),
             dispute=data.get("dispute"),
             alert=data.get("alert"),
+            report=data.get("report"),
             alert_id=(
                 data.get("id")
-                if str(data["type"]).startswith("alert.") or data.get("alert") is not None
+                if str(data["type"]).startswith("alert.")
+                or data.get("alert") is not None
+                or data.get("report") is not None
                 else None
             ),
         )

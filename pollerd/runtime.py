@@ -30,6 +30,7 @@ from loguru import logger
 
 from pollerd import __version__
 from pollerd.alerts.facts import blind_key
+from pollerd.alerts.reports import send_reports
 from pollerd.alerts.seller import applies, judge
 from pollerd.alerts.store import REMIND_EVERY, StoreWatch
 from pollerd.backfill import fill
@@ -154,6 +155,8 @@ class Runtime:
     watch: StoreWatch = field(init=False)  # failure episodes, store alerts and back-off
     backs_off: bool = False  # `run` skips passes while a store backs off; `once` cannot
     blind: bytes | None = None  # the blind index key, derived once (`alerts.facts.blind_key`)
+    polled: set[str] = field(default_factory=set)  # stores with a pass ended in this process
+    report_error: str | None = None  # the last failure of `report`, logged once
 
     def __post_init__(self) -> None:
         self.watch = StoreWatch(
@@ -228,7 +231,10 @@ class Runtime:
         recorded on the store's cursor; raises only CancelledError. Every log line of the
         pass carries `store` (journald `STORE=`)."""
         with logger.contextualize(store=sync.name):
-            return await self._poll_pass(sync, sweep=sweep)
+            try:
+                return await self._poll_pass(sync, sweep=sweep)
+            finally:
+                self.polled.add(sync.name)
 
     async def _poll_pass(
         self, sync: StoreSync, *, sweep: bool = False
@@ -339,6 +345,23 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - a rule's bug must not fail the pass
             if fault.handled(self.store, exc) is None:
                 logger.exception("store {}: the seller alert rules failed this pass", sync.name)
+
+    def report(self, now: float | None = None) -> None:
+        """The `[[reports]]` due now (`pollerd.alerts.reports`), once every store has ended a
+        pass in this process: a report made just after a start counts what the shop did while
+        pollerd was down. Called after the passes of a tick (`run`) and of `once`, never per
+        store; nothing at all without `[[reports]]`. A failure is logged (once until it
+        changes) and retried at the next tick; it never fails a pass."""
+        if not self.settings.reports or not set(self.syncs) <= self.polled:
+            return
+        try:
+            if send_reports(self.store, self.settings, time.time() if now is None else now):
+                self.wake.set()
+            self.report_error = None
+        except Exception as exc:  # noqa: BLE001 - a report's bug must not stop polling
+            if fault.handled(self.store, exc) is None and str(exc) != self.report_error:
+                logger.exception("the reports failed; retried at the next tick")
+            self.report_error = str(exc)
 
     def _succeeded(self, sync: StoreSync) -> None:
         try:
@@ -466,6 +489,8 @@ async def _once(settings: Settings, *, only_store: str | None, sweep: bool) -> i
                 if runtime.stopping:
                     break
                 failed |= await _once_pass(runtime, name, sweep=sweep)
+            if not runtime.stopping:
+                runtime.report()
             trouble = fault.trouble(runtime.store)
             if trouble.error is not None:  # sends now could not be recorded: sent again later
                 raise trouble.error

@@ -359,6 +359,7 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
     built from these): what `pollerd check` renders every user template against. Every
     optional field is filled, so a template that uses one is exercised."""
     from pollerd.templates import EVENTS
+    from pollerd.templates.reports import sample_report
     from pollerd.templates.seller import sample_figures
 
     when = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
@@ -398,6 +399,16 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
         event = Event(
             kind, store, "woocommerce", order.id, when, when, False, order.to_json(), reason, body
         )
+        if kind.startswith("report."):  # a report: its figures, no order (alerts/reports.py)
+            group = f"{kind}:2026-11-22"
+            event = replace(
+                event,
+                store="*",
+                order_id=group,
+                order={"id": group},
+                alert_id=f"*:{kind}:2026-11-22@ops",
+                report=sample_report(kind),
+            )
         # The seller rules' figures (pollerd/alerts), as their `alert` object.
         samples.append(replace(event, alert=figures.get(kind)).to_json())
     return samples

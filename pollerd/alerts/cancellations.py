@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -33,6 +34,16 @@ def state_key(store: str) -> str:
     return f"rule:alert.cancellation_rate:{store}"
 
 
+def rate_and_mean(rows: Iterable[tuple[int, int, int]]) -> tuple[tuple[int, int], float | None]:
+    """From `Store.orders_by_window` rows (window number, orders, cancelled; 0 the latest):
+    the latest window's (orders, cancelled), and the mean rate of the earlier windows that had
+    orders (None when none had). The weekly report measures its weeks with this too."""
+    rows = list(rows)
+    current = next(((n, k) for w, n, k in rows if w == 0), (0, 0))
+    rates = [k / n for w, n, k in rows if w > 0 and n > 0]
+    return current, (sum(rates) / len(rates) if rates else None)
+
+
 @register
 class CancellationRate:
     type: ClassVar[str] = "alert.cancellation_rate"
@@ -41,15 +52,18 @@ class CancellationRate:
     def __init__(self, config: CancellationRateAlert) -> None:
         self.config = config
 
+    @property
+    def windows(self) -> int:
+        """How many earlier windows the mean is taken over: those `max_rate_window` spans."""
+        c = self.config
+        return max(1, math.ceil(c.max_rate_window.total_seconds() / c.window.total_seconds()))
+
     def figures(self, facts: Facts[Any]) -> dict[str, Any]:
         """The rule's measurements now (also what `pollerd alerts test` shows)."""
         c = self.config
         window = c.window.total_seconds()
-        previous = max(1, math.ceil(c.max_rate_window.total_seconds() / window))
-        rows = facts.store.orders_by_window(facts.name, facts.now, window, previous + 1)
-        current = next(((n, k) for w, n, k in rows if w == 0), (0, 0))
-        rates = [k / n for w, n, k in rows if w > 0 and n > 0]
-        mean = sum(rates) / len(rates) if rates else None
+        rows = facts.store.orders_by_window(facts.name, facts.now, window, self.windows + 1)
+        current, mean = rate_and_mean(rows)
         span = c.max_rate_window.total_seconds()
         long = facts.store.orders_by_window(facts.name, facts.now, span, 1)
         long_orders, long_cancelled = (long[0][1], long[0][2]) if long else (0, 0)

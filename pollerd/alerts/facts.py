@@ -32,6 +32,10 @@ AWAITING = frozenset({"needs_response"})
 """Dispute statuses (`model.Dispute`, lower case) still awaiting the seller's evidence; every
 other one was answered (under_review) or is closed (won, lost, accepted, charge_refunded)."""
 
+CLOSED = frozenset({"won", "lost", "accepted", "charge_refunded"})
+"""Dispute statuses that are decided: won, or lost (lost, accepted by the seller, or the charge
+refunded to the buyer); the weekly report counts them in the week they closed."""
+
 
 def blind_key(store: Store, pii_key: Secret | str | None) -> bytes:
     """The blind index key: from `pii_key`'s current key, else the database's own."""
@@ -80,9 +84,7 @@ def order_fact(order: Order, rules: Rules, key: bytes) -> OrderFact:
 def dispute_fact(dispute: Dispute) -> DisputeFact:
     """The deadline rule's view of a dispute. A deadline given as a day is read as the start
     of that day (UTC): a reminder early rather than one after the deadline."""
-    due = dispute.evidence_due_by
-    if isinstance(due, date) and not isinstance(due, datetime):
-        due = datetime.combine(due, time(0), UTC)
+    due = _day(dispute.evidence_due_by)
     return DisputeFact(
         dispute_id=dispute.id,
         order_id=dispute.order_id or f"dispute-{dispute.id}",
@@ -92,7 +94,17 @@ def dispute_fact(dispute: Dispute) -> DisputeFact:
         currency=dispute.currency.upper(),
         reason=dispute.reason.lower() if dispute.reason else None,
         evidence_due_by=due,
+        opened_at=dispute.initiated_at,
+        closed_at=_day(dispute.finalized_on),
+        closed=dispute.status.lower() in CLOSED,
     )
+
+
+def _day(value: date | datetime | None) -> datetime | None:
+    """A date as the start of that day (UTC); a time as it is."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(0), UTC)
 
 
 def _amount(text: str) -> Decimal:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from pollerd.config.alerts import alert_problems, check_alerts
 from pollerd.config.explain import ConfigErrors, is_model, problems_from, unknown_key, user_keys
 from pollerd.config.models import USER_KEYS, ChannelConfig, Settings, sqlite_file
+from pollerd.config.reports import check_reports, report_problems
 from pollerd.config.types import EXAMPLE
 from pollerd.errors import ConfigError
 from pollerd.secrets import register_all, warn_inline
@@ -135,6 +136,13 @@ def _build(data: dict[str, Any], path: Path | None) -> Settings:
         checked["alerts"] = alerts
         intervals = {s.name: s.interval for s in stores or []}
         store_problems += alert_problems(alerts, intervals)
+    reports, report_tables = check_reports(data.get("reports"))
+    store_problems += report_tables
+    if reports is not None:
+        checked["reports"] = [report for _, report in reports]
+        names = {k: [str(t.get("name")) for _, t in _items(data.get(k), dict)]
+                 for k in ("channels", "stores")}  # fmt: skip
+        store_problems += report_problems(reports, names["channels"], names["stores"])
     try:
         settings = Settings.model_validate(checked)
     except ValidationError as exc:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from pollerd.config.alerts import AlertTable
+from pollerd.config.reports import ReportConfig
 from pollerd.config.types import (
     DAY,
     YEAR,
@@ -55,6 +56,7 @@ USER_KEYS = (
     "channels",
     "routes",
     "alerts",
+    "reports",
 )  # the Settings fields a file may set
 
 
@@ -254,6 +256,7 @@ class Settings(StrictModel):
     channels: list[ChannelConfig] = []  # noqa: RUF012
     routes: list[RouteConfig] = []  # noqa: RUF012
     alerts: list[SerializeAsAny[AlertTable]] = []  # noqa: RUF012  (config/alerts.py)
+    reports: list[ReportConfig] = []  # noqa: RUF012  (config/reports.py)
     path: Path | None = None  # the file this came from; relative paths resolve against it
     # channel name → validated Options instance (or dict)
     channel_options: dict[str, Any] = {}  # noqa: RUF012

@@ -14,6 +14,7 @@ so per order the messages go out in the order things happened.
 - `Contacts`  sealed customer contacts, `rekey`, `prune`            (contacts.py)
 - `Meta`      small durable facts by key                            (meta.py)
 - `RuleFacts` what the seller alert rules read, one query per rule  (facts.py)
+- `ReportFacts` what the daily and weekly reports read              (reports.py)
 
 The schema itself is described once, in tables.py, and migrate.py builds it.
 """
@@ -29,6 +30,7 @@ from pollerd.store.facts import DisputeFact, OrderFact, RuleFacts, StoredOrder
 from pollerd.store.meta import Meta
 from pollerd.store.outbox import Due, Outbox
 from pollerd.store.pages import Cursor, PageResult, Pages
+from pollerd.store.reports import ReportFacts
 from pollerd.store.tables import (
     CHANNEL_STATE,
     CONTACT,
@@ -42,7 +44,7 @@ from pollerd.store.tables import (
 )
 
 
-class Store(Pages, Outbox, Contacts, Meta, RuleFacts):
+class Store(Pages, Outbox, Contacts, Meta, RuleFacts, ReportFacts):
     """Durable state of one pollerd database (SQLite or PostgreSQL); see the module docstring
     for which part holds what. `Store(url)` opens, checks and migrates it."""
 

@@ -71,6 +71,11 @@ class DisputeFact:
     currency: str
     reason: str | None
     evidence_due_by: datetime | None
+    opened_at: datetime | None = None  # its initiation (the weekly report's "opened")
+    # When it was decided (won or lost): the platform's finalisation date, else None and
+    # `closed` true, and `write_facts` keeps the time it was first written closed.
+    closed_at: datetime | None = None
+    closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ def write_facts(
             "reason": dispute.reason,
             "evidence_due_by": ts(dispute.evidence_due_by),
             "seen_at": now,
+            "opened_at": ts(dispute.opened_at),
+            "closed_at": ts(dispute.closed_at) or (now if dispute.closed else None),
         }
         for dispute in disputes
     ]
@@ -152,7 +159,7 @@ def write_facts(
             digests,
         )
     if rows:
-        conn.execute(_replace(conn, DISPUTE_FACT, ("store", "dispute_id"), rows[0]), rows)
+        conn.execute(_dispute_upsert(conn, rows[0]), rows)
 
 
 def _replace(conn: Connection, table: Any, key: tuple[str, ...], row: dict[str, Any]) -> Any:
@@ -161,6 +168,21 @@ def _replace(conn: Connection, table: Any, key: tuple[str, ...], row: dict[str, 
     return stmt.on_conflict_do_update(
         index_elements=list(key),
         set_={name: stmt.excluded[name] for name in row if name not in key},
+    )
+
+
+def _dispute_upsert(conn: Connection, row: dict[str, Any]) -> Any:
+    """`_replace` for disputes, but a dispute's `closed_at` once known stays: one first seen
+    won or lost without a finalisation date is dated when pollerd first saw it closed, and the
+    passes after must not move it (the weekly report counts it in that week)."""
+    stmt = upsert(conn, DISPUTE_FACT)
+    keep = ("store", "dispute_id", "closed_at")
+    return stmt.on_conflict_do_update(
+        index_elements=["store", "dispute_id"],
+        set_={
+            **{name: stmt.excluded[name] for name in row if name not in keep},
+            "closed_at": func.coalesce(DISPUTE_FACT.c.closed_at, stmt.excluded.closed_at),
+        },
     )
 
 

@@ -23,6 +23,7 @@ from pollerd.templates.format import (
     say,
     trusted,
 )
+from pollerd.templates.reports import REPORT_EVENTS, report_context
 from pollerd.templates.seller import SELLER_EVENTS, seller_context
 
 if TYPE_CHECKING:
@@ -159,10 +160,17 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
             items = []  # about many orders: the first one's items would mislead
         if kind == "alert.cancellation_rate":  # about the store: no order's link
             order = {key: value for key, value in order.items() if key != "admin_url"}
+    report: dict[str, Any] = {}
+    store = clean(data.get("store"))
+    if kind in REPORT_EVENTS:  # about a period of one or more stores, from its figures
+        report, tail, before, lines, after = report_context(data, locale=locale, timezone=timezone)
+        items = [{"name": line, "quantity": "", "total": ""} for line in lines]
+        order, reason, customer = {}, "", dict.fromkeys(customer, "")
+        store = "" if store == "*" else store  # several stores: each has its line
     return {
         "id": clean(data.get("id")),
         "type": kind,
-        "store": clean(data.get("store")),
+        "store": store,
         "platform": clean(data.get("platform")),
         "test": bool(data.get("test")),
         "occurred_at": clean(data.get("occurred_at")),
@@ -178,6 +186,7 @@ def context(data: dict[str, Any], *, locale: str, timezone: str) -> dict[str, An
         "items": items,
         "dispute": facts if dispute else {},
         "alert": alert,
+        "report": report,
         "reason": reason,
         "admin_url": admin_url(order.get("admin_url")),
         "tail": [part for part in tail if part],
@@ -206,7 +215,11 @@ def digest_context(
         order = event.get("order")
         kind = str(event.get("type", ""))
         # An alert (a dispute deadline reminder too) is about an order, not a sale of it.
-        if not kind.startswith("alert.") and kind not in SELLER_EVENTS and isinstance(order, dict):
+        if (
+            not kind.startswith(("alert.", "report."))
+            and kind not in SELLER_EVENTS
+            and isinstance(order, dict)
+        ):
             orders[(str(event.get("store")), str(order.get("id")))] = order
     sums: dict[str, Decimal] = {}
     for order in orders.values():
@@ -235,6 +248,7 @@ def digest_context(
         "customer": {},
         "dispute": {},
         "alert": {},
+        "report": {},
         "items": [{"name": line, "quantity": "", "total": ""} for line in lines],
         "hidden": 0,
         "tail": [],

@@ -47,6 +47,7 @@ from pollerd.templates.context import context, digest_context, mask_name
 from pollerd.templates.escape import ESCAPERS, bold, link
 from pollerd.templates.fit import RENDER_ERRORS, Footer, Message, shrink, where
 from pollerd.templates.format import UNSAFE, admin_url, clean, lang, money, trusted
+from pollerd.templates.reports import REPORT_EVENTS
 from pollerd.templates.sandbox import BoundedSandbox, wrote
 from pollerd.templates.seller import SELLER_EVENTS_ORDER
 
@@ -58,6 +59,7 @@ EVENTS = (
     "alert.store_recovered",
     "alert.order_quarantined",
     *SELLER_EVENTS_ORDER,
+    *REPORT_EVENTS,
     "digest",
 )
 # A flavour's fallbacks, for user templates: a `markdown` override serves every markdown chat.

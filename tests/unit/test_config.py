@@ -32,6 +32,7 @@ from pollerd.config import (
     minimal,
     parse_duration,
 )
+from pollerd.config.reports import ReportConfig
 from pollerd.crypto import generate
 from pollerd.errors import EXIT_CONFIG, ConfigError
 from pollerd.secrets import Secret
@@ -471,7 +472,8 @@ def test_example_documents_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
                   RouteConfig):  # fmt: skip
         assert _documented(model, text) == set(), model.__name__
     assert _documented(Settings, text) <= {"pollerd", "stores", "channels", "routes", "alerts",
-                                           "path", "channel_options"}  # fmt: skip
+                                           "reports", "path", "channel_options"}  # fmt: skip
+    assert _documented(ReportConfig, text) == set()  # each [[reports]] key, commented
     for kind in ("console", "webhook", "email"):
         try:
             cls = pollerd.channels.channel_class(kind)

@@ -24,6 +24,7 @@ import pytest
 
 from pollerd.model import Event, LineItem, Order
 from pollerd.templates import EVENTS, FLAVOURS, LOCALES, Message, templates_for
+from pollerd.templates.reports import sample_report
 from pollerd.templates.seller import sample_figures
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -208,6 +209,25 @@ def seller_samples() -> dict[str, dict[str, Any]]:
     }
 
 
+def report(kind: str, store: str = "*") -> dict[str, Any]:
+    """A report as pollerd.alerts.reports.event makes it: no order, only its outbox group;
+    the figures as `report` (two stores: a line each under the totals)."""
+    group = f"{kind}:2026-11-22"
+    return Event(
+        type=kind,
+        store=store,
+        platform="pollerd",
+        order_id=group,
+        occurred_at=AT,
+        detected_at=DETECTED,
+        test=False,
+        order={"id": group},
+        reason="2026-11-22: 12 orders, 8800.00 CNY, 120.00 USD",
+        alert_id=f"{store}:{kind}:2026-11-22@wecom-ops",
+        report=sample_report(kind),
+    ).to_json()
+
+
 def dispute(status: str) -> dict[str, Any]:
     """A Shopify Payments chargeback as `diff.dispute_events` carries it."""
     return {
@@ -292,6 +312,8 @@ def samples() -> dict[str, dict[str, Any]]:
             "this one in the shop (or the plugin that wrote it)",
         ),
         **seller_samples(),
+        "report.daily": report("report.daily"),
+        "report.weekly": report("report.weekly"),
     }
 
 

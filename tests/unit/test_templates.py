@@ -719,7 +719,7 @@ def test_context_keys_are_the_documented_ones() -> None:
     assert keys == {
         "id", "type", "store", "platform", "test", "occurred_at", "when", "number", "order_id",
         "status", "total", "currency", "refunded", "payment", "customer", "items", "dispute",
-        "alert", "reason", "admin_url", "tail", "before", "after", "hidden", "brief",
+        "alert", "report", "reason", "admin_url", "tail", "before", "after", "hidden", "brief",
     }  # fmt: skip
 
 
