@@ -307,7 +307,7 @@ def test_a_settled_pass_reads_only_what_changed_and_misses_nothing(store: Store)
 def test_example_alert_blocks_validate() -> None:
     """The commented [[alerts]] blocks of config.example.toml, uncommented, are valid tables."""
     text = (Path(__file__).parents[2] / "config.example.toml").read_text(encoding="utf-8")
-    section = text[text.index("# [[alerts]]") :]
+    section = text[text.index("# [[alerts]]") : text.index("# [[reports]]")]
     entry = re.compile(r"^# (\[\[alerts\]\]|\w+ = .*)$")
     lines = [m.group(1) for m in map(entry.match, section.splitlines()) if m]
     tables = tomllib.loads("\n".join(lines))["alerts"]
