@@ -1,19 +1,27 @@
 """Reports end to end: real `pollerd once` subprocesses against the WooCommerce simulator and a
 webhook sink. Yesterday's orders (Beijing time) come back in one `report.daily`, sent once
 however often a timer runs `pollerd once`; a broken `[[reports]]` table stops `pollerd check`
-with exit 78 naming the key."""
+with exit 78 naming the key. In process: no `[[reports]]`, no report work; a failing report is
+logged once and `once` still succeeds."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+from loguru import logger
+
+from pollerd import runtime as runtime_module
+from pollerd.config import load
 from pollerd.errors import EXIT_CONFIG
 from pollerd_sim import WebhookSink, WooSim
-from pollerd_sim.harness import pollerd, write_config
+from pollerd_sim.harness import pollerd, pollerd_env, write_config
 
 SH = ZoneInfo("Asia/Shanghai")
 DAILY = """
@@ -91,3 +99,57 @@ def test_the_daemon_sends_it_once_across_kill_9(
     # (at least once, DESIGN §6): a receiver dedupes on webhook-id.
     bodies = {r.body for r in sink.receipts if r.webhook_id == key}
     assert len(bodies) == 1
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in pollerd_env().items():
+        if name.startswith("TEST_"):
+            monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def errors() -> Iterator[list[str]]:
+    lines: list[str] = []
+    handler = logger.add(lambda m: lines.append(str(m)), level="ERROR")
+    yield lines
+    logger.remove(handler)
+
+
+def reports_made(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[float]:
+    """Stand in for `send_reports` in the runtime: the moments it was called at."""
+    calls: list[float] = []
+
+    def send(store: Any, settings: Any, now: float) -> int:
+        calls.append(now)
+        if fail:
+            raise RuntimeError("a report broke")
+        return 0
+
+    monkeypatch.setattr(runtime_module, "send_reports", send)
+    return calls
+
+
+def test_once_without_reports_makes_none(
+    tmp_path: Path, sim: WooSim, sink: WebhookSink, env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = reports_made(monkeypatch)
+    sim.create_order(total="5.00")
+    assert asyncio.run(runtime_module.once(load(config(tmp_path, sim, sink, "")))) == 0
+    assert calls == [] and sink.wait_for(1)  # the pass and its delivery ran
+
+
+def test_a_failing_report_is_logged_and_once_succeeds(
+    tmp_path: Path,
+    sim: WooSim,
+    sink: WebhookSink,
+    env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    errors: list[str],
+) -> None:
+    calls = reports_made(monkeypatch, fail=True)
+    sim.create_order(total="5.00")
+    assert asyncio.run(runtime_module.once(load(config(tmp_path, sim, sink, DAILY)))) == 0
+    assert len(calls) == 1  # after the passes, not per store
+    assert sum("the reports failed" in line for line in errors) == 1
+    assert sink.wait_for(1)  # the order event was still delivered
