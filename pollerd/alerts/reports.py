@@ -28,6 +28,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from loguru import logger
+
 from pollerd.alerts.base import PROCESS, alert_id
 from pollerd.alerts.cancellations import CancellationRate, rate_and_mean
 from pollerd.config import Settings
@@ -145,6 +147,7 @@ def send_reports(store: Store, settings: Settings, now: float) -> int:
         figures = daily(store, report) if report.config.type == "daily" else weekly(store, report)
         platform = platforms.get(report.store, PROCESS)
         made += record_alert(store, event(report, figures, platform, now), [report.channel])
+        logger.info("{} for channel {}: {}", report.config.event, report.channel, summary(figures))
     return made
 
 
