@@ -1,23 +1,38 @@
 """Quiet hours on `[[routes]]` (issue 14 item 7): the window, what is urgent, which channel a
-delivery is held on, the config errors, and the outbox's order around held rows. The release
-as a digest against real receivers is in test_quiet_release.py."""
+delivery is held on, the config errors, and the outbox's order around held rows. And the
+release at the end: one digest against a real chat receiver (the simulated WeCom), console,
+and one by one, in order, to a webhook."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
-from pollerd.config import RouteConfig, Settings, load
+from pollerd.alerts import Alert, raise_alerts
+from pollerd.channels.base import ChannelContext
+from pollerd.channels.console import ConsoleChannel
+from pollerd.channels.webhook import WebhookChannel
+from pollerd.channels.wecom import WeComChannel
+from pollerd.config import DeliveryConfig, RouteConfig, Settings, load
 from pollerd.config.explain import ConfigErrors
-from pollerd.model import Event, Target, utc_iso
+from pollerd.delivery import Deliverer
+from pollerd.model import Event, Order, Target, utc_iso
 from pollerd.routing import channels_for, quiet_end, targets_for
 from pollerd.store import Store, open_store
 from pollerd.urgency import urgent
+from pollerd_sim import WebhookSink
+from pollerd_sim.chat import ChatSim
+from pollerd_sim.harness import HOOK_SECRET
+from tests.support.clocks import SecondsClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -239,8 +254,9 @@ def test_a_good_route_loads(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def store(db_url: str) -> Iterator[Store]:
+    """On both backends: the held-row exception is in the outbox's one due predicate."""
+    s = open_store(db_url)
     yield s
     s.close()
 
@@ -298,3 +314,150 @@ def test_a_row_held_longer_still_holds_back_a_later_held_one(store: Store) -> No
     assert due_ids(store, six) == []
     assert store.backlog("ops", six, 100) == []
     assert due_ids(store, MORNING) == ["acme:9:order.created"]
+
+
+# ---- the end of quiet hours: the release ----------------------------------------------------
+
+
+def order_event(n: int, kind: str = "order.created", *, order: int | None = None) -> Event:
+    """Order `1000 + (order or n)`'s `kind`, noticed `n` minutes into the night."""
+    number = str(1000 + (n if order is None else order))
+    at = NIGHT + timedelta(minutes=n)
+    payload = Order(
+        store="acme", platform="woocommerce", id=number, number=number, status="processing",
+        created_at=at, updated_at=at, total="99.00", currency="CNY",
+    ).to_json()  # fmt: skip
+    return Event(kind, "acme", "woocommerce", number, at, at, False, payload)
+
+
+def burst(n: int) -> Event:
+    figures = {"rule": "order_burst", "severity": "warning", "by": ["ip"], "count": 3,
+               "window_seconds": 86400.0, "orders": ["1001", "1002", "1003"]}  # fmt: skip
+    ev = order_event(n, "alert.order_burst", order=1)
+    return Event(**{**ev.__dict__, "alert": figures, "alert_id": "acme:alert.order_burst:1001"})
+
+
+def night_to(store: Store, channel: str, events: list[Event]) -> None:
+    """Record `events` as the page path does, through a quiet route to `channel`."""
+    routes = settings({**QUIET, "channels": [channel]}).routes
+    store.commit_page("acme", [], [(ev, targets_for(ev, routes)) for ev in events])
+
+
+def numbers(received: list[Any]) -> list[str]:
+    text = " ".join(json.dumps(r.json, ensure_ascii=False) for r in received)
+    return sorted(set(re.findall(r"#(\d+)", text)))
+
+
+def wecom_night(store: Store, events: list[Event], *, rounds_at_end: int = 1) -> list[Any]:
+    """The night's `events` to a WeCom group (the simulated service, 20 messages a minute): a
+    round every hour of the night, then `rounds_at_end` rounds a second apart from 08:00.
+    Returns what the group received, each message with the sim's time."""
+    clock = SecondsClock(NIGHT.timestamp())
+    with ChatSim(clock=clock) as sim:
+
+        async def run() -> None:
+            async with httpx.AsyncClient() as http:
+                ctx = ChannelContext("wecom", {"url": sim.endpoint("wecom")}, http)
+                deliverer = Deliverer(
+                    store, {"wecom": WeComChannel(ctx)}, DeliveryConfig(),
+                    clock=clock, monotonic=clock,
+                )  # fmt: skip
+                night_to(store, "wecom", events)
+                while clock.now < MORNING:
+                    await deliverer.run_once()
+                    clock.now = min(MORNING, clock.now + 3600)
+                for _ in range(rounds_at_end):
+                    await deliverer.run_once()
+                    clock.now += 1
+
+        asyncio.run(run())
+        return sim.received("wecom")
+
+
+def test_the_night_goes_out_as_one_digest_at_the_end_and_a_burst_at_once(store: Store) -> None:
+    received = wecom_night(store, [order_event(n) for n in range(1, 6)] + [burst(30)])
+    assert [r.at for r in received] == [NIGHT.timestamp(), MORNING]
+    night, morning = (r.json["markdown"]["content"] for r in received)
+    assert "URGENT" in night and "3 orders from one IP" in night  # the burst, not held
+    assert "Digest: 5 order alerts" in morning
+    assert numbers(received[1:]) == ["1001", "1002", "1003", "1004", "1005"]
+    done = {r["event_id"]: r for r in store.deliveries()}
+    digests = {r["digest"] for r in done.values() if r["event_id"].endswith("order.created")}
+    assert len(digests) == 1 and None not in digests
+    assert done["acme:alert.order_burst:1001"]["digest"] is None
+    assert {r["state"] for r in done.values()} == {"sent"}
+
+
+def test_one_held_row_goes_out_alone(store: Store) -> None:
+    [message] = wecom_night(store, [order_event(1)])
+    assert "Digest" not in message.json["markdown"]["content"]
+    assert numbers([message]) == ["1001"]
+    [row] = store.deliveries()
+    assert (row["state"], row["digest"]) == ("sent", None)
+
+
+def test_more_than_one_digest_holds_goes_out_in_several(store: Store) -> None:
+    received = wecom_night(store, [order_event(n) for n in range(80)], rounds_at_end=10)
+    done = store.deliveries(limit=1000)
+    assert {r["state"] for r in done} == {"sent"}
+    digests = {r["digest"] for r in done}
+    assert None not in digests and len(received) == len(digests) >= 2  # WeCom's 4,096 bytes
+    assert numbers(received) == [str(1000 + n) for n in range(80)]
+    assert min(r.at for r in received) == MORNING
+
+
+def test_console_has_no_budget_and_still_gets_one_digest(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    night_to(store, "console", [order_event(n) for n in range(1, 4)])
+    console = ConsoleChannel(ChannelContext("console", {}, None))  # type: ignore[arg-type]
+    capsys.readouterr()
+    clock = SecondsClock(MORNING - 1)
+    deliverer = Deliverer(store, {"console": console}, DeliveryConfig(), clock=clock)
+    asyncio.run(deliverer.run_once())
+    assert capsys.readouterr().out == ""
+    clock.now = MORNING
+    asyncio.run(deliverer.run_once())
+    out = capsys.readouterr().out
+    assert "3 order alerts" in out and all(f"#{n}" in out for n in (1001, 1002, 1003))
+    assert len({r["digest"] for r in store.deliveries()} - {None}) == 1
+
+
+def test_a_webhook_gets_the_night_one_by_one_in_order(store: Store) -> None:
+    """A webhook's body is one event's signed JSON: no digest, each event in order."""
+    kinds = ("order.created", "order.paid", "order.fulfilled")
+    night_to(store, "hook", [order_event(n, kind, order=7) for n, kind in enumerate(kinds)])
+    clock = SecondsClock(MORNING - 1)
+    with WebhookSink() as sink:
+
+        async def run() -> None:
+            async with httpx.AsyncClient() as http:
+                options = {"url": sink.url, "secret": HOOK_SECRET, "timeout": "2s"}
+                hook = WebhookChannel(ChannelContext("hook", options, http))
+                deliverer = Deliverer(store, {"hook": hook}, DeliveryConfig(), clock=clock)
+                await deliverer.run_once()
+                assert sink.ids() == []
+                clock.now = MORNING
+                for _ in range(4):
+                    await deliverer.run_once()
+
+        asyncio.run(run())
+        assert sink.ids() == [f"acme:1007:{kind}" for kind in kinds]
+    assert {r["digest"] for r in store.deliveries()} == {None}
+
+
+def test_alerts_are_held_where_they_are_recorded(store: Store) -> None:
+    """`raise_alerts` (every rule's way into the outbox) holds what quiet hours hold."""
+    routes = settings(QUIET).routes
+    now = NIGHT.timestamp()
+    alerts = [
+        Alert(kind, "acme", "woocommerce", "1001", "why", NIGHT, group="1001",
+              figures={"rule": kind, "severity": "warning"})
+        for kind in ("alert.high_value", "alert.order_burst")
+    ]  # fmt: skip
+    raise_alerts(store, alerts, routes, now=now)
+    held = {r["event_id"]: r["quiet_until"] for r in store.deliveries()}
+    assert held == {
+        "acme:alert.high_value:1001": MORNING,
+        "acme:alert.order_burst:1001": None,
+    }
