@@ -461,3 +461,19 @@ def test_alerts_are_held_where_they_are_recorded(store: Store) -> None:
         "acme:alert.high_value:1001": MORNING,
         "acme:alert.order_burst:1001": None,
     }
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    """The README's quiet-hours route is a real config (with its card shop's channel)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in readme.split("```toml")[1:] if "quiet_hours" in b.split("```")[0]]
+    path = tmp_path / "pollerd.toml"
+    path.write_text(
+        '[[channels]]\nname = "owner-wecom"\ntype = "console"\n' + block.split("```")[0],
+        encoding="utf-8",
+    )
+    [route] = load(path).routes
+    assert (route.quiet_hours, route.timezone) == ("22:00-08:00", "Asia/Shanghai")
+    night = Event(**{**order_event(1).__dict__, "type": "alert.high_value"})
+    assert targets_for(night, [route]) == [Target("owner-wecom")]  # urgent for this route
+    assert targets_for(order_event(1), [route]) == [Target("owner-wecom", MORNING)]
