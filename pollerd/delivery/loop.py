@@ -451,7 +451,7 @@ class Deliverer:
         delay = self.backoff(attempts, outcome.retry_after)
         why = outcome.detail if outcome.kind == "permanent" else None
         if why is None:
-            gave_up = gives_up(self.cfg, due.created_at, attempts, now + delay)
+            gave_up = gives_up(self.cfg, due.since, attempts, now + delay)
             why = None if gave_up is None else f"{gave_up}: {outcome.detail}"
         if why is not None:
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
@@ -566,7 +566,7 @@ class Deliverer:
         dead = 0
         for row in rows:
             attempts = row.attempts + 1
-            gave_up = gives_up(self.cfg, row.created_at, attempts, now + delay)
+            gave_up = gives_up(self.cfg, row.since, attempts, now + delay)
             if gave_up is not None:
                 why = f"{gave_up}: {detail}"
                 logger.error("delivery {} to {} is dead: {}", row.event_id, name, why)

@@ -59,6 +59,12 @@ class Due:
     order_id: str = ""
     quiet_until: float | None = None  # held by quiet hours until then (released when due)
 
+    @property
+    def since(self) -> float:
+        """Where its expiry (`dead_after`) counts from: its creation, or the end of the quiet
+        hours that held it (a night held is not a night of trying)."""
+        return max(self.created_at, self.quiet_until or 0.0)
+
 
 def _held_aside(p: Any) -> ColumnElement[bool]:
     """The earlier row `p` is held by quiet hours past the time this row is due, and this row
@@ -134,7 +140,9 @@ _DUE = (
     .limit(bindparam("limit", type_=Integer))
 )
 _NEXT_DUE_AT = select(func.min(D.c.next_at)).where(waits_on_nothing(D.c.channel.in_(_CHANNELS)))
-_EXPIRED = _with_payload(waits_on_nothing(D.c.created_at <= bindparam("cutoff")))
+_EXPIRED = _with_payload(
+    waits_on_nothing(func.coalesce(D.c.quiet_until, D.c.created_at) <= bindparam("cutoff"))
+)
 _BACKLOG = (
     _with_payload(
         D.c.state == "pending",
@@ -286,7 +294,8 @@ class Outbox(Database):
         return int(count or 0)
 
     def expire(self, cutoff: float, why: str) -> list[Due]:
-        """Dead-letter every pending row created before `cutoff` (its expiry has passed) that
+        """Dead-letter every pending row created (or released by quiet hours) before `cutoff`
+        (its expiry has passed) that
         is not waiting for anything: not behind an earlier pending row or dead letter of its
         order (a held row does not expire while held), not in a held (broken) channel. Covers
         rows an older pollerd left due in years (`Retry-After: 99999999`). Returns them."""
@@ -345,6 +354,8 @@ class Outbox(Database):
         if not ids and not channel:
             where.append(D.c.state == "dead")
         now = time.time()
+        # A row quiet hours still hold is not stuck: it waits for the morning, retry or not.
+        where.append(~and_(D.c.state == "pending", func.coalesce(D.c.quiet_until, 0) > now))
         with self.tx() as conn:
             retried = [int(i) for i in conn.execute(select(D.c.id).where(*where)).scalars()]
             count = conn.execute(

@@ -434,7 +434,9 @@ def test_a_webhook_gets_the_night_one_by_one_in_order(store: Store) -> None:
             async with httpx.AsyncClient() as http:
                 options = {"url": sink.url, "secret": HOOK_SECRET, "timeout": "2s"}
                 hook = WebhookChannel(ChannelContext("hook", options, http))
-                deliverer = Deliverer(store, {"hook": hook}, DeliveryConfig(), clock=clock)
+                # dead_after shorter than the night: its expiry counts from the morning
+                cfg = DeliveryConfig(dead_after=timedelta(hours=1))
+                deliverer = Deliverer(store, {"hook": hook}, cfg, clock=clock)
                 await deliverer.run_once()
                 assert sink.ids() == []
                 clock.now = MORNING
@@ -443,7 +445,15 @@ def test_a_webhook_gets_the_night_one_by_one_in_order(store: Store) -> None:
 
         asyncio.run(run())
         assert sink.ids() == [f"acme:1007:{kind}" for kind in kinds]
-    assert {r["digest"] for r in store.deliveries()} == {None}
+    assert {(r["digest"], r["state"]) for r in store.deliveries()} == {(None, "sent")}
+
+
+def test_retrying_a_channel_does_not_wake_its_quiet_rows(store: Store) -> None:
+    """`deliveries retry --channel` frees a broken channel's rows; the night's are not stuck."""
+    night_to(store, "ops", [order_event(1)])
+    assert store.retry(channel="ops") == 0
+    [row] = store.deliveries()
+    assert (row["next_at"], row["quiet_until"]) == (MORNING, MORNING)
 
 
 def test_alerts_are_held_where_they_are_recorded(store: Store) -> None:
