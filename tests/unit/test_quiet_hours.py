@@ -31,7 +31,7 @@ from pollerd.store import Store, open_store
 from pollerd.urgency import urgent
 from pollerd_sim import WebhookSink
 from pollerd_sim.chat import ChatSim
-from pollerd_sim.harness import HOOK_SECRET
+from pollerd_sim.harness import HOOK_SECRET, pollerd
 from tests.support.clocks import SecondsClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -231,6 +231,21 @@ def test_config_errors_name_the_key_and_the_fix(
         load(path)
     [problem] = [p for p in caught.value.problems if p.field == key]
     assert words in str(problem)
+
+
+def test_pollerd_check_exits_78_naming_the_route(tmp_path: Path) -> None:
+    path = tmp_path / "pollerd.toml"
+    path.write_text(
+        '[[channels]]\nname = "ops"\ntype = "console"\n'
+        '[[routes]]\nchannels = ["ops"]\n'
+        '[[routes]]\nchannels = ["ops"]\nquiet_hours = "08:00-08:00"\n',
+        encoding="utf-8",
+    )
+    result = pollerd("check", "--config", str(path))
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "routes[1].quiet_hours: '08:00-08:00' starts and ends at the same time" in (
+        result.stderr
+    )
 
 
 def test_a_good_route_loads(tmp_path: Path) -> None:
