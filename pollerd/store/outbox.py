@@ -11,8 +11,8 @@ Quiet hours (`quiet_until`, pollerd.routing) are the one exception to "nothing o
 row held until the morning does not hold back a later row of its order that is NOT held (an
 urgent one, or one a route that is awake sends), so a dispute due in 4 hours is not kept
 waiting behind last night's `order.created`. Held rows keep their order among themselves (a
-later one is held at least as long, and waits behind the earlier), and once the hold is over
-the held row is an ordinary earlier row again.
+later held row waits behind an earlier one even when its own hold ends sooner), and once the
+hold is over the held row is an ordinary earlier row again.
 """
 
 from __future__ import annotations
