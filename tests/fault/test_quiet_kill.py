@@ -1,6 +1,7 @@
 """Quiet hours survive `kill -9` (issue 14 item 7): what a quiet route held is stored, not
 remembered, so a daemon killed in the night loses nothing and sends nothing early, and
-`pollerd once` from a timer after the end sends the night as ONE digest.
+`pollerd once` from a timer after the end, or the daemon started again, sends the night as
+ONE digest.
 
 Real processes, real clocks: the route's quiet hours are set to end at the next whole minute
 at least 40 s away (in Beijing time), so the test waits up to 100 s for its morning."""
@@ -32,7 +33,9 @@ def quiet_now(lead: float = 40.0) -> tuple[str, float]:
     return f"{start:%H:%M}-{end:%H:%M}", end.timestamp()
 
 
-def test_kill_9_in_quiet_hours_then_once_after_the_end_sends_one_digest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("morning", ["once", "run"])
+def test_kill_9_in_quiet_hours_then_after_the_end_one_digest(tmp_path: Path, morning: str) -> None:
+    """After the end: `pollerd once` (a timer), or `pollerd run` started again."""
     window, end = quiet_now()
     with (
         WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim,
@@ -82,8 +85,17 @@ def test_kill_9_in_quiet_hours_then_once_after_the_end_sends_one_digest(tmp_path
         assert chat.received("wecom") == []  # nothing went out early
         while time.time() < end:  # the morning is a time of day: the test waits for it
             time.sleep(min(1.0, max(0.01, end - time.time())))
-        once = pollerd("once", "--config", str(config), env=pollerd_env(**env))
-        assert once.returncode == 0, once.stdout + once.stderr
+        if morning == "once":
+            once = pollerd("once", "--config", str(config), env=pollerd_env(**env))
+            assert once.returncode == 0, once.stdout + once.stderr
+        else:
+            daemon = Daemon(config, tmp_path, **env)
+            try:
+                daemon.start()
+                assert chat.wait_for(1, "wecom", timeout=30), daemon.output()
+                assert daemon.stop() == 0
+            finally:
+                daemon.close()
         [digest] = chat.received("wecom")
         text = digest.json["markdown"]["content"]
         assert all(f"#{i}" in text for i in ids), text
