@@ -77,6 +77,14 @@ def test_the_same_moment_is_quiet_in_one_zone_and_not_in_another() -> None:
     assert quiet_end("22:00-08:00", "Europe/Berlin", late) == local("2026-11-23T08:00", berlin)
 
 
+def test_a_window_across_a_daylight_saving_change_ends_at_its_local_time() -> None:
+    """Berlin springs forward at 02:00 on 2026-03-29: a night of 22:00-08:00 is an hour
+    shorter, and still ends at 08:00 local (06:00 UTC, not 07:00)."""
+    berlin = ZoneInfo("Europe/Berlin")
+    end = quiet_end("22:00-08:00", "Europe/Berlin", local("2026-03-28T23:00:00", berlin))
+    assert end == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+
+
 # ---- what is urgent on its own -------------------------------------------------------------
 
 RAISED = local("2026-11-22T23:00:00")
