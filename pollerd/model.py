@@ -260,6 +260,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One channel an event goes to (`pollerd.routing.targets_for`), and when: `quiet_until`
+    (epoch seconds) holds the delivery for a route's quiet hours; None sends it at once."""
+
+    channel: str
+    quiet_until: float | None = None
+
+
+@dataclass(frozen=True)
 class Event:
     type: str
     store: str

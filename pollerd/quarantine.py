@@ -29,7 +29,7 @@ from loguru import logger
 
 from pollerd.config import RouteConfig
 from pollerd.model import Event, Order, utc_iso
-from pollerd.routing import channels_for
+from pollerd.routing import targets_for
 from pollerd.sources.base import Malformed, Source
 from pollerd.store import Store
 
@@ -170,7 +170,7 @@ class Quarantine:
             reason=f"order {entry['number']}: {reason}; the other orders go on; fix this one "
             "in the shop (or the plugin that wrote it)",
         )
-        channels = channels_for(event, self.routes()) if notify else []
+        channels = targets_for(event, self.routes()) if notify else []
         if notify and not channels:
             logger.warning("no route sends {} of store {} anywhere", EVENT_TYPE, self.name)
         result = self.store.commit_page(self.name, [], [(event, channels)])

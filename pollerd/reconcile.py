@@ -22,8 +22,8 @@ from loguru import logger
 
 from pollerd.alerts.facts import dispute_fact
 from pollerd.diff import deleted, dispute_diff, dispute_key
-from pollerd.model import PERMANENT_DELETION, Deletion, Dispute, Event, Snapshot
-from pollerd.routing import channels_for
+from pollerd.model import PERMANENT_DELETION, Deletion, Dispute, Event, Snapshot, Target
+from pollerd.routing import targets_for
 from pollerd.sources.base import Feeds, FeedUnavailable, Hidden, Presence
 from pollerd.walk import PassReport, WindowWalk, floor_second
 
@@ -107,7 +107,7 @@ class Reconcile(WindowWalk):
     ) -> None:
         snaps = self.store.snapshots(self.name, [g.order_id for g in gone])
         new_snaps: list[Snapshot] = []
-        events: list[tuple[Event, list[str]]] = []
+        events: list[tuple[Event, list[Target]]] = []
         for deletion in gone:
             snap, found = deleted(
                 snaps.get(deletion.order_id),
@@ -120,7 +120,7 @@ class Reconcile(WindowWalk):
             )
             if found and snap is not None:
                 new_snaps.append(snap)
-                events.extend((ev, channels_for(ev, self.routes)) for ev in found)
+                events.extend((ev, targets_for(ev, self.routes)) for ev in found)
         self.commit(new_snaps, events, report)
 
     def _apply_disputes(
@@ -128,7 +128,7 @@ class Reconcile(WindowWalk):
     ) -> None:
         snaps = self.store.snapshots(self.name, [dispute_key(d.id) for d in found])
         new_snaps: list[Snapshot] = []
-        events: list[tuple[Event, list[str]]] = []
+        events: list[tuple[Event, list[Target]]] = []
         for dispute in found:
             old = snaps.get(dispute_key(dispute.id))
             order_id = dispute.order_id
@@ -143,7 +143,7 @@ class Reconcile(WindowWalk):
             )
             if old is None or old.status != snap.status:
                 new_snaps.append(snap)
-            events.extend((ev, channels_for(ev, self.routes)) for ev in new)
+            events.extend((ev, targets_for(ev, self.routes)) for ev in new)
         # Every dispute read is written as a fact (its deadline or status may have moved
         # without a status change the snapshot would notice).
         self.commit(new_snaps, events, report, disputes=[dispute_fact(d) for d in found])

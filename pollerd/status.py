@@ -95,6 +95,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                 }
             )
         counts = store.counts()
+        quiet = store.quiet(now.timestamp())
         broken = store.broken_channels()
         failing_channels = _failing_channels(settings, store, now.timestamp())
         channels = []
@@ -109,6 +110,9 @@ def collect(settings: Settings) -> dict[str, Any]:
                     **c,
                     "broken": broken.get(ch.name),
                     "failing": failing_channels.get(ch.name),
+                    # pending rows held by a route's quiet hours (not a problem) and their end
+                    "quiet": quiet.get(ch.name, (0, 0.0))[0],
+                    "quiet_until": _iso(quiet[ch.name][1]) if ch.name in quiet else None,
                 }
             )
         database = database_state(store)
@@ -118,6 +122,7 @@ def collect(settings: Settings) -> dict[str, Any]:
     return {
         "healthy": healthy,
         "time": now.isoformat(),
+        "timezone": settings.pollerd.timezone,
         "database": database,
         "stores": stores,
         "channels": channels,
@@ -157,6 +162,15 @@ def _failing_channels(settings: Settings, store: Store, now: float) -> dict[str,
         for name, e in episodes(store).items()
         if now - e.since >= after
     }
+
+
+def local_clock(iso: str, zone: str) -> str:
+    """ "08:00" in `zone`, or "Mon 08:00" when that is not within the next day."""
+    from zoneinfo import ZoneInfo
+
+    at = datetime.fromisoformat(iso).astimezone(ZoneInfo(zone))
+    near = at - datetime.now(ZoneInfo(zone)) < timedelta(hours=23)
+    return f"{at:%H:%M}" if near else f"{at:%a %H:%M}"
 
 
 def _span(seconds: float | None) -> str:
@@ -234,6 +248,11 @@ def render(report: dict[str, Any]) -> None:
         if held:
             problems.append(f"{c['name']}: held: {held}")
     console.print(table)
+    zone = report.get("timezone") or "UTC"
+    for c in report["channels"]:
+        if c.get("quiet"):
+            until = local_clock(c["quiet_until"], zone)
+            console.print(Text(f"{c['name']}: {c['quiet']} held until {until} (quiet hours)"))
     database = report["database"]
     if database["problem"]:
         problems.append(database["problem"])
@@ -551,7 +570,11 @@ def list_deliveries(
     finally:
         store.close()
     for row in rows:
-        for key in ("created_at", "sent_at", "next_at"):
+        now = datetime.now(UTC).timestamp()
+        quiet = row.get("quiet_until")
+        # Still held by quiet hours (the column stays set once it went out: it was held then).
+        row["quiet"] = row["state"] == "pending" and quiet is not None and float(quiet) > now
+        for key in ("created_at", "sent_at", "next_at", "quiet_until"):
             if row.get(key) is not None:
                 row[key] = _iso(float(row[key]))
     return rows

@@ -30,10 +30,10 @@ from pollerd.alerts.facts import blind_key, order_fact
 from pollerd.config import RouteConfig, StoreConfig
 from pollerd.diff import diff, unchanged
 from pollerd.errors import RetryableSourceError
-from pollerd.model import Contact, Event, Order, Snapshot
+from pollerd.model import Contact, Event, Order, Snapshot, Target
 from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse
-from pollerd.routing import channels_for
+from pollerd.routing import targets_for
 from pollerd.sources import platform
 from pollerd.sources.base import Dating, ListPage, PageToken, Source
 from pollerd.store import DisputeFact, Store
@@ -124,7 +124,7 @@ class WindowWalk:
     def commit(
         self,
         snaps: list[Snapshot],
-        events: list[tuple[Event, list[str]]],
+        events: list[tuple[Event, list[Target]]],
         report: PassReport,
         *,
         late: bool = False,
@@ -336,7 +336,7 @@ class WindowWalk:
         orders = await self._dated(orders, snaps, start_at)
         detected = self.clock()
         new_snaps: list[Snapshot] = []
-        events: list[tuple[Event, list[str]]] = []
+        events: list[tuple[Event, list[Target]]] = []
         for order in orders:
             snap, found = diff(
                 snaps.get(order.id),
@@ -347,7 +347,7 @@ class WindowWalk:
             )
             new_snaps.append(snap)
             for ev in found:
-                events.append((ev, channels_for(ev, self.routes) if notify else []))
+                events.append((ev, targets_for(ev, self.routes) if notify else []))
         contacts = {o.id: o.contact for o in orders}  # sealed by the store, or dropped (no key)
         if late:
             # A sweep's finds are late only if they changed before the fast path last read the

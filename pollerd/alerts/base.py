@@ -26,7 +26,7 @@ from loguru import logger
 from pollerd.config import RouteConfig
 from pollerd.errors import ConfigError
 from pollerd.model import Event
-from pollerd.routing import channels_for
+from pollerd.routing import targets_for
 from pollerd.store import Store
 from pollerd.store.alerts import record_alert
 
@@ -144,13 +144,14 @@ def raise_alerts(
     now: float,
     on_commit: Callable[[int], None] = lambda n: None,
 ) -> list[Alert]:
-    """Route each alert by `[[routes]]` (never to its `exclude`d channels) and record it with
-    its deliveries (`record_alert`, idempotent by id); returns the alerts recorded. One with no
+    """Route each alert by `[[routes]]` (never to its `exclude`d channels; held where quiet
+    hours hold it) and record it with its deliveries (`record_alert`, idempotent by id);
+    returns the alerts recorded. One with no
     route logs its `unheard` warning and is recorded only if `record_unheard`."""
     recorded = []
     for alert in alerts:
         event = alert.event(now)
-        channels = [c for c in channels_for(event, routes) if c not in alert.exclude]
+        channels = [t for t in targets_for(event, routes) if t.channel not in alert.exclude]
         if not channels:
             logger.warning("{}", alert.unheard or f"no route sends {alert.type}: nobody is told")
             if not alert.record_unheard:

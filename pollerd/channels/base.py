@@ -226,6 +226,15 @@ class Channel:
         default is plain text; chat channels render through their own escaping and limits."""
         return self.digest_message(events, flavour="text").body
 
+    @property
+    def digestible(self) -> bool:
+        """Whether a digest of this channel is a message people read: true for channels that
+        render their own (chat robots, console). The plain-text default is not what the
+        others send (an email is a whole MIME message; a webhook's body is one event's signed
+        JSON, the contract its receiver parses), so held rows released at the end of quiet
+        hours go to them one by one, in order."""
+        return type(self).render_digest is not Channel.render_digest
+
     async def send(self, event: Event, rendered: str) -> SendResult:
         raise NotImplementedError
 

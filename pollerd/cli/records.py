@@ -32,7 +32,7 @@ def deliveries_list(
     """List recent deliveries (newest first)."""
     from zoneinfo import ZoneInfo
 
-    from pollerd.status import list_deliveries
+    from pollerd.status import list_deliveries, local_clock
 
     settings = guard(lambda: load_settings(config))
     rows = guard(lambda: list_deliveries(settings, dead=dead, channel=channel, limit=limit))
@@ -46,8 +46,9 @@ def deliveries_list(
     typer.echo(f"{'id':>6}  {'queued (' + zone + ')':<19} {'state':<7} {'channel':<14} event")
     for r in rows:
         # A later event of an order whose earlier one is a dead letter waits behind it.
-        state = "held" if r.get("held_behind") else r["state"]
+        state = "held" if r.get("held_behind") or r.get("quiet") else r["state"]
         queued = datetime.fromisoformat(r["created_at"]).astimezone(ZoneInfo(zone))
+        quiet = local_clock(r["quiet_until"], zone) if r.get("quiet") else ""
         typer.echo(
             f"{r['id']:>6}  {queued:%Y-%m-%d %H:%M:%S} {state:<7} {r['channel']:<14} "
             f"{r['event_id']:<48} "
@@ -57,6 +58,7 @@ def deliveries_list(
                 if r.get("held_behind")
                 else ""
             )
+            + (f"  held until {quiet} (quiet hours)" if quiet else "")
             + (f"  in digest {r['digest']}" if r.get("digest") else "")
             + (f"  last error: {r['last_error']}" if r["last_error"] else "")
         )

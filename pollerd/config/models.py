@@ -29,6 +29,7 @@ from pollerd.config.types import (
     EventGlob,
     Interval,
     Noticed,
+    QuietHours,
     StoreName,
     StrictModel,
     Timeout,
@@ -248,6 +249,23 @@ class RouteConfig(StrictModel):
     stores: list[str] = ["*"]  # noqa: RUF012
     channels: list[str]
     test_orders: Literal["mark", "skip"] = "mark"
+    # "22:00-08:00" local time, start inclusive, end exclusive (pollerd.routing): what this
+    # route sends then waits for the end and goes out as one digest, unless it is urgent.
+    quiet_hours: QuietHours | None = None
+    urgent: list[EventGlob] = []  # noqa: RUF012  (types never held, beyond pollerd.urgency's)
+    # The zone of quiet_hours; `Settings` fills in [pollerd] timezone when it is not given.
+    timezone: TimeZone | None = None
+
+    @model_validator(mode="after")
+    def _quiet_keys(self) -> RouteConfig:
+        """`urgent` and `timezone` only mean something with quiet hours: without them a typo'd
+        `quiet_hours` key would leave a route the user believes quiet sending all night."""
+        if self.quiet_hours is None:
+            for key in ("urgent", "timezone"):
+                if getattr(self, key):
+                    fix = f'add quiet_hours = "22:00-08:00", or remove {key}'
+                    raise invalid("has no effect without quiet_hours", fix, key=key)
+        return self
 
 
 class Settings(StrictModel):
@@ -260,6 +278,16 @@ class Settings(StrictModel):
     path: Path | None = None  # the file this came from; relative paths resolve against it
     # channel name → validated Options instance (or dict)
     channel_options: dict[str, Any] = {}  # noqa: RUF012
+
+    @model_validator(mode="after")
+    def _route_zones(self) -> Settings:
+        """A quiet route without its own `timezone` keeps `[pollerd] timezone`, written into
+        the route so routing needs nothing but the route (the list is ours: a frozen model's
+        fields cannot be reassigned, its list's items can)."""
+        for i, route in enumerate(self.routes):
+            if route.quiet_hours is not None and route.timezone is None:
+                self.routes[i] = route.model_copy(update={"timezone": self.pollerd.timezone})
+        return self
 
     @property
     def base_dir(self) -> Path:

@@ -33,6 +33,7 @@ __all__ = [
     "Interval",
     "Noticed",
     "Overlap",
+    "QuietHours",
     "Secret",
     "StartFrom",
     "StoreName",
@@ -45,6 +46,7 @@ __all__ = [
     "http_address",
     "invalid",
     "parse_duration",
+    "quiet_window",
     "short",
 ]
 
@@ -180,6 +182,31 @@ def _event_glob(value: str) -> str:
     raise invalid(f"{value!r} matches no event", fix)
 
 
+_QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_QUIET_FIX = 'write "HH:MM-HH:MM" in 24-hour local time, e.g. "22:00-08:00"; it may cross midnight'
+
+
+def quiet_window(value: str) -> tuple[int, int]:
+    """`"22:00-08:00"` → (start, end) in minutes after local midnight; ValueError otherwise."""
+    match = _QUIET.match(value)
+    if match is None:
+        raise ValueError(value)
+    h1, m1, h2, m2 = (int(part) for part in match.groups())
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+def _quiet_hours(value: str) -> str:
+    value = value.strip()
+    try:
+        start, end = quiet_window(value)
+    except ValueError:
+        raise invalid(f"{value!r} is not a time range", _QUIET_FIX) from None
+    if start == end:
+        fix = "an empty or all-day range is ambiguous; give two different times, or remove it"
+        raise invalid(f"{value!r} starts and ends at the same time", fix)
+    return value
+
+
 _ONE_SECOND = "polling faster than once a second only burns the rate limit"
 _TWO_SECONDS = (
     "modified_after is a strict > at one-second precision: less can miss an order "
@@ -203,6 +230,7 @@ Noticed = Annotated[Duration, at_most(timedelta(days=30), _NOTICE)]
 StoreName = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$")]
 StartFrom = Annotated[Literal["now"] | datetime, BeforeValidator(_start_from)]
 EventGlob = Annotated[str, AfterValidator(_event_glob)]
+QuietHours = Annotated[str, AfterValidator(_quiet_hours)]
 
 
 class StrictModel(BaseModel):

@@ -83,8 +83,10 @@ class Limiter:
         """The message was answered now: its window runs from here."""
         slot.at = max(slot.at, self.clock())
 
-    def release(self, budget: Budget, slot: Slot) -> None:
-        """A slot taken for a message that was never sent."""
+    def release(self, budget: Budget | None, slot: Slot | None) -> None:
+        """A slot taken for a message that was never sent (a send without a budget took none)."""
+        if budget is None or slot is None:
+            return
         slots = self._slots.get(budget.key, [])
         if slot in slots:
             slots.remove(slot)

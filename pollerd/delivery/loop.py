@@ -27,7 +27,8 @@ every row it stands for (as many as fit the channel's limit: `plan.fit_digest`; 
 for the next one), and those rows are marked sent with its id, in one transaction, or none
 is. A digest takes an order's events only together with every earlier pending one
 (`Store.backlog`), so per order nothing is overtaken. A failed digest backs its rows off like
-any failed send.
+any failed send. Rows quiet hours held (`quiet_until`) and released together at their end go
+out the same way, as digests of more than one row, on channels whose digest is a message.
 """
 
 from __future__ import annotations
@@ -213,8 +214,9 @@ class Deliverer:
         """One round of one channel: what is due (or planned against its budget), sent."""
         self._beat(name)
         self._waiting.pop(name, None)
-        budget = self.channels[name].budget()
-        if budget is None:
+        channel = self.channels[name]
+        budget = channel.budget()
+        if budget is None and not (channel.digestible and self.store.released(name, now) > 1):
             due = self.store.due(now, limit, [name])
             if skip is not None:
                 due = [d for d in due if d.id not in skip]
@@ -227,22 +229,32 @@ class Deliverer:
         self._beat(name)
 
     def _plan(
-        self, name: str, budget: Budget, now: float, result: Round, skip: set[int] | None
+        self, name: str, budget: Budget | None, now: float, result: Round, skip: set[int] | None
     ) -> list[Coroutine[Any, Any, None]]:
-        """This round's sends to one budgeted destination: one digest when its backlog is
-        more than the budget lets out within `digest_after`, else one send per free slot."""
+        """This round's sends to one destination with a budget or held rows just released:
+        one digest when its backlog is more than the budget lets out within `digest_after`,
+        or holds more than one row released by the end of quiet hours (the night's alerts as
+        one message, for channels whose digest is a message: `Channel.digestible`); else one
+        send per free slot."""
         backlog = self.store.backlog(name, now, DIGEST_MAX, skip=skip or ())
         if not backlog:
             return []
-        digest = (
-            len(backlog) > max(1, budget.capacity(self.digest_after)) and name not in self.no_digest
+        released = sum(row.quiet_until is not None for row in backlog)
+        digest = name not in self.no_digest and (
+            (budget is not None and len(backlog) > max(1, budget.capacity(self.digest_after)))
+            or (released > 1 and self.channels[name].digestible)
         )
         heads = first_of_each_order(backlog)
-        slots = self.limiter.take(budget, 1 if digest else len(heads))
+        wanted = 1 if digest else len(heads)
+        slots: list[Slot | None] = (
+            [None] * wanted if budget is None else list(self.limiter.take(budget, wanted))
+        )
         rendered = ""
         if slots and digest:
             fitted = self._fit_digest(name, backlog)
-            if fitted is None:  # cannot render a digest: one by one from the next round
+            if fitted is None and budget is None:  # cannot render a digest: one by one now
+                digest, slots = False, [None] * len(heads)
+            elif fitted is None:  # one by one from the next round
                 self.limiter.release(budget, slots[0])
                 slots = []
             else:
@@ -250,7 +262,9 @@ class Deliverer:
         if not (slots and digest):
             chosen = heads[: len(slots)]
         result.waiting += len(backlog) - len(chosen)
-        if not slots or len(chosen) < len(heads if not digest else backlog):
+        if budget is not None and (
+            not slots or len(chosen) < len(heads if not digest else backlog)
+        ):
             self._waiting[name] = self.limiter.wait(budget)
         if not slots:
             return []
@@ -392,10 +406,7 @@ class Deliverer:
         send is a heartbeat (`last_progress`), so a loop stuck in one send is seen within one
         send timeout, not at the end of a 200-row round."""
         if self.draining:
-            if slot is not None:
-                budget = self.channels[due.channel].budget()
-                if budget is not None:
-                    self.limiter.release(budget, slot)
+            self.limiter.release(self.channels[due.channel].budget(), slot)
             return
         if self.before_send is not None:
             await self.before_send()
@@ -440,7 +451,7 @@ class Deliverer:
         delay = self.backoff(attempts, outcome.retry_after)
         why = outcome.detail if outcome.kind == "permanent" else None
         if why is None:
-            gave_up = gives_up(self.cfg, due.created_at, attempts, now + delay)
+            gave_up = gives_up(self.cfg, due.since, attempts, now + delay)
             why = None if gave_up is None else f"{gave_up}: {outcome.detail}"
         if why is not None:
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
@@ -484,7 +495,13 @@ class Deliverer:
             self.watch.broken(channel, detail)
 
     async def _digest(
-        self, name: str, budget: Budget, rows: list[Due], rendered: str, slot: Slot, result: Round
+        self,
+        name: str,
+        budget: Budget | None,
+        rows: list[Due],
+        rendered: str,
+        slot: Slot | None,
+        result: Round,
     ) -> None:
         """Send `rows` as one message; on success every row is sent with the digest's id (one
         transaction), otherwise none is and each fails as its own send would have. Draining
@@ -498,7 +515,7 @@ class Deliverer:
             self._beat(name)
 
     async def _digest_one(
-        self, name: str, rows: list[Due], rendered: str, slot: Slot, result: Round
+        self, name: str, rows: list[Due], rendered: str, slot: Slot | None, result: Round
     ) -> None:
         channel = self.channels[name]
         events = [Event.from_json(row.payload) for row in rows]
@@ -507,7 +524,8 @@ class Deliverer:
         outcome = await attempt(
             channel.send(events[0], rendered), self.cfg.send_timeout.total_seconds()
         )
-        self.limiter.stamp(slot)
+        if slot is not None:
+            self.limiter.stamp(slot)
         if outcome.kind == "ok":
             self.watch.succeeded(name)
             marked = self.store.mark_digest([row.id for row in rows], digest_id)
@@ -548,7 +566,7 @@ class Deliverer:
         dead = 0
         for row in rows:
             attempts = row.attempts + 1
-            gave_up = gives_up(self.cfg, row.created_at, attempts, now + delay)
+            gave_up = gives_up(self.cfg, row.since, attempts, now + delay)
             if gave_up is not None:
                 why = f"{gave_up}: {detail}"
                 logger.error("delivery {} to {} is dead: {}", row.event_id, name, why)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pollerd.model import Event
+from pollerd.model import Event, Target
 from pollerd.store.db import Store
 
 
-def record_alert(store: Store, event: Event, channels: Sequence[str]) -> int:
-    """Record `event` (an `alert.*`) with one pending delivery per channel; returns the new
-    deliveries (0 when the id was already recorded, or `channels` is empty)."""
+def record_alert(store: Store, event: Event, channels: Sequence[str | Target]) -> int:
+    """Record `event` (an `alert.*`) with one pending delivery per channel (a `Target` held by
+    quiet hours is due at its `quiet_until`); returns the new deliveries (0 when the id was
+    already recorded, or `channels` is empty)."""
     return store.commit_page(event.store, [], [(event, list(channels))]).new_deliveries

@@ -6,6 +6,13 @@ pending row of a channel that is not held (broken), with no earlier pending row 
 of its order on that channel. A dead letter holds its order's later events until `retry`
 releases them, in order. `backlog` (digests) relaxes it on purpose: earlier rows that are due
 too may go out in the same message, so only a dead letter or a row still backing off blocks.
+
+Quiet hours (`quiet_until`, pollerd.routing) are the one exception to "nothing overtakes": a
+row held until the morning does not hold back a later row of its order that is NOT held (an
+urgent one, or one a route that is awake sends), so a dispute due in 4 hours is not kept
+waiting behind last night's `order.created`. Held rows keep their order among themselves (a
+later held row waits behind an earlier one even when its own hold ends sooner), and once the
+hold is over the held row is an ordinary earlier row again.
 """
 
 from __future__ import annotations
@@ -50,6 +57,21 @@ class Due:
     payload: dict[str, Any]
     store: str = ""
     order_id: str = ""
+    quiet_until: float | None = None  # held by quiet hours until then (released when due)
+
+    @property
+    def since(self) -> float:
+        """Where its expiry (`dead_after`) counts from: its creation, or the end of the quiet
+        hours that held it (a night held is not a night of trying)."""
+        return max(self.created_at, self.quiet_until or 0.0)
+
+
+def _held_aside(p: Any) -> ColumnElement[bool]:
+    """The earlier row `p` is held by quiet hours past the time this row is due, and this row
+    is not held: it may go first (module docstring). Never NULL (NULL columns make it false)."""
+    return and_(
+        p.c.quiet_until.is_not(None), D.c.quiet_until.is_(None), p.c.quiet_until > D.c.next_at
+    )
 
 
 def _behind(earlier: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -84,7 +106,7 @@ def waits_on_nothing(*narrowing: ColumnElement[bool]) -> ColumnElement[bool]:
         D.c.state == "pending",
         *narrowing,
         D.c.channel.not_in(HELD_CHANNELS),
-        ~_behind(lambda p: p.c.state.in_(("pending", "dead"))),
+        ~_behind(lambda p: or_(p.c.state == "dead", and_(p.c.state == "pending", ~_held_aside(p)))),
     )
 
 
@@ -101,6 +123,7 @@ def _with_payload(*where: ColumnElement[bool]) -> Select[Any]:
             EVENT.c.payload,
             D.c.store,
             D.c.order_id,
+            D.c.quiet_until,
         )
         .select_from(D.join(EVENT, EVENT.c.seq == D.c.event_seq))
         .where(*where)
@@ -117,7 +140,9 @@ _DUE = (
     .limit(bindparam("limit", type_=Integer))
 )
 _NEXT_DUE_AT = select(func.min(D.c.next_at)).where(waits_on_nothing(D.c.channel.in_(_CHANNELS)))
-_EXPIRED = _with_payload(waits_on_nothing(D.c.created_at <= bindparam("cutoff")))
+_EXPIRED = _with_payload(
+    waits_on_nothing(func.coalesce(D.c.quiet_until, D.c.created_at) <= bindparam("cutoff"))
+)
 _BACKLOG = (
     _with_payload(
         D.c.state == "pending",
@@ -125,11 +150,12 @@ _BACKLOG = (
         D.c.channel == bindparam("channel"),
         D.c.channel.not_in(HELD_CHANNELS),
         # Only what could overtake: an earlier dead letter, or an earlier row still backing off
-        # (an earlier row due now is in the same digest, ahead of this one).
+        # (an earlier row due now is in the same digest, ahead of this one), unless that one is
+        # held aside by quiet hours.
         ~_behind(
             lambda p: or_(
                 p.c.state == "dead",
-                and_(p.c.state == "pending", p.c.next_at > bindparam("now")),
+                and_(p.c.state == "pending", p.c.next_at > bindparam("now"), ~_held_aside(p)),
             )
         ),
     )
@@ -139,7 +165,8 @@ _BACKLOG = (
 
 
 def _due(row: Any) -> Due:
-    return Due(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), row[7], row[8])
+    payload = json.loads(row[6])
+    return Due(row[0], row[1], row[2], row[3], row[4], row[5], payload, row[7], row[8], row[9])
 
 
 _RELEASE = text(
@@ -189,6 +216,22 @@ class Outbox(Database):
                 continue
             out.append(due)
         return out
+
+    def released(self, channel: str, now: float) -> int:
+        """Rows of `channel` due now that quiet hours held (index `delivery_due`: the pending
+        rows due now, a handful): more than one means the night's digest is ready."""
+        query = (
+            select(func.count())
+            .select_from(D)
+            .where(
+                D.c.state == "pending",
+                D.c.next_at <= now,
+                D.c.channel == channel,
+                D.c.quiet_until.is_not(None),
+            )
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def next_due_at(self, channels: Iterable[str]) -> float | None:
         """When the next row `due` would hand out becomes due (a row queued behind an earlier
@@ -251,7 +294,8 @@ class Outbox(Database):
         return int(count or 0)
 
     def expire(self, cutoff: float, why: str) -> list[Due]:
-        """Dead-letter every pending row created before `cutoff` (its expiry has passed) that
+        """Dead-letter every pending row created (or released by quiet hours) before `cutoff`
+        (its expiry has passed) that
         is not waiting for anything: not behind an earlier pending row or dead letter of its
         order (a held row does not expire while held), not in a held (broken) channel. Covers
         rows an older pollerd left due in years (`Retry-After: 99999999`). Returns them."""
@@ -310,6 +354,8 @@ class Outbox(Database):
         if not ids and not channel:
             where.append(D.c.state == "dead")
         now = time.time()
+        # A row quiet hours still hold is not stuck: it waits for the morning, retry or not.
+        where.append(~and_(D.c.state == "pending", func.coalesce(D.c.quiet_until, 0) > now))
         with self.tx() as conn:
             retried = [int(i) for i in conn.execute(select(D.c.id).where(*where)).scalars()]
             count = conn.execute(
@@ -354,6 +400,7 @@ class Outbox(Database):
                 D.c.sent_at,
                 D.c.last_error,
                 D.c.digest,
+                D.c.quiet_until,
                 held_behind,
             )
             .order_by(D.c.id.desc())
@@ -391,6 +438,17 @@ class Outbox(Database):
                 )
                 bucket[key] = bucket.get(key, 0) + int(count)
         return out
+
+    def quiet(self, now: float) -> dict[str, tuple[int, float]]:
+        """channel → (rows held by quiet hours at `now`, the earliest end of their hold), for
+        `pollerd status` (index `delivery_due`: pending rows not yet due)."""
+        query = (
+            select(D.c.channel, func.count(), func.min(D.c.quiet_until))
+            .where(D.c.state == "pending", D.c.next_at > now, D.c.quiet_until > now)
+            .group_by(D.c.channel)
+        )
+        with self.engine.connect() as conn:
+            return {str(c): (int(n), float(at)) for c, n, at in conn.execute(query)}
 
     def dead_counts(self) -> dict[str, int]:
         """Dead letters per channel (`pollerd_deliveries_dead`, read when scraped: `pollerd

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from pollerd.model import Contact, Event, Snapshot
+from pollerd.model import Contact, Event, Snapshot, Target
 from pollerd.store.contacts import seal_contacts
 from pollerd.store.engine import Database, upsert
 from pollerd.store.facts import DisputeFact, OrderFact, write_facts
@@ -165,7 +165,7 @@ class Pages(Database):
         self,
         store: str,
         snapshots: list[Snapshot],
-        events: list[tuple[Event, list[str]]],
+        events: Sequence[tuple[Event, Sequence[str | Target]]],
         *,
         cursor: tuple[datetime, str] | None = None,
         late: bool = False,
@@ -181,7 +181,8 @@ class Pages(Database):
         creates no deliveries: its rows were committed with it the first time. Without a key
         ring the contacts are dropped here, so no code path can write them in clear.
         `facts` and `disputes` are what the seller alert rules read of the page's orders and
-        disputes (store/facts.py), written with their snapshots.
+        disputes (store/facts.py), written with their snapshots. A channel given as a `Target`
+        with `quiet_until` is held by quiet hours: due then, not now (pollerd.routing).
         """
         now = time.time()
         event_ids: list[str] = []
@@ -230,19 +231,24 @@ class Pages(Database):
                 if seq is None:
                     continue
                 event_ids.append(ev.id)
-                for channel in channels:
+                for to in channels:
+                    target = Target(to) if isinstance(to, str) else to
+                    # Held by quiet hours: due at their end, and marked so (only then: the
+                    # column is left out otherwise, as before migration 5 added it).
+                    held = {} if target.quiet_until is None else {"quiet_until": target.quiet_until}
                     delivery_id = conn.execute(
                         insert(DELIVERY)
                         .values(
                             event_seq=seq,
                             event_id=ev.id,
-                            channel=channel,
+                            channel=target.channel,
                             store=ev.store,
                             order_id=ev.order_id,
                             state="pending",
                             attempts=0,
-                            next_at=now,
+                            next_at=held.get("quiet_until", now),
                             created_at=now,
+                            **held,
                         )
                         .returning(DELIVERY.c.id)
                     ).scalar_one()

@@ -19,6 +19,7 @@ from typing import Any
 
 from pollerd.model import parse_utc
 from pollerd.templates.format import clean, labels, local_time, money, say
+from pollerd.urgency import urgent
 
 SELLER_EVENTS_ORDER = (  # as the README lists the rules
     "alert.high_value",
@@ -28,10 +29,6 @@ SELLER_EVENTS_ORDER = (  # as the README lists the rules
     "dispute.deadline",
 )
 SELLER_EVENTS = frozenset(SELLER_EVENTS_ORDER)
-
-# A deadline this close (or a burst, or a rule configured `severity = "critical"`) is urgent:
-# its title starts with the locale's marker, the one thing every flavour can show.
-URGENT_HOURS = 24
 
 # The seller's words for the rules' figures; labels of detail lines end in their colon.
 SELLER_WORDS: dict[str, dict[str, str]] = {
@@ -131,7 +128,9 @@ def seller_context(
     facts: dict[str, Any] = {
         "rule": clean(figures.get("rule")),
         "severity": clean(figures.get("severity")),
-        "urgent": figures.get("severity") == "critical" or kind == "alert.order_burst",
+        # Its title starts with the locale's marker, the one thing every flavour can show; the
+        # same test lets it through quiet hours (pollerd.urgency).
+        "urgent": urgent(kind, figures, data.get("occurred_at")),
     }
     tail: list[str] = []
     before: list[tuple[str, str]] = []
@@ -193,7 +192,6 @@ def seller_context(
         left = (deadline - now).total_seconds() if deadline and now else 0.0
         facts["deadline"] = local_time(deadline, timezone=timezone, locale=locale)
         facts["left"] = span(max(left, 60.0), locale)
-        facts["urgent"] = facts["urgent"] or 0 < left < URGENT_HOURS * 3600
         amount = money(figures.get("amount"), figures.get("currency"), locale=locale)
         facts["amount"] = amount
         tail.append(amount)
