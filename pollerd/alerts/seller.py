@@ -50,16 +50,31 @@ def evaluate(
 ) -> list[Alert]:
     """The new alerts of one store at `now` (epoch seconds), rule by rule in config order;
     orders created before `start` (the store's start point) are history (`Facts.start`)."""
-    judged = store.meta(judged_key(store_name))
-    since = float(judged) if judged is not None else None
-    facts: Facts[None] = Facts(store, store_name, platform, None, now, since, start)
-    found: dict[str, Alert] = {}
-    for config in alerts:
-        if applies(config, store_name):
-            for alert in rule_for(config).evaluate(facts):
-                found.setdefault(alert.id, alert)
-    done = store.recorded(found)
-    return [alert for key, alert in found.items() if key not in done]
+    return _evaluate(store, alerts, store_name, platform, now, start)[0]
+
+
+def _evaluate(
+    store: Store,
+    alerts: Sequence[AlertConfig],
+    store_name: str,
+    platform: str,
+    now: float,
+    start: float | None,
+) -> tuple[list[Alert], bool]:
+    """`evaluate`, and whether anything was written since the last settled pass. All its
+    reads share one connection and transaction (`Store.reading`)."""
+    with store.reading():
+        judged = store.meta(judged_key(store_name))
+        since = float(judged) if judged is not None else None
+        changed = since is None or store.written_since(store_name, since)
+        facts: Facts[None] = Facts(store, store_name, platform, None, now, since, start, changed)
+        found: dict[str, Alert] = {}
+        for config in alerts:
+            if applies(config, store_name):
+                for alert in rule_for(config).evaluate(facts):
+                    found.setdefault(alert.id, alert)
+        done = store.recorded(found)
+    return [alert for key, alert in found.items() if key not in done], changed
 
 
 def settle(store: Store, store_name: str, now: float) -> None:
@@ -80,12 +95,8 @@ def judge(
     """One pass for one store: evaluate, raise and record, settle; returns what it raised."""
     if not any(applies(config, store_name) for config in alerts):
         return []
-    raised = raise_alerts(
-        store,
-        evaluate(store, alerts, store_name, platform, now, start),
-        routes,
-        now=now,
-        on_commit=on_commit,
-    )
-    settle(store, store_name, now)
+    found, changed = _evaluate(store, alerts, store_name, platform, now, start)
+    raised = raise_alerts(store, found, routes, now=now, on_commit=on_commit)
+    if changed:
+        settle(store, store_name, now)
     return raised
