@@ -9,6 +9,8 @@ digest written since the last settled pass (`seller.settle`; `blind_index_seen`)
 that completes a burst is among them. With no settled pass yet it looks back one `window`.
 One caveat: an order created earlier than a burst's first one but seen after the burst fired
 starts a new cut, so that burst may alert a second time under its new first order.
+The alert lists its orders by the number the seller knows them by (`orders`; the ids, for
+webhooks, in `order_ids`); an order stored before pollerd kept numbers, by its id.
 """
 
 from __future__ import annotations

@@ -8,7 +8,13 @@ A pass is three steps, `judge` does all of them:
    `now` has been judged, so the next pass reads only what changed since (high value, bursts).
 A crash before step 3 costs one wider pass, never an alert: the alerts already recorded are
 filtered out by their ids. Without `settle` at all every pass is correct, only slower.
-The cost per settled pass is one indexed query per rule (bench/rules.py measures it).
+
+Most passes find nothing new, so a pass first asks whether any fact was written since the last
+settled one (`Store.written_since`, two index probes). If not, the rules that read only what
+changed skip their queries (`Facts.changed`), and the pass settles nothing: the mark stays where
+it was, so a page committed while the pass ran is read by the next one, never passed over, and
+a quiet pass writes nothing. Its reads share one connection (`Store.reading`). A quiet pass over
+100,000 stored orders costs about 0.5 ms (bench/rules.py).
 """
 
 from __future__ import annotations
