@@ -255,6 +255,15 @@ def test_rules_on_each_backend(db_url: str) -> None:
         "acme:alert.unpaid_timeout:3",
     ]
     assert run(store, configs, T0 + timedelta(hours=2)) == []
+    # settled passes: the written-since check, then the queries of what changed (commits are
+    # stamped with the real clock, after T0)
+    assert judge(store, configs, ROUTES, "acme", "woocommerce", T0.timestamp() + 3 * 3600) == []
+    put(store, fact("4", T0 + timedelta(hours=3), "950", "USD", unpaid=True, digests=ip))
+    found = judge(store, configs, ROUTES, "acme", "woocommerce", T0.timestamp() + 4 * 3600)
+    assert sorted(a.id for a in found) == [
+        "acme:alert.high_value:4",
+        "acme:alert.unpaid_timeout:4",
+    ]  # order 4 joins the burst of 1 without a second alert
     store.close()
 
 
