@@ -224,6 +224,10 @@ _WRITTEN = select(
         ),
     )
 )
+# A burst's buyers in two steps, each driven by an index whatever the planner's statistics: the
+# digests written since the last pass (`blind_index_seen`), then every order with one of them
+# (`blind_index_digest`). As one statement PostgreSQL hashed the whole table when it guessed
+# "written since" wrong (50-100 ms a pass).
 _RECENT = (
     select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
     .where(
@@ -232,17 +236,6 @@ _RECENT = (
         BLIND_INDEX.c.kind.in_(bindparam("kinds", expanding=True)),
     )
     .distinct()
-    .subquery()
-)
-_HOT = (
-    select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
-    .join(
-        _RECENT,
-        and_(BLIND_INDEX.c.kind == _RECENT.c.kind, BLIND_INDEX.c.digest == _RECENT.c.digest),
-    )
-    .where(BLIND_INDEX.c.store == bindparam("store"))
-    .group_by(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
-    .having(func.count() >= bindparam("at_least"))
 )
 _BUYERS = (
     select(
@@ -263,7 +256,7 @@ _BUYERS = (
     )
     .where(
         BLIND_INDEX.c.store == bindparam("store"),
-        tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(_HOT),
+        tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(bindparam("pairs", expanding=True)),
     )
     .order_by(BLIND_INDEX.c.created_at, BLIND_INDEX.c.order_id)
 )
@@ -356,15 +349,19 @@ class RuleFacts(Database):
         self, store: str, kinds: Sequence[str], seen_since: float, at_least: int
     ) -> dict[tuple[str, bytes], list[BuyerOrder]]:
         """Per (kind, digest) written since `seen_since` and shared by at least `at_least`
-        orders: every order with that digest, oldest first, with its number. One query; a
-        digest seen once in the store's history costs one index probe."""
-        params = {"store": store, "since": seen_since, "kinds": list(kinds), "at_least": at_least}
+        orders: every order with that digest, oldest first, with its number. Two index-driven
+        queries; a digest seen once in the store's history costs one index probe."""
         found: dict[tuple[str, bytes], list[BuyerOrder]] = {}
+        params = {"store": store, "since": seen_since, "kinds": list(kinds)}
         with self.read() as conn:
-            for kind, digest, order_id, created, number in conn.execute(_BUYERS, params):
+            pairs = [(kind, bytes(digest)) for kind, digest in conn.execute(_RECENT, params)]
+            if not pairs:
+                return found
+            rows = conn.execute(_BUYERS, {"store": store, "pairs": pairs})
+            for kind, digest, order_id, created, number in rows:
                 order = BuyerOrder(order_id, float(created), number)
                 found.setdefault((kind, bytes(digest)), []).append(order)
-        return found
+        return {key: orders for key, orders in found.items() if len(orders) >= at_least}
 
     def orders_by_window(
         self, store: str, until: float, window: float, windows: int
