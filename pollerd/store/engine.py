@@ -93,8 +93,10 @@ class Database:
         """One connection and one read transaction for a run of small reads (a pass of the
         seller rules): each read otherwise checks out a pooled connection and begins and ends
         a transaction of its own, which costs more than an indexed query (bench/rules.py).
-        The reads inside see one snapshot; writes still go through `tx`, on a connection of
-        their own, and are not seen by the reads that follow them inside."""
+        On SQLite the reads inside see one snapshot (PostgreSQL: each its latest commits).
+        Writes still go through `tx`, on a connection of their own; a read after a write
+        inside may not see it. SQLite must be in WAL mode (it is: `_sqlite_pragmas`), where
+        the read transaction never blocks that writer."""
         pinned = _PINNED.get()
         if pinned is not None and pinned[0] is self:
             yield
