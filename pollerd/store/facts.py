@@ -224,10 +224,11 @@ _WRITTEN = select(
         ),
     )
 )
-# A burst's buyers in two steps, each driven by an index whatever the planner's statistics: the
-# digests written since the last pass (`blind_index_seen`), then every order with one of them
-# (`blind_index_digest`). As one statement PostgreSQL hashed the whole table when it guessed
-# "written since" wrong (50-100 ms a pass).
+# A burst's buyers: the digests written since the last pass (`blind_index_seen`), then every
+# order with one of them (`blind_index_digest`), each step driven by its index whatever the
+# planner's statistics (as one statement PostgreSQL hashed the whole table when it guessed
+# "written since" wrong: 50-100 ms a pass). Many digests at once (a first pass after a
+# backfill) go as that one statement instead: a bound list that long is slower, or refused.
 _RECENT = (
     select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
     .where(
@@ -237,29 +238,46 @@ _RECENT = (
     )
     .distinct()
 )
-_BUYERS = (
-    select(
-        BLIND_INDEX.c.kind,
-        BLIND_INDEX.c.digest,
-        BLIND_INDEX.c.order_id,
-        BLIND_INDEX.c.created_at,
-        ORDER_FACT.c.number,
+_RECENT_ROWS = _RECENT.subquery("recent")
+_HOT = (
+    select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
+    .join(
+        _RECENT_ROWS,
+        and_(
+            BLIND_INDEX.c.kind == _RECENT_ROWS.c.kind,
+            BLIND_INDEX.c.digest == _RECENT_ROWS.c.digest,
+        ),
     )
-    .select_from(
-        BLIND_INDEX.outerjoin(
-            ORDER_FACT,
-            and_(
-                ORDER_FACT.c.store == BLIND_INDEX.c.store,
-                ORDER_FACT.c.order_id == BLIND_INDEX.c.order_id,
-            ),
-        )
-    )
-    .where(
-        BLIND_INDEX.c.store == bindparam("store"),
-        tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(bindparam("pairs", expanding=True)),
-    )
-    .order_by(BLIND_INDEX.c.created_at, BLIND_INDEX.c.order_id)
+    .where(BLIND_INDEX.c.store == bindparam("store"))
+    .group_by(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
+    .having(func.count() >= bindparam("at_least"))
 )
+_BUYER_COLUMNS = select(
+    BLIND_INDEX.c.kind,
+    BLIND_INDEX.c.digest,
+    BLIND_INDEX.c.order_id,
+    BLIND_INDEX.c.created_at,
+    ORDER_FACT.c.number,
+).select_from(
+    BLIND_INDEX.outerjoin(
+        ORDER_FACT,
+        and_(
+            ORDER_FACT.c.store == BLIND_INDEX.c.store,
+            ORDER_FACT.c.order_id == BLIND_INDEX.c.order_id,
+        ),
+    )
+)
+_BUYER_ORDER = (BLIND_INDEX.c.created_at, BLIND_INDEX.c.order_id)
+_BUYERS = _BUYER_COLUMNS.where(
+    BLIND_INDEX.c.store == bindparam("store"),
+    tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(bindparam("pairs", expanding=True)),
+).order_by(*_BUYER_ORDER)
+_BUYERS_MANY = _BUYER_COLUMNS.where(
+    BLIND_INDEX.c.store == bindparam("store"),
+    tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(_HOT),
+).order_by(*_BUYER_ORDER)
+BOUND_DIGESTS = 500
+"""At most this many digests go into a bound list (`buyers_seen_since`)."""
 _AWAITING = select(DISPUTE_FACT).where(
     DISPUTE_FACT.c.store == bindparam("store"),
     text("dispute_fact.awaiting"),  # the partial index's own WHERE
@@ -349,15 +367,18 @@ class RuleFacts(Database):
         self, store: str, kinds: Sequence[str], seen_since: float, at_least: int
     ) -> dict[tuple[str, bytes], list[BuyerOrder]]:
         """Per (kind, digest) written since `seen_since` and shared by at least `at_least`
-        orders: every order with that digest, oldest first, with its number. Two index-driven
-        queries; a digest seen once in the store's history costs one index probe."""
+        orders: every order with that digest, oldest first, with its number. Two queries,
+        each led by an index; a digest seen once in the store's history costs one probe."""
         found: dict[tuple[str, bytes], list[BuyerOrder]] = {}
         params = {"store": store, "since": seen_since, "kinds": list(kinds)}
         with self.read() as conn:
             pairs = [(kind, bytes(digest)) for kind, digest in conn.execute(_RECENT, params)]
             if not pairs:
                 return found
-            rows = conn.execute(_BUYERS, {"store": store, "pairs": pairs})
+            if len(pairs) <= BOUND_DIGESTS:
+                rows = conn.execute(_BUYERS, {"store": store, "pairs": pairs})
+            else:
+                rows = conn.execute(_BUYERS_MANY, {**params, "at_least": at_least})
             for kind, digest, order_id, created, number in rows:
                 order = BuyerOrder(order_id, float(created), number)
                 found.setdefault((kind, bytes(digest)), []).append(order)

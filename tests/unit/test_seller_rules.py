@@ -33,6 +33,7 @@ from pollerd.config.alerts import (
 from pollerd.crypto import generate
 from pollerd.model import Dispute, normal_ip
 from pollerd.store import OrderFact, Store, open_store
+from pollerd.store import facts as facts_module
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ROUTES = [RouteConfig(events=["alert.*", "dispute.*"], channels=["ops"])]
@@ -350,15 +351,21 @@ def test_the_rules_name_no_platform() -> None:
 # order numbers ---------------------------------------------------------------------------------
 
 
-def test_burst_lists_numbers_and_keeps_ids(store: Store) -> None:
+@pytest.mark.parametrize("bound", [500, 1])  # 1: more digests than a bound list takes
+def test_burst_lists_numbers_and_keeps_ids(
+    store: Store, bound: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A burst names its orders by number; an order whose fact has no number (written before
-    migration 5) by its id; `order_ids` keeps the ids for webhooks."""
+    migration 5) by its id; `order_ids` keeps the ids for webhooks. Found the same with few
+    digests written since (a bound list) as with many (one statement)."""
+    monkeypatch.setattr(facts_module, "BOUND_DIGESTS", bound)
     ip = {"ip": blind(KEY, "ip", "203.0.113.9")}
     put(
         store,
         fact("901", T0, digests=ip),  # stored before numbers were
         fact("902", T0 + timedelta(minutes=1), digests=ip, number="#1002"),
         fact("903", T0 + timedelta(minutes=2), digests=ip, number="#1003"),
+        fact("904", T0, digests={"email": blind(KEY, "email", "x@example.test")}),
     )
     [alert] = run(store, [OrderBurstAlert()], T0 + timedelta(minutes=3))
     assert alert.figures["orders"] == ["901", "#1002", "#1003"]
