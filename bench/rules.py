@@ -5,12 +5,13 @@
                           [--postgres URL]
 
 Facts are written through `commit_page` (500 a page, as a sync would) into a real SQLite file
-(or PostgreSQL with `--postgres`). Then `pollerd.alerts.evaluate` runs once to raise what the
-history holds (recorded through `raise_alerts`, then settled). Then `--passes` steady passes, a
-pass every 10 s so the odd unpaid order comes due, each timed twice on the same state: the
-rules alone (`evaluate`) and the wired pass (`judge`: evaluate, raise and record, settle: what
-`Runtime.judge` calls after each sync pass). Passes that raised an alert are reported apart
-(they commit it). Then `--busy` passes with a page of 5 new orders committed before each
+(or PostgreSQL with `--postgres`, then ANALYZEd as autovacuum would soon after such a load).
+Then `pollerd.alerts.evaluate` runs once to raise what the history holds (recorded through
+`raise_alerts`, then settled). Then `--passes` steady passes, a pass every 10 s so the odd
+unpaid order comes due, each timed twice on the same state: the rules alone (`evaluate`) and
+the wired pass (what `Runtime.judge` does after each sync pass: the cursor's start point, then
+`judge`: evaluate, raise and record, settle). Passes that raised an alert are reported apart
+(they commit it). Then `--busy` passes with a page of 5 new orders written before each
 (untimed): a store taking orders every pass, where nothing can be skipped. Prints one JSON
 object: milliseconds per pass (median, p95, max), what was raised, and one measurement of the
 cancellation rate (done hourly per store, not each pass).
@@ -165,6 +166,8 @@ def main() -> int:
         fill(url, args.orders, args.unpaid)
         filled = time.perf_counter() - started
         store = open_store(url)
+        if args.postgres:  # as autovacuum would soon after a bulk load
+            store.analyze()
         routes = [RouteConfig(events=["alert.*", "dispute.*"], channels=["ops"])]
         now = NOW.timestamp()
         t = time.perf_counter()
