@@ -229,16 +229,13 @@ _WRITTEN = select(
 # planner's statistics (as one statement PostgreSQL hashed the whole table when it guessed
 # "written since" wrong: 50-100 ms a pass). Many digests at once (a first pass after a
 # backfill) go as that one statement instead: a bound list that long is slower, or refused.
-_RECENT = (
-    select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
-    .where(
-        BLIND_INDEX.c.store == bindparam("store"),
-        BLIND_INDEX.c.seen_at >= bindparam("since"),
-        BLIND_INDEX.c.kind.in_(bindparam("kinds", expanding=True)),
-    )
-    .distinct()
+# Not DISTINCT: SQLite would then walk `blind_index_digest` (all of it) for the order it gives.
+_RECENT = select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).where(
+    BLIND_INDEX.c.store == bindparam("store"),
+    BLIND_INDEX.c.seen_at >= bindparam("since"),
+    BLIND_INDEX.c.kind.in_(bindparam("kinds", expanding=True)),
 )
-_RECENT_ROWS = _RECENT.subquery("recent")
+_RECENT_ROWS = _RECENT.distinct().subquery("recent")
 _HOT = (
     select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
     .join(
@@ -268,9 +265,12 @@ _BUYER_COLUMNS = select(
     )
 )
 _BUYER_ORDER = (BLIND_INDEX.c.created_at, BLIND_INDEX.c.order_id)
+# Two lists rather than one of (kind, digest) pairs: both engines probe the index for each
+# kind × digest; with pairs SQLite probed by kind alone and read every digest of that kind.
 _BUYERS = _BUYER_COLUMNS.where(
     BLIND_INDEX.c.store == bindparam("store"),
-    tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(bindparam("pairs", expanding=True)),
+    BLIND_INDEX.c.kind.in_(bindparam("kinds", expanding=True)),
+    BLIND_INDEX.c.digest.in_(bindparam("digests", expanding=True)),
 ).order_by(*_BUYER_ORDER)
 _BUYERS_MANY = _BUYER_COLUMNS.where(
     BLIND_INDEX.c.store == bindparam("store"),
@@ -372,17 +372,20 @@ class RuleFacts(Database):
         found: dict[tuple[str, bytes], list[BuyerOrder]] = {}
         params = {"store": store, "since": seen_since, "kinds": list(kinds)}
         with self.read() as conn:
-            pairs = [(kind, bytes(digest)) for kind, digest in conn.execute(_RECENT, params)]
+            recent = conn.execute(_RECENT, params)
+            pairs = list(dict.fromkeys((kind, bytes(digest)) for kind, digest in recent))
             if not pairs:
                 return found
             if len(pairs) <= BOUND_DIGESTS:
-                rows = conn.execute(_BUYERS, {"store": store, "pairs": pairs})
+                seen = {"kinds": sorted({k for k, _ in pairs}), "digests": [d for _, d in pairs]}
+                rows = conn.execute(_BUYERS, {**params, **seen})
             else:
                 rows = conn.execute(_BUYERS_MANY, {**params, "at_least": at_least})
             for kind, digest, order_id, created, number in rows:
                 order = BuyerOrder(order_id, float(created), number)
                 found.setdefault((kind, bytes(digest)), []).append(order)
-        return {key: orders for key, orders in found.items() if len(orders) >= at_least}
+        wanted = set(pairs)  # a digest is keyed by its kind: another kind's never matches it
+        return {k: orders for k, orders in found.items() if k in wanted and len(orders) >= at_least}
 
     def orders_by_window(
         self, store: str, until: float, window: float, windows: int

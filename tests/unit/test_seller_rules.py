@@ -445,6 +445,49 @@ def test_the_unpaid_query_uses_the_partial_index(store: Store) -> None:
     assert not any(step.startswith("SCAN order_fact") for step in plan), plan
 
 
+def test_no_query_of_a_pass_walks_a_whole_table(store: Store) -> None:
+    """Every SELECT a settled pass sends, quiet or after a write, is led by an index on what
+    narrows it: EXPLAIN QUERY PLAN shows no SCAN of the facts or events, and no SEARCH on
+    the store (and kind) alone, which walks the store's whole history (it grows; a pass must
+    not grow with it)."""
+    ip = {"ip": blind(KEY, "ip", "203.0.113.9")}
+    history = [fact(str(n), T0 - timedelta(days=n), "800", "USD", digests=ip) for n in range(30)]
+    put(store, *history)
+    configs = [
+        HighValueAlert(thresholds={"USD": Decimal(700)}),
+        UnpaidTimeoutAlert(),
+        OrderBurstAlert(),
+        DisputeDeadlineAlert(),
+    ]
+    judge(store, configs, ROUTES, "acme", "woocommerce", time.time())
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT"):
+            sent.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", grab)
+    try:
+        judge(store, configs, ROUTES, "acme", "woocommerce", time.time())  # quiet
+        at = datetime.fromtimestamp(time.time(), UTC)
+        put(store, fact("new", at, "900", "USD", unpaid=True, digests=ip))
+        judge(store, configs, ROUTES, "acme", "woocommerce", time.time())  # after a write
+    finally:
+        event.remove(store.engine, "before_cursor_execute", grab)
+    tables = ("order_fact", "blind_index", "event", "dispute_fact", "meta")
+    walks = []
+    with store.engine.connect() as conn:
+        for statement, params in sent:
+            for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params):
+                step = str(row[-1])
+                if step.split()[:1] not in (["SCAN"], ["SEARCH"]) or step.split()[1] not in tables:
+                    continue
+                terms = re.findall(r"(\w+)[=<>]", step.partition("(")[2])
+                if step.startswith("SCAN ") or not set(terms) - {"store", "kind"}:
+                    walks.append((step, statement.split("FROM")[1][:80]))
+    assert len(sent) > 10 and walks == []
+
+
 def test_reads_of_a_pass_do_not_hold_the_write_lock(store: Store) -> None:
     """`reading` holds one connection for a pass's reads; pooled connections that wrote before
     must read with a plain BEGIN, or a page committed during the pass would wait out the busy
