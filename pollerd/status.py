@@ -399,7 +399,7 @@ def template_samples(store: str = "demo-store") -> list[dict[str, Any]]:
         "evidence_due_by": "2026-12-06",
         "finalized_on": None,
     }
-    figures = sample_figures(order.id, str(order.total), order.currency)
+    figures = sample_figures(order.id, str(order.total), order.currency, order.number)
     samples = []
     for kind in EVENTS:
         if kind == "digest":

@@ -54,6 +54,9 @@ class Facts(Generic[F_co]):
     # history, never judged about themselves (a backfill must not page about last year);
     # they still count in rates. None: every order.
     start: float | None = None
+    # Seller rules: whether any order fact was written since `since` (`Store.written_since`,
+    # asked once per pass). False: the rules that read only what changed have nothing to read.
+    changed: bool = True
 
     def current(self, created_at: float) -> bool:
         """An order created at `created_at` is news to the seller rules (not history)."""

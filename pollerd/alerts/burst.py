@@ -9,25 +9,30 @@ digest written since the last settled pass (`seller.settle`; `blind_index_seen`)
 that completes a burst is among them. With no settled pass yet it looks back one `window`.
 One caveat: an order created earlier than a burst's first one but seen after the burst fired
 starts a new cut, so that burst may alert a second time under its new first order.
+The alert lists its orders by the number the seller knows them by (`orders`; the ids, for
+webhooks, in `order_ids`); an order stored before pollerd kept numbers, by its id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pollerd.alerts.base import Alert, Facts, register
 from pollerd.alerts.orders import order_alert
 from pollerd.config.alerts import OrderBurstAlert
+from pollerd.config.types import short
 from pollerd.model import utc_iso
+from pollerd.store import BuyerOrder
+
+Dated = TypeVar("Dated", bound=tuple[Any, ...])  # (order id, created at, ...)
 
 
-def bursts(
-    orders: Sequence[tuple[str, float]], window: float, count: int
-) -> list[list[tuple[str, float]]]:
-    """The bursts among `orders` (oldest first): from each order not already in a burst, the
-    orders created within `window` of it, kept when there are at least `count`."""
+def bursts(orders: Sequence[Dated], window: float, count: int) -> list[list[Dated]]:
+    """The bursts among `orders` (oldest first, each `(order id, created_at, ...)`): from each
+    order not already in a burst, the orders created within `window` of it, kept when there
+    are at least `count`."""
     found = []
     i = 0
     while i < len(orders):
@@ -52,10 +57,12 @@ class OrderBurst:
         self.config = config
 
     def evaluate(self, facts: Facts[Any]) -> list[Alert]:
+        if not facts.changed:
+            return []  # no order written since the last settled pass: no buyer to look at
         window = self.config.window.total_seconds()
         since = facts.now - window if facts.since is None else min(facts.since, facts.now)
         buyers = facts.store.buyers_seen_since(facts.name, self.config.by, since, self.config.count)
-        by_first: dict[str, tuple[list[tuple[str, float]], set[str]]] = {}
+        by_first: dict[str, tuple[list[BuyerOrder], set[str]]] = {}
         for (kind, _digest), orders in buyers.items():
             for burst in bursts(orders, window, self.config.count):
                 if not facts.current(burst[-1][1]):
@@ -65,7 +72,8 @@ class OrderBurst:
                 by_first[first] = (known if len(known) >= len(burst) else burst, kinds | {kind})
         alerts = []
         for first, (burst, kinds) in sorted(by_first.items()):
-            ids = [order_id for order_id, _ in burst]
+            ids = [order.order_id for order in burst]
+            numbers = [order.number or order.order_id for order in burst]
             figures = {
                 "rule": "order_burst",
                 "severity": self.config.severity,
@@ -74,11 +82,12 @@ class OrderBurst:
                 "min_count": self.config.count,
                 "window_seconds": window,
                 "first_at": utc_iso(datetime.fromtimestamp(burst[0][1], UTC)),
-                "orders": ids,
+                "orders": numbers,
+                "order_ids": ids,
             }
             reason = (
                 f"{len(burst)} orders from the same {' / '.join(sorted(kinds))} "
-                f"within {self.config.window}: {', '.join(ids)}"
+                f"within {short(self.config.window)}: {', '.join(numbers)}"
             )
             alerts.append(order_alert(facts, self.type, first, reason, figures))
         return alerts

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from pollerd.alerts.base import Alert, Facts, register
 from pollerd.config.alerts import CancellationRateAlert
+from pollerd.config.types import short
 
 MEASURE_EVERY = 3600.0  # seconds
 
@@ -75,6 +76,8 @@ class CancellationRate:
         return {
             "rule": "cancellation_rate",
             "severity": c.severity,
+            "window_seconds": window,
+            "max_rate_window_seconds": span,
             "rate": round(rate, 4),
             "mean": None if mean is None else round(mean, 4),
             "orders": orders,
@@ -109,11 +112,18 @@ class CancellationRate:
 
     def alert(self, facts: Facts[Any], crossing: dict[str, Any]) -> Alert:
         figures, since = crossing["figures"], crossing["since"]
-        why = "above its mean" if figures["over_mean"] else "above max_rate"
-        reason = (
-            f"cancellation rate {figures['rate']:.1%} ({figures['cancelled']} of "
-            f"{figures['orders']} orders) {why}"
-        )
+        c = self.config
+        if figures["over_mean"]:
+            reason = (
+                f"cancellation rate {figures['rate']:.1%} ({figures['cancelled']} of "
+                f"{figures['orders']} orders) in the last {short(c.window)} above its mean "
+                f"{figures['mean']:.1%} ({short(c.window)} windows)"
+            )
+        else:
+            reason = (
+                f"cancellation rate {figures['max_rate_window_rate']:.1%} over "
+                f"{short(c.max_rate_window)} above max_rate {c.max_rate:.1%}"
+            )
         return Alert(
             type=self.type,
             store=facts.name,

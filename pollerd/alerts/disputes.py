@@ -37,7 +37,9 @@ class DisputeDeadline:
     def evaluate(self, facts: Facts[Any]) -> list[Alert]:
         c = self.config
         due = []
-        for dispute in facts.store.disputes_awaiting(facts.name, facts.now):
+        # a deadline later than this has no reminder's moment come yet: not read at all
+        latest = facts.now + max(b.total_seconds() for b in c.before)
+        for dispute in facts.store.disputes_awaiting(facts.name, facts.now, latest):
             if c.min_amount is not None and dispute.amount < c.min_amount:
                 continue
             if c.reason_set and (dispute.reason or "") not in c.reason_set:

@@ -78,6 +78,7 @@ def order_fact(order: Order, rules: Rules, key: bytes) -> OrderFact:
         unpaid=unpaid(rules, order),
         cancelled="order.cancelled" in rules.implied(order, known=True),
         digests={kind: blind(key, kind, v) for kind, v in values.items() if v},
+        number=order.number or None,
     )
 
 

@@ -54,6 +54,8 @@ class HighValue:
         self.config = config
 
     def evaluate(self, facts: Facts[Any]) -> list[Alert]:
+        if not facts.changed:
+            return []  # nothing written since the last settled pass: nothing to judge again
         alerts = []
         store: Store = facts.store
         for currency in sorted(self.config.currencies):
@@ -93,7 +95,9 @@ class UnpaidTimeout:
     def evaluate(self, facts: Facts[Any]) -> list[Alert]:
         after = self.config.after.total_seconds()
         since = None if facts.since is None else (facts.since - after, facts.since)
-        late = facts.store.unpaid_before(facts.name, facts.now - after, self.type, since)
+        late = facts.store.unpaid_before(
+            facts.name, facts.now - after, self.type, since, written=facts.changed
+        )
         alerts = []
         for order in late:
             if not facts.current(order.created_at):

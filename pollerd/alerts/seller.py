@@ -8,7 +8,13 @@ A pass is three steps, `judge` does all of them:
    `now` has been judged, so the next pass reads only what changed since (high value, bursts).
 A crash before step 3 costs one wider pass, never an alert: the alerts already recorded are
 filtered out by their ids. Without `settle` at all every pass is correct, only slower.
-The cost per settled pass is one indexed query per rule (bench/rules.py measures it).
+
+Most passes find nothing new, so a pass first asks whether any fact was written since the last
+settled one (`Store.written_since`, two index probes). If not, the rules that read only what
+changed skip their queries (`Facts.changed`), and the pass settles nothing: the mark stays where
+it was, so a page committed while the pass ran is read by the next one, never passed over, and
+a quiet pass writes nothing. Its reads share one connection (`Store.reading`). A quiet pass over
+100,000 stored orders costs about 0.5 ms (bench/rules.py).
 """
 
 from __future__ import annotations
@@ -50,16 +56,31 @@ def evaluate(
 ) -> list[Alert]:
     """The new alerts of one store at `now` (epoch seconds), rule by rule in config order;
     orders created before `start` (the store's start point) are history (`Facts.start`)."""
-    judged = store.meta(judged_key(store_name))
-    since = float(judged) if judged is not None else None
-    facts: Facts[None] = Facts(store, store_name, platform, None, now, since, start)
-    found: dict[str, Alert] = {}
-    for config in alerts:
-        if applies(config, store_name):
-            for alert in rule_for(config).evaluate(facts):
-                found.setdefault(alert.id, alert)
-    done = store.recorded(found)
-    return [alert for key, alert in found.items() if key not in done]
+    return _evaluate(store, alerts, store_name, platform, now, start)[0]
+
+
+def _evaluate(
+    store: Store,
+    alerts: Sequence[AlertConfig],
+    store_name: str,
+    platform: str,
+    now: float,
+    start: float | None,
+) -> tuple[list[Alert], bool]:
+    """`evaluate`, and whether anything was written since the last settled pass. All its
+    reads share one connection and transaction (`Store.reading`)."""
+    with store.reading():
+        judged = store.meta(judged_key(store_name))
+        since = float(judged) if judged is not None else None
+        changed = since is None or store.written_since(store_name, since)
+        facts: Facts[None] = Facts(store, store_name, platform, None, now, since, start, changed)
+        found: dict[str, Alert] = {}
+        for config in alerts:
+            if applies(config, store_name):
+                for alert in rule_for(config).evaluate(facts):
+                    found.setdefault(alert.id, alert)
+        done = store.recorded(found)
+    return [alert for key, alert in found.items() if key not in done], changed
 
 
 def settle(store: Store, store_name: str, now: float) -> None:
@@ -80,12 +101,8 @@ def judge(
     """One pass for one store: evaluate, raise and record, settle; returns what it raised."""
     if not any(applies(config, store_name) for config in alerts):
         return []
-    raised = raise_alerts(
-        store,
-        evaluate(store, alerts, store_name, platform, now, start),
-        routes,
-        now=now,
-        on_commit=on_commit,
-    )
-    settle(store, store_name, now)
+    found, changed = _evaluate(store, alerts, store_name, platform, now, start)
+    raised = raise_alerts(store, found, routes, now=now, on_commit=on_commit)
+    if changed:
+        settle(store, store_name, now)
     return raised

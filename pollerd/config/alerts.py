@@ -40,6 +40,7 @@ __all__ = [
     "OrderBurstAlert",
     "UnpaidTimeoutAlert",
     "alert_problems",
+    "alert_tables",
     "check_alerts",
 ]
 
@@ -189,12 +190,19 @@ AlertTable = Annotated[AlertConfig, BeforeValidator(_alert_model)]
 def check_alerts(value: Any) -> tuple[list[AlertConfig] | None, list[ConfigError]]:
     """Each `[[alerts]]` table validated by its type's model; problems under their own index.
     None when `alerts` is not a list (then `Settings` says so)."""
+    tables, problems = alert_tables(value)
+    return (None if tables is None else [model for _, model in tables]), problems
+
+
+def alert_tables(value: Any) -> tuple[list[tuple[int, AlertConfig]] | None, list[ConfigError]]:
+    """`check_alerts`, each valid table with its index in the file: a table with problems is
+    left out, so a list position is not its `alerts[i]` (`alert_problems` needs the index)."""
     from pollerd.config.explain import problems_from  # late: explain imports the models
 
     if not isinstance(value, list):
         return None, []
     problems: list[ConfigError] = []
-    models: list[AlertConfig] = []
+    models: list[tuple[int, AlertConfig]] = []
     known = ", ".join(ALERT_MODELS)
     for i, table in enumerate(value):
         if not isinstance(table, dict):
@@ -209,19 +217,23 @@ def check_alerts(value: Any) -> tuple[list[AlertConfig] | None, list[ConfigError
             problems.append(ConfigError(f"alerts[{i}].type", problem, f"known: {known}"))
             continue
         try:
-            models.append(ALERT_MODELS[kind].model_validate(table))
+            models.append((i, ALERT_MODELS[kind].model_validate(table)))
         except ValidationError as exc:
             problems.extend(problems_from(exc, ALERT_MODELS[kind], ("alerts", i)))
     return models, problems
 
 
 def alert_problems(
-    alerts: Sequence[AlertConfig], intervals: dict[str, timedelta]
+    alerts: Sequence[AlertConfig],
+    intervals: dict[str, timedelta],
+    at: Sequence[int] | None = None,
 ) -> list[ConfigError]:
     """What spans tables: `stores` globs matching no store, and spans shorter than the poll
-    interval of a store the rule applies to (`intervals`: store name → interval)."""
+    interval of a store the rule applies to (`intervals`: store name → interval). `at`: each
+    table's index in the file (`alert_tables`), when some tables were left out."""
     problems: list[ConfigError] = []
-    for i, alert in enumerate(alerts):
+    for n, alert in enumerate(alerts):
+        i = at[n] if at is not None else n
         for j, glob in enumerate(alert.stores):
             if intervals and not any(fnmatchcase(name, glob) for name in intervals):
                 fix = f"defined: {', '.join(intervals)}"

@@ -5,6 +5,7 @@ only (never its input: that may be a secret). All problems of a file are reporte
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -14,7 +15,14 @@ from pollerd.config.models import USER_KEYS, Settings
 from pollerd.config.types import EXAMPLE
 from pollerd.errors import ConfigError
 
-__all__ = ["ConfigErrors", "is_model", "problems_from", "unknown_key", "user_keys"]
+__all__ = [
+    "ConfigErrors",
+    "in_table_order",
+    "is_model",
+    "problems_from",
+    "unknown_key",
+    "user_keys",
+]
 
 
 class ConfigErrors(ConfigError):
@@ -26,6 +34,25 @@ class ConfigErrors(ConfigError):
         super().__init__(first.field, first.problem, first.fix)
         self.problems = problems
         self.args = ("\n".join(str(problem) for problem in problems),)
+
+
+def in_table_order(problems: list[ConfigError], section: str) -> list[ConfigError]:
+    """`problems` with those of `section`'s tables (`alerts[1].window`) in table order, in the
+    places they held; the rest stay put. A table's problems come from several checks (its own
+    model, the ones spanning tables, the loader's), each reporting in its own pass: a reader
+    fixing the file top to bottom wants `alerts[0]` before `alerts[1]`, whoever found it."""
+    index = re.compile(rf"^{re.escape(section)}\[(\d+)\]")
+    places = [n for n, p in enumerate(problems) if index.match(p.field)]
+    ordered = sorted((problems[n] for n in places), key=lambda p: _index(index, p.field))
+    result = list(problems)
+    for n, problem in zip(places, ordered, strict=True):
+        result[n] = problem
+    return result
+
+
+def _index(pattern: re.Pattern[str], field: str) -> int:
+    found = pattern.match(field)
+    return int(found.group(1)) if found else -1
 
 
 _EXPECTED = {

@@ -22,8 +22,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pollerd.config.alerts import alert_problems, check_alerts
-from pollerd.config.explain import ConfigErrors, is_model, problems_from, unknown_key, user_keys
+from pollerd.config.alerts import alert_problems, alert_tables
+from pollerd.config.explain import (
+    ConfigErrors,
+    in_table_order,
+    is_model,
+    problems_from,
+    unknown_key,
+    user_keys,
+)
 from pollerd.config.models import USER_KEYS, ChannelConfig, Settings, sqlite_file
 from pollerd.config.reports import check_reports, report_problems
 from pollerd.config.types import EXAMPLE
@@ -130,12 +137,13 @@ def _build(data: dict[str, Any], path: Path | None) -> Settings:
     settings: Settings | None = None
     stores, store_problems = _stores(data.get("stores"))
     checked = {**data, "path": path} if stores is None else {**data, "path": path, "stores": stores}
-    alerts, alert_tables = check_alerts(data.get("alerts"))
-    store_problems += alert_tables
-    if alerts is not None:
+    tables, alert_found = alert_tables(data.get("alerts"))
+    store_problems += alert_found
+    if tables is not None:
+        alerts = [model for _, model in tables]
         checked["alerts"] = alerts
         intervals = {s.name: s.interval for s in stores or []}
-        store_problems += alert_problems(alerts, intervals)
+        store_problems += alert_problems(alerts, intervals, [i for i, _ in tables])
     reports, report_tables = check_reports(data.get("reports"))
     store_problems += report_tables
     if reports is not None:
@@ -153,6 +161,7 @@ def _build(data: dict[str, Any], path: Path | None) -> Settings:
     problems[at:at] = store_problems
     options, more = _cross_checks(data)
     problems.extend(more)
+    problems = in_table_order(in_table_order(problems, "alerts"), "reports")
     if problems or settings is None:
         raise ConfigErrors(problems) from None
     database = _absolute_database(settings.pollerd.database, settings.base_dir)

@@ -4,6 +4,7 @@
 """
 
 from pollerd.store.db import (
+    BuyerOrder,
     Cursor,
     DisputeFact,
     Due,
@@ -16,6 +17,7 @@ from pollerd.store.db import (
 from pollerd.store.lock import StateLock
 
 __all__ = [
+    "BuyerOrder",
     "Cursor",
     "DisputeFact",
     "Due",

@@ -26,7 +26,7 @@ from pollerd.errors import ConfigError
 from pollerd.secrets import Secret
 from pollerd.store.contacts import Contacts, Pruned, Rekeyed, _sealed_row
 from pollerd.store.engine import Database, check_file
-from pollerd.store.facts import DisputeFact, OrderFact, RuleFacts, StoredOrder
+from pollerd.store.facts import BuyerOrder, DisputeFact, OrderFact, RuleFacts, StoredOrder
 from pollerd.store.meta import Meta
 from pollerd.store.outbox import Due, Outbox
 from pollerd.store.pages import Cursor, PageResult, Pages
@@ -71,6 +71,7 @@ __all__ = [
     "EVENT",
     "META",
     "SNAPSHOT",
+    "BuyerOrder",
     "Cursor",
     "Database",
     "DisputeFact",

@@ -12,6 +12,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from pollerd.store.fault import classify
 from pollerd.store.lock import require_folder
 from pollerd.store.migrate import migrate
 from pollerd.store.tables import CURSOR
+
+_PINNED: ContextVar[tuple[Database, Connection] | None] = ContextVar("pinned", default=None)
+"""The connection `Database.reading` holds for its run of reads, with the database it is of."""
 
 
 class Database:
@@ -85,12 +89,55 @@ class Database:
         self.engine.dispose()
 
     @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One connection and one read transaction for a run of small reads (a pass of the
+        seller rules): each read otherwise checks out a pooled connection and begins and ends
+        a transaction of its own, which costs more than an indexed query (bench/rules.py).
+        On SQLite the reads inside see one snapshot (PostgreSQL: each its latest commits).
+        Writes still go through `tx`, on a connection of their own; a read after a write
+        inside may not see it. SQLite must be in WAL mode (it is: `_sqlite_pragmas`), where
+        the read transaction never blocks that writer."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is self:
+            yield
+            return
+        with self.engine.connect() as conn:
+            token = _PINNED.set((self, conn))
+            try:
+                yield
+            finally:
+                _PINNED.reset(token)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection to read with: the one `reading` holds, else a new one."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is self:
+            yield pinned[1]
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (`ANALYZE`). PostgreSQL's autovacuum does it
+        a while after a bulk load; until then it plans the rules' queries for the tables as
+        they were (bench/rules.py calls this after its fill, as a live database would be)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+
+    @contextmanager
     def tx(self) -> Iterator[Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+        """A write transaction (BEGIN IMMEDIATE on SQLite). The mark is taken off again: it
+        lives in the pooled connection's `info`, and a read left with it would take the write
+        lock too, for as long as it lasts (`reading` would hold it for a whole pass)."""
         with self.engine.connect() as conn:
             conn.info["immediate"] = True
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("immediate", None)
 
 
 def upsert(conn: Connection, table: Table) -> Any:

@@ -13,26 +13,30 @@ keeps a second record that could disagree with it.
 
 from __future__ import annotations
 
+import math
 import secrets
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
     Integer,
     and_,
+    bindparam,
     case,
     cast,
     exists,
     func,
     insert,
-    literal,
+    or_,
     select,
     text,
     tuple_,
+    union,
 )
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
@@ -48,7 +52,8 @@ BLIND_SEED = "blind_index.key"
 @dataclass(frozen=True)
 class OrderFact:
     """An order as the rules read it; `unpaid`/`cancelled` are its platform's reading and
-    `digests` its buyer's blind indexes by kind (email, phone, ip), never the values."""
+    `digests` its buyer's blind indexes by kind (email, phone, ip), never the values;
+    `number` the order number a seller knows it by (a burst lists those, not ids)."""
 
     order_id: str
     created_at: datetime
@@ -57,6 +62,7 @@ class OrderFact:
     unpaid: bool = False
     cancelled: bool = False
     digests: Mapping[str, bytes] = field(default_factory=dict)
+    number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,15 @@ class DisputeFact:
     # `closed` true, and `write_facts` keeps the time it was first written closed.
     closed_at: datetime | None = None
     closed: bool = False
+
+
+class BuyerOrder(NamedTuple):
+    """One order of a buyer the burst rule looks at (`buyers_seen_since`); `number` is None
+    for facts written before migration 5."""
+
+    order_id: str
+    created_at: float
+    number: str | None
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ def write_facts(
                 "unpaid": fact.unpaid,
                 "cancelled": fact.cancelled,
                 "written_at": now,
+                "number": fact.number,
             }
         )
         digests.extend(
@@ -186,10 +202,111 @@ def _dispute_upsert(conn: Connection, row: dict[str, Any]) -> Any:
     )
 
 
-def _not_alerted(prefix: str, subject: ColumnElement[str]) -> ColumnElement[bool]:
-    """No event `<prefix><subject>` recorded yet (prefix: `<store>:<type>:`)."""
-    alert = literal(prefix, String) + subject
+def _not_alerted(subject: ColumnElement[str]) -> ColumnElement[bool]:
+    """No event `<prefix><subject>` recorded yet (the bound `prefix`: `<store>:<type>:`)."""
+    alert = bindparam("prefix", type_=String) + subject
     return ~exists().where(EVENT.c.id == alert)
+
+
+# The rules' queries, built once with bound parameters: a pass runs them every few seconds per
+# store, and building and caching a statement each time cost more than running it.
+_ORDER = (ORDER_FACT.c.order_id, ORDER_FACT.c.created_at, ORDER_FACT.c.total, ORDER_FACT.c.currency)
+_DUE = (
+    ORDER_FACT.c.store == bindparam("store"),
+    text("order_fact.unpaid"),  # the partial index's own WHERE: SQLite then uses it
+    ORDER_FACT.c.created_at <= bindparam("due"),
+    _not_alerted(ORDER_FACT.c.order_id),
+)
+_UNPAID = select(*_ORDER).where(*_DUE)
+_UNPAID_NEW = select(*_ORDER).where(*_DUE, ORDER_FACT.c.created_at > bindparam("bound"))
+# Orders written since: few, found by `order_fact_written`. Spelled `unpaid IS 1` rather than
+# the partial index's WHERE, or SQLite walks every open unpaid order for their `written_at`.
+_UNPAID_WRITTEN = select(*_ORDER).where(
+    ORDER_FACT.c.store == bindparam("store"),
+    ORDER_FACT.c.unpaid.is_(True),
+    ORDER_FACT.c.created_at <= bindparam("due"),
+    ORDER_FACT.c.written_at >= bindparam("settled"),
+    _not_alerted(ORDER_FACT.c.order_id),
+)
+_UNPAID_CHANGED = union(_UNPAID_NEW, _UNPAID_WRITTEN)
+_VALUED = select(*_ORDER).where(
+    ORDER_FACT.c.store == bindparam("store"),
+    ORDER_FACT.c.currency == bindparam("currency"),
+    ORDER_FACT.c.amount >= bindparam("amount"),
+    _not_alerted(ORDER_FACT.c.order_id),
+)
+_VALUED_WRITTEN = _VALUED.where(ORDER_FACT.c.written_at >= bindparam("since"))
+_WRITTEN = select(
+    or_(
+        exists().where(
+            ORDER_FACT.c.store == bindparam("store"), ORDER_FACT.c.written_at >= bindparam("since")
+        ),
+        exists().where(
+            BLIND_INDEX.c.store == bindparam("store"), BLIND_INDEX.c.seen_at >= bindparam("since")
+        ),
+    )
+)
+# A burst's buyers: the digests written since the last pass (`blind_index_seen`), then every
+# order with one of them (`blind_index_digest`), each step driven by its index whatever the
+# planner's statistics (as one statement PostgreSQL hashed the whole table when it guessed
+# "written since" wrong: 50-100 ms a pass). Many digests at once (a first pass after a
+# backfill) go as that one statement instead: a bound list that long is slower, or refused.
+# Not DISTINCT: SQLite would then walk `blind_index_digest` (all of it) for the order it gives.
+_RECENT = select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).where(
+    BLIND_INDEX.c.store == bindparam("store"),
+    BLIND_INDEX.c.seen_at >= bindparam("since"),
+    BLIND_INDEX.c.kind.in_(bindparam("kinds", expanding=True)),
+)
+_RECENT_ROWS = _RECENT.distinct().subquery("recent")
+_HOT = (
+    select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
+    .join(
+        _RECENT_ROWS,
+        and_(
+            BLIND_INDEX.c.kind == _RECENT_ROWS.c.kind,
+            BLIND_INDEX.c.digest == _RECENT_ROWS.c.digest,
+        ),
+    )
+    .where(BLIND_INDEX.c.store == bindparam("store"))
+    .group_by(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
+    .having(func.count() >= bindparam("at_least"))
+)
+_BUYER_COLUMNS = select(
+    BLIND_INDEX.c.kind,
+    BLIND_INDEX.c.digest,
+    BLIND_INDEX.c.order_id,
+    BLIND_INDEX.c.created_at,
+    ORDER_FACT.c.number,
+).select_from(
+    BLIND_INDEX.outerjoin(
+        ORDER_FACT,
+        and_(
+            ORDER_FACT.c.store == BLIND_INDEX.c.store,
+            ORDER_FACT.c.order_id == BLIND_INDEX.c.order_id,
+        ),
+    )
+)
+_BUYER_ORDER = (BLIND_INDEX.c.created_at, BLIND_INDEX.c.order_id)
+# Two lists rather than one of (kind, digest) pairs: both engines probe the index for each
+# kind × digest; with pairs SQLite probed by kind alone and read every digest of that kind.
+_BUYERS = _BUYER_COLUMNS.where(
+    BLIND_INDEX.c.store == bindparam("store"),
+    BLIND_INDEX.c.kind.in_(bindparam("kinds", expanding=True)),
+    BLIND_INDEX.c.digest.in_(bindparam("digests", expanding=True)),
+).order_by(*_BUYER_ORDER)
+_BUYERS_MANY = _BUYER_COLUMNS.where(
+    BLIND_INDEX.c.store == bindparam("store"),
+    tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(_HOT),
+).order_by(*_BUYER_ORDER)
+BOUND_DIGESTS = 500
+"""At most this many digests go into a bound list (`buyers_seen_since`)."""
+_AWAITING = select(DISPUTE_FACT).where(
+    DISPUTE_FACT.c.store == bindparam("store"),
+    text("dispute_fact.awaiting"),  # the partial index's own WHERE
+    DISPUTE_FACT.c.evidence_due_by > bindparam("after"),
+    DISPUTE_FACT.c.evidence_due_by <= bindparam("before"),
+)
+_RECORDED = select(EVENT.c.id).where(EVENT.c.id.in_(bindparam("ids", expanding=True)))
 
 
 FACT_TABLES = {"order_fact": ORDER_FACT, "blind_index": BLIND_INDEX, "dispute_fact": DISPUTE_FACT}
@@ -211,37 +328,34 @@ class RuleFacts(Database):
             value = conn.execute(select(META.c.value).where(META.c.key == BLIND_SEED)).scalar()
         return bytes.fromhex(str(value))
 
+    def written_since(self, store: str, since: float) -> bool:
+        """Whether any order fact or blind index of `store` was written at or after `since`:
+        two index probes. A pass that finds nothing has nothing new for the rules that read
+        what changed (high value, bursts) and skips their queries (`seller.evaluate`)."""
+        with self.read() as conn:
+            return bool(conn.execute(_WRITTEN, {"store": store, "since": since}).scalar())
+
     def unpaid_before(
         self,
         store: str,
         created_before: float,
         alert: str,
         since: tuple[float, float] | None = None,
+        written: bool = True,
     ) -> list[StoredOrder]:
         """Orders still unpaid that were created before `created_before`, with no `alert`
         recorded for them yet (the partial index `order_fact_unpaid` holds only unpaid ones).
         `since`: (the `created_before` of the last settled pass, its time). That pass judged
         every order due then, so only orders created after its bound, or written after it,
-        are read."""
-        columns = (
-            ORDER_FACT.c.order_id,
-            ORDER_FACT.c.created_at,
-            ORDER_FACT.c.total,
-            ORDER_FACT.c.currency,
-        )
-        due = (
-            ORDER_FACT.c.store == store,
-            text("order_fact.unpaid"),  # the partial index's own WHERE: SQLite then uses it
-            ORDER_FACT.c.created_at <= created_before,
-            _not_alerted(f"{store}:{alert}:", ORDER_FACT.c.order_id),
-        )
+        are read; `written=False`: nothing was written since it (`written_since`), so only
+        the former."""
+        params = {"store": store, "due": created_before, "prefix": f"{store}:{alert}:"}
         if since is None:
-            return self._orders(select(*columns).where(*due))
+            return self._orders(_UNPAID, params)
         bound, settled = since
-        newly = select(*columns).where(*due, ORDER_FACT.c.created_at > bound)
-        written = select(*columns).where(*due, ORDER_FACT.c.written_at >= settled)
-        found = {o.order_id: o for o in self._orders(newly) + self._orders(written)}
-        return sorted(found.values(), key=lambda o: (o.created_at, o.order_id))
+        query = _UNPAID_CHANGED if written else _UNPAID_NEW
+        found = self._orders(query, {**params, "bound": bound, "settled": settled})
+        return sorted(found, key=lambda o: (o.created_at, o.order_id))
 
     def valued_at_least(
         self,
@@ -254,73 +368,46 @@ class RuleFacts(Database):
         """Orders in `currency` whose total is at least `at_least`, not yet alerted, among
         those written since `written_since` (None: all). The float column only narrows (a cent
         below, for rounding); the caller compares exactly."""
-        query = select(
-            ORDER_FACT.c.order_id,
-            ORDER_FACT.c.created_at,
-            ORDER_FACT.c.total,
-            ORDER_FACT.c.currency,
-        ).where(
-            ORDER_FACT.c.store == store,
-            ORDER_FACT.c.currency == currency,
-            ORDER_FACT.c.amount >= float(at_least) - 0.01,
-            _not_alerted(f"{store}:{alert}:", ORDER_FACT.c.order_id),
-        )
-        if written_since is not None:
-            query = query.where(ORDER_FACT.c.written_at >= written_since)
-        return [o for o in self._orders(query) if o.total >= at_least]
+        params: dict[str, Any] = {
+            "store": store,
+            "currency": currency,
+            "amount": float(at_least) - 0.01,
+            "prefix": f"{store}:{alert}:",
+        }
+        if written_since is None:
+            found = self._orders(_VALUED, params)
+        else:
+            found = self._orders(_VALUED_WRITTEN, {**params, "since": written_since})
+        return [o for o in found if o.total >= at_least]
 
-    def _orders(self, query: object) -> list[StoredOrder]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()  # type: ignore[call-overload]
+    def _orders(self, query: Any, params: Mapping[str, Any]) -> list[StoredOrder]:
+        with self.read() as conn:
+            rows = conn.execute(query, params).all()
         return [StoredOrder(r[0], float(r[1]), Decimal(r[2]), r[3]) for r in rows]
 
     def buyers_seen_since(
         self, store: str, kinds: Sequence[str], seen_since: float, at_least: int
-    ) -> dict[tuple[str, bytes], list[tuple[str, float]]]:
+    ) -> dict[tuple[str, bytes], list[BuyerOrder]]:
         """Per (kind, digest) written since `seen_since` and shared by at least `at_least`
-        orders: every order with that digest, `(order id, created_at)` oldest first. One query;
-        a digest seen once in the store's history costs one index probe."""
-        recent = (
-            select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
-            .where(
-                BLIND_INDEX.c.store == store,
-                BLIND_INDEX.c.seen_at >= seen_since,
-                BLIND_INDEX.c.kind.in_(list(kinds)),
-            )
-            .distinct()
-            .subquery()
-        )
-        hot = (
-            select(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
-            .join(
-                recent,
-                and_(
-                    BLIND_INDEX.c.kind == recent.c.kind,
-                    BLIND_INDEX.c.digest == recent.c.digest,
-                ),
-            )
-            .where(BLIND_INDEX.c.store == store)
-            .group_by(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest)
-            .having(func.count() >= at_least)
-        )
-        query = (
-            select(
-                BLIND_INDEX.c.kind,
-                BLIND_INDEX.c.digest,
-                BLIND_INDEX.c.order_id,
-                BLIND_INDEX.c.created_at,
-            )
-            .where(
-                BLIND_INDEX.c.store == store,
-                tuple_(BLIND_INDEX.c.kind, BLIND_INDEX.c.digest).in_(hot),
-            )
-            .order_by(BLIND_INDEX.c.created_at, BLIND_INDEX.c.order_id)
-        )
-        found: dict[tuple[str, bytes], list[tuple[str, float]]] = {}
-        with self.engine.connect() as conn:
-            for kind, digest, order_id, created in conn.execute(query):
-                found.setdefault((kind, bytes(digest)), []).append((order_id, float(created)))
-        return found
+        orders: every order with that digest, oldest first, with its number. Two queries,
+        each led by an index; a digest seen once in the store's history costs one probe."""
+        found: dict[tuple[str, bytes], list[BuyerOrder]] = {}
+        params = {"store": store, "since": seen_since, "kinds": list(kinds)}
+        with self.read() as conn:
+            recent = conn.execute(_RECENT, params)
+            pairs = list(dict.fromkeys((kind, bytes(digest)) for kind, digest in recent))
+            if not pairs:
+                return found
+            if len(pairs) <= BOUND_DIGESTS:
+                seen = {"kinds": sorted({k for k, _ in pairs}), "digests": [d for _, d in pairs]}
+                rows = conn.execute(_BUYERS, {**params, **seen})
+            else:
+                rows = conn.execute(_BUYERS_MANY, {**params, "at_least": at_least})
+            for kind, digest, order_id, created, number in rows:
+                order = BuyerOrder(order_id, float(created), number)
+                found.setdefault((kind, bytes(digest)), []).append(order)
+        wanted = set(pairs)  # a digest is keyed by its kind: another kind's never matches it
+        return {k: orders for k, orders in found.items() if k in wanted and len(orders) >= at_least}
 
     def orders_by_window(
         self, store: str, until: float, window: float, windows: int
@@ -346,15 +433,14 @@ class RuleFacts(Database):
             rows = conn.execute(query).all()
         return sorted((min(int(k), windows - 1), int(n), int(c or 0)) for k, n, c in rows)
 
-    def disputes_awaiting(self, store: str, due_after: float) -> list[DisputeFact]:
-        """Disputes awaiting evidence whose deadline is after `due_after` (still ahead)."""
-        query = select(DISPUTE_FACT).where(
-            DISPUTE_FACT.c.store == store,
-            text("dispute_fact.awaiting"),  # the partial index's own WHERE
-            DISPUTE_FACT.c.evidence_due_by > due_after,
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+    def disputes_awaiting(
+        self, store: str, due_after: float, due_by: float = math.inf
+    ) -> list[DisputeFact]:
+        """Disputes awaiting evidence whose deadline is after `due_after` (still ahead) and no
+        later than `due_by` (a reminder's moment has come: the rest need nothing yet)."""
+        params = {"store": store, "after": due_after, "before": min(due_by, sys.float_info.max)}
+        with self.read() as conn:
+            rows = conn.execute(_AWAITING, params).mappings().all()
         return [
             DisputeFact(
                 dispute_id=r["dispute_id"],
@@ -374,8 +460,8 @@ class RuleFacts(Database):
         ids = list(event_ids)
         if not ids:
             return set()
-        with self.engine.connect() as conn:
-            return set(conn.execute(select(EVENT.c.id).where(EVENT.c.id.in_(ids))).scalars())
+        with self.read() as conn:
+            return set(conn.execute(_RECORDED, {"ids": ids}).scalars())
 
     def fact_rows(self, store: str, until: float) -> dict[str, list[dict[str, Any]]]:
         """Every stored fact of `store` as rows, by table (`FACT_TABLES`): orders and their

@@ -8,12 +8,14 @@ the suppression list (unsubscribe.py), quarantined orders, a running bulk operat
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from pollerd.store.engine import Database
 from pollerd.store.tables import META
 
 SEALING_KEY = "daemon.sealing_key"  # meta: the key id the running daemon seals with
+_VALUE = select(META.c.value).where(META.c.key == bindparam("key"))
+"""Built once: the seller rules read a few meta rows every pass (bench/rules.py)."""
 
 
 def put_meta(conn: Connection, key: str, value: str | None) -> None:
@@ -27,8 +29,8 @@ class Meta(Database):
     """The `Store` facade's meta rows."""
 
     def meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.execute(select(META.c.value).where(META.c.key == key)).scalar()
+        with self.read() as conn:
+            return conn.execute(_VALUE, {"key": key}).scalar()
 
     def metas(self, prefix: str) -> dict[str, str]:
         """Every meta entry whose key starts with `prefix` (e.g. the suppression list)."""

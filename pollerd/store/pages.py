@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from pollerd.model import Contact, Event, Snapshot, Target
 from pollerd.store.contacts import seal_contacts
@@ -26,6 +26,13 @@ from pollerd.store.meta import budget_key, put_meta
 from pollerd.store.tables import CURSOR, DELIVERY, EVENT, SNAPSHOT, dt, ts
 
 SNAPSHOT_CHUNK = 500  # ids per IN (...) read: far below SQLite's bound-parameter limit
+_LAST = (
+    select(EVENT.c.payload)
+    .where(EVENT.c.store == bindparam("store"), EVENT.c.order_id == bindparam("order_id"))
+    .order_by(EVENT.c.seq.desc())
+    .limit(1)
+)
+"""`last_order`'s query, built once."""
 
 
 @dataclass(frozen=True)
@@ -268,14 +275,8 @@ class Pages(Database):
     def last_order(self, store: str, order_id: str) -> dict[str, Any] | None:
         """The order as pollerd last announced it (for events about orders the platform no
         longer has, e.g. deletions)."""
-        query = (
-            select(EVENT.c.payload)
-            .where(EVENT.c.store == store, EVENT.c.order_id == order_id)
-            .order_by(EVENT.c.seq.desc())
-            .limit(1)
-        )
-        with self.engine.connect() as conn:
-            payload = conn.execute(query).scalar()
+        with self.read() as conn:  # in a rules pass, on its connection (every alert asks)
+            payload = conn.execute(_LAST, {"store": store, "order_id": order_id}).scalar()
         return json.loads(payload)["order"] if payload else None
 
     def late_events(self, store: str) -> int:

@@ -8,8 +8,10 @@ channel's zone, rates as percentages), never from `reason`.
 
 What an alert shows is what the seller acts on: the order (number, total, items, admin link),
 never the buyer. A burst is found from the buyer's email, phone or IP, so it names the kind
-of match ("from one IP") and the order numbers, and no customer line appears on any of these
-alerts: the order's admin page is where a person looks the buyer up.
+of match ("from one IP") and the order numbers (`alert.orders`; an order stored before its
+number was, by its id), and no customer line appears on any of these alerts: the order's admin
+page is where a person looks the buyer up. A cancellation rate names the spans it compares
+("in the last 7 days ... (7-day windows)", "over 90 days").
 """
 
 from __future__ import annotations
@@ -41,11 +43,16 @@ SELLER_WORDS: dict[str, dict[str, str]] = {
         "hours": "{n} h",
         "minutes": "{n} min",
         "days": "{n} days",
-        "this_week": "this week",
-        "last_days": "in the last {n} days",
+        "last": "in the last {span}",
+        "over": "over {span}",
+        "long_run": "over the long run",
+        "each_days": "{n}-day",
+        "each_hours": "{n}-hour",
+        "each_minutes": "{n}-minute",
         "unpaid_since": "Placed: ",
         "orders": "Orders: ",
         "window_rate": "This window: ",
+        "span_rate": "Last {span}: ",
         "of_orders": "{rate} ({cancelled} of {orders} orders)",
         "usual": "Usual (mean of earlier windows): ",
         "long_rate": "Long run: ",
@@ -60,11 +67,16 @@ SELLER_WORDS: dict[str, dict[str, str]] = {
         "hours": "{n} 小时",
         "minutes": "{n} 分钟",
         "days": "{n} 天",
-        "this_week": "本周",
-        "last_days": "近 {n} 天",
+        "last": "近{span}",
+        "over": "近{span}",
+        "long_run": "长期",
+        "each_days": "每期{n}天",
+        "each_hours": "每期{n}小时",
+        "each_minutes": "每期{n}分钟",
         "unpaid_since": "下单时间：",
         "orders": "订单：",
         "window_rate": "本期：",
+        "span_rate": "近{span}：",
         "of_orders": "{rate}（{orders} 单中取消 {cancelled} 单）",
         "usual": "往期均值：",
         "long_rate": "长期：",
@@ -95,6 +107,24 @@ def span(seconds: float, locale: str) -> str:
     if seconds >= 3600:
         return words["hours"].format(n=round(seconds / 3600))
     return words["minutes"].format(n=max(1, round(seconds / 60)))
+
+
+def window_span(seconds: float, locale: str) -> tuple[str, str]:
+    """A rate's window as a span ("7 days", "7天") and as a window's length ("7-day",
+    "每期7天"): whole days from 2 days, else whole hours, else minutes. Chinese writes the number
+    against its unit here, as in 近7天."""
+    words = _words(locale)
+    if seconds >= 2 * 86400 and seconds % 86400 == 0:
+        unit, size = "days", 86400
+    elif seconds >= 3600 and seconds % 3600 == 0:
+        unit, size = "hours", 3600
+    else:
+        unit, size = "minutes", 60
+    n = max(1, round(seconds / size))
+    spoken = words[unit].format(n=n)
+    if locale.replace("_", "-").startswith("zh"):
+        spoken = spoken.replace(" ", "")
+    return spoken, words[f"each_{unit}"].format(n=n)
 
 
 def _seconds(value: Any) -> float:
@@ -158,10 +188,18 @@ def seller_context(
         facts["window"] = span(_seconds(figures.get("window_seconds")), locale)
         facts["orders"] = words["list"].join(numbers)
     elif kind == "alert.cancellation_rate":
-        start, now = _when(figures.get("since")), _when(data.get("occurred_at"))
-        days = round((now - start).total_seconds() / 86400) if start and now else 0
-        facts["period"] = (
-            words["this_week"] if days == 7 else words["last_days"].format(n=days or "?")
+        window = _seconds(figures.get("window_seconds"))
+        if not window:  # an alert raised before the figures carried it: from its crossing
+            start, now = _when(figures.get("since")), _when(data.get("occurred_at"))
+            window = round((now - start).total_seconds() / 86400) * 86400 if start and now else 0
+        spoken, each = window_span(window, locale) if window else ("", "")
+        long_window = _seconds(figures.get("max_rate_window_seconds"))
+        long_spoken = window_span(long_window, locale)[0] if long_window else ""
+        facts["window"] = spoken
+        facts["windows"] = each  # "7-day" / "每期7天"; empty when unknown
+        facts["period"] = words["last"].format(span=spoken) if spoken else ""
+        facts["long_period"] = (
+            words["over"].format(span=long_spoken) if long_spoken else words["long_run"]
         )
         facts["rate"] = percent(figures.get("rate"), locale)
         facts["mean"] = "" if figures.get("mean") is None else percent(figures["mean"], locale)
@@ -170,7 +208,7 @@ def seller_context(
         facts["over_mean"] = bool(figures.get("over_mean")) and bool(facts["mean"])
         before.append(
             (
-                words["window_rate"],
+                words["span_rate"].format(span=spoken) if spoken else words["window_rate"],
                 words["of_orders"].format(
                     rate=facts["rate"],
                     cancelled=clean(figures.get("cancelled")) or "0",
@@ -186,7 +224,8 @@ def seller_context(
             orders=clean(figures.get("max_rate_window_orders")) or "0",
         )
         limit = words["limit"].format(limit=facts["max_rate"])
-        before.append((words["long_rate"], long_line + limit))
+        long_label = words["span_rate"].format(span=long_spoken) if long_spoken else None
+        before.append((long_label or words["long_rate"], long_line + limit))
     elif kind == "dispute.deadline":
         deadline, now = _when(figures.get("deadline")), _when(data.get("occurred_at"))
         left = (deadline - now).total_seconds() if deadline and now else 0.0
@@ -204,10 +243,13 @@ def seller_context(
     return facts, [part for part in tail if part], before, after
 
 
-def sample_figures(order_id: str, total: str, currency: str) -> dict[str, dict[str, Any]]:
-    """Each seller rule's `alert` object for one sample order, as the rules write it: what
-    `pollerd check` and `pollerd render` render user templates against. The times fit the
-    samples' 2026-11-22 23:30 UTC."""
+def sample_figures(
+    order_id: str, total: str, currency: str, number: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each seller rule's `alert` object for one sample order (`number`: its number, else its
+    id), as the rules write it: what `pollerd check` and `pollerd render` render user templates
+    against. The times fit the samples' 2026-11-22 23:30 UTC."""
+    number = number or order_id
     return {
         "alert.high_value": {
             "rule": "high_value",
@@ -232,11 +274,14 @@ def sample_figures(order_id: str, total: str, currency: str) -> dict[str, dict[s
             "min_count": 3,
             "window_seconds": 86400.0,
             "first_at": "2026-11-22T20:00:00Z",
-            "orders": [order_id, "1002", "1003"],
+            "orders": [number, "1002", "1003"],
+            "order_ids": [order_id, "1002", "1003"],
         },
         "alert.cancellation_rate": {
             "rule": "cancellation_rate",
             "severity": "warning",
+            "window_seconds": 604800.0,
+            "max_rate_window_seconds": 7776000.0,
             "rate": 0.23,
             "mean": 0.15,
             "orders": 100,

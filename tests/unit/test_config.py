@@ -276,6 +276,31 @@ def test_every_problem_reported_at_once(tmp_path: Path) -> None:
     assert len(info.value.problems) == 4
 
 
+def test_alert_problems_come_in_table_order(tmp_path: Path) -> None:
+    """Problems of several [[alerts]] tables are listed alerts[0], alerts[1], ... whichever
+    check found them: a cross-table one (a glob matching no store, a window shorter than the
+    poll interval) before a later table's own, each under its own index even when an
+    earlier table was left out for its own problem."""
+    tables = (
+        '[[alerts]]\ntype = "unpaid_timeout"\nstores = ["nope*"]\n'  # cross-table
+        '[[alerts]]\ntype = "high_value"\nthreshold = 5000\n'  # its own model
+        '[[alerts]]\ntype = "big_orders"\n'  # unknown type
+        '[[alerts]]\ntype = "order_burst"\nwindow = "1s"\n'  # cross-table, after two left out
+    )
+    store = STORE + 'interval = "10s"\n'
+    with pytest.raises(ConfigErrors) as info:
+        load(write(tmp_path, '[pollerd]\ntimezone = "Nowhere"\n' + store + CHANNELS + tables))
+    fields = [p.field for p in info.value.problems]
+    assert fields == [
+        "pollerd.timezone",
+        "alerts[0].stores[0]",
+        "alerts[1].threshold",
+        "alerts[2].type",
+        "alerts[3].window",
+    ]
+    assert "shorter than the poll interval of store 'acme-us'" in str(info.value)
+
+
 def test_good_minimal_config(tmp_path: Path) -> None:
     settings = load(write(tmp_path, GOOD))
     store = settings.stores_by_name["acme-us"]

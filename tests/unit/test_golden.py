@@ -151,10 +151,10 @@ def seller_samples() -> dict[str, dict[str, Any]]:
     samples `pollerd check` renders (pollerd.templates.seller.sample_figures), on these orders."""
     big = shopify_order(total="6800.00").to_json()
     pending = woocommerce_order(status="pending", paid_at=None).to_json()
-    first = woocommerce_order(
-        number="4709",
-        id="4709",
-        admin_url="https://shop.example.com/wp-admin/admin.php?page=wc-orders&action=edit&id=4709",
+    first = shopify_order(  # a Shopify burst: its numbers are not its ids
+        id="5273485803776",
+        number="#1000",
+        admin_url="https://admin.shopify.com/store/acme/orders/5273485803776",
     ).to_json()
     paid = shopify_order().to_json()
     cny = sample_figures(big["id"], "6800.00", "CNY")
@@ -177,9 +177,14 @@ def seller_samples() -> dict[str, dict[str, Any]]:
         "alert.order_burst": seller(
             "alert.order_burst",
             first,
-            {**usd["alert.order_burst"], "by": ["ip"], "orders": ["4709", "4710", "4711"]},
-            "3 orders from the same ip within 1d: 4709, 4710, 4711",
-            "4709",
+            {
+                **cny["alert.order_burst"],
+                "by": ["ip"],
+                "orders": ["#1000", "#1001", "#1002"],
+                "order_ids": ["5273485803776", "5273485836544", "5273485869312"],
+            },
+            "3 orders from the same ip within 1d: #1000, #1001, #1002",
+            "5273485803776",
         ),
         "alert.cancellation_rate": seller(
             "alert.cancellation_rate",
@@ -191,7 +196,8 @@ def seller_samples() -> dict[str, dict[str, Any]]:
                 "max_rate_window_cancelled": 168,
                 "over_max_rate": False,
             },
-            "cancellation rate 23.0% (23 of 100 orders) above its mean",
+            "cancellation rate 23.0% (23 of 100 orders) in the last 7d above its mean 15.0% "
+            "(7d windows)",
             "2026-11-15T23:30Z",
         ),
         "dispute.deadline": seller(

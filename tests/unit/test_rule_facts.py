@@ -96,6 +96,8 @@ def test_facts_are_written_with_the_page(tmp_path: Path) -> None:
     assert (row.order_id, str(row.total)) == (order.id, order.total)
     buyers = store.buyers_seen_since("acme", ["ip"], 0, 1)
     assert list(buyers) == [("ip", blind(KEY, "ip", "203.0.113.9"))]
+    [[buyer]] = buyers.values()  # the number a seller knows it by, from Order.number
+    assert buyer.number == order.number and buyer.number
     with store.engine.connect() as conn:  # the raw value is nowhere in the file's rows
         rows = conn.exec_driver_sql("SELECT * FROM blind_index").all()
     assert b"203.0.113.9" not in repr(rows).encode()

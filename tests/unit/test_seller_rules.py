@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from pollerd.alerts import evaluate, judge, raise_alerts
 from pollerd.alerts.burst import bursts
@@ -32,6 +33,7 @@ from pollerd.config.alerts import (
 from pollerd.crypto import generate
 from pollerd.model import Dispute, normal_ip
 from pollerd.store import OrderFact, Store, open_store
+from pollerd.store import facts as facts_module
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ROUTES = [RouteConfig(events=["alert.*", "dispute.*"], channels=["ops"])]
@@ -254,6 +256,15 @@ def test_rules_on_each_backend(db_url: str) -> None:
         "acme:alert.unpaid_timeout:3",
     ]
     assert run(store, configs, T0 + timedelta(hours=2)) == []
+    # settled passes: the written-since check, then the queries of what changed (commits are
+    # stamped with the real clock, after T0)
+    assert judge(store, configs, ROUTES, "acme", "woocommerce", T0.timestamp() + 3 * 3600) == []
+    put(store, fact("4", T0 + timedelta(hours=3), "950", "USD", unpaid=True, digests=ip))
+    found = judge(store, configs, ROUTES, "acme", "woocommerce", T0.timestamp() + 4 * 3600)
+    assert sorted(a.id for a in found) == [
+        "acme:alert.high_value:4",
+        "acme:alert.unpaid_timeout:4",
+    ]  # order 4 joins the burst of 1 without a second alert
     store.close()
 
 
@@ -335,3 +346,167 @@ def test_the_rules_name_no_platform() -> None:
             if isinstance(name, str) and word.search(name):
                 hits.append(f"{file.name}:{node.lineno}: {name}")  # type: ignore[attr-defined]
     assert hits == []
+
+
+# order numbers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bound", [500, 1])  # 1: more digests than a bound list takes
+def test_burst_lists_numbers_and_keeps_ids(
+    store: Store, bound: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst names its orders by number; an order whose fact has no number (written before
+    migration 5) by its id; `order_ids` keeps the ids for webhooks. Found the same with few
+    digests written since (a bound list) as with many (one statement)."""
+    monkeypatch.setattr(facts_module, "BOUND_DIGESTS", bound)
+    ip = {"ip": blind(KEY, "ip", "203.0.113.9")}
+    put(
+        store,
+        fact("901", T0, digests=ip),  # stored before numbers were
+        fact("902", T0 + timedelta(minutes=1), digests=ip, number="#1002"),
+        fact("903", T0 + timedelta(minutes=2), digests=ip, number="#1003"),
+        fact("904", T0, digests={"email": blind(KEY, "email", "x@example.test")}),
+    )
+    [alert] = run(store, [OrderBurstAlert()], T0 + timedelta(minutes=3))
+    assert alert.figures["orders"] == ["901", "#1002", "#1003"]
+    assert alert.figures["order_ids"] == ["901", "902", "903"]
+    assert alert.subject == "901" and "901, #1002, #1003" in alert.reason
+
+
+# a quiet pass -----------------------------------------------------------------------------------
+
+
+def test_a_quiet_pass_skips_and_a_change_after_its_check_is_judged(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that finds nothing written since the last settled one skips the high value and
+    burst queries and settles nothing; a page committed right after its check (before the
+    pass ends) is judged by the next pass: the judged mark never passes a write unread."""
+    configs = [HighValueAlert(thresholds={"USD": Decimal(700)}), OrderBurstAlert(count=2)]
+    ip = {"ip": blind(KEY, "ip", "203.0.113.9")}
+    put(store, fact("1", datetime.fromtimestamp(time.time(), UTC), "10.00", digests=ip))
+    first = time.time()
+    assert judge(store, configs, ROUTES, "acme", "woocommerce", first) == []
+    assert store.meta("rule:judged:acme") == repr(first)
+    checked = store.written_since
+    late: list[bool] = []
+
+    def check_then_write(name: str, since: float) -> bool:
+        answer = checked(name, since)
+        if not late:  # the page a concurrent pass commits just after the check
+            at = datetime.fromtimestamp(time.time(), UTC)
+            put(store, fact("2", at, "900.00", digests=ip))
+            late.append(answer)
+        return answer
+
+    monkeypatch.setattr(store, "written_since", check_then_write)
+    assert judge(store, configs, ROUTES, "acme", "woocommerce", time.time()) == []
+    assert late == [False]  # the check saw nothing: the rules were skipped
+    assert store.meta("rule:judged:acme") == repr(first)  # and nothing was settled
+    found = judge(store, configs, ROUTES, "acme", "woocommerce", time.time())
+    assert sorted(a.id for a in found) == ["acme:alert.high_value:2", "acme:alert.order_burst:1"]
+    assert judge(store, configs, ROUTES, "acme", "woocommerce", time.time()) == []
+
+
+def test_unpaid_due_without_a_write_fires_once_unsettled(store: Store) -> None:
+    """Time alone brings unpaid orders due: a pass with nothing written still reads them
+    (and, settling nothing, never raises them twice)."""
+    put(store, fact("1", T0, unpaid=True), fact("2", T0 + timedelta(minutes=20), unpaid=True))
+    now = T0.timestamp() + 60
+    assert judge(store, [UnpaidTimeoutAlert()], ROUTES, "acme", "woocommerce", now) == []
+    later = [judge(store, [UnpaidTimeoutAlert()], ROUTES, "acme", "woocommerce", now + m * 600)
+             for m in range(1, 7)]  # fmt: skip
+    assert [subjects(found) for found in later] == [[], [], ["1"], [], ["2"], []]
+
+
+def test_the_unpaid_query_uses_the_partial_index(store: Store) -> None:
+    """The unpaid rule's steady query walks only open unpaid orders (`order_fact_unpaid`), and
+    the changed-orders one only what was written (`order_fact_written`), however long the
+    history: EXPLAIN QUERY PLAN of the statements a pass sends."""
+    put(store, fact("1", T0, unpaid=True))
+    judge(store, [UnpaidTimeoutAlert()], ROUTES, "acme", "woocommerce", T0.timestamp())
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "order_fact.unpaid" in statement or "order_fact.unpaid IS 1" in statement:
+            sent.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", grab)
+    try:
+        put(store, fact("2", T0, unpaid=True))  # a write: the pass reads both arms
+        judge(store, [UnpaidTimeoutAlert()], ROUTES, "acme", "woocommerce", time.time())
+    finally:
+        event.remove(store.engine, "before_cursor_execute", grab)
+    [(statement, params)] = sent
+    with store.engine.connect() as conn:
+        plan = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]
+    assert any("USING INDEX order_fact_unpaid" in step for step in plan), plan
+    assert any("USING INDEX order_fact_written" in step for step in plan), plan
+    assert not any(step.startswith("SCAN order_fact") for step in plan), plan
+
+
+def test_no_query_of_a_pass_walks_a_whole_table(store: Store) -> None:
+    """Every SELECT a settled pass sends, quiet or after a write, is led by an index on what
+    narrows it: EXPLAIN QUERY PLAN shows no SCAN of the facts or events, and no SEARCH on
+    the store (and kind) alone, which walks the store's whole history (it grows; a pass must
+    not grow with it)."""
+    ip = {"ip": blind(KEY, "ip", "203.0.113.9")}
+    history = [fact(str(n), T0 - timedelta(days=n), "800", "USD", digests=ip) for n in range(30)]
+    put(store, *history)
+    configs = [
+        HighValueAlert(thresholds={"USD": Decimal(700)}),
+        UnpaidTimeoutAlert(),
+        OrderBurstAlert(),
+        DisputeDeadlineAlert(),
+    ]
+    judge(store, configs, ROUTES, "acme", "woocommerce", time.time())
+    sent: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT"):
+            sent.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", grab)
+    try:
+        judge(store, configs, ROUTES, "acme", "woocommerce", time.time())  # quiet
+        at = datetime.fromtimestamp(time.time(), UTC)
+        put(store, fact("new", at, "900", "USD", unpaid=True, digests=ip))
+        judge(store, configs, ROUTES, "acme", "woocommerce", time.time())  # after a write
+    finally:
+        event.remove(store.engine, "before_cursor_execute", grab)
+    tables = ("order_fact", "blind_index", "event", "dispute_fact", "meta")
+    walks = []
+    with store.engine.connect() as conn:
+        for statement, params in sent:
+            for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params):
+                step = str(row[-1])
+                if step.split()[:1] not in (["SCAN"], ["SEARCH"]) or step.split()[1] not in tables:
+                    continue
+                terms = re.findall(r"(\w+)[=<>]", step.partition("(")[2])
+                if step.startswith("SCAN ") or not set(terms) - {"store", "kind"}:
+                    walks.append((step, statement.split("FROM")[1][:80]))
+    assert len(sent) > 10 and walks == []
+
+
+def test_reads_of_a_pass_do_not_hold_the_write_lock(store: Store) -> None:
+    """`reading` holds one connection for a pass's reads; pooled connections that wrote before
+    must read with a plain BEGIN, or a page committed during the pass would wait out the busy
+    timeout (the mark BEGIN IMMEDIATE is set with stays in the pooled connection)."""
+    for n in range(3):  # every pooled connection has written once
+        put(store, fact(str(n), T0))
+    began: list[str] = []
+    listen = event.listens_for(store.engine, "before_cursor_execute")
+
+    @listen
+    def grab(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("BEGIN"):
+            began.append(statement)
+
+    started = time.monotonic()
+    with store.reading():
+        assert store.meta("rule:judged:acme") is None
+        put(store, fact("9", T0))  # another connection writes meanwhile
+        assert store.written_since("acme", 0)
+    assert time.monotonic() - started < 5
+    assert began[0] == "BEGIN" and began.count("BEGIN IMMEDIATE") == 1
+    event.remove(store.engine, "before_cursor_execute", grab)

@@ -926,6 +926,75 @@ def test_cancellation_rate_over_the_long_run_without_a_mean() -> None:
     assert "长期取消率 18%，超过 15%" in zh
 
 
+def rate_figures(**changes: Any) -> dict[str, Any]:
+    return {
+        "rule": "cancellation_rate",
+        "window_seconds": 7 * 86400.0,
+        "max_rate_window_seconds": 90 * 86400.0,
+        "rate": 0.3,
+        "mean": 0.12,
+        "orders": 40,
+        "cancelled": 12,
+        "max_rate": 0.15,
+        "max_rate_window_rate": 0.16,
+        "max_rate_window_orders": 500,
+        "max_rate_window_cancelled": 80,
+        "over_mean": True,
+        "over_max_rate": True,
+        "since": "2026-11-15T09:32Z",
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("figures", "en", "zh"),
+    [
+        (
+            rate_figures(),
+            "Cancellations 30 % in the last 7 days vs 12 % usual (7-day windows)",
+            "近7天取消率 30%，往期均值 12%（每期7天）",
+        ),
+        (
+            rate_figures(over_mean=False, mean=None),
+            "Cancellations 16 % over 90 days, above 15 %",
+            "近90天取消率 16%，超过 15%",
+        ),
+        (
+            rate_figures(window_seconds=36 * 3600.0, max_rate_window_seconds=30 * 86400.0),
+            "Cancellations 30 % in the last 36 h vs 12 % usual (36-hour windows)",
+            "近36小时取消率 30%，往期均值 12%（每期36小时）",
+        ),
+    ],
+)
+def test_cancellation_rate_names_its_windows(figures: dict[str, Any], en: str, zh: str) -> None:
+    """The rate and its mean are over windows the seller configured: the alert says which."""
+    event = seller_event("alert.cancellation_rate", figures)
+    message = templates_for(None).render(event, flavour="text", locale="en")
+    assert en in message.title
+    long_days = round(figures["max_rate_window_seconds"] / 86400)
+    assert f"Last {long_days} days: 16 % (80 of 500 orders); limit 15 %" in message.body
+    assert zh in templates_for(None).render(event, flavour="text", locale="zh-CN").title
+
+
+def test_burst_lists_order_numbers_or_ids_for_older_facts() -> None:
+    """`orders` holds numbers (the ids stay in `order_ids` for webhooks); an order stored
+    before its number was is listed by its id."""
+    burst = seller_event(
+        "alert.order_burst",
+        {
+            "rule": "order_burst",
+            "by": ["email"],
+            "count": 3,
+            "window_seconds": 3600.0,
+            "orders": ["#1001", "#1002", "5273485869312"],
+            "order_ids": ["5273485803776", "5273485836544", "5273485869312"],
+        },
+    )
+    en = templates_for(None).render(burst, flavour="text", locale="en").title
+    assert "3 orders from one email in 1 h (#1001, #1002, #5273485869312)" in en
+    assert "5273485803776" not in en
+
+
 @pytest.mark.parametrize(
     ("deadline", "urgent", "left"),
     [
