@@ -37,8 +37,10 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 WALK_EVERY = 60.0
 """With a probe, a pass that sees nothing newer than the bookmark skips the window walk, except
-once a minute: an order the search index shows late but inside the overlap is then still found
-by the fast path (not counted late); beyond the overlap the sweeps find it."""
+once a minute: an order the probe cannot show as new but that is inside the overlap is then
+still found by the fast path (not counted late): one Shopify's search index shows late, one a
+WooCommerce plugin or a disagreeing clock dated before the bookmark. Beyond the overlap the
+sweeps find it."""
 PROBE_SEAM = timedelta(seconds=2)
 
 
@@ -49,8 +51,17 @@ class StoreSync(Reconcile):
 
     _last_walk = float("-inf")  # when the window was last walked (monotonic seconds)
     _walk_started = datetime.min.replace(tzinfo=UTC)  # ...and when that walk read (our clock)
+    _seen: tuple[datetime, int] | None = None  # the newest key any walk listed (`_saw`)
     _baseline_done = False
     _start_checked = False  # start_from checked against the saved cursor (once per sync)
+
+    def _saw(self, newest: tuple[datetime, str] | None) -> None:
+        """The newest change a walk listed, in any listing: the trash's too, which the bookmark
+        (the window's) never reaches. The probe sees every status, so a trashing newer than
+        the bookmark must not look new again on every pass once it has been walked."""
+        if newest is not None:
+            key = _key(*newest)
+            self._seen = key if self._seen is None else max(self._seen, key)
 
     def reroute(self, routes: Sequence[RouteConfig]) -> None:
         """A reload's `[[routes]]`: the next page committed routes by them."""
@@ -118,7 +129,8 @@ class StoreSync(Reconcile):
         overlap = timedelta(0) if armed("no_overlap") else self.cfg.overlap  # failpoints.py
         after = floor_second(cursor.updated_at - overlap)
         read_at = floor_second(self.clock())
-        if await self._moved(cursor):
+        moved = await self._moved(cursor)
+        if moved:
             self._last_walk = time.monotonic()
             self._walk_started = read_at
             newest = await self.walk(
@@ -129,6 +141,7 @@ class StoreSync(Reconcile):
             )
             if report.stopped:
                 return report
+            self._saw(newest)
             if newest is not None and newest > (cursor.updated_at, cursor.order_id):
                 self.store.commit_page(self.name, [], [], cursor=newest)
                 report.cursor = newest[0]
@@ -138,12 +151,16 @@ class StoreSync(Reconcile):
             await self.apply_orders(released, report, start_at=cursor.start_at, notify=True)
         if isinstance(self.source, Feeds):
             await self._feeds(self.source, cursor.start_at, report)
-        for hidden in self.source.hidden if isinstance(self.source, Hidden) else ():
-            await self.walk(  # statuses the default listing leaves out: a listing each
-                functools.partial(self.source.list_modified, after, status=hidden),
-                report,
-                start_at=cursor.start_at,
-                status=hidden,
+        # Statuses the default listing leaves out: a listing each, walked with the window (the
+        # probe sees them too: an idle pass reads neither).
+        for hidden in self.source.hidden if moved and isinstance(self.source, Hidden) else ():
+            self._saw(
+                await self.walk(
+                    functools.partial(self.source.list_modified, after, status=hidden),
+                    report,
+                    start_at=cursor.start_at,
+                    status=hidden,
+                )
             )
         self._fast_read = read_at
         if isinstance(self.source, Undated) and not self._baseline_done and not report.stopped:
@@ -178,8 +195,9 @@ class StoreSync(Reconcile):
         return report
 
     async def _moved(self, cursor: Cursor) -> bool:
-        """The fast path: walk the window only when the probe saw something newer than the
-        bookmark (or the periodic walk is due). Sources without a probe always walk.
+        """The fast path: walk the window (and the hidden statuses' listings) only when the
+        probe saw something newer than the bookmark and than anything a walk listed (or the
+        periodic walk is due). Sources without a probe always walk.
 
         "Newer" compares keys, `(updated_at, id)` with ids as numbers, not seconds: an order
         sharing the bookmark's second with a higher id (one the search index showed late) is
@@ -187,9 +205,10 @@ class StoreSync(Reconcile):
         if time.monotonic() - self._last_walk >= WALK_EVERY:
             return True
         newest = await self.source.probe()
-        if newest is None or _key(newest.updated_at, newest.id) > _key(
-            cursor.updated_at, cursor.order_id
-        ):
+        if newest is None:
+            return True
+        known = _key(cursor.updated_at, cursor.order_id)
+        if _key(newest.updated_at, newest.id) > max(known, self._seen or known):
             return True
         # An order changed in the same second as the last walk, after it, can sort below the
         # bookmark's id and hide behind it in the probe. pollerd's clock only decides *whether*

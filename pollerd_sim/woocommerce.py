@@ -257,9 +257,11 @@ class WooSim(LoopbackService):
                 key = str(entry["status"])
                 by_status[key] = by_status.get(key, 0) + 1
             total = len(self.request_log)
+            sent = sum(entry["bytes"] for entry in self.request_log)
         return {
             "requests": by_status,
             "requests_total": total,
+            "bytes_total": sent,
             "faults": self.fault_counts,
             "orders": len(self.book.orders),
             "nonce_writes": self.nonce_writes,
@@ -292,9 +294,24 @@ class WooSim(LoopbackService):
                     "status": 0 if reply.reset else reply.status,
                     "time": self.clock(),
                     "fault": fault.kind if fault else None,
+                    "bytes": _wire_bytes(reply),
                 }
             )
         return reply
+
+
+def _wire_bytes(reply: Reply) -> int:
+    """What one answer costs on the wire: body plus status line and headers as the loopback
+    server writes them (a real WordPress adds more headers; the body is the part that scales)."""
+    if reply.reset:
+        return 0
+    headers = [
+        ("Content-Type", reply.content_type),
+        ("Content-Length", str(len(reply.body))),
+        *reply.headers,
+    ]
+    head = len("HTTP/1.0 200 OK\r\nServer: pollerd-sim\r\nDate: Sun, 06 Dec 2026 00:00:00 GMT\r\n")
+    return head + sum(len(k) + len(v) + 4 for k, v in headers) + 2 + len(reply.body)
 
 
 def _fault_reply(kind: str, retry_after: int | str | None) -> Reply:

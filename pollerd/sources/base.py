@@ -105,8 +105,10 @@ class Source(Protocol):
         ...
 
     async def probe(self) -> Listed | None:
-        """The most recently updated order, for a few cost points; `None` when the platform
-        has no cheap probe (the sync then walks the window every pass)."""
+        """The most recently updated order, for a few cost points, in any status the sync
+        lists (a `Hidden` one too: the sync then lists those only when the probe saw
+        something new); `None` when the platform has no cheap probe (the sync then walks the
+        window every pass)."""
         ...
 
     async def list_modified(
@@ -169,8 +171,8 @@ class Feeds(Protocol):
 @runtime_checkable
 class Hidden(Protocol):
     """A platform whose default listing (`status="any"`) leaves out some statuses, deleted
-    orders among them (WooCommerce's trash): the sync lists each of them on its own every pass,
-    and the daily existence check fetches orders it finds in one of them."""
+    orders among them (WooCommerce's trash): the sync lists each of them on its own whenever it
+    walks the window, and the daily existence check fetches orders it finds in one of them."""
 
     hidden: tuple[str, ...]
 

@@ -17,6 +17,9 @@ Every choice below is a measured quirk of a real WooCommerce 10.0.2 (research/wo
   URL with the scheme WordPress believes in. Query-string keys exist for hosts that strip
   `Authorization`; the response `Link` header then echoes the secret, so URLs and `Link` are
   never logged or put in an error here.
+- The probe asks for the newest modification among every status the route's schema lists
+  (trash included, which `status=any` leaves out): one row, so an idle pass is one request of
+  a few hundred bytes and the window and the trash are walked only when it moved (`sync`).
 - Nothing in front of the store is trusted to say "no orders": 429, 5xx, WAF 403 pages, timeouts
   and bodies that are not the expected JSON all raise `RetryableSourceError`; auth, version and
   URL problems raise `PermanentSourceError` with the fix. Pacing lives in `ratelimit`.
@@ -58,6 +61,7 @@ from pollerd.sources.woocommerce.responses import (
     ORDERS_PATH,
     WordPressAnswers,
     content_type,
+    every_status,
     get_args,
     int_header,
     is_bad_signature,
@@ -103,6 +107,7 @@ class WooCommerceSource(StoreClient):
         self._oauth_scheme = self.scheme
         self._oauth_scheme_probed = False
         self._gate_passed = False
+        self._every_status: tuple[str, ...] | None = None  # the probe's, from OPTIONS
         if self.auth != "oauth" and self.scheme == "http":
             logger.warning(
                 "store {}: auth {} over plain http:// sends the consumer secret unencrypted, and "
@@ -127,9 +132,29 @@ class WooCommerceSource(StoreClient):
         return f"{found} at {self.site}, auth {self.describe_auth()}, {count} orders"
 
     async def probe(self) -> Listed | None:
-        """No probe: the `_fields` listing of an unchanged window is already a few hundred bytes,
-        and WooCommerce has no cheaper "newest change" query."""
-        return None
+        """The most recently modified order in any status, trash included: one request of one
+        row (`per_page=1`, `orderby=modified&order=desc`, every status named, `_fields`), so
+        an idle pass costs one small answer. Ties in the newest second come back in any order
+        (no id tie-break, research §1.11); the sync's seam and its once-a-minute walk cover
+        them. None (walk every pass, as without a probe) when the route's schema did not list
+        the statuses: `status=any` alone would hide a trashing until the next walk."""
+        await self._version_gate()
+        if self._every_status is None:
+            return None
+        params = {
+            "status": ",".join(self._every_status),
+            "orderby": "modified",
+            "order": "desc",
+            "per_page": "1",
+            "page": "1",
+            "_fields": LIST_FIELDS,
+        }
+        data, _ = await self._get_json(ORDERS_PATH, params)
+        rows = self._rows(data)
+        try:
+            return self._listed(rows[0]) if rows else None
+        except OrderPayloadError:
+            return None  # a row that does not read: the walk sets it aside, so walk
 
     async def list_modified(
         self, after: datetime, page: PageToken, *, status: str = "any"
@@ -314,7 +339,9 @@ class WooCommerceSource(StoreClient):
             self._gate_passed = True
             return
         self._settle(response)
-        args = get_args(self._decode(response))
+        schema = self._decode(response)
+        args = get_args(schema)
+        self._every_status = every_status(schema)
         if args is None:
             logger.warning(
                 "store {}: OPTIONS {} has no readable schema; cannot confirm WooCommerce ≥ 5.8",

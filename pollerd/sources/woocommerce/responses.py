@@ -29,6 +29,7 @@ __all__ = [
     "WAF_PAUSE",
     "WordPressAnswers",
     "content_type",
+    "every_status",
     "get_args",
     "int_header",
     "is_bad_signature",
@@ -55,6 +56,31 @@ def is_bad_signature(response: httpx.Response) -> bool:
 
 def get_args(schema: Any) -> set[str] | None:
     """Names of the GET arguments in an `OPTIONS` route schema, None if unreadable."""
+    args = _get_endpoint_args(schema)
+    return None if args is None else set(args)
+
+
+PROBE_SKIPS = frozenset({"any", "auto-draft"})
+"""Not statuses of an order a seller sees: `any` would swallow the rest of the list
+(`prepare_objects_query` breaks at it) and `auto-draft` is WordPress's internal placeholder."""
+
+
+def every_status(schema: Any) -> tuple[str, ...] | None:
+    """Every order status the route accepts, trash and plugins' own statuses included (the
+    schema's `status` enum is built from `wc_get_order_statuses()`), minus `PROBE_SKIPS`; None
+    if the schema does not say. Listed explicitly, they reach what `status=any` leaves out
+    (trash) in one request: `any,trash` would mean `any`."""
+    args = _get_endpoint_args(schema)
+    status = args.get("status") if args is not None else None
+    items = status.get("items") if isinstance(status, dict) else None
+    enum = items.get("enum") if isinstance(items, dict) else None
+    if not isinstance(enum, list) or "trash" not in enum:
+        return None
+    wanted = [s for s in enum if isinstance(s, str) and s and s not in PROBE_SKIPS]
+    return tuple(dict.fromkeys(wanted)) or None
+
+
+def _get_endpoint_args(schema: Any) -> dict[str, Any] | None:
     if not isinstance(schema, dict) or not isinstance(schema.get("endpoints"), list):
         return None
     for endpoint in schema["endpoints"]:
@@ -63,7 +89,7 @@ def get_args(schema: Any) -> set[str] | None:
         methods = endpoint.get("methods")
         args = endpoint.get("args")
         if isinstance(methods, list) and "GET" in methods and isinstance(args, dict):
-            return set(args)
+            return args
     return None
 
 
