@@ -6,7 +6,7 @@ nothing happens, per hour.
 The store has 200 orders, none changed in the last hour. After a warm-up (the first pass and the
 first-run baseline), the simulator's own request log is read for `--minutes`; the figures are
 extrapolated to an hour. Requests are split by what they were for: the probe (`per_page=1`,
-`orderby=modified`), the window walk (`status=any`), the trash listing (`status=trash`), fetches
+every status named), the window walk (`status=any`), the trash listing (`status=trash`), fetches
 (`include=`) and anything else. Bytes are what the simulator wrote back (status line, headers,
 body): a real WordPress adds a few hundred bytes of headers per answer. Prints one JSON object.
 Shopify's twin is `bench/shopify_budget.py` (cost points rather than requests).
@@ -34,8 +34,8 @@ def kind(entry: dict[str, Any]) -> str:
         return str(entry.get("method"))
     if "include" in params:
         return "fetch"
-    if params.get("per_page") == ["1"] and params.get("orderby") == ["modified"]:
-        return "probe"
+    if params.get("per_page") == ["1"] and "trash," in ",".join(params.get("status") or []):
+        return "probe"  # every status named, trash included
     if "modified_after" in params:
         return "trash" if params.get("status") == ["trash"] else "window"
     return "other"

@@ -28,7 +28,7 @@ from pollerd.config import RouteConfig
 from pollerd.errors import RetryableSourceError
 from pollerd.failpoints import armed
 from pollerd.reconcile import Reconcile
-from pollerd.sources.base import Feeds, Hidden, Presence, Undated
+from pollerd.sources.base import Bounded, Feeds, Hidden, Presence, Undated
 from pollerd.startpoint import warn_mismatch
 from pollerd.store.db import Cursor
 from pollerd.walk import PassReport, floor_second
@@ -197,24 +197,32 @@ class StoreSync(Reconcile):
     async def _moved(self, cursor: Cursor) -> bool:
         """The fast path: walk the window (and the hidden statuses' listings) only when the
         probe saw something newer than the bookmark and than anything a walk listed (or the
-        periodic walk is due). Sources without a probe always walk.
+        periodic walk is due). Sources without a probe always walk; a `Bounded` one is asked
+        whether anything moved after that newest known change instead (WooCommerce: one
+        request whose idle answer is empty).
 
         "Newer" compares keys, `(updated_at, id)` with ids as numbers, not seconds: an order
         sharing the bookmark's second with a higher id (one the search index showed late) is
         news, and must not wait for the periodic walk."""
         if time.monotonic() - self._last_walk >= WALK_EVERY:
             return True
+        bookmark = _key(cursor.updated_at, cursor.order_id)
+        known = max(bookmark, self._seen or bookmark)
+        seam = self._walk_started - PROBE_SEAM
+        if isinstance(self.source, Bounded):
+            # Asked about the seconds after the newest known change only: one in that second
+            # with a higher id is invisible to it, so that second is walked while it is the
+            # walk's own (the seam below), and later by the periodic walk.
+            if known[0] >= seam:
+                return True
+            return await self.source.moved_since(floor_second(known[0])) is not False
         newest = await self.source.probe()
-        if newest is None:
-            return True
-        known = _key(cursor.updated_at, cursor.order_id)
-        if _key(newest.updated_at, newest.id) > max(known, self._seen or known):
+        if newest is None or _key(newest.updated_at, newest.id) > known:
             return True
         # An order changed in the same second as the last walk, after it, can sort below the
         # bookmark's id and hide behind it in the probe. pollerd's clock only decides *whether*
         # to walk here (never where the cursor goes); a clock far off only delays such an
         # order to the next periodic walk, it cannot lose it.
-        seam = self._walk_started - PROBE_SEAM
         return newest.updated_at >= seam
 
 

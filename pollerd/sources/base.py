@@ -11,7 +11,8 @@ connection cursors that encode `(updatedAt, id)`. A source says which order its 
 `fetch` sets aside an order it cannot read (`Malformed`) instead of failing the whole call:
 one order a plugin broke must not stop every alert of its store (the sync quarantines it).
 
-Optional capabilities (`Feeds`, `Hidden`, `Bulk`, `Undated`, `Presence`, `Dating`) are separate
+Optional capabilities (`Feeds`, `Hidden`, `Bounded`, `Bulk`, `Undated`, `Presence`, `Dating`) are
+separate
 protocols: a platform without deletion or dispute feeds, or without bulk exports, simply does not
 implement them.
 """
@@ -28,6 +29,7 @@ from pollerd.model import Deletion, Dispute, Order
 from pollerd.sources.payload import OrderPayloadError
 
 __all__ = [
+    "Bounded",
     "Bulk",
     "Dating",
     "Deletion",
@@ -175,6 +177,20 @@ class Hidden(Protocol):
     walks the window, and the daily existence check fetches orders it finds in one of them."""
 
     hidden: tuple[str, ...]
+
+
+@runtime_checkable
+class Bounded(Protocol):
+    """A platform that can be asked whether anything changed after a moment (WooCommerce's
+    `modified_after`): the sync then asks that instead of `probe`, because "nothing since" is
+    an empty answer of a few hundred bytes, where the newest order comes with the paging
+    headers of the whole store."""
+
+    async def moved_since(self, after: datetime) -> bool | None:
+        """Whether any order, in any status the sync lists (`Hidden` ones included), was
+        modified strictly after `after` (one-second precision); None when this source cannot
+        tell (the sync then walks)."""
+        ...
 
 
 @runtime_checkable

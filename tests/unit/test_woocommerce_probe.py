@@ -23,7 +23,7 @@ from pollerd_sim import WooSim
 from tests.support.clocks import FakeTime, WallClock
 
 KEY = "ck_probe_0123456789"
-SECRET = "cs_probe_0123456789"  # noqa: S105 - the simulator's test key
+SECRET = "cs_probe_0123456789"
 ORDERS = "/wp-json/wc/v3/orders"
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ def _kind(entry: dict[str, Any]) -> str:
         return str(entry["method"])
     if "include" in params:
         return "fetch"
-    if params.get("per_page") == ["1"]:
+    if params.get("per_page") == ["1"] and params.get("_fields") == ["id"]:
         return "probe"
     return "trash" if params.get("status") == ["trash"] else "window"
 
@@ -102,29 +102,60 @@ def _session(
 
 
 def test_the_probe_asks_every_status_for_one_row(sim: WooSim, moment: WallClock) -> None:
-    """The newest change comes back whatever its status: a trashing, which `status=any` would
-    hide, included; and the question is one row of three fields."""
+    """A trashing, which `status=any` would hide, is a change like any other; the question is
+    one row of one field, strictly after a second (GMT, naive, like the listing)."""
     first = sim.create_order()
     moment.advance(5)
     sim.create_order()
     moment.advance(5)
+    trashed_at = moment.now
     sim.trash(first)
 
-    async def body() -> Any:
+    async def body() -> tuple[Any, ...]:
         source = WooCommerceSource(_cfg(sim.url))
         try:
-            return await source.probe()
+            return (
+                await source.moved_since(trashed_at - timedelta(seconds=1)),
+                await source.moved_since(trashed_at),
+                await source.probe(),
+            )
         finally:
             await source.aclose()
 
-    newest = asyncio.run(body())
-    assert (newest.id, newest.status, newest.updated_at) == (str(first), "trash", moment.now)
+    before, at, newest = asyncio.run(body())
+    assert (before, at) == (True, False)
+    assert (newest.id, newest.status, newest.updated_at) == (str(first), "trash", trashed_at)
     asked = [e["params"] for e in sim.request_log if e["method"] == "GET"]
-    assert len(asked) == 1
+    assert len(asked) == 3
     statuses = asked[0]["status"][0].split(",")
     assert "trash" in statuses and "any" not in statuses and "processing" in statuses
-    assert asked[0]["per_page"] == ["1"] and asked[0]["orderby"] == ["modified"]
-    assert asked[0]["_fields"] == ["id,date_modified_gmt,status"]
+    assert asked[0]["per_page"] == ["1"] and asked[0]["_fields"] == ["id"]
+    assert asked[0]["dates_are_gmt"] == ["true"]
+    assert asked[0]["modified_after"] == [(trashed_at - timedelta(seconds=1)).strftime("%FT%T")]
+    assert asked[2]["orderby"] == ["modified"] and asked[2]["order"] == ["desc"]
+
+
+def test_the_probe_on_a_site_east_of_utc_sees_the_change(moment: WallClock) -> None:
+    """With a `Z`, WordPress moves the window by the site's UTC offset (research §1.5): on a
+    UTC+8 site a change would hide from the probe for eight hours."""
+    with WooSim(
+        consumer_key=KEY, consumer_secret=SECRET, clock=moment, site_timezone="Asia/Shanghai"
+    ) as east:
+        order = east.create_order()
+        moment.advance(5)
+        east.set_status(order, "processing")
+
+        async def body() -> tuple[bool | None, bool | None]:
+            source = WooCommerceSource(_cfg(east.url))
+            try:
+                return (
+                    await source.moved_since(moment.now - timedelta(seconds=1)),
+                    await source.moved_since(moment.now),
+                )
+            finally:
+                await source.aclose()
+
+        assert asyncio.run(body()) == (True, False)
 
 
 def test_without_the_status_list_there_is_no_probe() -> None:
@@ -172,7 +203,7 @@ def test_a_change_is_noticed_at_the_next_pass(
         mark = len(sim.request_log)
         await sync.poll()
         noticed = _sent(sim, mark)
-        for _ in range(2):  # the seam's pass (the change shares the walk's second), then idle
+        for _ in range(2):  # the seam's walk (the change shares the walk's second), then idle
             moment.advance(5)
             mark = len(sim.request_log)
             await sync.poll()
@@ -211,7 +242,7 @@ def test_a_trashing_is_noticed_once_then_the_store_is_idle_again(
     assert passes[0] == ["probe", "window", "trash", "fetch"]
     assert f"shop:{gone}:order.deleted" in found and f"shop:{kept}:order.deleted" not in found
     # Once more for the seam (the trashing shares the second the walk read), then idle.
-    assert passes[1:] == [["probe", "window", "trash"], ["probe"], ["probe"]]
+    assert passes[1:] == [["window", "trash"], ["probe"], ["probe"]]
 
 
 def test_a_change_dated_behind_the_bookmark_is_found_by_the_minute_walk(

@@ -17,9 +17,10 @@ Every choice below is a measured quirk of a real WooCommerce 10.0.2 (research/wo
   URL with the scheme WordPress believes in. Query-string keys exist for hosts that strip
   `Authorization`; the response `Link` header then echoes the secret, so URLs and `Link` are
   never logged or put in an error here.
-- The probe asks for the newest modification among every status the route's schema lists
-  (trash included, which `status=any` leaves out): one row, so an idle pass is one request of
-  a few hundred bytes and the window and the trash are walked only when it moved (`sync`).
+- The probe asks whether any order in any status the route's schema lists (trash included,
+  which `status=any` leaves out) was modified after what the last walk saw: one request of
+  `per_page=1&_fields=id`, whose idle answer is `[]`, so the window and the trash are walked
+  only when something moved or once a minute (`sync`).
 - Nothing in front of the store is trusted to say "no orders": 429, 5xx, WAF 403 pages, timeouts
   and bodies that are not the expected JSON all raise `RetryableSourceError`; auth, version and
   URL problems raise `PermanentSourceError` with the fix. Pacing lives in `ratelimit`.
@@ -132,29 +133,37 @@ class WooCommerceSource(StoreClient):
         return f"{found} at {self.site}, auth {self.describe_auth()}, {count} orders"
 
     async def probe(self) -> Listed | None:
-        """The most recently modified order in any status, trash included: one request of one
-        row (`per_page=1`, `orderby=modified&order=desc`, every status named, `_fields`), so
-        an idle pass costs one small answer. Ties in the newest second come back in any order
-        (no id tie-break, research §1.11); the sync's seam and its once-a-minute walk cover
-        them. None (walk every pass, as without a probe) when the route's schema did not list
-        the statuses: `status=any` alone would hide a trashing until the next walk."""
+        """The most recently modified order in any status, trash included (`_every`): one
+        row. Ties in the newest second come back in any order (no id tie-break, research
+        §1.11). None (walk every pass) when the route's schema did not list the statuses."""
+        found = await self._every({"orderby": "modified", "order": "desc", "_fields": LIST_FIELDS})
+        if not found or not found[0]:
+            return None
+        try:
+            return self._listed(found[0][0])
+        except OrderPayloadError:
+            return None  # a row that does not read: the walk sets it aside, so walk
+
+    async def moved_since(self, after: datetime) -> bool | None:
+        """Whether any order in any status was modified strictly after `after` (`_every`
+        with `modified_after` as naive UTC and `dates_are_gmt`, like the listing): the idle
+        answer is `[]` without a `Link` header, and the filter compares GMT columns, where
+        `orderby=modified` sorts by the site-local one on posts storage (wrong for the hour
+        after a DST fall-back). None when the statuses are unknown."""
+        window = {"modified_after": naive_utc(after), "dates_are_gmt": "true", "_fields": "id"}
+        found = await self._every({**window, "orderby": "id", "order": "desc"})
+        return None if found is None else bool(found[0]) or found[1] > 0
+
+    async def _every(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], int] | None:
+        """One row (and X-WP-Total) of the orders in every status the route's schema lists:
+        trash and plugins' own statuses included, where `status=any` leaves the trash out and
+        `any,trash` means `any`. None when the schema did not list them (no probe then)."""
         await self._version_gate()
         if self._every_status is None:
             return None
-        params = {
-            "status": ",".join(self._every_status),
-            "orderby": "modified",
-            "order": "desc",
-            "per_page": "1",
-            "page": "1",
-            "_fields": LIST_FIELDS,
-        }
-        data, _ = await self._get_json(ORDERS_PATH, params)
-        rows = self._rows(data)
-        try:
-            return self._listed(rows[0]) if rows else None
-        except OrderPayloadError:
-            return None  # a row that does not read: the walk sets it aside, so walk
+        query = {"status": ",".join(self._every_status), "per_page": "1", "page": "1", **params}
+        data, headers = await self._get_json(ORDERS_PATH, query)
+        return self._rows(data), int_header(headers, "X-WP-Total") or 0
 
     async def list_modified(
         self, after: datetime, page: PageToken, *, status: str = "any"
