@@ -38,9 +38,8 @@ DAY = timedelta(days=1)
 WALK_EVERY = 60.0
 """With a probe, a pass that sees nothing newer than the bookmark skips the window walk, except
 once a minute: an order the probe cannot show as new but that is inside the overlap is then
-still found by the fast path (not counted late): one Shopify's search index shows late, one a
-WooCommerce plugin or a disagreeing clock dated before the bookmark. Beyond the overlap the
-sweeps find it."""
+still found by the fast path (not counted late): one a search index shows late, one a plugin or
+a disagreeing clock dated before the bookmark. Beyond the overlap the sweeps find it."""
 PROBE_SEAM = timedelta(seconds=2)
 
 
@@ -198,8 +197,8 @@ class StoreSync(Reconcile):
         """The fast path: walk the window (and the hidden statuses' listings) only when the
         probe saw something newer than the bookmark and than anything a walk listed (or the
         periodic walk is due). Sources without a probe always walk; a `Bounded` one is asked
-        whether anything moved after that newest known change instead (WooCommerce: one
-        request whose idle answer is empty).
+        whether anything moved after that newest known change instead (one request whose
+        idle answer is empty).
 
         "Newer" compares keys, `(updated_at, id)` with ids as numbers, not seconds: an order
         sharing the bookmark's second with a higher id (one the search index showed late) is

@@ -9,7 +9,8 @@ platform. The `pollerd.sources` entry point of a platform names one `Platform` o
 - `terminal`: statuses of orders that can no longer change (the daily existence check skips
   them);
 - optional capabilities are on the source itself, as the protocols in `sources.base` (`Feeds`,
-  `Hidden`, `Bulk`, `Undated`, `Presence`, `Dating`): the sync asks `isinstance`, never a name.
+  `Hidden`, `Bounded`, `Bulk`, `Undated`, `Presence`, `Dating`): the sync asks `isinstance`,
+  never a name.
 """
 
 from __future__ import annotations
