@@ -41,16 +41,17 @@ def sim(moment: WallClock) -> Iterator[WooSim]:
 
 
 def _cfg(url: str) -> WooCommerceStore:
-    return WooCommerceStore(
-        name="shop",
-        platform="woocommerce",
-        url=url,
-        consumer_key=KEY,
-        consumer_secret=SECRET,
-        max_requests_per_minute=6000,
-        timeout=timedelta(seconds=5),
-        start_from=datetime(2020, 1, 1, tzinfo=UTC),
-    )
+    values: dict[str, Any] = {  # the keys as a config file gives them (secrets as text)
+        "name": "shop",
+        "platform": "woocommerce",
+        "url": url,
+        "consumer_key": KEY,
+        "consumer_secret": SECRET,
+        "max_requests_per_minute": 6000,
+        "timeout": timedelta(seconds=5),
+        "start_from": datetime(2020, 1, 1, tzinfo=UTC),
+    }
+    return WooCommerceStore(**values)
 
 
 def _kind(entry: dict[str, Any]) -> str:
@@ -308,3 +309,27 @@ def test_a_refused_probe_fails_the_pass_like_a_listing(
     assert says in message
     assert retried[0] == "probe" and "window" in retried
     assert f"shop:{order}:order.paid" in found
+
+
+def test_a_store_whose_schema_lists_no_statuses_is_walked_every_pass(
+    sim: WooSim, moment: WallClock, tmp_path: Path
+) -> None:
+    """A host that trims the route schema leaves no one-request question that sees the trash:
+    the sync walks the window and the trash every pass, as before the probe existed."""
+    trimmed = sim.rest._schema()
+    trimmed["endpoints"][0]["args"].pop("status")
+    sim.rest._schema = lambda: trimmed  # type: ignore[method-assign]
+    sim.create_order()
+
+    async def scenario(sync: StoreSync) -> list[list[str]]:
+        passes = []
+        for _ in range(2):
+            moment.advance(5)
+            mark = len(sim.request_log)
+            await sync.poll()
+            passes.append(_sent(sim, mark))
+        return passes
+
+    passes, store = _session(sim, moment, tmp_path, scenario)
+    store.close()
+    assert passes == [["window", "trash"]] * 2
