@@ -12,6 +12,8 @@ Modes, settable at runtime (`set_mode`, or `POST /__sink/mode` from another proc
 seconds, then 200 (a sender with a shorter timeout sees a timeout although the sink accepted the
 message: its retry is a legitimate duplicate with the same `webhook-id`).
 `queue_modes("500", "500")` makes the next requests fail before falling back to `mode`.
+A request cut short (fewer body bytes than its Content-Length: the sender was killed while
+writing it) is an attempt answered with nothing, never a receipt, whatever the mode.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class SinkHandler(LoopbackHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         mode, retry_after, delay = sink._next_mode()
         status = 0 if mode == "down" else _STATUS[mode]
+        if len(body) < int(headers.get("content-length") or 0):
+            # The sender died mid-request (kill -9 between headers and body): no receiver
+            # would act on half a message, so it is an attempt, never a receipt.
+            mode, status = "down", 0
         receipt = Receipt(
             webhook_id=headers.get("webhook-id"),
             timestamp=headers.get("webhook-timestamp"),
