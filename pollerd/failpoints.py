@@ -11,6 +11,8 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
                    catch (tests/fault/test_kill.py);
 - `mark_first`     the outbox marks a row sent before sending it (the dual write): a crash
                    between the two loses the alert (tests/fault/test_boundaries.py);
+- `lenient_json`   the WooCommerce client reads a body that is not JSON as an empty list,
+                   "no orders" (tests/fault/test_tcp_faults.py must catch it);
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
   transaction, every row written, not committed), `after_page_commit`,
   `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,

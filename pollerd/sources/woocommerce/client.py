@@ -43,6 +43,7 @@ from loguru import logger
 
 from pollerd import metrics
 from pollerd.errors import PermanentSourceError, RetryableSourceError, SourceError
+from pollerd.failpoints import armed
 from pollerd.model import Order
 from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import StoreClient, Wiring
@@ -424,6 +425,8 @@ class WooCommerceSource(StoreClient):
         try:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
+            if armed("lenient_json"):  # test-only (failpoints.py): the bug row 13 must catch
+                return []
             self._pacer.failure()
             raise self._retryable(
                 f"HTTP {response.status_code} with a body that is not JSON "
