@@ -13,6 +13,8 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
                    between the two loses the alert (tests/fault/test_boundaries.py);
 - `lenient_json`   the WooCommerce client reads a body that is not JSON as an empty list,
                    "no orders" (tests/fault/test_tcp_faults.py must catch it);
+- `ignore_retry_after`  the WooCommerce client drops a `Retry-After` (tests/fault/
+                   test_api_storm.py must catch the early requests);
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
   transaction, every row written, not committed), `after_page_commit`,
   `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,

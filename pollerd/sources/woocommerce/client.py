@@ -444,7 +444,8 @@ class WooCommerceSource(StoreClient):
             self._pacer.success()
             return
         if isinstance(error, RetryableSourceError) and response.status_code != 401:
-            self._pacer.failure(error.retry_after)
+            # `ignore_retry_after`: test-only (failpoints.py), the bug row 5 must catch.
+            self._pacer.failure(None if armed("ignore_retry_after") else error.retry_after)
         raise error
 
     # --- errors --------------------------------------------------------------------------------
