@@ -11,6 +11,9 @@ with SIGKILL instead (the hard bounce) must repeat a message per bounce, which p
 Row 4, crash loop: `pollerd run` SIGKILLed over and over a moment after it starts (often before
 it is even ready), while orders change; then one daemon runs on. It must recover: every event
 delivered within 2 minutes of the loop's end, the database intact, the cursor never backwards.
+With the state lock as a pid file (`pidfile_lock`, the classic stale-lock bug) the first kill -9
+after the lock was taken leaves it behind and no pollerd starts again, which the recovery
+assertion catches.
 """
 
 from __future__ import annotations
@@ -115,3 +118,16 @@ def test_crash_loop_then_recovery(tmp_path: Path, daemon_factory: Any) -> None:
     assert not report.lost and not report.unexpected, report.summary()
     assert not report.order_violations, report.summary()
     assert all(d.same_body for d in report.duplicated), report.summary()
+
+
+def test_the_crash_loop_test_catches_a_stale_lock(tmp_path: Path, daemon_factory: Any) -> None:
+    with WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim, WebhookSink() as sink:
+        config = write_config(tmp_path, sim.url, sink.url)
+        daemon = daemon_factory(config, POLLERD_FAILPOINT="pidfile_lock")
+        daemon.start()
+        assert daemon.stop() == 0  # a clean exit removes the pid file: starts again
+        daemon.start()
+        daemon.kill()  # READY: the lock was taken; kill -9 leaves the pid file
+        with pytest.raises(AssertionError, match="never said READY=1"):
+            daemon.start(timeout=10)
+        assert "another pollerd (pid" in daemon.output()
