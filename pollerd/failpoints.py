@@ -13,8 +13,9 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
                    between the two loses the alert (tests/fault/test_boundaries.py);
 - `lenient_json`   the WooCommerce client reads a body that is not JSON as an empty list,
                    "no orders" (tests/fault/test_tcp_faults.py must catch it);
-- `ignore_retry_after`  the WooCommerce client drops a `Retry-After` (tests/fault/
-                   test_api_storm.py must catch the early requests);
+- `ignore_retry_after`
+                   the WooCommerce client drops a `Retry-After` and asks again too soon
+                   (tests/fault/test_api_storm.py);
 - `pidfile_lock`   the state lock is a pid file instead of an flock: kill -9 leaves it
                    behind and no pollerd starts again (tests/fault/test_bounce.py, row 4);
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
