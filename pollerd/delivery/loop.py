@@ -461,7 +461,8 @@ class Deliverer:
             why = None if gave_up is None else f"{gave_up}: {outcome.detail}"
         if why is not None:
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
-            self.store.mark(due.id, state="dead", attempts=attempts, body=body, error=why)
+            dead = "sent" if armed("dead_is_sent") else "dead"  # test-only (failpoints.py)
+            self.store.mark(due.id, state=dead, attempts=attempts, body=body, error=why)
             metrics.delivery(due.channel, "permanent" if outcome.kind == "permanent" else "dead")
             self.watch.dead(due.channel, 1, why, now)
             result.dead += 1
