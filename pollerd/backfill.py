@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pollerd.failpoints import kill_point
 from pollerd.resume import resume_key
 from pollerd.sources.base import Bulk
 from pollerd.walk import PassReport, floor_second
@@ -88,6 +89,7 @@ async def _bulk(
         report.listed += len(orders)
         report.fetched += len(orders)
         await sync.apply_orders(orders, report, start_at=since, notify=notify, backfill=True)
+        kill_point("mid_bulk_import")  # test-only (failpoints.py): a batch in, more to come
         if progress is not None:
             progress(report.listed, None)
         if sync.stopping():

@@ -1,14 +1,31 @@
 """Test-only failpoints: the one switch tests use to make pollerd misbehave on purpose.
 
-`POLLERD_FAILPOINT` names at most one; it is never set in production. A fault test that cannot
-fail proves nothing, so each failpoint either re-creates a classic bug or hangs a loop, and a
-test runs once against it to show it would catch it:
+`POLLERD_FAILPOINT` names failpoints, comma-separated; it is never set in production. A fault
+test that cannot fail proves nothing, so each failpoint either re-creates a classic bug, hangs
+a loop, or kills the process at a transaction boundary, and a test runs against it:
 
 - `hang_delivery`  the delivery loop's first send hangs forever; the event loop runs on
                    (daemon: the watchdog pings must stop);
 - `block_loop`     the event loop thread itself blocks at that point (daemon);
 - `no_overlap`     sync reads from the bookmark with no overlap, the bug the kill test must
-                   catch (tests/fault/test_kill.py).
+                   catch (tests/fault/test_kill.py);
+- `mark_first`     the outbox marks a row sent before sending it (the dual write): a crash
+                   between the two loses the alert (tests/fault/test_boundaries.py);
+- `lenient_json`   the WooCommerce client reads a body that is not JSON as an empty list,
+                   "no orders" (tests/fault/test_tcp_faults.py must catch it);
+- `ignore_retry_after`
+                   the WooCommerce client drops a `Retry-After` and asks again too soon
+                   (tests/fault/test_api_storm.py);
+- `pidfile_lock`   the state lock is a pid file instead of an flock: kill -9 leaves it
+                   behind and no pollerd starts again (tests/fault/test_bounce.py, row 4);
+- `dead_is_sent`   a delivery that gives up is marked sent, not dead: gone from the
+                   dead-letter list, never retried (tests/fault/test_outage.py);
+- kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
+  transaction, every row written, not committed), `after_page_commit`,
+  `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,
+  `mid_migration` (inside a migration's transaction), `mid_rekey` (inside a re-seal batch's
+  transaction), `mid_bulk_import` (a bulk export's batch committed, the export not finished).
+  `name:n` kills at the n-th pass through that point in the process (default the first).
 
 The variable is read once, at import: a test sets it in the environment of the process it
 starts.
@@ -17,10 +34,31 @@ starts.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 FAILPOINT = os.environ.get("POLLERD_FAILPOINT", "")
+_ARMED: dict[str, int] = {
+    name: int(nth or 1)
+    for name, _, nth in (part.strip().partition(":") for part in FAILPOINT.split(","))
+    if name
+}
+_passes: dict[str, int] = {}
 
 
 def armed(name: str) -> bool:
     """Whether the failpoint `name` is switched on in this process."""
-    return name == FAILPOINT
+    return name in _ARMED
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process here when `name` is armed and this is its n-th pass: what kill -9
+    or the OOM killer does at the worst moment, made repeatable. Nothing runs after it (no
+    finally, no atexit, no flush but stderr's own line saying where it died)."""
+    if name not in _ARMED:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] >= _ARMED[name]:
+        sys.stderr.write(f"FAILPOINT {name}: SIGKILL at pass {_passes[name]} (test only)\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)

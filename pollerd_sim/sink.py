@@ -12,6 +12,8 @@ Modes, settable at runtime (`set_mode`, or `POST /__sink/mode` from another proc
 seconds, then 200 (a sender with a shorter timeout sees a timeout although the sink accepted the
 message: its retry is a legitimate duplicate with the same `webhook-id`).
 `queue_modes("500", "500")` makes the next requests fail before falling back to `mode`.
+A request cut short (fewer body bytes than its Content-Length: the sender was killed while
+writing it) is an attempt answered with nothing, never a receipt, whatever the mode.
 """
 
 from __future__ import annotations
@@ -59,7 +61,12 @@ class SinkHandler(LoopbackHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         mode, retry_after, delay = sink._next_mode()
+        sink._arrived(mode)
         status = 0 if mode == "down" else _STATUS[mode]
+        if len(body) < int(headers.get("content-length") or 0):
+            # The sender died mid-request (kill -9 between headers and body): no receiver
+            # would act on half a message, so it is an attempt, never a receipt.
+            mode, status = "down", 0
         receipt = Receipt(
             webhook_id=headers.get("webhook-id"),
             timestamp=headers.get("webhook-timestamp"),
@@ -141,6 +148,7 @@ class WebhookSink(LoopbackService):
         self.receipts: list[Receipt] = []
         self.attempts: list[Receipt] = []
         self._queued: deque[str] = deque()
+        self.arrivals: dict[str, int] = {}  # mode → requests answered in it, counted on arrival
         self.mode = "ok"
         self.retry_after: int | str | None = None
         self.delay = delay
@@ -169,6 +177,17 @@ class WebhookSink(LoopbackService):
         with self._cond:
             mode = self._queued.popleft() if self._queued else self.mode
             return mode, self.retry_after, self.delay
+
+    def _arrived(self, mode: str) -> None:
+        with self._cond:
+            self.arrivals[mode] = self.arrivals.get(mode, 0) + 1
+            self._cond.notify_all()
+
+    def wait_for_arrival(self, mode: str, n: int, timeout: float = 10.0) -> bool:
+        """Block until the `n`-th request answered in `mode` has arrived (read, not yet
+        answered: with `slow`, a send is in flight at the sender for `delay` seconds)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.arrivals.get(mode, 0) >= n, timeout=timeout)
 
     def _record(self, receipt: Receipt, *, accepted: bool) -> None:
         with self._cond:

@@ -1,5 +1,5 @@
 """Sliding-window rate limits per destination (a chat robot's published budget), in memory,
-and the bound on sends in flight (`Gates`)."""
+and the bound on sends in flight (`Gates`); `first_set`, how a loop waits between rounds."""
 
 from __future__ import annotations
 
@@ -106,3 +106,14 @@ class Gates:
         gate = self._each.setdefault(channel, asyncio.Semaphore(self.share))
         async with gate, self.all:  # the channel's own share first: waiting holds no global permit
             await job
+
+
+async def first_set(
+    stop: asyncio.Event, wake: asyncio.Event, timeout: float
+) -> asyncio.Event | None:
+    """Wait until `stop` or `wake` is set (that one is returned) or `timeout` passes (None)."""
+    waits = {asyncio.ensure_future(stop.wait()): stop, asyncio.ensure_future(wake.wait()): wake}
+    done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return next((waits[task] for task in done), None)

@@ -46,9 +46,10 @@ from pollerd import metrics
 from pollerd.alerts.channel import ChannelWatch
 from pollerd.channels.base import Budget, Channel
 from pollerd.config import DeliveryConfig, RouteConfig
-from pollerd.delivery.limiter import WINDOW_PAD, Gates, Limiter, Slot
+from pollerd.delivery.limiter import WINDOW_PAD, Gates, Limiter, Slot, first_set
 from pollerd.delivery.outcome import attempt, gives_up, latency, refused, span
 from pollerd.delivery.plan import first_of_each_order, fit_digest
+from pollerd.failpoints import armed, kill_point
 from pollerd.http import MAX_RETRY_AFTER
 from pollerd.model import Event
 from pollerd.store import Due, Store, fault
@@ -354,7 +355,7 @@ class Deliverer:
                 except Exception as exc:  # noqa: BLE001 - logged; the channels keep sending
                     if fault.handled(self.store, exc) is None:
                         logger.exception("delivery housekeeping: unexpected error; continuing")
-                if await _first(stop, wake, HOUSEKEEPING) is wake:
+                if await first_set(stop, wake, HOUSEKEEPING) is wake:
                     wake.clear()
                     for event in wakes.values():
                         event.set()
@@ -396,7 +397,7 @@ class Deliverer:
             else:
                 next_at = self.store.next_due_at([name])
                 wait = 1.0 if next_at is None else min(1.0, max(0.0, next_at - self.clock()))
-            await _first(stop, wake, wait)
+            await first_set(stop, wake, wait)
             self._beat(name)
 
     async def _deliver(self, due: Due, result: Round, slot: Slot | None = None) -> None:
@@ -425,12 +426,17 @@ class Deliverer:
             body = channel.render(event)
             # Persist before sending: a crash after the send must resend the same bytes.
             self.store.mark(due.id, state="pending", attempts=due.attempts, body=body)
+        if armed("mark_first"):  # test-only: the dual-write bug, marked before it is sent
+            self.store.mark(due.id, state="sent", attempts=due.attempts + 1, body=body)
+            kill_point("after_send_before_mark")  # ...where its first step ends (failpoints.py)
         outcome = await attempt(channel.send(event, body), self.cfg.send_timeout.total_seconds())
         if slot is not None:
             self.limiter.stamp(slot)
         attempts = due.attempts + 1
         if outcome.kind == "ok":
+            kill_point("after_send_before_mark")  # test-only (failpoints.py), as `after_mark`
             self.store.mark(due.id, state="sent", attempts=attempts, body=body)
+            kill_point("after_mark")
             metrics.delivery(due.channel, "sent", latency=latency(event))
             self.watch.succeeded(due.channel)
             result.sent += 1
@@ -455,7 +461,8 @@ class Deliverer:
             why = None if gave_up is None else f"{gave_up}: {outcome.detail}"
         if why is not None:
             logger.error("delivery {} to {} is dead: {}", due.event_id, due.channel, why)
-            self.store.mark(due.id, state="dead", attempts=attempts, body=body, error=why)
+            dead = "sent" if armed("dead_is_sent") else "dead"  # test-only (failpoints.py)
+            self.store.mark(due.id, state=dead, attempts=attempts, body=body, error=why)
             metrics.delivery(due.channel, "permanent" if outcome.kind == "permanent" else "dead")
             self.watch.dead(due.channel, 1, why, now)
             result.dead += 1
@@ -587,12 +594,3 @@ class Deliverer:
             result.retried += 1
         if dead:
             self.watch.dead(name, dead, detail, now)
-
-
-async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> asyncio.Event | None:
-    """Wait until `stop` or `wake` is set (that one is returned) or `timeout` passes (None)."""
-    waits = {asyncio.ensure_future(stop.wait()): stop, asyncio.ensure_future(wake.wait()): wake}
-    done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    return next((waits[task] for task in done), None)

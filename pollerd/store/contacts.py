@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, delete, func, select, text
 
 from pollerd.crypto import CryptoError, KeyRing
+from pollerd.failpoints import kill_point
 from pollerd.model import Contact
 from pollerd.store.engine import Database, upsert
 from pollerd.store.tables import CONTACT, CONTACT_FIELDS
@@ -179,6 +180,7 @@ class Contacts(Database):
                 if resealed:
                     done = conn.execute(_REKEY_UPDATE, resealed).rowcount
                     report.resealed += int(done or 0)
+                kill_point("mid_rekey")  # test-only (failpoints.py): re-sealed, not committed
             if not rows:
                 return report
             report.left = self._left(ring)

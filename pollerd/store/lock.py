@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pollerd.config import sqlite_file
 from pollerd.errors import ConfigError, LockHeld, StoreError
+from pollerd.failpoints import armed
 
 if TYPE_CHECKING:
     from pollerd.config import Settings
@@ -64,6 +65,8 @@ class StateLock:
                 "(make the state directory writable by pollerd)"
             ) from None
         try:
+            if armed("pidfile_lock") and os.pread(fd, 32, 0).strip():  # test-only (failpoints)
+                raise BlockingIOError  # a pid file, not a lock: kill -9 leaves it behind
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
@@ -97,6 +100,8 @@ class StateLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            if armed("pidfile_lock"):
+                os.ftruncate(self._fd, 0)  # a clean exit removes its pid file
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 
 from pollerd.errors import DamagedDatabase, StoreError
+from pollerd.failpoints import kill_point
 
 
 def _m1_initial(conn: Connection) -> None:
@@ -199,6 +200,7 @@ def migrate(engine_connect: Callable[[], Connection], where: str) -> int:
                 if number <= version:
                     continue
                 apply(conn)
+                kill_point("mid_migration")  # test-only (failpoints.py): applied, not committed
                 conn.execute(
                     text(
                         "INSERT INTO meta (key, value) VALUES ('schema_version', :v) "

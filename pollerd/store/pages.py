@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 
+from pollerd.failpoints import kill_point
 from pollerd.model import Contact, Event, Snapshot, Target
 from pollerd.store.contacts import seal_contacts
 from pollerd.store.engine import Database, upsert
@@ -268,6 +269,8 @@ class Pages(Database):
                     .where(CURSOR.c.store == store, CURSOR.c.updated_at <= ts(when))
                     .values(updated_at=ts(when), order_id=order_id)
                 )
+            kill_point("before_page_commit")  # test-only (failpoints.py): every row, no commit
+        kill_point("after_page_commit")
         return PageResult(tuple(event_ids), tuple(delivery_ids))
 
     # ---- events --------------------------------------------------------------------------

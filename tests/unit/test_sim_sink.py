@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -62,6 +63,19 @@ def test_down_drops_the_connection(sink: WebhookSink) -> None:
     sink.mode = "ok"
     assert post(sink).status_code == 200
     assert sink.ids() == ["shop:100:order.paid"]
+
+
+def test_a_request_cut_short_is_an_attempt_not_a_receipt(sink: WebhookSink) -> None:
+    """A sender killed between its headers and the end of its body (the fault suite's kill -9)
+    delivered nothing: counting it would hide a lost alert behind its webhook-id."""
+    host, port = sink.url.removeprefix("http://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port))) as conn:
+        head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+        conn.sendall(f"POST /hook HTTP/1.1\r\nContent-Length: 100\r\n{head}\r\n".encode())
+        conn.sendall(b'{"id":')
+    assert sink.wait_for_attempts(1)
+    assert sink.receipts == [] and sink.attempts[0].status == 0
+    assert post(sink).status_code == 200 and len(sink.receipts) == 1  # the sink goes on
 
 
 def test_slow_answers_late(sink: WebhookSink) -> None:

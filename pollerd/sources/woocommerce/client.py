@@ -47,6 +47,7 @@ from loguru import logger
 
 from pollerd import metrics
 from pollerd.errors import PermanentSourceError, RetryableSourceError, SourceError
+from pollerd.failpoints import armed
 from pollerd.model import Order
 from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import StoreClient, Wiring
@@ -460,6 +461,8 @@ class WooCommerceSource(StoreClient):
         try:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
+            if armed("lenient_json"):  # test-only (failpoints.py): the bug row 13 must catch
+                return []
             self._pacer.failure()
             raise self._retryable(
                 f"HTTP {response.status_code} with a body that is not JSON "
@@ -477,7 +480,8 @@ class WooCommerceSource(StoreClient):
             self._pacer.success()
             return
         if isinstance(error, RetryableSourceError) and response.status_code != 401:
-            self._pacer.failure(error.retry_after)
+            # `ignore_retry_after`: test-only (failpoints.py), the bug row 5 must catch.
+            self._pacer.failure(None if armed("ignore_retry_after") else error.retry_after)
         raise error
 
     # --- errors --------------------------------------------------------------------------------

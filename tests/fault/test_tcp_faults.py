@@ -1,0 +1,116 @@
+"""Fault matrix row 13 (research §B.6): TCP faults between pollerd and the store, and between
+pollerd and the receiver, through `pollerd_sim.faultproxy.FaultProxy` (reset, half-open,
+1-byte slices, a body cut short, a body truncated with a matching length, slow answers).
+
+What must hold: every run ends within its timeouts (no pass hangs); a broken answer from the
+store fails the pass (exit 1, retried next time) and is never read as "no orders"; a broken
+answer from the receiver is retried with the same id and bytes (a duplicate only where the
+receiver had accepted before the connection broke); and once the fault is gone, a clean run
+delivers every event the sim's history implies, exactly once.
+
+The same truncated answer read leniently (`lenient_json`: not-JSON taken as an empty list)
+passes for "no orders", which the exit-code assertion catches."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim.faultproxy import FaultProxy
+from pollerd_sim.harness import KEY, SECRET, pollerd, pollerd_env, write_config
+from tests.fault.rig import clean, intact, verdict
+
+pytestmark = pytest.mark.fault
+TIMEOUT = 2.0  # the store's and the channel's timeout in these configs
+BOUND = 30.0  # a run that meets a fault ends within this (retries included): it never hangs
+
+
+@contextlib.contextmanager
+def proxied_sim(proxy: FaultProxy) -> Iterator[WooSim]:
+    """A WooSim behind `proxy`: its own address (which OAuth signs) is the proxy's."""
+    with WooSim(consumer_key=KEY, consumer_secret=SECRET, home_url=proxy.url) as sim:
+        proxy.point_to(sim.url)
+        yield sim
+
+
+def faulty_once(config: Path, **env: str) -> tuple[int, float, str]:
+    began = time.monotonic()
+    result = pollerd("once", "--config", str(config), env=pollerd_env(**env), timeout=BOUND * 2)
+    return result.returncode, time.monotonic() - began, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("toxic", "passes"),
+    [
+        ("reset", False),
+        ("half_open", False),
+        ("cut", False),
+        ("truncate", False),
+        ("slice", True),
+        ("slow", True),
+    ],
+)
+def test_store_connection_faults(tmp_path: Path, toxic: str, passes: bool) -> None:
+    with FaultProxy() as proxy, proxied_sim(proxy) as sim, WebhookSink() as sink:
+        config = write_config(tmp_path, proxy.url, sink.url, store={"timeout": f"{TIMEOUT}s"})
+        for _ in range(5):
+            sim.create_order(payment_method="stripe", set_paid=True)
+        proxy.set_toxic(toxic, limit=40, delay=0.1)
+        code, took, stderr = faulty_once(config)
+        assert proxy.connections.get(toxic), "the fault was never met"
+        assert took < BOUND, f"{toxic}: the run took {took:.1f}s"
+        if passes:
+            assert code == 0, stderr
+        else:
+            assert code == 1, stderr  # failed and said so; never "nothing new"
+            assert not sink.receipts
+            if toxic == "truncate":  # a whole HTTP answer, half a JSON document
+                assert "a body that is not JSON" in stderr, stderr
+        intact(tmp_path / "pollerd.db")
+        proxy.set_toxic("none")
+        clean("once", "--config", str(config))
+        report = verdict(sim, sink)
+    assert report.ok and not report.duplicated and report.received == 10, report.summary()
+
+
+@pytest.mark.parametrize("toxic", ["reset", "half_open", "cut", "slow"])
+def test_receiver_connection_faults(tmp_path: Path, toxic: str) -> None:
+    with (
+        WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim,
+        WebhookSink() as sink,
+        FaultProxy(sink.url) as proxy,
+    ):
+        config = write_config(tmp_path, sim.url, proxy.url + "/hook")
+        for _ in range(5):
+            sim.create_order(payment_method="stripe", set_paid=True)
+        proxy.set_toxic(toxic, limit=3, delay=0.1)
+        code, took, stderr = faulty_once(config)
+        met = proxy.connections.get(toxic, 0)
+        assert met, "the fault was never met"
+        assert took < BOUND, f"{toxic}: the run took {took:.1f}s"
+        assert code in (0, 1), stderr
+        proxy.set_toxic("none")
+        clean("once", "--config", str(config))
+        intact(tmp_path / "pollerd.db")
+        report = verdict(sim, sink)
+    assert not report.lost and not report.unexpected, report.summary()
+    assert not report.order_violations, report.summary()
+    # Only an answer lost after the receiver accepted repeats, with the same bytes.
+    assert report.extra_copies <= met and all(d.same_body for d in report.duplicated)
+    if toxic in ("reset", "half_open"):
+        assert not report.duplicated  # nothing reached the receiver
+
+
+def test_the_tcp_test_catches_a_lenient_reader(tmp_path: Path) -> None:
+    with FaultProxy() as proxy, proxied_sim(proxy) as sim, WebhookSink() as sink:
+        config = write_config(tmp_path, proxy.url, sink.url, store={"timeout": f"{TIMEOUT}s"})
+        sim.create_order(payment_method="stripe", set_paid=True)
+        proxy.set_toxic("truncate", limit=40)
+        code, _, stderr = faulty_once(config, POLLERD_FAILPOINT="lenient_json")
+    assert code == 0, stderr  # "no orders": the assertion `code == 1` above would fail
+    assert not sink.receipts
