@@ -70,6 +70,23 @@ def sink() -> Iterator[WebhookSink]:
 
 
 @pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulated channels' `TEST_*` variables, for pollerd run in this process."""
+    for name, value in pollerd_env().items():
+        if name.startswith("TEST_"):
+            monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def errors() -> Iterator[list[str]]:
+    """The messages of the ERROR lines pollerd logs while the test runs."""
+    lines: list[str] = []
+    handler = logger.add(lambda m: lines.append(str(m)), level="ERROR", format="{message}")
+    yield lines
+    logger.remove(handler)
+
+
+@pytest.fixture
 def daemon_factory(tmp_path: Path) -> Iterator[Any]:
     made: list[Daemon] = []
 

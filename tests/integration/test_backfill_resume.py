@@ -30,13 +30,6 @@ def listed_pages(sim: WooSim) -> list[int]:
     ]
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in pollerd_env().items():
-        if name.startswith("TEST_"):
-            monkeypatch.setenv(name, value)
-
-
 def test_an_interrupted_backfill_resumes_where_it_stopped(
     tmp_path: Path, sim: WooSim, sink: WebhookSink, env: None
 ) -> None:

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from loguru import logger
 
 from pollerd import runtime as runtime_module
 from pollerd.config import load
 from pollerd.errors import EXIT_CONFIG
 from pollerd_sim import WebhookSink, WooSim
-from pollerd_sim.harness import pollerd, pollerd_env, write_config
+from pollerd_sim.harness import pollerd, write_config
 
 SH = ZoneInfo("Asia/Shanghai")
 DAILY = """
@@ -99,21 +97,6 @@ def test_the_daemon_sends_it_once_across_kill_9(
     # (at least once, DESIGN §6): a receiver dedupes on webhook-id.
     bodies = {r.body for r in sink.receipts if r.webhook_id == key}
     assert len(bodies) == 1
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in pollerd_env().items():
-        if name.startswith("TEST_"):
-            monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def errors() -> Iterator[list[str]]:
-    lines: list[str] = []
-    handler = logger.add(lambda m: lines.append(str(m)), level="ERROR")
-    yield lines
-    logger.remove(handler)
 
 
 def reports_made(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[float]:

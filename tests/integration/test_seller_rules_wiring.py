@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loguru import logger
 
 from pollerd import runtime as runtime_module
 from pollerd.config import load
 from pollerd.runtime import Runtime
 from pollerd_sim import WebhookSink, WooSim
-from pollerd_sim.harness import pollerd, pollerd_env, write_config
+from pollerd_sim.harness import pollerd, write_config
 
 HIGH_VALUE = """
 [[routes]]
@@ -30,21 +28,6 @@ channels = ["hook"]
 type = "high_value"
 thresholds = { USD = 700 }
 """
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in pollerd_env().items():
-        if name.startswith("TEST_"):
-            monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def errors() -> Iterator[list[str]]:
-    lines: list[str] = []
-    handler = logger.add(lambda m: lines.append(str(m)), level="ERROR")
-    yield lines
-    logger.remove(handler)
 
 
 def judged(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[str]:

@@ -9,14 +9,13 @@ tests pin the behaviour that must hold whatever the wording is.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loguru import logger
 
 from pollerd.model import PERMANENT_DELETION, Event, LineItem, Order
 from pollerd.status import template_samples
@@ -87,15 +86,6 @@ def user_templates(folder: Path, files: dict[str, str]) -> Templates:
 def byte_limit(limit: int) -> Callable[[Message], bool]:
     """A channel's `fits`: the body, footer included, in at most `limit` UTF-8 bytes."""
     return lambda message: len(message.body.encode()) <= limit
-
-
-@pytest.fixture
-def errors() -> Iterator[list[str]]:
-    """ERROR lines pollerd logs while the test runs."""
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="ERROR", format="{message}")
-    yield lines
-    logger.remove(sink)
 
 
 # Where a template comes from -------------------------------------------------------------
