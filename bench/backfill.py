@@ -3,6 +3,7 @@ Shopify: 100,000, through one bulk export or through pages).
 
     python bench/backfill.py [--orders 50000] [--notify]
     python bench/backfill.py --platform shopify --mode bulk|pages [--orders 100000]
+    python bench/backfill.py ... --profile profile.txt   # where the time goes (pyinstrument)
 
 Shopify figures add the cost points pollerd spent and the THROTTLED answers it got (goal 0);
 `--mode pages` backfills a window under the bulk threshold (7 days), `bulk` one above it.
@@ -39,6 +40,12 @@ def main() -> int:
     parser.add_argument("--mode", choices=("bulk", "pages"), default="bulk", help="Shopify only")
     parser.add_argument("--orders", type=int, default=None)
     parser.add_argument("--notify", action="store_true", help="also queue deliveries")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the backfill under pyinstrument (pip install pyinstrument) and write its "
+        "text report to FILE; the wall time then includes the profiler's overhead",
+    )
     args = parser.parse_args()
     shopify = args.platform == "shopify"
     args.orders = args.orders or (100_000 if shopify else 50_000)
@@ -70,8 +77,14 @@ def main() -> int:
             store={"start_from": "now", "timeout": "60s"},
             platform=args.platform,
         )
+        profiler = (
+            ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", args.profile]
+            if args.profile
+            else []
+        )
         command = [
             sys.executable,
+            *profiler,
             "-m",
             "pollerd",
             "backfill",
