@@ -113,9 +113,8 @@ def main() -> int:
         # Bulk: the last API request is the poll that saw the export complete; what follows
         # (download, parse, normalise, diff, commit) is pollerd's own work, while the wall
         # time also holds the interpreter's start and the simulator building the export.
-        last_request = sim.request_log[-1]["t"] if sim.request_log else None
-        bulk = shopify and args.mode == "bulk" and last_request is not None
-        ingest = ended - last_request if bulk and last_request is not None else None
+        bulk = shopify and args.mode == "bulk" and sim.request_log
+        ingest = ended - sim.request_log[-1]["t"] if bulk else None
         shop_stats = sim.stats() if shopify else {}
     report = {
         "benchmark": "backfill",

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from pollerd.model import Contact, Event, Snapshot, Target
 from pollerd.store.contacts import seal_contacts
-from pollerd.store.engine import Database, upsert
+from pollerd.store.engine import Database, execute_rows, upsert
 from pollerd.store.facts import DisputeFact, OrderFact, write_facts
 from pollerd.store.meta import budget_key, put_meta
 from pollerd.store.tables import CURSOR, DELIVERY, EVENT, SNAPSHOT, dt, ts
@@ -205,9 +205,8 @@ class Pages(Database):
             if facts or disputes:
                 write_facts(conn, store, facts, disputes, now)
             if snaps:
-                conn.execute(
-                    _snapshot_upsert(conn), [_snapshot_row(store, s, now) for s in snaps.values()]
-                )
+                rows = [_snapshot_row(store, s, now) for s in snaps.values()]
+                execute_rows(conn, "snapshot", _snapshot_upsert(conn), rows)
             seqs: dict[str, int] = {}
             if firsts:
                 rows = [_event_row(ev, late=late, backfill=backfill) for ev, _ in firsts.values()]
