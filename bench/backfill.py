@@ -13,7 +13,9 @@ page); the backfill is a real `pollerd` subprocess writing a real SQLite file. P
 object: wall seconds, orders/s, the subprocess's peak RSS, and the snapshot count it stored
 (which must equal the order count). A bulk run adds `ingest_s`: from the poll that saw the
 export complete to the process's exit (download, parse, normalise, diff, commit), which leaves
-out the interpreter's start and the time the simulator takes to build the export.
+out the interpreter's start and the time the simulator takes to build the export. A
+WooCommerce run adds `api_floor_s`: the same GET requests replayed back to back by a plain
+client (the most the API allows), and `of_api_ceiling`, that time over pollerd's wall time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -28,12 +31,41 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
+
+from pollerd.sources.woocommerce.auth import oauth_params, rfc3986
 from pollerd_sim import ShopSim, WebhookSink, WooSim
 from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, pollerd_env, write_config
 
 STATUSES = ("pending", "processing", "completed", "on-hold", "cancelled", "refunded")
 FINANCIAL = ("PENDING", "PAID", "AUTHORIZED", "PAID", "PARTIALLY_REFUNDED", "REFUNDED")
+
+
+def api_floor(site: str, log: list[dict[str, Any]]) -> float:
+    """The API's ceiling for this backfill: the very GET requests pollerd made, replayed one
+    after another by a plain client that does nothing with the answers (signed anew: a nonce
+    is good once). `of_api_ceiling` = this time / pollerd's wall time."""
+    with httpx.Client(timeout=60) as http:
+        started = time.perf_counter()
+        for entry in log:
+            if entry["method"] != "GET":
+                continue
+            query = {k: v[-1] for k, v in entry["params"].items() if not k.startswith("oauth_")}
+            url = site + entry["path"]
+            query |= oauth_params(
+                "GET",
+                url,
+                query,
+                consumer_key=KEY,
+                consumer_secret=SECRET,
+                timestamp=int(time.time()),
+                nonce=secrets.token_hex(16),
+            )
+            encoded = "&".join(f"{rfc3986(k)}={rfc3986(v)}" for k, v in query.items())
+            http.get(f"{url}?{encoded}").raise_for_status()
+        return time.perf_counter() - started
 
 
 def main() -> int:
@@ -110,6 +142,7 @@ def main() -> int:
             (snapshots,) = db.execute("SELECT count(*) FROM snapshot").fetchone()
             (events,) = db.execute("SELECT count(*) FROM event").fetchone()
         requests = len(sim.request_log)
+        floor = None if shopify else api_floor(sim.url, list(sim.request_log))
         # Bulk: the last API request is the poll that saw the export complete; what follows
         # (download, parse, normalise, diff, commit) is pollerd's own work, while the wall
         # time also holds the interpreter's start and the simulator building the export.
@@ -131,6 +164,11 @@ def main() -> int:
         ),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),  # the machine may be shared
         "peak_rss_mib": round(peak_kib / 1024, 1),
+        **(
+            {"api_floor_s": round(floor, 2), "of_api_ceiling": round(floor / wall, 3)}
+            if floor
+            else {}
+        ),
         "snapshots": snapshots,
         "events": events,
         "http_requests": requests,
