@@ -1,7 +1,8 @@
 """The backfill's fast paths give the very text the plain ones gave: event bodies (orjson for
-order events, `json` before), dates (`utc_iso` without strftime) and IP addresses (a dotted
-quad without `ipaddress`). Each compares against the former code, kept here as the reference,
-on generated values: a body or a date spelled differently would change an event's bytes."""
+order events, `json` before), parsed payloads (`payload.loads`), dates (`utc_iso` without
+strftime) and IP addresses (a dotted quad without `ipaddress`). Each compares against the
+former code, kept here as the reference: a body or a date spelled differently would change an
+event's bytes, a number read differently an order."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pollerd.model import Event, normal_ip, utc_iso
+from pollerd.sources.payload import loads
 
 T = datetime(2026, 11, 22, 9, 32, 36, 250_000, tzinfo=UTC)
 
@@ -92,3 +95,28 @@ _OCTETS = st.integers(0, 999).map(str) | st.sampled_from(["00", "01", "010", "٣
 @example(text="010.1.1.1")
 def test_normal_ip_is_what_ipaddress_says(text: str) -> None:
     assert normal_ip(text) == _reference_ip(text)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"name":"\xe7\x8e\x8b","n":[1,2.5,null,true]}',
+        b'\xef\xbb\xbf{"id":1}',  # a BOM a WordPress plugin printed: orjson refuses it
+        b'{"name":"\\ud83d"}',  # a lone surrogate escape
+        b'{"quantity":18446744073709551616}',  # past 64 bits: orjson reads a float
+        b'{"quantity":-9223372036854775809,"id":"5273485869312"}',
+        b'{"total":1E400}',
+        b'{"total":NaN}',
+        '{"text":"str, not bytes"}',
+    ],
+)
+def test_loads_reads_what_json_reads(data: bytes | str) -> None:
+    assert repr(loads(data)) == repr(json.loads(data))
+
+
+@pytest.mark.parametrize("data", [b"", b"<html>", b'{"cut":', b"\xff\xfe{}"])
+def test_loads_refuses_what_json_refuses(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(data)
+    with pytest.raises(ValueError):
+        loads(data)

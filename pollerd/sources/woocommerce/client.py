@@ -30,7 +30,6 @@ refusal means (the client's `classify`). Requests go out through the store's
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import time
 import urllib.parse
@@ -48,6 +47,7 @@ from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import StoreClient, Wiring
 from pollerd.sources.payload import (
     OrderPayloadError,
+    loads,
     payload_date,
 )
 from pollerd.sources.ratelimit import RequestPacer
@@ -422,7 +422,7 @@ class WooCommerceSource(StoreClient):
 
     def _decode(self, response: httpx.Response) -> Any:
         try:
-            return json.loads(response.content)
+            return loads(response.content)
         except (ValueError, UnicodeDecodeError):
             self._pacer.failure()
             raise self._retryable(
