@@ -4,7 +4,6 @@ store, the order and the field, never a silently wrong snapshot. Shared by every
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -48,8 +47,11 @@ def loads(data: bytes | str) -> Any:
     what it refuses and `json` takes (a UTF-8 BOM a WordPress plugin printed, a lone surrogate
     escape, `1E400`) goes to `json`, whose verdict stands, and so does any text with a run of
     19 digits, since orjson reads an integer outside 64 bits as a float where `json` keeps it."""
-    long = _LONG_BYTES.search(data) if isinstance(data, bytes) else _LONG_TEXT.search(data)
-    if long is None:
+    if isinstance(data, bytes):
+        long = b"0" * 19 in data.translate(_DIGITS_BYTES)  # a 19-digit run, 6 times a regex's speed
+    else:
+        long = "0" * 19 in data.translate(_DIGITS_TEXT)
+    if not long:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -57,8 +59,8 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
-_LONG_BYTES = re.compile(rb"[0-9]{19}")
-_LONG_TEXT = re.compile(r"[0-9]{19}")
+_DIGITS_BYTES = bytes.maketrans(b"123456789", b"000000000")
+_DIGITS_TEXT = str.maketrans("123456789", "000000000")
 
 
 def payload_date(
