@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -218,9 +219,11 @@ class Pages(Database):
                 for to in channels
             ]
             delivery_ids: list[int] = []
-            if deliveries:
-                found = conn.execute(_DELIVERY_INSERT, deliveries).scalars()
-                delivery_ids = sorted(int(i) for i in found)
+            # One statement per run of rows with the same columns (a held row has one more),
+            # so ids keep the order of the page as one insert per row gave them.
+            for _, run in groupby(deliveries, key=len):
+                found = conn.execute(_DELIVERY_INSERT, list(run)).scalars()
+                delivery_ids.extend(sorted(int(i) for i in found))
             if cursor is not None:
                 when, order_id = cursor
                 # Never backwards: a replayed page or a sweep must not rewind the bookmark.
@@ -312,10 +315,10 @@ def _event_row(ev: Event, *, late: bool, backfill: bool) -> dict[str, Any]:
 
 
 def _delivery_row(ev: Event, seq: int, to: str | Target, now: float) -> dict[str, Any]:
-    """Held by quiet hours: due at their end, and marked so; otherwise due now, with no mark
-    (NULL, as before migration 5 added the column)."""
+    """Held by quiet hours: due at their end, and marked so; otherwise due now, and the
+    column left out (a database before migration 5 has none)."""
     target = Target(to) if isinstance(to, str) else to
-    return {
+    row = {
         "event_seq": seq,
         "event_id": ev.id,
         "channel": target.channel,
@@ -323,7 +326,9 @@ def _delivery_row(ev: Event, seq: int, to: str | Target, now: float) -> dict[str
         "order_id": ev.order_id,
         "state": "pending",
         "attempts": 0,
-        "next_at": now if target.quiet_until is None else target.quiet_until,
+        "next_at": now,
         "created_at": now,
-        "quiet_until": target.quiet_until,
     }
+    if target.quiet_until is not None:
+        row.update(next_at=target.quiet_until, quiet_until=target.quiet_until)
+    return row
