@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 EVENT_TYPES = (
     "order.created",
     "order.paid",
@@ -35,9 +37,16 @@ def utc_iso(value: datetime | None, *, millis: bool = False) -> str | None:
     if value is None:
         return None
     value = value.astimezone(UTC)
+    if value.year < 1000:  # strftime's %Y does not pad: keep its spelling of such a year
+        text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    else:  # the same text, without strftime's cost (a backfill formats millions of dates)
+        text = (
+            f"{value.year}-{value.month:02d}-{value.day:02d}"
+            f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+        )
     if millis:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{value.microsecond // 1000:03d}Z"
+    return text + "Z"
 
 
 def parse_utc(text: str | None) -> datetime | None:
@@ -58,12 +67,19 @@ def normal_ip(text: object) -> str | None:
     into one "burst"."""
     if not isinstance(text, str) or not text.strip():
         return None
+    if _DOTTED_QUAD.fullmatch(text):  # the common case, spelled as `ipaddress` would spell it
+        return None if text == "0.0.0.0" or text.startswith("127.") else text
     try:
         address = ipaddress.ip_address(text.strip().split("%", 1)[0])
     except ValueError:
         return None
     address = getattr(address, "ipv4_mapped", None) or address
     return None if address.is_unspecified or address.is_loopback else str(address)
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
+"""An IPv4 address exactly as `str(ipaddress.ip_address(...))` writes it (no leading zeros)."""
 
 
 def mask_email(email: str | None) -> str | None:
@@ -326,8 +342,20 @@ class Event:
         return data
 
     def body(self) -> str:
-        """The exact bytes the webhook channel posts and the outbox stores."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        """The exact bytes the webhook channel posts and the outbox stores.
+
+        orjson writes an order event's JSON ten times faster than `json` (a backfill writes
+        one per event) and, for what such an event holds (strings, integers, booleans, null),
+        the very same text (tests/unit/test_event_body.py). Alerts and reports carry floats,
+        which the two spell differently (`1e-05` and `1e-5`): those keep `json`, as does
+        anything orjson refuses (an integer past 64 bits, a lone surrogate)."""
+        data = self.to_json()
+        if self.alert is None and self.report is None:
+            try:
+                return orjson.dumps(data).decode()
+            except TypeError:  # orjson.JSONEncodeError
+                pass
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:

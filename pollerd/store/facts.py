@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
 
-from pollerd.store.engine import Database, upsert
+from pollerd.store.engine import Database, execute_rows, upsert
 from pollerd.store.meta import put_meta
 from pollerd.store.tables import BLIND_INDEX, DISPUTE_FACT, EVENT, META, ORDER_FACT, ts
 
@@ -163,17 +163,16 @@ def write_facts(
         for dispute in disputes
     ]
     if facts:
-        conn.execute(_replace(conn, ORDER_FACT, ("store", "order_id"), facts[0]), facts)
+        replace = _replace(conn, ORDER_FACT, ("store", "order_id"), facts[0])
+        execute_rows(conn, "order_fact", replace, facts)
     if digests:
         stmt = upsert(conn, BLIND_INDEX)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["store", "order_id", "kind"],
-                set_={"digest": stmt.excluded.digest, "seen_at": stmt.excluded.seen_at},
-                where=BLIND_INDEX.c.digest != stmt.excluded.digest,
-            ),
-            digests,
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["store", "order_id", "kind"],
+            set_={"digest": stmt.excluded.digest, "seen_at": stmt.excluded.seen_at},
+            where=BLIND_INDEX.c.digest != stmt.excluded.digest,
         )
+        execute_rows(conn, "blind_index", stmt, digests)
     if rows:
         conn.execute(_dispute_upsert(conn, rows[0]), rows)
 

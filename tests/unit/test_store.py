@@ -64,6 +64,33 @@ def test_replayed_page_creates_nothing_twice(db_url: str) -> None:
     assert again.event_ids == () and again.delivery_ids == ()
 
 
+def test_a_page_that_repeats_an_order_commits_as_row_by_row_would(db_url: str) -> None:
+    """A bulk file may list an order twice, so one page can: the page's rows go in as one
+    statement per table, and the result must still be the row-by-row one (the last snapshot
+    wins; an event id is recorded once, with the first copy's body and deliveries), on
+    PostgreSQL too, where one multi-row upsert may not touch a row twice."""
+    store = open_store(db_url)
+    store.init_cursor("s", T)
+    paid = Event("order.paid", "s", "woocommerce", "1", T, T, False, {"id": "1", "v": 1})
+    again = Event("order.paid", "s", "woocommerce", "1", T, T, False, {"id": "1", "v": 2})
+    wrote = store.commit_page(
+        "s",
+        [snap("1", {"order.created"}), snap("2", set()), snap("1", {"order.paid"})],
+        [(paid, ["a", "b"]), (ev("2", "order.created"), ["a"]), (again, ["c"])],
+    )
+    assert wrote.event_ids == ("s:1:order.paid", "s:2:order.created")
+    rows = sorted(store.deliveries(), key=lambda d: d["id"])
+    assert [(d["event_id"], d["channel"]) for d in rows] == [
+        ("s:1:order.paid", "a"),
+        ("s:1:order.paid", "b"),
+        ("s:2:order.created", "a"),
+    ]
+    assert list(wrote.delivery_ids) == [d["id"] for d in rows]
+    assert store.snapshots("s", ["1"])["1"].fired == {"order.paid"}
+    (stored,) = [e for e in store.events("s") if e["id"] == "s:1:order.paid"]
+    assert '"v":1' in stored["payload"]
+
+
 def test_open_orders_are_the_announced_unfinished_ones_in_numeric_order(db_url: str) -> None:
     store = open_store(db_url)
     store.init_cursor("s", T)

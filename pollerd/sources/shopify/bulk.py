@@ -38,7 +38,6 @@ Error tree (all `SourceError`s, typed here at the edge):
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -52,13 +51,17 @@ from pollerd.crypto import SealedSpool
 from pollerd.errors import ControlFlow, PermanentSourceError, RetryableSourceError, SourceError
 from pollerd.http import transport_error
 from pollerd.model import Order
+from pollerd.sources.payload import loads
 from pollerd.sources.shopify.normalize import ORDER_FIELDS, normalize_order
 
 if TYPE_CHECKING:
     from pollerd.sources.shopify.client import ShopifyClient
 
-BATCH = 250
-"""Orders per yielded batch: one sync-loop write, like a listing page."""
+BATCH = 1000
+"""Orders per yielded batch: one sync-loop write (one transaction). A commit waits for the disk
+(synchronous=FULL), so at 250 a batch the commits were a tenth of a backfill; a resumed
+export is read from its start again anyway (replays are no-ops), so a larger batch loses
+nothing on `kill -9`."""
 POLL_CAP = 30.0
 """Longest pause between two `node(id:)` polls; peers use 3 s (Airbyte) to 60 s (singer)."""
 POLL_GROWTH = 1.5
@@ -210,7 +213,7 @@ class Regrouper:
         if not line.strip():
             return None
         try:
-            row = json.loads(line)
+            row = loads(line)
         except ValueError:
             raise BulkFileError(self.store, self.line_no, "not JSON") from None
         if not isinstance(row, dict):

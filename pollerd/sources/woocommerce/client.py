@@ -34,7 +34,6 @@ refusal means (the client's `classify`). Requests go out through the store's
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import time
 import urllib.parse
@@ -53,6 +52,7 @@ from pollerd.sources.base import Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import StoreClient, Wiring
 from pollerd.sources.payload import (
     OrderPayloadError,
+    loads,
     payload_date,
 )
 from pollerd.sources.ratelimit import RequestPacer
@@ -459,7 +459,7 @@ class WooCommerceSource(StoreClient):
 
     def _decode(self, response: httpx.Response) -> Any:
         try:
-            return json.loads(response.content)
+            return loads(response.content)
         except (ValueError, UnicodeDecodeError):
             if armed("lenient_json"):  # test-only (failpoints.py): the bug row 13 must catch
                 return []
