@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from pollerd.sources.shopify.bulk import BATCH
 from pollerd.store.migrate import LATEST
 from pollerd_sim import ShopSim, WebhookSink, WooSim
 from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, write_config
@@ -155,10 +156,10 @@ def _order_ids(db: Path) -> list[tuple[str]]:
 
 
 def test_kill_mid_bulk_import_resumes_the_same_export(tmp_path: Path) -> None:
-    """A Shopify bulk backfill dies after each batch it committed (250 orders a batch): the
+    """A Shopify bulk backfill dies after each batch it committed (`BATCH` orders): the
     next run resumes the same export (the sim counts one), replays what is in, and the last
     one records every order once and forgets the operation."""
-    n = sized(600)
+    n = sized(BATCH * 12 // 5)  # two whole batches and part of a third
     since = "2026-01-01T00:00:00Z"
     with (
         ShopSim(access_token=SHOPIFY_TOKEN, bulk_seconds=0.2) as shop,
@@ -176,7 +177,7 @@ def test_kill_mid_bulk_import_resumes_the_same_export(tmp_path: Path) -> None:
             intact(db)
             done.append(_snapshots(db))
             assert shop.stats()["bulk_started"] == 1
-        assert done == sorted(done) and done[0] == 250 and done[-1] <= n
+        assert done == sorted(done) and done[0] == BATCH and done[-1] <= n
         clean(*args)
         assert shop.stats()["bulk_started"] == 1, "a resumed backfill started a second export"
     assert sorted(int(r) for r in _snapshot_ids(db)) == sorted(ids)
