@@ -73,7 +73,7 @@ def bounces(tmp: Path, factory: Any, count: int, *, hard: bool) -> tuple[Report,
 
 
 def test_clean_bounce_loses_and_repeats_nothing(tmp_path: Path, daemon_factory: Any) -> None:
-    report, stops = bounces(tmp_path, daemon_factory, sized(12), hard=False)
+    report, stops = bounces(tmp_path, daemon_factory, sized(6), hard=False)
     assert report.ok and not report.duplicated, report.summary()
     assert max(stops) < 10
 
@@ -93,7 +93,7 @@ def test_crash_loop_then_recovery(tmp_path: Path, daemon_factory: Any) -> None:
         ids: list[int] = []
         cursors = None
         with (tmp_path / "loop.log").open("ab") as log:
-            for _ in range(sized(30)):
+            for _ in range(sized(16)):
                 change(sim, ids, 4)
                 child = subprocess.Popen(
                     [sys.executable, "-m", "pollerd", "run", "--config", str(config)],
