@@ -173,20 +173,28 @@ def test_without_the_status_list_there_is_no_probe() -> None:
     assert every_status(schema) == ("pending", "trash", "shipped")  # a plugin's status kept
 
 
-def test_an_idle_pass_is_one_request(sim: WooSim, moment: WallClock, tmp_path: Path) -> None:
-    sim.create_order(status="processing", set_paid=True)
-    sim.create_order()
+def _passes(
+    sim: WooSim, moment: WallClock, count: int, *, step: float
+) -> Callable[[StoreSync], Awaitable[list[list[str]]]]:
+    """A scenario of `count` passes `step` seconds apart: the kinds of request each sent."""
 
     async def scenario(sync: StoreSync) -> list[list[str]]:
         passes = []
-        for _ in range(3):
-            moment.advance(1)
+        for _ in range(count):
+            moment.advance(step)
             mark = len(sim.request_log)
             await sync.poll()
             passes.append(_sent(sim, mark))
         return passes
 
-    passes, store = _session(sim, moment, tmp_path, scenario)
+    return scenario
+
+
+def test_an_idle_pass_is_one_request(sim: WooSim, moment: WallClock, tmp_path: Path) -> None:
+    sim.create_order(status="processing", set_paid=True)
+    sim.create_order()
+
+    passes, store = _session(sim, moment, tmp_path, _passes(sim, moment, 3, step=1))
     store.close()
     assert passes == [["probe"]] * 3
 
@@ -321,15 +329,6 @@ def test_a_store_whose_schema_lists_no_statuses_is_walked_every_pass(
     sim.rest._schema = lambda: trimmed  # type: ignore[method-assign]
     sim.create_order()
 
-    async def scenario(sync: StoreSync) -> list[list[str]]:
-        passes = []
-        for _ in range(2):
-            moment.advance(5)
-            mark = len(sim.request_log)
-            await sync.poll()
-            passes.append(_sent(sim, mark))
-        return passes
-
-    passes, store = _session(sim, moment, tmp_path, scenario)
+    passes, store = _session(sim, moment, tmp_path, _passes(sim, moment, 2, step=5))
     store.close()
     assert passes == [["window", "trash"]] * 2
