@@ -355,6 +355,14 @@ def scan(folder: Path, needles: dict[str, str]) -> tuple[int, list[str]]:
     return lines, leaks
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts) runs two workers per core: the suite waits more than it
+    computes (real subprocesses, simulators, sinks, kill and restart), so on the 2-core machine
+    one worker per core kept the CPUs under half busy (10 min of CPU in 11.5 min of wall time).
+    Two per core: the whole run in 410 s instead of 690 s."""
+    return 2 * (os.cpu_count() or 1)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _CAPTURE
     worker = getattr(config, "workerinput", None)
