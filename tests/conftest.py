@@ -355,6 +355,7 @@ def scan(folder: Path, needles: dict[str, str]) -> tuple[int, list[str]]:
     return lines, leaks
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: a run with `-p no:xdist` has no such hook
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto` (pyproject's addopts) runs two workers per core: the suite waits more than it
     computes (real subprocesses, simulators, sinks, kill and restart), so on the 2-core machine
