@@ -4,7 +4,7 @@ arriving at the receiver, through a real `pollerd run` polling every second.
     python bench/latency.py [--platform woocommerce|shopify] [--changes 50] [--interval 1s]
 
 Half the changes are new orders, half are payments of earlier ones, spaced at random (0-1.5 s)
-so they land at every phase of the poll cycle. Prints one JSON object: p50/p95/max seconds.
+so they land at every phase of the poll cycle. Prints one JSON object: p50/p95/p99/max seconds.
 Everything runs on 127.0.0.1 (the WooCommerce or Shopify simulator and a webhook sink); the
 default interval is the platform's default (WooCommerce 1 s here, Shopify 2 s).
 """
@@ -108,6 +108,7 @@ def main() -> int:
         "missing": missing,
         "p50_s": round(statistics.median(latencies), 3),
         "p95_s": round(percentile(latencies, 0.95), 3),
+        "p99_s": round(percentile(latencies, 0.99), 3),
         "max_s": round(max(latencies), 3),
         "min_s": round(min(latencies), 3),
         "daemon_exit": code,
