@@ -13,8 +13,12 @@ From https://shopify.dev/api/usage/bulk-operations/queries and the fixtures (res
   connections stay inline; slashes are escaped (`gid:\\/\\/shopify`) as in the fixtures;
 - result URLs expire 7 days (sim clock) after completion: then 403 with a storage XML error.
 
-The rows are read when the operation starts (a snapshot); completion is lazy, computed whenever
-the operation is read, on either clock (`ShopBook.aged`).
+The rows are read when the operation starts: a shop within one chunk (`BULK_CHUNK` orders) at
+once, a snapshot, before `bulkOperationRunQuery` answers; a larger one by a thread of its own,
+chunk by chunk, while the operation is RUNNING (minutes for a million orders,
+as on Shopify; the Admin API keeps answering meanwhile), so an order changed during that time
+may be exported before or after its change. Completion is lazy, computed whenever the operation
+is read, on either clock (`ShopBook.aged`), and never before the rows are all read.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import DocumentNode, FieldNode, get_named_type, get_operation_ast, is_abstract_type
 
 from pollerd.model import utc_iso
+from pollerd_sim import shop_graphql
 from pollerd_sim.shop_bucket import CostWalker
 from pollerd_sim.shop_orders import ShopBook, Stamp
 from pollerd_sim.shop_schema import gid
@@ -62,6 +67,7 @@ class BulkOp:
     completed_at: datetime | None = None
     reads: int = 0
     files: dict[str, bytes] = field(default_factory=dict)
+    read: threading.Event = field(default_factory=threading.Event)  # every row is in `lines`
 
 
 class BulkRunner:
@@ -100,7 +106,7 @@ class BulkRunner:
             return
         if op.status not in ("CREATED", "RUNNING"):
             return
-        if not self.book.aged(op.started, self.seconds):
+        if not op.read.is_set() or not self.book.aged(op.started, self.seconds):
             op.status = "RUNNING"
             return
         op.completed_at = self.book.now()
@@ -137,22 +143,41 @@ class BulkRunner:
                     f"{gid('BulkOperation', running[0].id)}.",
                     "OPERATION_IN_PROGRESS",
                 )
-            data = self.api.execute_bulk(document)
-            lines, roots = flatten(self.api, document, walker, data or {})
             op = BulkOp(
                 id=self._next,
                 query=query,
                 started=self.book.stamp(),
                 created_at=self.book.now(),
-                lines=lines,
-                root_count=roots,
+                lines=[],
+                root_count=0,
             )
             if self._fail_next is not None:
                 op.fail, op.partial, self._fail_next = True, self._fail_next, None
             self._next += 1
             self.started += 1
             self.ops[op.id] = op
+            if len(self.book.orders) <= shop_graphql.BULK_CHUNK:
+                self._read(op, document, walker)  # before the answer: a snapshot
+            else:  # the request holds the book's lock: the reader starts when it answers
+                threading.Thread(
+                    target=self._read, args=(op, document, walker), daemon=True
+                ).start()
             return {"bulkOperation": self._render(op), "userErrors": []}
+
+    def _read(self, op: BulkOp, document: DocumentNode, walker: CostWalker) -> None:
+        """Every row of the operation into `op.lines` (see the module docstring)."""
+        lines: list[str] = []
+        roots = 0
+        try:
+            for data in self.api.execute_bulk(document):
+                more, count = flatten(self.api, document, walker, data or {})
+                lines += more
+                roots += count
+            op.lines, op.root_count = lines, roots
+        except Exception:  # noqa: BLE001  (the export fails as Shopify's would, not the sim)
+            op.fail, op.partial = True, False
+        finally:
+            op.read.set()
 
     def cancel(self, global_id: str) -> dict[str, Any]:
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pollerd_sim import ShopSim
+from pollerd_sim import ShopSim, shop_graphql
+from pollerd_sim.shop_bulk import flatten
 
 TOKEN = "shpat_sim_token"
 T0 = datetime(2026, 11, 22, 9, 32, 36, tzinfo=UTC)
@@ -663,6 +665,38 @@ def test_a_bulk_operation_runs_once_at_a_time_and_serves_jsonl_with_parent_ids(
     wall.tick(7 * 86400)
     expired = http.get(node["url"])
     assert expired.status_code == 403 and "<Code>ExpiredToken</Code>" in expired.text
+
+
+def test_a_large_shop_is_exported_chunk_by_chunk_with_the_same_lines(
+    sim: ShopSim, http: httpx.Client, mono: Mono, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A million-order export reads its rows a chunk at a time (so the Admin API keeps
+    answering meanwhile); chunked or not, the lines are the same and children follow their
+    parent; the operation is not COMPLETED before every row is read."""
+    for i in range(7):
+        sim.create_order(items=[{"name": f"L{i}"}])
+    api = sim.graphql
+    document, walker, problem = api.prepare_bulk(BULK_Q)
+    assert document is not None and walker is not None and not problem
+    whole = [flatten(api, document, walker, d or {}) for d in api.execute_bulk(document)]
+    parts = [flatten(api, document, walker, d or {}) for d in api.execute_bulk(document, chunk=3)]
+    assert len(whole) == 1 and len(parts) == 3  # 3 + 3 + 1 orders
+    assert sorted(line for lines, _ in parts for line in lines) == sorted(whole[0][0])
+    assert sum(roots for _, roots in parts) == whole[0][1] == 7
+    for lines, _ in parts:  # each chunk's line item right after its order
+        assert all("__parentId" in json.loads(b) for b in lines[1::2])
+    runner = sim.bulk
+    monkeypatch.setattr(shop_graphql, "BULK_CHUNK", 3)  # a "large" shop: read by a thread
+    gate = threading.Event()
+    reading = runner._read
+    runner._read = lambda *args: (gate.wait(10), reading(*args))  # type: ignore[method-assign]
+    started = runner.run_query(BULK_Q)
+    mono.tick(1)
+    op = started["bulkOperation"]["id"]
+    assert data(gql(http, sim, POLL, {"id": op}))["node"]["status"] == "RUNNING"
+    gate.set()
+    runner.ops[int(op.rsplit("/", 1)[-1])].read.wait(10)
+    assert data(gql(http, sim, POLL, {"id": op}))["node"]["objectCount"] == "14"
 
 
 def test_a_failed_bulk_operation_offers_half_the_rows_as_partial_data(
