@@ -24,6 +24,8 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
                    a pass reads one page from `bookmark − overlap` and the bookmark follows
                    it: the overlap re-applied on every page, research §B.4's livelock
                    (tests/fault/test_ties.py);
+- `no_backoff`     a failed delivery is due again at once, in lock-step with every other
+                   (tests/fault/test_channel_outage.py);
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
   transaction, every row written, not committed), `after_page_commit`,
   `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,
