@@ -14,8 +14,8 @@ passes for "no orders", which the exit-code assertion catches."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,8 +173,10 @@ def receiver_tls_failure(tmp: Path, **env: str) -> tuple[list[dict[str, Any]], R
         assert proxy.connections.get("tls_fail"), "the fault was never met"
         assert took < BOUND, f"the run took {took:.1f}s"
         assert code == 1 and not sink.attempts, stderr  # nothing reached the receiver
-        listed = pollerd("deliveries", "list", "--json", "--config", str(config))
-        rows: list[dict[str, Any]] = json.loads(listed.stdout)
+        with sqlite3.connect(tmp / "pollerd.db") as conn:  # the outbox, as the run left it
+            conn.row_factory = sqlite3.Row
+            query = "SELECT event_id, state, attempts, last_error FROM delivery"
+            rows = [dict(r) for r in conn.execute(query)]
         proxy.set_toxic("none")
         clean("once", "--config", str(config), **trust)
         intact(tmp / "pollerd.db")
