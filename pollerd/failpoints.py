@@ -20,6 +20,18 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
                    behind and no pollerd starts again (tests/fault/test_bounce.py, row 4);
 - `dead_is_sent`   a delivery that gives up is marked sent, not dead: gone from the
                    dead-letter list, never retried (tests/fault/test_outage.py);
+- `overlap_per_page`
+                   a pass reads one page from `bookmark − overlap` and the bookmark follows
+                   it: the overlap re-applied on every page, research §B.4's livelock
+                   (tests/fault/test_ties.py);
+- `no_backoff`     a failed delivery is due again at once, in lock-step with every other
+                   (tests/fault/test_channel_outage.py);
+- `unsure_is_sent` a request that failed after it left (no answer in time, the connection
+                   reset while waiting) is taken as answered 200: "it left, so it arrived",
+                   the ambiguous send never resent (tests/fault/test_ambiguous.py);
+- `tls_is_permanent`
+                   a channel takes a failed TLS handshake as a permanent refusal of the
+                   message: dead-lettered at once (tests/fault/test_tcp_faults.py);
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
   transaction, every row written, not committed), `after_page_commit`,
   `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,

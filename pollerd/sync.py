@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pollerd import baseline, metrics
@@ -28,10 +29,10 @@ from pollerd.config import RouteConfig
 from pollerd.errors import RetryableSourceError
 from pollerd.failpoints import armed
 from pollerd.reconcile import Reconcile
-from pollerd.sources.base import Bounded, Feeds, Hidden, Presence, Undated
+from pollerd.sources.base import Bounded, Feeds, Hidden, ListPage, PageToken, Presence, Undated
 from pollerd.startpoint import warn_mismatch
 from pollerd.store.db import Cursor
-from pollerd.walk import PassReport, floor_second
+from pollerd.walk import Lister, PassReport, floor_second
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -132,8 +133,11 @@ class StoreSync(Reconcile):
         if moved:
             self._last_walk = time.monotonic()
             self._walk_started = read_at
+            lister: Lister = functools.partial(self.source.list_modified, after)
+            if armed("overlap_per_page"):  # test-only (failpoints.py): the B.4 livelock
+                lister = _page_per_pass(lister)
             newest = await self.walk(
-                lambda page: self.source.list_modified(after, page),
+                lister,
                 report,
                 start_at=cursor.start_at,
                 status="any",
@@ -229,3 +233,15 @@ def _key(updated_at: datetime, order_id: str) -> tuple[datetime, int]:
     """A bookmark as a comparable key: ids compare as numbers ("10" after "9"); the empty id of
     a new cursor sorts first."""
     return updated_at, int(order_id) if order_id.isdigit() else -1
+
+
+def _page_per_pass(lister: Lister) -> Lister:
+    """The `overlap_per_page` mutant (test-only, failpoints.py): research §B.4's livelock. Each
+    pass reads ONE page from `bookmark − overlap` and the bookmark follows that page, which is
+    the overlap applied again on every page: once more orders changed inside the overlap than
+    fit on a page, every pass reads the same first page and the rest is never seen."""
+
+    async def first_page(page: PageToken) -> ListPage:
+        return replace(await lister(page), next=None)
+
+    return first_page

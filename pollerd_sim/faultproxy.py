@@ -13,7 +13,17 @@ Toxics, switchable at runtime (`set_toxic`), applied to each new connection:
                connection closes (the client sees fewer bytes than Content-Length);
 - `truncate`   the same, but Content-Length is rewritten to `limit`: a complete HTTP answer
                whose JSON stops in the middle (a proxy or cache that cut it "cleanly");
-- `slow`       every chunk of the answer waits `delay` seconds.
+- `slow`       every chunk of the answer waits `delay` seconds;
+- `tls_fail`   the TLS handshake fails: the ClientHello is read and answered with a fatal
+               `handshake_failure` alert (a server with no cipher, protocol or certificate the
+               client accepts; a TLS-intercepting middlebox refusing the client).
+
+With `tls` (a server-side `ssl.SSLContext`, e.g. `pollerd_sim.testing.smtp.make_certs(dir)
+.server_context()`), the proxy terminates TLS, `url` is `https://`, and the client needs to
+trust that certificate (httpx reads `SSL_CERT_FILE`); it then relays the plaintext to the
+upstream, both directions in one thread (an SSL socket must not be read and written from two
+threads at once). The toxics that act on the answer's bytes need the plaintext proxy; `none`,
+`reset`, `half_open` and `tls_fail` work in both.
 
 `connections` counts connections per toxic, so a test knows the fault was met.
 """
@@ -21,18 +31,29 @@ Toxics, switchable at runtime (`set_toxic`), applied to each new connection:
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
+import ssl
 import struct
 import threading
 import time
 from typing import Any
 
-TOXICS = ("none", "reset", "half_open", "slice", "cut", "truncate", "slow")
+TOXICS = ("none", "reset", "half_open", "slice", "cut", "truncate", "slow", "tls_fail")
+PLAINTEXT_ONLY = ("slice", "cut", "truncate", "slow")
+HANDSHAKE_FAILURE = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
+"""A TLS record (alert, TLS 1.2 framing, 2 bytes): level fatal (2), `handshake_failure` (40)."""
 
 
 class FaultProxy:
     def __init__(
-        self, upstream: str = "", *, toxic: str = "none", limit: int = 40, delay: float = 0.2
+        self,
+        upstream: str = "",
+        *,
+        toxic: str = "none",
+        limit: int = 40,
+        delay: float = 0.2,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """`upstream`: `http://host:port...` or `host:port` of the real server; may be given
         later (`point_to`) when the server must know the proxy's URL first (WooCommerce signs
@@ -41,12 +62,13 @@ class FaultProxy:
         if upstream:
             self.point_to(upstream)
         self.toxic, self.limit, self.delay = toxic, limit, delay
+        self.tls = tls
         self.connections: dict[str, int] = {}
         self._held: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.set_toxic(toxic)
 
     def __enter__(self) -> FaultProxy:
@@ -66,6 +88,8 @@ class FaultProxy:
     ) -> None:
         if toxic not in TOXICS:
             raise ValueError(f"unknown toxic {toxic!r}; known: {', '.join(TOXICS)}")
+        if self.tls is not None and toxic in PLAINTEXT_ONLY:
+            raise ValueError(f"toxic {toxic!r} acts on plaintext answers: use a proxy without tls")
         with self._lock:
             self.toxic = toxic
             self.limit = self.limit if limit is None else limit
@@ -100,15 +124,53 @@ class FaultProxy:
                 while client.recv(65536):
                     pass  # read and drop; never answer, never close
             return
+        if toxic == "tls_fail":
+            with contextlib.suppress(OSError):
+                client.settimeout(10)
+                client.recv(65536)  # the ClientHello
+                client.sendall(HANDSHAKE_FAILURE)
+            _close(client)
+            return
+        if self.tls is not None:
+            try:
+                client.settimeout(10)
+                client = self.tls.wrap_socket(client, server_side=True)
+            except OSError:  # the client gave up, or did not trust us
+                _close(client)
+                return
         try:
             upstream = socket.create_connection(self.upstream, timeout=30)
         except OSError:
             client.close()
             return
         with self._lock:
-            self._held.append(upstream)
+            self._held.extend((client, upstream))
+        if isinstance(client, ssl.SSLSocket):
+            self._relay(client, upstream)
+            return
         threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
         self._answer(upstream, client, toxic, limit, delay)
+
+    @staticmethod
+    def _relay(client: ssl.SSLSocket, upstream: socket.socket) -> None:
+        """Plaintext both ways between a TLS client and the upstream, in this one thread,
+        until either side closes."""
+        other = {client: upstream, upstream: client}
+        with contextlib.suppress(OSError):  # ssl.SSLError included
+            while True:
+                if client.pending():  # decrypted bytes select() cannot see
+                    ready: list[socket.socket] = [client]
+                else:
+                    ready = select.select([client, upstream], [], [], 60)[0]
+                if not ready:
+                    break
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        raise ConnectionAbortedError
+                    other[src].sendall(data)
+        for sock in (client, upstream):
+            _close(sock)
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -158,6 +220,13 @@ class FaultProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def _length(headers: bytes, default: int) -> int:

@@ -10,7 +10,9 @@ Modes, settable at runtime (`set_mode`, or `POST /__sink/mode` from another proc
 `ok` 200; `down` drops the connection without an answer (receiver crashed); `500`; `429` (with
 `Retry-After` when `retry_after` is set); `410` (gone: a permanent failure); `slow` waits `delay`
 seconds, then 200 (a sender with a shorter timeout sees a timeout although the sink accepted the
-message: its retry is a legitimate duplicate with the same `webhook-id`).
+message: its retry is a legitimate duplicate with the same `webhook-id`); `accept_reset` accepts
+the message (a receipt) and then resets the connection instead of answering (a receiver that
+crashed after acting on it: to the sender the same as `down`, so its retry is a duplicate).
 `queue_modes("500", "500")` makes the next requests fail before falling back to `mode`.
 A request cut short (fewer body bytes than its Content-Length: the sender was killed while
 writing it) is an attempt answered with nothing, never a receipt, whatever the mode.
@@ -30,7 +32,7 @@ from typing import Any
 
 from pollerd_sim.loopback import LoopbackHandler, LoopbackService
 
-SINK_MODES = ("ok", "down", "500", "429", "410", "slow")
+SINK_MODES = ("ok", "down", "500", "429", "410", "slow", "accept_reset")
 _STATUS = {"ok": 200, "slow": 200, "500": 500, "429": 429, "410": 410}
 
 
@@ -62,7 +64,7 @@ class SinkHandler(LoopbackHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         mode, retry_after, delay = sink._next_mode()
         sink._arrived(mode)
-        status = 0 if mode == "down" else _STATUS[mode]
+        status = 0 if mode in ("down", "accept_reset") else _STATUS[mode]
         if len(body) < int(headers.get("content-length") or 0):
             # The sender died mid-request (kill -9 between headers and body): no receiver
             # would act on half a message, so it is an attempt, never a receipt.
@@ -82,8 +84,8 @@ class SinkHandler(LoopbackHandler):
         # Recorded before answering, so a sender that saw its 2xx always finds its receipt. A
         # slow answer is still a receipt when the sender has timed out meanwhile: the receiver
         # did process it, and the sender's retry is a duplicate with the same webhook-id.
-        sink._record(receipt, accepted=200 <= status < 300)
-        if mode == "down":
+        sink._record(receipt, accepted=200 <= status < 300 or mode == "accept_reset")
+        if mode in ("down", "accept_reset"):
             self.abort_connection()
             return
         extra = [("Retry-After", str(retry_after))] if mode == "429" and retry_after else []

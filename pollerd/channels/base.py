@@ -30,6 +30,7 @@ from pollerd.errors import (
     PermanentChannelError,
     RetryableChannelError,
 )
+from pollerd.failpoints import armed
 from pollerd.http import Edge, parse_retry_after, transport_error
 from pollerd.model import Event
 from pollerd.templates import Footer, Message, Templates, templates_for
@@ -270,6 +271,8 @@ class Channel:
         try:
             return await self.edge.send("POST", url, classify, **kwargs)
         except ChannelError as exc:
+            if armed("tls_is_permanent") and "TLS handshake failed" in exc.detail:
+                return SendResult.permanent(exc.detail)  # test-only (failpoints.py)
             return SendResult.of(exc)
 
     async def probe_get(self, url: str, *, timeout: float, **kwargs: Any) -> httpx.Response:

@@ -169,7 +169,7 @@ class Deliverer:
             # float would overflow, and 2**40 seconds is past any backoff_max already.
             self.cfg.backoff_base.total_seconds() * 2 ** min(40, max(0, attempts - 1)),
         )
-        delay = self.rng.uniform(0, ceiling)
+        delay = 0.0 if armed("no_backoff") else self.rng.uniform(0, ceiling)  # failpoints.py
         return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
 
     def housekeeping(self) -> None:

@@ -14,15 +14,20 @@ passes for "no orders", which the exit-code assertion catches."""
 from __future__ import annotations
 
 import contextlib
+import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pollerd_sim import WebhookSink, WooSim
 from pollerd_sim.faultproxy import FaultProxy
 from pollerd_sim.harness import KEY, SECRET, pollerd, pollerd_env, write_config
+from pollerd_sim.testing.faults import Report
+from pollerd_sim.testing.smtp import make_certs
 from tests.fault.rig import clean, intact, verdict
 
 pytestmark = pytest.mark.fault
@@ -114,3 +119,83 @@ def test_the_tcp_test_catches_a_lenient_reader(tmp_path: Path) -> None:
         code, _, stderr = faulty_once(config, POLLERD_FAILPOINT="lenient_json")
     assert code == 0, stderr  # "no orders": the assertion `code == 1` above would fail
     assert not sink.receipts
+
+
+# --- TLS handshake failure (row 13's last toxic) ------------------------------------------------
+# The proxy terminates TLS with a throwaway CA's certificate (trusted through SSL_CERT_FILE,
+# which httpx reads); `tls_fail` answers the ClientHello with a fatal handshake_failure alert.
+
+
+def test_store_tls_handshake_failure(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    trust = {"SSL_CERT_FILE": str(certs.ca)}
+    with (
+        FaultProxy(tls=certs.server_context()) as proxy,
+        # Over https WooCommerce takes Basic auth: the site must see its own https (is_ssl()).
+        WooSim(
+            consumer_key=KEY, consumer_secret=SECRET, home_url=proxy.url, https_detected=True
+        ) as sim,
+        WebhookSink() as sink,
+    ):
+        proxy.point_to(sim.url)
+        config = write_config(tmp_path, proxy.url, sink.url, store={"timeout": f"{TIMEOUT}s"})
+        for _ in range(5):
+            sim.create_order(payment_method="stripe", set_paid=True)
+        proxy.set_toxic("tls_fail")
+        code, took, stderr = faulty_once(config, **trust)
+        assert proxy.connections.get("tls_fail"), "the fault was never met"
+        assert took < BOUND, f"the run took {took:.1f}s"
+        assert code == 1 and not sink.receipts, stderr  # failed and said so; retried next run
+        assert re.search(r"TLS handshake failed.*\(will retry\)", stderr), stderr
+        intact(tmp_path / "pollerd.db")
+        proxy.set_toxic("none")
+        clean("once", "--config", str(config), **trust)
+        report = verdict(sim, sink)
+    assert proxy.connections.get("none"), "the healthy run did not go through the proxy"
+    assert report.ok and not report.duplicated and report.received == 10, report.summary()
+
+
+def receiver_tls_failure(tmp: Path, **env: str) -> tuple[list[dict[str, Any]], Report]:
+    """Five orders sent through a receiver whose TLS handshakes fail, then a clean run once it
+    is healthy: the outbox after the failed run, and the checker's report after the clean one."""
+    certs = make_certs(tmp)
+    trust = {"SSL_CERT_FILE": str(certs.ca)}
+    with (
+        WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim,
+        WebhookSink() as sink,
+        FaultProxy(sink.url, tls=certs.server_context()) as proxy,
+    ):
+        config = write_config(tmp, sim.url, proxy.url + "/hook")
+        for _ in range(5):
+            sim.create_order(payment_method="stripe", set_paid=True)
+        proxy.set_toxic("tls_fail")
+        code, took, stderr = faulty_once(config, **trust, **env)
+        assert proxy.connections.get("tls_fail"), "the fault was never met"
+        assert took < BOUND, f"the run took {took:.1f}s"
+        assert code == 1 and not sink.attempts, stderr  # nothing reached the receiver
+        with sqlite3.connect(tmp / "pollerd.db") as conn:  # the outbox, as the run left it
+            conn.row_factory = sqlite3.Row
+            query = "SELECT event_id, state, attempts, last_error FROM delivery"
+            rows = [dict(r) for r in conn.execute(query)]
+        proxy.set_toxic("none")
+        clean("once", "--config", str(config), **trust)
+        intact(tmp / "pollerd.db")
+        return rows, verdict(sim, sink)
+
+
+def test_receiver_tls_handshake_failure(tmp_path: Path) -> None:
+    rows, report = receiver_tls_failure(tmp_path)
+    # Retryable: every first event pending with the reason, none dead-lettered...
+    failed = [r for r in rows if r["attempts"]]
+    assert len(failed) == 5 and all(r["state"] == "pending" for r in rows), rows
+    assert all("TLS handshake failed" in (r["last_error"] or "") for r in failed), failed
+    # ...and sent once the receiver is healthy.
+    assert report.ok and not report.duplicated and report.received == 10, report.summary()
+
+
+def test_the_tls_test_catches_a_handshake_failure_taken_as_final(tmp_path: Path) -> None:
+    rows, report = receiver_tls_failure(tmp_path, POLLERD_FAILPOINT="tls_is_permanent")
+    # Dead at the first failure (the `pending` assertion above fails), so never sent: the
+    # healthy run delivers nothing for those orders (`report.ok` fails too).
+    assert sum(r["state"] == "dead" for r in rows) == 5, rows
+    assert len(report.lost) == 10, report.summary()

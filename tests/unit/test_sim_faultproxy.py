@@ -3,14 +3,17 @@ so a fault test that passes through it has met the fault it names."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from pollerd_sim import WooSim
 from pollerd_sim.faultproxy import FaultProxy
+from pollerd_sim.testing.smtp import make_certs
 
 PATH = "/wp-json/wc/v3/orders"  # OPTIONS: the schema, a few kB of JSON, no credentials needed
 
@@ -67,3 +70,20 @@ def test_slow_delays_each_chunk(proxy: FaultProxy) -> None:
 def test_unknown_toxic_is_refused(proxy: FaultProxy) -> None:
     with pytest.raises(ValueError, match="unknown toxic"):
         proxy.set_toxic("latency")
+
+
+def test_tls_terminates_and_tls_fail_refuses_the_handshake(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    trust = ssl.create_default_context(cafile=str(certs.ca))
+    with WooSim() as sim, FaultProxy(sim.url, tls=certs.server_context()) as proxy:
+        assert proxy.url.startswith("https://")
+        whole = httpx.options(proxy.url + PATH, verify=trust, timeout=5)
+        assert whole.status_code == 200 and whole.json()["namespace"] == "wc/v3"
+        proxy.set_toxic("tls_fail")
+        began = time.monotonic()
+        with pytest.raises(httpx.ConnectError, match="HANDSHAKE_FAILURE"):
+            httpx.options(proxy.url + PATH, verify=trust, timeout=5)
+        assert time.monotonic() - began < 5
+        assert proxy.connections == {"none": 1, "tls_fail": 1}
+        with pytest.raises(ValueError, match="plaintext"):
+            proxy.set_toxic("truncate")

@@ -65,6 +65,14 @@ def test_down_drops_the_connection(sink: WebhookSink) -> None:
     assert sink.ids() == ["shop:100:order.paid"]
 
 
+def test_accept_reset_keeps_the_message_and_drops_the_answer(sink: WebhookSink) -> None:
+    """The receiver acted on it, the sender cannot know: its retry is a real duplicate."""
+    sink.mode = "accept_reset"
+    with pytest.raises(httpx.TransportError):
+        post(sink)
+    assert sink.ids() == ["shop:100:order.paid"] and [a.status for a in sink.attempts] == [0]
+
+
 def test_a_request_cut_short_is_an_attempt_not_a_receipt(sink: WebhookSink) -> None:
     """A sender killed between its headers and the end of its body (the fault suite's kill -9)
     delivered nothing: counting it would hide a lost alert behind its webhook-id."""
