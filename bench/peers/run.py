@@ -1,0 +1,255 @@
+"""Peers side by side: open-source order syncers and pollerd over the same scripted history.
+
+    python bench/peers/run.py [--tools airbyte,tap-woocommerce,tap-woocommerce-v3,pollerd]
+                              [--venv-dir ~/.cache/pollerd-peers] [--markdown]
+
+Each peer runs from a virtual environment of its own under `--venv-dir` (created and
+pip-installed at the pinned version on first use; never in the repository, never a pollerd
+dependency) as its own CLI, from its own saved state, four times: the initial sync and three
+incremental ones, around the history in `peers_history.py` (UTC+8 store, status changes of old orders,
+250 orders in one second with a read landing mid-second). pollerd runs `pollerd once` at the same
+moments with a webhook sink. Every tool has a store of its own (same script), behind a
+TLS-terminating loopback proxy; requests are counted at the store.
+
+Prints one JSON object; `--markdown` prints the table instead (`table(results)`, which
+bench/run-all imports). Comparison rules: `peers_truth.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers_history import SITE_TIMEZONE, Burst, HistorySim, Steps, check_truth, t0, t1
+from peers_tls import TlsProxy, make_certificate
+from peers_tools import (
+    DEFAULT_VENV_ROOT,
+    PINS,
+    AirbyteSource,
+    SingerTap,
+    SyncRun,
+    ensure_venv,
+)
+from peers_truth import score, visible_changes
+
+from pollerd_sim import WebhookSink
+from pollerd_sim.harness import KEY, SECRET, pollerd, pollerd_env, write_config
+from pollerd_sim.wc_rest import ORDERS_PREFIX
+
+WOO_TOOLS = ("airbyte", "tap-woocommerce", "tap-woocommerce-v3", "pollerd")
+CURSORS = {
+    "airbyte": "date_modified_gmt, naive UTC + dates_are_gmt, window end = client now",
+    "tap-woocommerce": "max date_created (site-local) re-labelled with start_date's +00:00",
+    "tap-woocommerce-v3": "max date_created (site-local) with a hard-coded Z",
+    "pollerd": "(date_modified_gmt, id) from data, naive UTC + dates_are_gmt, 5 min overlap",
+}
+
+
+class Tool(Protocol):
+    def prepare(self, cert: Path) -> None: ...
+
+    def sync(self, cert: Path) -> SyncRun: ...
+
+
+class PollerdOnce:
+    """`pollerd once` with a webhook sink: what it captured is the events' order statuses."""
+
+    def __init__(self, work: Path, url: str, start: str) -> None:
+        self.work = work
+        self.sink = WebhookSink().start()
+        self.config = write_config(
+            work, url, self.sink.url, store={"start_from": start, "interval": "10s"}
+        )
+        self.seen = 0
+
+    def prepare(self, cert: Path) -> None:
+        """Nothing to discover: the config is the whole setup."""
+
+    def sync(self, cert: Path) -> SyncRun:
+        started = time.monotonic()
+        env = pollerd_env(SSL_CERT_FILE=str(cert))
+        proc = pollerd("once", "--config", str(self.config), env=env, cwd=self.work)
+        run = SyncRun(exit_code=proc.returncode, wall_s=round(time.monotonic() - started, 2))
+        run.stderr_tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+        run.secret_in_log_lines = sum(SECRET in line for line in proc.stderr.splitlines())
+        receipts = [r for r in self.sink.receipts if r.status == 200]
+        for receipt in receipts[self.seen :]:
+            order = receipt.json().get("order") or {}
+            run.pairs.append((int(order["id"]), str(order["status"])))
+        self.seen = len(receipts)
+        return run
+
+    def close(self) -> None:
+        self.sink.stop()
+
+
+def make_tool(name: str, venv_root: Path, work: Path, url: str, day: str) -> tuple[Tool, float]:
+    """The tool, configured as its docs say for this store; and its install seconds."""
+    if name == "pollerd":
+        return PollerdOnce(work, url, f"{day}T00:00:00Z"), 0.0
+    host = urllib.parse.urlsplit(url).netloc
+    if name == "airbyte":
+        venv, spent = ensure_venv("airbyte-source-woocommerce", venv_root)
+        config = {"shop": host, "api_key": KEY, "api_secret": SECRET, "start_date": day}
+        return AirbyteSource(venv, work, config), spent
+    venv, spent = ensure_venv(name, venv_root)
+    config = {
+        # tap-woocommerce appends "wp-json/..." to the URL; v3 prepends "https://" itself.
+        "url": url + "/" if name == "tap-woocommerce" else host,
+        "consumer_key": KEY,
+        "consumer_secret": SECRET,
+        "start_date": f"{day}T00:00:00Z",  # the usual Singer form
+    }
+    return SingerTap(name, venv, work, config), spent
+
+
+def _v2_as_v3(path: str) -> str:
+    return path.replace("/wp-json/wc/v2/", "/wp-json/wc/v3/", 1)
+
+
+def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> dict[str, Any]:
+    """The whole history for one tool on a store of its own; the tool's row of the results."""
+    proxy = TlsProxy(cert, key, path_map=_v2_as_v3)
+    sim = HistorySim(
+        consumer_key=KEY,
+        consumer_secret=SECRET,
+        site_timezone=SITE_TIMEZONE,
+        https_detected=True,
+        home_url=proxy.url,
+    ).start()
+    proxy.start(sim.port)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    tool, install_s = make_tool(name, venv_root, work, proxy.url, day)
+    try:
+        tool.prepare(cert)
+        steps = Steps()
+        runs: list[SyncRun] = []
+        marks: list[int] = []
+
+        def sync() -> None:
+            marks.append(len(sim.request_log))
+            runs.append(tool.sync(cert))
+
+        made = t0(sim, steps)
+        steps.boundaries.append(len(steps.writes))
+        sync()
+        t1(sim, steps, made)
+        steps.boundaries.append(len(steps.writes))
+        sync()
+        burst = Burst(steps)
+        sim.arm(burst)
+        sync()
+        if sim.disarm() is not None:  # the tool never listed orders: the burst still happens
+            steps.boundaries.append(len(steps.writes))
+            burst.write(sim, 250, "burst, no read landed")
+        else:
+            steps.boundaries.append(burst.read_at or 0)
+        steps.boundaries.append(len(steps.writes))
+        sync()
+        marks.append(len(sim.request_log))
+        problems = check_truth(sim, steps)
+        log = list(sim.request_log)
+    finally:
+        if isinstance(tool, PollerdOnce):
+            tool.close()
+        proxy.stop()
+        sim.stop()
+    truth = visible_changes(steps.writes, steps.boundaries)
+    observed = [pair for run in runs for pair in run.pairs]
+    requests = [marks[i + 1] - marks[i] for i in range(len(runs))]
+    return {
+        "tool": name,
+        "version": "(this tree)" if name == "pollerd" else PINS[_package(name)],
+        "cursor": CURSORS[name],
+        **score(truth, observed),
+        "emitted": [len(run.pairs) for run in runs],
+        "requests": requests,
+        "bytes": sum(entry["bytes"] for entry in log[marks[0] :]),
+        "wall_s": [run.wall_s for run in runs],
+        "exit_codes": [run.exit_code for run in runs],
+        "first_list_query": [_first_list_query(log[marks[i] : marks[i + 1]]) for i in range(4)],
+        "secret_in_log_lines": sum(run.secret_in_log_lines for run in runs),
+        "errors": [run.stderr_tail for run in runs if run.exit_code != 0],
+        "install_s": round(install_s, 1),
+        "script_problems": problems,
+    }
+
+
+def _package(name: str) -> str:
+    return "airbyte-source-woocommerce" if name == "airbyte" else name
+
+
+def _first_list_query(entries: list[dict[str, Any]]) -> str:
+    """The date filters of the first orders list request, as the store received them."""
+    for entry in entries:
+        if entry["path"] == ORDERS_PREFIX and entry["method"] == "GET":
+            params = entry["params"]
+            keys = ("after", "modified_after", "modified_before", "dates_are_gmt", "orderby")
+            return "&".join(f"{k}={params[k][0]}" for k in keys if k in params)
+    return ""
+
+
+def table(results: dict[str, Any]) -> str:
+    """The markdown table of a run's results (one row per tool)."""
+    head = (
+        "| tool | version | orders captured | status changes captured | missed, by step "
+        "| requests (sync 1/2/3/4) | wall s (sync 1/2/3/4) | sync 2 query (date filters) |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    rows = []
+    for row in results["tools"]:
+        missed = ", ".join(f"{k}: {v}" for k, v in row["missed_by_step"].items()) or "none"
+        if row.get("errors"):
+            missed += f"; exit codes {row['exit_codes']}"
+        rows.append(
+            f"| {row['tool']} | {row['version']} "
+            f"| {row['orders_captured']} / {row['orders_truth']} "
+            f"| {row['changes_captured']} / {row['changes_truth']} | {missed} "
+            f"| {' / '.join(map(str, row['requests']))} "
+            f"| {' / '.join(f'{w:.1f}' for w in row['wall_s'])} "
+            f"| `{row['first_list_query'][1] or '-'}` |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None, *, progress: Callable[[str], None] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tools", default=",".join(WOO_TOOLS))
+    parser.add_argument("--venv-dir", type=Path, default=DEFAULT_VENV_ROOT)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
+    names = [n.strip() for n in args.tools.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(WOO_TOOLS))
+    if unknown:
+        parser.error(f"no such tool {unknown}; known: {', '.join(WOO_TOOLS)}")
+    started = time.monotonic()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pollerd-peers-") as tmp:
+        cert, key = make_certificate(Path(tmp) / "tls")
+        for name in names:
+            say(f"peers: {name} ...")
+            rows.append(run_tool(name, args.venv_dir.expanduser(), Path(tmp) / name, cert, key))
+    results = {
+        "benchmark": "peers",
+        "platform": "woocommerce",
+        "site_timezone": SITE_TIMEZONE,
+        "tools": rows,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    print(table(results) if args.markdown else json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
