@@ -160,11 +160,11 @@ class AirbyteSource:
             check=True,
             timeout=300,
         ).stdout
-        streams = [
+        streams = next(
             m["catalog"]["streams"]
             for m in map(_json_line, out.splitlines())
             if m.get("type") == "CATALOG"
-        ][0]
+        )
         orders = next(s for s in streams if s["name"] == "orders")
         configured = {
             "streams": [

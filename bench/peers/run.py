@@ -6,8 +6,8 @@
 Each peer runs from a virtual environment of its own under `--venv-dir` (created and
 pip-installed at the pinned version on first use; never in the repository, never a pollerd
 dependency) as its own CLI, from its own saved state, four times: the initial sync and three
-incremental ones, around the history in `peers_history.py` (UTC+8 store, status changes of old orders,
-250 orders in one second with a read landing mid-second). pollerd runs `pollerd once` at the same
+incremental ones, around the history in `peers_history.py` (UTC+8 store, status changes of old
+orders, 250 orders in one second with a read landing mid-second). pollerd runs `pollerd once` at the same
 moments with a webhook sink. Every tool has a store of its own (same script), behind a
 TLS-terminating loopback proxy; requests are counted at the store.
 
