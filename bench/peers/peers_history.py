@@ -8,9 +8,10 @@ steps, in production order: the tool's initial sync, changes, its incremental sy
     T1     20 changes to T0 orders (5 pending→processing, 5 processing→cancelled,
            5 processing→refunded, 5 on-hold→processing) and 10 new orders (5 pending cheque,
            5 cash-on-delivery processing)                      → sync 2
-    BURST  250 new orders in one second: 125 are written, the tool's first list request of
-           sync 3 is answered, the other 125 are written, all in that same second (the store's
-           clock is held for the burst)                        → sync 3 (lands mid-burst)
+    BURST  250 new orders in one second: 125 are written when the tool's first list request
+           of sync 3 arrives, the tool's sync 3 runs to its end, the other 125 are written, all
+           in that same second (the store's clock is held for the burst)
+                                                               → sync 3 (lands mid-burst)
                                                                → sync 4
 Same as research/peers-measured.md's T0/T1 (which ran on a real WooCommerce 10.0.2 at UTC+8),
 plus the burst of its probe P3 ("a read lands inside a second still being written") made
@@ -67,20 +68,19 @@ class HistorySim(WooSim):
     def handle(
         self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes
     ) -> Reply:
-        burst = None
-        if method == "GET" and path == ORDERS_PREFIX:
-            burst = self.disarm()
-        if burst is None:
-            return super().handle(method, path, query_string, headers, body)
-        self._held = datetime.now(UTC)
-        try:
+        if method == "GET" and path == ORDERS_PREFIX and (burst := self.disarm()) is not None:
+            self._held = datetime.now(UTC)
             burst.write(self, BURST // 2, "burst, before the read")
             burst.read_at = len(burst.steps.writes)
-            reply = super().handle(method, path, query_string, headers, body)
+        return super().handle(method, path, query_string, headers, body)
+
+    def finish(self, burst: Burst) -> None:
+        """After the sync the burst's first half met: the other half, in the same held second,
+        then the clock runs again."""
+        try:
             burst.write(self, BURST - BURST // 2, "burst, after the read")
         finally:
             self._held = None
-        return reply
 
 
 class Burst:

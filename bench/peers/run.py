@@ -1,15 +1,15 @@
 """Peers side by side: open-source order syncers and pollerd over the same scripted history.
 
     python bench/peers/run.py [--tools airbyte,tap-woocommerce,tap-woocommerce-v3,pollerd]
-                              [--venv-dir ~/.cache/pollerd-peers] [--markdown]
+                              [--controls] [--venv-dir ~/.cache/pollerd-peers] [--markdown]
 
 Each peer runs from a virtual environment of its own under `--venv-dir` (created and
 pip-installed at the pinned version on first use; never in the repository, never a pollerd
 dependency) as its own CLI, from its own saved state, four times: the initial sync and three
-incremental ones, around the history in `peers_history.py` (UTC+8 store, status changes of old
-orders, 250 orders in one second with a read landing mid-second). pollerd runs `pollerd once` at the same
-moments with a webhook sink. Every tool has a store of its own (same script), behind a
-TLS-terminating loopback proxy; requests are counted at the store.
+incremental ones, around the history in `peers_history.py` (UTC+8 store, status changes of
+old orders, 250 orders in one second with a read landing mid-second). pollerd runs
+`pollerd once` at the same moments with a webhook sink. Every tool has a store of its own
+(same script) behind a TLS-terminating loopback proxy; requests are counted at the store.
 
 Prints one JSON object; `--markdown` prints the table instead (`table(results)`, which
 bench/run-all imports). Comparison rules: `peers_truth.py`.
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers_history import SITE_TIMEZONE, Burst, HistorySim, Steps, check_truth, t0, t1
+from peers_history import BURST, SITE_TIMEZONE, Burst, HistorySim, Steps, check_truth, t0, t1
 from peers_tls import TlsProxy, make_certificate
 from peers_tools import (
     DEFAULT_VENV_ROOT,
@@ -47,6 +47,12 @@ from pollerd_sim.harness import KEY, SECRET, pollerd, pollerd_env, write_config
 from pollerd_sim.wc_rest import ORDERS_PREFIX
 
 WOO_TOOLS = ("airbyte", "tap-woocommerce", "tap-woocommerce-v3", "pollerd")
+# Counterfactual runs (research/peers-measured.md "Controls"): the tap configured around its
+# time-zone defect, to show what its created-date cursor and strict `after` lose on their own.
+CONTROLS = {
+    "tap-woocommerce+naive-start": ("tap-woocommerce", SITE_TIMEZONE, "T00:00:00"),
+    "tap-woocommerce-v3+utc-site": ("tap-woocommerce-v3", "UTC", "T00:00:00Z"),
+}
 CURSORS = {
     "airbyte": "date_modified_gmt, naive UTC + dates_are_gmt, window end = client now",
     "tap-woocommerce": "max date_created (site-local) re-labelled with start_date's +00:00",
@@ -94,7 +100,10 @@ class PollerdOnce:
 
 
 def make_tool(name: str, venv_root: Path, work: Path, url: str, day: str) -> tuple[Tool, float]:
-    """The tool, configured as its docs say for this store; and its install seconds."""
+    """The tool, configured as its docs say for this store (a control as its entry in
+    `CONTROLS` says); and its install seconds."""
+    start_suffix = CONTROLS[name][2] if name in CONTROLS else "T00:00:00Z"
+    name = CONTROLS[name][0] if name in CONTROLS else name
     if name == "pollerd":
         return PollerdOnce(work, url, f"{day}T00:00:00Z"), 0.0
     host = urllib.parse.urlsplit(url).netloc
@@ -108,7 +117,7 @@ def make_tool(name: str, venv_root: Path, work: Path, url: str, day: str) -> tup
         "url": url + "/" if name == "tap-woocommerce" else host,
         "consumer_key": KEY,
         "consumer_secret": SECRET,
-        "start_date": f"{day}T00:00:00Z",  # the usual Singer form
+        "start_date": day + start_suffix,  # `Z`: the usual Singer form
     }
     return SingerTap(name, venv, work, config), spent
 
@@ -123,7 +132,7 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
     sim = HistorySim(
         consumer_key=KEY,
         consumer_secret=SECRET,
-        site_timezone=SITE_TIMEZONE,
+        site_timezone=CONTROLS[name][1] if name in CONTROLS else SITE_TIMEZONE,
         https_detected=True,
         home_url=proxy.url,
     ).start()
@@ -151,9 +160,10 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
         sync()
         if sim.disarm() is not None:  # the tool never listed orders: the burst still happens
             steps.boundaries.append(len(steps.writes))
-            burst.write(sim, 250, "burst, no read landed")
+            burst.write(sim, BURST, "burst, no read landed")
         else:
             steps.boundaries.append(burst.read_at or 0)
+            sim.finish(burst)
         steps.boundaries.append(len(steps.writes))
         sync()
         marks.append(len(sim.request_log))
@@ -170,7 +180,8 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
     return {
         "tool": name,
         "version": "(this tree)" if name == "pollerd" else PINS[_package(name)],
-        "cursor": CURSORS[name],
+        "cursor": CURSORS[CONTROLS[name][0] if name in CONTROLS else name],
+        "site_timezone": CONTROLS[name][1] if name in CONTROLS else SITE_TIMEZONE,
         **score(truth, observed),
         "emitted": [len(run.pairs) for run in runs],
         "requests": requests,
@@ -186,6 +197,7 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
 
 
 def _package(name: str) -> str:
+    name = CONTROLS[name][0] if name in CONTROLS else name
     return "airbyte-source-woocommerce" if name == "airbyte" else name
 
 
@@ -226,13 +238,18 @@ def main(argv: list[str] | None = None, *, progress: Callable[[str], None] | Non
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tools", default=",".join(WOO_TOOLS))
     parser.add_argument("--venv-dir", type=Path, default=DEFAULT_VENV_ROOT)
+    parser.add_argument(
+        "--controls", action="store_true", help="add the counterfactual tap runs (CONTROLS)"
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(WOO_TOOLS))
+    if args.controls:
+        names += [n for n in CONTROLS if n not in names]
+    unknown = sorted(set(names) - set(WOO_TOOLS) - set(CONTROLS))
     if unknown:
-        parser.error(f"no such tool {unknown}; known: {', '.join(WOO_TOOLS)}")
+        parser.error(f"no such tool {unknown}; known: {', '.join([*WOO_TOOLS, *CONTROLS])}")
     started = time.monotonic()
     rows = []
     with tempfile.TemporaryDirectory(prefix="pollerd-peers-") as tmp:
