@@ -31,8 +31,9 @@ from cryptography.x509.oid import NameOID
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed CA-flagged certificate for 127.0.0.1/localhost: (cert.pem, key.pem).
+def make_certificate(directory: Path, names: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """A self-signed CA-flagged certificate for 127.0.0.1, localhost and `names` (DNS names,
+    e.g. the `acme.myshopify.com` tap-shopify hard-codes): (cert.pem, key.pem).
 
     The certificate is its own trust anchor, so the same file is the peers'
     `REQUESTS_CA_BUNDLE`/`SSL_CERT_FILE` and the proxy's server certificate."""
@@ -52,7 +53,11 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in names),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )
