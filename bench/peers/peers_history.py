@@ -97,7 +97,7 @@ class Burst:
             self.steps.writes.append((oid, "processing", step))
 
 
-def _next_second() -> None:
+def next_second() -> None:
     """Start a step on a fresh second, so no step shares a `date_modified` second with the
     previous sync's cursor (the history is a script, not a race)."""
     time.sleep(1.0 - (time.time() % 1.0) + 0.02)
@@ -105,7 +105,7 @@ def _next_second() -> None:
 
 def t0(sim: WooSim, steps: Steps) -> dict[str, list[int]]:
     """40 orders in four statuses; returns their ids by status."""
-    _next_second()
+    next_second()
     made: dict[str, list[int]] = {"pending": [], "processing": [], "on-hold": [], "completed": []}
     for _ in range(10):
         oid = sim.create_order(payment_method="stripe")
@@ -132,7 +132,7 @@ def t0(sim: WooSim, steps: Steps) -> dict[str, list[int]]:
 
 def t1(sim: WooSim, steps: Steps, made: dict[str, list[int]]) -> None:
     """20 changes to T0 orders and 10 new orders, as in the measured T1."""
-    _next_second()
+    next_second()
     for oid in made["pending"][:5]:
         sim.checkout(oid)
         steps.writes.append((oid, "processing", "T1 status change"))

@@ -30,7 +30,17 @@ from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers_history import BURST, SITE_TIMEZONE, Burst, HistorySim, Steps, check_truth, t0, t1
+from peers_history import (
+    BURST,
+    SITE_TIMEZONE,
+    Burst,
+    HistorySim,
+    Steps,
+    check_truth,
+    next_second,
+    t0,
+    t1,
+)
 from peers_tls import TlsProxy, make_certificate
 from peers_tools import (
     DEFAULT_VENV_ROOT,
@@ -156,6 +166,7 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
         steps.boundaries.append(len(steps.writes))
         sync()
         burst = Burst(steps)
+        next_second()  # the burst's second is none of T1's (a tap's bookmark second)
         sim.arm(burst)
         sync()
         if sim.disarm() is not None:  # the tool never listed orders: the burst still happens
