@@ -41,6 +41,7 @@ from peers_history import (
     t0,
     t1,
 )
+from peers_shopify import INDEX_LAG_S, PollerdShopify, ShopStore, TapShopify, script
 from peers_tls import TlsProxy, make_certificate
 from peers_tools import (
     DEFAULT_VENV_ROOT,
@@ -53,10 +54,11 @@ from peers_tools import (
 from peers_truth import score, visible_changes
 
 from pollerd_sim import WebhookSink
-from pollerd_sim.harness import KEY, SECRET, pollerd, pollerd_env, write_config
+from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, pollerd, pollerd_env, write_config
 from pollerd_sim.wc_rest import ORDERS_PREFIX
 
 WOO_TOOLS = ("airbyte", "tap-woocommerce", "tap-woocommerce-v3", "pollerd")
+SHOP_TOOLS = ("tap-shopify", "pollerd-shopify")
 # Counterfactual runs (research/peers-measured.md "Controls"): the tap configured around its
 # time-zone defect, to show what its created-date cursor and strict `after` lose on their own.
 CONTROLS = {
@@ -68,6 +70,8 @@ CURSORS = {
     "tap-woocommerce": "max date_created (site-local) re-labelled with start_date's +00:00",
     "tap-woocommerce-v3": "max date_created (site-local) with a hard-coded Z",
     "pollerd": "(date_modified_gmt, id) from data, naive UTC + dates_are_gmt, 5 min overlap",
+    "tap-shopify": "min(now, max updatedAt), bulk query updated_at >= bookmark, < client now",
+    "pollerd-shopify": "(updatedAt, id) from data, overlap, probe + sweeps (GraphQL)",
 }
 
 
@@ -222,35 +226,116 @@ def _first_list_query(entries: list[dict[str, Any]]) -> str:
     return ""
 
 
+def run_shopify(
+    name: str, venv_root: Path, work: Path, cert: Path, key: Path, bulk_seconds: float = 0.0
+) -> dict[str, Any]:
+    """The Shopify history (`peers_shopify.py`) for one tool on a store of its own.
+    `bulk_seconds`: how long a bulk operation runs (tap-shopify polls one, then sleeps 60 s)."""
+    proxy = TlsProxy(cert, key)
+    sim = ShopStore(
+        access_token=SHOPIFY_TOKEN, index_lag=INDEX_LAG_S, bulk_seconds=bulk_seconds
+    ).start()
+    proxy.start(sim.port)
+    install_s = 0.0
+    tool: Tool
+    if name == "tap-shopify":
+        venv, install_s = ensure_venv("tap-shopify", venv_root)
+        tool = TapShopify(venv, work, proxy.port)
+    else:
+        tool = PollerdShopify(work, sim.url)
+    runs: list[SyncRun] = []
+    marks: list[int] = []
+    writes: list[tuple[int, str, str]] = []
+
+    def sync() -> None:
+        marks.append(sim.requests)
+        runs.append(tool.sync(cert))
+
+    try:
+        tool.prepare(cert)
+        boundaries = script(sim, sync, writes)
+        marks.append(sim.requests)
+    finally:
+        if isinstance(tool, PollerdShopify):
+            tool.close()
+        proxy.stop()
+        sim.stop()
+    truth = visible_changes(writes, boundaries)
+    observed = [pair for run in runs for pair in run.pairs]
+    return {
+        "tool": name,
+        "version": "(this tree)" if name == "pollerd-shopify" else PINS["tap-shopify"],
+        "cursor": CURSORS[name],
+        "index_lag_s": INDEX_LAG_S,
+        "bulk_seconds": bulk_seconds,
+        **score(truth, observed),
+        "emitted": [len(run.pairs) for run in runs],
+        "requests": [marks[i + 1] - marks[i] for i in range(len(runs))],
+        "wall_s": [run.wall_s for run in runs],
+        "exit_codes": [run.exit_code for run in runs],
+        "first_list_query": ["", "", ""],
+        "secret_in_log_lines": sum(run.secret_in_log_lines for run in runs),
+        "errors": [run.stderr_tail for run in runs if run.exit_code != 0],
+        "install_s": round(install_s, 1),
+    }
+
+
 def table(results: dict[str, Any]) -> str:
-    """The markdown table of a run's results (one row per tool)."""
+    """The markdown tables of a run's results: WooCommerce, then Shopify (one row per tool)."""
+    parts = []
+    if results.get("tools"):
+        parts.append(
+            f"WooCommerce, site time zone {results['site_timezone']}, 4 syncs:\n\n"
+            + _rows(results["tools"], query=True)
+        )
+    if results.get("shopify"):
+        parts.append(
+            f"Shopify, search index lag {results['shopify_index_lag_s']:g} s, 3 syncs:\n\n"
+            + _rows(results["shopify"], query=False)
+        )
+    return "\n".join(parts)
+
+
+def _rows(rows: list[dict[str, Any]], *, query: bool) -> str:
     head = (
         "| tool | version | orders captured | status changes captured | missed, by step "
-        "| requests (sync 1/2/3/4) | wall s (sync 1/2/3/4) | sync 2 query (date filters) |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "| requests per sync | wall s per sync |"
+        + (" sync 2 date filters |" if query else "")
+        + "\n| --- | --- | --- | --- | --- | --- | --- |"
+        + (" --- |" if query else "")
+        + "\n"
     )
-    rows = []
-    for row in results["tools"]:
+    lines = []
+    for row in rows:
         missed = ", ".join(f"{k}: {v}" for k, v in row["missed_by_step"].items()) or "none"
         if row.get("errors"):
             missed += f"; exit codes {row['exit_codes']}"
-        rows.append(
+        line = (
             f"| {row['tool']} | {row['version']} "
             f"| {row['orders_captured']} / {row['orders_truth']} "
             f"| {row['changes_captured']} / {row['changes_truth']} | {missed} "
             f"| {' / '.join(map(str, row['requests']))} "
-            f"| {' / '.join(f'{w:.1f}' for w in row['wall_s'])} "
-            f"| `{row['first_list_query'][1] or '-'}` |"
+            f"| {' / '.join(f'{w:.1f}' for w in row['wall_s'])} |"
         )
-    return head + "\n".join(rows) + "\n"
+        if query:
+            line += f" `{row['first_list_query'][1] or '-'}` |"
+        lines.append(line)
+    return head + "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None, *, progress: Callable[[str], None] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tools", default=",".join(WOO_TOOLS))
+    parser.add_argument("--tools", default=",".join([*WOO_TOOLS, *SHOP_TOOLS]))
     parser.add_argument("--venv-dir", type=Path, default=DEFAULT_VENV_ROOT)
     parser.add_argument(
         "--controls", action="store_true", help="add the counterfactual tap runs (CONTROLS)"
+    )
+    parser.add_argument(
+        "--shopify-bulk-seconds",
+        type=float,
+        default=0.0,
+        help="how long a simulated bulk operation runs (default 0: done at tap-shopify's first "
+        "poll; any longer and it sleeps 60 s before the next poll, every sync)",
     )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
@@ -258,21 +343,29 @@ def main(argv: list[str] | None = None, *, progress: Callable[[str], None] | Non
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
     if args.controls:
         names += [n for n in CONTROLS if n not in names]
-    unknown = sorted(set(names) - set(WOO_TOOLS) - set(CONTROLS))
+    known = [*WOO_TOOLS, *CONTROLS, *SHOP_TOOLS]
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        parser.error(f"no such tool {unknown}; known: {', '.join([*WOO_TOOLS, *CONTROLS])}")
+        parser.error(f"no such tool {unknown}; known: {', '.join(known)}")
     started = time.monotonic()
-    rows = []
+    rows, shop_rows = [], []
+    venvs = args.venv_dir.expanduser()
     with tempfile.TemporaryDirectory(prefix="pollerd-peers-") as tmp:
-        cert, key = make_certificate(Path(tmp) / "tls")
+        cert, key = make_certificate(Path(tmp) / "tls", ("acme.myshopify.com",))
         for name in names:
             say(f"peers: {name} ...")
-            rows.append(run_tool(name, args.venv_dir.expanduser(), Path(tmp) / name, cert, key))
+            if name in SHOP_TOOLS:
+                shop_rows.append(
+                    run_shopify(name, venvs, Path(tmp) / name, cert, key, args.shopify_bulk_seconds)
+                )
+            else:
+                rows.append(run_tool(name, venvs, Path(tmp) / name, cert, key))
     results = {
         "benchmark": "peers",
-        "platform": "woocommerce",
         "site_timezone": SITE_TIMEZONE,
         "tools": rows,
+        "shopify": shop_rows,
+        "shopify_index_lag_s": INDEX_LAG_S,
         "wall_s": round(time.monotonic() - started, 1),
     }
     print(table(results) if args.markdown else json.dumps(results))
