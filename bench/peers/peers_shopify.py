@@ -40,7 +40,7 @@ from pollerd_sim.shop_rest import Reply, json_reply
 from pollerd_sim.shop_schema import SDL
 
 SHIM = Path(__file__).resolve().parent / "myshopify_shim"
-INDEX_LAG_S = 4.0
+INDEX_LAG_S = 10.0
 BURST = 250
 _SHOP_JSON = re.compile(r"^/admin/api/[^/]+/shop\.json$")
 
