@@ -201,6 +201,7 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
         "emitted": [len(run.pairs) for run in runs],
         "requests": requests,
         "bytes": sum(entry["bytes"] for entry in log[marks[0] :]),
+        "request_kinds": _woo_kinds(log[marks[0] :]),
         "wall_s": [run.wall_s for run in runs],
         "exit_codes": [run.exit_code for run in runs],
         "first_list_query": [_first_list_query(log[marks[i] : marks[i + 1]]) for i in range(4)],
@@ -214,6 +215,19 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
 def _package(name: str) -> str:
     name = CONTROLS[name][0] if name in CONTROLS else name
     return "airbyte-source-woocommerce" if name == "airbyte" else name
+
+
+def _woo_kinds(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """What the requests were for: the route, and the list arguments that say why."""
+    kinds: dict[str, int] = {}
+    for entry in entries:
+        params = entry["params"]
+        label = entry["path"].removeprefix("/wp-json/wc/v3/")
+        for arg in ("status", "include", "_fields", "modified_after", "after"):
+            if arg in params:
+                label += f" {arg}" + ("=" + params[arg][0] if arg == "status" else "")
+        kinds[label] = kinds.get(label, 0) + 1
+    return dict(sorted(kinds.items()))
 
 
 def _first_list_query(entries: list[dict[str, Any]]) -> str:
@@ -253,8 +267,12 @@ def run_shopify(
 
     try:
         tool.prepare(cert)
+        first = len(sim.request_log)
         boundaries = script(sim, sync, writes)
         marks.append(sim.requests)
+        kinds: dict[str, int] = {}
+        for entry in sim.request_log[first:]:
+            kinds[entry["query_kind"]] = kinds.get(entry["query_kind"], 0) + 1
     finally:
         if isinstance(tool, PollerdShopify):
             tool.close()
@@ -267,6 +285,8 @@ def run_shopify(
         "version": "(this tree)" if name == "pollerd-shopify" else PINS["tap-shopify"],
         "cursor": CURSORS[name],
         "index_lag_s": INDEX_LAG_S,
+        "request_kinds": dict(sorted(kinds.items())),
+        "unlogged_requests": sim.unlogged,
         "bulk_seconds": bulk_seconds,
         **score(truth, observed),
         "emitted": [len(run.pairs) for run in runs],
