@@ -15,8 +15,9 @@ Two things tap-shopify needs that the simulator does not do on its own, both out
 the host (`myshopify_shim/`: `*.myshopify.com` resolves to the TLS proxy) and `GET
 /admin/api/<version>/shop.json`, the one REST call it makes (`shopify.Shop.current()`), which
 ShopSim lacks and `ShopStore` below answers. Its catalog selects the `Order` fields ShopSim's
-schema has (leaf fields: ids, dates, statuses); the default selection asks for 101 fields
-ShopSim does not model, and the tap then fails on the bulk query.
+schema has (leaf fields: ids, dates, statuses); with every field selected the query asks for 101
+fields ShopSim does not model, and ShopSim rejects the bulk query (`Invalid bulk query: Cannot
+query field 'additionalFees' on type 'Order'`, exit 1).
 """
 
 from __future__ import annotations
