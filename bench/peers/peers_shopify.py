@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from graphql import GraphQLEnumType, GraphQLNonNull, GraphQLScalarType, build_schema
-from peers_tools import SyncRun, _json_line, _run
+from peers_tools import SyncRun, json_line, run_cli
 
 from pollerd_sim import ShopSim
 from pollerd_sim.harness import SHOPIFY_TOKEN, pollerd, pollerd_env, write_config
@@ -168,9 +168,9 @@ class TapShopify:
         cmd = [self.exe, "-c", str(self.config), "--catalog", str(self.catalog)]
         if self.state.exists():
             cmd += ["--state", str(self.state)]
-        run, stdout = _run(cmd, self.env(cert), self.work, SHOPIFY_TOKEN)
+        run, stdout = run_cli(cmd, self.env(cert), self.work, SHOPIFY_TOKEN)
         for line in stdout.splitlines():
-            message = _json_line(line)
+            message = json_line(line)
             if message.get("type") == "RECORD" and message.get("stream") == "orders":
                 record = message["record"]
                 oid = int(str(record.get("legacyResourceId") or record["id"]).rsplit("/", 1)[-1])

@@ -76,7 +76,8 @@ def _env(cert: Path) -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path, secret: str) -> tuple[SyncRun, str]:
+def run_cli(cmd: list[str], env: dict[str, str], cwd: Path, secret: str) -> tuple[SyncRun, str]:
+    """Run one peer CLI; (exit code, wall time, error tail, log lines holding `secret`; stdout)."""
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
     run = SyncRun(exit_code=proc.returncode, wall_s=round(time.monotonic() - started, 2))
@@ -119,9 +120,9 @@ class SingerTap:
         cmd = [self.exe, "-c", str(self.config), "--catalog", str(self.catalog)]
         if self.state.exists():
             cmd += ["-s", str(self.state)]
-        run, stdout = _run(cmd, _env(cert), self.work, self.secret)
+        run, stdout = run_cli(cmd, _env(cert), self.work, self.secret)
         for line in stdout.splitlines():
-            message = _json_line(line)
+            message = json_line(line)
             if message.get("type") == "RECORD" and message.get("stream") == "orders":
                 record = message["record"]
                 if "order_id" in record:
@@ -162,7 +163,7 @@ class AirbyteSource:
         ).stdout
         streams = next(
             m["catalog"]["streams"]
-            for m in map(_json_line, out.splitlines())
+            for m in map(json_line, out.splitlines())
             if m.get("type") == "CATALOG"
         )
         orders = next(s for s in streams if s["name"] == "orders")
@@ -182,10 +183,10 @@ class AirbyteSource:
         cmd = [self.exe, "read", "--config", str(self.config), "--catalog", str(self.catalog)]
         if self.state.exists():
             cmd += ["--state", str(self.state)]
-        run, stdout = _run(cmd, _env(cert), self.work, self.secret)
+        run, stdout = run_cli(cmd, _env(cert), self.work, self.secret)
         states: dict[str, Any] = {}
         for line in stdout.splitlines():
-            message = _json_line(line)
+            message = json_line(line)
             if message.get("type") == "RECORD" and message["record"].get("stream") == "orders":
                 data = message["record"]["data"]
                 run.pairs.append((int(data["id"]), str(data["status"])))
@@ -201,7 +202,8 @@ class AirbyteSource:
         return run
 
 
-def _json_line(line: str) -> dict[str, Any]:
+def json_line(line: str) -> dict[str, Any]:
+    """One Singer/Airbyte message, or {} for anything else a peer prints to stdout."""
     if not line.startswith("{"):
         return {}
     try:

@@ -83,3 +83,45 @@ def test_score(
     assert result["missed_by_step"] == missed_by_step
     assert result["missed"] == sum(missed_by_step.values())
     assert result["unrelated"] == unrelated
+
+
+@pytest.mark.parametrize(
+    ("financial", "cancelled", "fulfillment", "key"),
+    [
+        ("PAID", False, "UNFULFILLED", "PAID"),
+        ("paid", True, None, "PAID+CANCELLED"),  # pollerd's events carry lower case
+        ("PAID", False, "fulfilled", "PAID+FULFILLED"),
+        (None, False, None, "NONE"),
+    ],
+)
+def test_shopify_status_key(
+    financial: str | None, cancelled: bool, fulfillment: str | None, key: str
+) -> None:
+    """A peer's GraphQL record and pollerd's event body must map one order state to one key,
+    or every Shopify change would count as missed."""
+    from peers_shopify import status_key
+
+    assert status_key(financial, cancelled, fulfillment) == key
+
+
+def test_table_names_every_tool_and_its_losses() -> None:
+    from run import table
+
+    row = {
+        "tool": "tap-x",
+        "version": "1.0",
+        "orders_captured": 40,
+        "orders_truth": 300,
+        "changes_captured": 0,
+        "changes_truth": 20,
+        "missed_by_step": {"T1 status change": 20},
+        "requests": [1, 1],
+        "wall_s": [0.5, 0.25],
+        "exit_codes": [0, 0],
+        "errors": [],
+        "first_list_query": ["", "after=2026-12-06T14:00:00Z"],
+    }
+    text = table({"site_timezone": "Asia/Shanghai", "tools": [row], "shopify": []})
+    assert "| tap-x | 1.0 | 40 / 300 | 0 / 20 | T1 status change: 20 | 1 / 1 | 0.5 / 0.2 |" in text
+    assert "`after=2026-12-06T14:00:00Z`" in text
+    assert "Shopify" not in text
