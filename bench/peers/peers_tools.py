@@ -58,16 +58,16 @@ def ensure_venv(package: str, root: Path) -> tuple[Path, float]:
     return venv, time.monotonic() - started
 
 
-def trust_in_certifi(venv: Path, cert: Path) -> None:
-    """Append the bench CA to the venv's certifi bundle: the Airbyte CDK sends through
-    `Session.send`, which ignores REQUESTS_CA_BUNDLE and SSL_CERT_FILE (measured: 32.6 s of
-    retries, then 0 records); the fix measured on the real store is exactly this."""
+def trust_in_certifi(venv: Path, cert: Path | None) -> None:
+    """Append the bench CA to the venv's certifi bundle (`None`: remove it): the Airbyte CDK
+    sends through `Session.send`, which ignores REQUESTS_CA_BUNDLE and SSL_CERT_FILE (measured:
+    32.6 s of retries, then 0 records); the fix measured on the real store is exactly this."""
     bundles = list(venv.glob("lib/python*/site-packages/certifi/cacert.pem"))
     for bundle in bundles:
         text = bundle.read_text()
         if _MARKER in text:
             text = text[: text.index(_MARKER)]
-        bundle.write_text(text + _MARKER + cert.read_text())
+        bundle.write_text(text + (_MARKER + cert.read_text() if cert is not None else ""))
 
 
 def _env(cert: Path) -> dict[str, str]:
@@ -140,7 +140,10 @@ class AirbyteSource:
 
     package = "airbyte-source-woocommerce"
 
-    def __init__(self, venv: Path, work: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, venv: Path, work: Path, config: dict[str, Any], *, ca_in_certifi: bool = True
+    ) -> None:
+        self.ca_in_certifi = ca_in_certifi
         self.venv = venv
         self.exe = str(venv / "bin" / "source-woocommerce")
         self.work = work
@@ -152,7 +155,7 @@ class AirbyteSource:
         self.secret = str(config["api_secret"])
 
     def prepare(self, cert: Path) -> None:
-        trust_in_certifi(self.venv, cert)
+        trust_in_certifi(self.venv, cert if self.ca_in_certifi else None)
         out = subprocess.run(
             [self.exe, "discover", "--config", str(self.config)],
             capture_output=True,

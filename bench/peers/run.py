@@ -113,7 +113,9 @@ class PollerdOnce:
         self.sink.stop()
 
 
-def make_tool(name: str, venv_root: Path, work: Path, url: str, day: str) -> tuple[Tool, float]:
+def make_tool(
+    name: str, venv_root: Path, work: Path, url: str, day: str, *, airbyte_ca_env_only: bool = False
+) -> tuple[Tool, float]:
     """The tool, configured as its docs say for this store (a control as its entry in
     `CONTROLS` says); and its install seconds."""
     start_suffix = CONTROLS[name][2] if name in CONTROLS else "T00:00:00Z"
@@ -124,7 +126,7 @@ def make_tool(name: str, venv_root: Path, work: Path, url: str, day: str) -> tup
     if name == "airbyte":
         venv, spent = ensure_venv("airbyte-source-woocommerce", venv_root)
         config = {"shop": host, "api_key": KEY, "api_secret": SECRET, "start_date": day}
-        return AirbyteSource(venv, work, config), spent
+        return AirbyteSource(venv, work, config, ca_in_certifi=not airbyte_ca_env_only), spent
     venv, spent = ensure_venv(name, venv_root)
     config = {
         # tap-woocommerce appends "wp-json/..." to the URL; v3 prepends "https://" itself.
@@ -140,7 +142,15 @@ def _v2_as_v3(path: str) -> str:
     return path.replace("/wp-json/wc/v2/", "/wp-json/wc/v3/", 1)
 
 
-def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> dict[str, Any]:
+def run_tool(
+    name: str,
+    venv_root: Path,
+    work: Path,
+    cert: Path,
+    key: Path,
+    *,
+    airbyte_ca_env_only: bool = False,
+) -> dict[str, Any]:
     """The whole history for one tool on a store of its own; the tool's row of the results."""
     proxy = TlsProxy(cert, key, path_map=_v2_as_v3)
     sim = HistorySim(
@@ -152,7 +162,9 @@ def run_tool(name: str, venv_root: Path, work: Path, cert: Path, key: Path) -> d
     ).start()
     proxy.start(sim.port)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    tool, install_s = make_tool(name, venv_root, work, proxy.url, day)
+    tool, install_s = make_tool(
+        name, venv_root, work, proxy.url, day, airbyte_ca_env_only=airbyte_ca_env_only
+    )
     try:
         tool.prepare(cert)
         steps = Steps()
@@ -357,6 +369,12 @@ def main(argv: list[str] | None = None, *, progress: Callable[[str], None] | Non
         help="how long a simulated bulk operation runs (default 0: done at tap-shopify's first "
         "poll; any longer and it sleeps 60 s before the next poll, every sync)",
     )
+    parser.add_argument(
+        "--airbyte-ca-env-only",
+        action="store_true",
+        help="give Airbyte the CA through REQUESTS_CA_BUNDLE/SSL_CERT_FILE only, not its certifi "
+        "bundle (reproduces its TLS failure: each sync fails after ~35 s of retries)",
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -379,7 +397,16 @@ def main(argv: list[str] | None = None, *, progress: Callable[[str], None] | Non
                     run_shopify(name, venvs, Path(tmp) / name, cert, key, args.shopify_bulk_seconds)
                 )
             else:
-                rows.append(run_tool(name, venvs, Path(tmp) / name, cert, key))
+                rows.append(
+                    run_tool(
+                        name,
+                        venvs,
+                        Path(tmp) / name,
+                        cert,
+                        key,
+                        airbyte_ca_env_only=args.airbyte_ca_env_only,
+                    )
+                )
     results = {
         "benchmark": "peers",
         "site_timezone": SITE_TIMEZONE,
