@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -219,6 +220,7 @@ def run_tool(
         "first_list_query": [_first_list_query(log[marks[i] : marks[i + 1]]) for i in range(4)],
         "secret_in_log_lines": sum(run.secret_in_log_lines for run in runs),
         "errors": [run.stderr_tail for run in runs if run.exit_code != 0],
+        "state_after_sync": [_bookmark(run.state) for run in runs],
         "install_s": round(install_s, 1),
         "script_problems": problems,
     }
@@ -227,6 +229,18 @@ def run_tool(
 def _package(name: str) -> str:
     name = CONTROLS[name][0] if name in CONTROLS else name
     return "airbyte-source-woocommerce" if name == "airbyte" else name
+
+
+def _bookmark(state: Any) -> str:
+    """A peer's saved state after a sync, short (pollerd keeps its cursor in SQLite: "")."""
+    if state is None:
+        return ""
+    text = json.dumps(state, separators=(",", ":"))
+    for key in ("last_update", "date_modified_gmt"):
+        found = re.search(rf'"{key}":"([^"]*)"', text)
+        if found:
+            return f"{key}={found.group(1)}"
+    return text[:120]
 
 
 def _woo_kinds(entries: list[dict[str, Any]]) -> dict[str, int]:
