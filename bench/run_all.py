@@ -80,7 +80,7 @@ STEPS: tuple[Step, ...] = (
         ("-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", "tests/fault"),
         timeout=900.0,
     ),
-    Step("peers", ("bench/peers/run.py",), timeout=900.0),
+    Step("peers", ("bench/peers/run.py", "--controls"), timeout=900.0),
 )
 
 
