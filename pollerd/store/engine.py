@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from pollerd.config import sqlite_file
 from pollerd.crypto import KeyRing
 from pollerd.errors import ConfigError, StoreError
+from pollerd.failpoints import armed
 from pollerd.store.damage import quick_check, translate
 from pollerd.store.fault import classify
 from pollerd.store.lock import require_folder
@@ -193,6 +194,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Pruned bodies and deleted sealed rows are overwritten with zeros instead of lingering in
     # the file's free space (Debian builds SQLite with this on already; python.org ones do not).
     cur.execute("PRAGMA secure_delete=ON")
+    if armed("disk_full"):  # test-only (failpoints.py): the file may not grow, SQLITE_FULL
+        pages = cur.execute("PRAGMA page_count").fetchone()[0]
+        cur.execute(f"PRAGMA max_page_count = {int(pages)}")
     cur.close()
 
 
