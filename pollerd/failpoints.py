@@ -35,8 +35,9 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
                    newest change the API returned (tests/fault/test_clock.py);
 - injections, not bugs: `clock_skew:SECONDS` (e.g. `clock_skew:+3600`) moves pollerd's wall
   clock (`time.time`, so every timestamp pollerd takes, OAuth's included) that many seconds,
-  as a system clock that is off would; `disk_full` caps every SQLite connection at the pages
-  its file has (`PRAGMA max_page_count`): SQLite's own "database or disk is full" on growth;
+  as a system clock that is off would; `disk_full[:n]` lets every SQLite connection grow the
+  file by n pages (default 1) past what it has (`PRAGMA max_page_count`): SQLite's own
+  "database or disk is full" after that;
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
   transaction, every row written, not committed), `after_page_commit`,
   `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,
@@ -83,9 +84,15 @@ def kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def value(name: str) -> int:
+    """The number given with an armed failpoint (`name:n`; 1 when none was given), 0 when it
+    is not armed."""
+    return _ARMED.get(name, 0)
+
+
 def clock_skew() -> int:
     """Seconds `clock_skew:SECONDS` adds to the wall clock; 0 when it is not armed."""
-    return _ARMED.get("clock_skew", 0)
+    return value("clock_skew")
 
 
 if clock_skew():

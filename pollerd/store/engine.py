@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
+from pollerd import failpoints
 from pollerd.config import sqlite_file
 from pollerd.crypto import KeyRing
 from pollerd.errors import ConfigError, StoreError
@@ -194,9 +195,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Pruned bodies and deleted sealed rows are overwritten with zeros instead of lingering in
     # the file's free space (Debian builds SQLite with this on already; python.org ones do not).
     cur.execute("PRAGMA secure_delete=ON")
-    if armed("disk_full"):  # test-only (failpoints.py): the file may not grow, SQLITE_FULL
-        pages = cur.execute("PRAGMA page_count").fetchone()[0]
-        cur.execute(f"PRAGMA max_page_count = {int(pages)}")
+    if armed("disk_full"):  # test-only (failpoints.py): the file may hardly grow, SQLITE_FULL
+        pages = int(cur.execute("PRAGMA page_count").fetchone()[0]) + failpoints.value("disk_full")
+        cur.execute(f"PRAGMA max_page_count = {pages}")
     cur.close()
 
 

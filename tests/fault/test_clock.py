@@ -19,6 +19,7 @@ poll an http:// shop at all; that refusal is tests/unit's, the cursor is this ro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import time
@@ -79,7 +80,9 @@ def state(folder: Path) -> dict[str, str]:
         for p in sorted(folder.iterdir())
         if p.is_file() and p.suffix not in (".sock", ".log") and not p.name.endswith("-shm")
     }
-    with sqlite3.connect(f"file:{folder / 'pollerd.db'}?mode=ro", uri=True) as conn:
+    with contextlib.closing(
+        sqlite3.connect(f"file:{folder / 'pollerd.db'}?mode=ro", uri=True)
+    ) as conn:
         for table in ("cursor", "event", "delivery", "snapshot"):
             rows = conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
             files[f"table {table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
@@ -91,7 +94,7 @@ def settled(db: Path, timeout: float) -> bool:
     and no delivery is left to send or mark: `run` has nothing more to write."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
             ended = conn.execute("SELECT last_success FROM cursor").fetchone()[0] is not None
             busy = conn.execute("SELECT count(*) FROM delivery WHERE state != 'sent'").fetchone()
         if ended and busy == (0,):

@@ -20,6 +20,7 @@ in phase 1 although no service accepted anything
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -89,7 +90,7 @@ def channels(chat: ChatSim) -> str:
 
 def rows(db: Path, event: str) -> dict[str, dict[str, Any]]:
     """The event's delivery rows by channel, with the channel's broken flag."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         conn.row_factory = sqlite3.Row
         found = conn.execute(
             "SELECT d.channel, d.state, d.attempts, d.next_at, d.last_error, s.broken "
