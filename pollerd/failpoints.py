@@ -37,7 +37,8 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
   clock (`time.time`, so every timestamp pollerd takes, OAuth's included) that many seconds,
   as a system clock that is off would; `disk_full[:n]` lets every SQLite connection grow the
   file by n pages (default 1) past what it has (`PRAGMA max_page_count`): SQLite's own
-  "database or disk is full" after that;
+  "database or disk is full" after that; `busy_timeout:n` waits n seconds for another
+  writer's lock instead of 30;
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
   transaction, every row written, not committed), `after_page_commit`,
   `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,

@@ -190,7 +190,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    # `busy_timeout:n` (test-only, failpoints.py): give up on a held lock after n s, not 30
+    cur.execute(f"PRAGMA busy_timeout={failpoints.value('busy_timeout') * 1000 or 30000}")
     cur.execute("PRAGMA foreign_keys=ON")
     # Pruned bodies and deleted sealed rows are overwritten with zeros instead of lingering in
     # the file's free space (Debian builds SQLite with this on already; python.org ones do not).

@@ -6,6 +6,8 @@
   database and the fix, exit 1, and nothing of the page written (the page is one transaction).
 - Another writer holds the database (`BEGIN IMMEDIATE` in this process) for 3 s: `once`
   waits for it (busy_timeout, 30 s), sends nothing meanwhile, and finishes when it lets go.
+- ...and past busy_timeout (shortened to 1 s by the `busy_timeout:1` failpoint): one line
+  naming the database and what to stop, exit 1, nothing written or sent.
 - A read-only state folder (a read-only bind mount, which root cannot write either; needs
   root): one line naming the lock file and the fix, exit 1, nothing written.
 
@@ -14,9 +16,8 @@ nothing lost and nothing repeated. The broken variant `commit_per_order` (one tr
 order) leaves part of the page behind when the disk fills
 (`test_the_store_test_catches_a_page_committed_in_parts`).
 
-Not here: the 30-second busy_timeout running out (30 s of test; measured by hand it ends in a
-raw `database is locked` traceback, exit 1), and the exit code of the read-only folder (1,
-where a read-only database file is 78, pollerd's "setup error, do not restart")."""
+Not settled here: the exit code of the read-only folder (1, where a read-only database file
+is 78, pollerd's "setup error, do not restart")."""
 
 from __future__ import annotations
 
@@ -130,6 +131,32 @@ def test_another_writer_is_waited_for_then_the_run_finishes(tmp_path: Path) -> N
         assert run.returncode == 0, out + err
         assert time.monotonic() - started >= HOLD
         intact(db)
+        report = verdict(sim, sink)
+        assert report.ok and not report.duplicated, report.summary()
+
+
+def test_a_writer_holding_on_past_busy_timeout_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """busy_timeout shortened to 1 s (`busy_timeout:1`): the same end as after 30 s."""
+    with WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim, WebhookSink() as sink:
+        config = write_config(tmp_path, sim.url, sink.url)
+        db = tmp_path / "pollerd.db"
+        orders(sim, 3)
+        assert once(config).returncode == 0
+        before, sent = recorded(db), len(sink.ids())
+        orders(sim, 5)
+        writer = sqlite3.connect(db, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            failed = once(config, "busy_timeout:1")
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        lines = failed.stderr.strip().splitlines()
+        assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+        assert lines[-1].startswith(f"pollerd: database {db}: another program held its write lock")
+        assert "stop it" in lines[-1], lines[-1]
+        assert recorded(db) == before and len(sink.ids()) == sent
+        assert once(config).returncode == 0
         report = verdict(sim, sink)
         assert report.ok and not report.duplicated, report.summary()
 
