@@ -37,6 +37,7 @@ WAIT = 3  # Retry-After of the 503 wall, seconds (the pass interval is 1 s)
 WALL = 4  # 503 answers served before the wall comes down
 CEILING = 600  # max_requests_per_minute: 0.1 s between request starts at the least
 JITTER = 0.1  # seconds: see _too_fast
+REQUESTS = 24  # logged by the ceiling run: eight passes (bound by the clock, not sized)
 FIVES = ("500", "502", "503")
 
 
@@ -155,7 +156,7 @@ def test_the_storm_test_catches_an_ignored_retry_after(tmp_path: Path, daemon_fa
 def paced(tmp: Path, factory: Any, *, failpoint: str = "") -> list[float]:
     """A quiet run at `max_requests_per_minute = CEILING` while orders keep changing, so each
     pass asks the probe, the listing and the trash one after another; returns when each
-    request reached the sim, once it has logged `sized(24)`."""
+    request reached the sim, once it has logged REQUESTS."""
     with WooSim(consumer_key=KEY, consumer_secret=SECRET) as sim, WebhookSink() as sink:
         config = write_config(
             tmp, sim.url, sink.url, store={"start_from": "now", "max_requests_per_minute": CEILING}
@@ -163,7 +164,7 @@ def paced(tmp: Path, factory: Any, *, failpoint: str = "") -> list[float]:
         daemon = factory(config, **({"POLLERD_FAILPOINT": failpoint} if failpoint else {}))
         daemon.start()
         deadline = time.monotonic() + 60
-        while len(sim.request_log) < sized(24):
+        while len(sim.request_log) < REQUESTS:
             assert time.monotonic() < deadline, f"{len(sim.request_log)} requests in 60 s"
             sim.create_order(payment_method="stripe")
             time.sleep(0.1)  # the load's pace, not a synchronisation
