@@ -14,8 +14,9 @@ change in the hour the fast clock put the bookmark ahead
 (`test_the_clock_test_catches_a_cursor_from_the_local_clock`).
 
 The store is reached with Basic auth (the sim believes it is behind TLS): WooCommerce's
-OAuth 1.0a refuses a timestamp more than 15 minutes off, so a server clock an hour off cannot
-poll an http:// shop at all; that refusal is tests/unit's, the cursor is this row's."""
+OAuth 1.0a refuses a timestamp more than 15 minutes off (the sim does too,
+tests/unit/test_sim_woocommerce.py), so a server clock an hour off cannot poll an http://
+shop at all; what pollerd says then is not this row's, the cursor is."""
 
 from __future__ import annotations
 
