@@ -29,7 +29,8 @@ Every `PRUNE_EVERY` seconds a job applies `[pollerd] retention` (message bodies,
 contacts; `Store.prune`).
 
 Test-only failpoints (`pollerd.failpoints`): `hang_delivery` and `block_loop` prove that a hung
-loop stops the watchdog pings.
+loop stops the watchdog pings (`block_loop` says `X_POLLERD_FAILPOINT=block_loop` on the notify
+socket as it blocks); `watchdog_thread` is the free-running pinger the fault test must catch.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import functools
 import inspect
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -93,7 +95,15 @@ async def _failpoint() -> None:
         await asyncio.get_running_loop().create_future()  # never resolved; the loop runs on
     elif armed("block_loop"):
         logger.warning("FAILPOINT block_loop: the event loop thread blocks here (test only)")
+        notify("X_POLLERD_FAILPOINT=block_loop")  # when the hang began, in the pings' stream
         time.sleep(3600)  # the whole event loop stops: nothing else may run
+
+
+def _free_pings(every: float) -> None:
+    """The `watchdog_thread` failpoint: pings that prove only that this thread runs."""
+    while True:
+        notify("WATCHDOG=1")
+        time.sleep(every)
 
 
 class Service:
@@ -195,6 +205,8 @@ class Service:
         )
         self.ready = True
         self._notify("READY=1", f"STATUS={self._status()}")
+        if armed("watchdog_thread") and self.watchdog:  # test-only: row 14's mutant
+            threading.Thread(target=_free_pings, args=(self.watchdog,), daemon=True).start()
         if on_ready is not None:
             on_ready(runtime)
         if self.reload_again:  # a SIGHUP that came during start-up

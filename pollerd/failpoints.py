@@ -32,6 +32,25 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
 - `tls_is_permanent`
                    a channel takes a failed TLS handshake as a permanent refusal of the
                    message: dead-lettered at once (tests/fault/test_tcp_faults.py);
+- `unpaced`        the store's request pacer keeps no spacing between requests (the ceiling
+                   `max_requests_per_minute` ignored; tests/fault/test_api_storm.py);
+- `status_only`    a chat robot's HTTP 200 is taken as sent whatever its errcode says
+                   (tests/fault/test_errcode.py);
+- `watchdog_thread`
+                   WATCHDOG=1 also comes from a thread of its own that does not depend on the
+                   event loop (Puma's, Sidekiq's way): a hung loop keeps pinging
+                   (tests/fault/test_hung_loop.py);
+- `commit_per_order`
+                   a page is committed one order at a time, so a failure mid-page leaves part
+                   of it behind (tests/fault/test_store_faults.py);
+- `local_cursor`   the bookmark is pollerd's own clock at the start of the pass, not the
+                   newest change the API returned (tests/fault/test_clock.py);
+- injections, not bugs: `clock_skew:SECONDS` (e.g. `clock_skew:+3600`) moves pollerd's wall
+  clock (`time.time`, so every timestamp pollerd takes, OAuth's included) that many seconds,
+  as a system clock that is off would; `disk_full[:n]` lets every SQLite connection grow the
+  file by n pages (default 1) past what it has (`PRAGMA max_page_count`): SQLite's own
+  "database or disk is full" after that; `busy_timeout:n` waits n seconds for another
+  writer's lock instead of 30;
 - kill points (`kill_point`, research §B.6 row 2): `before_page_commit` (inside the page's
   transaction, every row written, not committed), `after_page_commit`,
   `after_send_before_mark` (the channel accepted, the row is not marked), `after_mark`,
@@ -39,8 +58,9 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
   transaction), `mid_bulk_import` (a bulk export's batch committed, the export not finished).
   `name:n` kills at the n-th pass through that point in the process (default the first).
 
-The variable is read once, at import: a test sets it in the environment of the process it
-starts.
+The variable is read once, at import (`pollerd/__init__.py` imports this module first, so a
+skewed clock is in place before any module binds `time.time`): a test sets it in the
+environment of the process it starts.
 """
 
 from __future__ import annotations
@@ -48,6 +68,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 FAILPOINT = os.environ.get("POLLERD_FAILPOINT", "")
 _ARMED: dict[str, int] = {
@@ -74,3 +95,24 @@ def kill_point(name: str) -> None:
         sys.stderr.write(f"FAILPOINT {name}: SIGKILL at pass {_passes[name]} (test only)\n")
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def value(name: str) -> int:
+    """The number given with an armed failpoint (`name:n`; 1 when none was given), 0 when it
+    is not armed."""
+    return _ARMED.get(name, 0)
+
+
+def clock_skew() -> int:
+    """Seconds `clock_skew:SECONDS` adds to the wall clock; 0 when it is not armed."""
+    return value("clock_skew")
+
+
+if clock_skew():
+    _real_time = time.time
+    _SKEW = float(clock_skew())
+
+    def _skewed_time() -> float:
+        return _real_time() + _SKEW
+
+    time.time = _skewed_time  # test-only: what a system clock off by SKEW seconds returns

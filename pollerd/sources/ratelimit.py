@@ -33,6 +33,7 @@ from typing import Any
 # The sources' one Retry-After parser is pollerd.http's (the channels use it too); re-exported
 # here for the sources that import it from their pacing module.
 from pollerd.errors import ControlFlow
+from pollerd.failpoints import armed
 from pollerd.http import MAX_RETRY_AFTER, parse_retry_after  # noqa: F401
 
 
@@ -140,6 +141,8 @@ class RequestPacer:
     @property
     def spacing(self) -> float:
         """Current minimum gap between request starts, back-off included."""
+        if armed("unpaced"):  # test-only (failpoints.py): the ceiling row 5 must catch
+            return 0.0
         return min(self.base_spacing * self.backoff.multiplier, self.max_spacing)
 
     def delay(self) -> float:

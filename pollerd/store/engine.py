@@ -22,9 +22,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
+from pollerd import failpoints
 from pollerd.config import sqlite_file
 from pollerd.crypto import KeyRing
 from pollerd.errors import ConfigError, StoreError
+from pollerd.failpoints import armed
 from pollerd.store.damage import quick_check, translate
 from pollerd.store.fault import classify
 from pollerd.store.lock import require_folder
@@ -188,11 +190,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    # `busy_timeout:n` (test-only, failpoints.py): give up on a held lock after n s, not 30
+    cur.execute(f"PRAGMA busy_timeout={failpoints.value('busy_timeout') * 1000 or 30000}")
     cur.execute("PRAGMA foreign_keys=ON")
     # Pruned bodies and deleted sealed rows are overwritten with zeros instead of lingering in
     # the file's free space (Debian builds SQLite with this on already; python.org ones do not).
     cur.execute("PRAGMA secure_delete=ON")
+    if armed("disk_full"):  # test-only (failpoints.py): the file may hardly grow, SQLITE_FULL
+        pages = int(cur.execute("PRAGMA page_count").fetchone()[0]) + failpoints.value("disk_full")
+        cur.execute(f"PRAGMA max_page_count = {pages}")
     cur.close()
 
 

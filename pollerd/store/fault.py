@@ -184,16 +184,35 @@ def database_name(url: str) -> str:
         return url.partition("://")[0] + "://…"
 
 
+def busy(exc: BaseException, path: str) -> StoreError | None:
+    """SQLite's "database is locked" once busy_timeout (30 s) ran out: another program held
+    the write lock all that time. A one-shot command says so in one line (it was a raw
+    traceback); the next timer run tries again."""
+    for item in _chain(exc):
+        code = getattr(item, "sqlite_errorcode", None)
+        if (code is not None and code & 0xFF == sqlite3.SQLITE_BUSY) or (
+            "database is locked" in str(item).lower()
+        ):
+            return StoreError(
+                f"database {path}: another program held its write lock past busy_timeout "
+                "(30 s); stop it (a backup, an sqlite3 shell, a pollerd with another lock "
+                "file) or run again when it is done"
+            )
+    return None
+
+
 @contextmanager
 def typed(url: str) -> Iterator[None]:
-    """For one-shot commands: a full disk or a read-only database escaping from anywhere
-    (the lock file, a page commit, an outcome) leaves as its one-line typed error."""
+    """For one-shot commands: a full disk, a read-only database or one another program keeps
+    locked, escaping from anywhere (the lock file, a page commit, an outcome), leaves as its
+    one-line typed error."""
     try:
         yield
     except StoreError:
         raise
     except Exception as exc:
-        error = classify(exc, database_name(url))
+        name = database_name(url)
+        error = classify(exc, name) or busy(exc, name)
         if error is None:
             raise
         raise error from None

@@ -38,3 +38,20 @@ def test_nothing_armed_kills_nothing() -> None:
     result = run("")
     assert result.returncode == 0
     assert result.stdout.splitlines() == ["[] False", "pass 1", "pass 2", "pass 3"]
+
+
+def test_clock_skew_moves_the_wall_clock_every_pollerd_module_reads() -> None:
+    snippet = (
+        "import time, datetime, pollerd\n"
+        "from pollerd.failpoints import value\n"
+        "from pollerd.walk import utcnow\n"
+        "real = datetime.datetime.now(datetime.UTC).timestamp()\n"
+        "print(round(time.time() - real), round(utcnow().timestamp() - real), value('disk_full'))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLLERD_")}
+    for skew, want in (("clock_skew:-3600,disk_full:7", "-3600 -3600 7"), ("", "0 0 0")):
+        env["POLLERD_FAILPOINT"] = skew
+        result = subprocess.run(
+            [sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.stdout.strip() == want, result.stderr
