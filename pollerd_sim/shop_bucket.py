@@ -297,11 +297,24 @@ class PointBucket:
         self._level = float(size)
         self._at = monotonic()
         self._lock = threading.Lock()
+        self._drain = 0.0
+        self.others = 0.0
+        """Points another app's steady spend (`drain`) got so far."""
+
+    def drain(self, per_second: float) -> None:
+        """Another app spends `per_second` points from now on, as much as the bucket holds."""
+        with self._lock:
+            self._refill()
+            self._drain = max(0.0, float(per_second))
 
     def _refill(self) -> float:
         now = self.monotonic()
-        self._level = min(self.size, self._level + max(0.0, now - self._at) * self.restore)
+        elapsed = max(0.0, now - self._at)
         self._at = now
+        level = min(self.size, self._level + elapsed * self.restore)
+        taken = min(level, elapsed * self._drain)
+        self.others += taken
+        self._level = level - taken
         return self._level
 
     @property
@@ -349,13 +362,29 @@ class CallBucket:
         self._used = 0.0
         self._at = monotonic()
         self._lock = threading.Lock()
+        self._drain = 0.0
+        self.others = 0.0
+        """Calls another app's steady traffic (`drain`) made so far."""
+
+    def drain(self, per_second: float) -> None:
+        """Another app makes `per_second` calls from now on, as many as the bucket takes."""
+        with self._lock:
+            self._leak()
+            self._drain = max(0.0, float(per_second))
+
+    def _leak(self) -> None:
+        now = self.monotonic()
+        elapsed = max(0.0, now - self._at)
+        self._at = now
+        used = max(0.0, self._used - elapsed * self.leak)
+        added = min(self.size - used, elapsed * self._drain)
+        self.others += added
+        self._used = used + added
 
     def take(self) -> tuple[bool, int]:
         """Count one request; (allowed, used for the header)."""
         with self._lock:
-            now = self.monotonic()
-            self._used = max(0.0, self._used - max(0.0, now - self._at) * self.leak)
-            self._at = now
+            self._leak()
             if self._used + 1 > self.size:
                 return False, self.size
             self._used += 1

@@ -33,6 +33,7 @@ from typing import Any
 # The sources' one Retry-After parser is pollerd.http's (the channels use it too); re-exported
 # here for the sources that import it from their pacing module.
 from pollerd.errors import ControlFlow
+from pollerd.failpoints import armed
 from pollerd.http import MAX_RETRY_AFTER, parse_retry_after  # noqa: F401
 
 
@@ -272,8 +273,11 @@ class CostBudget:
         return max(1, int(min(self.max_query_cost, self.capacity)))
 
     def delay(self, cost: float) -> float:
-        """Seconds until a request of `cost` points fits both the headroom and the rate share."""
+        """Seconds until a request of `cost` points fits both the headroom and the rate share
+        (never, with the test-only failpoint `ignore_throttle`: the bug fault row 6 catches)."""
         self._advance()
+        if armed("ignore_throttle"):
+            return 0.0
         shared_need = min(cost + self.floor, self.maximum) - self._available
         own_need = min(cost, self.capacity) - self._allowance
         return max(0.0, shared_need / self.restore, own_need / (self.share * self.restore))
