@@ -14,6 +14,7 @@ server lets it) spends beyond its share, which proves the first assertion can fa
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,3 +154,34 @@ def test_the_throttle_test_catches_an_ignored_budget(tmp_path: Path, daemon_fact
     print(run)
     assert not run.report.lost, run.report.summary()  # greedy, but nothing lost either way
     assert run.below_floor > 2, run.below_floor
+
+
+def test_rest_429s_are_waited_out_and_lose_nothing(tmp_path: Path, daemon_factory: Any) -> None:
+    """The REST store (`api = "rest"`): the other app fills the call bucket, so every request
+    is answered 429 with `Retry-After: 2.0` while orders change; then it stops. Nothing is lost
+    or repeated, and no request follows a 429 sooner than the Retry-After asked."""
+    # A small call bucket (10, leaking 2/s): refilled to pollerd's share within seconds.
+    with (
+        ShopSim(access_token=SHOPIFY_TOKEN, rest_bucket=10, seed=6) as sim,
+        WebhookSink() as sink,
+    ):
+        store = {"api": "rest", "max_budget": SHARE, "interval": "1s", "start_from": "now"}
+        config = write_config(tmp_path, sim.url, sink.url, platform="shopify", store=store)
+        daemon = daemon_factory(config)
+        daemon.start()
+        sim.other_app(calls_per_second=100)  # the bucket is full within a second
+        deadline = time.monotonic() + 60
+        _orders(sim, sized(20), pace=0.1, tick=lambda i: None)
+        while sum(1 for e in sim.request_log if e["status"] == 429) < 3:
+            assert time.monotonic() < deadline, "no 429 was ever answered"
+            time.sleep(0.05)  # polling the sim's own log, as test_api_storm does
+        sim.other_app(calls_per_second=0)
+        truth = shop_truth(sim.history())
+        assert sink.wait_for_ids(set(truth), timeout=90), daemon.output()[-3000:]
+        assert daemon.stop() == 0
+        intact(tmp_path / "pollerd.db")
+        log = [e for e in sim.request_log if e["query_kind"] == "rest"]
+        report = check(truth, receipts_of(sink.receipts))
+    assert report.ok and not report.duplicated, report.summary()
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(log) if a["status"] == 429]
+    assert len(gaps) >= 3 and min(gaps) >= 2.0 - 0.05, gaps
