@@ -311,10 +311,14 @@ class PointBucket:
         now = self.monotonic()
         elapsed = max(0.0, now - self._at)
         self._at = now
-        level = min(self.size, self._level + elapsed * self.restore)
-        taken = min(level, elapsed * self._drain)
-        self.others += taken
-        self._level = level - taken
+        net = self.restore - self._drain
+        if net >= 0 or self._level >= -net * elapsed:  # the other app gets all it asks
+            self.others += self._drain * elapsed
+            self._level = min(self.size, self._level + net * elapsed)
+        else:  # dry after `empty` seconds; from then on it gets what is restored
+            empty = self._level / -net
+            self.others += self._drain * empty + self.restore * (elapsed - empty)
+            self._level = 0.0
         return self._level
 
     @property
@@ -376,10 +380,14 @@ class CallBucket:
         now = self.monotonic()
         elapsed = max(0.0, now - self._at)
         self._at = now
-        used = max(0.0, self._used - elapsed * self.leak)
-        added = min(self.size - used, elapsed * self._drain)
-        self.others += added
-        self._used = used + added
+        net = self._drain - self.leak
+        if net <= 0 or self.size - self._used >= net * elapsed:  # every call of theirs fits
+            self.others += self._drain * elapsed
+            self._used = max(0.0, self._used + net * elapsed)
+        else:  # full after `full` seconds; from then on it gets what leaks out
+            full = (self.size - self._used) / net
+            self.others += self._drain * full + self.leak * (elapsed - full)
+            self._used = float(self.size)
 
     def take(self) -> tuple[bool, int]:
         """Count one request; (allowed, used for the header)."""

@@ -3,14 +3,20 @@ the same token spends from the shop's GraphQL cost bucket all along (`ShopSim.ot
 drains it dry for a while; Shopify answers THROTTLED in a 200 body and as an HTTP 429; and a
 REST store's call bucket is kept full by the other app, so it answers 429 with `Retry-After`.
 
-What must hold: pollerd's GraphQL spend, measured by the sim (each answer's `actualQueryCost`),
-stays within its share `max_budget` of the restore rate over the run (plus the one burst its
-own allowance holds); nothing lost, nothing repeated, per order in order (no kill here, so
-exactly once), by the checker on `shop_truth` against the sink's receipts; and once the other
-app stops, detection latency is back under twice the poll interval within 30 s.
+What must hold, measured by the sim: pollerd's GraphQL spend (each answer's `actualQueryCost`)
+stays within its share `max_budget` of the restore rate over the throttled part of the run,
+plus the one burst its own allowance holds; and it leaves the others their share of the
+bucket: a request that would take the shared bucket below `(1 − max_budget) × size` is sent
+only before pollerd could know (the first after each change it cannot see). Nothing lost,
+nothing repeated, per order in order (no kill here, so exactly once), by the checker on
+`shop_truth` against the sink's receipts; and once the other app stops, detection latency is
+back under twice the poll interval within 30 s.
 
 The same run with the budget never consulted (`ignore_throttle`: pollerd sends whenever the
-server lets it) spends beyond its share, which proves the first assertion can fail."""
+server lets it) sends a dozen requests into a bucket below the others' share (and at this
+size also spends about 15 % more than its ceiling, too close to assert), which proves the
+headroom assertion can fail. At CI size pollerd's own demand (a point a listed row, a few a
+fetched order) is far below its share, so the spend ceiling alone could not catch it."""
 
 from __future__ import annotations
 
@@ -90,13 +96,21 @@ def throttled(tmp: Path, factory: Any, *, failpoint: str = "", recover: bool = T
         daemon = factory(config, **({"POLLERD_FAILPOINT": failpoint} if failpoint else {}))
         daemon.start()
         sim.other_app(points_per_second=0.3 * RESTORE)  # another app's steady share
-        # A burst of orders: each pass re-lists the whole overlap window (a point a row), so
-        # pollerd could spend far more than its share here if it did not hold back.
-        sim.add_fault("throttled", 2)  # THROTTLED in a 200 body
+        # A burst of orders, with THROTTLED in a 200 body twice: pollerd catches up within
+        # its share (each pass re-lists the whole overlap window, a point a row).
+        sim.add_fault("throttled", 2)
         _orders(sim, sized(200), pace=0.01, tick=lambda i: None)
+        assert sink.wait_for_ids(set(shop_truth(sim.history())), timeout=60)
+        # THROTTLED as an HTTP 429 (Retry-After) twice, from now on...
         sim.set_throttle_status(429)
-        sim.add_fault("throttled", 2)  # ...and as an HTTP 429 (Retry-After)
-        sim.other_app(points_per_second=3 * RESTORE)  # drained dry: nothing left for anyone
+        sim.add_fault("throttled", 2)
+        deadline = time.monotonic() + 30
+        while sim.stats()["faults"].get("throttled", 0) < 4:
+            assert time.monotonic() < deadline, "the injected THROTTLED were never met"
+            time.sleep(0.05)  # polling the sim's own count, as test_api_storm does
+        # ...then the other app drains the bucket dry and keeps it so while orders change.
+        sim.consume(BUCKET)
+        sim.other_app(points_per_second=3 * RESTORE)
         _orders(sim, 6, pace=0.5, tick=lambda i: None)
         sim.other_app(0)
         sim.set_throttle_status(200)
@@ -142,10 +156,11 @@ def test_throttling_keeps_pollerds_share_and_loses_nothing(
     assert run.report.ok and not run.report.duplicated, run.report.summary()
     assert run.throttled >= 4, run.throttled
     assert run.spent <= _ceiling(run.seconds), (run.spent, run.seconds, _ceiling(run.seconds))
-    # Only its first request after the other app began draining finds the bucket lower than
-    # its model said (it learns what others spent from that answer): at most one per change
-    # of theirs, never a request sent into a bucket it knows is below the others' share.
-    assert run.below_floor <= 2, run.below_floor
+    # pollerd learns what others spent only from its next answer, so the first request after
+    # each change of the other app's pace it could not see (its steady spend, the burst, the
+    # drain) may land below the floor: at most one each, never one sent into a bucket it knows
+    # is below the others' share (the broken variant sends a dozen).
+    assert run.below_floor <= 3, run.below_floor
     assert run.recovered is not None and run.recovered <= RELIEF, run.recovered
 
 
@@ -153,7 +168,7 @@ def test_the_throttle_test_catches_an_ignored_budget(tmp_path: Path, daemon_fact
     run = throttled(tmp_path, daemon_factory, failpoint="ignore_throttle", recover=False)
     print(run)
     assert not run.report.lost, run.report.summary()  # greedy, but nothing lost either way
-    assert run.below_floor > 2, run.below_floor
+    assert run.below_floor > 3, run.below_floor
 
 
 def test_rest_429s_are_waited_out_and_lose_nothing(tmp_path: Path, daemon_factory: Any) -> None:
