@@ -100,7 +100,7 @@ def throttled(tmp: Path, factory: Any, *, failpoint: str = "", recover: bool = T
         # its share (each pass re-lists the whole overlap window, a point a row).
         sim.add_fault("throttled", 2)
         _orders(sim, sized(200), pace=0.01, tick=lambda i: None)
-        assert sink.wait_for_ids(set(shop_truth(sim.history())), timeout=60)
+        assert sink.wait_for_ids(set(shop_truth(sim.history())), timeout=sized(60))
         # THROTTLED as an HTTP 429 (Retry-After) twice, from now on...
         sim.set_throttle_status(429)
         sim.add_fault("throttled", 2)
