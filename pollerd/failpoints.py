@@ -16,6 +16,11 @@ a loop, or kills the process at a transaction boundary, and a test runs against 
 - `ignore_retry_after`
                    the WooCommerce client drops a `Retry-After` and asks again too soon
                    (tests/fault/test_api_storm.py);
+- `ignore_throttle`
+                   Shopify's budget is never consulted: the GraphQL cost model and the REST
+                   call-bucket estimate say "send now" whatever pollerd's share
+                   (`max_budget`), so only the server's THROTTLED/429 holds it back
+                   (tests/fault/test_throttle.py);
 - `pidfile_lock`   the state lock is a pid file instead of an flock: kill -9 leaves it
                    behind and no pollerd starts again (tests/fault/test_bounce.py, row 4);
 - `dead_is_sent`   a delivery that gives up is marked sent, not dead: gone from the

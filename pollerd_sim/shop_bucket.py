@@ -297,11 +297,28 @@ class PointBucket:
         self._level = float(size)
         self._at = monotonic()
         self._lock = threading.Lock()
+        self._drain = 0.0
+        self.others = 0.0
+        """Points another app's steady spend (`drain`) got so far."""
+
+    def drain(self, per_second: float) -> None:
+        """Another app spends `per_second` points from now on, as much as the bucket holds."""
+        with self._lock:
+            self._refill()
+            self._drain = max(0.0, float(per_second))
 
     def _refill(self) -> float:
         now = self.monotonic()
-        self._level = min(self.size, self._level + max(0.0, now - self._at) * self.restore)
+        elapsed = max(0.0, now - self._at)
         self._at = now
+        net = self.restore - self._drain
+        if net >= 0 or self._level >= -net * elapsed:  # the other app gets all it asks
+            self.others += self._drain * elapsed
+            self._level = min(self.size, self._level + net * elapsed)
+        else:  # dry after `empty` seconds; from then on it gets what is restored
+            empty = self._level / -net
+            self.others += self._drain * empty + self.restore * (elapsed - empty)
+            self._level = 0.0
         return self._level
 
     @property
@@ -349,13 +366,33 @@ class CallBucket:
         self._used = 0.0
         self._at = monotonic()
         self._lock = threading.Lock()
+        self._drain = 0.0
+        self.others = 0.0
+        """Calls another app's steady traffic (`drain`) made so far."""
+
+    def drain(self, per_second: float) -> None:
+        """Another app makes `per_second` calls from now on, as many as the bucket takes."""
+        with self._lock:
+            self._leak()
+            self._drain = max(0.0, float(per_second))
+
+    def _leak(self) -> None:
+        now = self.monotonic()
+        elapsed = max(0.0, now - self._at)
+        self._at = now
+        net = self._drain - self.leak
+        if net <= 0 or self.size - self._used >= net * elapsed:  # every call of theirs fits
+            self.others += self._drain * elapsed
+            self._used = max(0.0, self._used + net * elapsed)
+        else:  # full after `full` seconds; from then on it gets what leaks out
+            full = (self.size - self._used) / net
+            self.others += self._drain * full + self.leak * (elapsed - full)
+            self._used = float(self.size)
 
     def take(self) -> tuple[bool, int]:
         """Count one request; (allowed, used for the header)."""
         with self._lock:
-            now = self.monotonic()
-            self._used = max(0.0, self._used - max(0.0, now - self._at) * self.leak)
-            self._at = now
+            self._leak()
             if self._used + 1 > self.size:
                 return False, self.size
             self._used += 1

@@ -7,8 +7,11 @@ Semantics follow research/shopify.md and the brief (/tmp/brief/shopsim.md):
   randomly with no visible edits"), `set_updated` stamps a cluster with one `updatedAt`
   (the docs' `updated_at` example returns ten orders sharing one value);
 - the search index lags: each change is also appended to the order's `index` with the moment it
-  happened, and `updated_at` searches read the newest entry at least `index_lag` old (Estuary's
-  omitted-records finding, ShopifySharp#854 "stale search results");
+  happened and its own lag, and `updated_at` searches read the newest entry that old (Estuary's
+  omitted-records finding, ShopifySharp#854 "stale search results"). `index_lag` is one lag for
+  every change, or a `(low, high)` range each change draws from uniformly (seeded), and
+  `lagging(seconds)` gives the changes made inside it a lag of their own (the fault suite's
+  "1 % beyond the overlap"); every `Change` in the history records the lag it got;
 - a deleted order disappears from every query and leaves only a `destroy` event (§1.6), which is
   listed after `event_lag` ("events might not be created until a few seconds after the action").
 
@@ -19,9 +22,10 @@ tests may use either style.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -128,7 +132,7 @@ class OrderRec:
     refunds: list[RefundRec] = field(default_factory=list)
     transactions: list[TxnRec] = field(default_factory=list)
     fulfilled: list[datetime] = field(default_factory=list)  # each fulfillment's createdAt
-    index: list[tuple[Stamp, Facets]] = field(default_factory=list)
+    index: list[tuple[Stamp, Facets, float]] = field(default_factory=list)  # (when, what, lag)
 
     @property
     def name(self) -> str:
@@ -180,12 +184,14 @@ class EventRec:
 
 
 class Change(NamedTuple):
-    """One ground-truth change: what the store really did, and when."""
+    """One ground-truth change: what the store really did, when, and how many seconds the
+    `updated_at` search index took to show it (`lag`)."""
 
     time: datetime
     order_id: int
     action: str
     financial: str
+    lag: float = 0.0
 
 
 def money(value: str | int | float | Decimal) -> Decimal:
@@ -205,7 +211,7 @@ class ShopBook:
         *,
         clock: Clock,
         monotonic: Monotonic,
-        index_lag: float = 0.0,
+        index_lag: float | tuple[float, float] = 0.0,
         event_lag: float = 0.0,
         read_all_orders: bool = False,
         seed: int = 0,
@@ -221,6 +227,8 @@ class ShopBook:
         self.events: list[EventRec] = []
         self.history: list[Change] = []
         self._rng = random.Random(seed)
+        self._lag_rng = random.Random(seed + 1)  # apart, so lags never shift the orders' data
+        self._lag_override: float | None = None
         self._next_id = FIRST_ORDER_ID
         self._next_number = 1001
         self._next_line = 13590000000001
@@ -260,11 +268,33 @@ class ShopBook:
         return rec
 
     def indexed(self, rec: OrderRec) -> Facets | None:
-        """The order as the search index sees it now; None while a new order is not indexed."""
-        for stamp, facets in reversed(rec.index):
-            if self.aged(stamp, self.index_lag):
+        """The order as the search index sees it now: its newest change old enough to be
+        indexed (with drawn lags an older change may still be waiting when a newer one shows);
+        None while no change of a new order is."""
+        for stamp, facets, lag in reversed(rec.index):
+            if self.aged(stamp, lag):
                 return facets
         return None
+
+    def draw_lag(self) -> float:
+        """The index lag of the next change (see the module docstring)."""
+        if self._lag_override is not None:
+            return self._lag_override
+        if isinstance(self.index_lag, tuple):
+            low, high = self.index_lag
+            return self._lag_rng.uniform(low, high)
+        return float(self.index_lag)
+
+    @contextlib.contextmanager
+    def lagging(self, seconds: float) -> Iterator[None]:
+        """Changes made inside get an index lag of `seconds` (under the book's lock, so no
+        other thread's change gets it)."""
+        with self.lock:
+            self._lag_override = float(seconds)
+            try:
+                yield
+            finally:
+                self._lag_override = None
 
     def listed_events(self) -> list[EventRec]:
         """Events old enough to be listed (`event_lag`)."""
@@ -274,8 +304,9 @@ class ShopBook:
 
     def _changed(self, rec: OrderRec, action: str, when: datetime | None = None) -> None:
         rec.updated_at = when if when is not None else self.now()
-        rec.index.append((self.stamp(), rec.facets()))
-        self.history.append(Change(self.now(), rec.id, action, rec.financial))
+        lag = self.draw_lag()
+        rec.index.append((self.stamp(), rec.facets(), lag))
+        self.history.append(Change(self.now(), rec.id, action, rec.financial, lag))
 
     def create(
         self,

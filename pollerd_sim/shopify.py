@@ -18,6 +18,7 @@ API); this module wires them to a real HTTP server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -87,7 +88,7 @@ class ShopSim(LoopbackService):
         rest_bucket: int = 40,
         rest_leak: float = 2.0,
         throttle_status: int = 200,
-        index_lag: float = 0.0,
+        index_lag: float | tuple[float, float] = 0.0,
         event_lag: float = 0.0,
         bulk_seconds: float = 0.3,
         bulk_concurrency: int = 1,
@@ -262,15 +263,35 @@ class ShopSim(LoopbackService):
             return ground_truth(self.book.get(order_id), self.shop)
 
     def history(self) -> list[Change]:
-        """Every change the store made, in order (deletions included)."""
+        """Every change the store made, in order (deletions included), each with the index lag
+        it got."""
         with self.book.lock:
             return list(self.book.history)
+
+    def lagging(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """`with sim.lagging(30): sim.pay(order)`: the `updated_at` search index shows the
+        changes made inside only after `seconds` (see `shop_orders`)."""
+        return self.book.lagging(seconds)
 
     # --- budget, faults, tokens --------------------------------------------------------------
 
     def consume(self, points: float) -> None:
         """Another client of the same app token spends GraphQL budget."""
         self.bucket.consume(points)
+
+    def other_app(self, points_per_second: float = 0.0, calls_per_second: float = 0.0) -> None:
+        """Another app on the same token spends steadily from now on: `points_per_second` of
+        the GraphQL bucket and `calls_per_second` of the REST one, as much as is left (0 stops
+        it). What it got is `stats()["others"]`; what pollerd spent is in `request_log`, so a
+        test can measure pollerd's share of the budget."""
+        self.bucket.drain(points_per_second)
+        self.rest_bucket.drain(calls_per_second)
+
+    def set_throttle_status(self, status: int) -> None:
+        """THROTTLED comes as HTTP 200 (a GraphQL error in the body) or 429 from now on."""
+        if status not in (200, 429):
+            raise ValueError("throttle_status must be 200 or 429")
+        self.graphql.throttle_status = status
 
     def add_fault(
         self,
@@ -344,6 +365,7 @@ class ShopSim(LoopbackService):
             "tokens_issued": tokens,
             "orders": len(self.book.orders),
             "available": self.bucket.available,
+            "others": {"points": self.bucket.others, "calls": self.rest_bucket.others},
         }
 
     # --- HTTP --------------------------------------------------------------------------------

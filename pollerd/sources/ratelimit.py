@@ -275,8 +275,11 @@ class CostBudget:
         return max(1, int(min(self.max_query_cost, self.capacity)))
 
     def delay(self, cost: float) -> float:
-        """Seconds until a request of `cost` points fits both the headroom and the rate share."""
+        """Seconds until a request of `cost` points fits both the headroom and the rate share
+        (never, with the test-only failpoint `ignore_throttle`: the bug fault row 6 catches)."""
         self._advance()
+        if armed("ignore_throttle"):
+            return 0.0
         shared_need = min(cost + self.floor, self.maximum) - self._available
         own_need = min(cost, self.capacity) - self._allowance
         return max(0.0, shared_need / self.restore, own_need / (self.share * self.restore))

@@ -3,8 +3,9 @@ did, as a pure function, so every fault test asserts the same four things the sa
 plugin's own fault tests can reuse it.
 
 - `truth`: the event ids the store's history implies, in the order they happened. `woo_truth`
-  derives them from a `WooSim`'s change history (`WooSim.history()`), so a test never keeps its
-  own list of what it did beside the simulator's (two accounts of one history drift apart).
+  derives them from a `WooSim`'s change history (`WooSim.history()`), `shop_truth` from a
+  `ShopSim`'s (`ShopSim.history()`), so a test never keeps its own list of what it did beside
+  the simulator's (two accounts of one history drift apart).
 - `receipts`: what the receiver accepted, in arrival order (`receipts_of(sink.receipts)`).
 - `dead`: ids pollerd dead-lettered: listed and retryable, so not lost.
 
@@ -52,6 +53,17 @@ class _Transition(Protocol):
     def order_id(self) -> int: ...
     @property
     def status(self) -> str: ...
+
+
+class _ShopChange(Protocol):
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def order_id(self) -> int: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def financial(self) -> str: ...
 
 
 class _Receipt(Protocol):
@@ -167,6 +179,72 @@ def woo_truth(
         fired = seen.setdefault(oid, set())
         for kind in _WOO_EVENTS.get(change.status, ("order.created",)):
             if kind not in fired:
+                fired.add(kind)
+                out.append(f"{store}:{oid}:{kind}")
+    return out
+
+
+# Shopify's financial statuses that prove a capture (pollerd.sources.shopify.rules.SHOPIFY_PAID,
+# upper-case as the simulator records them), and the canonical order of one observation's events
+# (pollerd.model: created, paid, fulfilled, partially_refunded, refunded, cancelled, deleted).
+_SHOP_PAID = frozenset({"PAID", "PARTIALLY_REFUNDED", "REFUNDED"})
+_CANONICAL = (
+    "order.created",
+    "order.paid",
+    "order.fulfilled",
+    "order.partially_refunded",
+    "order.refunded",
+    "order.cancelled",
+    "order.deleted",
+)
+
+
+def shop_truth(
+    history: Iterable[_ShopChange], *, store: str = "shop", since: datetime | None = None
+) -> list[str]:
+    """The event ids a Shopify history (`ShopSim.history()`: time, order, action, financial
+    status after it) implies, in the order they happened, each once: Shopify's rules
+    (`pollerd.sources.shopify.rules`) judge the order's state, so the state after each change
+    is rebuilt (financial status, cancelled, fulfilled, refunded at all) and whatever it newly
+    proves is appended, in pollerd's canonical order when one change proves several.
+
+    What a poller can legitimately never see is the tests' to avoid, not this function's to
+    guess: a partial refund followed by a full one between two passes (only the full one is
+    visible, so `order.partially_refunded` is never announced), a deletion of an order pollerd
+    never saw, changes in the same pass in an order other than the canonical one. `since` skips
+    orders created before pollerd's start point, as `woo_truth` does."""
+    state: dict[int, dict[str, Any]] = {}
+    skipped: set[int] = set()
+    out: list[str] = []
+    for change in history:
+        oid = change.order_id
+        if oid not in state and oid not in skipped and since is not None and change.time < since:
+            skipped.add(oid)
+        if oid in skipped:
+            continue
+        now = state.setdefault(
+            oid, {"fired": set(), "cancelled": False, "fulfilled": False, "refunded": False}
+        )
+        action = change.action
+        now["cancelled"] = now["cancelled"] or action == "cancel"
+        now["fulfilled"] = now["fulfilled"] or action == "fulfill"
+        now["refunded"] = now["refunded"] or action == "refund"
+        implied = {"order.created"}
+        if change.financial in _SHOP_PAID:
+            implied.add("order.paid")
+        if now["fulfilled"]:
+            implied.add("order.fulfilled")
+        if change.financial == "REFUNDED":
+            implied.add("order.refunded")
+        elif change.financial == "PARTIALLY_REFUNDED" or now["refunded"]:
+            implied.add("order.partially_refunded")
+        if now["cancelled"]:
+            implied.add("order.cancelled")
+        if action == "delete":
+            implied.add("order.deleted")
+        fired: set[str] = now["fired"]
+        for kind in _CANONICAL:
+            if kind in implied and kind not in fired:
                 fired.add(kind)
                 out.append(f"{store}:{oid}:{kind}")
     return out

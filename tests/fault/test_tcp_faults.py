@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from pollerd_sim import WebhookSink, WooSim
+from pollerd_sim import ShopSim, WebhookSink, WooSim
 from pollerd_sim.faultproxy import FaultProxy
-from pollerd_sim.harness import KEY, SECRET, pollerd, pollerd_env, write_config
-from pollerd_sim.testing.faults import Report
+from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, pollerd, pollerd_env, write_config
+from pollerd_sim.testing.faults import Report, check, receipts_of, shop_truth
 from pollerd_sim.testing.smtp import make_certs
 from tests.fault.rig import clean, intact, verdict
 
@@ -199,3 +199,34 @@ def test_the_tls_test_catches_a_handshake_failure_taken_as_final(tmp_path: Path)
     # healthy run delivers nothing for those orders (`report.ok` fails too).
     assert sum(r["state"] == "dead" for r in rows) == 5, rows
     assert len(report.lost) == 10, report.summary()
+
+
+@pytest.mark.parametrize("toxic", ["reset", "half_open", "truncate"])
+def test_shopify_store_connection_faults(tmp_path: Path, toxic: str) -> None:
+    """The same faults between pollerd and the Shopify GraphQL API (`ShopSim` behind the
+    proxy): the client's inline retries meet the fault each time, the pass fails and says so
+    (never "no orders"), and a clean run then delivers each event once."""
+    with (
+        ShopSim(access_token=SHOPIFY_TOKEN) as sim,
+        FaultProxy(sim.url) as proxy,
+        WebhookSink() as sink,
+    ):
+        # 1 s: a half-open store costs a timeout per attempt, and the client meets it ~8 times
+        # (each failed listing halves the page down to 10 rows, then retries it inline).
+        store = {"timeout": "1s"}
+        config = write_config(tmp_path, proxy.url, sink.url, platform="shopify", store=store)
+        for _ in range(3):
+            sim.create_order(financial="PAID")
+        proxy.set_toxic(toxic, limit=40)
+        code, took, stderr = faulty_once(config)
+        assert proxy.connections.get(toxic), "the fault was never met"
+        assert took < BOUND, f"{toxic}: the run took {took:.1f}s"
+        assert code == 1, stderr  # failed and said so; never "nothing new"
+        assert not sink.receipts
+        if toxic == "truncate":  # a whole HTTP answer, half a JSON document
+            assert "a body that is not a JSON object" in stderr, stderr
+        intact(tmp_path / "pollerd.db")
+        proxy.set_toxic("none")
+        clean("once", "--config", str(config))
+        report = check(shop_truth(sim.history()), receipts_of(sink.receipts))
+    assert report.ok and not report.duplicated and report.received == 6, report.summary()

@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from pollerd_sim.testing.faults import Got, as_dict, check, receipts_of, woo_truth
+from pollerd.sources.shopify.normalize import normalize_order
+from pollerd.sources.shopify.rules import shopify_implied
+from pollerd_sim import ShopSim
+from pollerd_sim.shop_orders import Change
+from pollerd_sim.testing.faults import (
+    Got,
+    as_dict,
+    check,
+    receipts_of,
+    shop_truth,
+    woo_truth,
+)
 from pollerd_sim.wc_orders import Transition
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -73,6 +84,60 @@ def test_woo_truth_follows_the_simulators_history() -> None:
     # Orders created before the start point announce nothing.
     late = woo_truth(history, store="x", since=T0 + timedelta(seconds=1))
     assert late == ["x:101:order.created", "x:101:order.paid", "x:101:order.refunded"]
+
+
+def test_shop_truth_rebuilds_the_state_each_change_leaves() -> None:
+    def at(n: int, oid: int, action: str, financial: str) -> Change:
+        return Change(T0 + timedelta(seconds=n), oid, action, financial)
+
+    history = [
+        at(0, 7, "create", "PENDING"),
+        at(1, 8, "create", "PAID"),  # paid at checkout: two events from one change
+        at(2, 7, "touch", "PENDING"),  # updatedAt moves, nothing is proved
+        at(3, 7, "paid", "PAID"),
+        at(4, 8, "fulfill", "PAID"),
+        at(5, 7, "refund", "PARTIALLY_REFUNDED"),
+        at(6, 7, "refund", "REFUNDED"),  # the partial refund stays announced once
+        at(7, 8, "cancel", "PAID"),
+        at(8, 8, "refund", "REFUNDED"),
+        at(9, 9, "create", "AUTHORIZED"),  # a hold is not a payment
+        at(10, 9, "voided", "VOIDED"),
+        at(11, 9, "delete", "VOIDED"),
+    ]
+    assert shop_truth(history) == [
+        "shop:7:order.created",
+        "shop:8:order.created",
+        "shop:8:order.paid",
+        "shop:7:order.paid",
+        "shop:8:order.fulfilled",
+        "shop:7:order.partially_refunded",
+        "shop:7:order.refunded",
+        "shop:8:order.cancelled",
+        "shop:8:order.refunded",
+        "shop:9:order.created",
+        "shop:9:order.deleted",
+    ]
+    late = shop_truth(history, store="x", since=T0 + timedelta(seconds=1))
+    assert late[:2] == ["x:8:order.created", "x:8:order.paid"] and not any(":7:" in e for e in late)
+
+
+def test_shop_truth_matches_pollerds_rules_on_a_real_simulator() -> None:
+    """Each order's truth is what pollerd's own Shopify rules say its final state proves (the
+    two are written apart, so a drift between them fails here, not in a fault test)."""
+    sim = ShopSim()  # never started: only its book is used
+    paid = sim.create_order(financial="PAID")
+    sim.fulfill(paid)
+    held = sim.create_order(financial="AUTHORIZED")
+    sim.pay(held)
+    sim.refund(held, "5.00")
+    gone = sim.create_order()
+    sim.cancel(gone)
+    truth = shop_truth(sim.history())
+    assert len(sim.history()) == 7
+    for oid in (paid, held, gone):
+        order = normalize_order(sim.order(oid), store="shop", shop=sim.shop)
+        mine = {e.rsplit(":", 1)[1] for e in truth if e.startswith(f"shop:{oid}:")}
+        assert mine == shopify_implied(order), oid
 
 
 def test_receipts_of_a_sink_and_plain_data() -> None:

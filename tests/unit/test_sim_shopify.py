@@ -859,3 +859,45 @@ def test_request_log_records_cost_and_kind(sim: ShopSim, http: httpx.Client) -> 
     assert log[0]["available_before"] == 2000.0 and log[0]["fields"] == ["orders"]
     stats = sim.stats()
     assert (stats["requests"], stats["points_spent"], stats["max_cost_seen"]) == (3, 6, 7)
+
+
+def test_drawn_index_lags_are_recorded_and_lagging_overrides_them(
+    wall: Wall, mono: Mono, http: httpx.Client
+) -> None:
+    """The fault suite's row 7 knobs: each change draws its own lag from the range (seeded,
+    so a run repeats), `lagging` gives the changes inside it one lag, and the history says
+    which lag each change got."""
+    with ShopSim(clock=wall, monotonic=mono, index_lag=(1.0, 2.0), seed=3) as sim:
+        since = "updated_at:>='2026-11-22T00:00:00Z'"
+        quick = sim.create_order()
+        with sim.lagging(30):
+            slow = sim.create_order()
+        lags = [c.lag for c in sim.history()]
+        assert 1.0 <= lags[0] <= 2.0 and lags[1] == 30.0
+        assert listed(http, sim, since) == []
+        mono.tick(2)
+        assert listed(http, sim, since) == [quick]  # `slow` is not indexed yet
+        mono.tick(28)
+        assert listed(http, sim, since) == [quick, slow]
+    with ShopSim(clock=wall, monotonic=mono, index_lag=(1.0, 2.0), seed=3) as again:
+        again.create_order()
+        assert again.history()[0].lag == lags[0]
+
+
+def test_another_app_drains_both_buckets(mono: Mono) -> None:
+    """`other_app`: a steady spend from the GraphQL bucket and the REST call bucket, as much
+    as they hold, counted apart from pollerd's requests."""
+    with ShopSim(monotonic=mono, bucket=1000, restore=50, rest_bucket=40, rest_leak=2) as sim:
+        sim.other_app(points_per_second=80, calls_per_second=5)
+        mono.tick(10)  # 30 points/s and 3 calls/s more than the buckets give back
+        assert sim.bucket.available == 700 and sim.rest_bucket.take() == (True, 31)
+        mono.tick(30)  # dry after 23.3 s more, full after 3 s more
+        assert sim.bucket.reserve(1) == (False, 0.0)
+        assert sim.rest_bucket.take() == (False, 40)
+        sim.other_app(0, 0)
+        mono.tick(4)
+        assert sim.bucket.available == 200 and sim.rest_bucket.take() == (True, 33)
+        others = sim.stats()["others"]
+    # 40 s asking 80/s: all of it until dry (1000 + 50/s restored), then 50/s.
+    assert others["points"] == pytest.approx(1000 + 50 * 40)
+    assert others["calls"] == pytest.approx(5 * 10 + 5 * 3 + 2 * 27)
