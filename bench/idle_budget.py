@@ -1,14 +1,19 @@
 """Idle polling cost: requests and bytes a real `pollerd run` spends on a WooCommerce store where
 nothing happens, per hour.
 
-    python bench/idle_budget.py [--platform woocommerce] [--minutes 2] [--interval 1s]
+    python bench/idle_budget.py [--platform woocommerce] [--minutes 2] [--interval 1s] [--recent 0]
 
 The store has 200 orders, none changed in the last hour. After a warm-up (the first pass and the
 first-run baseline), the simulator's own request log is read for `--minutes`; the figures are
-extrapolated to an hour. Requests are split by what they were for: the probe (`per_page=1`,
-every status named), the window walk (`status=any`), the trash listing (`status=trash`), fetches
-(`include=`) and anything else. Bytes are what the simulator wrote back (status line, headers,
-body): a real WordPress adds a few hundred bytes of headers per answer. Prints one JSON object.
+extrapolated to an hour. With `--recent N`, the last N of those orders changed a minute before
+pollerd started (a real store just after a busy spell): the walk due once a minute re-lists the
+whole overlap, ceil(N / 100) listing pages instead of one (a real WooCommerce 10.0.2 with ~420
+such orders: 659 requests an hour at 10 s, counted at its PHP access log). Requests are split
+by what they were for: the probe (`per_page=1`, every status named), the window walk
+(`status=any`), the trash listing (`status=trash`), fetches (`include=`) and anything else.
+Bytes are what the simulator wrote back (status line, headers, body); it sends WordPress's own
+headers, and a real idle answer measured the same (~550 bytes at PHP, plus the web server's
+`Date` and `Connection`). Prints one JSON object.
 Shopify's twin is `bench/shopify_budget.py` (cost points rather than requests).
 """
 
@@ -47,6 +52,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--interval", default="1s")
     parser.add_argument("--orders", type=int, default=200, help="existing orders")
+    parser.add_argument(
+        "--recent", type=int, default=0, help="of those, changed a minute before the start"
+    )
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     args = parser.parse_args()
     with (
@@ -56,7 +64,11 @@ def main() -> int:
     ):
         ids = [sim.create_order(status="processing", set_paid=True) for _ in range(args.orders)]
         # An idle store: its orders exist, but none changed in the last hour.
-        sim.set_modified(ids, datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
+        now = datetime.now(UTC).replace(microsecond=0)
+        old, recent = ids[: len(ids) - args.recent], ids[len(ids) - args.recent :]
+        sim.set_modified(old, now - timedelta(hours=1))
+        # Inside the overlap (default 5 min) of the bookmark they set: re-listed once a minute.
+        sim.set_modified(recent, now - timedelta(minutes=1))
         config = write_config(
             Path(tmp),
             sim.url,
@@ -84,6 +96,7 @@ def main() -> int:
         "benchmark": "idle_budget",
         "platform": args.platform,
         "interval": args.interval,
+        "recent": args.recent,
         "seconds": round(elapsed, 1),
         "requests": requests,
         "bytes": sent,
