@@ -71,7 +71,8 @@ def outage(tmp: Path, factory: Any, *, failpoint: str = "") -> tuple[Report, Rep
         if dead:
             retried = pollerd("deliveries", "retry", "--config", str(config))
             assert retried.returncode == 0, retried.stderr
-            assert sink.wait_for_ids(set(truth), timeout=60), daemon.output()[-2000:]
+            # A broken variant may never send some of them: the checker says which.
+            sink.wait_for_ids(set(truth), timeout=10 if failpoint else 60)
             after = verdict(sim, sink)
         assert daemon.stop() == 0
         intact(db)
@@ -90,4 +91,7 @@ def test_long_outage_dead_letters_then_retry_sends_each_once(
 
 def test_the_outage_test_catches_a_give_up_marked_sent(tmp_path: Path, daemon_factory: Any) -> None:
     during, after = outage(tmp_path, daemon_factory, failpoint="dead_is_sent")
-    assert len(during.lost) >= sized(50) and after is None, during.summary()
+    assert len(during.lost) >= sized(50), during.summary()
+    # What gave up later (a paid event dead-lettered behind no dead letter) may be retried;
+    # the first events marked sent never are.
+    assert after is None or len(after.lost) >= sized(50), after.summary()
