@@ -18,8 +18,10 @@ what they find is committed (late, as history, with or without alerts). The rule
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,12 +33,13 @@ from pollerd.config import RouteConfig, StoreConfig
 from pollerd.diff import diff, unchanged
 from pollerd.errors import RetryableSourceError
 from pollerd.model import Contact, Event, Order, Snapshot, Target
+from pollerd.prefetch import Lister, Prefetch
 from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse
 from pollerd.routing import targets_for
 from pollerd.sources import platform
-from pollerd.sources.base import Dating, ListPage, PageToken, Source
-from pollerd.store import DisputeFact, Store
+from pollerd.sources.base import Dating, PageToken, Source
+from pollerd.store import DisputeFact, PageResult, Store
 
 MAX_REWALKS = 3
 FUTURE_SLACK = timedelta(days=1)
@@ -44,8 +47,6 @@ FUTURE_SLACK = timedelta(days=1)
 a moment, a plugin writing a bad date) is diffed like any order but does not move the bookmark:
 the bookmark would jump past every later change, which no listing would then show. The clock
 only bounds the bookmark here; it never sets it."""
-
-Lister = Callable[[PageToken], Awaitable[ListPage]]
 
 
 @dataclass
@@ -138,17 +139,61 @@ class WindowWalk:
         after the start point, `alerts.seller`)."""
         if not snaps and not events and not orders and not disputes:
             return
-        facts = [order_fact(o, self.rules, self.blind) for o in orders]
-        result = self.store.commit_page(
-            self.name,
-            snaps,
-            events,
-            late=late,
-            backfill=backfill,
-            contacts=contacts,
-            facts=facts,
-            disputes=disputes,
-        )
+        write = self._writer(snaps, events, late, backfill, contacts, orders, disputes)
+        self._recorded(write(), events, report, late=late)
+
+    async def commit_aside(
+        self,
+        snaps: list[Snapshot],
+        events: list[tuple[Event, list[Target]]],
+        report: PassReport,
+        *,
+        backfill: bool,
+        contacts: dict[str, Contact | None] | None,
+        orders: Sequence[Order],
+    ) -> None:
+        """`commit` with the transaction in a worker thread, so the event loop sends the
+        prefetched page's request and reads its answer meanwhile (`pollerd.prefetch`). Only a
+        prefetching walk uses it, and it awaits the thread: nothing else uses the store then.
+        What follows the write (metrics, waking the outbox) runs back on the loop."""
+        if not snaps and not events and not orders:
+            return
+        write = self._writer(snaps, events, False, backfill, contacts, orders, ())
+        self._recorded(await asyncio.to_thread(write), events, report, late=False)
+
+    def _writer(
+        self,
+        snaps: list[Snapshot],
+        events: list[tuple[Event, list[Target]]],
+        late: bool,
+        backfill: bool,
+        contacts: dict[str, Contact | None] | None,
+        orders: Sequence[Order],
+        disputes: Sequence[DisputeFact],
+    ) -> Callable[[], PageResult]:
+        def write() -> PageResult:
+            facts = [order_fact(o, self.rules, self.blind) for o in orders]
+            return self.store.commit_page(
+                self.name,
+                snaps,
+                events,
+                late=late,
+                backfill=backfill,
+                contacts=contacts,
+                facts=facts,
+                disputes=disputes,
+            )
+
+        return write
+
+    def _recorded(
+        self,
+        result: PageResult,
+        events: list[tuple[Event, list[Target]]],
+        report: PassReport,
+        *,
+        late: bool,
+    ) -> None:
         report.events += result.new_events
         report.deliveries += result.new_deliveries
         # Only the events this commit recorded count in `pollerd_events_total` by type: not a
@@ -183,13 +228,47 @@ class WindowWalk:
         progress: Callable[[int, int | None], None] | None = None,
         backfill: bool = False,
         resume_at: str | None = None,
+        prefetch: bool = False,
     ) -> tuple[datetime, str] | None:
         """Walk one window page by page; returns the newest `(updated_at, id)` seen.
 
         Offset pages by id (keyset "id") must ascend, or the walk is refused: a page that goes
         backwards means the offsets shifted under us. Cursor-paged APIs are not
         checked: their sort uses the search index's values while the rows carry the order's
-        current ones, so a lagging index legitimately shows them out of order."""
+        current ones, so a lagging index legitimately shows them out of order.
+
+        With `prefetch` the next page is listed while this one commits (`pollerd.prefetch`)."""
+        ahead = Prefetch(lister, enabled=prefetch)
+        try:
+            return await self._walk(
+                ahead,
+                report,
+                start_at=start_at,
+                status=status,
+                late=late,
+                notify=notify,
+                until=until,
+                progress=progress,
+                backfill=backfill,
+                resume_at=resume_at,
+            )
+        finally:
+            await ahead.close()
+
+    async def _walk(
+        self,
+        ahead: Prefetch,
+        report: PassReport,
+        *,
+        start_at: datetime,
+        status: str,
+        late: bool,
+        notify: bool,
+        until: datetime | None,
+        progress: Callable[[int, int | None], None] | None,
+        backfill: bool,
+        resume_at: str | None,
+    ) -> tuple[datetime, str] | None:
         ordered = self.source.keyset == "id"
         point = parse(self.store.meta(resume_at)) if resume_at else None
         if point is not None:
@@ -210,7 +289,7 @@ class WindowWalk:
             rewalk = False
             while True:
                 number += 1
-                listing = await lister(page)
+                listing = await ahead.page(page)
                 report.pages += 1
                 rows = listing.rows
                 if listing.set_aside:  # rows that do not read: quarantined, the rest goes on
@@ -267,7 +346,9 @@ class WindowWalk:
                     late=late,
                     notify=notify,
                     backfill=backfill,
+                    ready=functools.partial(ahead.ahead, listing.next) if ahead.enabled else None,
                 )
+                ahead.ahead(listing.next)  # a page with nothing to commit asked nothing more
                 done = before + report.listed
                 if resume_at is not None and ordered:
                     self.store.set_meta(resume_at, dump(ResumePoint(number, last, done)))
@@ -297,6 +378,7 @@ class WindowWalk:
         late: bool,
         notify: bool,
         backfill: bool,
+        ready: Callable[[], None] | None = None,
     ) -> None:
         listed = {r.id: r for r in rows}  # type: ignore[attr-defined]
         snaps = self.store.snapshots(self.name, listed)
@@ -318,6 +400,7 @@ class WindowWalk:
             late=late,
             backfill=backfill,
             snaps=snaps,
+            ready=ready,
         )
 
     async def apply_orders(
@@ -330,10 +413,15 @@ class WindowWalk:
         late: bool = False,
         backfill: bool = False,
         snaps: dict[str, Snapshot] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> None:
+        """Diff `orders` and commit them as one page. `ready` is called once the page's last
+        request is done, before the commit (a prefetch starts there)."""
         if snaps is None:
             snaps = self.store.snapshots(self.name, [o.id for o in orders])
         orders = await self._dated(orders, snaps, start_at)
+        if ready is not None:
+            ready()
         detected = self.clock()
         new_snaps: list[Snapshot] = []
         events: list[tuple[Event, list[Target]]] = []
@@ -359,6 +447,11 @@ class WindowWalk:
             on_time = [(ev, ch) for ev, ch in events if ev.order_id not in missed]
             self.commit([], on_time, report, backfill=backfill)
             events = [(ev, ch) for ev, ch in events if ev.order_id in missed]
+        if ready is not None and not late:  # prefetching: the page is written aside
+            await self.commit_aside(
+                new_snaps, events, report, backfill=backfill, contacts=contacts, orders=orders
+            )
+            return
         self.commit(
             new_snaps,
             events,

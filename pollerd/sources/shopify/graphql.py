@@ -25,10 +25,12 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
+from pollerd import metrics
 from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
 from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import Wiring
+from pollerd.sources.ratelimit import CostBudget, backfill_keep
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.bulk import bulk_orders
 from pollerd.sources.shopify.client import CostTooHigh, ShopifyClient, ShopifyServerError
@@ -220,6 +222,29 @@ class ShopifyGraphQLSource:
 
     def budget_used(self) -> float | None:
         return clamped(self.client.budget.used_ratio())
+
+    def use_backfill_budget(self) -> str:
+        """`Backfilling`: spend up to `backfill_max_budget` of the restore rate, but never
+        below the live pass's part of the bucket (`backfill_keep`), read from every answer's
+        `throttleStatus` like the live budget: a daemon polling the same shop keeps its share.
+        The bucket the client learned so far carries over."""
+        cfg, old = self.cfg, self.client.budget
+        budget = CostBudget(
+            cfg.backfill_max_budget,
+            old.clock,
+            old.sleep,
+            maximum=old.maximum,
+            restore=old.restore,
+            max_query_cost=old.max_query_cost,
+            keep=backfill_keep(cfg.max_budget),
+        )
+        budget.known = old.known
+        self.client.budget = budget
+        metrics.watch_budget(self.name, budget.used_ratio)
+        return (
+            f"{cfg.backfill_max_budget:.0%} of the restore rate (backfill_max_budget), keeping "
+            f"{budget.keep:.0%} of the bucket free for the live pass and other apps"
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -1,0 +1,61 @@
+"""One listing page ahead: the next page's request is in flight while this page commits.
+
+A paged backfill spends its time in two places that need not wait for each other: the store
+answering a listing request, and pollerd fetching, diffing and committing the page before it.
+Walked strictly one after the other, a 20,000-order WooCommerce backfill on loopback reached
+11 % of what the API gives back to back (bench/backfill.py). `Prefetch` starts the next page's
+listing as soon as this page's own requests are done, just before its commit, so the store works
+while SQLite does. What stays true:
+
+- one request in flight to the store: the prefetch starts after this page's last request, and
+  the sources serialise their requests anyway (`RequestPacer`, the Shopify client's lock);
+- bounded memory: at most one page ahead, and only of the listing (ids, dates, statuses);
+- nothing moves early: the walk writes its resume point and the sync its bookmark only after
+  a page's commit, so a kill -9 loses at most the page in flight, which the next run re-reads;
+- a page is used only if it is the one asked for (a re-walk from page 1 drops it), and one
+  left over when the walk ends (stop, error) is cancelled and its outcome collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from pollerd.sources.base import ListPage, PageToken
+
+Lister = Callable[[PageToken], Awaitable[ListPage]]
+
+
+class Prefetch:
+    """A walk's listing, at most one page ahead when `enabled` (see the module docstring)."""
+
+    def __init__(self, lister: Lister, *, enabled: bool) -> None:
+        self._lister = lister
+        self.enabled = enabled
+        self._task: asyncio.Future[ListPage] | None = None
+        self._token: PageToken = None
+
+    async def page(self, token: PageToken) -> ListPage:
+        """The page `token`: the one already in flight if that is it, else asked now."""
+        if self._task is not None and self._token == token:
+            task, self._task = self._task, None
+            return await task
+        await self.close()
+        return await self._lister(token)
+
+    def ahead(self, token: PageToken) -> None:
+        """Ask for page `token` now (once; nothing when disabled or at the last page)."""
+        if self.enabled and token is not None and self._task is None:
+            self._token = token
+            self._task = asyncio.ensure_future(self._lister(token))
+
+    async def close(self) -> None:
+        """Drop a page still in flight or unread: cancel it and collect its outcome, so a
+        failure of a page nobody asked for is neither raised nor reported as unretrieved."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
