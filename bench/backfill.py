@@ -18,9 +18,9 @@ out the interpreter's start and the time the simulator takes to build the export
 WooCommerce run adds `api_floor_s`: the same GET requests replayed back to back by a plain
 client (the most the API allows), or the requests at `backfill_requests_per_minute` if that is
 longer, and `of_api_ceiling`, that time over pollerd's wall time. A Shopify pages run adds the
-same two figures, the floor there being the points spent at the backfill's rate
-(`backfill_max_budget` × the shop's restore rate) after the burst its floor in the bucket lets
-it take at once.
+same two figures, the floor there being the points the shop charged at the backfill's rate
+(the restore rate above the floor it leaves in the bucket, and `backfill_max_budget` × the
+restore rate for its own allowance, whichever is slower; `shop_floor`).
 
 `--budget` sets the backfill's own budget: WooCommerce `backfill_requests_per_minute` (default
 60000, so that on loopback the store, not the pacer, is the limit), Shopify
@@ -112,12 +112,15 @@ def api_floor(site: str, log: list[dict[str, Any]]) -> float:
 
 
 def shop_floor(sim: ShopSim, points: float, budget: float, live_share: float) -> float:
-    """The least time the shop's rate allows for `points` at the backfill's `budget`: what is
-    above its floor in the bucket at the start is spent at once, the rest at its share of the
-    restore rate."""
-    bucket = sim.bucket
-    burst = min(budget, 1.0 - backfill_keep(live_share)) * bucket.size
-    return max(0.0, points - burst) / (budget * bucket.restore)
+    """The least time the shop allows the backfill for `points` at its `budget`, by its two
+    rules (`CostBudget`): the bucket above its floor is spent at once and then refills at the
+    restore rate; its own allowance (`budget` of the bucket) at once and then at `budget` of
+    the restore rate. The slower of the two is the ceiling."""
+    size, restore = sim.bucket.size, sim.bucket.restore
+    room = (1.0 - backfill_keep(live_share)) * size
+    by_bucket = max(0.0, points - room) / restore
+    by_allowance = max(0.0, points - budget * size) / (budget * restore)
+    return max(by_bucket, by_allowance)
 
 
 def main() -> int:

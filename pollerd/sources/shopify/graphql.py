@@ -49,6 +49,7 @@ from pollerd.sources.shopify.normalize import (
 )
 
 MAX_PAGE = 250  # Shopify's connection maximum
+NODE_COST_FLOOR = 0.05  # requested points per fetched order, the least ever assumed
 MIN_PAGE = 10
 LIST_OVERHEAD = 3  # connection 2 + pageInfo 1; each row adds 1 (the Order object)
 NODES_MAX = 250  # `nodes(ids:)` accepts at most 250 ids
@@ -210,7 +211,13 @@ class ShopifyGraphQLSource:
             self.chunk.success()
             requested = self.client.last_cost.requested
             if requested:
-                self._node_cost = max(1.0, requested / len(chunk))
+                # What Shopify asked per order, however small: `nodes(ids:)` is a list, not a
+                # connection, and its requested cost need not grow with the ids (the simulator,
+                # `shop_bucket`, prices a list like one object: 41 points for 250 orders), so a
+                # floor of 1 point an order made a paged backfill wait for 6× the points it
+                # needed (bench/backfill.py). Too low an estimate only costs a THROTTLED retry
+                # or a MAX_COST_EXCEEDED resize (`CostTooHigh`), never an order.
+                self._node_cost = max(NODE_COST_FLOOR, requested / len(chunk))
             orders.extend(self._orders(data, set(chunk)))
             start += len(chunk)
         return orders
