@@ -2,14 +2,14 @@
 backfill pulls the bucket as hard as its budget allows, and the live daemon still detects new
 orders within its usual latency, with no request refused (THROTTLED) on either side.
 
-The shop is the loopback simulator with a small, slow bucket (1000 points at 50/s), so the
+The shop is the loopback simulator with a small bucket (1000 points at 100/s), so the
 backfill is bound by the bucket for the whole test. The backfill's window ends before the live
 orders are placed (`--until`), so it never records them first (a backfill without --notify
 records history silently).
 
-Proved able to fail: with the backfill's floor at the usual headroom instead of
-`backfill_keep` (its bucket drunk down to a tenth), the same test sees the live detection
-latency grow several-fold."""
+Proved able to fail: with the backfill's floor at a tenth of the bucket instead of
+`backfill_keep`, the same test gets a THROTTLED answer and the live latency up from 1.1 s to
+2.5 s (measured once, 2026-12-06)."""
 
 from __future__ import annotations
 
@@ -69,11 +69,11 @@ def test_a_live_daemon_keeps_detecting_while_a_backfill_pulls_the_same_bucket(
 ) -> None:
     clock = ShopClock()
     with (
-        ShopSim(access_token=SHOPIFY_TOKEN, bucket=1000, restore=50.0, clock=clock) as shop,
+        ShopSim(access_token=SHOPIFY_TOKEN, bucket=1000, restore=100.0, clock=clock) as shop,
         WebhookSink() as sink,
     ):
         seeded_from = datetime.now(UTC) - PAST
-        for _ in range(700):
+        for _ in range(2000):
             shop.create_order(financial="PAID")
         seeded_to = clock() + timedelta(seconds=1)
         clock.now()
