@@ -38,7 +38,7 @@ from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse
 from pollerd.routing import targets_for
 from pollerd.sources import platform
-from pollerd.sources.base import Dating, PageToken, Source
+from pollerd.sources.base import Dating, ListPage, Malformed, PageToken, Source
 from pollerd.store import DisputeFact, PageResult, Store
 
 MAX_REWALKS = 3
@@ -47,6 +47,15 @@ FUTURE_SLACK = timedelta(days=1)
 a moment, a plugin writing a bad date) is diffed like any order but does not move the bookmark:
 the bookmark would jump past every later change, which no listing would then show. The clock
 only bounds the bookmark here; it never sets it."""
+
+
+@dataclass
+class Gathered:
+    """A page's snapshots, the ids that changed since them, and their full orders."""
+
+    snaps: dict[str, Snapshot]
+    changed: list[str]
+    fetched: list[Order | Malformed]
 
 
 @dataclass
@@ -237,8 +246,13 @@ class WindowWalk:
         checked: their sort uses the search index's values while the rows carry the order's
         current ones, so a lagging index legitimately shows them out of order.
 
-        With `prefetch` the next page is listed while this one commits (`pollerd.prefetch`)."""
-        ahead = Prefetch(lister, enabled=prefetch)
+        With `prefetch` the next page is listed, and what changed on it fetched, while this one
+        commits (`pollerd.prefetch`)."""
+        ahead = Prefetch(
+            lister,
+            enabled=prefetch,
+            prepare=functools.partial(self._gather_ahead, status=status, until=until),
+        )
         try:
             return await self._walk(
                 ahead,
@@ -257,7 +271,7 @@ class WindowWalk:
 
     async def _walk(
         self,
-        ahead: Prefetch,
+        ahead: Prefetch[Gathered],
         report: PassReport,
         *,
         start_at: datetime,
@@ -289,15 +303,15 @@ class WindowWalk:
             rewalk = False
             while True:
                 number += 1
-                listing = await ahead.page(page)
+                listing, gathered = await ahead.page(page)
                 report.pages += 1
                 rows = listing.rows
                 if listing.set_aside:  # rows that do not read: quarantined, the rest goes on
                     self.quarantine.sort(listing.set_aside, status=status, notify=notify)
-                if not rows:
-                    break
                 if point is not None and number == point.page:  # the re-read page
-                    if int(rows[0].id) > point.last_id:  # orders left: offsets moved back
+                    # Orders left: offsets moved back (an empty page too: the ones after the
+                    # point moved onto earlier pages).
+                    if not rows or int(rows[0].id) > point.last_id:
                         logger.info(
                             "store {}: orders left the window since the backfill stopped; "
                             "starting it again from page 1",
@@ -311,6 +325,8 @@ class WindowWalk:
                             break
                         page = listing.next
                         continue
+                if not rows:
+                    break
                 if first_total is None:
                     first_total = listing.total
                 elif listing.total is not None and first_total and listing.total < first_total:
@@ -347,6 +363,7 @@ class WindowWalk:
                     notify=notify,
                     backfill=backfill,
                     ready=functools.partial(ahead.ahead, listing.next) if ahead.enabled else None,
+                    gathered=gathered,
                 )
                 ahead.ahead(listing.next)  # a page with nothing to commit asked nothing more
                 done = before + report.listed
@@ -379,17 +396,13 @@ class WindowWalk:
         notify: bool,
         backfill: bool,
         ready: Callable[[], None] | None = None,
+        gathered: Gathered | None = None,
     ) -> None:
-        listed = {r.id: r for r in rows}  # type: ignore[attr-defined]
-        snaps = self.store.snapshots(self.name, listed)
-        changed = [
-            i
-            for i, r in listed.items()
-            if not unchanged(snaps.get(i), r.updated_at, r.status)  # type: ignore[attr-defined]
-        ]
-        if not changed:
+        """Fetch what changed on the page (unless read ahead: `gathered`), diff, commit."""
+        got = gathered if gathered is not None else await self._gather(rows, status)
+        if not got.changed:
             return
-        fetched = await self.source.fetch(changed, status=status)
+        snaps, fetched = got.snaps, got.fetched
         orders = self.quarantine.sort(fetched, status=status, notify=notify)  # malformed: aside
         report.fetched += len(orders)
         await self.apply_orders(
@@ -402,6 +415,31 @@ class WindowWalk:
             snaps=snaps,
             ready=ready,
         )
+
+    async def _gather(self, rows: Sequence[object], status: str) -> Gathered:
+        """The page's snapshots, and the full orders of the rows that changed since them."""
+        listed = {r.id: r for r in rows}  # type: ignore[attr-defined]
+        snaps = self.store.snapshots(self.name, listed)
+        changed = [
+            i
+            for i, r in listed.items()
+            if not unchanged(snaps.get(i), r.updated_at, r.status)  # type: ignore[attr-defined]
+        ]
+        fetched = await self.source.fetch(changed, status=status) if changed else []
+        return Gathered(snaps, changed, fetched)
+
+    async def _gather_ahead(
+        self, listing: ListPage, *, status: str, until: datetime | None
+    ) -> Gathered:
+        """`_gather` of a page read ahead, while the page before it commits in a worker thread
+        (the snapshots are read on another connection: SQLite's WAL lets a reader in beside
+        the writer). Pages hold distinct orders, so what the commit writes is not what is read
+        here; when offsets shift and an order shows on both, it is fetched and diffed again,
+        and the event ids make the repeat a no-op."""
+        rows = listing.rows
+        if until is not None:
+            rows = [r for r in rows if r.updated_at <= until]
+        return await self._gather(rows, status)
 
     async def apply_orders(
         self,

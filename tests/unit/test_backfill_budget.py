@@ -280,16 +280,24 @@ class Pages:
 def test_prefetch_reads_one_page_ahead_and_hands_over_the_page_asked_for() -> None:
     async def main() -> Pages:
         pages = Pages()
-        ahead = Prefetch(pages, enabled=True)
+        prepared: list[PageToken] = []
+
+        async def prepare(listing: ListPage) -> str:
+            prepared.append(listing.next)
+            return f"prepared up to {listing.next}"
+
+        ahead = Prefetch(pages, enabled=True, prepare=prepare)
         pages.release(None)
-        first = await ahead.page(None)
+        first, extra = await ahead.page(None)
+        assert extra is None  # asked on demand: listed only
         ahead.ahead(first.next)  # page 2 in flight while page 1 "commits"
         ahead.ahead(first.next)  # once only
         await asyncio.sleep(0)
         assert pages.asked == [None, 2] and pages.in_flight == 1
         pages.release(2)
-        second = await ahead.page(2)  # the same request, not a second one
+        second, extra = await ahead.page(2)  # the same request, not a second one
         assert second.next == 3 and pages.asked == [None, 2]
+        assert extra == "prepared up to 3" and prepared == [3]  # read ahead: prepared too
         ahead.ahead(3)
         await asyncio.sleep(0)
         pages.release(1)
