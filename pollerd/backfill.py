@@ -11,9 +11,9 @@ A backfill has a request budget of its own (`Backfilling`: WooCommerce
 `backfill_requests_per_minute`, Shopify `backfill_max_budget`), switched on before its first
 request: it may use more of the store than the live pass does, but a daemon running beside it
 keeps its share (the WooCommerce budgets add up; Shopify's backfill leaves the live pass's part
-of the cost bucket free). Pages are prefetched: the next page's listing is in flight while this
-page commits (`WindowWalk.walk(prefetch=True)`), one request at a time still, one page ahead at
-most, and the resume point moves only after a commit.
+of the cost bucket free). Pages are prefetched: the next page is read (listing, then the full
+orders that changed) while this page commits (`WindowWalk.walk(prefetch=True)`), one request at
+a time still, one page ahead at most, and the resume point moves only after a commit.
 """
 
 from __future__ import annotations
