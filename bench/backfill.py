@@ -4,6 +4,7 @@ Shopify: 100,000, through one bulk export or through pages).
     python bench/backfill.py [--orders 50000] [--notify]
     python bench/backfill.py --platform shopify --mode bulk|pages [--orders 100000]
     python bench/backfill.py ... --profile profile.txt   # where the time goes (pyinstrument)
+    python bench/backfill.py ... --budget N   # the backfill's own budget (see below)
 
 Shopify figures add the cost points pollerd spent and the THROTTLED answers it got (goal 0);
 `--mode pages` backfills a window under the bulk threshold (7 days), `bulk` one above it.
@@ -15,7 +16,18 @@ object: wall seconds, orders/s, the subprocess's peak RSS, and the snapshot coun
 export complete to the process's exit (download, parse, normalise, diff, commit), which leaves
 out the interpreter's start and the time the simulator takes to build the export. A
 WooCommerce run adds `api_floor_s`: the same GET requests replayed back to back by a plain
-client (the most the API allows), and `of_api_ceiling`, that time over pollerd's wall time.
+client (the most the API allows), or the requests at `backfill_requests_per_minute` if that is
+longer, and `of_api_ceiling`, that time over pollerd's wall time. A Shopify pages run adds the
+same two figures, the floor there being the points the shop charged at the backfill's rate
+(the restore rate above the floor it leaves in the bucket, and `backfill_max_budget` × the
+restore rate for its own allowance, whichever is slower; `shop_floor`), and the same ratio
+counted from the backfill's first API request (`first_request_s` after the launch: the
+interpreter's start, imports and the database are not the API's time).
+
+`--budget` sets the backfill's own budget: WooCommerce `backfill_requests_per_minute` (default
+60000, so that on loopback the store, not the pacer, is the limit), Shopify
+`backfill_max_budget` (default the config's). `cpu_s` is the backfill process's CPU time: the
+machine may be shared.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ from typing import Any
 
 import httpx
 
+from pollerd.sources.ratelimit import backfill_keep
+from pollerd.sources.shopify.options import ShopifyStore
 from pollerd.sources.woocommerce.auth import oauth_params, rfc3986
 from pollerd_sim import ShopSim, WebhookSink, WooSim
 from pollerd_sim.harness import KEY, SECRET, SHOPIFY_TOKEN, pollerd_env, write_config
@@ -99,12 +113,31 @@ def api_floor(site: str, log: list[dict[str, Any]]) -> float:
         return time.perf_counter() - started
 
 
+def shop_floor(sim: ShopSim, points: float, budget: float, live_share: float) -> float:
+    """The least time the shop allows the backfill for `points` at its `budget`, by its two
+    rules (`CostBudget`): the bucket above its floor is spent at once and then refills at the
+    restore rate; its own allowance (`budget` of the bucket) at once and then at `budget` of
+    the restore rate. The slower of the two is the ceiling."""
+    size, restore = sim.bucket.size, sim.bucket.restore
+    room = (1.0 - backfill_keep(live_share)) * size
+    by_bucket = max(0.0, points - room) / restore
+    by_allowance = max(0.0, points - budget * size) / (budget * restore)
+    return max(by_bucket, by_allowance)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platform", choices=("woocommerce", "shopify"), default="woocommerce")
     parser.add_argument("--mode", choices=("bulk", "pages"), default="bulk", help="Shopify only")
     parser.add_argument("--orders", type=int, default=None)
     parser.add_argument("--notify", action="store_true", help="also queue deliveries")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="backfill_requests_per_minute (WooCommerce, default 60000) or backfill_max_budget "
+        "(Shopify, default the config's)",
+    )
     parser.add_argument(
         "--profile",
         metavar="FILE",
@@ -114,6 +147,12 @@ def main() -> int:
     args = parser.parse_args()
     shopify = args.platform == "shopify"
     args.orders = args.orders or (100_000 if shopify else 50_000)
+    fields = ShopifyStore.model_fields
+    if args.budget is None:
+        args.budget = fields["backfill_max_budget"].default if shopify else 60_000
+    live_share = float(fields["max_budget"].default)
+    budget_key = "backfill_max_budget" if shopify else "backfill_requests_per_minute"
+    budget_value = float(args.budget) if shopify else int(args.budget)
     since = "2020-01-01T00:00:00Z"
     if shopify and args.mode == "pages":  # inside the bulk threshold: paged GraphQL
         since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -139,7 +178,7 @@ def main() -> int:
             Path(tmp),
             sim.url,
             sink.url,
-            store={"start_from": "now", "timeout": "60s"},
+            store={"start_from": "now", "timeout": "60s", budget_key: budget_value},
             platform=args.platform,
         )
         profiler = (
@@ -162,6 +201,7 @@ def main() -> int:
             *(["--notify"] if args.notify else []),
         ]
         started = time.perf_counter()
+        launched = time.monotonic()  # the simulators' request log runs on this clock
         child = subprocess.Popen(
             command,
             env=pollerd_env(),
@@ -175,22 +215,32 @@ def main() -> int:
         ended = time.monotonic()
         peak.stop()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        shop_stats = sim.stats() if shopify else {}
         with sqlite3.connect(Path(tmp) / "pollerd.db") as db:
             (snapshots,) = db.execute("SELECT count(*) FROM snapshot").fetchone()
             (events,) = db.execute("SELECT count(*) FROM event").fetchone()
         requests = len(sim.request_log)
-        floor = None if shopify else api_floor(sim.url, list(sim.request_log))
+        if not shopify:
+            log = list(sim.request_log)
+            paced = sum(e["method"] == "GET" for e in log) * 60.0 / args.budget
+            floor: float | None = max(api_floor(sim.url, log), paced)
+        elif args.mode == "pages":
+            floor = shop_floor(sim, float(shop_stats["points_spent"]), args.budget, live_share)
+        else:
+            floor = None
         # Bulk: the last API request is the poll that saw the export complete; what follows
         # (download, parse, normalise, diff, commit) is pollerd's own work, while the wall
         # time also holds the interpreter's start and the simulator building the export.
         bulk = shopify and args.mode == "bulk" and sim.request_log
         ingest = ended - sim.request_log[-1]["t"] if bulk else None
-        shop_stats = sim.stats() if shopify else {}
+        # Shopify: from the launch to the first API request (interpreter, imports, database).
+        first = sim.request_log[0]["t"] - launched if shopify and sim.request_log else None
     report = {
         "benchmark": "backfill",
         "platform": args.platform,
         **({"mode": args.mode} if shopify else {}),
         "orders": args.orders,
+        budget_key: budget_value,
         "seed_s": round(seeded, 2),
         "wall_s": round(wall, 2),
         "orders_per_s": round(args.orders / wall, 1),
@@ -204,6 +254,14 @@ def main() -> int:
         **(
             {"api_floor_s": round(floor, 2), "of_api_ceiling": round(floor / wall, 3)}
             if floor
+            else {}
+        ),
+        **(
+            {
+                "first_request_s": round(first, 2),
+                "of_api_ceiling_from_first_request": round(floor / (wall - first), 3),
+            }
+            if floor and first is not None and wall > first
             else {}
         ),
         "snapshots": snapshots,

@@ -6,6 +6,14 @@ no deliveries, so the live daemon will not announce it later either. Two things 
 backfill resumable: offset-paged sources save a resume point per page (`pollerd.resume`), and a
 source with a bulk export (`Bulk`) reads windows longer than `BULK_FROM` as one export whose
 operation id is saved the moment the platform accepts it.
+
+A backfill has a request budget of its own (`Backfilling`: WooCommerce
+`backfill_requests_per_minute`, Shopify `backfill_max_budget`), switched on before its first
+request: it may use more of the store than the live pass does, but a daemon running beside it
+keeps its share (the WooCommerce budgets add up; Shopify's backfill leaves the live pass's part
+of the cost bucket free). Pages are prefetched: the next page is read (listing, then the full
+orders that changed) while this page commits (`WindowWalk.walk(prefetch=True)`), one request at
+a time still, one page ahead at most, and the resume point moves only after a commit.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from loguru import logger
+
 from pollerd.failpoints import kill_point
 from pollerd.resume import resume_key
-from pollerd.sources.base import Bulk
+from pollerd.sources.base import Backfilling, Bulk
 from pollerd.walk import PassReport, floor_second
 
 if TYPE_CHECKING:
@@ -39,6 +49,9 @@ async def fill(
     so the live daemon will not announce them later either."""
     report = PassReport(sync.name)
     sync.ensure_cursor()
+    if isinstance(sync.source, Backfilling):
+        budget = sync.source.use_backfill_budget()
+        logger.info("store {}: backfill budget {}", sync.name, budget)
     if isinstance(sync.source, Bulk) and sync.clock() - since > BULK_FROM:
         await _bulk(
             sync, sync.source, since, until, notify=notify, report=report, progress=progress
@@ -58,6 +71,7 @@ async def fill(
         progress=progress,
         backfill=True,
         resume_at=key,
+        prefetch=True,
     )
     if key is not None and not report.stopped:
         sync.store.set_meta(key, None)

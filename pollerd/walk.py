@@ -18,9 +18,11 @@ what they find is committed (late, as history, with or without alerts). The rule
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -32,12 +34,13 @@ from pollerd.config import RouteConfig, StoreConfig
 from pollerd.diff import diff, unchanged
 from pollerd.errors import RetryableSourceError
 from pollerd.model import Contact, Event, Order, Snapshot, Target
+from pollerd.prefetch import Lister, Prefetch
 from pollerd.quarantine import Quarantine
 from pollerd.resume import ResumePoint, dump, parse
 from pollerd.routing import targets_for
 from pollerd.sources import platform
-from pollerd.sources.base import Dating, ListPage, PageToken, Source
-from pollerd.store import DisputeFact, Store
+from pollerd.sources.base import Dating, ListPage, Malformed, PageToken, Source
+from pollerd.store import DisputeFact, PageResult, Store
 
 MAX_REWALKS = 3
 FUTURE_SLACK = timedelta(days=1)
@@ -46,7 +49,14 @@ a moment, a plugin writing a bad date) is diffed like any order but does not mov
 the bookmark would jump past every later change, which no listing would then show. The clock
 only bounds the bookmark here; it never sets it."""
 
-Lister = Callable[[PageToken], Awaitable[ListPage]]
+
+@dataclass
+class Gathered:
+    """A page's snapshots, the ids that changed since them, and their full orders."""
+
+    snaps: dict[str, Snapshot]
+    changed: list[str]
+    fetched: list[Order | Malformed]
 
 
 @dataclass
@@ -140,17 +150,61 @@ class WindowWalk:
         after the start point, `alerts.seller`)."""
         if not snaps and not events and not orders and not disputes:
             return
-        facts = [order_fact(o, self.rules, self.blind) for o in orders]
-        result = self.store.commit_page(
-            self.name,
-            snaps,
-            events,
-            late=late,
-            backfill=backfill,
-            contacts=contacts,
-            facts=facts,
-            disputes=disputes,
-        )
+        write = self._writer(snaps, events, late, backfill, contacts, orders, disputes)
+        self._recorded(write(), events, report, late=late)
+
+    async def commit_aside(
+        self,
+        snaps: list[Snapshot],
+        events: list[tuple[Event, list[Target]]],
+        report: PassReport,
+        *,
+        backfill: bool,
+        contacts: dict[str, Contact | None] | None,
+        orders: Sequence[Order],
+    ) -> None:
+        """`commit` with the transaction in a worker thread, so the event loop sends the
+        prefetched page's request and reads its answer meanwhile (`pollerd.prefetch`). Only a
+        prefetching walk uses it, and it awaits the thread: nothing else uses the store then.
+        What follows the write (metrics, waking the outbox) runs back on the loop."""
+        if not snaps and not events and not orders:
+            return
+        write = self._writer(snaps, events, False, backfill, contacts, orders, ())
+        self._recorded(await asyncio.to_thread(write), events, report, late=False)
+
+    def _writer(
+        self,
+        snaps: list[Snapshot],
+        events: list[tuple[Event, list[Target]]],
+        late: bool,
+        backfill: bool,
+        contacts: dict[str, Contact | None] | None,
+        orders: Sequence[Order],
+        disputes: Sequence[DisputeFact],
+    ) -> Callable[[], PageResult]:
+        def write() -> PageResult:
+            facts = [order_fact(o, self.rules, self.blind) for o in orders]
+            return self.store.commit_page(
+                self.name,
+                snaps,
+                events,
+                late=late,
+                backfill=backfill,
+                contacts=contacts,
+                facts=facts,
+                disputes=disputes,
+            )
+
+        return write
+
+    def _recorded(
+        self,
+        result: PageResult,
+        events: list[tuple[Event, list[Target]]],
+        report: PassReport,
+        *,
+        late: bool,
+    ) -> None:
         report.events += result.new_events
         report.deliveries += result.new_deliveries
         # Only the events this commit recorded count in `pollerd_events_total` by type: not a
@@ -185,13 +239,52 @@ class WindowWalk:
         progress: Callable[[int, int | None], None] | None = None,
         backfill: bool = False,
         resume_at: str | None = None,
+        prefetch: bool = False,
     ) -> tuple[datetime, str] | None:
         """Walk one window page by page; returns the newest `(updated_at, id)` seen.
 
         Offset pages by id (keyset "id") must ascend, or the walk is refused: a page that goes
         backwards means the offsets shifted under us. Cursor-paged APIs are not
         checked: their sort uses the search index's values while the rows carry the order's
-        current ones, so a lagging index legitimately shows them out of order."""
+        current ones, so a lagging index legitimately shows them out of order.
+
+        With `prefetch` the next page is listed, and what changed on it fetched, while this one
+        commits (`pollerd.prefetch`)."""
+        ahead = Prefetch(
+            lister,
+            enabled=prefetch,
+            prepare=functools.partial(self._gather_ahead, status=status, until=until),
+        )
+        try:
+            return await self._walk(
+                ahead,
+                report,
+                start_at=start_at,
+                status=status,
+                late=late,
+                notify=notify,
+                until=until,
+                progress=progress,
+                backfill=backfill,
+                resume_at=resume_at,
+            )
+        finally:
+            await ahead.close()
+
+    async def _walk(
+        self,
+        ahead: Prefetch[Gathered],
+        report: PassReport,
+        *,
+        start_at: datetime,
+        status: str,
+        late: bool,
+        notify: bool,
+        until: datetime | None,
+        progress: Callable[[int, int | None], None] | None,
+        backfill: bool,
+        resume_at: str | None,
+    ) -> tuple[datetime, str] | None:
         ordered = self.source.keyset == "id"
         point = parse(self.store.meta(resume_at)) if resume_at else None
         if point is not None:
@@ -212,15 +305,15 @@ class WindowWalk:
             rewalk = False
             while True:
                 number += 1
-                listing = await lister(page)
+                listing, gathered = await ahead.page(page)
                 report.pages += 1
                 rows = listing.rows
                 if listing.set_aside:  # rows that do not read: quarantined, the rest goes on
                     self.quarantine.sort(listing.set_aside, status=status, notify=notify)
-                if not rows:
-                    break
                 if point is not None and number == point.page:  # the re-read page
-                    if int(rows[0].id) > point.last_id:  # orders left: offsets moved back
+                    # Orders left: offsets moved back (an empty page too: the ones after the
+                    # point moved onto earlier pages).
+                    if not rows or int(rows[0].id) > point.last_id:
                         logger.info(
                             "store {}: orders left the window since the backfill stopped; "
                             "starting it again from page 1",
@@ -234,6 +327,8 @@ class WindowWalk:
                             break
                         page = listing.next
                         continue
+                if not rows:
+                    break
                 if first_total is None:
                     first_total = listing.total
                 elif listing.total is not None and first_total and listing.total < first_total:
@@ -269,7 +364,10 @@ class WindowWalk:
                     late=late,
                     notify=notify,
                     backfill=backfill,
+                    ready=functools.partial(ahead.ahead, listing.next) if ahead.enabled else None,
+                    gathered=gathered,
                 )
+                ahead.ahead(listing.next)  # a page with nothing to commit asked nothing more
                 done = before + report.listed
                 if resume_at is not None and ordered:
                     self.store.set_meta(resume_at, dump(ResumePoint(number, last, done)))
@@ -299,17 +397,14 @@ class WindowWalk:
         late: bool,
         notify: bool,
         backfill: bool,
+        ready: Callable[[], None] | None = None,
+        gathered: Gathered | None = None,
     ) -> None:
-        listed = {r.id: r for r in rows}  # type: ignore[attr-defined]
-        snaps = self.store.snapshots(self.name, listed)
-        changed = [
-            i
-            for i, r in listed.items()
-            if not unchanged(snaps.get(i), r.updated_at, r.status)  # type: ignore[attr-defined]
-        ]
-        if not changed:
+        """Fetch what changed on the page (unless read ahead: `gathered`), diff, commit."""
+        got = gathered if gathered is not None else await self._gather(rows, status)
+        if not got.changed:
             return
-        fetched = await self.source.fetch(changed, status=status)
+        snaps, fetched = got.snaps, got.fetched
         orders = self.quarantine.sort(fetched, status=status, notify=notify)  # malformed: aside
         report.fetched += len(orders)
         await self.apply_orders(
@@ -320,7 +415,33 @@ class WindowWalk:
             late=late,
             backfill=backfill,
             snaps=snaps,
+            ready=ready,
         )
+
+    async def _gather(self, rows: Sequence[object], status: str) -> Gathered:
+        """The page's snapshots, and the full orders of the rows that changed since them."""
+        listed = {r.id: r for r in rows}  # type: ignore[attr-defined]
+        snaps = self.store.snapshots(self.name, listed)
+        changed = [
+            i
+            for i, r in listed.items()
+            if not unchanged(snaps.get(i), r.updated_at, r.status)  # type: ignore[attr-defined]
+        ]
+        fetched = await self.source.fetch(changed, status=status) if changed else []
+        return Gathered(snaps, changed, fetched)
+
+    async def _gather_ahead(
+        self, listing: ListPage, *, status: str, until: datetime | None
+    ) -> Gathered:
+        """`_gather` of a page read ahead, while the page before it commits in a worker thread
+        (the snapshots are read on another connection: SQLite's WAL lets a reader in beside
+        the writer). Pages hold distinct orders, so what the commit writes is not what is read
+        here; when offsets shift and an order shows on both, it is fetched and diffed again,
+        and the event ids make the repeat a no-op."""
+        rows = listing.rows
+        if until is not None:
+            rows = [r for r in rows if r.updated_at <= until]
+        return await self._gather(rows, status)
 
     async def apply_orders(
         self,
@@ -332,10 +453,15 @@ class WindowWalk:
         late: bool = False,
         backfill: bool = False,
         snaps: dict[str, Snapshot] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> None:
+        """Diff `orders` and commit them as one page. `ready` is called once the page's last
+        request is done, before the commit (a prefetch starts there)."""
         if snaps is None:
             snaps = self.store.snapshots(self.name, [o.id for o in orders])
         orders = await self._dated(orders, snaps, start_at)
+        if ready is not None:
+            ready()
         detected = self.clock()
         new_snaps: list[Snapshot] = []
         events: list[tuple[Event, list[Target]]] = []
@@ -361,6 +487,11 @@ class WindowWalk:
             on_time = [(ev, ch) for ev, ch in events if ev.order_id not in missed]
             self.commit([], on_time, report, backfill=backfill)
             events = [(ev, ch) for ev, ch in events if ev.order_id in missed]
+        if ready is not None and not late:  # prefetching: the page is written aside
+            await self.commit_aside(
+                new_snaps, events, report, backfill=backfill, contacts=contacts, orders=orders
+            )
+            return
         self.commit(
             new_snaps,
             events,

@@ -49,7 +49,11 @@ def write_config(
             'consumer_key = "env:TEST_WC_KEY"',
             'consumer_secret = "env:TEST_WC_SECRET"',
         ]
-        defaults = {"interval": "1s", "max_requests_per_minute": 6000}
+        defaults = {
+            "interval": "1s",
+            "max_requests_per_minute": 6000,
+            "backfill_requests_per_minute": 6000,
+        }
     store_keys = {
         **defaults,
         "start_from": "2020-01-01T00:00:00Z",

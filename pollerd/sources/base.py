@@ -11,7 +11,8 @@ connection cursors that encode `(updatedAt, id)`. A source says which order its 
 `fetch` sets aside an order it cannot read (`Malformed`) instead of failing the whole call:
 one order a plugin broke must not stop every alert of its store (the sync quarantines it).
 
-Optional capabilities (`Feeds`, `Hidden`, `Bounded`, `Bulk`, `Undated`, `Presence`, `Dating`) are
+Optional capabilities (`Feeds`, `Hidden`, `Bounded`, `Bulk`, `Undated`, `Presence`, `Dating`,
+`Backfilling`) are
 separate
 protocols: a platform without deletion or dispute feeds, or without bulk exports, simply does not
 implement them.
@@ -29,6 +30,7 @@ from pollerd.model import Deletion, Dispute, Order
 from pollerd.sources.payload import OrderPayloadError
 
 __all__ = [
+    "Backfilling",
     "Bounded",
     "Bulk",
     "Dating",
@@ -167,6 +169,16 @@ class Feeds(Protocol):
     async def disputes(self, since: datetime) -> list[Dispute]:
         """Disputes initiated at or after `since` plus every one not yet finalised. Raises
         `FeedUnavailable` without the disputes scope."""
+        ...
+
+
+@runtime_checkable
+class Backfilling(Protocol):
+    """A source with a request budget of its own for `pollerd backfill`, which runs as a
+    separate process beside the daemon: switched once, before the backfill's first request."""
+
+    def use_backfill_budget(self) -> str:
+        """Pace every later request by the store's backfill budget; returns it in words."""
         ...
 
 

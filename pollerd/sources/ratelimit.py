@@ -210,6 +210,11 @@ class CostBudget:
 
     A request larger than the share (only possible on a shop with a tiny bucket) waits for a
     full allowance and goes into debt, which later requests pay back: the average still holds.
+
+    `keep` (a fraction of the bucket) replaces the headroom `1 − share`: a backfill
+    (`pollerd backfill`, beside a running daemon) spends up to its own rate `share` but never
+    drinks the bucket below `keep`, which leaves the live pass's headroom plus room for its
+    next requests free (`backfill_keep`).
     """
 
     def __init__(
@@ -221,9 +226,12 @@ class CostBudget:
         maximum: float = 1000.0,
         restore: float = 50.0,
         max_query_cost: float = 1000.0,
+        keep: float | None = None,
     ) -> None:
         if not 0 < share <= 1:
             raise ValueError("share must be in (0, 1]")
+        if keep is not None and not 0 <= keep < 1:
+            raise ValueError("keep must be in [0, 1)")
         if maximum <= 0 or restore <= 0:
             raise ValueError("maximum and restore must be positive")
         self.share = share
@@ -232,6 +240,7 @@ class CostBudget:
         self.maximum = float(maximum)
         self.restore = float(restore)
         self.max_query_cost = max_query_cost
+        self.keep = keep
         self.known = False  # True once an answer told us the real bucket
         self.spent = 0.0  # points pollerd was charged (actual cost), for metrics
         self.waited = 0.0  # seconds slept in `reserve`
@@ -241,8 +250,9 @@ class CostBudget:
 
     @property
     def floor(self) -> float:
-        """Points pollerd leaves in the shared bucket for everyone else."""
-        return (1.0 - self.share) * self.maximum
+        """Points pollerd leaves in the shared bucket for everyone else (with `keep`: for
+        everyone else and the live pass)."""
+        return (1.0 - self.share if self.keep is None else self.keep) * self.maximum
 
     @property
     def capacity(self) -> float:
@@ -271,8 +281,9 @@ class CostBudget:
 
     def max_cost(self) -> int:
         """The largest request pollerd should build (page and chunk sizing): within both
-        Shopify's per-query limit and pollerd's share of the bucket."""
-        return max(1, int(min(self.max_query_cost, self.capacity)))
+        Shopify's per-query limit, pollerd's share of the bucket and what it may drink of it
+        above the floor (a request larger than that would wait for a full bucket)."""
+        return max(1, int(min(self.max_query_cost, self.capacity, self.maximum - self.floor)))
 
     def delay(self, cost: float) -> float:
         """Seconds until a request of `cost` points fits both the headroom and the rate share
@@ -334,3 +345,12 @@ class CostBudget:
         self._at = now
         self._available = min(self.maximum, self._available + elapsed * self.restore)
         self._allowance = min(self.capacity, self._allowance + elapsed * self.share * self.restore)
+
+
+def backfill_keep(live_share: float) -> float:
+    """The floor (a fraction of the shop's bucket) a backfill leaves full: the live pass's
+    headroom for other apps, `1 − live_share`, plus half the live share, so a live page of up
+    to `live_share / 2` of the bucket (a probe costs 3 points, a page of changes tens) goes out
+    at once however hard the backfill pulls. Above that floor the backfill spends at its own
+    rate; below it only the live pass and other apps drink, so neither is ever refused."""
+    return 1.0 - live_share / 2

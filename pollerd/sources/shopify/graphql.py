@@ -25,10 +25,12 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
+from pollerd import metrics
 from pollerd.errors import PermanentSourceError, RetryableSourceError
 from pollerd.model import Order, utc_iso
 from pollerd.sources.base import Deletion, Dispute, Listed, ListPage, Malformed, PageToken, clamped
 from pollerd.sources.connection import Wiring
+from pollerd.sources.ratelimit import CostBudget, backfill_keep
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.bulk import bulk_orders
 from pollerd.sources.shopify.client import CostTooHigh, ShopifyClient, ShopifyServerError
@@ -47,6 +49,7 @@ from pollerd.sources.shopify.normalize import (
 )
 
 MAX_PAGE = 250  # Shopify's connection maximum
+NODE_COST_FLOOR = 0.05  # requested points per fetched order, the least ever assumed
 MIN_PAGE = 10
 LIST_OVERHEAD = 3  # connection 2 + pageInfo 1; each row adds 1 (the Order object)
 NODES_MAX = 250  # `nodes(ids:)` accepts at most 250 ids
@@ -208,7 +211,13 @@ class ShopifyGraphQLSource:
             self.chunk.success()
             requested = self.client.last_cost.requested
             if requested:
-                self._node_cost = max(1.0, requested / len(chunk))
+                # What Shopify asked per order, however small: `nodes(ids:)` is a list, not a
+                # connection, and its requested cost need not grow with the ids (the simulator,
+                # `shop_bucket`, prices a list like one object: 41 points for 250 orders), so a
+                # floor of 1 point an order made a paged backfill wait for 6× the points it
+                # needed (bench/backfill.py). Too low an estimate only costs a THROTTLED retry
+                # or a MAX_COST_EXCEEDED resize (`CostTooHigh`), never an order.
+                self._node_cost = max(NODE_COST_FLOOR, requested / len(chunk))
             orders.extend(self._orders(data, set(chunk)))
             start += len(chunk)
         return orders
@@ -220,6 +229,29 @@ class ShopifyGraphQLSource:
 
     def budget_used(self) -> float | None:
         return clamped(self.client.budget.used_ratio())
+
+    def use_backfill_budget(self) -> str:
+        """`Backfilling`: spend up to `backfill_max_budget` of the restore rate, but never
+        below the live pass's part of the bucket (`backfill_keep`), read from every answer's
+        `throttleStatus` like the live budget: a daemon polling the same shop keeps its share.
+        The bucket the client learned so far carries over."""
+        cfg, old = self.cfg, self.client.budget
+        budget = CostBudget(
+            cfg.backfill_max_budget,
+            old.clock,
+            old.sleep,
+            maximum=old.maximum,
+            restore=old.restore,
+            max_query_cost=old.max_query_cost,
+            keep=backfill_keep(cfg.max_budget),
+        )
+        budget.known = old.known
+        self.client.budget = budget
+        metrics.watch_budget(self.name, budget.used_ratio)
+        return (
+            f"{cfg.backfill_max_budget:.0%} of the restore rate (backfill_max_budget), keeping "
+            f"{budget.keep:.0%} of the bucket free for the live pass and other apps"
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -40,6 +40,9 @@ class ShopifyStore(StoreConfig):
     overlap: Overlap = timedelta(minutes=5)
     start_from: StartFrom = "now"
     max_budget: float = Field(0.5, gt=0, le=1)
+    # `pollerd backfill`'s share of the restore rate; it never drinks the bucket below what the
+    # live pass needs (`ratelimit.backfill_keep`), so it may be well above max_budget.
+    backfill_max_budget: float = Field(0.9, gt=0, le=1)
     timeout: Timeout = timedelta(seconds=30)
     user_agent: str = "pollerd/0.1 (+order alerts; polling Shopify Admin API)"
     sweep_hourly: Sweep = timedelta(hours=24)

@@ -51,7 +51,7 @@ from pollerd.sources.base import (
     clamped,
 )
 from pollerd.sources.connection import StoreClient, Wiring
-from pollerd.sources.ratelimit import RequestPacer
+from pollerd.sources.ratelimit import RequestPacer, backfill_keep
 from pollerd.sources.shopify import ShopifyStore
 from pollerd.sources.shopify.auth import token_provider
 from pollerd.sources.shopify.normalize import admin_url
@@ -228,6 +228,15 @@ class ShopifyRestSource(StoreClient):
 
     def budget_used(self) -> float | None:
         return clamped(self._bucket.used_ratio())
+
+    def use_backfill_budget(self) -> str:
+        """`Backfilling`: keep the call bucket at most half the live share full, so a daemon
+        polling the same shop always has room (the calls leak at the shop's own rate, which
+        the backfill then uses whole); `backfill_max_budget` caps it further."""
+        share = min(self.cfg.backfill_max_budget, 1.0 - backfill_keep(self.cfg.max_budget))
+        self._bucket = CallLimit(share, self.clock)
+        metrics.watch_budget(self.name, self._bucket.used_ratio)
+        return f"the call bucket up to {share:.0%} full (half of max_budget)"
 
     def secrets(self) -> tuple[str]:
         return (self._token,)

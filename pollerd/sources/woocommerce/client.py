@@ -263,6 +263,15 @@ class WooCommerceSource(StoreClient):
     def budget_used(self) -> float | None:
         return clamped(self._pacer.used_ratio())
 
+    def use_backfill_budget(self) -> str:
+        """`Backfilling`: the backfill's own pacer at `backfill_requests_per_minute`, on top of
+        the live pass's (WooCommerce has no limit of its own to share, research §1.7: the two
+        add up at the host). 429, Retry-After and the back-off apply to it as to the live pass."""
+        rate = self.cfg.backfill_requests_per_minute
+        self._pacer = RequestPacer(rate, self.clock, self.sleep, max_wait=INLINE_WAIT)
+        metrics.watch_budget(self.name, self._pacer.used_ratio)
+        return f"{rate} requests a minute (backfill_requests_per_minute)"
+
     def secrets(self) -> tuple[str, str]:
         return self.cfg.consumer_secret.get(), self.cfg.consumer_key.get()
 

@@ -61,6 +61,9 @@ class WooCommerceStore(StoreConfig):
     start_from: StartFrom = "now"
     pay_on_delivery_methods: list[str] = ["cod"]  # noqa: RUF012 (pydantic copies defaults)
     max_requests_per_minute: int = Field(120, ge=1)
+    # `pollerd backfill`'s own budget, on top of the live pass's: a backfill running beside
+    # the daemon sends up to this many more requests a minute to the site (the two add up).
+    backfill_requests_per_minute: int = Field(240, ge=1)
     timeout: Timeout = timedelta(seconds=30)
     user_agent: str = "pollerd/0.1 (+order alerts; polling wc/v3)"
     sweep_hourly: Sweep = timedelta(hours=24)
