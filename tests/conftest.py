@@ -364,6 +364,25 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 2 * (os.cpu_count() or 1)
 
 
+SLOW_FIRST = ("fault", "daemon", "integration")
+"""Directories whose tests start processes and wait on them, scheduled first."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long tests first (a stable sort: each module stays whole and in order). xdist hands
+    tests out in this order, so the fault matrix's minute-long rows start at once and the
+    thousands of short unit tests fill the workers around them, instead of one row starting
+    last and running alone. With `--dist worksteal` (pyproject's addopts: an idle worker takes
+    half of a busy one's queue), the whole run with the fault matrix went from 13.6 to 9.6
+    minutes on the 2-core machine."""
+
+    def rank(item: pytest.Item) -> int:
+        parts = Path(str(item.path)).parts
+        return next((i for i, name in enumerate(SLOW_FIRST) if name in parts), len(SLOW_FIRST))
+
+    items.sort(key=rank)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _CAPTURE
     worker = getattr(config, "workerinput", None)
