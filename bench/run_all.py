@@ -77,7 +77,7 @@ STEPS: tuple[Step, ...] = (
     Step("idle_rss", ("bench/idle_rss.py", "--stores", "1,10", "--idle", "15")),
     Step(
         "faults",
-        ("-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", "tests/fault"),
+        ("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/fault"),  # pyproject's -n auto
         timeout=900.0,
     ),
     Step("peers", ("bench/peers/run.py", "--controls"), timeout=900.0),
@@ -295,7 +295,7 @@ def render_faults(results: dict[str, Any]) -> str:
     entry = results.get("faults") or {}
     total = (
         f"\n{f.get('tests', 0)} tests in all, {f.get('failed', 0)} failed, "
-        f"{entry.get('seconds', '—')} s wall on 2 workers (`-n 2`); seconds per row are the sum "
+        f"{entry.get('seconds', '—')} s wall (two workers per core); seconds per row are the sum "
         "of its tests' own times.\n"
     )
     return "\n".join(lines) + "\n" + total + "\n" + _cmd(results, "faults")
