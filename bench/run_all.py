@@ -371,8 +371,9 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
         (
             "Idle budget",
             "What a real `pollerd run` spends on a store where nothing happens, extrapolated to "
-            "an hour from the simulator's request log (a real WordPress adds a few hundred bytes "
-            "of headers per answer).",
+            "an hour from the simulator's request log. The simulator answers with WordPress's "
+            "own headers; a real WooCommerce 10.0.2 measured 3,465 requests and 2.0 MB an hour "
+            "at 1 s, 410 requests at 10 s.",
             render_idle,
         ),
         (
