@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from pollerd.model import EVENT_TYPES
+
 # WooCommerce statuses → the events each proves (the simple, non-cash-on-delivery case the
 # fault tests drive; pollerd.sources.woocommerce.rules is the full table).
 _WOO_EVENTS: Mapping[str, tuple[str, ...]] = {
@@ -188,15 +190,7 @@ def woo_truth(
 # upper-case as the simulator records them), and the canonical order of one observation's events
 # (pollerd.model: created, paid, fulfilled, partially_refunded, refunded, cancelled, deleted).
 _SHOP_PAID = frozenset({"PAID", "PARTIALLY_REFUNDED", "REFUNDED"})
-_CANONICAL = (
-    "order.created",
-    "order.paid",
-    "order.fulfilled",
-    "order.partially_refunded",
-    "order.refunded",
-    "order.cancelled",
-    "order.deleted",
-)
+_CANONICAL = tuple(kind for kind in EVENT_TYPES if kind.startswith("order."))
 
 
 def shop_truth(
